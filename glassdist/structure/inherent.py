@@ -1,0 +1,115 @@
+"""Inherent structures: energy minimisation with LAMMPS and the two-line T* fit (supp. II B, C).
+
+The glass transition point T* is where two straight lines cross: one fitted to the low-T
+regime, where E0(T) is almost constant down to T_G, and one to the mid-T regime, where
+E0 falls linearly with T.
+
+Regimes (rule used when the campaign leaves them empty):
+- ``low_max`` and ``mid`` given: low = T <= low_max, mid = mid[0] <= T <= mid[1].
+- only ``mid`` given: low = every T < mid[0].
+- only ``low_max`` given: mid = low_max < T <= upper.
+- neither: a breakpoint T_b splits the points with T <= upper into low = T <= T_b and
+  mid = T > T_b; T_b is the split (at least 3 points each side) with the least summed
+  squared residual of the two line fits (segmented least squares).
+``upper`` is the top of the linear regime: the stage passes T_L, which the paper chose as
+the temperature where E0's decrease becomes linear (supp. II B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SpecError, TaskError
+from ..md.lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
+from ..spec import Spec
+
+MIN_POINTS = 3
+
+
+@dataclass(frozen=True)
+class TStarFit:
+    """T* = crossing of the low-T line E0 = low[0] T + low[1] and the mid-T line ``mid``.
+
+    low_mask, mid_mask: (n,) points of each regime; residuals: (n,) E0 - line of the point's
+    regime (NaN for points in neither).
+    """
+
+    t_star: float
+    low: tuple[float, float]
+    mid: tuple[float, float]
+    low_mask: np.ndarray
+    mid_mask: np.ndarray
+    residuals: np.ndarray
+
+
+def _line(T, E):
+    coef, res, *_ = np.polyfit(T, E, 1, full=True)
+    return (float(coef[0]), float(coef[1])), float(res[0]) if len(res) else 0.0
+
+
+def _best_split(T, E, upper):
+    """low/mid masks by segmented least squares over the points with T <= upper."""
+    order = np.argsort(T)
+    usable = order[T[order] <= upper]
+    if len(usable) < 2 * MIN_POINTS:
+        raise SpecError("quench.snapshot_temperatures",
+                        f"{len(usable)} cooling temperatures <= {upper:g}; the automatic T* fit needs "
+                        f"at least {2 * MIN_POINTS}", "add snapshot temperatures or set inherent.fit_mid_T")
+    best = None
+    for k in range(MIN_POINTS, len(usable) - MIN_POINTS + 1):
+        low, mid = usable[:k], usable[k:]
+        sse = _line(T[low], E[low])[1] + _line(T[mid], E[mid])[1]
+        if best is None or sse < best[0]:
+            best = (sse, low, mid)
+    low_mask, mid_mask = np.zeros(len(T), bool), np.zeros(len(T), bool)
+    low_mask[best[1]], mid_mask[best[2]] = True, True
+    return low_mask, mid_mask
+
+
+def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple | list = (),
+               upper: float | None = None) -> TStarFit:
+    """Two-line fit of E0(T) (both (n,)); ``low_max`` = 0 and empty ``mid`` mean automatic
+    (module docstring); ``upper`` (default: max T) bounds the automatic mid regime."""
+    T, E0 = np.asarray(T, dtype=float), np.asarray(E0, dtype=float)
+    upper = float(T.max()) if upper is None else upper
+    if low_max and len(mid):
+        low_mask, mid_mask = T <= low_max, (T >= mid[0]) & (T <= mid[1])
+    elif len(mid):
+        low_mask, mid_mask = T < mid[0], (T >= mid[0]) & (T <= mid[1])
+    elif low_max:
+        low_mask, mid_mask = T <= low_max, (T > low_max) & (T <= upper)
+    else:
+        low_mask, mid_mask = _best_split(T, E0, upper)
+    for name, mask in (("inherent.fit_low_T_max", low_mask), ("inherent.fit_mid_T", mid_mask)):
+        if mask.sum() < 2:
+            raise SpecError(name, f"selects {int(mask.sum())} temperature(s); a line needs 2 or more",
+                            "widen the regime or add snapshot temperatures")
+    low, _ = _line(T[low_mask], E0[low_mask])
+    mid_line, _ = _line(T[mid_mask], E0[mid_mask])
+    if np.isclose(low[0], mid_line[0]):
+        raise TaskError("the low-T and mid-T lines of the T* fit are parallel: no crossing")
+    t_star = (mid_line[1] - low[1]) / (low[0] - mid_line[0])
+    residuals = np.full(len(T), np.nan)
+    residuals[low_mask] = E0[low_mask] - np.polyval(low, T[low_mask])
+    residuals[mid_mask] = E0[mid_mask] - np.polyval(mid_line, T[mid_mask])
+    return TStarFit(float(t_star), low, mid_line, low_mask, mid_mask, residuals)
+
+
+def minimize(spec: Spec, positions: np.ndarray, types: np.ndarray, workdir, comm=None) -> tuple[float, np.ndarray]:
+    """Minimise a configuration (N, dim) with LAMMPS (spec.inherent) -> (E0 per particle,
+    inherent-structure positions (N, dim)). ``workdir`` holds the data file."""
+    inh = spec.inherent
+    data = f"{workdir}/config.data"
+    if comm is None or comm.Get_rank() == 0:
+        write_data_file(data, spec, positions, types)
+    if comm is not None:
+        comm.Barrier()
+    with LammpsSession(spec, comm) as lmp:
+        lmp.run(read_data_commands(spec, data) + pair_commands(spec) + dynamics_fixes(spec) + [
+            f"min_style {inh.min_style}",
+            f"minimize {num(inh.etol)} {num(inh.ftol)} {inh.max_iterations} {10 * inh.max_iterations}",
+        ])
+        lmp.check_atoms()
+        return lmp.pe_per_atom(), lmp.positions()

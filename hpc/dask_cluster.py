@@ -1,0 +1,62 @@
+"""Dask cluster factory: a local cluster, an existing scheduler, or SLURM worker jobs.
+
+``with dask_client(**spec.dask) as client:`` gives a ``distributed.Client``:
+- default: a LocalCluster whose scheduler, workers and (absent) dashboard bind to 127.0.0.1;
+- ``address="tcp://host:port"``: connect to a scheduler someone else started;
+- ``profile=...`` (or the environment variable ``HPC_DASK_PROFILE``, which SLURM job scripts
+  rendered by hpc.slurm set): a dask-jobqueue SLURMCluster shaped by the profile's ``[dask]``
+  table, scaled to its ``jobs`` worker jobs and closed (jobs cancelled) on exit.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from distributed import Client, LocalCluster
+
+from .profile import Profile, load_profile
+
+PROFILE_ENV = "HPC_DASK_PROFILE"
+
+
+def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None):
+    """A dask_jobqueue.SLURMCluster (not yet scaled) built from a profile's [dask] table."""
+    from dask_jobqueue import SLURMCluster
+
+    p = load_profile(profile)
+    d = p.dask
+    directives = [f"--qos={p.slurm['qos']}"] if p.slurm["qos"] else []
+    # dask-jobqueue's default dashboard address ':8787' binds every interface: always override
+    scheduler = {"dashboard_address": d["dashboard"] or None, "dashboard": bool(d["dashboard"])}
+    return SLURMCluster(
+        queue=p.slurm["partition"], account=p.slurm["account"] or None,
+        cores=d["cores"], processes=d["processes"], memory=d["memory"], walltime=d["walltime"],
+        interface=d["interface"], scheduler_options=scheduler,
+        job_extra_directives=directives + list(p.slurm["extra_directives"]),
+        job_script_prologue=list(p.environment["setup"]),
+        job_name=f"{p.slurm['job_prefix']}-dask", log_directory=log_directory,
+    )
+
+
+@contextmanager
+def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1,
+                profile: str | Path | Profile | None = None) -> Iterator[Client]:
+    """A distributed.Client on a local cluster, a given scheduler, or SLURM worker jobs."""
+    profile = profile or os.environ.get(PROFILE_ENV) or None
+    if profile is not None:
+        p = load_profile(profile)
+        with slurm_cluster(p) as cluster:
+            cluster.scale(jobs=p.dask["jobs"])
+            with Client(cluster) as client:
+                yield client
+    elif address:
+        with Client(address) as client:
+            yield client
+    else:
+        with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                          processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+                Client(cluster) as client:
+            yield client

@@ -1,0 +1,204 @@
+"""Cluster profiles: one commented TOML file per cluster (``hpc/profiles/NAME.toml``).
+
+A profile says how to reach a SLURM cluster (partition, account, QOS), what a node has
+(cores, GPUs, memory), how to set up the environment and launch MPI on it, how long and how
+large each job may be (``[stages.NAME]``), and the shape of Dask worker jobs. It never names
+the science: stage names are free keys that the caller maps to its own stages.
+
+``load_profile("localhost-slurm")`` finds a shipped profile by name; a path loads any file.
+Every problem is a :class:`ProfileError` naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
+
+
+class ProfileError(ValueError):
+    """A bad cluster profile: names the key, the problem and the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        self.key, self.problem, self.fix = key, problem, fix
+        super().__init__(f"profile key '{key}': {problem}. Fix: {fix}")
+
+
+def walltime_seconds(text: str) -> int:
+    """SLURM time limit ('MM', 'HH:MM:SS', 'D-HH', 'D-HH:MM:SS', ...) -> seconds."""
+    m = _WALLTIME.match(text.strip())
+    if not m:
+        raise ValueError(f"not a SLURM time limit: {text!r}")
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is None:  # MM | MM:SS | HH:MM:SS
+        parts = [x for x in (a, b, c) if x is not None]
+        h, mnt, s = ([0] * (3 - len(parts)) + parts) if len(parts) > 1 else (0, parts[0], 0)
+    else:  # D-HH | D-HH:MM | D-HH:MM:SS
+        h, mnt, s = a, b or 0, c or 0
+    return (((days or 0) * 24 + h) * 60 + mnt) * 60 + s
+
+
+# ---- schema: section -> key -> (type, default or REQUIRED, help) -------------------------
+REQUIRED = object()
+SCHEMA = {
+    "slurm": {
+        "partition": (str, REQUIRED, "partition (sbatch --partition)"),
+        "account": (str, "", "account to charge ('' = leave out)"),
+        "qos": (str, "", "quality of service ('' = leave out)"),
+        "extra_directives": (list, [], "more sbatch options, one per entry, e.g. '--constraint=cpu'"),
+        "signal_seconds": (int, 120, "SIGTERM sent this many seconds before the time limit"),
+        "job_prefix": (str, "gd", "prefix of job names"),
+    },
+    "node": {
+        "cores": (int, REQUIRED, "CPU cores per node"),
+        "gpus": (int, 0, "GPUs per node"),
+        "memory": (str, "", "memory to ask per node (sbatch --mem; '' = leave out)"),
+    },
+    "environment": {
+        "setup": (list, [], "shell lines run first in every job (module load, venv activation)"),
+        "mpi_launcher": (str, "srun", "'srun' or 'mpiexec'"),
+        "command": (str, "glassdist", "command that runs the program on the nodes"),
+    },
+    "dask": {
+        "cores": (int, REQUIRED, "cores per Dask worker job"),
+        "processes": (int, 1, "worker processes per job (cores are shared among them)"),
+        "memory": (str, REQUIRED, "memory per Dask worker job, e.g. '8GB'"),
+        "walltime": (str, REQUIRED, "time limit of each worker job"),
+        "jobs": (int, 1, "worker jobs to start"),
+        "interface": (str, REQUIRED, "network interface the scheduler and workers bind to "
+                                     "('lo' keeps everything on localhost)"),
+        "dashboard": (str, "", "dashboard address, e.g. '127.0.0.1:8787' ('' = no dashboard)"),
+    },
+}
+STAGE_KEYS = {
+    "walltime": (str, REQUIRED, "time limit of the job"),
+    "max_nodes": (int, 1, "largest number of nodes the job may use"),
+    "gpus_per_node": (int, 0, "GPUs to ask per node"),
+    "memory": (str, "", "memory per node ('' = the node's memory key)"),
+}
+LAUNCHERS = ("srun", "mpiexec")
+
+
+@dataclass(frozen=True)
+class StageShape:
+    """Size limits of one stage's job."""
+
+    walltime: str
+    max_nodes: int
+    gpus_per_node: int
+    memory: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated cluster profile."""
+
+    name: str
+    path: Path
+    slurm: dict
+    node: dict
+    environment: dict
+    dask: dict
+    stages: dict[str, StageShape] = field(default_factory=dict)
+
+    def stage(self, name: str) -> StageShape:
+        if name not in self.stages:
+            raise ProfileError(f"stages.{name}", "is missing",
+                               f"add a [stages.{name}] table with a walltime to {self.path}")
+        return self.stages[name]
+
+
+def _section(data: dict, name: str, schema: dict, prefix: str = "") -> dict:
+    given = data.get(name, {})
+    name = prefix + name
+    if not isinstance(given, dict):
+        raise ProfileError(name, "must be a table", f"write it as [{name}]")
+    for key in given:
+        if key not in schema:
+            raise ProfileError(f"{name}.{key}", "unknown key", f"use one of {', '.join(schema)}")
+    out = {}
+    for key, (kind, default, help_) in schema.items():
+        value = given.get(key, default)
+        if value is REQUIRED:
+            raise ProfileError(f"{name}.{key}", "is missing", f"add '{key} = ...' under [{name}] ({help_})")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ProfileError(f"{name}.{key}", f"must be a {kind.__name__}, got {value!r}", help_)
+        if kind is list and not all(isinstance(v, str) for v in value):
+            raise ProfileError(f"{name}.{key}", "must be a list of strings", help_)
+        if kind is int and value < 0:
+            raise ProfileError(f"{name}.{key}", f"must be >= 0, got {value}", help_)
+        if key == "walltime":
+            try:
+                walltime_seconds(value)
+            except ValueError:
+                raise ProfileError(f"{name}.{key}", f"{value!r} is not a SLURM time limit",
+                                   "write it as 'HH:MM:SS' or 'D-HH:MM:SS'") from None
+        out[key] = value
+    return out
+
+
+def _check(p: Profile) -> None:
+    if p.environment["mpi_launcher"] not in LAUNCHERS:
+        raise ProfileError("environment.mpi_launcher", f"{p.environment['mpi_launcher']!r} is unknown",
+                           "use 'srun' or 'mpiexec'")
+    for key in ("cores",):
+        if p.node[key] < 1:
+            raise ProfileError(f"node.{key}", "must be >= 1", "give the cores of one node")
+    d = p.dask
+    if not 1 <= d["processes"] <= d["cores"]:
+        raise ProfileError("dask.processes", f"must be in [1, dask.cores = {d['cores']}]",
+                           "use at most one process per core")
+    if d["cores"] > p.node["cores"]:
+        raise ProfileError("dask.cores", f"{d['cores']} > node.cores = {p.node['cores']}",
+                           "a worker job must fit on one node")
+    for name, s in p.stages.items():
+        if s.max_nodes < 1:
+            raise ProfileError(f"stages.{name}.max_nodes", "must be >= 1", "give at least one node")
+        if s.gpus_per_node > p.node["gpus"]:
+            raise ProfileError(f"stages.{name}.gpus_per_node",
+                               f"{s.gpus_per_node} > node.gpus = {p.node['gpus']}",
+                               "ask at most the GPUs a node has")
+        if walltime_seconds(s.walltime) <= p.slurm["signal_seconds"]:
+            raise ProfileError(f"stages.{name}.walltime", f"{s.walltime} is not longer than "
+                               f"slurm.signal_seconds = {p.slurm['signal_seconds']}",
+                               "give a longer walltime or an earlier signal")
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A shipped profile name ('generic-cpu') or a path to a TOML file -> the file's path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
+        raise ProfileError("--profile", f"{name_or_path!r} is neither a shipped profile nor a file",
+                           f"use one of {shipped} or a path to your own .toml (copy a shipped one)")
+    return path
+
+
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
+    """Load and validate a profile by shipped name or path (a Profile is returned as is)."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    path = resolve(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(str(path), f"is not valid TOML ({exc})", "fix the syntax at the line given") from None
+    for key in data:
+        if key not in SCHEMA and key != "stages":
+            raise ProfileError(key, "unknown section", f"use {', '.join(SCHEMA)} and stages.NAME")
+    stages = data.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        raise ProfileError("stages", "must hold one table per stage", "write [stages.quench] etc.")
+    profile = Profile(
+        name=path.stem, path=path,
+        **{sec: _section(data, sec, schema) for sec, schema in SCHEMA.items()},
+        stages={n: StageShape(**_section(stages, n, STAGE_KEYS, "stages.")) for n in stages},
+    )
+    _check(profile)
+    return profile
