@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", action="store_true", help="also print the spec stored with the results")
     s.set_defaults(func=cmd_status)
 
+    from .submit import add_arguments as add_submit_arguments
+
+    add_submit_arguments(sub.add_parser("submit", help="run the stages as SLURM jobs (docs/slurm.md)"))
+
     s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), CSV, NPZ")
     s.add_argument("dir")
     s.add_argument("--what", required=True, choices=("configurations", "fields"))

@@ -31,7 +31,33 @@ def _stored(path: str, column: str) -> Callable:
     return source
 
 
-FIELD_SOURCES: list[Callable[[Store, np.ndarray], dict[str, np.ndarray]]] = []
+def _propensity(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
+    """Dynamic propensity of the glass configurations at the campaign's analyze.deltas, one
+    column per (temperature, delta); NaN where not computed or delta not reached."""
+    from .dynamics.crd import propensity_at_delta
+
+    if "propensity/Delta" not in store.root:
+        return {}
+    group, glass = store.root["propensity"], CLASSES.index("glass")
+    deltas = load(store.dir).analyze.deltas
+    n = group["Delta"].shape[-1]
+    out = {}
+    for t, T in enumerate(group.attrs["temperatures"]):
+        columns = [np.full((len(replicas), 2, n), np.nan) for _ in deltas]
+        for c, replica in enumerate(group.attrs["replicas"]):
+            rows = np.flatnonzero(replicas == replica)
+            fields, _ = propensity_at_delta(group["delta"][c, t], group["Delta"][c, t], deltas)
+            for column, field in zip(columns, fields):
+                column[rows, glass] = field
+        out.update({f"propensity_T{T:g}_delta{d:g}": col for d, col in zip(deltas, columns)})
+    return out
+
+
+FIELD_SOURCES: list[Callable[[Store, np.ndarray], dict[str, np.ndarray]]] = [
+    _stored("indicators/voronoi", "voronoi"),
+    _stored("indicators/ttop", "ttop"),
+    _propensity,
+]
 
 
 def parse_replicas(text: str | None) -> np.ndarray | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .stages import PIPELINE
 from .store import Store
+from .submit import job_column
 
 
 def stage_counts(campaign_dir) -> dict[str, dict[str, int]]:
@@ -19,13 +20,15 @@ def stage_counts(campaign_dir) -> dict[str, dict[str, int]]:
 
 def print_status(campaign_dir, show_spec: bool = False) -> int:
     counts = stage_counts(campaign_dir)
-    print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}")
+    jobs = job_column(campaign_dir)  # SLURM job of each stage, when submitted
+    print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}" + ("  slurm job" if jobs else ""))
     for name in PIPELINE:
         c = counts.get(name)
         if c is None:
-            print(f"{name:<12} {'-':>8} {'-':>8} {'not started':>8}")
+            line = f"{name:<12} {'-':>8} {'-':>8} {'not started':>8}"
         else:
-            print(f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}")
+            line = f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}"
+        print(line + (f"  {jobs.get(name, '-')}" if jobs else ""))
     if counts:
         store = Store(campaign_dir, mode="r")
         for name, ledger in store.ledgers().items():

@@ -51,6 +51,8 @@ SCHEMA = {
         "qos": (str, "", "quality of service ('' = leave out)"),
         "extra_directives": (list, [], "more sbatch options, one per entry, e.g. '--constraint=cpu'"),
         "signal_seconds": (int, 120, "SIGTERM sent this many seconds before the time limit"),
+        "requeue_limit": (int, 0, "times a job that got the walltime signal requeues itself "
+                                  "to continue (0 = never; `submit` again instead)"),
         "job_prefix": (str, "gd", "prefix of job names"),
     },
     "node": {
@@ -61,6 +63,7 @@ SCHEMA = {
     "environment": {
         "setup": (list, [], "shell lines run first in every job (module load, venv activation)"),
         "mpi_launcher": (str, "srun", "'srun' or 'mpiexec'"),
+        "mpi_args": (str, "", "extra launcher options, e.g. '--mpi=pmix' (srun) or '-bind-to core'"),
         "command": (str, "glassdist", "command that runs the program on the nodes"),
     },
     "dask": {
@@ -77,6 +80,8 @@ SCHEMA = {
 STAGE_KEYS = {
     "walltime": (str, REQUIRED, "time limit of the job"),
     "max_nodes": (int, 1, "largest number of nodes the job may use"),
+    "tasks_per_node": (int, 0, "processes per node (0 = auto: node.cores for MPI stages, "
+                               "the GPUs or 1 for training)"),
     "gpus_per_node": (int, 0, "GPUs to ask per node"),
     "memory": (str, "", "memory per node ('' = the node's memory key)"),
 }
@@ -89,6 +94,7 @@ class StageShape:
 
     walltime: str
     max_nodes: int
+    tasks_per_node: int
     gpus_per_node: int
     memory: str
 

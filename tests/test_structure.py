@@ -50,10 +50,16 @@ def test_voronoi_matches_scipy_on_periodic_images(dim, n):
                for k in range(n)]
     np.testing.assert_allclose(cells.volumes, ref_vol, rtol=1e-4)
 
-    rp = ref.ridge_points
-    central = rp[(rp < n).any(axis=1)]
-    ref_pairs = {(a % n, b % n) for a, b in central} | {(b % n, a % n) for a, b in central}
-    assert set(zip(cells.i.tolist(), cells.j.tolist())) == ref_pairs
+    # neighbours: freud (float32) may drop faces of vanishing size that scipy keeps
+    ours = set(zip(cells.i.tolist(), cells.j.tolist()))
+    ref_pairs, ref_big = set(), set()
+    for (a, b), verts in zip(ref.ridge_points, ref.ridge_vertices):
+        if min(a, b) < n:
+            pair = {(int(a % n), int(b % n)), (int(b % n), int(a % n))}
+            ref_pairs |= pair
+            if np.ptp(ref.vertices[verts], axis=0).max() > 0.02:
+                ref_big |= pair
+    assert ref_big <= ours <= ref_pairs
     assert cells.counts.sum() == len(cells.i) and (np.diff(cells.i) >= 0).all()
 
 
@@ -212,9 +218,10 @@ def test_minimising_a_minimum_returns_its_energy(tmp_path):
     side = int(np.ceil(np.sqrt(n)))
     grid = np.array(list(itertools.product(range(side), repeat=2)))[:n] * (L / side)
     pts = grid + np.random.default_rng(0).uniform(-0.05, 0.05, grid.shape)
-    e1, x1 = minimize(spec, pts, spec.types, tmp_path)
+    e1, x1 = minimize(spec, pts, spec.types, tmp_path / "a.data", input_path=tmp_path / "a.in")
     assert x1.shape == (n, 2)
-    e2, x2 = minimize(spec, x1, spec.types, tmp_path)
+    e2, x2 = minimize(spec, x1, spec.types, tmp_path / "b.data")
+    assert "min_style fire" in (tmp_path / "a.in").read_text()
     assert e1 < 0
     assert e2 == pytest.approx(e1, abs=1e-8)
     d = x2 - x1

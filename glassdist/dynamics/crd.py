@@ -16,29 +16,20 @@ array of trajectories chunked over (sample, time) and then returns a lazy dask a
 from __future__ import annotations
 
 import dask.array as da
-import freud
 import numpy as np
 from scipy import sparse
 
 from ..errors import SpecError
+from ..structure.voronoi import voronoi
 
 #: Table IV ensembles: three disjoint sets of 30 runs and the first 100 runs.
 ENSEMBLES = {"e30A": range(0, 30), "e30B": range(30, 60), "e30C": range(60, 90), "e100": range(0, 100)}
 
 
-def voronoi_pairs(positions: np.ndarray, box_length: float) -> tuple[np.ndarray, np.ndarray]:
-    """Voronoi neighbour pairs (i, j) of a periodic configuration (N, dim), both directions.
-
-    A pair can repeat when a cell touches two periodic images of the same neighbour.
-    """
-    n, dim = positions.shape
-    box = freud.box.Box(box_length, box_length, box_length if dim == 3 else 0.0, is2D=dim == 2)
-    points = np.zeros((n, 3))
-    points[:, :dim] = positions
-    voronoi = freud.locality.Voronoi()
-    voronoi.compute((box, box.wrap(points)))
-    nlist = voronoi.nlist
-    return np.asarray(nlist.query_point_indices, dtype=np.int64), np.asarray(nlist.point_indices, dtype=np.int64)
+def voronoi_cage(positions: np.ndarray, box_length: float) -> sparse.csr_array:
+    """Cage matrix (N, N) of a periodic configuration (N, dim) from its Voronoi neighbours."""
+    cells = voronoi(positions, box_length)
+    return cage_matrix(cells.i, cells.j, len(positions))
 
 
 def cage_matrix(i: np.ndarray, j: np.ndarray, n: int) -> sparse.csr_array:

@@ -120,6 +120,12 @@ class _Checkpoint:
                 old.unlink()
 
 
+def clear_checkpoint(workdir: str | Path) -> None:
+    """Remove a run's checkpoint files (after its outputs are stored); its inputs stay."""
+    for path in Path(workdir).glob("ckpt*"):
+        path.unlink()
+
+
 def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities: np.ndarray,
                 temperature: float, workdir: str | Path, *, comm=None,
                 should_stop: Callable[[], bool] = lambda: False) -> IsoconfResult:

@@ -158,8 +158,9 @@ class LammpsSession:
         return int(self.lmp.get_natoms())
 
     def positions(self) -> np.ndarray:
-        """Wrapped positions, shape (N, dim), ordered by atom id."""
-        return self._gather("x", 3, 1)[:, : self.spec.dim]
+        """Positions wrapped into [0, L), shape (N, dim), ordered by atom id (LAMMPS itself
+        re-wraps atoms only when it rebuilds neighbour lists)."""
+        return np.mod(self._gather("x", 3, 1)[:, : self.spec.dim], self.spec.box_length)
 
     def unwrapped(self) -> np.ndarray:
         """Unwrapped positions x + image * L, shape (N, dim)."""

@@ -1,0 +1,108 @@
+"""Stage `inherent`: inherent-structure energies E0(T) of the cooling snapshots and the
+two-line fit that gives T* (supp. II B, C; Fig. S9). MPI farm: one task = one snapshot
+(replica k < quench.snapshot_replicas, temperature t), task id k * n_T + t.
+
+Writes ``inherent/E0`` (k, n_T) [energy per particle], ``inherent/positions``
+(k, n_T, N, dim) [the inherent structures], ``inherent/temperatures`` (n_T,); when every
+snapshot is done, ``inherent/E0_mean`` (n_T,) [mean over replicas], ``inherent/fit_residuals``
+(n_T,) [NaN outside both regimes] and the fit (T*, both lines, regimes) in the attributes of
+group ``inherent``. LAMMPS inputs go to ``DIR/lammps/inherent/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hpc.farm import run_farm
+
+from ..errors import UsageError
+from ..md.lammps import require_styles
+from ..spec import Spec, load
+from ..store import Store
+from ..structure.inherent import fit_t_star, minimize
+from .common import exit_code, on_root, world
+
+NAME = "inherent"
+SECTIONS = ("system", "md", "quench", "inherent")
+MPI = True
+HELP = "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)"
+
+
+def snapshot_shape(spec: Spec) -> tuple[int, int]:
+    """(replicas with snapshots, snapshot temperatures)."""
+    q = spec.quench
+    return (q.snapshot_replicas, len(q.snapshot_temperatures)) if q.snapshot_temperatures else (0, 0)
+
+
+def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
+    """Rank 0: check the spec, create the arrays; return the snapshot tasks to do (their
+    replica's quench done)."""
+    require_styles(spec)
+    k, nT = snapshot_shape(spec)
+    if not k:
+        raise UsageError("no cooling snapshots in this campaign: set quench.snapshot_replicas >= 1 and "
+                         "quench.snapshot_temperatures (in a new campaign) to get E0(T)")
+    store = Store(campaign_dir)
+    store.check_stage(NAME, spec, SECTIONS)
+    N, dim = spec.system.n_particles, spec.dim
+    store.require_array(f"{NAME}/E0", (k, nT), (1, 1), "float64")
+    store.require_array(f"{NAME}/positions", (k, nT, N, dim), (1, 1, N, dim), "float64")
+    store.require_array(f"{NAME}/temperatures", (nT,), (nT,), "float64")[:] = spec.quench.snapshot_temperatures
+    (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
+    quenched = store.ledger("quench").done_mask()
+    return [int(t) for t in store.ledger(NAME, k * nT).todo() if quenched[t // nT]]
+
+
+def fit(store: Store, spec: Spec) -> None:
+    """The T* fit of the replica-mean E0(T), stored with its residuals (all snapshots done)."""
+    inh, T = spec.inherent, np.asarray(spec.quench.snapshot_temperatures)
+    E0 = store.root[f"{NAME}/E0"][:].mean(axis=0)
+    result = fit_t_star(T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T, upper=spec.quench.T_liquid)
+    store.require_array(f"{NAME}/E0_mean", (len(T),), (len(T),), "float64")[:] = E0
+    store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
+    store.root[NAME].attrs.update({
+        "t_star": result.t_star, "low_line": list(result.low), "mid_line": list(result.mid),
+        "low_temperatures": T[result.low_mask].tolist(), "mid_temperatures": T[result.mid_mask].tolist()})
+    print(f"{NAME}: T* = {result.t_star:.4g} (low-T line E0 = {result.low[0]:.4g} T + {result.low[1]:.6g}, "
+          f"mid-T line E0 = {result.mid[0]:.4g} T + {result.mid[1]:.6g})")
+
+
+def run(campaign_dir, args=None) -> int:
+    campaign_dir = Path(campaign_dir)
+    comm = world()
+    spec = load(campaign_dir)
+    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
+    store = Store(campaign_dir)
+    ledger = store.ledger(NAME)
+    group = store.root[NAME]
+    snapshots = store.root["quench/snapshots"]
+    types = store.types()
+    _, nT = snapshot_shape(spec)
+    files = campaign_dir / "lammps" / NAME
+
+    def one_snapshot(task: int, attempt: int, task_comm) -> None:
+        k, t = divmod(task, nT)
+        leader = task_comm is None or task_comm.Get_rank() == 0
+        name = f"replica-{k:06d}-T{t:03d}"
+        e0, minimum = minimize(spec, snapshots[k, t], types, files / f"{name}.data", comm=task_comm,
+                               input_path=files / f"{name}.in" if leader else None)
+        if leader:
+            group["positions"][k, t] = minimum
+            group["E0"][k, t] = e0
+
+    attempts = ledger.attempts[:]
+    result = run_farm(todo, one_snapshot, ledger, max_attempts=spec.md.max_attempts,
+                      first_attempt=lambda t: int(attempts[t]), comm=comm,
+                      ranks_per_task=spec.md.ranks_per_task, label=NAME)
+    code = exit_code(result, NAME, comm)
+
+    def finish():
+        if ledger.done_mask().all():
+            fit(store, spec)
+        else:
+            print(f"{NAME}: the T* fit waits until every snapshot is minimised")
+
+    on_root(comm, finish)
+    return code

@@ -1,0 +1,155 @@
+"""Stage `propensity`: isoconfigurational ensembles and the dynamic propensity (Sec. III E, IV B).
+
+One task = one run (configuration c, temperature t, sample s) of the MPI farm; it writes only
+its own chunk ``propensity/traj[c, t, s]`` (n_out, N, dim) of unwrapped positions. Then rank 0
+reduces every (c, t) whose runs are all done, with Dask over (sample, time) chunks:
+``propensity/Delta`` (C, nT, n_out, N), ``propensity/delta`` (C, nT, n_out) and, when
+``propensity.samples >= 100``, ``propensity/Delta_ensembles`` (C, nT, 4, n_out, N) for the
+Table IV ensembles (names in its ``ensembles`` attribute). ``propensity/steps`` and
+``propensity/times`` (n_out,) give the output times. The reductions have their own ledger,
+``propensity_reduce`` (one task per (c, t)).
+
+Each run's velocities derive from the campaign seed and its task index only (not the
+attempt), so a retried or resumed run continues the same trajectory from its checkpoint in
+``DIR/lammps/propensity/cC-TT-sSSSS/``; that directory keeps the run's LAMMPS input
+(``run.in`` + ``start.data``) after the run is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+
+from hpc import signals
+from hpc.dask_cluster import dask_client
+from hpc.farm import Suspended, run_farm
+
+from ..dynamics.crd import cage_relative_displacement, propensity, sub_ensembles, voronoi_cage
+from ..md.isoconf import clear_checkpoint, draw_velocities, output_steps, run_isoconf
+from ..md.lammps import require_styles
+from ..spec import Spec, load
+from ..store import Store
+from .common import exit_code, on_root, rank_of, task_rng, world
+
+NAME = "propensity"
+REDUCE = "propensity_reduce"
+SECTIONS = ("system", "md", "quench", "propensity")
+MPI = True
+HELP = "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)"
+
+
+def glass_replicas(spec: Spec) -> np.ndarray:
+    """Replica ids (C,) of the propensity configurations (indices within the test split)."""
+    return np.flatnonzero(spec.split_of() == 2)[spec.propensity.configurations]
+
+
+def shape(spec: Spec) -> tuple[int, int, int]:
+    """(C, nT, S): configurations, temperatures, samples; task id = ravel index of (c, t, s)."""
+    p = spec.propensity
+    return len(p.configurations), len(p.temperatures), p.samples
+
+
+def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
+    """Rank 0: check the spec, create the arrays and ledgers; return the runs to do."""
+    require_styles(spec)
+    store = Store.create(campaign_dir, spec)
+    store.check_stage(NAME, spec, SECTIONS)
+    store.configurations(glass_replicas(spec))  # refuses when a needed quench is not done
+    C, nT, S = shape(spec)
+    N, dim = spec.system.n_particles, spec.dim
+    steps = output_steps(spec.propensity.steps, spec.propensity.outputs)
+    n_out = len(steps)
+    store.require_array("propensity/traj", (C, nT, S, n_out, N, dim), (1, 1, 1, n_out, N, dim), "float64")
+    store.require_array("propensity/steps", (n_out,), (n_out,), "int64")[:] = steps
+    store.require_array("propensity/times", (n_out,), (n_out,), "float64")[:] = steps * spec.md.dt
+    store.require_array("propensity/Delta", (C, nT, n_out, N), (1, 1, n_out, N), "float64")
+    store.require_array("propensity/delta", (C, nT, n_out), (1, 1, n_out), "float64")
+    ensembles = sub_ensembles(S)
+    if ensembles:
+        arr = store.require_array("propensity/Delta_ensembles", (C, nT, len(ensembles), n_out, N),
+                                  (1, 1, 1, n_out, N), "float64")
+        arr.attrs["ensembles"] = list(ensembles)
+    store.root["propensity"].attrs.update({"replicas": glass_replicas(spec).tolist(),
+                                           "temperatures": list(spec.propensity.temperatures)})
+    store.ledger(REDUCE, C * nT)
+    (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
+    return store.ledger(NAME, C * nT * S).todo().tolist()
+
+
+def run(campaign_dir, args=None) -> int:
+    campaign_dir = Path(campaign_dir)
+    comm = world()
+    spec = load(campaign_dir)
+    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
+    store = Store(campaign_dir)
+    ledger = store.ledger(NAME)
+    glass = store.configurations(glass_replicas(spec))[0][:, 1]  # (C, N, dim) at T_G
+    types = store.types()
+    masses = np.asarray(spec.system.masses)[types]
+    traj = store.root["propensity/traj"]
+    dims = shape(spec)
+
+    def one_run(task: int, attempt: int, task_comm) -> None:
+        c, t, s = np.unravel_index(task, dims)
+        T = spec.propensity.temperatures[t]
+        # not the attempt: a retry resumes the same trajectory from its checkpoint
+        velocities = draw_velocities(task_rng(spec.campaign.seed, NAME, task, 0), T, masses, spec.dim)
+        workdir = campaign_dir / "lammps" / NAME / f"c{c}-T{t}-s{s:04d}"
+        res = run_isoconf(spec, glass[c], types, velocities, T, workdir, comm=task_comm,
+                          should_stop=signals.stop_requested)
+        if res.status == "suspended":
+            raise Suspended(f"run {task} checkpointed")
+        if rank_of(task_comm) == 0:
+            traj[c, t, s] = res.positions
+            clear_checkpoint(workdir)
+
+    attempts = ledger.attempts[:]
+    result = run_farm(todo, one_run, ledger, max_attempts=spec.md.max_attempts,
+                      first_attempt=lambda t: int(attempts[t]), comm=comm,
+                      ranks_per_task=spec.md.ranks_per_task, label=NAME)
+    code = exit_code(result, NAME, comm)
+    if rank_of(comm) == 0 and not signals.stop_requested():
+        code = max(code, reduce(store, spec))
+    return code
+
+
+def reduce(store: Store, spec: Spec) -> int:
+    """Dask reduction of every (c, t) whose runs are all done and that is not reduced yet.
+    Returns 0, or 1 when a reduction failed (recorded in the ``propensity_reduce`` ledger)."""
+    C, nT, S = shape(spec)
+    runs_done = store.ledger(NAME).done_mask().reshape(C, nT, S).all(axis=2).ravel()
+    ledger = store.ledger(REDUCE)
+    todo = [k for k in ledger.todo() if runs_done[k]]
+    if not todo:
+        return 0
+    glass = store.configurations(glass_replicas(spec))[0][:, 1]
+    traj = da.from_zarr(str(store.path), component="propensity/traj")
+    ensembles = sub_ensembles(S)
+    group = store.root["propensity"]
+    code = 0
+    with dask_client(**spec.dask):
+        for k in todo:
+            c, t = np.unravel_index(k, (C, nT))
+            start = time.perf_counter()
+            try:
+                runs = traj[c, t]                       # (S, n_out, N, dim), a chunk per run
+                r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
+                crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
+                fields = [propensity(crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
+                (Delta, delta), *subs = dask.compute(*fields)
+                if not (np.isfinite(Delta).all() and np.isfinite(delta).all()):
+                    raise ValueError("non-finite propensity")
+            except Exception as exc:  # recorded, never stops the other reductions
+                ledger.mark_failed(k, int(ledger.attempts[k]) + 1, f"{type(exc).__name__}: {exc}")
+                code = 1
+                continue
+            group["Delta"][c, t] = Delta
+            group["delta"][c, t] = delta
+            if ensembles:
+                group["Delta_ensembles"][c, t] = np.stack([field for field, _ in subs])
+            ledger.mark_done(k, int(ledger.attempts[k]) + 1, time.perf_counter() - start)
+    return code

@@ -1,0 +1,195 @@
+"""`glassdist submit DIR --profile P`: the campaign's stages as SLURM jobs (docs/slurm.md).
+
+Each stage is one batch job (MPI farms one MPI job of P ranks, not a job array: see
+docs/slurm.md) that waits for the jobs of the stages it needs (``--dependency=afterok``).
+The remainder only: stages whose ledgers are complete are skipped, a stage with a live job
+from an earlier call is not submitted again (its job id becomes the dependency), and jobs
+left waiting on a failed job (DependencyNeverSatisfied) are cancelled and replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from hpc import slurm
+from hpc.ledger import DONE
+from hpc.profile import Profile, ProfileError, load_profile
+
+from .errors import UsageError
+from .spec import Spec, load
+from .stages import PIPELINE, available, stage_module
+from .store import Store
+
+# Which stages' results each stage reads: the job waits for theirs (afterok).
+NEEDS = {
+    "quench": (),
+    "inherent": ("quench",),
+    "dataset": ("quench",),
+    "train": ("dataset",),
+    "gradcam": ("train",),
+    "indicators": ("quench",),
+    "propensity": ("quench",),
+    "analyze": ("gradcam", "indicators", "propensity"),
+    "report": ("inherent", "analyze"),
+}
+# Job kind of the stages that are neither MPI farms (module.MPI) nor Dask stages.
+KINDS = {"train": "ddp", "gradcam": "serial"}
+
+
+def job_kind(stage: str) -> str:
+    return KINDS.get(stage) or ("mpi" if getattr(stage_module(stage), "MPI", False) else "dask")
+
+
+def expected_tasks(stage: str, spec: Spec) -> int | None:
+    """Tasks of an MPI stage that has no ledger yet (None: unknown, use the profile's largest)."""
+    if stage == "quench":
+        return spec.quench.replicas
+    if stage == "inherent":
+        return math.prod(stage_module("inherent").snapshot_shape(spec))
+    if stage == "propensity":
+        return math.prod(stage_module("propensity").shape(spec))
+    return None
+
+
+def ledger_progress(campaign_dir: Path) -> dict[str, tuple[int, int]]:
+    """{stage: (tasks not done, tasks)} over the stage's ledgers (``stage`` and ``stage_*``)."""
+    if not (campaign_dir / "store.zarr").exists():
+        return {}
+    out: dict[str, tuple[int, int]] = {}
+    for name, ledger in Store(campaign_dir, mode="r").ledgers().items():
+        stage = next((s for s in PIPELINE if name == s or name.startswith(f"{s}_")), None)
+        if stage is not None:
+            states = ledger.states()
+            todo, total = out.get(stage, (0, 0))
+            out[stage] = (todo + int((states != DONE).sum()), total + len(states))
+    return out
+
+
+def plan(stages: list[str], progress: dict) -> list[str]:
+    """Stages to (re)submit, in pipeline order: the incomplete ones and every requested stage
+    downstream of one (its inputs are about to change)."""
+    chosen: list[str] = []
+    for stage in stages:
+        todo, total = progress.get(stage, (1, 0))
+        if todo or total == 0 or any(n in chosen for n in NEEDS.get(stage, ())):
+            chosen.append(stage)
+    return chosen
+
+
+def _profile(name: str) -> Profile:
+    try:
+        return load_profile(name)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry_run: bool = False,
+           templates: str | Path = slurm.TEMPLATE_DIR, out=print) -> list[slurm.Submission]:
+    """Render and submit the unfinished stages; returns the new submissions (none in a dry run)."""
+    campaign_dir = Path(campaign_dir).resolve()
+    spec = load(campaign_dir)
+    profile = _profile(profile_name)
+    known = available()
+    stages = stages or known
+    for stage in stages:
+        if stage not in known:
+            raise UsageError(f"unknown or unavailable stage {stage!r}; stages are {', '.join(known)}")
+    stages = [s for s in PIPELINE if s in stages]
+    progress = ledger_progress(campaign_dir)
+    chosen = plan(stages, progress)
+    for stage in chosen:
+        if stage not in profile.stages:
+            raise UsageError(f"profile key 'stages.{stage}': is missing. Fix: add a [stages.{stage}] "
+                             f"table with a walltime to {profile.path}")
+
+    previous = slurm.latest(campaign_dir)
+    states = {} if dry_run else slurm.job_states([s.job_id for s in previous.values()])
+    job_of: dict[str, str] = {}  # stage -> job id to wait for (live old job or new one)
+    stuck = [s.job_id for s in previous.values() if states.get(s.job_id) and states[s.job_id].stuck]
+    if stuck:
+        out(f"cancelling {len(stuck)} job(s) left waiting on a failed job: {', '.join(stuck)}")
+        slurm.cancel(stuck)
+    for stage, sub in previous.items():
+        state = states.get(sub.job_id)
+        if stage in chosen and state is not None and state.active and not state.stuck:
+            job_of[stage] = sub.job_id
+
+    new: list[slurm.Submission] = []
+    scripts = campaign_dir / "slurm" / "scripts"
+    number = len(slurm.submissions(campaign_dir))
+    for stage in chosen:
+        if stage in job_of:
+            out(f"{stage}: job {job_of[stage]} is still {states[job_of[stage]].state.lower()}; not resubmitted")
+            continue
+        todo, total = progress.get(stage, (None, 0))
+        pending = todo if total else expected_tasks(stage, spec)
+        job = slurm.Job(stage=stage, kind=job_kind(stage),
+                        command=[profile.environment["command"], stage, str(campaign_dir)],
+                        pending=pending or _largest(profile, stage), ranks_per_task=spec.md.ranks_per_task)
+        text = slurm.render(job, profile, campaign_dir, templates=templates)
+        after = [job_of[n] for n in NEEDS.get(stage, ()) if n in job_of]
+        number += 1
+        path = scripts / f"{number:03d}-{stage}.sh"
+        if dry_run:
+            deps = [f"<{need}>" for need in NEEDS.get(stage, ()) if need in job_of]
+            out(f"==> {path} (dry run: not written)\n$ {' '.join(slurm.sbatch_argv(path, deps))}\n{text}")
+            job_of[stage] = stage
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (campaign_dir / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        try:
+            job_id = slurm.sbatch(path, after)
+        except slurm.SlurmError as exc:
+            raise UsageError(str(exc)) from None
+        size = slurm.size(job, profile)
+        sub = slurm.Submission(stage=stage, job_id=job_id, script=str(path), profile=str(profile.path),
+                               nodes=size.nodes, ntasks=size.ntasks, after=after)
+        slurm.record(campaign_dir, sub)
+        new.append(sub)
+        job_of[stage] = job_id
+        wait = f" after {','.join(after)}" if after else ""
+        out(f"{stage}: submitted job {job_id} ({size.nodes} node(s), {size.ntasks} task(s)){wait}")
+    if not chosen:
+        out("nothing to submit: every requested stage is complete")
+    return new
+
+
+def _largest(profile: Profile, stage: str) -> int:
+    shape = profile.stage(stage)
+    return shape.max_nodes * (shape.tasks_per_node or profile.node["cores"])
+
+
+def job_column(campaign_dir) -> dict[str, str]:
+    """{stage: 'JOBID STATE'} of each stage's latest SLURM job ({} when none was submitted)."""
+    latest = slurm.latest(campaign_dir)
+    if not latest:
+        return {}
+    try:
+        states = slurm.job_states([s.job_id for s in latest.values()])
+    except slurm.SlurmError:
+        return {stage: f"{s.job_id} ?" for stage, s in latest.items()}
+    out = {}
+    for stage, s in latest.items():
+        st = states[s.job_id]
+        reason = f" ({st.reason})" if st.state == "PENDING" and st.reason != "None" else ""
+        out[stage] = f"{s.job_id} {st.state}{reason}"
+    return out
+
+
+def cmd_submit(args) -> int:
+    stages = args.stages.split(",") if args.stages else None
+    submit(args.dir, args.profile, stages, dry_run=args.dry_run, templates=args.templates)
+    return 0
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("dir")
+    parser.add_argument("--profile", required=True,
+                        help="cluster profile: a name (generic-cpu, gpu-cluster, localhost-slurm) or a .toml path")
+    parser.add_argument("--stages", help=f"comma-separated subset of {','.join(PIPELINE)}")
+    parser.add_argument("--dry-run", action="store_true", help="print the batch scripts and sbatch lines; submit nothing")
+    parser.add_argument("--templates", default=str(slurm.TEMPLATE_DIR),
+                        help="directory of job templates (default: the jobs/ of the source tree)")
+    parser.set_defaults(func=cmd_submit)

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny real campaigns made with the real CLI (real LAMMPS, real MPI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+# A campaign small enough for tests: N = 200, 8 replicas, a fast quench (about 0.2 s each).
+TINY = ["system.n_particles=200", "quench.replicas=8", "quench.split=[4,2,2]",
+        "quench.cooling_rate=0.4", "quench.equilibration_time=2.0", "quench.thermo_points=20",
+        "quench.snapshot_replicas=2", "dataset.grid=24"]
+TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]"}
+
+
+def glassdist(*args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run the real `glassdist` console script."""
+    proc = subprocess.run([str(BIN / "glassdist"), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"glassdist {' '.join(map(str, args))} -> {proc.returncode}\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def mpi_glassdist(np_: int, *args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """`mpiexec -n np_ glassdist ...` with the venv's MPI."""
+    proc = subprocess.run([str(BIN / "mpiexec"), "-n", str(np_), str(BIN / "glassdist"), *map(str, args)],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mpiexec glassdist {' '.join(map(str, args))} -> {proc.returncode}\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def init_tiny(directory: Path, system: str = "kam", *extra: str) -> Path:
+    sets = [*TINY, TINY_COUNTS[system], *extra]
+    glassdist("init", directory, "--preset", f"demo-{system}", *[a for s in sets for a in ("--set", s)])
+    return directory
+
+
+@pytest.fixture(scope="session")
+def quenched(tmp_path_factory):
+    """Tiny KAM and ABM campaigns whose quench stage is done: {'kam': DIR, 'abm': DIR}."""
+    out = {}
+    for system in ("kam", "abm"):
+        d = init_tiny(tmp_path_factory.mktemp(system) / "c", system)
+        mpi_glassdist(2, "quench", d)
+        out[system] = d
+    return out

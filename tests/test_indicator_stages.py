@@ -1,0 +1,85 @@
+"""Stages `indicators` (Dask) and `inherent` (MPI farm) on a tiny real campaign."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+from glassdist import spec as specmod
+from glassdist.store import Store
+from glassdist.structure.inherent import fit_t_star, minimize
+from glassdist.structure.rdf import partial_rdf
+from glassdist.structure.tongtanaka import tong_tanaka
+from glassdist.structure.voronoi import voronoi
+
+from .conftest import glassdist, mpi_glassdist
+
+
+@pytest.fixture
+def campaign(quenched, tmp_path):
+    """A private copy of the quenched tiny KAM campaign."""
+    return shutil.copytree(quenched["kam"], tmp_path / "kam")
+
+
+def test_indicators_stage_stores_what_direct_computation_gives(campaign, tmp_path):
+    glassdist("indicators", campaign)
+    spec = specmod.load(campaign)
+    store = Store(campaign, mode="r")
+    R, N, L = spec.quench.replicas, spec.system.n_particles, spec.box_length
+    assert store.ledger("indicators").counts() == {"done": R, "failed": 0, "pending": 0}
+    vor, ttop, rdf = (store.root[f"indicators/{k}"][:] for k in ("voronoi", "ttop", "rdf"))
+    assert vor.shape == ttop.shape == (R, 2, N)
+    assert rdf.shape == (R, 2, 2, 2, spec.indicators.rdf_bins)
+    np.testing.assert_allclose(vor.sum(axis=-1), L ** 2, rtol=1e-5)
+
+    positions, types = store.root["quench/positions"][:], store.types()
+    for replica, cls in [(0, 1), (R - 1, 0)]:
+        x = positions[replica, cls]
+        np.testing.assert_allclose(vor[replica, cls], voronoi(x, L).volumes)
+        np.testing.assert_allclose(ttop[replica, cls], tong_tanaka(x, types, L, spec.contact_sigma))
+        r, g = partial_rdf(x, types, L, spec.indicators.rdf_rmax, spec.indicators.rdf_bins)
+        np.testing.assert_allclose(store.root["indicators/rdf_r"][:], r)
+        np.testing.assert_allclose(rdf[replica, cls], g)
+    # the glass is more structured than the liquid: higher first peak of g_AA
+    assert rdf[:, 1, 0, 0].max(axis=-1).mean() > rdf[:, 0, 0, 0].max(axis=-1).mean()
+
+    # a rerun finds nothing to do and leaves the data alone
+    seconds = store.root["ledger/indicators/seconds"][:]
+    glassdist("indicators", campaign)
+    np.testing.assert_array_equal(store.root["ledger/indicators/seconds"][:], seconds)
+
+    out = tmp_path / "fields.csv"
+    glassdist("export", campaign, "--what", "fields", "--format", "csv", "-o", out, "--replicas", "2",
+              "--class", "glass")
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == N
+    np.testing.assert_allclose([float(row["voronoi"]) for row in rows], vor[2, 1])
+    np.testing.assert_allclose([float(row["ttop"]) for row in rows], ttop[2, 1])
+
+
+def test_inherent_stage_minimises_snapshots_and_fits_t_star(campaign, tmp_path):
+    mpi_glassdist(2, "inherent", campaign)
+    spec = specmod.load(campaign)
+    store = Store(campaign, mode="r")
+    k, T = spec.quench.snapshot_replicas, np.asarray(spec.quench.snapshot_temperatures)
+    assert store.ledger("inherent").counts() == {"done": k * len(T), "failed": 0, "pending": 0}
+    E0 = store.root["inherent/E0"][:]
+    assert E0.shape == (k, len(T)) and np.isfinite(E0).all()
+    # the snapshot at T_G is the glass configuration: its inherent structure lies below it
+    glass = int(np.flatnonzero(np.isclose(T, spec.quench.T_glass))[0])
+    assert (E0[:, glass] < store.root["quench/pe"][:k, 1]).all()
+
+    # an inherent structure is a minimum: minimising it again returns its energy
+    inherent = store.root["inherent/positions"][0, 3]
+    e, _ = minimize(spec, inherent, store.types(), tmp_path / "again.data")
+    assert e == pytest.approx(E0[0, 3], abs=1e-7)
+
+    attrs = dict(store.root["inherent"].attrs)
+    ref = fit_t_star(T, E0.mean(axis=0), upper=spec.quench.T_liquid)
+    assert attrs["t_star"] == pytest.approx(ref.t_star)
+    np.testing.assert_allclose(store.root["inherent/fit_residuals"][:], ref.residuals)
+    np.testing.assert_allclose(store.root["inherent/E0_mean"][:], E0.mean(axis=0))
+    assert (campaign / "lammps" / "inherent" / "replica-000000-T003.in").is_file()

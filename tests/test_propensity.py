@@ -1,0 +1,321 @@
+"""Isoconfigurational runs (glassdist.md.isoconf) and the propensity stage: real LAMMPS,
+real signals (SIGKILL, SIGTERM) on subprocesses, real MPI (mpiexec -n 2), real Zarr and Dask."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+from scipy import stats
+
+from glassdist import cli
+from glassdist.md.isoconf import draw_velocities, kinetic_temperature, output_steps, run_isoconf
+from glassdist.md.lammps import (LammpsSession, box_commands, dynamics_fixes, pair_commands,
+                                 read_data_commands, soft_pair_commands, write_data_file)
+from glassdist.errors import SpecError
+from glassdist.spec import apply_overrides, loads, preset_text
+from hpc.ledger import DONE, FAILED, PENDING
+
+SMALL = ["system.n_particles=200", "system.counts=[130,70]"]
+RUN = SMALL + ["propensity.steps=40000", "propensity.outputs=15", "propensity.checkpoint_every=1000"]
+T = 0.5
+
+
+def small_spec(overrides):
+    return loads(apply_overrides(preset_text("demo-kam"), overrides))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return small_spec(RUN)
+
+
+@pytest.fixture(scope="module")
+def start(spec):
+    """A local-minimum configuration (N, dim) of the small KAM system."""
+    with LammpsSession(spec) as lmp:
+        lmp.run(box_commands(spec))
+        for t, count in enumerate(spec.system.counts):
+            lmp.run(f"create_atoms {t + 1} random {count} {101 + t} NULL")
+        lmp.run(soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"])
+        lmp.run(pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000"])
+        return lmp.positions()
+
+
+def velocities(spec, seed):
+    masses = np.asarray(spec.system.masses)[spec.types]
+    return draw_velocities(np.random.default_rng(seed), T, masses, spec.dim)
+
+
+@pytest.fixture(scope="module")
+def reference(spec, start, tmp_path_factory):
+    """An uninterrupted run."""
+    res = run_isoconf(spec, start, spec.types, velocities(spec, 7), T, tmp_path_factory.mktemp("ref"))
+    assert res.status == "done"
+    return res
+
+
+# ---- output times and velocities ----------------------------------------------------------
+
+@pytest.mark.parametrize("steps,outputs", [(20, 20), (40000, 15), (300_000_000, 60), (1000, 999)])
+def test_output_steps(steps, outputs):
+    s = output_steps(steps, outputs)
+    assert len(s) == outputs + 1 and s[0] == 0 and s[1] == 1 and s[-1] == steps
+    assert (np.diff(s) > 0).all() and s.dtype.kind == "i"
+    if steps > 100 * outputs:  # log-spaced at late times: constant ratio
+        ratio = steps ** (1 / (outputs - 1))
+        np.testing.assert_allclose(s[-5:] / s[-6:-1], ratio, rtol=0.01)
+    with pytest.raises(SpecError):
+        output_steps(10, 11)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_velocities_are_maxwell_boltzmann_with_zero_momentum(dim):
+    rng = np.random.default_rng(11)
+    n, draws, temp = 500, 400, 0.7
+    masses = np.where(np.arange(n) < 300, 1.0, 3.0)
+    dof = dim * (n - 1)
+    kinetic, scaled = [], []
+    for _ in range(draws):
+        v = draw_velocities(rng, temp, masses, dim)
+        np.testing.assert_allclose((masses[:, None] * v).sum(axis=0), 0.0, atol=1e-10)
+        kinetic.append(kinetic_temperature(v, masses))
+        scaled.append(v * np.sqrt(masses / temp)[:, None])
+    kinetic = np.array(kinetic)
+    # sum m v^2 / T of momentum-free Gaussian velocities is exactly chi^2 with dim (N - 1) dof:
+    # the mean is T (4 standard errors, sqrt(2/dof/draws) ~ 0.16 % each), the spread chi^2
+    assert abs(kinetic.mean() / temp - 1) < 4 * np.sqrt(2 / dof / draws)
+    assert stats.kstest(kinetic * dof / temp, stats.chi2(dof).cdf).pvalue > 1e-3
+    # each component is N(0, T/m): light and heavy species on the same unit normal
+    scaled = np.stack(scaled)  # (draws, N, dim)
+    for part in (scaled[:, :300], scaled[:, 300:]):
+        assert stats.kstest(part.ravel(), "norm").pvalue > 1e-3
+
+
+def test_lammps_reads_the_drawn_velocities(spec, start, tmp_path):
+    v = velocities(spec, 3)
+    write_data_file(tmp_path / "start.data", spec, start, spec.types, v)
+    with LammpsSession(spec) as lmp:
+        lmp.run(read_data_commands(spec, tmp_path / "start.data") + pair_commands(spec) + dynamics_fixes(spec))
+        np.testing.assert_array_equal(lmp.velocities(), v)
+        lmp.run("run 0 post no")
+        # LAMMPS's temp has dim (N - 1) dof, the same as kinetic_temperature
+        assert lmp.thermo("temp") == pytest.approx(kinetic_temperature(v, np.ones(len(v))), rel=1e-12)
+
+
+# ---- runs: reproducibility, SIGKILL + resume, SIGTERM ---------------------------------------
+
+def test_same_seed_reproduces_a_run(spec, start, reference, tmp_path):
+    again = run_isoconf(spec, start, spec.types, velocities(spec, 7), T, tmp_path / "a")
+    np.testing.assert_array_equal(again.positions, reference.positions)
+    np.testing.assert_array_equal(again.steps, output_steps(40000, 15))
+    np.testing.assert_array_equal(again.positions[0], np.mod(start, spec.box_length))
+    other = run_isoconf(spec, start, spec.types, velocities(spec, 8), T, tmp_path / "b")
+    assert np.abs(other.positions[-1] - reference.positions[-1]).max() > 0.1
+    assert (tmp_path / "a" / "run.in").read_text().count("write_restart") == 39  # every 1000 steps
+
+
+SCRIPT = """
+import sys, numpy as np
+from glassdist.spec import loads
+from glassdist.md.isoconf import run_isoconf
+from hpc import signals
+z = np.load(sys.argv[1])
+spec = loads(open(sys.argv[2]).read())
+signals.install()
+res = run_isoconf(spec, z["positions"], z["types"], z["velocities"], float(z["T"]), sys.argv[3],
+                  should_stop=signals.stop_requested)
+print("STATUS", res.status, flush=True)
+"""
+
+
+def start_run_process(spec, start, tmp_path):
+    """The run of ``reference`` in a subprocess; returns it once its first checkpoint exists."""
+    np.savez(tmp_path / "in.npz", positions=start, types=spec.types, velocities=velocities(spec, 7), T=T)
+    (tmp_path / "spec.toml").write_text(apply_overrides(preset_text("demo-kam"), RUN))
+    (tmp_path / "run.py").write_text(SCRIPT)
+    work = tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"),
+                             str(tmp_path / "spec.toml"), str(work)], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (work / "ckpt.npz").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.002)
+    return proc, work
+
+
+def checkpoint_step(work):
+    with np.load(work / "ckpt.npz") as z:
+        return int(z["step"])
+
+
+def test_sigkill_then_resume_is_bitwise_identical(spec, start, reference, tmp_path):
+    proc, work = start_run_process(spec, start, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    step = checkpoint_step(work)
+    assert 0 < step < 40000 and (work / f"ckpt-{step}.restart").exists()
+    resumed = run_isoconf(spec, start, spec.types, velocities(spec, 7), T, work)
+    assert resumed.status == "done" and (work / f"resume-{step}.in").exists()
+    # restart files hold x, v, image flags and the Nose-Hoover state of fix nvt exactly, and
+    # both runs rebuild neighbour lists at the same steps: identical floating-point sequence
+    np.testing.assert_array_equal(resumed.positions, reference.positions)
+
+
+def test_sigterm_checkpoints_and_exits_cleanly(spec, start, reference, tmp_path):
+    proc, work = start_run_process(spec, start, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "STATUS suspended" in out
+    step = checkpoint_step(work)
+    assert 0 < step < 40000 and (work / f"ckpt-{step}.restart").exists()
+    with np.load(work / "ckpt.npz") as z:
+        saved = z["positions"]
+    assert len(saved) == np.searchsorted(output_steps(40000, 15), step, side="right")
+    np.testing.assert_array_equal(saved, reference.positions[: len(saved)])
+    resumed = run_isoconf(spec, start, spec.types, velocities(spec, 7), T, work)
+    np.testing.assert_array_equal(resumed.positions, reference.positions)
+
+
+# ---- the stage: farm, MPI, retries, SIGTERM, reduction, export -------------------------------
+
+STAGE = SMALL + ["quench.replicas=3", "quench.split=[1,1,1]", "quench.cooling_rate=0.4",
+                 "quench.equilibration_time=1.0", "quench.snapshot_replicas=0", "propensity.samples=3",
+                 "propensity.temperatures=[0.5,0.7]", "propensity.steps=8000", "propensity.outputs=12",
+                 "propensity.checkpoint_every=500", "analyze.deltas=[0.03,0.1,50.0]", "dask.workers=1"]
+
+
+def glassdist(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "glassdist", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def quenched(tmp_path_factory):
+    """A campaign with its quench done (no propensity yet)."""
+    cdir = tmp_path_factory.mktemp("campaign") / "c"
+    assert cli.main(["init", str(cdir), "--preset", "demo-kam", *sum((["--set", s] for s in STAGE), [])]) == 0
+    assert cli.main(["quench", str(cdir)]) == 0
+    return cdir
+
+
+def copy(campaign, tmp_path):
+    target = tmp_path / "c"
+    shutil.copytree(campaign, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def serial(quenched, tmp_path_factory):
+    """The propensity stage run serially, in-process; returns its campaign."""
+    cdir = copy(quenched, tmp_path_factory.mktemp("serial"))
+    assert cli.main(["propensity", str(cdir)]) == 0
+    return cdir
+
+
+def group(cdir):
+    return zarr.open_group(cdir / "store.zarr", mode="r")
+
+
+def test_stage_stores_runs_and_propensity(serial):
+    g = group(serial)
+    traj, Delta, delta = g["propensity/traj"][:], g["propensity/Delta"][:], g["propensity/delta"][:]
+    assert traj.shape == (1, 2, 3, 13, 200, 2) and np.isfinite(traj).all()
+    assert (g["ledger/propensity/state"][:] == DONE).all() and (g["ledger/propensity_reduce/state"][:] == DONE).all()
+    np.testing.assert_array_equal(g["propensity/steps"][:], output_steps(8000, 12))
+    # all runs start from the stored T_G glass; the reduction is the numpy CRD of the stored runs
+    np.testing.assert_array_equal(traj[0, :, :, 0], np.broadcast_to(traj[0, 0, 0, 0], (2, 3, 200, 2)))
+    from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
+    spec = small_spec(STAGE)
+    glass = g["quench/positions"][2, 1]
+    for t in range(2):
+        field, d = propensity(cage_relative_displacement(traj[0, t, 0, 0], traj[0, t],
+                                                         voronoi_cage(glass, spec.box_length)))
+        np.testing.assert_allclose(Delta[0, t], field, rtol=1e-12)
+        np.testing.assert_allclose(delta[0, t], d, rtol=1e-12)
+    assert delta[0, :, 0].max() == 0 and (delta[0, :, -1] > delta[0, :, 1]).all()
+    assert delta[0, 1, -1] > delta[0, 0, -1]  # hotter moves further
+    assert "propensity/Delta_ensembles" not in g  # only for samples >= 100
+
+
+def test_export_propensity_columns(serial, tmp_path):
+    out = tmp_path / "fields.npz"
+    assert cli.main(["export", str(serial), "--what", "fields", "--format", "npz", "-o", str(out)]) == 0
+    z = np.load(out)
+    g = group(serial)
+    col = z["propensity_T0.7_delta0.1"]          # (R, 2, N): only replica 2 (test split), glass class
+    assert np.isfinite(col[2, 1]).all() and np.isnan(col[:2]).all() and np.isnan(col[2, 0]).all()
+    assert col[2, 1].mean() == pytest.approx(0.1, rel=1e-9)  # mean over particles of Delta is delta
+    assert np.isnan(z["propensity_T0.5_delta50"]).all()       # delta = 50 is never reached
+    d = g["propensity/delta"][0, 1]
+    assert np.isfinite(z["propensity_T0.7_delta0.03"][2, 1]).all() and d.max() > 0.1
+
+
+def test_mpi_farm_matches_serial(quenched, serial, tmp_path):
+    cdir = copy(quenched, tmp_path)
+    proc = subprocess.run([cli.mpiexec(), "-n", "2", sys.executable, "-m", "glassdist", "propensity", str(cdir)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    np.testing.assert_array_equal(group(cdir)["propensity/traj"][:], group(serial)["propensity/traj"][:])
+    np.testing.assert_allclose(group(cdir)["propensity/Delta"][:], group(serial)["propensity/Delta"][:], rtol=1e-13)
+
+
+def test_failed_attempt_is_retried_and_data_match(quenched, serial, tmp_path, monkeypatch):
+    cdir = copy(quenched, tmp_path)
+    monkeypatch.setenv("HPC_INJECT_FAILURES", "1,4")  # fail after data are written, before the done-mark
+    assert cli.main(["propensity", str(cdir)]) == 0
+    g = group(cdir)
+    assert (g["ledger/propensity/state"][:] == DONE).all()
+    np.testing.assert_array_equal(g["ledger/propensity/attempts"][:], [1, 2, 1, 1, 2, 1])
+    np.testing.assert_array_equal(g["propensity/traj"][:], group(serial)["propensity/traj"][:])
+
+
+@pytest.fixture(scope="module")
+def suspended(quenched, tmp_path_factory):
+    """A campaign whose `glassdist propensity` got SIGTERM during its first run."""
+    cdir = copy(quenched, tmp_path_factory.mktemp("sigterm"))
+    proc = subprocess.Popen([sys.executable, "-m", "glassdist", "propensity", str(cdir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = cdir / "lammps" / "propensity" / "c0-T0-s0000" / "ckpt.npz"
+    deadline = time.time() + 120
+    while not first.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "stopped on request" in out, out
+    return cdir
+
+
+def test_stage_sigterm_then_rerun_matches(suspended, serial, tmp_path):
+    cdir = copy(suspended, tmp_path)
+    g = group(cdir)
+    states = g["ledger/propensity/state"][:]
+    assert states[0] == PENDING and not (states == FAILED).any()
+    assert (g["ledger/propensity_reduce/state"][:] == PENDING).all()
+    assert np.isnan(g["propensity/traj"][0, 0, 0]).all()
+    assert list((cdir / "lammps/propensity/c0-T0-s0000").glob("ckpt-*.restart"))
+    assert cli.main(["propensity", str(cdir)]) == 0
+    np.testing.assert_array_equal(group(cdir)["propensity/traj"][:], group(serial)["propensity/traj"][:])
+    assert not list((cdir / "lammps/propensity/c0-T0-s0000").glob("ckpt*"))  # cleared once stored
+
+
+def test_failing_run_is_never_marked_done(suspended, serial, tmp_path):
+    cdir = copy(suspended, tmp_path)
+    for restart in (cdir / "lammps/propensity/c0-T0-s0000").glob("ckpt-*.restart"):
+        restart.write_bytes(b"not a restart file")  # every attempt of run 0 now fails in read_restart
+    assert cli.main(["propensity", str(cdir)]) == 1
+    g = group(cdir)
+    states = g["ledger/propensity/state"][:]
+    assert states[0] == FAILED and (states[1:] == DONE).all()
+    assert g["ledger/propensity/attempts"][0] == 3 and "read_restart" in g["ledger/propensity/error"][0]
+    assert np.isnan(g["propensity/traj"][0, 0, 0]).all()
+    np.testing.assert_array_equal(g["propensity/traj"][0, :, 1:], group(serial)["propensity/traj"][0, :, 1:])
+    # the reduction of T = 0.5 waits for its failed run; T = 0.7 is complete
+    np.testing.assert_array_equal(g["ledger/propensity_reduce/state"][:], [PENDING, DONE])
+    assert np.isnan(g["propensity/Delta"][0, 0]).all() and np.isfinite(g["propensity/Delta"][0, 1]).all()
