@@ -4,7 +4,7 @@ throughput of the `indicators` work with 2 workers against 1 (ratio measured in 
 The configuration is a real 2D KAM glass (N = 2000, Table I) quenched with LAMMPS here at a
 fast cooling rate (0.4; the structure is KAM-like, the cost is what matters).
 
-    python benchmarks/fields.py [--configs 8] [--repeat 3]
+    python benchmarks/fields.py [--configs 32] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def dask_seconds(workers: int, configs, types, spec) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", type=int, default=8, help="configurations for the Dask throughput")
+    parser.add_argument("--configs", type=int, default=32, help="configurations for the Dask throughput")
     parser.add_argument("--repeat", type=int, default=3, help="repeats; the best time is reported")
     args = parser.parse_args()
     import freud

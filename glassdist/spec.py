@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import tomli_w
 
 from .errors import SpecError
 
@@ -449,7 +448,14 @@ def apply_overrides(text: str, overrides: list[str]) -> str:
 
 
 def _toml_value(value) -> str:
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+    """A value as one line of TOML (arrays inline, so line-based overrides stay valid)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
 
 
 def loads(text: str, source: str = "campaign.toml") -> Spec:

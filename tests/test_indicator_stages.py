@@ -15,7 +15,7 @@ from glassdist.structure.rdf import partial_rdf
 from glassdist.structure.tongtanaka import tong_tanaka
 from glassdist.structure.voronoi import voronoi
 
-from .conftest import glassdist, mpi_glassdist
+from .conftest import glassdist, init_tiny, mpi_glassdist
 
 
 @pytest.fixture
@@ -83,3 +83,16 @@ def test_inherent_stage_minimises_snapshots_and_fits_t_star(campaign, tmp_path):
     np.testing.assert_allclose(store.root["inherent/fit_residuals"][:], ref.residuals)
     np.testing.assert_allclose(store.root["inherent/E0_mean"][:], E0.mean(axis=0))
     assert (campaign / "lammps" / "inherent" / "replica-000000-T003.in").is_file()
+
+
+def test_inherent_without_snapshots_has_nothing_to_do(tmp_path):
+    d = init_tiny(tmp_path / "c", "kam", "quench.snapshot_replicas=0")
+    out = glassdist("inherent", d)
+    assert "nothing to do" in out.stdout
+    assert not (d / "store.zarr").exists()
+
+
+def test_indicators_before_quench_is_a_clear_error(tmp_path):
+    d = init_tiny(tmp_path / "c", "kam")
+    out = glassdist("indicators", d, check=False)
+    assert out.returncode == 2 and "glassdist quench" in out.stderr

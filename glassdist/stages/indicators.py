@@ -23,7 +23,7 @@ from hpc.progress import Progress
 from ..spec import Spec, load
 from ..store import Store
 from ..structure.rdf import partial_rdf
-from ..structure.tongtanaka import tong_tanaka
+from ..structure.tongtanaka import require_supported, tong_tanaka
 from ..structure.voronoi import voronoi
 from .common import exit_code
 
@@ -64,6 +64,7 @@ def replica_task(campaign_dir: str, replica: int) -> float:
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Check the spec against stored results, create the arrays; return replicas to do
     (quench done, indicators not done)."""
+    require_supported(spec.dim)
     store = Store(campaign_dir)
     store.check_stage(NAME, spec, SECTIONS)
     R, N, S, bins = spec.quench.replicas, spec.system.n_particles, spec.n_species, spec.indicators.rdf_bins

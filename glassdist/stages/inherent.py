@@ -17,12 +17,11 @@ import numpy as np
 
 from hpc.farm import run_farm
 
-from ..errors import UsageError
 from ..md.lammps import require_styles
 from ..spec import Spec, load
 from ..store import Store
 from ..structure.inherent import fit_t_star, minimize
-from .common import exit_code, on_root, world
+from .common import exit_code, on_root, rank_of, world
 
 NAME = "inherent"
 SECTIONS = ("system", "md", "quench", "inherent")
@@ -41,9 +40,6 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     replica's quench done)."""
     require_styles(spec)
     k, nT = snapshot_shape(spec)
-    if not k:
-        raise UsageError("no cooling snapshots in this campaign: set quench.snapshot_replicas >= 1 and "
-                         "quench.snapshot_temperatures (in a new campaign) to get E0(T)")
     store = Store(campaign_dir)
     store.check_stage(NAME, spec, SECTIONS)
     N, dim = spec.system.n_particles, spec.dim
@@ -73,6 +69,11 @@ def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     comm = world()
     spec = load(campaign_dir)
+    if not snapshot_shape(spec)[0]:
+        if rank_of(comm) == 0:
+            print(f"{NAME}: no cooling snapshots in this campaign (quench.snapshot_replicas = 0 or no "
+                  "quench.snapshot_temperatures): nothing to do")
+        return 0
     todo = on_root(comm, lambda: prepare(campaign_dir, spec))
     store = Store(campaign_dir)
     ledger = store.ledger(NAME)

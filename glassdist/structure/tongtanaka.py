@@ -20,6 +20,13 @@ def ideal_angle(s_oi: np.ndarray, s_oj: np.ndarray, s_ij: np.ndarray) -> np.ndar
     return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
+def require_supported(dim: int) -> None:
+    """Raise a clear error where Theta is not implemented (3D)."""
+    if dim != 2:
+        raise GlassdistError(f"Tong-Tanaka order parameter in {dim}D (triangles of Delaunay faces) "
+                             "is not implemented yet; only 2D is supported")
+
+
 def tong_tanaka(positions: np.ndarray, types: np.ndarray, L, contact_sigma: np.ndarray,
                 cells: Voronoi | None = None) -> np.ndarray:
     """Theta_o of every particle, shape (N,).
@@ -28,10 +35,7 @@ def tong_tanaka(positions: np.ndarray, types: np.ndarray, L, contact_sigma: np.n
     ``cells`` reuses a tessellation of the same positions. 2D only for now.
     """
     positions = np.asarray(positions, dtype=float)
-    dim = positions.shape[1]
-    if dim != 2:
-        raise GlassdistError(f"Tong-Tanaka order parameter in {dim}D (triangles of Delaunay faces) "
-                             "is not implemented yet; only 2D is supported")
+    require_supported(positions.shape[1])
     cells = cells if cells is not None else voronoi(positions, L)
     sigma = np.asarray(contact_sigma, dtype=float)
     types = np.asarray(types)

@@ -1,0 +1,318 @@
+"""SLURM: profiles, job sizing, rendered batch scripts (dry run), and real submissions to a
+single-node SLURM on localhost (started by .ci/slurm-setup.sh; skipped when absent)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from hpc import slurm
+from hpc.dask_cluster import dask_client
+from hpc.profile import PROFILE_DIR, ProfileError, load_profile, walltime_seconds
+
+from .conftest import glassdist, init_tiny
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SHIPPED = ("generic-cpu", "gpu-cluster", "localhost-slurm")
+
+
+# ---- profiles -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_load_and_comment_every_key(name):
+    p = load_profile(name)
+    assert p.node["cores"] >= 1 and p.environment["mpi_launcher"] in ("srun", "mpiexec")
+    assert set(p.stages) == {"quench", "inherent", "propensity", "dataset", "train", "gradcam",
+                             "indicators", "analyze", "report"}
+    text = (PROFILE_DIR / f"{name}.toml").read_text()
+    uncommented = [ln for ln in text.splitlines() if re.match(r"^\s*\w+\s*=", ln) and "#" not in ln]
+    assert not uncommented
+
+
+def test_walltime_formats():
+    assert walltime_seconds("30") == 1800
+    assert walltime_seconds("10:30") == 630
+    assert walltime_seconds("01:02:03") == 3723
+    assert walltime_seconds("2-00") == 2 * 86400
+    assert walltime_seconds("1-02:03:04") == 86400 + 2 * 3600 + 3 * 60 + 4
+    with pytest.raises(ValueError):
+        walltime_seconds("1h")
+
+
+def _profile_with(tmp_path, old: str, new: str) -> Path:
+    text = (PROFILE_DIR / "localhost-slurm.toml").read_text()
+    assert old in text
+    path = tmp_path / "p.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ('partition = "debug"', 'partiton = "debug"', "slurm.partiton"),
+    ('partition = "debug"', "", "slurm.partition"),
+    ('mpi_launcher = "mpiexec"', 'mpi_launcher = "aprun"', "environment.mpi_launcher"),
+    ('walltime = "00:20:00"', 'walltime = "20 minutes"', "stages.quench.walltime"),
+    ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
+    ("cores = 2 ", "cores = 0 ", "node.cores"),
+    ('processes = 1 ', 'processes = 4 ', "dask.processes"),
+    ('interface = "lo"', "", "dask.interface"),
+])
+def test_bad_profile_names_the_key(tmp_path, old, new, key):
+    with pytest.raises(ProfileError) as err:
+        load_profile(_profile_with(tmp_path, old, new))
+    assert err.value.key == key and "Fix:" in str(err.value)
+
+
+def test_unknown_profile_lists_the_shipped_ones():
+    with pytest.raises(ProfileError, match="generic-cpu, gpu-cluster, localhost-slurm"):
+        load_profile("no-such-cluster")
+
+
+# ---- sizing ---------------------------------------------------------------------------------
+def test_mpi_job_size_follows_pending_work_and_profile_limits():
+    p = load_profile("generic-cpu")  # 128 cores per node, quench at most 8 nodes
+    quench = lambda pending, k=1: slurm.size(slurm.Job("quench", "mpi", ["x"], pending, k), p)
+    assert (quench(6).nodes, quench(6).ntasks) == (1, 6)            # fewer tasks than cores
+    assert (quench(300).nodes, quench(300).ntasks) == (3, 300)      # ceil(300 / 128) nodes
+    assert (quench(5000).nodes, quench(5000).ntasks) == (8, 1024)   # capped at max_nodes
+    assert quench(5, k=4).ntasks == 20 and quench(5000, k=3).ntasks == 1023  # whole groups
+    train = slurm.size(slurm.Job("train", "ddp", ["x"]), load_profile("gpu-cluster"))
+    assert (train.nodes, train.ntasks_per_node, train.procs_per_node, train.gpus_per_node) == (2, 1, 4, 4)
+    dataset = slurm.size(slurm.Job("dataset", "dask", ["x"]), p)
+    assert (dataset.nodes, dataset.ntasks, dataset.cpus_per_task) == (1, 1, 1)
+
+
+# ---- dry run: the rendered scripts as text -----------------------------------------------------
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    return init_tiny(tmp_path_factory.mktemp("slurm") / "c", "kam", "quench.replicas=6", "quench.split=[2,2,2]")
+
+
+def _scripts(output: str) -> dict[str, tuple[str, str]]:
+    """{stage: (sbatch command line, script text)} from a dry run's output."""
+    out = {}
+    for block in output.split("==> ")[1:]:
+        header, sbatch_line, script = block.split("\n", 2)
+        stage = re.search(r"\d{3}-(\w+)\.sh", header).group(1)
+        out[stage] = (sbatch_line, script)
+    return out
+
+
+def test_dry_run_generic_cpu_renders_every_stage(campaign):
+    res = glassdist("submit", campaign, "--profile", "generic-cpu", "--dry-run")
+    scripts = _scripts(res.stdout)
+    assert list(scripts) == [s for s in ("quench", "inherent", "dataset", "train", "gradcam", "indicators",
+                                         "propensity", "analyze", "report") if s in scripts]
+    assert "quench" in scripts and "inherent" in scripts and not (campaign / "slurm").exists()
+    line, q = scripts["quench"]
+    assert line == f"$ sbatch --parsable {campaign}/slurm/scripts/001-quench.sh"
+    for text in (
+        "#SBATCH --job-name=gd-quench-c\n",
+        "#SBATCH --partition=compute\n#SBATCH --account=myproject\n#SBATCH --time=1-00:00:00\n",
+        "#SBATCH --nodes=1\n#SBATCH --ntasks=6\n#SBATCH --cpus-per-task=1\n",
+        "#SBATCH --signal=B:TERM@300\n#SBATCH --requeue\n",
+        f"#SBATCH --output={campaign}/slurm/logs/%x-%j.out\n",
+        "module load openmpi/4.1\nsource $HOME/venvs/glassdist/bin/activate\n",
+        f"# MPI task farm: 6 rank(s) on 1 node(s), 6 task(s) pending.\n"
+        f"srun --ntasks=6 --mpi=pmix glassdist quench {campaign} &\n",
+        'scontrol requeue "$SLURM_JOB_ID"',  # requeue_limit = 5
+    ):
+        assert text in q, text
+    assert "--qos" not in q and "--mem" not in q and "--gpus" not in q
+    assert scripts["inherent"][0] == f"$ sbatch --parsable --dependency=afterok:<quench> " \
+                                     f"{campaign}/slurm/scripts/002-inherent.sh"
+    if "propensity" in scripts:  # 1 configuration x 2 temperatures x 8 samples = 16 runs
+        assert "#SBATCH --ntasks=16\n" in scripts["propensity"][1]
+    for _, text in scripts.values():  # real bash parses every script
+        subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+
+
+def test_dry_run_gpu_cluster_train_and_dask_stages(campaign):
+    from glassdist.submit import NEEDS, job_kind
+    from hpc.dask_cluster import PROFILE_ENV
+
+    profile = load_profile("gpu-cluster")
+    train = slurm.render(slurm.Job("train", job_kind("train"), ["glassdist", "train", str(campaign)]),
+                         profile, campaign)
+    for text in ("#SBATCH --qos=normal\n", "#SBATCH --nodes=2\n#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=1\n",
+                 "#SBATCH --cpus-per-task=64\n#SBATCH --mem=480G\n#SBATCH --gpus-per-node=4\n",
+                 "#SBATCH --exclusive\n", "export NCCL_SOCKET_IFNAME=ib0\n",
+                 "srun --ntasks-per-node=1 torchrun --nnodes=2 --nproc_per_node=4 \\\n"
+                 '    --rdzv_id="$SLURM_JOB_ID" --rdzv_backend=c10d --rdzv_endpoint="$head:29500" \\\n'
+                 f"    --no-python glassdist train {campaign} &\n"):
+        assert text in train, text
+    analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), profile, campaign)
+    assert f"export {PROFILE_ENV}={PROFILE_DIR.resolve()}/gpu-cluster.toml\n" in analyze
+    assert "# Dask driver: workers are 2 SLURM job(s) of 16 core(s), 64GB.\n" in analyze
+    assert NEEDS["analyze"] == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
+
+
+def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
+    templates = tmp_path / "jobs"
+    shutil.copytree(ROOT / "jobs", templates)
+    (templates / "quench.sh").write_text('{% extends "mpi.sh" %}{% block run %}echo custom {{ ntasks }} &\n'
+                                         '{% endblock %}')
+    res = glassdist("submit", campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run",
+                    "--templates", templates)
+    assert "\necho custom 2 &\n" in res.stdout and "from quench.sh with profile" in res.stdout
+
+
+def test_submit_bad_input_exits_2(campaign):
+    res = glassdist("submit", campaign, "--profile", "no-such", "--dry-run", check=False)
+    assert res.returncode == 2 and "neither a shipped profile nor a file" in res.stderr
+    res = glassdist("submit", campaign, "--profile", "localhost-slurm", "--stages", "bogus", check=False)
+    assert res.returncode == 2 and "unknown or unavailable stage" in res.stderr
+
+
+# ---- real SLURM -----------------------------------------------------------------------------
+def _idle_nodes() -> list[str]:
+    res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return [s for s in res.stdout.split() if s in ("idle", "mixed")]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A live SLURM with an idle node. Installs nothing: when the daemons are installed but
+    down and we are root, starts them with .ci/slurm-setup.sh (no install happens then)."""
+    if shutil.which("sinfo") is None or shutil.which("slurmctld") is None:
+        pytest.skip("SLURM is not installed (no sinfo/slurmctld): as root, `bash .ci/slurm-setup.sh` "
+                    "installs and starts a single-node cluster")
+    if not _idle_nodes() and os.geteuid() == 0 and shutil.which("munged"):
+        subprocess.run(["bash", str(ROOT / ".ci" / "slurm-setup.sh")], capture_output=True, timeout=120)
+    if not _idle_nodes():
+        pytest.skip("SLURM is installed but no node is idle (see `sinfo`): start the single-node "
+                    "cluster with `bash .ci/slurm-setup.sh` as root")
+    return True
+
+
+def _env() -> dict:
+    """Jobs inherit the submitting environment: put this venv's glassdist and mpiexec first."""
+    return {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _wait(job_ids: list[str], timeout: float = 300) -> dict[str, slurm.JobState]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        states = slurm.job_states(job_ids)
+        if not any(s.active and not s.stuck for s in states.values()):
+            return states
+        time.sleep(1)
+    raise AssertionError(f"jobs {job_ids} still running after {timeout} s: {slurm.job_states(job_ids)}")
+
+
+def _done(campaign: Path, stage: str = "quench") -> int:
+    path = campaign / "store.zarr"
+    if not (path / "ledger" / stage / "state" / "zarr.json").exists():
+        return 0
+    return int((zarr.open_group(path, mode="r")[f"ledger/{stage}/state"][:] == 1).sum())
+
+
+def _local_twin(campaign: Path, tmp: Path) -> Path:
+    """The same campaign file in a new directory, its quench run locally (serially)."""
+    twin = tmp / "local"
+    twin.mkdir()
+    shutil.copy(campaign / "campaign.toml", twin / "campaign.toml")
+    glassdist("quench", twin)
+    return twin
+
+
+def _same_quench(a: Path, b: Path) -> None:
+    ga, gb = (zarr.open_group(d / "store.zarr", mode="r") for d in (a, b))
+    assert np.array_equal(ga["ledger/quench/state"][:], gb["ledger/quench/state"][:])
+    assert (ga["ledger/quench/state"][:] == 1).all()
+    for name in ("positions", "pe", "thermo_pe"):
+        assert np.array_equal(ga[f"quench/{name}"][:], gb[f"quench/{name}"][:]), name
+
+
+@pytest.mark.slurm
+def test_submitted_quench_equals_local_run(slurm_cluster, tmp_path):
+    c = init_tiny(tmp_path / "c", "kam", "quench.replicas=6", "quench.split=[2,2,2]")
+    res = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench", env=_env())
+    (sub,) = slurm.submissions(c)
+    assert f"quench: submitted job {sub.job_id} (1 node(s), 2 task(s))" in res.stdout
+    states = _wait([sub.job_id])
+    log = (c / "slurm" / "logs" / f"gd-quench-c-{sub.job_id}.out").read_text()
+    assert states[sub.job_id].state == "COMPLETED", log
+    assert "quench exited with status 0" in log
+    status = glassdist("status", c).stdout
+    assert re.search(rf"quench\s+6\s+0\s+0\s+{sub.job_id} COMPLETED", status), status
+    _same_quench(c, _local_twin(c, tmp_path))
+    again = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench", env=_env())
+    assert "nothing to submit" in again.stdout and len(slurm.submissions(c)) == 1
+
+
+def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str]) -> list[slurm.Submission]:
+    """Submit, wait until the quench job has finished one replica, then run `interrupt + [id]`."""
+    glassdist("submit", c, "--profile", "localhost-slurm", "--stages", stages, env=_env())
+    subs = slurm.submissions(c)
+    end = time.monotonic() + 240
+    while _done(c) < 1:
+        assert time.monotonic() < end, "quench job made no progress"
+        time.sleep(0.2)
+    subprocess.run([*interrupt, subs[0].job_id], check=True)
+    return subs
+
+
+@pytest.mark.slurm
+def test_walltime_signal_checkpoints_and_next_submission_continues(slurm_cluster, tmp_path):
+    c = init_tiny(tmp_path / "c", "kam", "quench.replicas=10", "quench.split=[6,2,2]",
+                  "quench.cooling_rate=0.05", "quench.snapshot_temperatures=[0.05,1.0]")
+    # SIGTERM to the batch shell only: exactly what --signal=B:TERM@30 sends before the limit
+    first = _submit_and_interrupt(c, "quench,inherent", ["scancel", "--signal=TERM", "--batch"])
+    quench, inherent = first
+    assert inherent.after == [quench.job_id]
+    states = _wait([quench.job_id])
+    log = (c / "slurm" / "logs" / f"gd-quench-c-{quench.job_id}.out").read_text()
+    assert "SIGTERM (walltime near, or scancel): asking quench to checkpoint" in log
+    assert "quench exited with status 1" in log  # clean exit: stopped with tasks left
+    assert states[quench.job_id].state == "FAILED"
+    done = _done(c)
+    assert 1 <= done < 10
+    assert slurm.job_states([inherent.job_id])[inherent.job_id].stuck  # afterok never satisfied
+
+    res = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench,inherent", env=_env())
+    assert f"cancelling 1 job(s) left waiting on a failed job: {inherent.job_id}" in res.stdout
+    assert f"1 node(s), {min(2, 10 - done)} task(s)" in res.stdout  # sized on what is left
+    quench2, inherent2 = slurm.submissions(c)[2:]
+    assert inherent2.after == [quench2.job_id]
+    states = _wait([quench2.job_id, inherent2.job_id])
+    assert all(s.state == "COMPLETED" for s in states.values()), states
+    assert _done(c) == 10 and _done(c, "inherent") == 4
+    assert "CANCELLED" in slurm.job_states([inherent.job_id])[inherent.job_id].state
+
+
+@pytest.mark.slurm
+def test_scancel_mid_run_then_resubmit_completes_like_local(slurm_cluster, tmp_path):
+    c = init_tiny(tmp_path / "c", "kam", "quench.replicas=8", "quench.split=[4,2,2]",
+                  "quench.cooling_rate=0.05")
+    (sub,) = _submit_and_interrupt(c, "quench", ["scancel"])
+    assert _wait([sub.job_id])[sub.job_id].state == "CANCELLED"
+    assert _done(c) < 8
+    glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench", env=_env())
+    new = slurm.submissions(c)[-1]
+    assert new.job_id != sub.job_id and _wait([new.job_id])[new.job_id].state == "COMPLETED"
+    _same_quench(c, _local_twin(c, tmp_path))
+
+
+def _square(x):
+    return x * x
+
+
+@pytest.mark.slurm
+def test_dask_workers_as_slurm_jobs(slurm_cluster):
+    with dask_client(profile="localhost-slurm") as client:
+        client.wait_for_workers(1, timeout=120)
+        (worker,) = client.scheduler_info()["workers"].values()
+        assert worker["host"] == "127.0.0.1"
+        assert sum(client.gather(client.map(_square, range(10)))) == 285
+        jobs = subprocess.run(["squeue", "-h", "-o", "%j %T"], capture_output=True, text=True).stdout
+        assert "gd-dask RUNNING" in jobs
