@@ -53,7 +53,20 @@ def _propensity(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def _gradcam(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
+    """Grad-CAM score Gamma of the test-split configurations; NaN for other replicas."""
+    if "gradcam/gamma" not in store.root:
+        return {}
+    group = store.root["gradcam"]
+    test = group["replicas"][:]
+    out = np.full((len(replicas), 2, group["gamma"].shape[-1]), np.nan)
+    rows = np.flatnonzero(np.isin(replicas, test))
+    out[rows] = group["gamma"].get_orthogonal_selection((np.searchsorted(test, replicas[rows]),))
+    return {"gradcam": out}
+
+
 FIELD_SOURCES: list[Callable[[Store, np.ndarray], dict[str, np.ndarray]]] = [
+    _gradcam,
     _stored("indicators/voronoi", "voronoi"),
     _stored("indicators/ttop", "ttop"),
     _propensity,

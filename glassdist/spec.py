@@ -474,3 +474,23 @@ def load(campaign_dir: str | Path) -> Spec:
                         f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
     return loads(path.read_text(), str(path))
 
+
+
+def reference_markdown() -> str:
+    """docs/campaign.md: every section and key with type, default and help (kept in sync by a test)."""
+    out = ["# Campaign file reference", "",
+           "`DIR/campaign.toml` holds the whole experiment. `glassdist init DIR --preset NAME` writes one",
+           f"from a preset ({', '.join(PRESETS)}); `--set section.key=value` overrides a key.",
+           "Unknown keys, wrong types and impossible values are refused with exit code 2.",
+           "This page is generated from `glassdist.spec.SCHEMA` (`python -m glassdist.spec > docs/campaign.md`).", ""]
+    for section, keys in SCHEMA.items():
+        out += [f"## [{section}]", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, k in keys.items():
+            default = "required" if k.default is REQUIRED else f"`{_toml_value(k.default)}`"
+            out.append(f"| `{key}` | {_type_name(k.type)} | {default} | {k.help} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

@@ -77,6 +77,24 @@ def plan(stages: list[str], progress: dict) -> list[str]:
     return chosen
 
 
+def live_jobs(previous: dict[str, slurm.Submission], states: dict[str, slurm.JobState]):
+    """Split the latest earlier job of each stage: ({stage: job id} still worth waiting for,
+    [job ids] pending on a job that failed or was cancelled, so never going to run)."""
+    keep: dict[str, str] = {}
+    dead: list[str] = []
+    for stage in PIPELINE:
+        sub = previous.get(stage)
+        if sub is None or sub.job_id not in states or not states[sub.job_id].active:
+            continue
+        state = states[sub.job_id]
+        deps_ok = all(d in keep.values() or states[d].state == "COMPLETED" for d in sub.after)
+        if state.state != "PENDING" or (deps_ok and not state.stuck):
+            keep[stage] = sub.job_id
+        else:
+            dead.append(sub.job_id)
+    return keep, dead
+
+
 def _profile(name: str) -> Profile:
     try:
         return load_profile(name)
@@ -104,16 +122,12 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
                              f"table with a walltime to {profile.path}")
 
     previous = slurm.latest(campaign_dir)
-    states = {} if dry_run else slurm.job_states([s.job_id for s in previous.values()])
-    job_of: dict[str, str] = {}  # stage -> job id to wait for (live old job or new one)
-    stuck = [s.job_id for s in previous.values() if states.get(s.job_id) and states[s.job_id].stuck]
-    if stuck:
-        out(f"cancelling {len(stuck)} job(s) left waiting on a failed job: {', '.join(stuck)}")
-        slurm.cancel(stuck)
-    for stage, sub in previous.items():
-        state = states.get(sub.job_id)
-        if stage in chosen and state is not None and state.active and not state.stuck:
-            job_of[stage] = sub.job_id
+    ids = {s.job_id for s in previous.values()} | {d for s in previous.values() for d in s.after}
+    states = {} if dry_run else slurm.job_states(sorted(ids))
+    job_of, dead = live_jobs(previous, states)  # stage -> job id to wait for (live old job or new one)
+    if dead:
+        out(f"cancelling {len(dead)} job(s) left waiting on a failed job: {', '.join(dead)}")
+        slurm.cancel(dead)
 
     new: list[slurm.Submission] = []
     scripts = campaign_dir / "slurm" / "scripts"

@@ -182,7 +182,7 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
                                              "config": asdict(config)})
             if on_epoch is not None:
                 on_epoch(epoch, history)
-        if stop():
+        if _all_sum(torch.tensor([float(stop())], device=device)).item() > 0:  # every rank stops
             break
     return history
 

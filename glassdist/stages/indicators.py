@@ -4,7 +4,7 @@ Dask (hpc.dask_cluster: local workers, a scheduler address or SLURM worker jobs)
 
 One task = one replica (its liquid and glass configurations). A Dask worker reads the
 replica's positions from the store and writes only that replica's chunks; the client writes
-the done-mark after the worker returned. Writes ``indicators/voronoi`` and
+the done-mark after the worker returned (hpc.dask_farm). Writes ``indicators/voronoi`` and
 ``indicators/ttop`` (R, 2, N), ``indicators/rdf`` (R, 2, S, S, bins) with the bin centres
 ``indicators/rdf_r`` (bins,); ledger ``indicators``.
 """
@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc.dask_cluster import dask_client
-from hpc.farm import FarmResult
-from hpc.progress import Progress
+from hpc.dask_farm import run_dask_farm
 
 from ..spec import Spec, load
 from ..store import Store
@@ -82,36 +80,9 @@ def run(campaign_dir, args=None) -> int:
     spec = load(campaign_dir)
     todo = prepare(campaign_dir, spec)
     ledger = Store(campaign_dir).ledger(NAME)
-    result, progress = FarmResult(), Progress(NAME, len(todo))
-    if todo:
-        with dask_client(**spec.dask) as client:
-            from distributed import as_completed
-
-            def submit(replica, attempt):
-                return client.submit(replica_task, str(campaign_dir), replica, pure=False,
-                                     key=f"{NAME}-{replica}-{attempt}")
-
-            futures = {submit(r, 0): (r, 0) for r in todo}
-            running = as_completed(list(futures))
-            for future in running:
-                replica, attempt = futures.pop(future)
-                if future.status == "finished":
-                    ledger.mark_done(replica, attempt + 1, future.result())
-                    result.done.append(replica)
-                    progress.update(done=1)
-                    continue
-                error = f"{type(future.exception()).__name__}: {future.exception()}"
-                if attempt + 1 < spec.md.max_attempts:
-                    progress.note(f"replica {replica} attempt {attempt + 1} failed: {error}; retrying")
-                    retry = submit(replica, attempt + 1)
-                    futures[retry] = (replica, attempt + 1)
-                    running.add(retry)
-                else:
-                    ledger.mark_failed(replica, attempt + 1, error)
-                    result.failed.append(replica)
-                    progress.update(failed=1)
-    progress.close()
-    skipped = spec.quench.replicas - int(ledger.done_mask().sum())
-    if skipped and not result.failed:
-        print(f"{NAME}: {skipped} replica(s) wait for their quench; rerun after `glassdist quench`")
+    result = run_dask_farm(todo, replica_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
+                           max_attempts=spec.md.max_attempts, label=NAME)
+    waiting = spec.quench.replicas - int(ledger.done_mask().sum())
+    if waiting and not result.failed:
+        print(f"{NAME}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
     return exit_code(result, NAME)

@@ -1,0 +1,242 @@
+"""The paper's analysis (Sec. IV, supplement I E-F, III) on particle fields: arrays in, arrays out.
+
+Indicators alpha are ordered as :data:`INDICATORS` (Grad-CAM Gamma, Voronoi Upsilon,
+Tong-Tanaka Theta); ``fields`` arrays are (N, A) with A = 3 in that order. Every field is
+coarse-grained (eq. 7, :func:`glassdist.fields.coarse.coarse_grain`) and normalised to
+[0, 1]; the paper's sign convention (``1 - X`` for some indicators, Figs. 1, 2, 7) is a
+boolean ``flip`` per indicator, applied after normalisation. Correlation coefficients are
+:func:`~glassdist.fields.correlation.pearson` and ``spearman``; C_X(r) is eq. 8
+(:func:`~glassdist.fields.correlation.spatial_correlation`).
+
+- :func:`propensity_analysis`: one propensity configuration at one temperature: xi_Delta
+  (Fig. 3, Table III), the xi_alpha scans with and without coarse-graining Delta (Table S1,
+  Figs. S3, S8), C_{alpha,Delta}(delta) at every output time (Figs. 5, 7, Table V) and the
+  fields drawn in Figs. 1, 2, S4-S7.
+- :func:`configuration_analysis`: one test replica: Pearson and Spearman correlations between
+  indicators at xi_violin (Fig. 6, Table S2) and the bare C_alpha(r) of the glass (Fig. 8).
+- :func:`ensemble_table`: Table IV from the sub-ensemble propensity fields.
+- :func:`table_v`, :func:`table_s1`, :func:`table_s2`, :func:`mean_correlation`: summaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dynamics.crd import propensity_at_delta
+from .fields.coarse import coarse_grain, normalize
+from .fields.correlation import first_crossing, pearson, spatial_correlation, spearman
+
+INDICATORS = ("gradcam", "voronoi", "ttop")          # Gamma, Upsilon, Theta
+SYMBOLS = {"gradcam": "Γ", "voronoi": "Υ", "ttop": "Θ"}
+#: Table S2 / Fig. 6 pairs (indices into INDICATORS): C_{Gamma,Upsilon}, C_{Gamma,Theta}, C_{Theta,Upsilon}
+PAIRS = ((0, 1), (0, 2), (2, 1))
+ENSEMBLE_COLUMNS = ("e30i-e30j", "cg(e30i)-cg(e30j)", "e30-cg(e30)", "e100-cg(e100)", "cg(e30)-cg(e100)")
+
+
+def flips(one_minus, names=INDICATORS) -> np.ndarray:
+    """Boolean (A,): True where the indicator is shown and correlated as 1 - X."""
+    return np.array([name in one_minus for name in names])
+
+
+def smooth(positions: np.ndarray, fields: np.ndarray, L, xi: float, flip=False) -> np.ndarray:
+    """Coarse-grain (eq. 7) at xi, normalise to [0, 1], then 1 - X where ``flip``.
+
+    fields: (N,) or (N, F); flip: a bool or (F,) bools. Same shape as fields.
+    """
+    out = normalize(coarse_grain(positions, fields, L, xi))
+    return np.where(flip, 1.0 - out, out)
+
+
+def correlation_length(positions: np.ndarray, field: np.ndarray, L, r_max: float, bins: int,
+                       level: float = 1 / np.e) -> tuple[np.ndarray, float]:
+    """C_X(r) (bins + 1,) of a field (N,) and the first r where it falls to ``level``
+    (1/e: xi_Delta of Table III; 0: r_Gamma of Fig. 8); NaN if it never does within r_max."""
+    r, c = spatial_correlation(positions, field, L, r_max, bins)
+    return c, first_crossing(r, c, level)
+
+
+def _coefficients(a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
+    """fn between every column of a (N, F) and b (N,) -> (F,)."""
+    return np.array([fn(a[:, f], b) for f in range(a.shape[1])])
+
+
+def xi_scan(smoothed: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pearson(alpha smoothed at xi, target) for every xi: (X, A).
+
+    smoothed (X, N, A): the indicators smoothed at each xi of the grid (:func:`smooth`);
+    target (N,): the (bare or coarse-grained) propensity field.
+    """
+    return np.array([_coefficients(s, target, pearson) for s in smoothed])
+
+
+def best(scan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum over the leading axes of ``scan`` (K, X, A) for each indicator (last axis).
+
+    Returns C_max (A,), and the indices k* (A,) and x* (A,) of the maximum (-1 and NaN where
+    every value is NaN, e.g. a delta the runs did not reach).
+    """
+    k_dim, x_dim, a_dim = scan.shape
+    flat = scan.reshape(k_dim * x_dim, a_dim)
+    c_max = np.full(a_dim, np.nan)
+    k_star = np.full(a_dim, -1)
+    x_star = np.full(a_dim, -1)
+    for a in range(a_dim):
+        if np.isfinite(flat[:, a]).any():
+            i = int(np.nanargmax(flat[:, a]))
+            c_max[a], (k_star[a], x_star[a]) = flat[i, a], divmod(i, x_dim)
+    return c_max, k_star, x_star
+
+
+@dataclass
+class PropensityAnalysis:
+    """Results for one configuration at one temperature (K deltas, X xi values, A = 3
+    indicators, T output times, B = bins + 1 radii, N particles).
+
+    reached (K,): the runs reached delta_k. C_Delta_r (K, B), xi_Delta (K,): C_Delta(r) of the
+    bare Delta(delta_k) and its 1/e crossing (Fig. 3, Table III). scan (2, K, X, A): Pearson of
+    alpha(xi) with Delta(delta_k) bare [0] and coarse-grained at xi_Delta(delta_k) [1] (Figs. S8,
+    S3). pearson_t, spearman_t (A, T): C_{alpha,Delta} at each output time, alpha at
+    xi_structure, Delta at xi_propensity (Figs. 5, 7). xi_star (2, A): xi of the maximum of
+    each scan (Table S1). Maps, normalised and signed: indicators (2, A, N) bare and at
+    xi_structure (Figs. 1-2, S6-S7 top); Delta (K, 2, N) bare and at xi_Delta (Figs. 1-2 d-f,
+    S4-S5); optimal (2, A, N) at xi_star (Figs. S6-S7 middle, bottom).
+    """
+
+    reached: np.ndarray
+    C_Delta_r: np.ndarray
+    xi_Delta: np.ndarray
+    scan: np.ndarray
+    pearson_t: np.ndarray
+    spearman_t: np.ndarray
+    xi_star: np.ndarray
+    indicators: np.ndarray
+    Delta: np.ndarray
+    optimal: np.ndarray
+
+
+def propensity_analysis(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarray,
+                        Delta_t: np.ndarray, L, *, deltas, xi_grid, xi_structure: float,
+                        xi_propensity: float, flip, r_max: float, bins: int) -> PropensityAnalysis:
+    """Everything the paper derives from one propensity configuration at one temperature.
+
+    positions (N, dim): the configuration at t = 0 (the glass); fields (N, A): its bare
+    indicators; delta_t (T,), Delta_t (T, N): delta(t) and the propensity at each output time.
+    """
+    n, a_dim = fields.shape
+    k_dim, x_dim = len(deltas), len(xi_grid)
+    at_delta, reached = propensity_at_delta(delta_t, Delta_t, deltas)        # (K, N), (K,)
+    smoothed = np.stack([smooth(positions, fields, L, xi, flip) for xi in xi_grid])  # (X, N, A)
+    C_Delta_r = np.full((k_dim, bins + 1), np.nan)
+    xi_Delta = np.full(k_dim, np.nan)
+    scan = np.full((2, k_dim, x_dim, a_dim), np.nan)
+    Delta_maps = np.full((k_dim, 2, n), np.nan)
+    for k in np.flatnonzero(reached):
+        C_Delta_r[k], xi_Delta[k] = correlation_length(positions, at_delta[k], L, r_max, bins)
+        Delta_maps[k, 0] = normalize(at_delta[k])
+        if np.isfinite(xi_Delta[k]):
+            Delta_maps[k, 1] = smooth(positions, at_delta[k], L, xi_Delta[k])
+        for cg in (0, 1):
+            if np.isfinite(Delta_maps[k, cg]).all():
+                scan[cg, k] = xi_scan(smoothed, Delta_maps[k, cg])
+    alpha = smooth(positions, fields, L, xi_structure, flip)                   # (N, A)
+    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_propensity)      # (N, T)
+    pearson_t, spearman_t = (np.array([_coefficients(alpha, d, fn) for d in Delta_cg.T]).T
+                             for fn in (pearson, spearman))                    # (A, T) each
+    xi_star = np.full((2, a_dim), np.nan)
+    optimal = np.full((2, a_dim, n), np.nan)
+    for cg in (0, 1):
+        _, _, x_star = best(scan[cg])
+        for a in np.flatnonzero(x_star >= 0):
+            xi_star[cg, a] = xi_grid[x_star[a]]
+            optimal[cg, a] = smoothed[x_star[a], :, a]
+    indicators = np.stack([np.where(flip, 1.0 - normalize(fields), normalize(fields)).T, alpha.T])
+    return PropensityAnalysis(reached, C_Delta_r, xi_Delta, scan, pearson_t, spearman_t, xi_star,
+                              indicators, Delta_maps, optimal)
+
+
+def configuration_analysis(positions: np.ndarray, fields: np.ndarray, L, xi: float, r_max: float,
+                           bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One configuration (N, dim) with bare indicators (N, A): Pearson (P,) and Spearman (P,)
+    of the PAIRS at xi (Fig. 6, Table S2; no sign flips) and the bare C_alpha(r) (A, B)
+    (Fig. 8)."""
+    cg = smooth(positions, fields, L, xi)
+    p = np.array([pearson(cg[:, i], cg[:, j]) for i, j in PAIRS])
+    s = np.array([spearman(cg[:, i], cg[:, j]) for i, j in PAIRS])
+    c_r = np.stack([spatial_correlation(positions, fields[:, a], L, r_max, bins)[1]
+                    for a in range(fields.shape[1])])
+    return p, s, c_r
+
+
+def ensemble_table(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Table IV: Pearson coefficients between the propensity fields (4, N) of the ensembles
+    e30A, e30B, e30C, e100, bare (e) and coarse-grained at xi (cg(e)).
+
+    Returns the five numbers of ENSEMBLE_COLUMNS (5,) (an e30 entry is the mean over the
+    three e30 ensembles or their three pairs) and the fields (4, 2, N), normalised, bare
+    and coarse-grained (Fig. 4).
+    """
+    bare = normalize(np.asarray(fields, dtype=float).T).T                # (4, N)
+    cg = smooth(positions, np.asarray(fields, dtype=float).T, L, xi).T   # (4, N)
+    pairs = ((0, 1), (0, 2), (1, 2))
+    row = np.array([
+        np.mean([pearson(bare[i], bare[j]) for i, j in pairs]),
+        np.mean([pearson(cg[i], cg[j]) for i, j in pairs]),
+        np.mean([pearson(bare[i], cg[i]) for i in range(3)]),
+        pearson(bare[3], cg[3]),
+        np.mean([pearson(cg[i], cg[3]) for i in range(3)]),
+    ])
+    return row, np.stack([bare, cg], axis=1)
+
+
+def table_v(pearson_t: np.ndarray, delta_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Table V: max over temperatures and output times of C_{alpha,Delta} and the delta there.
+
+    pearson_t (nT, A, T), delta_t (nT, T) -> C_max (A,), delta_star (A,) (NaN if all NaN).
+    """
+    a_dim = pearson_t.shape[1]
+    c_max, d_star = np.full(a_dim, np.nan), np.full(a_dim, np.nan)
+    for a in range(a_dim):
+        values = pearson_t[:, a, :]
+        if np.isfinite(values).any():
+            t, i = np.unravel_index(np.nanargmax(values), values.shape)
+            c_max[a], d_star[a] = values[t, i], delta_t[t, i]
+    return c_max, d_star
+
+
+def table_s1(scan: np.ndarray, deltas, xi_grid) -> np.ndarray:
+    """Table S1 of one temperature: scan (2, K, X, A) -> (2, A, 3) with [C_max, delta*, xi*]
+    per indicator, with [1] and without [0] coarse-graining of Delta (NaN: no delta reached)."""
+    out = np.full((2, scan.shape[-1], 3), np.nan)
+    for cg in (0, 1):
+        c_max, k, x = best(scan[cg])
+        ok = k >= 0
+        out[cg, :, 0] = c_max
+        out[cg, ok, 1] = np.asarray(deltas, dtype=float)[k[ok]]
+        out[cg, ok, 2] = np.asarray(xi_grid, dtype=float)[x[ok]]
+    return out
+
+
+def table_s2(pearson_c: np.ndarray, spearman_c: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Table S2: mean and standard deviation over the valid configurations.
+
+    pearson_c, spearman_c (R, 2, P) [class: liquid, glass]; valid (R, 2) bool (correctly
+    classified and analysed). Returns (2, P, 4): [mean P, std P, mean S, std S] per class.
+    """
+    out = np.full((2, pearson_c.shape[-1], 4), np.nan)
+    for cls in (0, 1):
+        ok = valid[:, cls]
+        if ok.any():
+            for col, data in enumerate((pearson_c, spearman_c)):
+                out[cls, :, 2 * col] = np.nanmean(data[ok, cls], axis=0)
+                out[cls, :, 2 * col + 1] = np.nanstd(data[ok, cls], axis=0)
+    return out
+
+
+def mean_correlation(c_r: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fig. 8: mean (A, B) and standard error (A, B) of C_alpha(r) over configurations
+    c_r (R, A, B), and the first zero crossing of each mean (A,) (r_Gamma for Gamma)."""
+    mean = np.nanmean(c_r, axis=0)
+    sem = np.nanstd(c_r, axis=0) / np.sqrt(max(len(c_r), 1))
+    return mean, sem, np.array([first_crossing(r, m, 0.0) for m in mean])

@@ -1,0 +1,70 @@
+"""Stage `dataset`: the CNN input, M(rho) of every done quench configuration (Supp. I A),
+in parallel over replicas with Dask (hpc.dask_farm on hpc.dask_cluster).
+
+One task = one replica: a worker reads its two configurations, writes their images to its
+own chunk of ``dataset/images`` (R, 2, grid, ..., grid) float32 [class axis = label:
+0 liquid, 1 glass], and the client writes the done-mark. ``dataset/split`` (R,) holds the
+split of each replica (0 train, 1 val, 2 test); ledger ``dataset``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hpc.dask_farm import run_dask_farm
+
+from ..spec import Spec, load
+from ..store import CLASSES, Store
+from ..structure.grid import gridize, normalise_image
+from .common import exit_code
+
+NAME = "dataset"
+SECTIONS = ("system", "md", "quench", "dataset")
+MPI = False
+HELP = "density images M(rho) of every configuration, labelled and split (Dask)"
+
+
+def replica_images(positions: np.ndarray, types: np.ndarray, spec: Spec) -> np.ndarray:
+    """Positions (2, N, dim) -> normalised images (2, grid, ..., grid) float32."""
+    sigma_ii = np.diag(spec.sigma)
+    return np.stack([normalise_image(gridize(p, types, spec.box_length, spec.dataset.grid, sigma_ii,
+                                             spec.dataset.kernel_cutoff))
+                     for p in positions]).astype(np.float32)
+
+
+def replica_task(campaign_dir: str, replica: int) -> float:
+    """Dask task: compute and store the images of one replica; returns its seconds."""
+    start = time.perf_counter()
+    store = Store(campaign_dir)
+    positions = store.root["quench/positions"][replica]
+    store.root[f"{NAME}/images"][replica] = replica_images(positions, store.types(), store.spec())
+    return time.perf_counter() - start
+
+
+def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
+    """Check the spec against stored results, create the arrays; return replicas to do
+    (quench done, dataset not done)."""
+    store = Store(campaign_dir)
+    store.check_stage(NAME, spec, SECTIONS)
+    R, image = spec.quench.replicas, (spec.dataset.grid,) * spec.dim
+    store.require_array(f"{NAME}/images", (R, 2, *image), (1, 2, *image), "float32")
+    store.require_array(f"{NAME}/split", (R,), (R,), "int8")[:] = spec.split_of()
+    store.root[NAME].attrs.update({"classes": list(CLASSES), "splits": list(spec.split_names)})
+    quenched = store.ledger("quench").done_mask()
+    return [int(r) for r in store.ledger(NAME, R).todo() if quenched[r]]
+
+
+def run(campaign_dir, args=None) -> int:
+    campaign_dir = Path(campaign_dir)
+    spec = load(campaign_dir)
+    todo = prepare(campaign_dir, spec)
+    ledger = Store(campaign_dir).ledger(NAME)
+    result = run_dask_farm(todo, replica_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
+                           max_attempts=spec.md.max_attempts, label=NAME)
+    waiting = spec.quench.replicas - int(ledger.done_mask().sum())
+    if waiting and not result.failed:
+        print(f"{NAME}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
+    return exit_code(result, NAME)

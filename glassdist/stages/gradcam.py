@@ -1,0 +1,114 @@
+"""Stage `gradcam`: Grad-CAM (eqs. 3-4) of every test configuration, back to particles with
+M^-1 (eq. S4), glass and liquid.
+
+Target class: ``gradcam.target_class`` on glass configurations (paper: glass),
+``gradcam.liquid_target_class`` on liquid ones (paper silent; default glass). One task =
+one test replica (index t within the test split). Writes ``gradcam/gamma`` (R_test, 2, N)
+[class axis: liquid, glass], ``gradcam/map`` (R_test, 2, grid, ...) float32 (the grid
+Grad-CAM L^C), ``gradcam/p_glass`` (R_test, 2) (softmax probability of glass),
+``gradcam/correct`` (R_test, 2) bool (False = misclassified: flagged, to be excluded from
+later statistics as in the paper's footnote 2), ``gradcam/replicas`` (R_test,) replica ids;
+ledger ``gradcam``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hpc.farm import FarmResult
+from hpc.progress import Progress
+
+from ..errors import UsageError
+from ..learn.gradcam import grad_cam
+from ..learn.model import build_model
+from ..spec import Spec, load
+from ..store import CLASSES, Store
+from ..structure.grid import to_particles
+from .common import exit_code
+from .train import model_path
+
+NAME = "gradcam"
+SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam")
+MPI = False
+HELP = "Grad-CAM of every test configuration mapped back to particles (Gamma)"
+BLOCK = 32  # test replicas per batched forward/backward pass
+
+
+def test_replicas(spec: Spec) -> np.ndarray:
+    """Replica ids of the test split, shape (R_test,); row t of every gradcam array."""
+    return np.flatnonzero(spec.split_of() == 2)
+
+
+def targets(spec: Spec) -> list[int]:
+    """Target class index per configuration class [liquid, glass]."""
+    return [CLASSES.index(spec.gradcam.liquid_target_class), CLASSES.index(spec.gradcam.target_class)]
+
+
+def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
+    """Check the spec, create the arrays; return test indices to do (images done, gradcam not)."""
+    store = Store(campaign_dir)
+    store.check_stage(NAME, spec, SECTIONS)
+    if "ledger/train" not in store.root or not store.ledger("train").done_mask()[0]:
+        raise UsageError(f"no trained model yet: run `glassdist train {campaign_dir}` first")
+    test = test_replicas(spec)
+    T, N, image = len(test), spec.system.n_particles, (spec.dataset.grid,) * spec.dim
+    store.require_array(f"{NAME}/gamma", (T, 2, N), (1, 2, N), "float64")
+    store.require_array(f"{NAME}/map", (T, 2, *image), (1, 2, *image), "float32")
+    store.require_array(f"{NAME}/p_glass", (T, 2), (1, 2), "float64")
+    store.require_array(f"{NAME}/correct", (T, 2), (1, 2), "bool", fill_value=False)
+    store.require_array(f"{NAME}/replicas", (T,), (T,), "int64")[:] = test
+    store.root[NAME].attrs["target_class"] = [CLASSES[c] for c in targets(spec)]
+    imaged = store.ledger("dataset").done_mask()[test]
+    return [int(t) for t in store.ledger(NAME, T).todo() if imaged[t]]
+
+
+def explain(model, images: np.ndarray, positions: np.ndarray, types: np.ndarray, spec: Spec):
+    """Images (B, 2, grid, ...) and positions (B, 2, N, dim) -> maps (B, 2, grid, ...),
+    Gamma (B, 2, N), probability of glass (B, 2)."""
+    b = len(images)
+    x = torch.from_numpy(images.reshape(2 * b, 1, *images.shape[2:]))
+    maps = grad_cam(model, x, torch.tensor(targets(spec)).repeat(b))
+    with torch.no_grad():
+        p_glass = torch.softmax(model(x), 1)[:, CLASSES.index("glass")]
+    maps = maps.numpy().astype(np.float64).reshape(images.shape)
+    gamma = np.array([[to_particles(maps[i, c], positions[i, c], types, spec.box_length, np.diag(spec.sigma),
+                                    spec.dataset.kernel_cutoff) for c in range(2)] for i in range(b)])
+    return maps, gamma, p_glass.numpy().reshape(b, 2)
+
+
+def run(campaign_dir, args=None) -> int:
+    campaign_dir = Path(campaign_dir)
+    spec = load(campaign_dir)
+    todo = prepare(campaign_dir, spec)
+    store = Store(campaign_dir)
+    ledger, group, types = store.ledger(NAME), store.root[NAME], store.types()
+    model = build_model(spec)
+    model.load_state_dict(torch.load(model_path(campaign_dir), map_location="cpu", weights_only=True))
+    test = test_replicas(spec)
+    result, progress = FarmResult(), Progress(NAME, len(todo))
+    for start in range(0, len(todo), BLOCK):
+        block = np.array(todo[start:start + BLOCK])
+        t0 = time.perf_counter()
+        replicas = test[block]
+        images = store.root["dataset/images"].get_orthogonal_selection((replicas,))
+        positions = store.root["quench/positions"].get_orthogonal_selection((replicas,))
+        maps, gamma, p_glass = explain(model, images, positions, types, spec)
+        group["map"].set_orthogonal_selection((block,), maps.astype(np.float32))
+        group["gamma"].set_orthogonal_selection((block,), gamma)
+        group["p_glass"].set_orthogonal_selection((block,), p_glass)
+        group["correct"].set_orthogonal_selection((block,), (p_glass > 0.5) == np.array([False, True]))
+        seconds = (time.perf_counter() - t0) / len(block)
+        for t in block:
+            ledger.mark_done(int(t), 1, seconds)
+        result.done.extend(block.tolist())
+        progress.update(done=len(block))
+    progress.close()
+    correct = group["correct"][:][ledger.done_mask()]
+    if correct.size:
+        print(f"{NAME}: {int((~correct).sum())} of {correct.size} test configurations misclassified "
+              f"(flagged in {NAME}/correct)")
+    return exit_code(result, NAME)
