@@ -8,6 +8,7 @@
 # The node is named after `hostname -s` (or localhost), has CPUs = nproc and RealMemory from
 # `free`, and is reached on 127.0.0.1 only: NoCtldInAddrAny and NoInAddrAny make
 # slurmctld and slurmd bind the loopback address instead of every interface.
+# cred_expire=20 lets a job that requeued itself start again after 20 s instead of 120 s.
 # Used by .ci/run so that tests/test_slurm.py runs against a real SLURM.
 set -euo pipefail
 
@@ -52,6 +53,7 @@ CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=20
 CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc

@@ -29,7 +29,7 @@ from glassdist import spec as specmod
 from glassdist.learn.gradcam import grad_cam
 from glassdist.learn.model import build_model
 from glassdist.learn.train import TrainConfig, train
-from glassdist.structure.grid import gridize, normalise_image, to_particles
+from glassdist.structure.grid import gridize, to_particles
 
 
 def timed(fn, repeat=1):
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"paper-kam: N = {N}, grid = {grid}^{dim}, model {spec.model.channels} / {spec.model.kernel_sizes} / "
           f"hidden {spec.model.hidden}; torch {torch.__version__}, {args.threads} CPU thread(s)")
 
-    seconds, images = timed(lambda: [normalise_image(gridize(p, types, L, grid, sigma_ii)) for p in positions])
+    seconds, images = timed(lambda: [gridize(p, types, L, grid, sigma_ii) for p in positions])
     print(f"gridization M:        {len(positions) / seconds:8.1f} images/s ({1e3 * seconds / len(positions):.1f} ms each)")
 
     x = torch.tensor(np.array(images), dtype=torch.float32)[:, None]

@@ -32,7 +32,8 @@ INDICATORS = ("gradcam", "voronoi", "ttop")          # Gamma, Upsilon, Theta
 SYMBOLS = {"gradcam": "Γ", "voronoi": "Υ", "ttop": "Θ"}
 #: Table S2 / Fig. 6 pairs (indices into INDICATORS): C_{Gamma,Upsilon}, C_{Gamma,Theta}, C_{Theta,Upsilon}
 PAIRS = ((0, 1), (0, 2), (2, 1))
-ENSEMBLE_COLUMNS = ("e30i-e30j", "cg(e30i)-cg(e30j)", "e30-cg(e30)", "e100-cg(e100)", "cg(e30)-cg(e100)")
+#: Table IV columns (ē: coarse-grained; an e30 entry is the mean over e30A, e30B, e30C or their pairs)
+ENSEMBLE_COLUMNS = ("C(e30i, e30j)", "C(ē30i, ē30j)", "C(e30, ē30)", "C(e100, ē100)", "C(ē30, ē100)")
 
 
 def flips(one_minus, names=INDICATORS) -> np.ndarray:

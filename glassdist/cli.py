@@ -49,15 +49,51 @@ def cmd_run(args) -> int:
     for name in stages:
         if name not in PIPELINE:
             raise UsageError(f"unknown stage {name!r}; stages are {', '.join(PIPELINE)}")
-    specmod.load(args.dir)  # bad campaign file: exit 2 before any stage starts
+    spec = specmod.load(args.dir)  # bad campaign file: exit 2 before any stage starts
     for name in stages:
+        if stage_complete(args.dir, name, spec):
+            print(f"== {name} == done", flush=True)
+            continue
         print(f"== {name} ==", flush=True)
         code = run_stage(name, args.dir, args.np)
         if code:
             print(f"stage {name} exited with {code}; fix and rerun `glassdist run {args.dir}` "
                   f"(done work is kept)")
             return code
+        mark_complete(args.dir, name, spec)
     return 0
+
+
+def _completion_hash(name: str, spec) -> str:
+    return spec.section_hash(*stage_module(name).SECTIONS)
+
+
+def stage_complete(campaign_dir, name: str, spec) -> bool:
+    """True when `run` finished stage `name` before (exit 0) with the same campaign sections and
+    every task of its ledgers (``ledger/NAME`` and ``ledger/NAME_*``) is still done: `run` then
+    skips it without starting it (an MPI stage would pay an mpiexec start and its imports, some
+    seconds, only to find nothing to do). The ledgers stay the only proof of done work."""
+    from .store import Store
+
+    if not (Path(campaign_dir) / "store.zarr").exists():
+        return False
+    store = Store(campaign_dir, mode="r")
+    if store.root.attrs.get("completed", {}).get(name) != _completion_hash(name, spec):
+        return False
+    ledgers = [ledger for key, ledger in store.ledgers().items() if key == name or key.startswith(f"{name}_")]
+    return all(ledger.done_mask().all() for ledger in ledgers)
+
+
+def mark_complete(campaign_dir, name: str, spec) -> None:
+    """Record that stage `name` exited 0 with the current campaign sections (see stage_complete)."""
+    from .store import Store
+
+    if not (Path(campaign_dir) / "store.zarr").exists():
+        return
+    store = Store(campaign_dir)
+    completed = dict(store.root.attrs.get("completed", {}))
+    completed[name] = _completion_hash(name, spec)
+    store.root.attrs["completed"] = completed
 
 
 def cmd_status(args) -> int:

@@ -125,6 +125,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     check=at_least(4)),
         "kernel_cutoff": Key(NUM, 2.5, help="Gaussian kernel cutoff in units of sigma_ii",
                              check=positive),
+        "normalise": Key(str, "standard", help="CNN input scaling (paper: 'to [0, 1]', ambiguous): "
+                         "'image' = per-image min-max (drops the fluctuation amplitude that tells glass "
+                         "from liquid), 'dataset' = min-max of the training images, 'standard' = "
+                         "(x - mean) / std of the training images (trains fastest)",
+                         check=one_of("image", "dataset", "standard")),
     },
     "model": {
         "channels": Key(INTLIST, [16, 32, 32], help="filters of the three conv layers"),
@@ -134,8 +139,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "train": {
         "epochs": Key(int, 30, help="training epochs (paper: 250)", check=at_least(1)),
-        "batch_size": Key(int, 16, help="global batch size (paper: 5)", check=at_least(1)),
-        "lr": Key(NUM, 1e-3, help="Adam learning rate (paper: 1e-6)", check=positive),
+        "batch_size": Key(int, 8, help="global batch size (paper: 5)", check=at_least(1)),
+        "lr": Key(NUM, 3e-4, help="Adam learning rate (paper: 1e-6)", check=positive),
+        "augment": Key(bool, True, help="random periodic translations of each training image "
+                       "(exact symmetry of a periodic system; paper: none)"),
         "weight_decay": Key(NUM, 1e-4, help="L2 regularisation strength", check=non_negative),
         "seed": Key(int, 0, help="training seed (weights init, shuffling, dropout)",
                     check=non_negative),

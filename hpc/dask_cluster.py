@@ -4,7 +4,7 @@
 - default: a LocalCluster whose scheduler, workers and (absent) dashboard bind to 127.0.0.1;
 - ``address="tcp://host:port"``: connect to a scheduler someone else started;
 - ``profile=...`` (or the environment variable ``HPC_DASK_PROFILE``, which SLURM job scripts
-  rendered by hpc.slurm set): a dask-jobqueue SLURMCluster shaped by the profile's ``[dask]``
+  rendered by hpc.slurm set, with HPC_DASK_LOG_DIR): a dask-jobqueue SLURMCluster shaped by the profile's ``[dask]``
   table, scaled to its ``jobs`` worker jobs and closed (jobs cancelled) on exit.
 """
 
@@ -20,10 +20,12 @@ from distributed import Client, LocalCluster
 from .profile import Profile, load_profile
 
 PROFILE_ENV = "HPC_DASK_PROFILE"
+LOG_ENV = "HPC_DASK_LOG_DIR"  # where worker jobs write their SLURM output (default: the cwd)
 
 
 def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None):
-    """A dask_jobqueue.SLURMCluster (not yet scaled) built from a profile's [dask] table."""
+    """A dask_jobqueue.SLURMCluster (not yet scaled) built from a profile's [dask] table;
+    worker job output goes to ``log_directory`` (default: $HPC_DASK_LOG_DIR, else the cwd)."""
     from dask_jobqueue import SLURMCluster
 
     p = load_profile(profile)
@@ -37,7 +39,8 @@ def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = Non
         interface=d["interface"], scheduler_options=scheduler,
         job_extra_directives=directives + list(p.slurm["extra_directives"]),
         job_script_prologue=list(p.environment["setup"]),
-        job_name=f"{p.slurm['job_prefix']}-dask", log_directory=log_directory,
+        job_name=f"{p.slurm['job_prefix']}-dask",
+        log_directory=log_directory or os.environ.get(LOG_ENV) or None,
     )
 
 

@@ -18,16 +18,20 @@ import math
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jinja2
 
-from .dask_cluster import PROFILE_ENV
+from .dask_cluster import LOG_ENV, PROFILE_ENV
 from .profile import Profile
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "jobs"
+# jobs/ of the source tree (editable installs), else where setup.cfg's data_files put it
+TEMPLATE_DIR = next((d for d in (Path(__file__).resolve().parent.parent / "jobs",
+                                 Path(sys.prefix) / "share" / "glassdist" / "jobs") if d.is_dir()),
+                    Path(__file__).resolve().parent.parent / "jobs")
 KINDS = ("mpi", "dask", "ddp", "serial")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
@@ -109,14 +113,15 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     campaign = Path(campaign_dir).resolve()
     s = size(job, profile)
     name = template_name(job, templates)
-    env = {PROFILE_ENV: str(profile.path.resolve())} if job.kind == "dask" else {}
+    log_dir = campaign / "slurm" / "logs"
+    env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir)} if job.kind == "dask" else {}
     e = profile.environment
     count = f"--ntasks={s.ntasks}" if e["mpi_launcher"] == "srun" else f"-n {s.ntasks}"
     mpi_launch = " ".join(filter(None, (e["mpi_launcher"], count, e["mpi_args"])))
     return _environment(templates).get_template(name).render(
         job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}", stage=job.stage,
         campaign=campaign, program=program, template=name, profile=profile,
-        shape=profile.stage(job.stage), log_dir=campaign / "slurm" / "logs", env=env,
+        shape=profile.stage(job.stage), log_dir=log_dir, env=env,
         command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, rdzv_port=RDZV_PORT,
         **asdict(s))
 

@@ -88,8 +88,3 @@ def test_inverse_is_eq_s4():
     expected = [(field.ravel() * f[i] / f.sum(0)).sum() for i in range(len(x))]
     assert np.allclose(g.to_particles(field, x, t, L, SIGMA_II), expected, rtol=1e-10)
 
-
-def test_normalise_image():
-    img = np.array([[2.0, 4.0], [3.0, 6.0]])
-    out = g.normalise_image(img)
-    assert out.min() == 0 and out.max() == 1 and np.isclose(out[1, 0], 0.25)

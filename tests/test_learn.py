@@ -1,4 +1,5 @@
-"""CNN, training (single process, real 2-process DDP, kill and resume) and Grad-CAM."""
+"""CNN, training (single process, real 2-process DDP, kill and resume) and Grad-CAM.
+The classifier on real quenched configurations: tests/test_learn_stages.py."""
 
 import os
 import signal
@@ -12,12 +13,9 @@ import pytest
 import torch
 from captum.attr import LayerGradCam
 
-from glassdist import spec as specmod
 from glassdist.learn.gradcam import grad_cam
-from glassdist.learn.model import GlassCNN, build_model
-from glassdist.learn.train import TrainConfig, evaluate, global_batches, epoch_generator, train
-from glassdist.md.quench import quench
-from glassdist.structure.grid import gridize, normalise_image, to_particles
+from glassdist.learn.model import GlassCNN, InputNorm
+from glassdist.learn.train import epoch_generator, global_batches, translate
 
 VENV = Path(sys.executable).parent
 ENV = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
@@ -34,7 +32,7 @@ d = {k: torch.from_numpy(v) for k, v in np.load(data).items()}
 with ddp_context() as device:
     torch.manual_seed(0)
     model = GlassCNN(2, 12, [4, 6, 6], [5, 3, 3], 16, 0.5)
-    train(model, (d["x"], d["y"]), (d["xv"], d["yv"]), TrainConfig(int(epochs), 5, 3e-3, 1e-3, 7),
+    train(model, (d["x"], d["y"]), (d["xv"], d["yv"]), TrainConfig(int(epochs), 5, 3e-3, 1e-3, 7, augment=True),
           checkpoint=checkpoint if checkpoint != "-" else None, device=device,
           on_epoch=lambda epoch, history: time.sleep(float(pause)))
     if rank_and_world()[0] == 0:
@@ -103,55 +101,38 @@ def test_global_batches_cover_the_set_once():
     assert torch.equal(torch.cat(batches), torch.cat(global_batches(23, 5, epoch_generator(1, 2))))
 
 
-def tiny_spec(**over):
-    sets = ["system.n_particles=200", "system.counts=[130,70]", "quench.equilibration_time=2.0",
-            "quench.snapshot_replicas=0", "quench.replicas=16", "quench.split=[10,2,4]",
-            "dataset.grid=20", "model.channels=[4,8,8]", "model.hidden=16",
-            "train.epochs=12", "train.batch_size=4", "train.lr=2e-3"]
-    sets += [f"{k}={v}" for k, v in over.items()]
-    return specmod.loads(specmod.apply_overrides(specmod.preset_text("demo-kam"), sets))
-
-
-@pytest.fixture(scope="module")
-def quenched():
-    """Real KAM quenches (N = 200): positions (R, 2, N, 2) [liquid, glass] and images."""
-    spec = tiny_spec()
-    positions = np.stack([quench(spec, np.random.default_rng(r)).positions
-                          for r in range(spec.quench.replicas)])
-    sigma_ii = np.diag(spec.sigma)
-    images = np.array([[normalise_image(gridize(p, spec.types, spec.box_length, spec.dataset.grid,
-                                                sigma_ii)) for p in pair] for pair in positions])
-    return spec, positions, torch.tensor(images, dtype=torch.float32)[:, :, None]
-
-
-def split(images, replicas):
-    x = images[replicas].reshape(-1, 1, *images.shape[-2:])
-    y = torch.tensor([0, 1] * len(replicas))
-    return x, y
-
-
-def test_cnn_separates_real_glass_and_liquid(quenched):
-    spec, positions, images = quenched
-    model = build_model(spec)
-    train_set, val_set, test_set = (split(images, np.flatnonzero(spec.split_of() == s)) for s in range(3))
-    history = train(model, train_set, val_set, TrainConfig.from_spec(spec))
-    assert history["train_loss"][-1] < history["train_loss"][0]
-    result = evaluate(model, *test_set)
-    assert result["class_accuracy"] == [1.0, 1.0], result
-
-    # Grad-CAM equals captum's LayerGradCam on the last conv+ReLU, for both targets
-    x = test_set[0]
-    for target in (0, 1):
+@pytest.mark.parametrize("dim", [2, 3])
+def test_grad_cam_equals_captum(dim):
+    torch.manual_seed(dim)
+    model = GlassCNN(dim, 8, [3, 4, 5], [5, 3, 3], 8, 0.5)
+    x = torch.rand((6, 1) + (8,) * dim)
+    for target in (0, 1, torch.tensor([0, 1, 1, 0, 1, 0])):
         ours = grad_cam(model, x, target)
         theirs = LayerGradCam(model, model.features[-1]).attribute(x, target=target, relu_attributions=True)
-        assert ours.shape == x.shape[:1] + x.shape[2:]
-        assert torch.allclose(ours, theirs[:, 0], rtol=1e-5, atol=1e-7)
-    cam = grad_cam(model, x, 1)
-    assert cam.abs().sum() > 0
-    # back to particles: a redistribution of the map
-    gamma = to_particles(cam[1].numpy().astype(float), positions[12, 1], spec.types, spec.box_length,
-                         np.diag(spec.sigma))
-    assert np.isclose(gamma.sum(), cam[1].sum().item(), rtol=1e-5)
+        assert ours.shape == (6,) + (8,) * dim
+        assert torch.allclose(ours, theirs[:, 0], rtol=1e-5, atol=1e-8)
+    assert grad_cam(model, x, 0).abs().sum() + grad_cam(model, x, 1).abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["image", "dataset", "standard"])
+def test_input_norm(mode):
+    images = torch.rand(10, 1, 6, 6) * 3 + 2
+    norm = InputNorm(mode)
+    norm.fit(images)
+    out = norm(images)
+    if mode == "image":
+        assert torch.allclose(out.amin((1, 2, 3)), torch.zeros(10)) and torch.allclose(out.amax((1, 2, 3)), torch.ones(10))
+    elif mode == "dataset":
+        assert out.min() == 0 and out.max() == 1
+    else:
+        assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-5
+
+
+def test_translate_rolls_each_image():
+    images = torch.arange(2 * 16, dtype=torch.float32).reshape(2, 1, 4, 4)
+    out = translate(images, torch.tensor([[1, 0], [2, 3]]))
+    assert torch.equal(out[0, 0], torch.roll(images[0, 0], 1, 0))
+    assert torch.equal(out[1, 0], torch.roll(images[1, 0], (2, 3), (0, 1)))
 
 
 def test_model_sizes_and_3d():

@@ -16,7 +16,7 @@ import pytest
 import zarr
 
 from hpc import slurm
-from hpc.dask_cluster import dask_client
+from hpc.dask_cluster import LOG_ENV, dask_client
 from hpc.profile import PROFILE_DIR, ProfileError, load_profile, walltime_seconds
 
 from .conftest import glassdist, init_tiny
@@ -152,6 +152,7 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign):
         assert text in train, text
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), profile, campaign)
     assert f"export {PROFILE_ENV}={PROFILE_DIR.resolve()}/gpu-cluster.toml\n" in analyze
+    assert f"export {LOG_ENV}={campaign}/slurm/logs\n" in analyze
     assert "# Dask driver: workers are 2 SLURM job(s) of 16 core(s), 64GB.\n" in analyze
     assert NEEDS["analyze"] == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
 
@@ -250,9 +251,10 @@ def test_submitted_quench_equals_local_run(slurm_cluster, tmp_path):
     assert "nothing to submit" in again.stdout and len(slurm.submissions(c)) == 1
 
 
-def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str]) -> list[slurm.Submission]:
+def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str],
+                          profile: str | Path = "localhost-slurm") -> list[slurm.Submission]:
     """Submit, wait until the quench job has finished one replica, then run `interrupt + [id]`."""
-    glassdist("submit", c, "--profile", "localhost-slurm", "--stages", stages, env=_env())
+    glassdist("submit", c, "--profile", profile, "--stages", stages, env=_env())
     subs = slurm.submissions(c)
     end = time.monotonic() + 240
     while _done(c) < 1:
@@ -263,44 +265,47 @@ def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str]) -> list[sl
 
 
 @pytest.mark.slurm
-def test_walltime_signal_checkpoints_and_next_submission_continues(slurm_cluster, tmp_path):
+def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_cluster, tmp_path):
+    profile = _profile_with(tmp_path, "requeue_limit = 0 ", "requeue_limit = 1 ")
     c = init_tiny(tmp_path / "c", "kam", "quench.replicas=10", "quench.split=[6,2,2]",
                   "quench.cooling_rate=0.05", "quench.snapshot_replicas=1",
                   "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
     # SIGTERM to the batch shell only: exactly what --signal=B:TERM@30 sends before the limit
-    first = _submit_and_interrupt(c, "quench,inherent", ["scancel", "--signal=TERM", "--batch"])
-    quench, inherent = first
+    quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel", "--signal=TERM", "--batch"],
+                                             profile)
     assert inherent.after == [quench.job_id]
-    states = _wait([quench.job_id])
-    log = (c / "slurm" / "logs" / f"gd-quench-c-{quench.job_id}.out").read_text()
-    assert "SIGTERM (walltime near, or scancel): asking quench to checkpoint" in log
-    assert "quench exited with status 1" in log  # clean exit: stopped with tasks left
-    assert states[quench.job_id].state == "FAILED"
-    done = _done(c)
-    assert 1 <= done < 10
-    assert slurm.job_states([inherent.job_id])[inherent.job_id].state == "PENDING"  # never to run
-
-    res = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench,inherent", env=_env())
-    assert f"cancelling 1 job(s) left waiting on a failed job: {inherent.job_id}" in res.stdout
-    assert f"1 node(s), {min(2, 10 - done)} task(s)" in res.stdout  # sized on what is left
-    quench2, inherent2 = slurm.submissions(c)[2:]
-    assert inherent2.after == [quench2.job_id]
-    states = _wait([quench2.job_id, inherent2.job_id])
+    # a requeued job waits cred_expire seconds before it starts again (slurm-setup.sh: 20 s)
+    states = _wait([quench.job_id, inherent.job_id])
     assert all(s.state == "COMPLETED" for s in states.values()), states
+    log = (c / "slurm" / "logs" / f"gd-quench-c-{quench.job_id}.out").read_text()
+    first_run, second_run = log.split(f"requeueing job {quench.job_id} to continue quench")
+    assert "SIGTERM (walltime near, or scancel): asking quench to checkpoint" in first_run
+    assert "quench exited with status 1" in first_run  # clean exit, tasks left for later
+    assert "restart 1" in second_run and "quench exited with status 0" in second_run
     assert _done(c) == 10 and _done(c, "inherent") == 6
-    assert "CANCELLED" in slurm.job_states([inherent.job_id])[inherent.job_id].state
+    assert len(slurm.submissions(c)) == 2  # the chain finished without a second submission
 
 
 @pytest.mark.slurm
 def test_scancel_mid_run_then_resubmit_completes_like_local(slurm_cluster, tmp_path):
     c = init_tiny(tmp_path / "c", "kam", "quench.replicas=8", "quench.split=[4,2,2]",
-                  "quench.cooling_rate=0.05")
-    (sub,) = _submit_and_interrupt(c, "quench", ["scancel"])
-    assert _wait([sub.job_id])[sub.job_id].state == "CANCELLED"
-    assert _done(c) < 8
-    glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench", env=_env())
-    new = slurm.submissions(c)[-1]
-    assert new.job_id != sub.job_id and _wait([new.job_id])[new.job_id].state == "COMPLETED"
+                  "quench.cooling_rate=0.05", "quench.snapshot_replicas=1",
+                  "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+    quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel"])
+    assert _wait([quench.job_id])[quench.job_id].state == "CANCELLED"
+    done = _done(c)
+    assert done < 8
+    assert slurm.job_states([inherent.job_id])[inherent.job_id].state == "PENDING"  # never to run
+
+    res = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench,inherent", env=_env())
+    assert f"cancelling 1 job(s) left waiting on a failed job: {inherent.job_id}" in res.stdout
+    assert f"1 node(s), {min(2, 8 - done)} task(s)" in res.stdout  # sized on what is left
+    quench2, inherent2 = slurm.submissions(c)[2:]
+    assert inherent2.after == [quench2.job_id]
+    states = _wait([quench2.job_id, inherent2.job_id])
+    assert all(s.state == "COMPLETED" for s in states.values()), states
+    assert slurm.job_states([inherent.job_id])[inherent.job_id].state == "CANCELLED"
+    assert _done(c, "inherent") == 6
     _same_quench(c, _local_twin(c, tmp_path))
 
 
@@ -309,7 +314,8 @@ def _square(x):
 
 
 @pytest.mark.slurm
-def test_dask_workers_as_slurm_jobs(slurm_cluster):
+def test_dask_workers_as_slurm_jobs(slurm_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv(LOG_ENV, str(tmp_path))
     with dask_client(profile="localhost-slurm") as client:
         client.wait_for_workers(1, timeout=120)
         (worker,) = client.scheduler_info()["workers"].values()
@@ -317,3 +323,4 @@ def test_dask_workers_as_slurm_jobs(slurm_cluster):
         assert sum(client.gather(client.map(_square, range(10)))) == 285
         jobs = subprocess.run(["squeue", "-h", "-o", "%j %T"], capture_output=True, text=True).stdout
         assert "gd-dask RUNNING" in jobs
+    assert "Start worker at:      tcp://127.0.0.1:" in "".join(p.read_text() for p in tmp_path.glob("*.out"))

@@ -11,17 +11,51 @@ import torch
 from torch import nn
 
 CLASSES = ("liquid", "glass")
+NORMALISE = ("image", "dataset", "standard")
+
+
+class InputNorm(nn.Module):
+    """The input scaling of the density images (Supp. I A), part of the model so that a saved
+    model takes raw M(rho) images: 'image': (x - min) / (max - min) of each image;
+    'dataset': the same with the min and max of the training images; 'standard':
+    (x - mean) / std of the training images. The training statistics are buffers set by
+    :meth:`fit` (and saved with the model)."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        if mode not in NORMALISE:
+            raise ValueError(f"normalise must be one of {NORMALISE}, got {mode!r}")
+        self.mode = mode
+        self.register_buffer("shift", torch.tensor(0.0))
+        self.register_buffer("scale", torch.tensor(1.0))
+
+    def fit(self, images: torch.Tensor) -> None:
+        """Set shift and scale from the training images (any shape)."""
+        if self.mode == "dataset":
+            self.shift.fill_(images.min()), self.scale.fill_(images.max() - images.min())
+        elif self.mode == "standard":
+            self.shift.fill_(images.mean()), self.scale.fill_(images.std())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "image":
+            pixels = tuple(range(1, x.dim()))
+            lo, hi = x.amin(pixels, keepdim=True), x.amax(pixels, keepdim=True)
+            return (x - lo) / (hi - lo)
+        return (x - self.shift) / self.scale
 
 
 class GlassCNN(nn.Module):
-    """Input (B, 1, grid, ..., grid) with `dim` spatial axes; output logits (B, 2).
+    """Input: raw density images (B, 1, grid, ..., grid) with `dim` spatial axes, scaled by
+    ``norm``; output logits (B, 2).
 
     ``features`` ends with the last ReLU: its output is the feature map A^m that Grad-CAM
     explains (same spatial size as the input).
     """
 
-    def __init__(self, dim: int, grid: int, channels, kernel_sizes, hidden: int, dropout: float):
+    def __init__(self, dim: int, grid: int, channels, kernel_sizes, hidden: int, dropout: float,
+                 normalise: str = "standard"):
         super().__init__()
+        self.norm = InputNorm(normalise)
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
         layers, c_in = [], 1
         for c_out, k in zip(channels, kernel_sizes):
@@ -36,7 +70,7 @@ class GlassCNN(nn.Module):
     def forward(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, 2). ``dropout_mask`` (B, hidden), already scaled by 1/(1-p), replaces
         the dropout layer's own draw in training (see :mod:`glassdist.learn.train`)."""
-        h = self.hidden(self.features(x))
+        h = self.hidden(self.features(self.norm(x)))
         h = self.dropout(h) if dropout_mask is None or not self.training else h * dropout_mask
         return self.output(h)
 
@@ -47,4 +81,5 @@ def build_model(spec) -> GlassCNN:
     m = spec.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
-        return GlassCNN(spec.dim, spec.dataset.grid, m.channels, m.kernel_sizes, m.hidden, m.dropout)
+        return GlassCNN(spec.dim, spec.dataset.grid, m.channels, m.kernel_sizes, m.hidden, m.dropout,
+                        spec.dataset.normalise)

@@ -3,11 +3,14 @@
 Loss: cross entropy. L2 regularisation: Adam's ``weight_decay`` (coupled L2: the gradient
 of (wd/2)|w|^2 is added to the loss gradient, i.e. classic L2, not AdamW). Adam(0.9, 0.999).
 
+Augmentation (``augment``): each training image is rolled by a random periodic translation,
+an exact symmetry of a periodic configuration (the paper uses none).
+
 Reproducibility and DDP. Every random draw of epoch e comes from a generator seeded with
-(seed, e): the permutation of the training set and the dropout masks of the whole global
-batch. Each global batch of ``batch_size`` samples is cut into contiguous, nearly equal
+(seed, e): the permutation of the training set, the dropout masks and the translations of
+the whole global batch. Each global batch of ``batch_size`` samples is cut into contiguous, nearly equal
 parts, one per rank (``torch.tensor_split``), and each rank applies the rows of the global
-dropout mask that belong to its samples. The local loss is ``sum(CE) * world / batch``, so
+dropout mask (and translations) that belong to its samples. The local loss is ``sum(CE) * world / batch``, so
 DDP's gradient average is the gradient of the mean loss over the global batch even when the
 last batch does not split evenly. Hence P processes compute what one process computes
 (up to float summation order), and a resumed run is the uninterrupted one: the
@@ -45,11 +48,12 @@ class TrainConfig:
     lr: float
     weight_decay: float
     seed: int
+    augment: bool = False
 
     @classmethod
     def from_spec(cls, spec) -> "TrainConfig":
         t = spec.train
-        return cls(t.epochs, t.batch_size, t.lr, t.weight_decay, t.seed)
+        return cls(t.epochs, t.batch_size, t.lr, t.weight_decay, t.seed, t.augment)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -74,6 +78,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def global_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """A random permutation of range(n) cut into global batches (the last may be short)."""
     return list(torch.split(torch.randperm(n, generator=generator), batch_size))
+
+
+def translate(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Roll each image (B, 1, grid, ...) periodically by its shift (B, dim) in pixels."""
+    axes = tuple(range(1, images.dim() - 1))
+    return torch.stack([torch.roll(x, s, axes) for x, s in zip(images, shifts.tolist())]) if len(images) \
+        else images
 
 
 def _counts(model, images, labels, index, device, chunk=256) -> torch.Tensor:
@@ -129,14 +140,17 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
           stop: Callable[[], bool] = lambda: False) -> dict:
     """Train `model` in place; returns the history {train_loss, train_accuracy, val_loss, val_accuracy}.
 
-    train_set, val_set: (images (n, 1, grid, ...) float32, labels (n,) int64 with 0 liquid,
-    1 glass), the same full sets on every rank. With a process group (torchrun) the model is
+    train_set, val_set: (raw density images (n, 1, grid, ...) float32, labels (n,) int64 with
+    0 liquid, 1 glass), the same full sets on every rank; the model's input scaling is fitted
+    to the training images. With a process group (torchrun) the model is
     wrapped in DistributedDataParallel. If `checkpoint` exists, training resumes from it;
     after each epoch it is rewritten. ``on_epoch(epoch, history)`` is called on rank 0;
     ``stop()`` is polled after each checkpoint (e.g. SIGTERM before a walltime).
     """
     rank, world = rank_and_world()
     device = torch.device(device)
+    images, labels = train_set
+    model.norm.fit(images)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
                                  weight_decay=config.weight_decay)
@@ -154,16 +168,17 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
         start, history = state["epoch"], state["history"]
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
-    images, labels = train_set
-    p, width = model.dropout.p, model.output.in_features
+    p, width, grid = model.dropout.p, model.output.in_features, images.shape[-1]
     for epoch in range(start, config.epochs):
         generator = epoch_generator(config.seed, epoch)
         net.train()
         totals = torch.zeros(2, dtype=torch.float64)  # sum of CE, correct
         for batch in global_batches(len(labels), config.batch_size, generator):
             mask = (torch.rand(len(batch), width, generator=generator) >= p).float() / (1 - p)
+            shifts = torch.randint(grid, (len(batch), images.dim() - 2), generator=generator)
             mine = torch.tensor_split(torch.arange(len(batch)), world)[rank]
-            x, y = images[batch[mine]].to(device), labels[batch[mine]].to(device)
+            x, y = images[batch[mine]], labels[batch[mine]].to(device)
+            x = (translate(x, shifts[mine]) if config.augment else x).to(device)
             logits = net(x, dropout_mask=mask[mine].to(device))
             ce = F.cross_entropy(logits, y, reduction="sum")
             optimizer.zero_grad(set_to_none=True)

@@ -15,8 +15,11 @@ velocities, image flags and the Nose-Hoover thermostat state of ``fix nvt``) and
 far. A rerun with the same work directory resumes from the last checkpoint. When
 ``should_stop()`` turns true (SIGTERM), the run checkpoints at the next segment boundary and
 returns ``status == "suspended"``. Every segment starts with a full LAMMPS setup (neighbour
-lists rebuilt) in both a continuous and a resumed run, so on the same number of ranks a resumed
-run is bitwise identical to an uninterrupted one (tested).
+lists rebuilt) in both a continuous and a resumed run, and the restart file holds x, v, image
+flags and the thermostat state exactly, so on one rank per task (the default) a resumed run is
+bitwise identical to an uninterrupted one (tested). With several ranks per task, read_restart
+may redistribute atoms in another memory order: the force sums then differ in round-off and
+the trajectories diverge chaotically, staying statistically equivalent.
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
     ckpt = _Checkpoint(workdir, _fingerprint(positions, types, velocities, steps,
                                              np.array([temperature, spec.propensity.steps, spec.md.dt,
                                                        spec.md.thermostat_damping])), root)
-    saved = ckpt.load()
+    saved = ckpt.load() if root else None
     if comm is not None:
         saved = comm.bcast(saved, root=0)
     fix = FIX.format(T=num(temperature), damp=num(spec.md.thermostat_damping))

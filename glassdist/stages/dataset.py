@@ -3,8 +3,10 @@ in parallel over replicas with Dask (hpc.dask_farm on hpc.dask_cluster).
 
 One task = one replica: a worker reads its two configurations, writes their images to its
 own chunk of ``dataset/images`` (R, 2, grid, ..., grid) float32 [class axis = label:
-0 liquid, 1 glass], and the client writes the done-mark. ``dataset/split`` (R,) holds the
-split of each replica (0 train, 1 val, 2 test); ledger ``dataset``.
+0 liquid, 1 glass], and the client writes the done-mark. The images are the unnormalised
+rho of eq. S2: the CNN's input scaling (dataset.normalise) is part of the model.
+``dataset/split`` (R,) holds the split of each replica (0 train, 1 val, 2 test); ledger
+``dataset``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from hpc.dask_farm import run_dask_farm
 
 from ..spec import Spec, load
 from ..store import CLASSES, Store
-from ..structure.grid import gridize, normalise_image
+from ..structure.grid import gridize
 from .common import exit_code
 
 NAME = "dataset"
@@ -28,10 +30,9 @@ HELP = "density images M(rho) of every configuration, labelled and split (Dask)"
 
 
 def replica_images(positions: np.ndarray, types: np.ndarray, spec: Spec) -> np.ndarray:
-    """Positions (2, N, dim) -> normalised images (2, grid, ..., grid) float32."""
+    """Positions (2, N, dim) -> density images rho (2, grid, ..., grid) float32."""
     sigma_ii = np.diag(spec.sigma)
-    return np.stack([normalise_image(gridize(p, types, spec.box_length, spec.dataset.grid, sigma_ii,
-                                             spec.dataset.kernel_cutoff))
+    return np.stack([gridize(p, types, spec.box_length, spec.dataset.grid, sigma_ii, spec.dataset.kernel_cutoff)
                      for p in positions]).astype(np.float32)
 
 

@@ -10,6 +10,7 @@ Both operators are one sparse matrix W of shape (N, G) with G = grid**dim:
 so M^-1 redistributes each grid value over the particles that made it and
 ``sum_i Gamma_i = sum_g L_g`` (for every grid point with at least one particle in range).
 
+The CNN's input scaling of rho is part of the model (glassdist.learn.model.InputNorm).
 Grid point k (per axis) sits at the cell centre ``(k + 0.5) * L / grid``; axis order of
 the image is the coordinate order (image[k, l] is x index k, y index l).
 The kernel scale is ``a = L / (0.64 N)^(1/dim)``: the paper's ``L / sqrt(0.64 N)`` in 2D
@@ -89,9 +90,3 @@ def to_particles(field, positions, types, box_length: float, sigma_ii,
     w = kernel_matrix(positions, types, box_length, field.shape[0], sigma_ii, cutoff_factor)
     return redistribute(w, field)
 
-
-def normalise_image(image) -> np.ndarray:
-    """(x - min) / (max - min): the image in [0, 1] as fed to the CNN (same shape)."""
-    image = np.asarray(image, dtype=float)
-    lo, hi = image.min(), image.max()
-    return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)

@@ -1,0 +1,100 @@
+"""What every figure and table of the report reads: the store, the spec, the paper system it
+matches, the scale it ran at, and which stored results exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..store import Store
+from . import paper_values as pv
+
+
+class Missing(Exception):
+    """An artefact's data are not in the store; the message says which command makes them."""
+
+
+def ensembles_missing(ctx: "Context") -> str:
+    """How to get the sub-ensembles of Table IV and Fig. 4."""
+    return (f"needs propensity.samples >= 100 (this campaign has {ctx.spec.propensity.samples}): start a new "
+            f"campaign with `glassdist init NEWDIR --preset ... --set propensity.samples=100`, then "
+            f"`glassdist run NEWDIR`")
+
+
+@dataclass
+class Context:
+    campaign_dir: Path
+    store: Store
+
+    @cached_property
+    def spec(self):
+        return self.store.spec()
+
+    @cached_property
+    def system(self) -> str | None:
+        """'KAM', 'ABM' or None (a system of the user's own)."""
+        return pv.match_system(self.spec)
+
+    def paper(self, table: dict):
+        """The paper's entry of ``table`` for this system, or None."""
+        return table.get(self.system) if self.system else None
+
+    def figure_number(self, kind: str) -> str:
+        numbers = pv.FIGURE_NUMBERS
+        return numbers[self.system][kind] if self.system else "/".join(n[kind] for n in numbers.values())
+
+    @cached_property
+    def scale(self) -> str:
+        """The scale this campaign ran at, with the paper's."""
+        s, q, p = self.spec.system, self.spec.quench, self.spec.propensity
+        ref = pv.SCALE
+        return (f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
+                f"(paper {ref['replicas']}), N_s = {p.samples} (paper {ref['samples']}), "
+                f"propensity steps = {p.steps:.3g} (paper {ref['steps']:.0e}), "
+                f"cooling rate = {self.spec.quench.cooling_rate:g} (paper 8.33e-5), "
+                f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})")
+
+    # ---- stored data --------------------------------------------------------------
+    def stage_done(self, stage: str) -> bool:
+        key = f"ledger/{stage}"
+        return key in self.store.root and bool(self.store.ledger(stage).done_mask().all())
+
+    def need(self, stage: str, *paths: str):
+        """The arrays at ``paths`` (read whole), or Missing naming the command that makes them."""
+        root = self.store.root
+        absent = [p for p in paths if p not in root]
+        if absent or not self.stage_done(stage):
+            raise Missing(f"run `glassdist {stage} {self.campaign_dir}` (or `glassdist run "
+                          f"{self.campaign_dir}`)")
+        return [root[p][...] for p in paths]
+
+    @cached_property
+    def tables(self) -> dict:
+        attrs = self.store.root["analyze"].attrs if "analyze" in self.store.root else {}
+        if "tables" not in attrs or not self.stage_done("analyze"):
+            raise Missing(f"run `glassdist analyze {self.campaign_dir}`")
+        return attrs["tables"]
+
+    @cached_property
+    def deltas(self) -> np.ndarray:
+        return np.asarray(self.spec.analyze.deltas, dtype=float)
+
+    @cached_property
+    def temperatures(self) -> np.ndarray:
+        return np.asarray(self.spec.propensity.temperatures, dtype=float)
+
+    @cached_property
+    def map_temperature(self) -> int:
+        """Temperature index of the maps (Figs. 1-2, S3-S8): the one whose runs reached the most
+        analyze.deltas (ties: the lowest temperature), for propensity configuration 0."""
+        (reached,) = self.need("analyze", "analyze/dynamics/reached")
+        return int(np.argmax(reached[0].sum(axis=-1)))
+
+    @cached_property
+    def glass_positions(self) -> np.ndarray:
+        """The glass of propensity configuration 0, (N, dim)."""
+        replica = int(self.store.root["analyze"].attrs["replicas"][0])
+        return self.store.root["quench/positions"][replica, 1]

@@ -1,0 +1,165 @@
+"""The paper's tables from stored data, each with the paper's values beside ours.
+
+Each ``table_*(ctx)`` returns a :class:`Table` (the first column says whose row it is) or
+raises :class:`~glassdist.report.context.Missing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..analysis import ENSEMBLE_COLUMNS, INDICATORS, PAIRS, SYMBOLS
+from . import paper_values as pv
+from .context import Context, Missing, ensembles_missing
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list] = field(default_factory=list)
+    note: str = ""
+
+
+def fmt(x, digits: int = 3) -> str:
+    """A number for a table; '-' for missing (None / NaN)."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
+    if isinstance(x, (int, np.integer)):
+        return str(x)
+    return f"{x:.{digits}g}"
+
+
+def _paper_label(ctx: Context) -> str:
+    return f"paper ({ctx.system}, N = {pv.SCALE['N']})"
+
+
+def table_i(ctx: Context) -> Table:
+    """Table I: model parameters of the campaign (and the paper's system it matches)."""
+    s, names = ctx.spec.system, ctx.spec.system.species
+    S = len(names)
+    pairs = [(i, j) for i in range(S) for j in range(i, S)]
+    columns = (["row"] + [f"m_{n}" for n in names] + [f"σ_{names[i]}{names[j]}" for i, j in pairs]
+               + [f"ε_{names[i]}{names[j]}" for i, j in pairs] + [f"N_{n}" for n in names] + ["ρ", "r_c"])
+
+    def row(label, masses, sigma, epsilon, counts, density, cutoff):
+        return ([label] + [fmt(m) for m in masses] + [fmt(sigma[i][j]) for i, j in pairs]
+                + [fmt(epsilon[i][j]) for i, j in pairs] + [str(c) for c in counts]
+                + [fmt(density), f"{cutoff:g} σ_ij"])
+
+    t = Table("Table I: model parameters", columns)
+    t.rows.append(row("this campaign", s.masses, s.sigma, s.epsilon, s.counts, s.density, s.cutoff_factor))
+    ref = ctx.paper(pv.TABLE_I)
+    if ref:
+        t.rows.append(row(_paper_label(ctx), ref["masses"], ref["sigma"], ref["epsilon"], ref["counts"],
+                          ref["density"], ref["cutoff_factor"]))
+    t.note = "Units: σ* = σ_AA, ε* = ε_AA, m* = m_A (KAM); σ_AB, ε_AB, m_A (ABM)."
+    return t
+
+
+def table_ii(ctx: Context) -> Table:
+    """Table II: test accuracy per class."""
+    (acc,) = ctx.need("train", "train/test_accuracy")
+    t = Table("Table II: classification accuracy for test data", ["row", "glass (G)", "liquid (L)"])
+    t.rows.append(["this campaign", fmt(acc[1]), fmt(acc[0])])
+    ref = ctx.paper(pv.TABLE_II)
+    if ref:
+        t.rows.append([_paper_label(ctx), fmt(ref["glass"]), fmt(ref["liquid"])])
+    return t
+
+
+def table_iii(ctx: Context) -> Table:
+    """Table III: coarse-graining lengths (xi_Delta(delta) measured; the fixed ones from the spec)."""
+    iii, a = ctx.tables["III"], ctx.spec.analyze
+    columns = (["row"] + [f"ξ_Δ(δ = {d:g}) [Figs. 1-3]" for d in ctx.deltas]
+               + ["ξ_Δ [Figs. 5, 7]", "ξ_α [Figs. 1, 2, 5, 7]", "ξ_α [Fig. 6]"])
+    t = Table("Table III: coarse-graining length for each variable", columns)
+    for c, conf in enumerate(ctx.spec.propensity.configurations):
+        for i, T in enumerate(ctx.temperatures):
+            xi = [fmt(x) if ok else f"not reached (max δ {iii['max_delta'][c][i]:.2g})"
+                  for x, ok in zip(iii["xi_Delta"][c][i], iii["reached"][c][i])]
+            t.rows.append([f"configuration {conf}, T = {T:g}"] + xi
+                          + [fmt(a.xi_propensity), fmt(a.xi_structure), fmt(a.xi_violin)])
+    ref = ctx.paper(pv.TABLE_III)
+    if ref:
+        t.rows.append([_paper_label(ctx)] + [fmt(ref["xi_Delta"].get(float(d))) for d in ctx.deltas]
+                      + [fmt(ref["xi_propensity"]), fmt(ref["xi_structure"]), fmt(ref["xi_violin"])])
+    t.note = ("ξ_Δ(δ): first r with C_Δ(r) = 1/e (Fig. 3), measured here; the other columns are the campaign's "
+              "analyze.xi_propensity, xi_structure and xi_violin.")
+    return t
+
+
+def table_iv(ctx: Context) -> Table:
+    """Table IV: Pearson coefficients between the propensity fields of the sub-ensembles."""
+    if "IV" not in ctx.tables:
+        raise Missing(ensembles_missing(ctx))
+    k = int(np.argmin(np.abs(ctx.deltas - pv.FIG4_DELTA)))
+    t = Table(f"Table IV: Pearson coefficients between Δ({ctx.deltas[k]:g}) of different ensembles",
+              ["row"] + list(ENSEMBLE_COLUMNS))
+    for c, conf in enumerate(ctx.spec.propensity.configurations):
+        for i, T in enumerate(ctx.temperatures):
+            t.rows.append([f"configuration {conf}, T = {T:g}"] + [fmt(x) for x in ctx.tables["IV"][c][i][k]])
+    ref = ctx.paper(pv.TABLE_IV)
+    if ref:
+        t.rows.append([_paper_label(ctx) + f", δ = {pv.FIG4_DELTA:g}"] + [fmt(x) for x in ref])
+    t.note = f"ē: coarse-grained at ξ_Δ = {ctx.spec.analyze.xi_propensity:g}; e30 entries: mean over A, B, C."
+    return t
+
+
+def table_v(ctx: Context) -> Table:
+    """Table V: maximum of C_{alpha,Delta} over temperatures and times, and delta* there."""
+    v = ctx.tables["V"]
+    flip = [n in ctx.spec.analyze.one_minus for n in INDICATORS]
+    t = Table("Table V: maximum values of correlations and their locations",
+              ["row"] + [f"{'1 - ' if f else ''}{SYMBOLS[n]}: {c}" for n, f in zip(INDICATORS, flip)
+                         for c in ("C_max", "δ*")])
+    for c, conf in enumerate(ctx.spec.propensity.configurations):
+        t.rows.append([f"configuration {conf}"] + [fmt(v[c][j][a]) for a in range(len(INDICATORS)) for j in (0, 1)])
+    ref = ctx.paper(pv.TABLE_V)
+    if ref:
+        t.rows.append([_paper_label(ctx)] + [fmt(x) for n in INDICATORS for x in ref[n]])
+    t.note = "Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear)."
+    return t
+
+
+def table_s1(ctx: Context) -> Table:
+    """Table S1: best (C_max, delta*, xi*) over the analyze.deltas and xi grid, with and
+    without coarse-graining Delta."""
+    s1 = ctx.tables["S1"]          # (C, nT, 2, A, 3), index 1 = with CG
+    cols = ["row", "indicator"] + [f"{w}: {c}" for w in ("with CG of Δ", "without CG of Δ")
+                                   for c in ("C_max", "δ*", "ξ*")]
+    t = Table("Table S1: maximum correlation and optimal δ and ξ", cols)
+    for c, conf in enumerate(ctx.spec.propensity.configurations):
+        for i, T in enumerate(ctx.temperatures):
+            for a, name in enumerate(INDICATORS):
+                t.rows.append([f"configuration {conf}, T = {T:g}", SYMBOLS[name]]
+                              + [fmt(x) for cg in (1, 0) for x in s1[c][i][cg][a]])
+    ref = ctx.paper(pv.TABLE_S1)
+    if ref:
+        for name in INDICATORS:
+            t.rows.append([_paper_label(ctx), SYMBOLS[name]] + [fmt(x) for w in ("cg", "bare") for x in ref[w][name]])
+    t.note = f"δ among {', '.join(f'{d:g}' for d in ctx.deltas)} (reached ones only); ξ among analyze.xi_grid."
+    return t
+
+
+def table_s2(ctx: Context) -> Table:
+    """Table S2: mean ± std of the indicator correlations, Pearson (Spearman)."""
+    s2, counts = ctx.tables["S2"], ctx.tables["S2_counts"]
+    pair_names = [f"C({SYMBOLS[INDICATORS[i]]}, {SYMBOLS[INDICATORS[j]]})" for i, j in PAIRS]
+    t = Table("Table S2: correlation coefficients between different structural indicators",
+              ["row", "class"] + pair_names)
+
+    def cell(v):
+        return f"{fmt(v[0])} ± {fmt(v[1], 2)} ({fmt(v[2])} ± {fmt(v[3], 2)})"
+
+    for cls in (1, 0):
+        name = ("liquid", "glass")[cls]
+        t.rows.append([f"this campaign ({counts[cls]} configurations)", name] + [cell(v) for v in s2[cls]])
+        ref = ctx.paper(pv.TABLE_S2)
+        if ref:
+            t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
+    t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "
+              f"{ctx.spec.analyze.xi_violin:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded.")
+    return t

@@ -1,0 +1,258 @@
+"""Stage `analyze`: the paper's analysis (Sec. IV, supp. I E-F, III) from stored fields only,
+in parallel with Dask (hpc.dask_farm on hpc.dask_cluster). Science: glassdist.analysis.
+
+Tasks (ledger ``analyze``), each writing only its own chunks:
+- ``t`` < R_test: test replica t (row t of ``gradcam/*``): Pearson and Spearman between the
+  indicators at ``analyze.xi_violin`` for its liquid and glass (Fig. 6, Table S2) in
+  ``analyze/pairs/pearson`` and ``spearman`` (R_test, 2, P), and the bare C_alpha(r) of its
+  glass in ``analyze/structure/C_r`` (R_test, A, B) with radii ``analyze/structure/r`` (B,).
+- ``R_test + c nT + T``: propensity configuration c at temperature index T: every array of
+  :class:`glassdist.analysis.PropensityAnalysis` under ``analyze/dynamics/*`` and
+  ``analyze/maps/*`` with leading axes (C, nT), ``analyze/dynamics/delta`` (C, nT, n_out),
+  and, when the propensity stage stored sub-ensembles, Table IV per analyze.delta in
+  ``analyze/ensembles/table`` (C, nT, K, 5) with the fields of Fig. 4 in
+  ``analyze/ensembles/maps`` (C, nT, K, 4, 2, N).
+When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
+the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
+``analyze/structure/mean`` and ``sem`` (A, B). A = 3 indicators (gradcam, voronoi, ttop),
+P = 3 pairs, K = len(analyze.deltas), X = len(analyze.xi_grid), B = correlation_bins + 1.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hpc.dask_farm import run_dask_farm
+
+from .. import analysis
+from ..dynamics.crd import propensity_at_delta
+from ..errors import UsageError
+from ..spec import Spec, load
+from ..store import Store
+from .common import exit_code
+from .gradcam import test_replicas
+from .propensity import glass_replicas
+
+NAME = "analyze"
+SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam", "indicators",
+            "propensity", "analyze")
+MPI = False
+HELP = "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, S1, S2 (Dask)"
+UPSTREAM = ("gradcam", "indicators", "propensity")
+
+
+def dims(spec: Spec) -> dict[str, int]:
+    """Sizes of the analyze arrays (names as in the module docstring)."""
+    from ..md.isoconf import output_steps
+
+    p, a = spec.propensity, spec.analyze
+    return {"Rt": len(test_replicas(spec)), "C": len(p.configurations), "nT": len(p.temperatures),
+            "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
+            "A": len(analysis.INDICATORS), "P": len(analysis.PAIRS), "B": a.correlation_bins + 1,
+            "N": spec.system.n_particles, "S": p.samples}
+
+
+def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
+    """Every analyze array's shape; its chunks are one task's part (first one or two axes = 1)."""
+    d = dims(spec)
+    Rt, C, nT, T, K, X, A, P, B, N = (d[k] for k in ("Rt", "C", "nT", "T", "K", "X", "A", "P", "B", "N"))
+    shapes = {
+        "pairs/pearson": (Rt, 2, P), "pairs/spearman": (Rt, 2, P), "structure/C_r": (Rt, A, B),
+        "dynamics/delta": (C, nT, T), "dynamics/reached": (C, nT, K), "dynamics/C_Delta_r": (C, nT, K, B),
+        "dynamics/xi_Delta": (C, nT, K), "dynamics/scan": (C, nT, 2, K, X, A),
+        "dynamics/pearson_t": (C, nT, A, T), "dynamics/spearman_t": (C, nT, A, T),
+        "dynamics/xi_star": (C, nT, 2, A), "maps/indicators": (C, nT, 2, A, N),
+        "maps/Delta": (C, nT, K, 2, N), "maps/optimal": (C, nT, 2, A, N),
+    }
+    if has_ensembles(spec):
+        shapes.update({"ensembles/table": (C, nT, K, 5), "ensembles/maps": (C, nT, K, 4, 2, N)})
+    return shapes
+
+
+def has_ensembles(spec: Spec) -> bool:
+    from ..dynamics.crd import sub_ensembles
+
+    return bool(sub_ensembles(spec.propensity.samples))
+
+
+def n_tasks(spec: Spec) -> int:
+    d = dims(spec)
+    return d["Rt"] + d["C"] * d["nT"]
+
+
+def ready(store: Store, spec: Spec) -> np.ndarray:
+    """(n_tasks,) bool: the inputs of each task are done upstream."""
+    d = dims(spec)
+    done = {name: (store.ledger(name).done_mask() if f"ledger/{name}" in store.root else None)
+            for name in ("gradcam", "indicators", "propensity_reduce")}
+    out = np.zeros(n_tasks(spec), bool)
+    if done["gradcam"] is None or done["indicators"] is None:
+        return out
+    test = test_replicas(spec)
+    config_ok = done["gradcam"] & done["indicators"][test]                     # (Rt,)
+    out[: d["Rt"]] = config_ok
+    if done["propensity_reduce"] is not None:
+        conf = np.asarray(spec.propensity.configurations)
+        reduced = done["propensity_reduce"].reshape(d["C"], d["nT"])
+        out[d["Rt"]:] = (reduced & config_ok[conf][:, None]).ravel()
+    return out
+
+
+def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
+    """Check the spec, create the arrays and the ledger; return (tasks to do now, tasks that
+    wait for an upstream stage)."""
+    store = Store(campaign_dir)
+    store.check_stage(NAME, spec, SECTIONS)
+    for name, shape in array_shapes(spec).items():
+        dtype = "bool" if name == "dynamics/reached" else "float64"
+        chunks = (1,) + shape[1:] if name.split("/")[0] in ("pairs", "structure") else (1, 1) + shape[2:]
+        store.require_array(f"{NAME}/{name}", shape, chunks, dtype,
+                            fill_value=False if dtype == "bool" else None)
+    a = spec.analyze
+    bins = a.correlation_bins
+    edges = np.linspace(0.0, a.correlation_rmax, bins + 1)
+    store.require_array(f"{NAME}/structure/r", (bins + 1,), (bins + 1,), "float64")[:] = \
+        np.concatenate(([0.0], 0.5 * (edges[1:] + edges[:-1])))
+    store.root[NAME].attrs.update({
+        "indicators": list(analysis.INDICATORS), "pairs": [list(p) for p in analysis.PAIRS],
+        "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
+        "temperatures": list(spec.propensity.temperatures), "replicas": glass_replicas(spec).tolist(),
+        "test_replicas": test_replicas(spec).tolist(), "ensemble_columns": list(analysis.ENSEMBLE_COLUMNS)})
+    todo = store.ledger(NAME, n_tasks(spec)).todo()
+    ok = ready(store, spec)
+    return [int(t) for t in todo if ok[t]], int((~ok[todo]).sum())
+
+
+def _fields(store: Store, t: int) -> np.ndarray:
+    """Bare indicators of test replica t: (2, N, A) [class axis: liquid, glass]."""
+    replica = int(store.root["gradcam/replicas"][t])
+    ind = store.root["indicators"]
+    return np.stack([store.root["gradcam/gamma"][t], ind["voronoi"][replica], ind["ttop"][replica]], axis=-1)
+
+
+def analyze_task(campaign_dir: str, task: int) -> float:
+    """Dask task: one test replica or one (configuration, temperature); returns its seconds."""
+    start = time.perf_counter()
+    store = Store(campaign_dir)
+    spec = store.spec()
+    a, L = spec.analyze, spec.box_length
+    d = dims(spec)
+    group = store.root[NAME]
+    with warnings.catch_warnings():  # Delta(t = 0) = 0 is constant: its coefficients are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*constant.*")
+        if task < d["Rt"]:
+            replica = int(store.root["gradcam/replicas"][task])
+            positions, fields = store.root["quench/positions"][replica], _fields(store, task)
+            results = [analysis.configuration_analysis(positions[cls], fields[cls], L, a.xi_violin,
+                                                       a.correlation_rmax, a.correlation_bins)
+                       for cls in (0, 1)]
+            group["pairs/pearson"][task] = np.stack([r[0] for r in results])
+            group["pairs/spearman"][task] = np.stack([r[1] for r in results])
+            group["structure/C_r"][task] = results[1][2]
+        else:
+            propensity_task(store, spec, *divmod(task - d["Rt"], d["nT"]))
+    return time.perf_counter() - start
+
+
+def propensity_task(store: Store, spec: Spec, c: int, t: int) -> None:
+    """Configuration c at temperature index t: PropensityAnalysis (+ Table IV) into the store."""
+    a, L = spec.analyze, spec.box_length
+    group, prop = store.root[NAME], store.root["propensity"]
+    conf = spec.propensity.configurations[c]
+    positions = store.root["quench/positions"][int(glass_replicas(spec)[c]), 1]
+    delta_t, Delta_t = prop["delta"][c, t], prop["Delta"][c, t]
+    res = analysis.propensity_analysis(
+        positions, _fields(store, conf)[1], delta_t, Delta_t, L, deltas=a.deltas, xi_grid=a.xi_grid,
+        xi_structure=a.xi_structure, xi_propensity=a.xi_propensity, flip=analysis.flips(a.one_minus),
+        r_max=a.correlation_rmax, bins=a.correlation_bins)
+    group["dynamics/delta"][c, t] = delta_t
+    for key in ("reached", "C_Delta_r", "xi_Delta", "scan", "pearson_t", "spearman_t", "xi_star"):
+        group[f"dynamics/{key}"][c, t] = getattr(res, key)
+    for key in ("indicators", "Delta", "optimal"):
+        group[f"maps/{key}"][c, t] = getattr(res, key)
+    if has_ensembles(spec):
+        ens = prop["Delta_ensembles"][c, t]                                    # (4, T, N)
+        table = np.full((len(a.deltas), 5), np.nan)
+        maps = np.full((len(a.deltas), 4, 2, spec.system.n_particles), np.nan)
+        at = [propensity_at_delta(e.mean(axis=1), e, a.deltas) for e in ens]  # per ensemble: (K, N), (K,)
+        for k in range(len(a.deltas)):
+            if all(reached[k] for _, reached in at):
+                table[k], maps[k] = analysis.ensemble_table(positions, np.stack([f[k] for f, _ in at]), L,
+                                                            a.xi_propensity)
+        group["ensembles/table"][c, t] = table
+        group["ensembles/maps"][c, t] = maps
+
+
+def _json(x):
+    """Arrays to nested lists with NaN -> None (strict JSON attributes)."""
+    arr = np.asarray(x, dtype=float)
+    return np.where(np.isfinite(arr), arr, None).tolist() if arr.ndim else (float(arr) if np.isfinite(arr) else None)
+
+
+def summarize(store: Store, spec: Spec) -> dict:
+    """Tables III, IV, V, S1, S2 and Fig. 8's r_alpha from the task results (attribute
+    ``tables`` of group analyze; NaN = None: not computed or delta not reached)."""
+    a, group = spec.analyze, store.root[NAME]
+    correct = store.root["gradcam/correct"][:]
+    p, s = group["pairs/pearson"][:], group["pairs/spearman"][:]
+    valid = correct & np.isfinite(p).all(axis=-1)
+    r = group["structure/r"][:]
+    C_r = group["structure/C_r"][:][valid[:, 1]]
+    mean, sem, r_alpha = analysis.mean_correlation(C_r, r)
+    for name, value in (("mean", mean), ("sem", sem)):
+        store.require_array(f"{NAME}/structure/{name}", value.shape, value.shape, "float64")[:] = value
+    dyn = {k: group[f"dynamics/{k}"][:] for k in ("delta", "reached", "xi_Delta", "scan", "pearson_t")}
+    C = dyn["delta"].shape[0]
+    tables = {
+        "III": {"xi_Delta": _json(dyn["xi_Delta"]), "reached": dyn["reached"].tolist(),
+                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1)),
+                "xi_propensity": a.xi_propensity, "xi_structure": a.xi_structure, "xi_violin": a.xi_violin},
+        "V": [[_json(v) for v in analysis.table_v(dyn["pearson_t"][c], dyn["delta"][c])] for c in range(C)],
+        "S1": _json([[analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
+                     for c in range(C)]),
+        "S2": _json(analysis.table_s2(p, s, valid)),
+        "S2_counts": valid.sum(axis=0).tolist(), "misclassified": int((~correct).sum()),
+        "r_alpha": _json(r_alpha),
+    }
+    if "ensembles/table" in group:
+        tables["IV"] = _json(group["ensembles/table"][:])
+    group.attrs["tables"] = tables
+    return tables
+
+
+def run(campaign_dir, args=None) -> int:
+    campaign_dir = Path(campaign_dir)
+    spec = load(campaign_dir)
+    store = Store(campaign_dir)
+    missing = [name for name in UPSTREAM if f"ledger/{name}" not in store.root]
+    if missing:
+        raise UsageError(f"{NAME} needs the results of {', '.join(missing)}: run `glassdist run {campaign_dir}` "
+                         f"(or `glassdist {missing[0]} {campaign_dir}`) first")
+    todo, waiting = prepare(campaign_dir, spec)
+    ledger = store.ledger(NAME)
+    if not todo and "tables" in store.root[NAME].attrs and ledger.done_mask().all():
+        print(f"{NAME}: already done")
+        return 0
+    result = run_dask_farm(todo, analyze_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
+                           max_attempts=spec.md.max_attempts, label=NAME)
+    if ledger.done_mask().all():
+        tables = summarize(store, spec)
+        report_reach(spec, tables)
+    elif waiting and not result.failed:
+        print(f"{NAME}: {waiting} task(s) wait for gradcam/indicators/propensity results; rerun after those stages")
+    return exit_code(result, NAME)
+
+
+def report_reach(spec: Spec, tables: dict) -> None:
+    """Say which analyze.deltas the propensity runs did not reach (their results are NaN)."""
+    reached, max_delta = np.asarray(tables["III"]["reached"]), tables["III"]["max_delta"]
+    for c, t in zip(*np.nonzero(~reached.all(axis=-1))):
+        missed = [d for d, ok in zip(spec.analyze.deltas, reached[c, t]) if not ok]
+        print(f"{NAME}: configuration {spec.propensity.configurations[c]} at T = "
+              f"{spec.propensity.temperatures[t]:g} reached delta = {max_delta[c][t]:.3g} only: delta "
+              f"{', '.join(f'{d:g}' for d in missed)} not reached (run propensity longer: propensity.steps)")

@@ -1,0 +1,71 @@
+"""Stage `report`: every table and figure of the paper from the store, with the paper's values
+beside ours, in ``DIR/report/`` (PNG figures, CSV tables, index.html). Science-free: the
+numbers come from the analyze, train, inherent, quench and indicators results.
+
+One task per artefact (glassdist.report.build.ARTEFACTS; ledger ``report``). An artefact whose
+data are not in the store stays pending and is listed in index.html as missing, with the
+command that makes its data; a later `glassdist report DIR` makes only what is not done yet
+and rewrites index.html. The manifest (label, title, caption, file or missing reason of each
+artefact) is the attribute ``manifest`` of group ``report``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hpc.progress import Progress
+
+from ..spec import load
+from ..store import Store
+
+NAME = "report"
+SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam", "indicators", "inherent",
+            "propensity", "analyze")
+MPI = False
+HELP = "figures and tables of the paper from stored results: DIR/report/index.html"
+
+
+def run(campaign_dir, args=None) -> int:
+    from ..report.build import ARTEFACTS, make, write_index
+    from ..report.context import Context
+
+    campaign_dir = Path(campaign_dir)
+    spec = load(campaign_dir)
+    store = Store(campaign_dir)
+    store.check_stage(NAME, spec, SECTIONS)
+    ledger = store.ledger(NAME, len(ARTEFACTS))
+    group = store.root.require_group(NAME)
+    out = campaign_dir / NAME
+    out.mkdir(exist_ok=True)
+    todo = ledger.todo()
+    if not len(todo) and (out / "index.html").exists():
+        print(f"{NAME}: already done ({out / 'index.html'})")
+        return 0
+    ctx = Context(campaign_dir, store)
+    manifest = dict(group.attrs.get("manifest", {}))
+    progress, failed = Progress(NAME, len(todo)), []
+    for task in todo:
+        artefact, start = ARTEFACTS[task], time.perf_counter()
+        try:
+            entry = make(ctx, artefact, out)
+        except Exception as exc:  # a broken artefact never stops the others
+            ledger.mark_failed(int(task), int(ledger.attempts[task]) + 1, f"{type(exc).__name__}: {exc}")
+            manifest[artefact.key] = {"label": artefact.label, "kind": artefact.kind, "missing": f"failed: {exc}"}
+            failed.append(artefact.label)
+            progress.update(failed=1)
+            continue
+        manifest[artefact.key] = entry
+        group.attrs["manifest"] = manifest
+        if not entry["missing"]:
+            ledger.mark_done(int(task), int(ledger.attempts[task]) + 1, time.perf_counter() - start)
+        progress.update(done=1)
+    progress.close()
+    group.attrs["manifest"] = manifest
+    index = write_index(ctx, manifest, out)
+    missing = [e["label"] for e in manifest.values() if e["missing"]]
+    print(f"{NAME}: {index} ({len(ARTEFACTS) - len(missing)} of {len(ARTEFACTS)} tables and figures"
+          + (f"; missing: {', '.join(missing)}" if missing else "") + ")")
+    if failed:
+        print(f"{NAME}: failed to make {', '.join(failed)}; see `glassdist status {campaign_dir}`")
+    return 1 if failed else 0
