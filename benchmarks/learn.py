@@ -2,10 +2,10 @@
 
 Prints, measured in this run:
 - gridization M: images/s (one process);
-- training (the real ``train`` loop: Adam, dropout, validation, checkpoint): images/s and
+- training (the real ``train`` loop: Adam, dropout, validation): images/s and
   ms per training sample at the paper's batch size 5 and at batch 32, on the CPU and,
   when torch.cuda.is_available(), on the GPU (paper: about 14 ms per training sample on a
-  Quadro P4000: 8 h / (250 epochs x 8000 samples));
+  Quadro P4000: 8 h / (250 epochs x 8000 samples)); the per-epoch checkpoint write;
 - Grad-CAM plus M^-1 back to particles: seconds per configuration.
 
 Configurations are uniformly random at the paper's density: the cost of M and M^-1 depends
@@ -64,11 +64,14 @@ def main() -> None:
         for batch in (spec.train.batch_size, 32):
             config = dataclasses.replace(TrainConfig.from_spec(spec), epochs=1, batch_size=batch)
             model = build_model(spec)
-            with tempfile.TemporaryDirectory() as tmp:
-                seconds, _ = timed(lambda: train(model, (x, y), (x[:10], y[:10]), config,
-                                                 checkpoint=Path(tmp) / "c.pt", device=device))
+            seconds, _ = timed(lambda: train(model, (x, y), (x[:10], y[:10]), config, device=device))
             print(f"training ({device}, batch {batch:2d}): {args.samples / seconds:8.1f} images/s "
                   f"({1e3 * seconds / args.samples:.1f} ms per training sample; paper 14 ms on a P4000)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        seconds, _ = timed(lambda: train(model, (x[:2], y[:2]), (x[:2], y[:2]), config, checkpoint=path))
+        print(f"one epoch of 2 images with its checkpoint ({path.stat().st_size / 2**20:.0f} MiB): "
+              f"{seconds:.2f} s (once per epoch)")
 
     model = build_model(spec).to(devices[-1])
 

@@ -20,6 +20,7 @@ boolean ``flip`` per indicator, applied after normalisation. Correlation coeffic
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,6 +239,11 @@ def table_s2(pearson_c: np.ndarray, spearman_c: np.ndarray, valid: np.ndarray) -
 def mean_correlation(c_r: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fig. 8: mean (A, B) and standard error (A, B) of C_alpha(r) over configurations
     c_r (R, A, B), and the first zero crossing of each mean (A,) (r_Gamma for Gamma)."""
-    mean = np.nanmean(c_r, axis=0)
-    sem = np.nanstd(c_r, axis=0) / np.sqrt(max(len(c_r), 1))
+    if not len(c_r):
+        nan = np.full(c_r.shape[1:], np.nan)
+        return nan, nan.copy(), np.full(c_r.shape[1], np.nan)
+    with warnings.catch_warnings():  # a bin empty in every configuration stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(c_r, axis=0)
+        sem = np.nanstd(c_r, axis=0) / np.sqrt(len(c_r))
     return mean, sem, np.array([first_crossing(r, m, 0.0) for m in mean])

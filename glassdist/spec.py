@@ -144,7 +144,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "augment": Key(bool, True, help="random periodic translations of each training image "
                        "(exact symmetry of a periodic system; paper: none)"),
         "weight_decay": Key(NUM, 1e-4, help="L2 regularisation strength", check=non_negative),
-        "seed": Key(int, 0, help="training seed (weights init, shuffling, dropout)",
+        "seed": Key(int, 0, help="training seed (weights init, shuffling, dropout, translations)",
                     check=non_negative),
     },
     "gradcam": {

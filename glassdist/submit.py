@@ -136,11 +136,7 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
         if stage in job_of:
             out(f"{stage}: job {job_of[stage]} is still {states[job_of[stage]].state.lower()}; not resubmitted")
             continue
-        todo, total = progress.get(stage, (None, 0))
-        pending = todo if total else expected_tasks(stage, spec)
-        job = slurm.Job(stage=stage, kind=job_kind(stage),
-                        command=[profile.environment["command"], stage, str(campaign_dir)],
-                        pending=pending or _largest(profile, stage), ranks_per_task=spec.md.ranks_per_task)
+        job = stage_job(stage, campaign_dir, spec, profile, progress)
         text = slurm.render(job, profile, campaign_dir, templates=templates)
         after = [job_of[n] for n in NEEDS.get(stage, ()) if n in job_of]
         number += 1
@@ -153,10 +149,7 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
         path.parent.mkdir(parents=True, exist_ok=True)
         (campaign_dir / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        try:
-            job_id = slurm.sbatch(path, after)
-        except slurm.SlurmError as exc:
-            raise UsageError(str(exc)) from None
+        job_id = slurm.sbatch(path, after)
         size = slurm.size(job, profile)
         sub = slurm.Submission(stage=stage, job_id=job_id, script=str(path), profile=str(profile.path),
                                nodes=size.nodes, ntasks=size.ntasks, after=after)
@@ -170,9 +163,15 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
     return new
 
 
-def _largest(profile: Profile, stage: str) -> int:
-    shape = profile.stage(stage)
-    return shape.max_nodes * (shape.tasks_per_node or profile.node["cores"])
+def stage_job(stage: str, campaign_dir: Path, spec: Spec, profile: Profile, progress: dict) -> slurm.Job:
+    """The job that runs ``stage``: its kind, command line and pending tasks (for sizing)."""
+    todo, total = progress.get(stage, (0, 0))
+    pending = todo if total else expected_tasks(stage, spec)
+    if pending is None:  # unknown until the stage starts: as large as the profile allows
+        shape = profile.stage(stage)
+        pending = shape.max_nodes * (shape.tasks_per_node or profile.node["cores"])
+    return slurm.Job(stage=stage, kind=job_kind(stage), pending=pending, ranks_per_task=spec.md.ranks_per_task,
+                     command=[profile.environment["command"], stage, str(campaign_dir)])
 
 
 def job_column(campaign_dir) -> dict[str, str]:
@@ -194,7 +193,10 @@ def job_column(campaign_dir) -> dict[str, str]:
 
 def cmd_submit(args) -> int:
     stages = args.stages.split(",") if args.stages else None
-    submit(args.dir, args.profile, stages, dry_run=args.dry_run, templates=args.templates)
+    try:
+        submit(args.dir, args.profile, stages, dry_run=args.dry_run, templates=args.templates)
+    except slurm.SlurmError as exc:  # sbatch refused a job, or SLURM is not reachable
+        raise UsageError(str(exc)) from None
     return 0
 
 

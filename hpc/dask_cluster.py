@@ -4,8 +4,10 @@
 - default: a LocalCluster whose scheduler, workers and (absent) dashboard bind to 127.0.0.1;
 - ``address="tcp://host:port"``: connect to a scheduler someone else started;
 - ``profile=...`` (or the environment variable ``HPC_DASK_PROFILE``, which SLURM job scripts
-  rendered by hpc.slurm set, with HPC_DASK_LOG_DIR): a dask-jobqueue SLURMCluster shaped by the profile's ``[dask]``
-  table, scaled to its ``jobs`` worker jobs and closed (jobs cancelled) on exit.
+  rendered by hpc.slurm set, with HPC_DASK_LOG_DIR): a dask-jobqueue SLURMCluster shaped by
+  the profile's ``[dask]`` table, scaled to its ``jobs`` worker jobs and closed (jobs
+  cancelled) on exit; with ``jobs = 0`` a LocalCluster of ``processes`` workers sharing
+  ``cores`` inside the calling job's allocation.
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1
                 profile: str | Path | Profile | None = None) -> Iterator[Client]:
     """A distributed.Client on a local cluster, a given scheduler, or SLURM worker jobs."""
     profile = profile or os.environ.get(PROFILE_ENV) or None
-    if profile is not None:
-        p = load_profile(profile)
+    p = load_profile(profile) if profile is not None else None
+    if p is not None and p.dask["jobs"] == 0:  # workers inside this job's own allocation
+        workers = p.dask["processes"]
+        threads_per_worker = max(1, p.dask["cores"] // workers)
+    if p is not None and p.dask["jobs"] > 0:
         with slurm_cluster(p) as cluster:
             cluster.scale(jobs=p.dask["jobs"])
             with Client(cluster) as client:

@@ -71,7 +71,7 @@ SCHEMA = {
         "processes": (int, 1, "worker processes per job (cores are shared among them)"),
         "memory": (str, REQUIRED, "memory per Dask worker job, e.g. '8GB'"),
         "walltime": (str, REQUIRED, "time limit of each worker job"),
-        "jobs": (int, 1, "worker jobs to start"),
+        "jobs": (int, 1, "worker jobs to start (0: workers inside the stage's own job)"),
         "interface": (str, REQUIRED, "network interface the scheduler and workers bind to "
                                      "('lo' keeps everything on localhost)"),
         "dashboard": (str, "", "dashboard address, e.g. '127.0.0.1:8787' ('' = no dashboard)"),
@@ -151,9 +151,8 @@ def _check(p: Profile) -> None:
     if p.environment["mpi_launcher"] not in LAUNCHERS:
         raise ProfileError("environment.mpi_launcher", f"{p.environment['mpi_launcher']!r} is unknown",
                            "use 'srun' or 'mpiexec'")
-    for key in ("cores",):
-        if p.node[key] < 1:
-            raise ProfileError(f"node.{key}", "must be >= 1", "give the cores of one node")
+    if p.node["cores"] < 1:
+        raise ProfileError("node.cores", "must be >= 1", "give the cores of one node")
     d = p.dask
     if not 1 <= d["processes"] <= d["cores"]:
         raise ProfileError("dask.processes", f"must be in [1, dask.cores = {d['cores']}]",

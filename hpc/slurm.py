@@ -87,8 +87,9 @@ def size(job: Job, profile: Profile) -> Size:
     if job.kind == "ddp":
         procs = shape.tasks_per_node or max(gpus, 1)
         return Size(shape.max_nodes, shape.max_nodes, 1, profile.node["cores"], procs, gpus, memory)
-    cpus = shape.tasks_per_node or 1
-    return Size(1, 1, 0, cpus, 1, gpus, memory)
+    if job.kind == "dask" and profile.dask["jobs"] == 0:  # the Dask workers run in this job
+        return Size(1, 1, 0, profile.dask["cores"], 1, gpus, memory)
+    return Size(1, 1, 0, shape.tasks_per_node or 1, 1, gpus, memory)
 
 
 def _environment(templates: Path) -> jinja2.Environment:
@@ -173,6 +174,8 @@ def job_states(job_ids: list[str]) -> dict[str, JobState]:
         return {}
     out: dict[str, JobState] = {}
     res = _run(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"])
+    if res.returncode != 0 and "Invalid job id" not in res.stderr:  # forgotten ids are fine
+        raise SlurmError(f"squeue failed: {res.stderr.strip()} (is slurmctld up? `sinfo` tells)")
     for line in res.stdout.splitlines():
         jid, state, reason = line.strip().split("|", 2)
         out[jid] = JobState(state, reason)

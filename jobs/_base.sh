@@ -18,7 +18,6 @@
 #SBATCH --output={{ log_dir }}/%x-%j.out
 {% for line in profile.slurm.extra_directives %}#SBATCH {{ line }}
 {% endfor %}
-set -u
 {% for line in profile.environment.setup %}{{ line }}
 {% endfor %}cd {{ campaign | q }}
 echo "job $SLURM_JOB_ID ({{ stage }}) on $SLURM_JOB_NODELIST, restart ${SLURM_RESTART_COUNT:-0}, $(date -Is)"

@@ -34,6 +34,15 @@ def test_existing_scheduler_address():
             assert other.submit(_sum_of_squares, 3).result() == 5
 
 
+def test_profile_without_worker_jobs_runs_workers_in_this_job():
+    """[dask] jobs = 0 (localhost-slurm): a LocalCluster of dask.processes workers on loopback."""
+    with dask_client(profile="localhost-slurm") as client:
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["nthreads"] for w in workers] == [1, 1]  # 2 processes sharing 2 cores
+        assert all(w["host"] == "127.0.0.1" for w in workers)
+        assert client.submit(_sum_of_squares, 5).result() == 30
+
+
 def test_slurm_cluster_from_profile_renders_worker_job():
     with slurm_cluster("localhost-slurm") as cluster:
         script = cluster.job_script()
@@ -43,5 +52,6 @@ def test_slurm_cluster_from_profile_renders_worker_job():
     assert "#SBATCH -p debug" in script
     assert "#SBATCH -t 00:30:00" in script
     assert "--interface lo" in script
-    assert "--nthreads 1" in script and "--memory-limit 1.86GiB" in script  # 2 GB
+    assert "--nworkers 2 " in script and "--nthreads 1 " in script  # 2 processes on 2 cores
+    assert "--memory-limit 0.93GiB" in script  # 2 GB per job, shared by its 2 processes
     assert "#SBATCH -J gd-dask" in script

@@ -108,6 +108,20 @@ def test_lammps_reads_the_drawn_velocities(spec, start, tmp_path):
         assert lmp.thermo("temp") == pytest.approx(kinetic_temperature(v, np.ones(len(v))), rel=1e-12)
 
 
+def test_freud_voronoi_works_after_lammps_is_loaded():
+    """liblammps.so exports its own voro++ (RTLD_GLOBAL); glassdist loads freud before LAMMPS so
+    that freud keeps its voro++ (the other order segfaults in freud.locality.Voronoi)."""
+    code = ("import numpy as np\n"
+            "from glassdist.spec import loads, preset_text\n"
+            "from glassdist.md.lammps import LammpsSession\n"
+            "LammpsSession(loads(preset_text('demo-kam'))).close()\n"
+            "from glassdist.structure.voronoi import voronoi\n"
+            "rng = np.random.default_rng(0)\n"
+            "for _ in range(20):\n"
+            "    assert voronoi(rng.uniform(0, 12.9, (200, 2)), 12.9).volumes.sum() > 0\n")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
 # ---- runs: reproducibility, SIGKILL + resume, SIGTERM ---------------------------------------
 
 def test_same_seed_reproduces_a_run(spec, start, reference, tmp_path):
@@ -319,3 +333,20 @@ def test_failing_run_is_never_marked_done(suspended, serial, tmp_path):
     # the reduction of T = 0.5 waits for its failed run; T = 0.7 is complete
     np.testing.assert_array_equal(g["ledger/propensity_reduce/state"][:], [PENDING, DONE])
     assert np.isnan(g["propensity/Delta"][0, 0]).all() and np.isfinite(g["propensity/Delta"][0, 1]).all()
+
+
+def test_table_iv_ensembles_for_100_samples(quenched, tmp_path):
+    cdir = copy(quenched, tmp_path)
+    toml = cdir / "campaign.toml"
+    toml.write_text(apply_overrides(toml.read_text(), ["propensity.samples=100", "propensity.temperatures=[0.5]",
+                                                       "propensity.steps=40", "propensity.outputs=4"]))
+    assert cli.main(["propensity", str(cdir)]) == 0
+    g = group(cdir)
+    ens = g["propensity/Delta_ensembles"]
+    assert ens.attrs["ensembles"] == ["e30A", "e30B", "e30C", "e100"] and ens.shape == (1, 1, 4, 5, 200)
+    from glassdist.dynamics.crd import cage_relative_displacement, voronoi_cage
+    traj = g["propensity/traj"][0, 0]
+    crd = cage_relative_displacement(traj[0, 0], traj, voronoi_cage(g["quench/positions"][2, 1], 12.909944487358057))
+    np.testing.assert_allclose(ens[0, 0, 3], g["propensity/Delta"][0, 0], rtol=1e-12)  # e100 = all 100
+    for k, lo in enumerate((0, 30, 60)):
+        np.testing.assert_allclose(ens[0, 0, k], crd[lo:lo + 30].mean(axis=0), rtol=1e-12)

@@ -3,27 +3,52 @@ single-node SLURM on localhost (started by .ci/slurm-setup.sh; skipped when abse
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
+from glassdist.cli import main
 from hpc import slurm
 from hpc.dask_cluster import LOG_ENV, dask_client
 from hpc.profile import PROFILE_DIR, ProfileError, load_profile, walltime_seconds
 
-from .conftest import glassdist, init_tiny
+from .conftest import TINY, TINY_COUNTS, glassdist
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHIPPED = ("generic-cpu", "gpu-cluster", "localhost-slurm")
+
+
+def _cli(*args) -> tuple[int, str, str]:
+    """The glassdist CLI in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _init(directory: Path, *sets: str) -> Path:
+    """A tiny KAM campaign (conftest's TINY) with more overrides."""
+    sets = [*TINY, TINY_COUNTS["kam"], *sets]
+    code, _, err = _cli("init", directory, "--preset", "demo-kam", *[a for x in sets for a in ("--set", x)])
+    assert code == 0, err
+    return directory
+
+
+def _submit(*args) -> str:
+    code, out, err = _cli("submit", *args)
+    assert code == 0, out + err
+    return out
 
 
 # ---- profiles -------------------------------------------------------------------------------
@@ -63,7 +88,7 @@ def _profile_with(tmp_path, old: str, new: str) -> Path:
     ('walltime = "00:20:00"', 'walltime = "20 minutes"', "stages.quench.walltime"),
     ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
     ("cores = 2 ", "cores = 0 ", "node.cores"),
-    ('processes = 1 ', 'processes = 4 ', "dask.processes"),
+    ('processes = 2 ', 'processes = 4 ', "dask.processes"),  # > dask.cores
     ('interface = "lo"', "", "dask.interface"),
 ])
 def test_bad_profile_names_the_key(tmp_path, old, new, key):
@@ -94,7 +119,7 @@ def test_mpi_job_size_follows_pending_work_and_profile_limits():
 # ---- dry run: the rendered scripts as text -----------------------------------------------------
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
-    return init_tiny(tmp_path_factory.mktemp("slurm") / "c", "kam", "quench.replicas=6", "quench.split=[2,2,2]")
+    return _init(tmp_path_factory.mktemp("slurm") / "c", "quench.replicas=6", "quench.split=[2,2,2]")
 
 
 def _scripts(output: str) -> dict[str, tuple[str, str]]:
@@ -108,8 +133,7 @@ def _scripts(output: str) -> dict[str, tuple[str, str]]:
 
 
 def test_dry_run_generic_cpu_renders_every_stage(campaign):
-    res = glassdist("submit", campaign, "--profile", "generic-cpu", "--dry-run")
-    scripts = _scripts(res.stdout)
+    scripts = _scripts(_submit(campaign, "--profile", "generic-cpu", "--dry-run"))
     assert list(scripts) == [s for s in ("quench", "inherent", "dataset", "train", "gradcam", "indicators",
                                          "propensity", "analyze", "report") if s in scripts]
     assert "quench" in scripts and "inherent" in scripts and not (campaign / "slurm").exists()
@@ -136,7 +160,7 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
 
 
-def test_dry_run_gpu_cluster_train_and_dask_stages(campaign):
+def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     from glassdist.submit import NEEDS, job_kind
     from hpc.dask_cluster import PROFILE_ENV
 
@@ -156,22 +180,34 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign):
     assert "# Dask driver: workers are 2 SLURM job(s) of 16 core(s), 64GB.\n" in analyze
     assert NEEDS["analyze"] == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
 
+    local = load_profile("localhost-slurm")
+    train = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]), local, campaign)
+    assert f"# DDP: 1 node(s) x 1 process(es).\nsrun --ntasks=1 glassdist train {campaign} &\n" in train
+    two = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]),
+                       load_profile(_profile_with(tmp_path, "tasks_per_node = 1 ", "tasks_per_node = 2 ")),
+                       campaign)
+    assert ("srun --ntasks-per-node=1 torchrun --standalone --nnodes=1 --nproc_per_node=2 \\\n"
+            f"    --no-python glassdist train {campaign} &\n") in two
+    analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), local, campaign)
+    assert "#SBATCH --cpus-per-task=2\n" in analyze  # jobs = 0: the workers run in this job
+    assert "# Dask stage: 2 worker process(es) on this job's 2 core(s).\n" in analyze
+
 
 def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
     templates = tmp_path / "jobs"
     shutil.copytree(ROOT / "jobs", templates)
     (templates / "quench.sh").write_text('{% extends "mpi.sh" %}{% block run %}echo custom {{ ntasks }} &\n'
                                          '{% endblock %}')
-    res = glassdist("submit", campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run",
-                    "--templates", templates)
-    assert "\necho custom 2 &\n" in res.stdout and "from quench.sh with profile" in res.stdout
+    out = _submit(campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run",
+                  "--templates", templates)
+    assert "\necho custom 2 &\n" in out and "from quench.sh with profile" in out
 
 
 def test_submit_bad_input_exits_2(campaign):
-    res = glassdist("submit", campaign, "--profile", "no-such", "--dry-run", check=False)
+    res = glassdist("submit", campaign, "--profile", "no-such", "--dry-run", check=False)  # the real CLI
     assert res.returncode == 2 and "neither a shipped profile nor a file" in res.stderr
-    res = glassdist("submit", campaign, "--profile", "localhost-slurm", "--stages", "bogus", check=False)
-    assert res.returncode == 2 and "unknown or unavailable stage" in res.stderr
+    code, _, err = _cli("submit", campaign, "--profile", "localhost-slurm", "--stages", "bogus")
+    assert code == 2 and "unknown or unavailable stage" in err
 
 
 # ---- real SLURM -----------------------------------------------------------------------------
@@ -195,9 +231,10 @@ def slurm_cluster():
     return True
 
 
-def _env() -> dict:
+@pytest.fixture
+def slurm_env(slurm_cluster, monkeypatch):
     """Jobs inherit the submitting environment: put this venv's glassdist and mpiexec first."""
-    return {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
 
 
 def _wait(job_ids: list[str], timeout: float = 300) -> dict[str, slurm.JobState]:
@@ -234,27 +271,10 @@ def _same_quench(a: Path, b: Path) -> None:
         assert np.array_equal(ga[f"quench/{name}"][:], gb[f"quench/{name}"][:]), name
 
 
-@pytest.mark.slurm
-def test_submitted_quench_equals_local_run(slurm_cluster, tmp_path):
-    c = init_tiny(tmp_path / "c", "kam", "quench.replicas=6", "quench.split=[2,2,2]")
-    res = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench", env=_env())
-    (sub,) = slurm.submissions(c)
-    assert f"quench: submitted job {sub.job_id} (1 node(s), 2 task(s))" in res.stdout
-    states = _wait([sub.job_id])
-    log = (c / "slurm" / "logs" / f"gd-quench-c-{sub.job_id}.out").read_text()
-    assert states[sub.job_id].state == "COMPLETED", log
-    assert "quench exited with status 0" in log
-    status = glassdist("status", c).stdout
-    assert re.search(rf"quench\s+6\s+0\s+0\s+{sub.job_id} COMPLETED", status), status
-    _same_quench(c, _local_twin(c, tmp_path))
-    again = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench", env=_env())
-    assert "nothing to submit" in again.stdout and len(slurm.submissions(c)) == 1
-
-
 def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str],
                           profile: str | Path = "localhost-slurm") -> list[slurm.Submission]:
     """Submit, wait until the quench job has finished one replica, then run `interrupt + [id]`."""
-    glassdist("submit", c, "--profile", profile, "--stages", stages, env=_env())
+    _submit(c, "--profile", profile, "--stages", stages)
     subs = slurm.submissions(c)
     end = time.monotonic() + 240
     while _done(c) < 1:
@@ -265,11 +285,10 @@ def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str],
 
 
 @pytest.mark.slurm
-def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_cluster, tmp_path):
+def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_env, tmp_path):
     profile = _profile_with(tmp_path, "requeue_limit = 0 ", "requeue_limit = 1 ")
-    c = init_tiny(tmp_path / "c", "kam", "quench.replicas=10", "quench.split=[6,2,2]",
-                  "quench.cooling_rate=0.05", "quench.snapshot_replicas=1",
-                  "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+    c = _init(tmp_path / "c", "quench.replicas=8", "quench.split=[4,2,2]", "quench.cooling_rate=0.05",
+              "quench.snapshot_replicas=1", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
     # SIGTERM to the batch shell only: exactly what --signal=B:TERM@30 sends before the limit
     quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel", "--signal=TERM", "--batch"],
                                              profile)
@@ -282,30 +301,37 @@ def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_cluster, tmp_
     assert "SIGTERM (walltime near, or scancel): asking quench to checkpoint" in first_run
     assert "quench exited with status 1" in first_run  # clean exit, tasks left for later
     assert "restart 1" in second_run and "quench exited with status 0" in second_run
-    assert _done(c) == 10 and _done(c, "inherent") == 6
+    assert _done(c) == 8 and _done(c, "inherent") == 6
     assert len(slurm.submissions(c)) == 2  # the chain finished without a second submission
 
 
 @pytest.mark.slurm
-def test_scancel_mid_run_then_resubmit_completes_like_local(slurm_cluster, tmp_path):
-    c = init_tiny(tmp_path / "c", "kam", "quench.replicas=8", "quench.split=[4,2,2]",
-                  "quench.cooling_rate=0.05", "quench.snapshot_replicas=1",
-                  "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+def test_scancel_mid_run_resubmit_completes_and_equals_local_run(slurm_env, tmp_path):
+    c = _init(tmp_path / "c", "quench.replicas=6", "quench.split=[2,2,2]", "quench.cooling_rate=0.05",
+              "quench.snapshot_replicas=1", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
     quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel"])
+    assert quench.nodes == 1 and quench.ntasks == 2 and inherent.after == [quench.job_id]
     assert _wait([quench.job_id])[quench.job_id].state == "CANCELLED"
     done = _done(c)
-    assert done < 8
+    assert done < 6
     assert slurm.job_states([inherent.job_id])[inherent.job_id].state == "PENDING"  # never to run
 
-    res = glassdist("submit", c, "--profile", "localhost-slurm", "--stages", "quench,inherent", env=_env())
-    assert f"cancelling 1 job(s) left waiting on a failed job: {inherent.job_id}" in res.stdout
-    assert f"1 node(s), {min(2, 8 - done)} task(s)" in res.stdout  # sized on what is left
+    out = _submit(c, "--profile", "localhost-slurm", "--stages", "quench,inherent")
+    assert f"cancelling 1 job(s) left waiting on a failed job: {inherent.job_id}" in out
     quench2, inherent2 = slurm.submissions(c)[2:]
+    assert f"quench: submitted job {quench2.job_id} (1 node(s), {min(2, 6 - done)} task(s))" in out
     assert inherent2.after == [quench2.job_id]
     states = _wait([quench2.job_id, inherent2.job_id])
     assert all(s.state == "COMPLETED" for s in states.values()), states
     assert slurm.job_states([inherent.job_id])[inherent.job_id].state == "CANCELLED"
+    log = (c / "slurm" / "logs" / f"gd-quench-c-{quench2.job_id}.out").read_text()
+    assert "quench exited with status 0" in log
     assert _done(c, "inherent") == 6
+
+    status = _cli("status", c)[1]
+    assert re.search(rf"quench\s+6\s+0\s+0\s+{quench2.job_id} COMPLETED", status), status
+    assert "nothing to submit" in _submit(c, "--profile", "localhost-slurm", "--stages", "quench,inherent")
+    assert len(slurm.submissions(c)) == 4
     _same_quench(c, _local_twin(c, tmp_path))
 
 
@@ -315,12 +341,13 @@ def _square(x):
 
 @pytest.mark.slurm
 def test_dask_workers_as_slurm_jobs(slurm_cluster, tmp_path, monkeypatch):
+    profile = _profile_with(tmp_path, "jobs = 0 ", "jobs = 1 ")  # one worker job of 2 processes
     monkeypatch.setenv(LOG_ENV, str(tmp_path))
-    with dask_client(profile="localhost-slurm") as client:
-        client.wait_for_workers(1, timeout=120)
-        (worker,) = client.scheduler_info()["workers"].values()
-        assert worker["host"] == "127.0.0.1"
+    with dask_client(profile=profile) as client:
+        client.wait_for_workers(2, timeout=120)
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["host"] for w in workers] == ["127.0.0.1", "127.0.0.1"]
         assert sum(client.gather(client.map(_square, range(10)))) == 285
         jobs = subprocess.run(["squeue", "-h", "-o", "%j %T"], capture_output=True, text=True).stdout
         assert "gd-dask RUNNING" in jobs
-    assert "Start worker at:      tcp://127.0.0.1:" in "".join(p.read_text() for p in tmp_path.glob("*.out"))
+    assert "Start worker at:      tcp://127.0.0.1:" in "".join(p.read_text() for p in tmp_path.glob("gd-dask-*.err"))

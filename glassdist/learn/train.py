@@ -35,6 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import __version__
 from ..errors import StaleResultsError
 from .model import CLASSES, GlassCNN
 
@@ -204,8 +205,6 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
 
 def model_card(model: GlassCNN, spec, config: TrainConfig, device, world: int) -> dict:
     """What was trained, how and with which software (stored with the results)."""
-    import glassdist
-
     return {
         "architecture": str(model),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -219,5 +218,5 @@ def model_card(model: GlassCNN, spec, config: TrainConfig, device, world: int) -
         "device": str(device),
         "world_size": world,
         "versions": {"torch": torch.__version__, "numpy": np.__version__,
-                     "glassdist": glassdist.__version__, "python": platform.python_version()},
+                     "glassdist": __version__, "python": platform.python_version()},
     }

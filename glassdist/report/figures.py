@@ -73,7 +73,7 @@ def fig_maps(ctx: Context, path) -> str:
     fig.suptitle(f"Fig. {ctx.figure_number('maps')}: glass configuration, T = {ctx.temperatures[t]:g}")
     _save(fig, ctx, path)
     return ("Coarse-grained, normalised indicators of the propensity configuration (glass at T_G) and its "
-            f"dynamic propensity at T = {ctx.temperatures[t]:g} (the temperature reaching the most δ).")
+            f"dynamic propensity at T = {ctx.temperatures[t]:g} (the temperature whose runs reached the most, then the largest, δ).")
 
 
 def fig_propensity_maps(ctx: Context, path) -> str:

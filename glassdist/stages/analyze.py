@@ -29,8 +29,9 @@ import numpy as np
 from hpc.dask_farm import run_dask_farm
 
 from .. import analysis
-from ..dynamics.crd import propensity_at_delta
+from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..errors import UsageError
+from ..md.isoconf import output_steps
 from ..spec import Spec, load
 from ..store import Store
 from .common import exit_code
@@ -47,13 +48,11 @@ UPSTREAM = ("gradcam", "indicators", "propensity")
 
 def dims(spec: Spec) -> dict[str, int]:
     """Sizes of the analyze arrays (names as in the module docstring)."""
-    from ..md.isoconf import output_steps
-
     p, a = spec.propensity, spec.analyze
     return {"Rt": len(test_replicas(spec)), "C": len(p.configurations), "nT": len(p.temperatures),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
             "A": len(analysis.INDICATORS), "P": len(analysis.PAIRS), "B": a.correlation_bins + 1,
-            "N": spec.system.n_particles, "S": p.samples}
+            "N": spec.system.n_particles}
 
 
 def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
@@ -74,8 +73,7 @@ def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
 
 
 def has_ensembles(spec: Spec) -> bool:
-    from ..dynamics.crd import sub_ensembles
-
+    """Whether the propensity stage stores the Table IV sub-ensembles."""
     return bool(sub_ensembles(spec.propensity.samples))
 
 

@@ -131,9 +131,6 @@ def reduce(store: Store, spec: Spec) -> int:
     ensembles = sub_ensembles(S)
     group = store.root["propensity"]
     code = 0
-    import pickle; pickle.dump(glass, open("/tmp/iso/glass_dump.pkl", "wb"))
-    cages = {c: voronoi_cage(glass[c], spec.box_length) for c in range(C)}
-    print("CAGES OK", flush=True)
     with dask_client(**spec.dask):
         for k in todo:
             c, t = np.unravel_index(k, (C, nT))
@@ -141,7 +138,7 @@ def reduce(store: Store, spec: Spec) -> int:
             try:
                 runs = traj[c, t]                       # (S, n_out, N, dim), a chunk per run
                 r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
-                crd = cage_relative_displacement(r0, runs, cages[c])
+                crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
                 fields = [propensity(crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
                 (Delta, delta), *subs = dask.compute(*fields)
                 if not (np.isfinite(Delta).all() and np.isfinite(delta).all()):

@@ -1,0 +1,101 @@
+"""End to end: a tiny demo-kam campaign through every stage with `glassdist run DIR --np 2`
+(real LAMMPS under MPI, real Dask, real torch), then its report: every table and figure
+file, non-empty and referenced by index.html, the paper's values beside ours, missing data
+listed with the command that makes them, and a second `run` that finds everything done."""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+
+import numpy as np
+import pytest
+
+from glassdist.report.build import ARTEFACTS
+from glassdist.store import Store
+
+from .conftest import glassdist, init_tiny
+
+# 100 isoconfigurational runs (Table IV, Fig. 4) of 600 steps at one temperature; deltas the
+# runs reach and one they do not (5.0); a short T grid for the T* fit; 4 epochs.
+EXTRA = ["quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
+         "propensity.samples=100", "propensity.temperatures=[0.55]", "propensity.steps=600",
+         "propensity.outputs=8", "analyze.deltas=[0.03, 0.06, 5.0]", "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
+         "analyze.xi_structure=2.0", "analyze.xi_violin=2.0", "analyze.xi_propensity=2.0",
+         "analyze.correlation_rmax=4.0", "analyze.correlation_bins=16", "train.epochs=4"]
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    """A tiny campaign: first the report with only quench and inherent done, then everything."""
+    d = init_tiny(tmp_path_factory.mktemp("report") / "kam", "kam", *EXTRA)
+    partial = glassdist("run", d, "--np", "2", "--stages", "quench,inherent,report", timeout=300)
+    partial_index = (d / "report" / "index.html").read_text()
+    start = time.perf_counter()
+    full = glassdist("run", d, "--np", "2", timeout=600)
+    return {"dir": d, "partial": partial, "partial_index": partial_index, "full": full,
+            "seconds": time.perf_counter() - start}
+
+
+def test_missing_data_are_listed_with_the_command(campaign):
+    d, index = campaign["dir"], campaign["partial_index"]
+    assert f"glassdist analyze {d}" in index and f"glassdist train {d}" in index
+    assert "Fig. S9" in index and "fig_S9.png" in index          # quench + inherent were enough for S9
+    assert "missing" in campaign["partial"].stdout
+
+
+def test_report_has_every_table_and_figure(campaign):
+    d = campaign["dir"]
+    out = d / "report"
+    index = (out / "index.html").read_text()
+    assert "Missing" not in index, index[:3000]
+    for a in ARTEFACTS:
+        path = out / (f"{a.key}.png" if a.kind == "figure" else f"{a.key}.csv")
+        assert path.stat().st_size > 0, path
+        assert f"'{path.name}'" in index, path.name
+        assert a.label in index
+    pngs = {p.name for p in out.glob("*.png")}
+    assert pngs == set(re.findall(r"src='([^']+\.png)'", index))
+    # the scale of the run and the paper's values beside ours
+    assert "N = 200 (paper 2000)" in index and "N_s = 100 (paper 30)" in index
+    rows = list(csv.reader(open(out / "table_V.csv")))
+    assert rows[-1][0].startswith("paper (KAM") and rows[-1][1:3] == ["0.925", "1.17"]
+    rows = list(csv.reader(open(out / "table_III.csv")))
+    assert rows[1][3].startswith("not reached")             # delta = 5 is beyond the runs
+    assert float(rows[1][1]) > 0                               # xi_Delta of a reached delta
+    assert "Table IV" in index and len(list(csv.reader(open(out / "table_IV.csv")))) == 3
+
+
+def test_analysis_results_in_the_store(campaign):
+    d = campaign["dir"]
+    store = Store(d, mode="r")
+    an = store.root["analyze"]
+    tables = an.attrs["tables"]
+    assert store.ledger("analyze").done_mask().all() and len(store.ledger("analyze")) == 2 + 1
+    reached = an["dynamics/reached"][0, 0]
+    np.testing.assert_array_equal(reached, [True, True, False])
+    p = an["dynamics/pearson_t"][0, 0]                        # (A, T) at every output time
+    assert p.shape == (3, 9) and np.isfinite(p[1:, 1:]).all() and (np.abs(p[1:, 1:]) <= 1).all()
+    row = np.asarray(tables["IV"], dtype=float)[0, 0, 0]     # Table IV at the first delta
+    # e100 holds the runs of each e30: closer to each e30 than the disjoint e30s are to each other
+    assert np.isfinite(row).all() and (np.abs(row) <= 1).all() and row[4] > row[1]
+    pearson = an["pairs/pearson"][:]
+    assert pearson.shape == (2, 2, 3) and np.isfinite(pearson[:, :, 2]).all()  # Theta-Upsilon always defined
+    valid = store.root["gradcam/correct"][:] & np.isfinite(pearson).all(axis=-1)  # misclassified excluded
+    assert tables["S2_counts"] == valid.sum(axis=0).tolist()
+
+
+def test_second_run_finds_everything_done(campaign):
+    d = campaign["dir"]
+    before = {n: ledger.states().copy() for n, ledger in Store(d, mode="r").ledgers().items()}
+    start = time.perf_counter()
+    again = glassdist("run", d, "--np", "2", timeout=120)
+    seconds = time.perf_counter() - start
+    for name in ("quench", "inherent", "dataset", "train", "gradcam", "indicators", "propensity", "analyze"):
+        assert f"== {name} == done" in again.stdout, again.stdout
+    after = {n: ledger.states() for n, ledger in Store(d, mode="r").ledgers().items()}
+    assert before.keys() == after.keys() and all((before[n] == after[n]).all() for n in before)
+    assert seconds < 60, f"second run took {seconds:.0f} s"
+    status = glassdist("status", d).stdout
+    assert re.search(r"analyze\s+3\s+0\s+0", status) and re.search(rf"report\s+{len(ARTEFACTS)}\s+0\s+0", status)
