@@ -59,6 +59,12 @@ def correlation_length(positions: np.ndarray, field: np.ndarray, L, r_max: float
     return c, first_crossing(r, c, level)
 
 
+def correlation_radii(r_max: float, bins: int) -> np.ndarray:
+    """The r (bins + 1,) of every C_X(r) with these bins: 0, then the bin centres."""
+    edges = np.linspace(0.0, r_max, bins + 1)
+    return np.concatenate(([0.0], 0.5 * (edges[1:] + edges[:-1])))
+
+
 def _coefficients(a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
     """fn between every column of a (N, F) and b (N,) -> (F,)."""
     return np.array([fn(a[:, f], b) for f in range(a.shape[1])])

@@ -174,7 +174,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "samples": Key(int, 30, help="N_s runs per configuration and temperature", check=at_least(2)),
         "steps": Key(int, help="MD steps per run (paper: up to 3e8)", check=at_least(1)),
         "outputs": Key(int, 40, help="log-spaced output times per run", check=at_least(2)),
-        "checkpoint_every": Key(int, 1_000_000, help="steps between restart checkpoints",
+        "checkpoint_every": Key(int, 1_000_000, help="steps between restart checkpoints; also the "
+                                "longest wait before a SIGTERM checkpoints and stops a run",
                                 check=at_least(1)),
     },
     "analyze": {
@@ -389,6 +390,9 @@ def _check_consistency(d: dict) -> None:
     if not 0 <= m["dropout"] < 1:
         raise SpecError("model.dropout", "must be in [0, 1)", "paper: 0.5")
     p = d["propensity"]
+    if p["outputs"] > p["steps"]:
+        raise SpecError("propensity.outputs", f"{p['outputs']} distinct output steps do not fit in "
+                        f"{p['steps']} steps", "use outputs <= steps")
     n_test = q["split"][2]
     if any(not 0 <= c < n_test for c in p["configurations"]):
         raise SpecError("propensity.configurations", f"indices must be in [0, {n_test}) (test split)",

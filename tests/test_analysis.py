@@ -6,6 +6,7 @@ import pytest
 
 from glassdist import analysis
 from glassdist.fields.coarse import coarse_grain
+from glassdist.fields.correlation import spatial_correlation
 
 RHO = 1.2
 
@@ -35,6 +36,8 @@ def test_correlation_length_of_coarse_grained_noise(xi):
     field = coarse_grain(pos, rng.normal(size=len(pos)), L, xi)
     c, length = analysis.correlation_length(pos, field, L, r_max=10.0, bins=50)
     assert c[0] == 1 and c.shape == (51,)
+    np.testing.assert_allclose(analysis.correlation_radii(10.0, 50),
+                               spatial_correlation(pos, field, L, r_max=10.0, bins=50)[0])
     assert length == pytest.approx(expected_crossing(xi), rel=0.06)
     assert np.isnan(analysis.correlation_length(pos, field, L, r_max=0.5, bins=5)[1])
 

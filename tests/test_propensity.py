@@ -14,12 +14,16 @@ import zarr
 from scipy import stats
 
 from glassdist import cli
+from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
 from glassdist.md.isoconf import draw_velocities, kinetic_temperature, output_steps, run_isoconf
 from glassdist.md.lammps import (LammpsSession, box_commands, dynamics_fixes, pair_commands,
                                  read_data_commands, soft_pair_commands, write_data_file)
 from glassdist.errors import SpecError
-from glassdist.spec import apply_overrides, loads, preset_text
+from glassdist.spec import apply_overrides, load, loads, preset_text
+from glassdist.stages.propensity import glass_replicas
 from hpc.ledger import DONE, FAILED, PENDING
+
+from .conftest import mpi_glassdist
 
 SMALL = ["system.n_particles=200", "system.counts=[130,70]"]
 RUN = SMALL + ["propensity.steps=40000", "propensity.outputs=15", "propensity.checkpoint_every=1000"]
@@ -198,36 +202,35 @@ def test_sigterm_checkpoints_and_exits_cleanly(spec, start, reference, tmp_path)
 
 # ---- the stage: farm, MPI, retries, SIGTERM, reduction, export -------------------------------
 
-STAGE = SMALL + ["quench.replicas=3", "quench.split=[1,1,1]", "quench.cooling_rate=0.4",
-                 "quench.equilibration_time=1.0", "quench.snapshot_replicas=0", "propensity.samples=3",
-                 "propensity.temperatures=[0.5,0.7]", "propensity.steps=8000", "propensity.outputs=12",
-                 "propensity.checkpoint_every=500", "analyze.deltas=[0.03,0.1,50.0]", "dask.workers=1"]
-
-
-def glassdist(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "glassdist", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def quenched(tmp_path_factory):
-    """A campaign with its quench done (no propensity yet)."""
-    cdir = tmp_path_factory.mktemp("campaign") / "c"
-    assert cli.main(["init", str(cdir), "--preset", "demo-kam", *sum((["--set", s] for s in STAGE), [])]) == 0
-    assert cli.main(["quench", str(cdir)]) == 0
-    return cdir
+PROPENSITY = ["propensity.samples=3", "propensity.temperatures=[0.5,0.7]", "propensity.steps=8000",
+              "propensity.outputs=12", "propensity.checkpoint_every=500", "analyze.deltas=[0.03,0.1,50.0]",
+              "dask.workers=1"]
 
 
 def copy(campaign, tmp_path):
-    target = tmp_path / "c"
-    shutil.copytree(campaign, target)
-    return target
+    return shutil.copytree(campaign, tmp_path / "c")
 
 
 @pytest.fixture(scope="module")
-def serial(quenched, tmp_path_factory):
+def campaign(quenched, tmp_path_factory):
+    """The shared tiny KAM campaign (quench done) with a small propensity section."""
+    cdir = copy(quenched["kam"], tmp_path_factory.mktemp("campaign"))
+    toml = cdir / "campaign.toml"
+    toml.write_text(apply_overrides(toml.read_text(), PROPENSITY))
+    return cdir
+
+
+def glass_of(cdir):
+    """(replica id, T_G positions (N, dim), spec) of the propensity configuration."""
+    spec = load(cdir)
+    replica = int(glass_replicas(spec)[0])
+    return replica, group(cdir)["quench/positions"][replica, 1], spec
+
+
+@pytest.fixture(scope="module")
+def serial(campaign, tmp_path_factory):
     """The propensity stage run serially, in-process; returns its campaign."""
-    cdir = copy(quenched, tmp_path_factory.mktemp("serial"))
+    cdir = copy(campaign, tmp_path_factory.mktemp("serial"))
     assert cli.main(["propensity", str(cdir)]) == 0
     return cdir
 
@@ -240,13 +243,12 @@ def test_stage_stores_runs_and_propensity(serial):
     g = group(serial)
     traj, Delta, delta = g["propensity/traj"][:], g["propensity/Delta"][:], g["propensity/delta"][:]
     assert traj.shape == (1, 2, 3, 13, 200, 2) and np.isfinite(traj).all()
-    assert (g["ledger/propensity/state"][:] == DONE).all() and (g["ledger/propensity_reduce/state"][:] == DONE).all()
+    assert (g["ledger/propensity/state"][:] == DONE).all()
+    assert (g["ledger/propensity_reduce/state"][:] == DONE).all()
     np.testing.assert_array_equal(g["propensity/steps"][:], output_steps(8000, 12))
     # all runs start from the stored T_G glass; the reduction is the numpy CRD of the stored runs
     np.testing.assert_array_equal(traj[0, :, :, 0], np.broadcast_to(traj[0, 0, 0, 0], (2, 3, 200, 2)))
-    from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
-    spec = small_spec(STAGE)
-    glass = g["quench/positions"][2, 1]
+    _, glass, spec = glass_of(serial)
     for t in range(2):
         field, d = propensity(cage_relative_displacement(traj[0, t, 0, 0], traj[0, t],
                                                          voronoi_cage(glass, spec.box_length)))
@@ -262,37 +264,32 @@ def test_export_propensity_columns(serial, tmp_path):
     assert cli.main(["export", str(serial), "--what", "fields", "--format", "npz", "-o", str(out)]) == 0
     z = np.load(out)
     g = group(serial)
-    col = z["propensity_T0.7_delta0.1"]          # (R, 2, N): only replica 2 (test split), glass class
-    assert np.isfinite(col[2, 1]).all() and np.isnan(col[:2]).all() and np.isnan(col[2, 0]).all()
-    assert col[2, 1].mean() == pytest.approx(0.1, rel=1e-9)  # mean over particles of Delta is delta
+    r = glass_of(serial)[0]
+    col = z["propensity_T0.7_delta0.1"]          # (R, 2, N): only the test-split glass replica r
+    others = np.delete(col, r, axis=0)
+    assert np.isfinite(col[r, 1]).all() and np.isnan(others).all() and np.isnan(col[r, 0]).all()
+    assert col[r, 1].mean() == pytest.approx(0.1, rel=1e-9)  # mean over particles of Delta is delta
     assert np.isnan(z["propensity_T0.5_delta50"]).all()       # delta = 50 is never reached
     d = g["propensity/delta"][0, 1]
-    assert np.isfinite(z["propensity_T0.7_delta0.03"][2, 1]).all() and d.max() > 0.1
+    assert np.isfinite(z["propensity_T0.7_delta0.03"][r, 1]).all() and d.max() > 0.1
 
 
-def test_mpi_farm_matches_serial(quenched, serial, tmp_path):
-    cdir = copy(quenched, tmp_path)
-    proc = subprocess.run([cli.mpiexec(), "-n", "2", sys.executable, "-m", "glassdist", "propensity", str(cdir)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    np.testing.assert_array_equal(group(cdir)["propensity/traj"][:], group(serial)["propensity/traj"][:])
-    np.testing.assert_allclose(group(cdir)["propensity/Delta"][:], group(serial)["propensity/Delta"][:], rtol=1e-13)
-
-
-def test_failed_attempt_is_retried_and_data_match(quenched, serial, tmp_path, monkeypatch):
-    cdir = copy(quenched, tmp_path)
-    monkeypatch.setenv("HPC_INJECT_FAILURES", "1,4")  # fail after data are written, before the done-mark
-    assert cli.main(["propensity", str(cdir)]) == 0
+def test_mpi_farm_with_retries_matches_serial(campaign, serial, tmp_path):
+    """mpiexec -n 2; runs 1 and 4 fail once after their data are written, before their done-mark:
+    they are retried (same velocities) and the store equals the serial run's."""
+    cdir = copy(campaign, tmp_path)
+    mpi_glassdist(2, "propensity", cdir, env={"HPC_INJECT_FAILURES": "1,4"})
     g = group(cdir)
     assert (g["ledger/propensity/state"][:] == DONE).all()
     np.testing.assert_array_equal(g["ledger/propensity/attempts"][:], [1, 2, 1, 1, 2, 1])
     np.testing.assert_array_equal(g["propensity/traj"][:], group(serial)["propensity/traj"][:])
+    np.testing.assert_allclose(g["propensity/Delta"][:], group(serial)["propensity/Delta"][:], rtol=1e-13)
 
 
 @pytest.fixture(scope="module")
-def suspended(quenched, tmp_path_factory):
+def suspended(campaign, tmp_path_factory):
     """A campaign whose `glassdist propensity` got SIGTERM during its first run."""
-    cdir = copy(quenched, tmp_path_factory.mktemp("sigterm"))
+    cdir = copy(campaign, tmp_path_factory.mktemp("sigterm"))
     proc = subprocess.Popen([sys.executable, "-m", "glassdist", "propensity", str(cdir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = cdir / "lammps" / "propensity" / "c0-T0-s0000" / "ckpt.npz"
@@ -327,7 +324,7 @@ def test_failing_run_is_never_marked_done(suspended, serial, tmp_path):
     g = group(cdir)
     states = g["ledger/propensity/state"][:]
     assert states[0] == FAILED and (states[1:] == DONE).all()
-    assert g["ledger/propensity/attempts"][0] == 3 and "read_restart" in g["ledger/propensity/error"][0]
+    assert g["ledger/propensity/attempts"][0] == 3 and "read_restart" in str(g["ledger/propensity/error"][0])
     assert np.isnan(g["propensity/traj"][0, 0, 0]).all()
     np.testing.assert_array_equal(g["propensity/traj"][0, :, 1:], group(serial)["propensity/traj"][0, :, 1:])
     # the reduction of T = 0.5 waits for its failed run; T = 0.7 is complete
@@ -335,8 +332,8 @@ def test_failing_run_is_never_marked_done(suspended, serial, tmp_path):
     assert np.isnan(g["propensity/Delta"][0, 0]).all() and np.isfinite(g["propensity/Delta"][0, 1]).all()
 
 
-def test_table_iv_ensembles_for_100_samples(quenched, tmp_path):
-    cdir = copy(quenched, tmp_path)
+def test_table_iv_ensembles_for_100_samples(campaign, tmp_path):
+    cdir = copy(campaign, tmp_path)
     toml = cdir / "campaign.toml"
     toml.write_text(apply_overrides(toml.read_text(), ["propensity.samples=100", "propensity.temperatures=[0.5]",
                                                        "propensity.steps=40", "propensity.outputs=4"]))
@@ -344,9 +341,10 @@ def test_table_iv_ensembles_for_100_samples(quenched, tmp_path):
     g = group(cdir)
     ens = g["propensity/Delta_ensembles"]
     assert ens.attrs["ensembles"] == ["e30A", "e30B", "e30C", "e100"] and ens.shape == (1, 1, 4, 5, 200)
-    from glassdist.dynamics.crd import cage_relative_displacement, voronoi_cage
     traj = g["propensity/traj"][0, 0]
-    crd = cage_relative_displacement(traj[0, 0], traj, voronoi_cage(g["quench/positions"][2, 1], 12.909944487358057))
+    _, glass, spec = glass_of(cdir)
+    cage = voronoi_cage(glass, spec.box_length)
+    crd = cage_relative_displacement(traj[0, 0], traj, cage)
     np.testing.assert_allclose(ens[0, 0, 3], g["propensity/Delta"][0, 0], rtol=1e-12)  # e100 = all 100
     for k, lo in enumerate((0, 30, 60)):
         np.testing.assert_allclose(ens[0, 0, k], crd[lo:lo + 30].mean(axis=0), rtol=1e-12)

@@ -223,7 +223,7 @@ def slurm_cluster():
     if shutil.which("sinfo") is None or shutil.which("slurmctld") is None:
         pytest.skip("SLURM is not installed (no sinfo/slurmctld): as root, `bash .ci/slurm-setup.sh` "
                     "installs and starts a single-node cluster")
-    if not _idle_nodes() and os.geteuid() == 0 and shutil.which("munged"):
+    if not _idle_nodes() and os.geteuid() == 0 and all(map(shutil.which, ("munged", "slurmd"))):
         subprocess.run(["bash", str(ROOT / ".ci" / "slurm-setup.sh")], capture_output=True, timeout=120)
     if not _idle_nodes():
         pytest.skip("SLURM is installed but no node is idle (see `sinfo`): start the single-node "
@@ -232,9 +232,13 @@ def slurm_cluster():
 
 
 @pytest.fixture
-def slurm_env(slurm_cluster, monkeypatch):
-    """Jobs inherit the submitting environment: put this venv's glassdist and mpiexec first."""
+def slurm_env(slurm_cluster, monkeypatch, tmp_path):
+    """Jobs inherit the submitting environment: put this venv's glassdist and mpiexec first.
+    Afterwards, cancel whatever the test's campaigns left in the queue (a failed test)."""
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    yield
+    for book in tmp_path.glob("*/slurm/jobs.json"):
+        slurm.cancel([s.job_id for s in slurm.submissions(book.parent.parent)])
 
 
 def _wait(job_ids: list[str], timeout: float = 300) -> dict[str, slurm.JobState]:

@@ -111,10 +111,8 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         store.require_array(f"{NAME}/{name}", shape, chunks, dtype,
                             fill_value=False if dtype == "bool" else None)
     a = spec.analyze
-    bins = a.correlation_bins
-    edges = np.linspace(0.0, a.correlation_rmax, bins + 1)
-    store.require_array(f"{NAME}/structure/r", (bins + 1,), (bins + 1,), "float64")[:] = \
-        np.concatenate(([0.0], 0.5 * (edges[1:] + edges[:-1])))
+    r = analysis.correlation_radii(a.correlation_rmax, a.correlation_bins)
+    store.require_array(f"{NAME}/structure/r", r.shape, r.shape, "float64")[:] = r
     store.root[NAME].attrs.update({
         "indicators": list(analysis.INDICATORS), "pairs": [list(p) for p in analysis.PAIRS],
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
