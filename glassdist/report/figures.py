@@ -207,6 +207,7 @@ def fig_violins(ctx: Context, path) -> str:
             parts = ax.violinplot(data, positions=pos, widths=0.33, showextrema=False, quantiles=[[0.25, 0.5, 0.75]] * len(PAIRS))
             for body in parts["bodies"]:
                 body.set(facecolor=color, alpha=0.9)
+            parts["cquantiles"].set(color="k", linestyle="--", linewidth=0.8)
         for x, values in zip(pos, data):
             ax.plot(np.full(len(values), x), values, ".", color="k", ms=2)
         ax.plot([], [], "s", color=color, label=f"{name} ({int(ok.sum())} configurations)")
@@ -221,7 +222,7 @@ def fig_violins(ctx: Context, path) -> str:
            title=f"Fig. 6: indicator correlations, ξ = {ctx.spec.analyze.xi_violin:g}")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
-    return "Test configurations, misclassified ones excluded; lines: quartiles."
+    return "Test configurations, misclassified ones excluded; dashed lines: quartiles; dots: configurations."
 
 
 def fig_structure_correlation(ctx: Context, path) -> str:
