@@ -26,19 +26,13 @@ import numpy as np
 
 from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
 from glassdist.md.isoconf import draw_velocities, run_isoconf
-from glassdist.md.lammps import LammpsSession, box_commands, pair_commands, soft_pair_commands
+from glassdist.md.lammps import random_minimum
 from glassdist.spec import apply_overrides, loads, preset_text
 
 
 def start_configuration(spec) -> np.ndarray:
     """A local minimum of a random start (N, dim)."""
-    with LammpsSession(spec) as lmp:
-        lmp.run(box_commands(spec))
-        for t, count in enumerate(spec.system.counts):
-            lmp.run(f"create_atoms {t + 1} random {count} {11 + t} NULL")
-        lmp.run(soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"])
-        lmp.run(pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000"])
-        return lmp.positions()
+    return random_minimum(spec, 11)
 
 
 def md_throughput(steps: int, lmp_binary: str) -> None:

@@ -1,7 +1,6 @@
 """Isoconfigurational runs (glassdist.md.isoconf) and the propensity stage: real LAMMPS,
 real signals (SIGKILL, SIGTERM) on subprocesses, real MPI (mpiexec -n 2), real Zarr and Dask."""
 
-import os
 import shutil
 import signal
 import subprocess
@@ -16,8 +15,8 @@ from scipy import stats
 from glassdist import cli
 from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
 from glassdist.md.isoconf import draw_velocities, kinetic_temperature, output_steps, run_isoconf
-from glassdist.md.lammps import (LammpsSession, box_commands, dynamics_fixes, pair_commands,
-                                 read_data_commands, soft_pair_commands, write_data_file)
+from glassdist.md.lammps import (LammpsSession, dynamics_fixes, pair_commands, random_minimum,
+                                 read_data_commands, write_data_file)
 from glassdist.errors import SpecError
 from glassdist.spec import apply_overrides, load, loads, preset_text
 from glassdist.stages.propensity import glass_replicas
@@ -42,13 +41,7 @@ def spec():
 @pytest.fixture(scope="module")
 def start(spec):
     """A local-minimum configuration (N, dim) of the small KAM system."""
-    with LammpsSession(spec) as lmp:
-        lmp.run(box_commands(spec))
-        for t, count in enumerate(spec.system.counts):
-            lmp.run(f"create_atoms {t + 1} random {count} {101 + t} NULL")
-        lmp.run(soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"])
-        lmp.run(pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000"])
-        return lmp.positions()
+    return random_minimum(spec, 101)
 
 
 def velocities(spec, seed):

@@ -15,8 +15,8 @@ import tomli_w
 import zarr
 
 from glassdist import spec as specmod
-from glassdist.md.lammps import LammpsSession, box_commands, dynamics_fixes, num, pair_commands, read_data_commands, \
-    soft_pair_commands, write_data_file
+from glassdist.md.lammps import LammpsSession, dynamics_fixes, num, pair_commands, random_start_commands, \
+    read_data_commands, write_data_file
 from glassdist.store import Store
 
 from .conftest import BIN, glassdist, init_tiny, mpi_glassdist
@@ -101,9 +101,7 @@ def test_store_records_spec_versions_and_timings(quenched):
 def _nve_energy_error(spec, dt, time_span=10.0, samples=20):
     """Total energy per particle minus its start, (samples,), and times, of an NVE run at T = 4."""
     with LammpsSession(spec) as lmp:
-        lmp.run([*box_commands(spec), "create_atoms 1 random 325 11 NULL", "create_atoms 2 random 175 12 NULL",
-                 *soft_pair_commands(spec), "minimize 0 1e-4 1000 10000",
-                 *pair_commands(spec), "minimize 0 1e-6 1000 10000", *dynamics_fixes(spec),
+        lmp.run([*random_start_commands(spec, np.random.default_rng(11)), *dynamics_fixes(spec),
                  "velocity all create 4.0 5 dist gaussian mom yes rot no",
                  f"fix nvt all nvt temp 4.0 4.0 {num(spec.md.thermostat_damping)}", "run 2000", "unfix nvt",
                  f"timestep {num(dt)}", "fix nve all nve", "thermo_modify norm yes", "run 0 post no"])

@@ -91,6 +91,23 @@ def soft_pair_commands(spec: Spec) -> list[str]:
     return cmds
 
 
+def random_start_commands(spec: Spec, rng: np.random.Generator) -> list[str]:
+    """Box, random positions of every species, overlaps removed: a soft-repulsion minimisation,
+    then a minimisation with eq. (1) (Sec. II B: 'random start')."""
+    cmds = box_commands(spec)
+    cmds += [f"create_atoms {t + 1} random {count} {seed_for_lammps(rng)} NULL"
+             for t, count in enumerate(spec.system.counts) if count]
+    cmds += soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"]
+    return cmds + pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000", "reset_timestep 0"]
+
+
+def random_minimum(spec: Spec, seed: int) -> np.ndarray:
+    """Positions (N, dim) of a minimised random start (for tests and benchmarks)."""
+    with LammpsSession(spec) as lmp:
+        lmp.run(random_start_commands(spec, np.random.default_rng(seed)))
+        return lmp.positions()
+
+
 def dynamics_fixes(spec: Spec) -> list[str]:
     """enforce2d in 2D; the time step."""
     cmds = [f"timestep {num(spec.md.dt)}"]

@@ -13,8 +13,7 @@ import numpy as np
 
 from ..errors import TaskError
 from ..spec import Spec
-from .lammps import (LammpsSession, box_commands, dynamics_fixes, num, pair_commands, seed_for_lammps,
-                     soft_pair_commands)
+from .lammps import LammpsSession, dynamics_fixes, num, random_start_commands, seed_for_lammps
 
 
 @dataclass
@@ -62,12 +61,7 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
     th_T, th_target, th_pe = [], [], []
     damp = spec.md.thermostat_damping
     with LammpsSession(spec, comm=comm) as lmp:
-        lmp.run(box_commands(spec))
-        for t, count in enumerate(spec.system.counts):
-            if count:
-                lmp.run(f"create_atoms {t + 1} random {count} {seed_for_lammps(rng)} NULL")
-        lmp.run(soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"])
-        lmp.run(pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000", "reset_timestep 0"])
+        lmp.run(random_start_commands(spec, rng))
         lmp.run(dynamics_fixes(spec) + ["thermo_modify lost error norm yes"])
         lmp.run([f"velocity all create {num(q.T_start)} {seed_for_lammps(rng)} dist gaussian mom yes rot no",
                  f"fix nvt all nvt temp {num(q.T_start)} {num(q.T_start)} {num(damp)}",

@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 
+from hpc.dask_farm import run_dask_farm
 from hpc.farm import FarmResult
 
 from ..errors import GlassdistError
@@ -60,3 +61,23 @@ def exit_code(result: FarmResult, label: str, comm=None) -> int:
     if result.suspended:
         print(f"{label}: stopped on request with {len(result.suspended)} task(s) left; rerun to continue")
     return 0 if result.ok else 1
+
+
+def quenched_todo(store, stage: str, replicas: int) -> list[int]:
+    """Replicas whose quench is done and whose task of ``stage`` is not (creates its ledger)."""
+    quenched = store.ledger("quench").done_mask()
+    return [int(r) for r in store.ledger(stage, replicas).todo() if quenched[r]]
+
+
+def run_replica_stage(campaign_dir, spec, stage: str, todo: list[int], replica_task) -> int:
+    """Run ``replica_task(campaign_dir, replica) -> seconds`` for every replica in ``todo`` on
+    Dask (hpc.dask_farm); say which replicas still wait for their quench."""
+    from ..store import Store
+
+    ledger = Store(campaign_dir).ledger(stage)
+    result = run_dask_farm(todo, replica_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
+                           max_attempts=spec.md.max_attempts, label=stage)
+    waiting = spec.quench.replicas - int(ledger.done_mask().sum())
+    if waiting and not result.failed:
+        print(f"{stage}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
+    return exit_code(result, stage)

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc.dask_farm import run_dask_farm
 
 from ..spec import Spec, load
 from ..store import CLASSES, Store
 from ..structure.grid import gridize
-from .common import exit_code
+from .common import quenched_todo, run_replica_stage
 
 NAME = "dataset"
 SECTIONS = ("system", "md", "quench", "dataset")
@@ -54,18 +53,9 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.require_array(f"{NAME}/images", (R, 2, *image), (1, 2, *image), "float32")
     store.require_array(f"{NAME}/split", (R,), (R,), "int8")[:] = spec.split_of()
     store.root[NAME].attrs.update({"classes": list(CLASSES), "splits": list(spec.split_names)})
-    quenched = store.ledger("quench").done_mask()
-    return [int(r) for r in store.ledger(NAME, R).todo() if quenched[r]]
+    return quenched_todo(store, NAME, R)
 
 
 def run(campaign_dir, args=None) -> int:
-    campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
-    todo = prepare(campaign_dir, spec)
-    ledger = Store(campaign_dir).ledger(NAME)
-    result = run_dask_farm(todo, replica_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
-                           max_attempts=spec.md.max_attempts, label=NAME)
-    waiting = spec.quench.replicas - int(ledger.done_mask().sum())
-    if waiting and not result.failed:
-        print(f"{NAME}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
-    return exit_code(result, NAME)
+    return run_replica_stage(campaign_dir, spec, NAME, prepare(Path(campaign_dir), spec), replica_task)

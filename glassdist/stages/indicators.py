@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc.dask_farm import run_dask_farm
 
 from ..spec import Spec, load
 from ..store import Store
 from ..structure.rdf import partial_rdf
 from ..structure.tongtanaka import require_supported, tong_tanaka
 from ..structure.voronoi import voronoi
-from .common import exit_code
+from .common import quenched_todo, run_replica_stage
 
 NAME = "indicators"
 SECTIONS = ("system", "md", "quench", "indicators")
@@ -71,18 +70,9 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.require_array(f"{NAME}/rdf", (R, 2, S, S, bins), (1, 2, S, S, bins), "float64")
     edges = np.linspace(0.0, spec.indicators.rdf_rmax, bins + 1)
     store.require_array(f"{NAME}/rdf_r", (bins,), (bins,), "float64")[:] = 0.5 * (edges[1:] + edges[:-1])
-    quenched = store.ledger("quench").done_mask()
-    return [int(r) for r in store.ledger(NAME, R).todo() if quenched[r]]
+    return quenched_todo(store, NAME, R)
 
 
 def run(campaign_dir, args=None) -> int:
-    campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
-    todo = prepare(campaign_dir, spec)
-    ledger = Store(campaign_dir).ledger(NAME)
-    result = run_dask_farm(todo, replica_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
-                           max_attempts=spec.md.max_attempts, label=NAME)
-    waiting = spec.quench.replicas - int(ledger.done_mask().sum())
-    if waiting and not result.failed:
-        print(f"{NAME}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
-    return exit_code(result, NAME)
+    return run_replica_stage(campaign_dir, spec, NAME, prepare(Path(campaign_dir), spec), replica_task)
