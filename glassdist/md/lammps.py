@@ -95,7 +95,10 @@ def random_start_commands(spec: Spec, rng: np.random.Generator) -> list[str]:
     """Box, random positions of every species, overlaps removed: a soft-repulsion minimisation,
     then a minimisation with eq. (1) (Sec. II B: 'random start')."""
     cmds = box_commands(spec)
-    cmds += [f"create_atoms {t + 1} random {count} {seed_for_lammps(rng)} NULL"
+    # no two atoms closer than half the smallest sigma: the soft repulsion cannot separate
+    # (nearly) coincident atoms (its force vanishes at r = 0), and eq. (1) then blows up
+    gap = 0.5 * spec.sigma.min()
+    cmds += [f"create_atoms {t + 1} random {count} {seed_for_lammps(rng)} NULL overlap {num(gap)} maxtry 1000"
              for t, count in enumerate(spec.system.counts) if count]
     cmds += soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"]
     return cmds + pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000", "reset_timestep 0"]

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ..analysis import INDICATORS, PAIRS, SYMBOLS  # noqa: E402
+from ..analysis import INDICATORS, PAIRS, SYMBOLS, flips  # noqa: E402
 from . import paper_values as pv  # noqa: E402
 from .context import Context, Missing, ensembles_missing  # noqa: E402
 
@@ -30,8 +30,8 @@ def _label(name: str, flip: bool) -> str:
     return f"1 - {SYMBOLS[name]}" if flip else SYMBOLS[name]
 
 
-def _flipped(ctx: Context) -> list[bool]:
-    return [name in ctx.spec.analyze.one_minus for name in INDICATORS]
+def _flipped(ctx: Context) -> np.ndarray:
+    return flips(ctx.spec.analyze.one_minus)
 
 
 def particle_map(ax, positions: np.ndarray, values: np.ndarray, L: float, title: str) -> None:
@@ -66,9 +66,14 @@ def fig_maps(ctx: Context, path) -> str:
         particle_map(axes[0, a], pos, ind[0, t, 1, a], L,
                      f"({'abc'[a]}) {_label(name, flip)}, ξ = {ctx.spec.analyze.xi_structure:g}")
     for k in range(min(3, len(ctx.deltas))):
-        title = (f"({'def'[k]}) Δ({ctx.deltas[k]:g}), ξ_Δ = {xi_Delta[k]:.2g}" if xi_Delta[k] is not None
-                 else _reached_text(ctx, t, k))
-        particle_map(axes[1, k], pos, Delta[0, t, k, 1], L, title)
+        label, cg = f"({'def'[k]}) Δ({ctx.deltas[k]:g})", 1
+        if not ctx.tables["III"]["reached"][0][t][k]:
+            label = _reached_text(ctx, t, k)
+        elif xi_Delta[k] is None:  # C_Delta stays above 1/e within analyze.correlation_rmax
+            label, cg = f"{label} bare: C_Δ > 1/e up to r_max", 0
+        else:
+            label = f"{label}, ξ_Δ = {xi_Delta[k]:.2g}"
+        particle_map(axes[1, k], pos, Delta[0, t, k, cg], L, label)
     _colorbar(fig, axes)
     fig.suptitle(f"Fig. {ctx.figure_number('maps')}: glass configuration, T = {ctx.temperatures[t]:g}")
     _save(fig, ctx, path)
@@ -260,7 +265,11 @@ def _xi_scan(ctx: Context, path, cg: int, number: str) -> str:
             ax.plot(xi, scan[0, t, cg, k, :, a], MARKERS[a] + "-", ms=4, label=_label(name, flip))
         reached = np.isfinite(scan[0, t, cg, k]).any()
         title = f"δ = {ctx.deltas[k]:g}" + (f", ξ_Δ = {xi_Delta[0, t, k]:.2g}" if cg and reached else "")
-        ax.set(xlabel="ξ_α", title=title if reached else _reached_text(ctx, t, k))
+        if not reached:
+            title = _reached_text(ctx, t, k) if ctx.tables["III"]["reached"][0][t][k] is False else \
+                f"δ = {ctx.deltas[k]:g}: C_Δ > 1/e up to r_max (no ξ_Δ)"
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        ax.set(xlabel="ξ_α", title=title, xlim=(xi[0], xi[-1]))
         ax.title.set_fontsize(8)
     axes[0, 0].set_ylabel("C(α, Δ)")
     axes[0, 0].legend(fontsize=7)

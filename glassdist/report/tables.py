@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis import ENSEMBLE_COLUMNS, INDICATORS, PAIRS, SYMBOLS
+from ..analysis import ENSEMBLE_COLUMNS, INDICATORS, PAIRS, SYMBOLS, flips
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing
 
@@ -111,7 +111,7 @@ def table_iv(ctx: Context) -> Table:
 def table_v(ctx: Context) -> Table:
     """Table V: maximum of C_{alpha,Delta} over temperatures and times, and delta* there."""
     v = ctx.tables["V"]
-    flip = [n in ctx.spec.analyze.one_minus for n in INDICATORS]
+    flip = flips(ctx.spec.analyze.one_minus)
     t = Table("Table V: maximum values of correlations and their locations",
               ["row"] + [f"{'1 - ' if f else ''}{SYMBOLS[n]}: {c}" for n, f in zip(INDICATORS, flip)
                          for c in ("C_max", "δ*")])
