@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import spec as specmod
 from .errors import GlassdistError, UsageError
-from .stages import PIPELINE, available, stage_module
+from .stages import PIPELINE, STAGES, stage_module
 
 
 def cmd_init(args) -> int:
@@ -45,7 +45,7 @@ def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
 
 
 def cmd_run(args) -> int:
-    stages = args.stages.split(",") if args.stages else available()
+    stages = args.stages.split(",") if args.stages else list(PIPELINE)
     for name in stages:
         if name not in PIPELINE:
             raise UsageError(f"unknown stage {name!r}; stages are {', '.join(PIPELINE)}")
@@ -145,16 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--np", type=int, default=default_np(), help="MPI ranks for MPI stages (default: cores)")
     s.set_defaults(func=cmd_run)
 
-    for name in PIPELINE:
-        try:
-            module = stage_module(name)
-        except ModuleNotFoundError:
-            continue
-        s = sub.add_parser(name, help=module.HELP)
+    for name, text in STAGES.items():
+        s = sub.add_parser(name, help=text)
         s.add_argument("dir")
-        if hasattr(module, "add_arguments"):
-            module.add_arguments(s)
-        s.set_defaults(func=lambda a, m=module: m.run(a.dir, a))
+        s.set_defaults(func=lambda a, name=name: stage_module(name).run(a.dir, a))
 
     s = sub.add_parser("status", help="per stage: done / failed / pending")
     s.add_argument("dir")

@@ -207,7 +207,7 @@ def test_submit_bad_input_exits_2(campaign):
     res = glassdist("submit", campaign, "--profile", "no-such", "--dry-run", check=False)  # the real CLI
     assert res.returncode == 2 and "neither a shipped profile nor a file" in res.stderr
     code, _, err = _cli("submit", campaign, "--profile", "localhost-slurm", "--stages", "bogus")
-    assert code == 2 and "unknown or unavailable stage" in err
+    assert code == 2 and "unknown stage" in err
 
 
 # ---- real SLURM -----------------------------------------------------------------------------

@@ -42,7 +42,6 @@ NAME = "analyze"
 SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam", "indicators",
             "propensity", "analyze")
 MPI = False
-HELP = "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, S1, S2 (Dask)"
 UPSTREAM = ("gradcam", "indicators", "propensity")
 
 

@@ -25,7 +25,6 @@ from .common import quenched_todo, run_replica_stage
 NAME = "dataset"
 SECTIONS = ("system", "md", "quench", "dataset")
 MPI = False
-HELP = "density images M(rho) of every configuration, labelled and split (Dask)"
 
 
 def replica_images(positions: np.ndarray, types: np.ndarray, spec: Spec) -> np.ndarray:

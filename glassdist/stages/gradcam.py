@@ -34,7 +34,6 @@ from .train import model_path
 NAME = "gradcam"
 SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam")
 MPI = False
-HELP = "Grad-CAM of every test configuration mapped back to particles (Gamma)"
 BLOCK = 32  # test replicas per batched forward/backward pass
 
 

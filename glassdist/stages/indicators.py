@@ -27,7 +27,6 @@ from .common import quenched_todo, run_replica_stage
 NAME = "indicators"
 SECTIONS = ("system", "md", "quench", "indicators")
 MPI = False
-HELP = "Voronoi volume, Tong-Tanaka order parameter and g(r) of every configuration (Dask)"
 
 
 def configuration_indicators(positions: np.ndarray, types: np.ndarray, spec: Spec):

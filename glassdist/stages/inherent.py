@@ -26,7 +26,6 @@ from .common import exit_code, on_root, rank_of, world
 NAME = "inherent"
 SECTIONS = ("system", "md", "quench", "inherent")
 MPI = True
-HELP = "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)"
 
 
 def snapshot_shape(spec: Spec) -> tuple[int, int]:

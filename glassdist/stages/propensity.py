@@ -39,7 +39,6 @@ NAME = "propensity"
 REDUCE = "propensity_reduce"
 SECTIONS = ("system", "md", "quench", "propensity")
 MPI = True
-HELP = "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)"
 
 
 def glass_replicas(spec: Spec) -> np.ndarray:

@@ -22,7 +22,6 @@ from .common import exit_code, on_root, task_rng, world
 NAME = "quench"
 SECTIONS = ("system", "md", "quench")
 MPI = True
-HELP = "quench R replicas with LAMMPS (MPI farm; run under mpiexec -n P for parallel)"
 
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:

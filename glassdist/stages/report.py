@@ -23,7 +23,6 @@ NAME = "report"
 SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam", "indicators", "inherent",
             "propensity", "analyze")
 MPI = False
-HELP = "figures and tables of the paper from stored results: DIR/report/index.html"
 
 
 def run(campaign_dir, args=None) -> int:

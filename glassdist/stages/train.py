@@ -31,7 +31,6 @@ from ..store import Store
 NAME = "train"
 SECTIONS = ("system", "md", "quench", "dataset", "model", "train")
 MPI = False
-HELP = "train the glass/liquid CNN (one process, or DDP under torchrun --nproc_per_node P)"
 
 
 def load_split(store: Store, spec: Spec, split: int) -> tuple[torch.Tensor, torch.Tensor]:
