@@ -34,7 +34,7 @@ NEEDS = {
     "report": ("inherent", "analyze"),
 }
 # Job kind of the stages that are neither MPI farms (module.MPI) nor Dask stages.
-KINDS = {"train": "ddp", "gradcam": "serial"}
+KINDS = {"train": "ddp", "gradcam": "serial", "report": "serial"}
 
 
 def job_kind(stage: str) -> str:
