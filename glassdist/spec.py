@@ -166,6 +166,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "fit_low_T_max": Key(NUM, 0.0, help="low-T line of the T* fit uses T <= this (0: auto)",
                              check=non_negative),
         "fit_mid_T": Key(LIST, [], help="[T_min, T_max] of the linear mid-T regime (empty: auto)"),
+        "fit_upper_T": Key(NUM, 0.0, help="top of the automatic mid-T regime (0: quench.T_liquid, the "
+                           "paper's choice)", check=non_negative),
     },
     "propensity": {
         "configurations": Key(INTLIST, [0], help="test-split glass configurations (index within "

@@ -1,9 +1,9 @@
 """Stages dataset -> train -> gradcam on a tiny real campaign (real LAMMPS quench under MPI,
 Dask, torch training, DDP under torchrun), checked against independent computations.
 
-The campaign is the demo's KAM system (N = 500, grid 32) with 24 fast quenches and a liquid
-class at T_L = 3.5: with N = 500 the density images of T_L = 0.8 liquids and fast-quenched
-glasses differ too little for a ~100 % classifier on 16 training replicas.
+The campaign is the demo-kam preset itself (N = 500, grid 32, 100 quenches, T_L = 2.5; see
+the preset's header for why T_L is raised at demo scale), without cooling snapshots: the
+classifier is checked on the demo data.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from glassdist.structure.grid import kernel_matrix
 
 from .conftest import BIN, glassdist
 
-SETS = ["quench.replicas=24", "quench.split=[16,2,6]", "quench.T_liquid=3.5", "quench.cooling_rate=0.4",
-        "quench.equilibration_time=2.0", "quench.snapshot_replicas=0", "quench.thermo_points=20",
-        "model.channels=[8,16,16]", "model.hidden=32", "dask.workers=1"]
+SETS = ["quench.snapshot_replicas=0", "dask.workers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +46,7 @@ def test_classifier_separates_real_glass_and_liquid(campaign):
     assert (store.root["train/test_accuracy"][:] >= 0.99).all()
     assert len(store.root["train/history/val_loss"][:]) == spec.train.epochs
     card = store.root["train"].attrs["model_card"]
-    assert card["samples"] == {"train": 32, "val": 4, "test": 12} and card["versions"]["torch"]
+    assert card["samples"] == {"train": 140, "val": 20, "test": 40} and card["versions"]["torch"]
     assert (d / "train" / "history.png").stat().st_size > 1000
     assert "already done" in glassdist("train", d).stdout
 

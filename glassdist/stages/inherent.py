@@ -54,7 +54,7 @@ def fit(store: Store, spec: Spec) -> None:
     """The T* fit of the replica-mean E0(T), stored with its residuals (all snapshots done)."""
     inh, T = spec.inherent, np.asarray(spec.quench.snapshot_temperatures)
     E0 = store.root[f"{NAME}/E0"][:].mean(axis=0)
-    result = fit_t_star(T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T, upper=spec.quench.T_liquid)
+    result = fit_t_star(T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T, upper=inh.fit_upper_T or spec.quench.T_liquid)
     store.require_array(f"{NAME}/E0_mean", (len(T),), (len(T),), "float64")[:] = E0
     store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
     store.root[NAME].attrs.update({

@@ -11,8 +11,8 @@ Regimes (rule used when the campaign leaves them empty):
 - neither: a breakpoint T_b splits the points with T <= upper into low = T <= T_b and
   mid = T > T_b; T_b is the split (at least 3 points each side) with the least summed
   squared residual of the two line fits (segmented least squares).
-``upper`` is the top of the linear regime: the stage passes T_L, which the paper chose as
-the temperature where E0's decrease becomes linear (supp. II B).
+``upper`` is the top of the linear regime: the stage passes ``inherent.fit_upper_T``, by default
+T_L, which the paper chose as the temperature where E0's decrease becomes linear (supp. II B).
 """
 
 from __future__ import annotations
