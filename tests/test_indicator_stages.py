@@ -78,7 +78,7 @@ def test_inherent_stage_minimises_snapshots_and_fits_t_star(campaign, tmp_path):
     assert e == pytest.approx(E0[0, 3], abs=1e-7)
 
     attrs = dict(store.root["inherent"].attrs)
-    ref = fit_t_star(T, E0.mean(axis=0), upper=spec.quench.T_liquid)
+    ref = fit_t_star(T, E0.mean(axis=0), upper=spec.inherent.fit_upper_T or spec.quench.T_liquid)
     assert attrs["t_star"] == pytest.approx(ref.t_star)
     np.testing.assert_allclose(store.root["inherent/fit_residuals"][:], ref.residuals)
     np.testing.assert_allclose(store.root["inherent/E0_mean"][:], E0.mean(axis=0))
