@@ -10,7 +10,8 @@ Regimes (rule used when the campaign leaves them empty):
 - only ``low_max`` given: mid = low_max < T <= upper.
 - neither: a breakpoint T_b splits the points with T <= upper into low = T <= T_b and
   mid = T > T_b; T_b is the split (at least 3 points each side) with the least summed
-  squared residual of the two line fits (segmented least squares).
+  squared residual of the two line fits (segmented least squares) among the splits that
+  make a kink: mid line steeper than the low line, crossing between the two regimes.
 ``upper`` is the top of the linear regime: the stage passes ``inherent.fit_upper_T``, by default
 T_L, which the paper chose as the temperature where E0's decrease becomes linear (supp. II B).
 """
@@ -50,21 +51,25 @@ def _line(T, E):
 
 
 def _best_split(T, E, upper):
-    """low/mid masks by segmented least squares over the points with T <= upper."""
+    """low/mid masks by segmented least squares over the points with T <= upper, among the
+    splits that describe a kink: the mid line is steeper than the low line and the two cross
+    between the last low and the first mid temperature (least residual overall if none does)."""
     order = np.argsort(T)
     usable = order[T[order] <= upper]
     if len(usable) < 2 * MIN_POINTS:
         raise SpecError("quench.snapshot_temperatures",
                         f"{len(usable)} cooling temperatures <= {upper:g}; the automatic T* fit needs "
                         f"at least {2 * MIN_POINTS}", "add snapshot temperatures or set inherent.fit_mid_T")
-    best = None
+    candidates = []
     for k in range(MIN_POINTS, len(usable) - MIN_POINTS + 1):
         low, mid = usable[:k], usable[k:]
-        sse = _line(T[low], E[low])[1] + _line(T[mid], E[mid])[1]
-        if best is None or sse < best[0]:
-            best = (sse, low, mid)
+        (a, sse_low), (b, sse_mid) = _line(T[low], E[low]), _line(T[mid], E[mid])
+        crossing = (b[1] - a[1]) / (a[0] - b[0]) if not np.isclose(a[0], b[0]) else np.nan
+        kink = b[0] > a[0] and T[low[-1]] <= crossing <= T[mid[0]]
+        candidates.append((not kink, sse_low + sse_mid, k))
+    _, _, k = min(candidates)
     low_mask, mid_mask = np.zeros(len(T), bool), np.zeros(len(T), bool)
-    low_mask[best[1]], mid_mask[best[2]] = True, True
+    low_mask[usable[:k]], mid_mask[usable[k:]] = True, True
     return low_mask, mid_mask
 
 
