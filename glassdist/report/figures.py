@@ -338,17 +338,22 @@ def fig_rdf(ctx: Context, path) -> str:
     return "g(r) = Σ_ab x_a x_b g_ab(r), averaged over every quenched configuration (right: close-up)."
 
 
-def fig_training(ctx: Context, path) -> str:
-    """Training curves: loss and accuracy per epoch (Sec. IV A)."""
-    keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
-    hist = dict(zip(keys, ctx.need("train", *(f"train/history/{k}" for k in keys))))
-    epochs = np.arange(1, len(hist["train_loss"]) + 1)
+def history_figure(history: dict):
+    """Loss and accuracy per epoch, train and validation (history: {train,val}_{loss,accuracy})."""
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
     for ax, what in zip(axes, ("loss", "accuracy")):
         for split in ("train", "val"):
-            ax.plot(epochs, hist[f"{split}_{what}"], label=split)
+            ax.plot(epochs, history[f"{split}_{what}"], label=split)
         ax.set(xlabel="epoch", ylabel=what)
         ax.legend()
+    return fig
+
+
+def fig_training(ctx: Context, path) -> str:
+    """Training curves: loss and accuracy per epoch (Sec. IV A)."""
+    keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+    fig = history_figure(dict(zip(keys, ctx.need("train", *(f"train/history/{k}" for k in keys)))))
     fig.suptitle("Training of the CNN (Sec. IV A)")
     _save(fig, ctx, path)
     return f"{ctx.spec.train.epochs} epochs (paper 250; accuracy ~100% on train and validation)."

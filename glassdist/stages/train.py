@@ -74,19 +74,10 @@ def _on_rank0(fn):
 
 
 def plot_history(history: dict, path: Path) -> None:
-    """Loss and accuracy per epoch, train and validation."""
-    import matplotlib
+    """Loss and accuracy per epoch, train and validation, as a PNG."""
+    from ..report.figures import history_figure, plt
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), constrained_layout=True)
-    for ax, what in zip(axes, ("loss", "accuracy")):
-        for split in ("train", "val"):
-            ax.plot(epochs, history[f"{split}_{what}"], label=split)
-        ax.set(xlabel="epoch", ylabel=what)
-        ax.legend()
+    fig = history_figure(history)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
