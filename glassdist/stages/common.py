@@ -44,6 +44,15 @@ def on_root(comm, fn):
     return outcome[1]
 
 
+def start_mpi_stage(campaign_dir, prepare):
+    """(comm, spec, tasks to do) of an MPI-farm stage: every rank loads the campaign file, rank 0
+    runs ``prepare(campaign_dir, spec)`` (checks, arrays, ledger) and every rank gets its tasks."""
+    from ..spec import load
+
+    comm, spec = world(), load(campaign_dir)
+    return comm, spec, on_root(comm, lambda: prepare(campaign_dir, spec))
+
+
 def task_rng(seed: int, stage: str, task: int, attempt: int) -> np.random.Generator:
     """The generator of one attempt of one task: a pure function of the campaign seed, the
     stage, the task index and the attempt (never of the rank or the order of work)."""

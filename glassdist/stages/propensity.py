@@ -31,9 +31,9 @@ from hpc.farm import Suspended, run_farm
 from ..dynamics.crd import cage_relative_displacement, propensity, sub_ensembles, voronoi_cage
 from ..md.isoconf import clear_checkpoint, draw_velocities, output_steps, run_isoconf
 from ..md.lammps import require_styles
-from ..spec import Spec, load
+from ..spec import Spec
 from ..store import Store
-from .common import exit_code, on_root, rank_of, task_rng, world
+from .common import exit_code, rank_of, start_mpi_stage, task_rng
 
 NAME = "propensity"
 REDUCE = "propensity_reduce"
@@ -81,9 +81,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
-    comm = world()
-    spec = load(campaign_dir)
-    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
+    comm, spec, todo = start_mpi_stage(campaign_dir, prepare)
     store = Store(campaign_dir)
     ledger = store.ledger(NAME)
     glass = store.configurations(glass_replicas(spec))[0][:, 1]  # (C, N, dim) at T_G

@@ -15,9 +15,9 @@ from hpc.farm import run_farm
 
 from ..md.lammps import require_styles
 from ..md.quench import quench, thermo_steps
-from ..spec import Spec, load
+from ..spec import Spec
 from ..store import Store
-from .common import exit_code, on_root, task_rng, world
+from .common import exit_code, start_mpi_stage, task_rng
 
 NAME = "quench"
 SECTIONS = ("system", "md", "quench")
@@ -45,9 +45,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
-    comm = world()
-    spec = load(campaign_dir)
-    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
+    comm, spec, todo = start_mpi_stage(campaign_dir, prepare)
     store = Store(campaign_dir)
     ledger = store.ledger(NAME)
     group = store.root["quench"]
