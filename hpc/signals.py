@@ -21,7 +21,3 @@ def install() -> None:
 
 def stop_requested() -> bool:
     return _stop.is_set()
-
-
-def request_stop() -> None:
-    _stop.set()
