@@ -1,7 +1,8 @@
 """The paper's analysis (Sec. IV, supplement I E-F, III) on particle fields: arrays in, arrays out.
 
-Indicators alpha are ordered as :data:`INDICATORS` (Grad-CAM Gamma, Voronoi Upsilon,
-Tong-Tanaka Theta); ``fields`` arrays are (N, A) with A = 3 in that order. Every field is
+Indicators alpha are the campaign's analysed indicators (glassdist.indicators.analysed: Grad-CAM
+Gamma first, then Voronoi Upsilon, Tong-Tanaka Theta, ...); ``fields`` arrays are (N, A) in
+that order. Every field is
 coarse-grained (eq. 7, :func:`glassdist.fields.coarse.coarse_grain`) and normalised to
 [0, 1]; the paper's sign convention (``1 - X`` for some indicators, Figs. 1, 2, 7) is a
 boolean ``flip`` per indicator, applied after normalisation. Correlation coefficients are
@@ -25,19 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import bin_centres
 from .dynamics.crd import propensity_at_delta
 from .fields.coarse import coarse_grain, normalize
 from .fields.correlation import first_crossing, pearson, spatial_correlation, spearman
 
-INDICATORS = ("gradcam", "voronoi", "ttop")          # Gamma, Upsilon, Theta
-SYMBOLS = {"gradcam": "Γ", "voronoi": "Υ", "ttop": "Θ"}
-#: Table S2 / Fig. 6 pairs (indices into INDICATORS): C_{Gamma,Upsilon}, C_{Gamma,Theta}, C_{Theta,Upsilon}
-PAIRS = ((0, 1), (0, 2), (2, 1))
 #: Table IV columns (ē: coarse-grained; an e30 entry is the mean over e30A, e30B, e30C or their pairs)
 ENSEMBLE_COLUMNS = ("C(e30i, e30j)", "C(ē30i, ē30j)", "C(e30, ē30)", "C(e100, ē100)", "C(ē30, ē100)")
 
 
-def flips(one_minus, names=INDICATORS) -> np.ndarray:
+def flips(one_minus, names) -> np.ndarray:
     """Boolean (A,): True where the indicator is shown and correlated as 1 - X."""
     return np.array([name in one_minus for name in names])
 
@@ -61,8 +59,7 @@ def correlation_length(positions: np.ndarray, field: np.ndarray, L, r_max: float
 
 def correlation_radii(r_max: float, bins: int) -> np.ndarray:
     """The r (bins + 1,) of every C_X(r) with these bins: 0, then the bin centres."""
-    edges = np.linspace(0.0, r_max, bins + 1)
-    return np.concatenate(([0.0], 0.5 * (edges[1:] + edges[:-1])))
+    return np.concatenate(([0.0], bin_centres(r_max, bins)))
 
 
 def _coefficients(a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
@@ -99,7 +96,7 @@ def best(scan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass
 class PropensityAnalysis:
-    """Results for one configuration at one temperature (K deltas, X xi values, A = 3
+    """Results for one configuration at one temperature (K deltas, X xi values, A
     indicators, T output times, B = bins + 1 radii, N particles).
 
     reached (K,): the runs reached delta_k. C_Delta_r (K, B), xi_Delta (K,): C_Delta(r) of the
@@ -165,13 +162,13 @@ def propensity_analysis(positions: np.ndarray, fields: np.ndarray, delta_t: np.n
 
 
 def configuration_analysis(positions: np.ndarray, fields: np.ndarray, L, xi: float, r_max: float,
-                           bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           bins: int, pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One configuration (N, dim) with bare indicators (N, A): Pearson (P,) and Spearman (P,)
-    of the PAIRS at xi (Fig. 6, Table S2; no sign flips) and the bare C_alpha(r) (A, B)
-    (Fig. 8)."""
+    of the indicator ``pairs`` (P index pairs) at xi (Fig. 6, Table S2; no sign flips) and the
+    bare C_alpha(r) (A, B) (Fig. 8)."""
     cg = smooth(positions, fields, L, xi)
-    p = np.array([pearson(cg[:, i], cg[:, j]) for i, j in PAIRS])
-    s = np.array([spearman(cg[:, i], cg[:, j]) for i, j in PAIRS])
+    p = np.array([pearson(cg[:, i], cg[:, j]) for i, j in pairs])
+    s = np.array([spearman(cg[:, i], cg[:, j]) for i, j in pairs])
     c_r = np.stack([spatial_correlation(positions, fields[:, a], L, r_max, bins)[1]
                     for a in range(fields.shape[1])])
     return p, s, c_r

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import spec as specmod
 from .errors import GlassdistError, UsageError
-from .stages import PIPELINE, STAGES, stage_module
+from .stages import PIPELINE, STAGES
 
 
 def cmd_init(args) -> int:
@@ -37,11 +37,11 @@ def mpiexec() -> str:
 
 def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
     """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_."""
-    module = stage_module(name)
-    if getattr(module, "MPI", False) and np_ > 1:
+    stage = STAGES[name]
+    if stage.kind == "mpi" and np_ > 1:
         cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
         return subprocess.call(cmd)
-    return module.run(campaign_dir, argparse.Namespace(np=np_))
+    return stage.run(campaign_dir, argparse.Namespace(np=np_))
 
 
 def cmd_run(args) -> int:
@@ -65,14 +65,14 @@ def cmd_run(args) -> int:
 
 
 def _completion_hash(name: str, spec) -> str:
-    return spec.section_hash(*stage_module(name).SECTIONS)
+    return spec.section_hash(*STAGES[name].sections)
 
 
 def stage_complete(campaign_dir, name: str, spec) -> bool:
     """True when `run` finished stage `name` before (exit 0) with the same campaign sections and
-    every task of its ledgers (``ledger/NAME`` and ``ledger/NAME_*``) is still done: `run` then
-    skips it without starting it (an MPI stage would pay an mpiexec start and its imports, some
-    seconds, only to find nothing to do). The ledgers stay the only proof of done work."""
+    every task of its ledgers is still done: `run` then skips it without starting it (an MPI
+    stage would pay an mpiexec start and its imports, some seconds, only to find nothing to do).
+    The ledgers stay the only proof of done work."""
     from .store import Store
 
     if not (Path(campaign_dir) / "store.zarr").exists():
@@ -80,8 +80,7 @@ def stage_complete(campaign_dir, name: str, spec) -> bool:
     store = Store(campaign_dir, mode="r")
     if store.root.attrs.get("completed", {}).get(name) != _completion_hash(name, spec):
         return False
-    ledgers = [ledger for key, ledger in store.ledgers().items() if key == name or key.startswith(f"{name}_")]
-    return all(ledger.done_mask().all() for ledger in ledgers)
+    return all(store.ledger(n).done_mask().all() for n in STAGES[name].ledgers if store.stage_started(n))
 
 
 def mark_complete(campaign_dir, name: str, spec) -> None:
@@ -145,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--np", type=int, default=default_np(), help="MPI ranks for MPI stages (default: cores)")
     s.set_defaults(func=cmd_run)
 
-    for name, text in STAGES.items():
-        s = sub.add_parser(name, help=text)
+    for name, stage in STAGES.items():
+        s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
-        s.set_defaults(func=lambda a, name=name: stage_module(name).run(a.dir, a))
+        s.set_defaults(func=lambda a, stage=stage: stage.run(a.dir, a))
 
     s = sub.add_parser("status", help="per stage: done / failed / pending")
     s.add_argument("dir")

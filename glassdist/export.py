@@ -3,8 +3,8 @@ fields as CSV (one row per particle per configuration) or NPZ.
 
 Per-particle fields come from FIELD_SOURCES: each maps the store and the replica ids
 (R',) to named arrays of shape (R', 2, N) [class axis: liquid, glass], NaN where a field
-does not exist for a configuration. A stage that stores a per-particle field adds its
-source here.
+does not exist for a configuration: the Grad-CAM score, every structural indicator the
+campaign computed (glassdist.indicators, plugins included) and the dynamic propensity.
 """
 
 from __future__ import annotations
@@ -17,18 +17,16 @@ import numpy as np
 
 from .errors import UsageError
 from .spec import load
-from .store import CLASSES, Store
+from .constants import CLASSES
+from .store import Store
 
 
-def _stored(path: str, column: str) -> Callable:
-    """A source reading the (R, 2, N) array at ``path`` of the store, if it exists."""
-
-    def source(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
-        if path not in store.root:
-            return {}
-        return {column: store.root[path].get_orthogonal_selection((replicas,))}
-
-    return source
+def _indicators(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
+    """Every structural indicator of the indicators stage (its attribute ``computed``), one column each."""
+    if "indicators" not in store.root:
+        return {}
+    group = store.root["indicators"]
+    return {name: group[name].get_orthogonal_selection((replicas,)) for name in group.attrs.get("computed", [])}
 
 
 def _propensity(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
@@ -67,8 +65,7 @@ def _gradcam(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
 
 FIELD_SOURCES: list[Callable[[Store, np.ndarray], dict[str, np.ndarray]]] = [
     _gradcam,
-    _stored("indicators/voronoi", "voronoi"),
-    _stored("indicators/ttop", "ttop"),
+    _indicators,
     _propensity,
 ]
 

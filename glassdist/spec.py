@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .constants import SPLITS
 from .errors import SpecError
 
 REQUIRED = object()
@@ -104,6 +105,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             check=at_least(1)),
         "lammps_suffix": Key(str, "", help="LAMMPS accelerator suffix ('' or 'omp')",
                              check=one_of("", "omp")),
+        "engine": Key(str, "lammps", help="MD engine: 'lammps' (one LAMMPS instance per replica, CPU) or "
+                      "'warp' (blocks of replicas stepped together, GPU or CPU; validated against LAMMPS)",
+                      check=one_of("lammps", "warp")),
+        "device": Key(str, "auto", help="device of the warp engine: 'auto' (a GPU when there is one), "
+                      "'cpu' or 'cuda'", check=one_of("auto", "cpu", "cuda")),
+        "precision": Key(str, "float64", help="floating-point precision of the warp engine",
+                         check=one_of("float64", "float32")),
+        "replicas_per_task": Key(int, 1, help="replicas (or runs) per farm task: one block stepped "
+                                 "together by a batched engine (LAMMPS: run one after another)",
+                                 check=at_least(1)),
     },
     "quench": {
         "replicas": Key(int, help="independent quenches R", check=at_least(2)),
@@ -155,6 +166,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    check=one_of("glass", "liquid")),
     },
     "indicators": {
+        "compute": Key(STRLIST, [], help="structural indicators to compute (glassdist.indicators: "
+                       "'voronoi', 'ttop', or an installed plugin); empty = every registered one that "
+                       "supports system.dim"),
         "rdf_rmax": Key(NUM, 5.0, help="g(r) range", check=positive),
         "rdf_bins": Key(int, 200, help="g(r) bins", check=at_least(2)),
     },
@@ -191,7 +205,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "xi_propensity": Key(NUM, 4.0, help="fixed xi_Delta of Figs. 5, 7 (KAM 4, ABM 3)",
                              check=non_negative),
         "one_minus": Key(STRLIST, ["gradcam", "ttop"],
-                         help="indicators shown as 1 - X (KAM: gradcam, ttop; ABM: gradcam, voronoi)"),
+                         help="indicators shown and correlated as 1 - X (the paper: KAM gradcam, ttop; ABM gradcam, "
+                         "voronoi; see glassdist.indicators)"),
         "correlation_bins": Key(int, 60, help="bins of C_X(r)", check=at_least(2)),
         "correlation_rmax": Key(NUM, 10.0, help="range of C_X(r)", check=positive),
     },
@@ -282,13 +297,13 @@ class Spec:
         cs = self.system.contact_sigma
         return np.asarray(cs, dtype=float) if cs else self.sigma
 
-    @property
-    def split_names(self) -> tuple[str, str, str]:
-        return ("train", "val", "test")
-
     def split_of(self) -> np.ndarray:
-        """Split index (0 train, 1 val, 2 test) of each replica, shape (R,)."""
-        return np.repeat(np.arange(3), self.quench.split).astype(np.int8)
+        """Split code (index into glassdist.constants.SPLITS) of each replica, shape (R,)."""
+        return np.repeat(np.arange(len(SPLITS)), self.quench.split).astype(np.int8)
+
+    def replicas_of(self, split: str) -> np.ndarray:
+        """Replica ids (R_split,) of one split ('train', 'val' or 'test'), ascending."""
+        return np.flatnonzero(self.split_of() == SPLITS.index(split))
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus the campaign seed): what a stage's results depend on."""
@@ -403,10 +418,9 @@ def _check_consistency(d: dict) -> None:
     if fit and (len(fit) != 2 or fit[0] >= fit[1]):
         raise SpecError("inherent.fit_mid_T", "must be [] or [T_min, T_max] with T_min < T_max",
                         "e.g. fit_mid_T = [0.4, 0.8]")
-    for name in d["analyze"]["one_minus"]:
-        if name not in ("gradcam", "voronoi", "ttop"):
-            raise SpecError("analyze.one_minus", f"unknown indicator {name!r}",
-                            "use names from gradcam, voronoi, ttop")
+    from . import indicators
+
+    indicators.check(d)
 
 
 # ---- files, presets and overrides ----------------------------------------------------

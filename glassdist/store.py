@@ -22,8 +22,6 @@ from . import __version__
 from .errors import StaleResultsError, UsageError
 from .spec import Spec
 
-CLASSES = ("liquid", "glass")  # class axis of every (R, 2, ...) array; also the CNN label
-
 
 def software_versions() -> dict[str, str]:
     import importlib.metadata as md
@@ -62,23 +60,28 @@ class Store:
         return cls(campaign_dir)
 
     # ---- spec consistency ------------------------------------------------------------
-    def check_stage(self, stage: str, spec: Spec, sections: tuple[str, ...]) -> None:
-        """Refuse when ``stage`` has results computed with other values of ``sections``;
-        otherwise record the hash of those sections for the stage."""
+    def check_stage(self, stage: str, spec: Spec) -> None:
+        """Refuse when ``stage`` has results computed with other values of the campaign sections
+        it depends on (its registry record); otherwise record their hash and values for the stage,
+        and the whole validated spec for the store."""
+        from .stages import STAGES
+
+        sections = STAGES[stage].sections
         stages = dict(self.root.attrs.get("stages", {}))
         digest = spec.section_hash(*sections)
         old = stages.get(stage)
         if old and old["hash"] != digest and self._has_results(stage):
-            changed = [s for s in sections if self.root.attrs["spec"].get(s) != spec.raw[s]]
+            before = old.get("values", {})
+            changed = [s for s in sections if before.get(s) != spec.raw[s]]
             raise StaleResultsError(
                 f"campaign.toml changed [{', '.join(changed) or 'campaign.seed'}] since the '{stage}' "
                 f"results in {self.path} were computed, which invalidates them. Restore the old values "
-                f"(stored in the store's attributes: `glassdist status {self.dir} --spec`) or start a new "
-                f"campaign with `glassdist init NEWDIR` and your new values.")
-        stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions()}
-        spec_now = dict(self.root.attrs["spec"])
-        spec_now.update({s: spec.raw[s] for s in sections})
-        self.root.attrs.update({"stages": stages, "spec": spec_now})
+                f"(`glassdist status {self.dir} --spec` prints them) or start a new campaign from this one "
+                f"with `glassdist init NEWDIR --from {self.dir} --set ...` (it reuses every result your "
+                f"change leaves valid).")
+        stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions(),
+                         "values": {s: spec.raw[s] for s in sections}}
+        self.root.attrs.update({"stages": stages, "spec": spec.raw, "spec_hash": spec.hash})
 
     def _has_results(self, stage: str) -> bool:
         key = f"ledger/{stage}"
@@ -109,6 +112,28 @@ class Store:
             return Ledger(self.root[f"ledger/{stage}"])
         return Ledger.create(self.root.require_group("ledger"), stage, n_tasks)
 
+    def stage_started(self, stage: str) -> bool:
+        """Whether the stage's ledger exists (it prepared its tasks at least once)."""
+        return f"ledger/{stage}" in self.root
+
+    def stage_done(self, stage: str) -> bool:
+        """Whether every task of every ledger of the stage is done (False when one is absent)."""
+        from .stages import STAGES
+
+        names = STAGES[stage].ledgers if stage in STAGES else (stage,)
+        return all(self.stage_started(n) and bool(self.ledger(n).done_mask().all()) for n in names)
+
+    def require_needs(self, stage: str, complete: tuple[str, ...] = ()) -> None:
+        """Refuse (UsageError naming the command) when a stage that ``stage`` reads has not run
+        yet, or when one of ``complete`` is not done in full."""
+        from .stages import STAGES
+
+        for need in STAGES[stage].needs:
+            if not self.stage_started(need) or (need in complete and not self.stage_done(need)):
+                state = "is not complete" if self.stage_started(need) else "has not run"
+                raise UsageError(f"stage '{stage}' reads the results of '{need}', which {state} in "
+                                 f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
+
     def ledgers(self) -> dict[str, Ledger]:
         if "ledger" not in self.root:
             return {}
@@ -116,9 +141,6 @@ class Store:
         return {name: Ledger(group[name]) for name in sorted(group.group_keys())}
 
     # ---- common reads ----------------------------------------------------------------
-    def spec(self) -> Spec:
-        return Spec(self.root.attrs["spec"])
-
     def configurations(self, replicas=None) -> tuple[np.ndarray, np.ndarray]:
         """Quenched configurations: positions (R', 2, N, dim) [class axis: liquid, glass] and
         the replica ids (R',) of done replicas (all done replicas, or those asked for)."""

@@ -9,7 +9,6 @@ left waiting on a failed job (DependencyNeverSatisfied) are cancelled and replac
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from hpc import slurm
@@ -18,47 +17,30 @@ from hpc.profile import Profile, ProfileError, load_profile
 
 from .errors import UsageError
 from .spec import Spec, load
-from .stages import PIPELINE, stage_module
+from .stages import PIPELINE, STAGES, stage_of_ledger
 from .store import Store
 
-# Which stages' results each stage reads: the job waits for theirs (afterok).
-NEEDS = {
-    "quench": (),
-    "inherent": ("quench",),
-    "dataset": ("quench",),
-    "train": ("dataset",),
-    "gradcam": ("train",),
-    "indicators": ("quench",),
-    "propensity": ("quench",),
-    "analyze": ("gradcam", "indicators", "propensity"),
-    "report": ("inherent", "analyze"),
-}
-# Job kind of the stages that are neither MPI farms (module.MPI) nor Dask stages.
-KINDS = {"train": "ddp", "gradcam": "serial", "report": "serial"}
+# The SLURM job template of each stage kind (hpc.slurm.KINDS).
+JOB_KINDS = {"mpi": "mpi", "dask": "dask", "torch": "ddp", "serial": "serial"}
 
 
 def job_kind(stage: str) -> str:
-    return KINDS.get(stage) or ("mpi" if getattr(stage_module(stage), "MPI", False) else "dask")
+    return JOB_KINDS[STAGES[stage].kind]
 
 
 def expected_tasks(stage: str, spec: Spec) -> int | None:
     """Tasks of an MPI stage that has no ledger yet (None: unknown, use the profile's largest)."""
-    if stage == "quench":
-        return spec.quench.replicas
-    if stage == "inherent":
-        return math.prod(stage_module("inherent").snapshot_shape(spec))
-    if stage == "propensity":
-        return math.prod(stage_module("propensity").shape(spec))
-    return None
+    record = STAGES[stage]
+    return record.tasks(spec) if record.kind == "mpi" and record.tasks else None
 
 
 def ledger_progress(campaign_dir: Path) -> dict[str, tuple[int, int]]:
-    """{stage: (tasks not done, tasks)} over the stage's ledgers (``stage`` and ``stage_*``)."""
+    """{stage: (tasks not done, tasks)} over the stage's ledgers."""
     if not (campaign_dir / "store.zarr").exists():
         return {}
     out: dict[str, tuple[int, int]] = {}
     for name, ledger in Store(campaign_dir, mode="r").ledgers().items():
-        stage = next((s for s in PIPELINE if name == s or name.startswith(f"{s}_")), None)
+        stage = stage_of_ledger(name)
         if stage is not None:
             states = ledger.states()
             todo, total = out.get(stage, (0, 0))
@@ -72,7 +54,7 @@ def plan(stages: list[str], progress: dict) -> list[str]:
     chosen: list[str] = []
     for stage in stages:
         todo, total = progress.get(stage, (1, 0))
-        if todo or total == 0 or any(n in chosen for n in NEEDS.get(stage, ())):
+        if todo or total == 0 or any(n in chosen for n in STAGES[stage].needs):
             chosen.append(stage)
     return chosen
 
@@ -137,11 +119,11 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
             continue
         job = stage_job(stage, campaign_dir, spec, profile, progress)
         text = slurm.render(job, profile, campaign_dir, templates=templates)
-        after = [job_of[n] for n in NEEDS.get(stage, ()) if n in job_of]
+        after = [job_of[n] for n in STAGES[stage].needs if n in job_of]
         number += 1
         path = scripts / f"{number:03d}-{stage}.sh"
         if dry_run:
-            deps = [f"<{need}>" for need in NEEDS.get(stage, ()) if need in job_of]
+            deps = [f"<{need}>" for need in STAGES[stage].needs if need in job_of]
             out(f"==> {path} (dry run: not written)\n$ {' '.join(slurm.sbatch_argv(path, deps))}\n{text}")
             job_of[stage] = stage
             continue
@@ -206,5 +188,5 @@ def add_arguments(parser) -> None:
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(PIPELINE)}")
     parser.add_argument("--dry-run", action="store_true", help="print the batch scripts and sbatch lines; submit nothing")
     parser.add_argument("--templates", default=str(slurm.TEMPLATE_DIR),
-                        help="directory of job templates (default: the jobs/ of the source tree)")
+                        help="directory of job templates (default: the templates shipped in hpc/jobs)")
     parser.set_defaults(func=cmd_submit)

@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from distributed import Client, LocalCluster
-
 from .profile import Profile, load_profile
 
 PROFILE_ENV = "HPC_DASK_PROFILE"
@@ -48,8 +46,10 @@ def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = Non
 
 @contextmanager
 def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1,
-                profile: str | Path | Profile | None = None) -> Iterator[Client]:
+                profile: str | Path | Profile | None = None) -> Iterator:
     """A distributed.Client on a local cluster, a given scheduler, or SLURM worker jobs."""
+    from distributed import Client, LocalCluster
+
     profile = profile or os.environ.get(PROFILE_ENV) or None
     p = load_profile(profile) if profile is not None else None
     if p is not None and p.dask["jobs"] == 0:  # workers inside this job's own allocation

@@ -1,14 +1,20 @@
-"""MPI task farm with dynamic hand-out, bounded retries and a resumable ledger.
+"""One task farm with three back ends (serial, MPI, Dask) and one contract.
 
-Started under ``mpiexec -n P``, world rank 0 runs a dispatcher thread that hands task ids
-to whichever worker group asks next; every rank (rank 0 included) also works. With
-``ranks_per_task = k`` the world is split into groups of k consecutive ranks that run one
-task together on their own communicator. With one process the same code runs serially.
-
-A task is ``run_task(task_id, attempt, comm)``: it writes its own data and returns; it
-raises to fail (the farm records the error and hands the task out again with the next
-attempt number, up to ``max_attempts``) or raises :class:`Suspended` to stop cleanly
-(SIGTERM before a walltime). The done-mark is written by the worker after ``run_task``.
+The contract, whatever runs the work:
+- The ledger owns attempt counts: a task's next attempt is ``ledger.attempts[task]`` (a rerun
+  continues the count, so every attempt has its own seed: :func:`task_rng`).
+- Work comes in **blocks** of up to ``block_size`` task ids (a batch of replicas for a batched
+  engine, a batch of images for one forward pass). ``work(block, comm)`` writes the data of
+  every task of the block and returns; it raises to fail (every task of the block is recorded
+  failed and the block is handed out again with the next attempt numbers, at most
+  ``max_attempts`` tries in one call), raises :class:`Suspended` to stop cleanly after a
+  checkpoint (SIGTERM before a walltime), or :class:`Deferred` when its inputs are not ready
+  (the tasks stay pending). The done-marks are written after ``work`` returned.
+- Back ends: ``serial`` (this process), ``mpi`` (collective over ``comm``: world rank 0 runs a
+  dispatcher thread that hands blocks to whichever worker group asks next, every rank works;
+  with ``ranks_per_task = k`` groups of k consecutive ranks run a block together on their own
+  communicator) and ``dask`` (blocks run on the workers of ``hpc.dask_cluster.dask_client``;
+  ``work`` must pickle and gets ``comm = None``; the client writes the ledger).
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import queue
 import threading
 import time
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
+
+import numpy as np
 
 from . import signals
 from .ledger import Ledger
@@ -27,10 +36,32 @@ from .progress import Progress
 
 REQUEST, TASK = 11, 12
 STOP = None
+BACKENDS = ("serial", "mpi", "dask")
 
 
 class Suspended(Exception):
-    """Raised by a task that checkpointed and stopped because a stop was requested."""
+    """Raised by work that checkpointed and stopped because a stop was requested."""
+
+
+class Deferred(Exception):
+    """Raised by work whose inputs are not ready yet: its tasks stay pending, nothing is recorded."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Task ids (B,) run together and the attempt number (0-based) of each."""
+
+    tasks: tuple[int, ...]
+    attempts: tuple[int, ...]
+
+    def __iter__(self):
+        return iter(zip(self.tasks, self.attempts))
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def retry(self) -> "Block":
+        return Block(self.tasks, tuple(a + 1 for a in self.attempts))
 
 
 @dataclass
@@ -38,10 +69,42 @@ class FarmResult:
     done: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     suspended: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.suspended
+
+
+def task_rng(seed: int, stage: str, task: int, attempt: int) -> np.random.Generator:
+    """The generator of one attempt of one task: a pure function of the campaign seed, the
+    stage, the task index and the attempt (never of the rank, the block or the order of work)."""
+    ss = np.random.SeedSequence([seed, zlib.crc32(stage.encode()), task, attempt])
+    return np.random.default_rng(ss)
+
+
+def make_blocks(tasks, ledger: Ledger, block_size: int) -> list[Block]:
+    """Consecutive runs of ``block_size`` task ids with their next attempt from the ledger."""
+    tasks = [int(t) for t in tasks]
+    attempts = ledger.attempts[:] if tasks else []
+    return [Block(tuple(chunk), tuple(int(attempts[t]) for t in chunk))
+            for chunk in (tasks[i:i + block_size] for i in range(0, len(tasks), block_size))]
+
+
+def run_farm(tasks, work: Callable, ledger: Ledger, *, backend: str = "serial", comm=None,
+             ranks_per_task: int = 1, block_size: int = 1, max_attempts: int = 3,
+             dask_options: dict | None = None, label: str = "tasks") -> FarmResult:
+    """Run every task id in ``tasks`` as blocks of ``work(block, comm)``. With ``backend="mpi"``
+    the call is collective over ``comm`` and the result is on world rank 0 (empty elsewhere)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    signals.install()
+    if backend == "mpi" and comm is not None and comm.Get_size() > 1:
+        return _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, label)
+    blocks = make_blocks(tasks, ledger, block_size)
+    if backend == "dask":
+        return _dask(blocks, work, ledger, max_attempts, dask_options or {}, label)
+    return _serial(blocks, work, ledger, max_attempts, comm if backend == "mpi" else None, label)
 
 
 def _injected_failures() -> set[int]:
@@ -51,66 +114,132 @@ def _injected_failures() -> set[int]:
     return {int(t) for t in text.split(",") if t.strip()}
 
 
-def _attempt(task: int, attempt: int, run_task: Callable, ledger: Ledger, comm, leader: bool):
-    """Run one attempt; the group leader writes the ledger. Returns ('done'|'failed'|'suspended', err)."""
+def _check_injected(block: Block) -> None:
+    hit = [t for t, a in block if a == 0 and t in _injected_failures()]
+    if hit:
+        raise RuntimeError(f"injected failure of task {hit[0]} (HPC_INJECT_FAILURES)")
+
+
+def _record(block: Block, outcome: str, err: str, seconds: float, ledger: Ledger) -> None:
+    """The ledger side of one attempt: done-marks after the data, or the error."""
+    for task, attempt in block:
+        if outcome == "done":
+            ledger.mark_done(task, attempt + 1, seconds / len(block))
+        elif outcome == "failed":
+            ledger.mark_failed(task, attempt + 1, err)
+
+
+def _attempt(block: Block, work: Callable, comm) -> tuple[str, str, float]:
+    """Run one attempt of a block: ('done'|'failed'|'suspended'|'deferred', error, seconds)."""
     start = time.perf_counter()
     try:
-        run_task(task, attempt, comm)
-        if attempt == 0 and task in _injected_failures():
-            raise RuntimeError(f"injected failure of task {task} (HPC_INJECT_FAILURES)")
+        work(block, comm)
+        _check_injected(block)
     except Suspended:
-        return "suspended", ""
-    except Exception as exc:  # any task failure is recorded, never propagated
-        err = f"{type(exc).__name__}: {exc}"
-        if leader:
-            ledger.mark_failed(task, attempt + 1, err + "\n" + traceback.format_exc(limit=3))
-        return "failed", err
-    if leader:
-        ledger.mark_done(task, attempt + 1, time.perf_counter() - start)
-    return "done", ""
+        return "suspended", "", 0.0
+    except Deferred:
+        return "deferred", "", 0.0
+    except Exception as exc:  # any failure of the work is recorded, never propagated
+        return "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}", 0.0
+    return "done", "", time.perf_counter() - start
 
 
-def run_farm(tasks, run_task: Callable, ledger: Ledger, *, max_attempts: int = 3,
-             first_attempt: Callable[[int], int] = lambda t: 0, comm=None, ranks_per_task: int = 1,
-             label: str = "tasks") -> FarmResult:
-    """Run every task id in ``tasks`` (collective over ``comm``); result is on world rank 0.
+class _Tally:
+    """FarmResult and progress of one farm call, updated per finished block."""
 
-    ``first_attempt(task)`` gives the attempt number to start from (a rerun continues the
-    ledger's count so every attempt has its own derived seed).
-    """
-    signals.install()
-    tasks = [int(t) for t in tasks]
-    if comm is None or comm.Get_size() == 1:
-        return _serial(tasks, run_task, ledger, max_attempts, first_attempt, comm, label)
-    return _parallel(tasks, run_task, ledger, max_attempts, first_attempt, comm, ranks_per_task, label)
+    def __init__(self, label: str, n_tasks: int):
+        self.result, self.progress = FarmResult(), Progress(label, n_tasks)
+
+    def finish(self, block: Block, outcome: str, err: str = "") -> None:
+        getattr(self.result, outcome).extend(block.tasks)
+        if outcome == "done":
+            self.progress.update(done=len(block))
+        elif outcome == "failed":
+            self.progress.note(f"task(s) {_ids(block)} failed after attempt {block.attempts[0] + 1}: "
+                               f"{err.splitlines()[0] if err else '?'}")
+            self.progress.update(failed=len(block))
+
+    def retrying(self, block: Block, err: str) -> None:
+        self.progress.note(f"task(s) {_ids(block)} attempt {block.attempts[0] + 1} failed: "
+                           f"{err.splitlines()[0] if err else '?'}; retrying")
+
+    def close(self) -> FarmResult:
+        self.progress.close()
+        return self.result
 
 
-def _serial(tasks, run_task, ledger, max_attempts, first_attempt, comm, label) -> FarmResult:
-    result = FarmResult()
-    progress = Progress(label, len(tasks))
-    for task in tasks:
-        start = first_attempt(task)
-        for attempt in range(start, start + max_attempts):
+def _ids(block: Block) -> str:
+    return str(block.tasks[0]) if len(block) == 1 else f"{block.tasks[0]}..{block.tasks[-1]}"
+
+
+def _serial(blocks, work, ledger, max_attempts, comm, label) -> FarmResult:
+    tally = _Tally(label, sum(map(len, blocks)))
+    for block in blocks:
+        for tries in range(max_attempts):
             if signals.stop_requested():
-                result.suspended.append(task)
+                tally.finish(block, "suspended")
                 break
-            outcome, err = _attempt(task, attempt, run_task, ledger, comm, True)
-            if outcome == "done":
-                result.done.append(task)
-                progress.update(done=1)
+            outcome, err, seconds = _attempt(block, work, comm)
+            _record(block, outcome, err, seconds, ledger)
+            if outcome != "failed":
+                tally.finish(block, outcome)
                 break
-            if outcome == "suspended":
-                result.suspended.append(task)
+            if tries + 1 == max_attempts:
+                tally.finish(block, "failed", err)
                 break
-            progress.note(f"task {task} attempt {attempt + 1} failed: {err}")
-        else:
-            result.failed.append(task)
-            progress.update(failed=1)
-    progress.close()
-    return result
+            tally.retrying(block, err)
+            block = block.retry()
+    return tally.close()
 
 
-def _parallel(tasks, run_task, ledger, max_attempts, first_attempt, comm, ranks_per_task, label):
+def _dask(blocks, work, ledger, max_attempts, dask_options, label) -> FarmResult:
+    tally = _Tally(label, sum(map(len, blocks)))
+    if not blocks:
+        return tally.close()
+    from distributed import as_completed
+
+    from .dask_cluster import dask_client
+
+    with dask_client(**dask_options) as client:
+        def submit(block, tries):
+            key = f"{label}-{block.tasks[0]}-{len(block)}-{block.attempts[0]}"
+            return client.submit(_timed, work, block, pure=False, key=key), (block, tries)
+
+        futures = dict(submit(b, 0) for b in blocks)
+        running = as_completed(list(futures))
+        for future in running:
+            block, tries = futures.pop(future)
+            if future.status == "finished":
+                try:
+                    _check_injected(block)
+                except RuntimeError as exc:
+                    outcome, err, seconds = "failed", str(exc), 0.0
+                else:
+                    outcome, err, seconds = "done", "", future.result()
+            else:
+                exc = future.exception()
+                outcome = ("suspended" if isinstance(exc, Suspended) else
+                           "deferred" if isinstance(exc, Deferred) else "failed")
+                err, seconds = f"{type(exc).__name__}: {exc}", 0.0
+            _record(block, outcome, err, seconds, ledger)
+            if outcome == "failed" and tries + 1 < max_attempts and not signals.stop_requested():
+                tally.retrying(block, err)
+                retry, entry = submit(block.retry(), tries + 1)
+                futures[retry] = entry
+                running.add(retry)
+            else:
+                tally.finish(block, outcome, err)
+    return tally.close()
+
+
+def _timed(work: Callable, block: Block) -> float:
+    """Dask worker side: run the block, return its seconds."""
+    start = time.perf_counter()
+    work(block, None)
+    return time.perf_counter() - start
+
+
+def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, label) -> FarmResult:
     from mpi4py import MPI
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -121,7 +250,7 @@ def _parallel(tasks, run_task, ledger, max_attempts, first_attempt, comm, ranks_
     if rank == 0:
         if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
             raise RuntimeError("the MPI library does not provide MPI_THREAD_MULTIPLE")
-        dispatcher = _Dispatcher(tasks, max_attempts, first_attempt, comm, size // k, k, label)
+        dispatcher = _Dispatcher(make_blocks(tasks, ledger, block_size), max_attempts, comm, size // k, label)
         dispatcher.start()
     report = None
     while True:
@@ -133,26 +262,26 @@ def _parallel(tasks, run_task, ledger, max_attempts, first_attempt, comm, ranks_
         job = group.bcast(job, root=0)
         if job is STOP:
             break
-        task, attempt = job
-        outcome, err = _attempt(task, attempt, run_task, ledger, group, leader)
-        report = (task, attempt, outcome, err)
+        block, tries = job
+        outcome, err, seconds = _attempt(block, work, group)
+        if leader:
+            _record(block, outcome, err, seconds, ledger)
+        report = (block, tries, outcome, err)
     group.Free()
     if dispatcher is not None:
         dispatcher.join()
-        return dispatcher.result
+        return dispatcher.tally.close()
     return FarmResult()
 
 
 class _Dispatcher(threading.Thread):
-    """World rank 0: hands (task, attempt) to worker-group leaders that ask, requeues failures."""
+    """World rank 0: hands (block, try) to worker-group leaders that ask, requeues failures."""
 
-    def __init__(self, tasks, max_attempts, first_attempt, comm, n_groups, k, label):
+    def __init__(self, blocks, max_attempts, comm, n_groups, label):
         super().__init__(daemon=True)
-        self.queue = queue.deque((t, first_attempt(t)) for t in tasks)
-        self.limit = {t: first_attempt(t) + max_attempts for t in tasks}
-        self.comm, self.n_groups, self.k = comm, n_groups, k
-        self.result = FarmResult()
-        self.progress = Progress(label, len(tasks))
+        self.queue = queue.deque((b, 0) for b in blocks)
+        self.max_attempts, self.comm, self.n_groups = max_attempts, comm, n_groups
+        self.tally = _Tally(label, sum(map(len, blocks)))
 
     def run(self):
         from mpi4py import MPI
@@ -173,23 +302,16 @@ class _Dispatcher(threading.Thread):
                 self.comm.send(self.queue.popleft(), dest=idle.pop(), tag=TASK)
                 outstanding += 1
             if outstanding == 0 and (not self.queue or signals.stop_requested()):
-                self.result.suspended.extend(t for t, _ in self.queue)
+                for block, _ in self.queue:
+                    self.tally.finish(block, "suspended")
                 self.queue.clear()
                 while idle:
                     self.comm.send(STOP, dest=idle.pop(), tag=TASK)
                     stopped += 1
-        self.progress.close()
 
-    def _record(self, task, attempt, outcome, err):
-        if outcome == "done":
-            self.result.done.append(task)
-            self.progress.update(done=1)
-        elif outcome == "suspended":
-            self.result.suspended.append(task)
-        elif attempt + 1 < self.limit[task]:
-            self.progress.note(f"task {task} attempt {attempt + 1} failed: {err}; retrying")
-            self.queue.append((task, attempt + 1))
+    def _record(self, block, tries, outcome, err):
+        if outcome == "failed" and tries + 1 < self.max_attempts:
+            self.tally.retrying(block, err)
+            self.queue.append((block.retry(), tries + 1))
         else:
-            self.progress.note(f"task {task} failed after {attempt + 1} attempts: {err}")
-            self.result.failed.append(task)
-            self.progress.update(failed=1)
+            self.tally.finish(block, outcome, err)

@@ -1,8 +1,8 @@
-"""SLURM batch jobs: size, render (Jinja2 templates in jobs/), submit, query, record.
+"""SLURM batch jobs: size, render (Jinja2 templates in hpc/jobs/), submit, query, record.
 
 The caller (``glassdist submit``) says what a job runs and how much work is pending
 (:class:`Job`); this module sizes it from the cluster profile, renders the template of its
-kind (``jobs/<stage>.sh`` when present, else ``jobs/<kind>.sh``), submits it with
+kind (``<stage>.sh`` of the template directory when present, else ``<kind>.sh``), submits it with
 ``sbatch --parsable --dependency=afterok:...``, and records it in ``DIR/slurm/jobs.json``
 so that ``status`` can show SLURM's state beside the ledger.
 
@@ -18,7 +18,7 @@ import math
 import shlex
 import shutil
 import subprocess
-import sys
+from importlib import resources
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,10 +28,8 @@ import jinja2
 from .dask_cluster import LOG_ENV, PROFILE_ENV
 from .profile import Profile
 
-# jobs/ of the source tree (editable installs), else where setup.cfg's data_files put it
-TEMPLATE_DIR = next((d for d in (Path(__file__).resolve().parent.parent / "jobs",
-                                 Path(sys.prefix) / "share" / "glassdist" / "jobs") if d.is_dir()),
-                    Path(__file__).resolve().parent.parent / "jobs")
+# the job templates shipped as package data of hpc (hpc/jobs/*.sh)
+TEMPLATE_DIR = Path(str(resources.files("hpc").joinpath("jobs")))
 KINDS = ("mpi", "dask", "ddp", "serial")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
@@ -109,8 +107,8 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     """The batch script of ``job`` as text."""
     templates = Path(templates)
     if not (templates / "_base.sh").is_file():
-        raise SlurmError(f"no job templates in {templates}: pass the jobs/ directory of the source "
-                         f"tree (or your copy of it)")
+        raise SlurmError(f"no job templates in {templates}: pass a copy of the shipped templates "
+                         f"({TEMPLATE_DIR}) with --templates")
     campaign = Path(campaign_dir).resolve()
     s = size(job, profile)
     name = template_name(job, templates)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from glassdist import analysis
+from glassdist import indicators as registry
 from glassdist.fields.coarse import coarse_grain
 from glassdist.fields.correlation import spatial_correlation
 
@@ -51,8 +52,10 @@ def test_pair_correlations_recover_known_coefficients():
     rng, pos, L = particles(20000, seed=5)
     cov = [[1.0, -0.8, 0.4], [-0.8, 1.0, -0.5], [0.4, -0.5, 1.0]]  # Gamma, Upsilon, Theta
     fields = correlated_fields(len(pos), cov, rng)
-    p, s, c_r = analysis.configuration_analysis(pos, fields, L, xi=0.0, r_max=3.0, bins=6)
-    want = np.array([cov[i][j] for i, j in analysis.PAIRS])
+    pairs = registry.pairs(3)
+    assert pairs == [(0, 1), (0, 2), (2, 1)]  # the paper's C(Γ, Υ), C(Γ, Θ), C(Θ, Υ)
+    p, s, c_r = analysis.configuration_analysis(pos, fields, L, xi=0.0, r_max=3.0, bins=6, pairs=pairs)
+    want = np.array([cov[i][j] for i, j in pairs])
     np.testing.assert_allclose(p, want, atol=0.02)
     # Spearman of a bivariate normal: (6 / pi) arcsin(rho / 2)
     np.testing.assert_allclose(s, 6 / np.pi * np.arcsin(want / 2), atol=0.02)
@@ -63,7 +66,7 @@ def test_pair_correlations_recover_known_coefficients():
 def test_sign_convention_and_smoothing():
     rng, pos, L = particles(500, seed=1)
     x = rng.normal(size=(500, 3))
-    flip = analysis.flips(["gradcam", "ttop"])
+    flip = analysis.flips(["gradcam", "ttop"], ["gradcam", "voronoi", "ttop"])
     np.testing.assert_array_equal(flip, [True, False, True])
     out = analysis.smooth(pos, x, L, 2.0, flip)
     assert out.min() == 0 and out.max() == 1
@@ -89,7 +92,7 @@ def test_propensity_analysis_recovers_lengths_and_correlations():
                        z + 2.0 * rng.normal(size=len(pos)), rng.normal(size=len(pos))], axis=1)
     xi_grid = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
     res = analysis.propensity_analysis(pos, fields, delta_t, Delta_t, L, deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid,
-                                       xi_structure=2.0, xi_propensity=2.0, flip=analysis.flips(["gradcam"]),
+                                       xi_structure=2.0, xi_propensity=2.0, flip=analysis.flips(["gradcam"], ["gradcam", "voronoi", "ttop"]),
                                        r_max=10.0, bins=50)
     np.testing.assert_array_equal(res.reached, [True, True, False])   # delta(t) stops at 1.5
     assert np.isnan(res.xi_Delta[2]) and np.isnan(res.scan[:, 2]).all() and np.isnan(res.Delta[2]).all()

@@ -6,7 +6,6 @@ import itertools
 import numpy as np
 import pytest
 
-from glassdist.errors import SpecError
 from glassdist.fields.coarse import coarse_grain, normalize
 from glassdist.fields.correlation import first_crossing, pearson, spatial_correlation, spearman
 
@@ -47,7 +46,7 @@ def test_coarse_grain_constant_and_bare():
     np.testing.assert_array_equal(coarse_grain(pos, x, 15.0, 0.0), x)
     # a tiny xi keeps only the particle itself
     np.testing.assert_allclose(coarse_grain(pos, x, 15.0, 1e-3), x)
-    with pytest.raises(SpecError):
+    with pytest.raises(ValueError):
         coarse_grain(pos, x, 15.0, -1.0)
 
 

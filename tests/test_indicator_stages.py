@@ -10,7 +10,8 @@ import pytest
 
 from glassdist import spec as specmod
 from glassdist.store import Store
-from glassdist.structure.inherent import fit_t_star, minimize
+from glassdist.md.minimise import minimize
+from glassdist.structure.inherent import fit_t_star
 from glassdist.structure.rdf import partial_rdf
 from glassdist.structure.tongtanaka import tong_tanaka
 from glassdist.structure.voronoi import voronoi

@@ -161,7 +161,8 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
 
 
 def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
-    from glassdist.submit import NEEDS, job_kind
+    from glassdist.stages import STAGES
+    from glassdist.submit import job_kind
     from hpc.dask_cluster import PROFILE_ENV
 
     profile = load_profile("gpu-cluster")
@@ -178,7 +179,7 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     assert f"export {PROFILE_ENV}={PROFILE_DIR.resolve()}/gpu-cluster.toml\n" in analyze
     assert f"export {LOG_ENV}={campaign}/slurm/logs\n" in analyze
     assert "# Dask driver: workers are 2 SLURM job(s) of 16 core(s), 64GB.\n" in analyze
-    assert NEEDS["analyze"] == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
+    assert STAGES["analyze"].needs == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
 
     local = load_profile("localhost-slurm")
     train = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]), local, campaign)
@@ -195,7 +196,7 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
 
 def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
     templates = tmp_path / "jobs"
-    shutil.copytree(ROOT / "jobs", templates)
+    shutil.copytree(slurm.TEMPLATE_DIR, templates)
     (templates / "quench.sh").write_text('{% extends "mpi.sh" %}{% block run %}echo custom {{ ntasks }} &\n'
                                          '{% endblock %}')
     out = _submit(campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run",

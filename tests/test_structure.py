@@ -10,8 +10,9 @@ import pytest
 import scipy.spatial
 
 from glassdist import spec as specmod
-from glassdist.errors import GlassdistError, SpecError
-from glassdist.structure.inherent import fit_t_star, minimize
+from glassdist.errors import GlassdistError
+from glassdist.md.minimise import minimize
+from glassdist.structure.inherent import FitError, fit_t_star
 from glassdist.structure.pairs import periodic_pairs
 from glassdist.structure.rdf import partial_rdf
 from glassdist.structure.tongtanaka import ideal_angle, tong_tanaka
@@ -199,8 +200,8 @@ def test_t_star_given_regimes_and_upper_bound():
     assert fit_t_star(T, E, mid=[0.45, 0.8]).t_star == pytest.approx(0.4, abs=0.02)
 
 
-def test_t_star_too_few_points_is_spec_error():
-    with pytest.raises(SpecError):
+def test_t_star_too_few_points_is_a_fit_error():
+    with pytest.raises(FitError, match="quench.snapshot_temperatures"):
         fit_t_star([0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 2.0, 3.0])
 
 

@@ -19,7 +19,6 @@ import dask.array as da
 import numpy as np
 from scipy import sparse
 
-from ..errors import SpecError
 from ..structure.voronoi import voronoi
 
 #: Table IV ensembles: three disjoint sets of 30 runs and the first 100 runs.
@@ -62,8 +61,8 @@ def cage_relative_displacement(r0: np.ndarray, traj, cage: sparse.csr_array):
     """
     r0 = np.asarray(r0, dtype=float)
     if traj.ndim != 4 or traj.shape[2:] != r0.shape or cage.shape != (r0.shape[0],) * 2:
-        raise SpecError("propensity", f"trajectory {traj.shape}, r0 {r0.shape} and cage {cage.shape} "
-                        "do not match", "pass traj (S, T, N, dim), r0 (N, dim) and an (N, N) cage matrix")
+        raise ValueError(f"trajectory {traj.shape}, r0 {r0.shape} and cage {cage.shape} do not match: pass "
+                         "traj (S, T, N, dim), r0 (N, dim) and an (N, N) cage matrix")
     if isinstance(traj, da.Array):
         traj = traj.rechunk({2: -1, 3: -1})
         return traj.map_blocks(_crd, r0, cage, drop_axis=3, dtype=float, meta=np.empty((0, 0, 0)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from ..errors import SpecError
 from ..structure.pairs import periodic_pairs
 
 
@@ -17,7 +16,7 @@ def coarse_grain(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> np.
     """
     fields = np.asarray(fields, dtype=float)
     if xi < 0:
-        raise SpecError("xi", f"coarse-graining length must be >= 0, got {xi}", "use xi >= 0")
+        raise ValueError(f"coarse-graining length xi must be >= 0, got {xi}")
     if xi == 0:
         return fields.copy()
     n = len(positions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
+from ..constants import bin_centres
 from ..structure.pairs import periodic_pairs
 
 
@@ -23,8 +24,7 @@ def spatial_correlation(positions: np.ndarray, field: np.ndarray, L, r_max: floa
     count = np.bincount(which, minlength=bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         c = total / count / np.mean(dx ** 2)
-    edges = np.linspace(0.0, r_max, bins + 1)
-    return np.concatenate(([0.0], 0.5 * (edges[1:] + edges[:-1]))), np.concatenate(([1.0], c))
+    return np.concatenate(([0.0], bin_centres(r_max, bins))), np.concatenate(([1.0], c))
 
 
 def first_crossing(r: np.ndarray, c: np.ndarray, level: float) -> float:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CLASSES = ("liquid", "glass")
+from ..constants import CLASSES
+
 NORMALISE = ("image", "dataset", "standard")
 
 

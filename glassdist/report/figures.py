@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ..analysis import INDICATORS, PAIRS, SYMBOLS, flips  # noqa: E402
+from ..learn.plots import history_figure  # noqa: E402
 from . import paper_values as pv  # noqa: E402
 from .context import Context, Missing, ensembles_missing  # noqa: E402
 
@@ -24,14 +24,6 @@ def _save(fig, ctx: Context, path) -> None:
     fig.text(0.5, 0.005, ctx.scale, ha="center", va="bottom", fontsize=6, color="0.35", wrap=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _label(name: str, flip: bool) -> str:
-    return f"1 - {SYMBOLS[name]}" if flip else SYMBOLS[name]
-
-
-def _flipped(ctx: Context) -> np.ndarray:
-    return flips(ctx.spec.analyze.one_minus)
 
 
 def particle_map(ax, positions: np.ndarray, values: np.ndarray, L: float, title: str) -> None:
@@ -61,12 +53,15 @@ def fig_maps(ctx: Context, path) -> str:
     ind, Delta = ctx.need("analyze", "analyze/maps/indicators", "analyze/maps/Delta")
     t, L, pos = ctx.map_temperature, ctx.spec.box_length, ctx.glass_positions
     xi_Delta = ctx.tables["III"]["xi_Delta"][0][t]
-    fig, axes = plt.subplots(2, 3, figsize=(9, 6.2), constrained_layout=True)
-    for a, (name, flip) in enumerate(zip(INDICATORS, _flipped(ctx))):
+    cols = max(3, len(ctx.indicators))
+    fig, axes = plt.subplots(2, cols, figsize=(3 * cols, 6.2), constrained_layout=True)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for a, (name, flip) in enumerate(zip(ctx.indicators, ctx.flipped)):
         particle_map(axes[0, a], pos, ind[0, t, 1, a], L,
-                     f"({'abc'[a]}) {_label(name, flip)}, ξ = {ctx.spec.analyze.xi_structure:g}")
+                     f"({chr(97 + a)}) {ctx.label(name, flip)}, ξ = {ctx.spec.analyze.xi_structure:g}")
     for k in range(min(3, len(ctx.deltas))):
-        label, cg = f"({'def'[k]}) Δ({ctx.deltas[k]:g})", 1
+        label, cg = f"({chr(97 + len(ctx.indicators) + k)}) Δ({ctx.deltas[k]:g})", 1
         if not ctx.tables["III"]["reached"][0][t][k]:
             label = _reached_text(ctx, t, k)
         elif xi_Delta[k] is None:  # C_Delta stays above 1/e within analyze.correlation_rmax
@@ -103,16 +98,19 @@ def fig_indicator_maps(ctx: Context, path) -> str:
     ind, opt, xi_star = ctx.need("analyze", "analyze/maps/indicators", "analyze/maps/optimal",
                                  "analyze/dynamics/xi_star")
     t, L, pos = ctx.map_temperature, ctx.spec.box_length, ctx.glass_positions
-    fig, axes = plt.subplots(3, 3, figsize=(9, 9), constrained_layout=True)
-    for a, (name, flip) in enumerate(zip(INDICATORS, _flipped(ctx))):
+    cols = max(3, len(ctx.indicators))
+    fig, axes = plt.subplots(3, cols, figsize=(3 * cols, 9), constrained_layout=True)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for a, (name, flip) in enumerate(zip(ctx.indicators, ctx.flipped)):
         lo, hi = np.nanpercentile(ind[0, t, 0, a], [1, 99])  # bare: extreme values clipped (as the paper)
         bare = np.clip((ind[0, t, 0, a] - lo) / (hi - lo), 0, 1) if hi > lo else ind[0, t, 0, a]
-        particle_map(axes[0, a], pos, bare, L, f"{_label(name, flip)} bare")
+        particle_map(axes[0, a], pos, bare, L, f"{ctx.label(name, flip)} bare")
         for row, (cg, what) in enumerate(((0, "bare Δ"), (1, "coarse-grained Δ")), start=1):
             xi = xi_star[0, t, cg, a]
             particle_map(axes[row, a], pos, opt[0, t, cg, a], L,
-                         f"{_label(name, flip)}, ξ* = {xi:g} (best with {what})" if np.isfinite(xi)
-                         else f"{_label(name, flip)}: no δ reached")
+                         f"{ctx.label(name, flip)}, ξ* = {xi:g} (best with {what})" if np.isfinite(xi)
+                         else f"{ctx.label(name, flip)}: no δ reached")
     _colorbar(fig, axes)
     fig.suptitle(f"Fig. {ctx.figure_number('indicator_maps')}: structural indicators, T = {ctx.temperatures[t]:g}")
     _save(fig, ctx, path)
@@ -164,7 +162,7 @@ def _vlines(ax, ctx: Context) -> None:
 def fig_gradcam_delta(ctx: Context, path) -> str:
     """Fig. 5: C_{Gamma,Delta}(delta) at every temperature."""
     p, delta = ctx.need("analyze", "analyze/dynamics/pearson_t", "analyze/dynamics/delta")
-    flip = _flipped(ctx)[0]
+    flip = ctx.flipped[0]
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     for t, T in enumerate(ctx.temperatures):
         ok = delta[0, t] > 0
@@ -174,7 +172,7 @@ def fig_gradcam_delta(ctx: Context, path) -> str:
     if paper:
         c, d = paper["gradcam"]
         ax.plot([d], [c], "k*", ms=10, label=f"paper max {c:g} at δ = {d:g}")
-    ax.set(xscale="log", xlabel="δ", ylabel=f"C({_label('gradcam', flip)}, Δ)",
+    ax.set(xscale="log", xlabel="δ", ylabel=f"C({ctx.label('gradcam', flip)}, Δ)",
            title="Fig. 5: Grad-CAM vs dynamic propensity")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
@@ -186,13 +184,13 @@ def fig_indicators_delta(ctx: Context, path) -> str:
     """Fig. 7: C_{alpha,Delta}(delta) of the three indicators, every temperature."""
     p, delta = ctx.need("analyze", "analyze/dynamics/pearson_t", "analyze/dynamics/delta")
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
-    paper = ctx.paper(pv.TABLE_V)
-    for a, (name, flip) in enumerate(zip(INDICATORS, _flipped(ctx))):
+    paper = ctx.paper_indicators(pv.TABLE_V)
+    for a, (name, flip) in enumerate(zip(ctx.indicators, ctx.flipped)):
         ok = delta[0] > 0
-        ax.plot(delta[0][ok], p[0, :, a][ok], MARKERS[a], ms=4, color=f"C{a}", ls="none", label=_label(name, flip))
+        ax.plot(delta[0][ok], p[0, :, a][ok], MARKERS[a], ms=4, color=f"C{a}", ls="none", label=ctx.label(name, flip))
         if paper:
             c, d = paper[name]
-            ax.plot([d], [c], "*", color=f"C{a}", ms=11, mec="k", label=f"paper max ({SYMBOLS[name]})")
+            ax.plot([d], [c], "*", color=f"C{a}", ms=11, mec="k", label=f"paper max ({ctx.symbol(name)})")
     _vlines(ax, ctx)
     ax.set(xscale="log", xlabel="δ", ylabel="C(α, Δ)", title="Fig. 7: structural indicators vs propensity")
     ax.legend(fontsize=7)
@@ -206,23 +204,23 @@ def fig_violins(ctx: Context, path) -> str:
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for cls, (name, color) in enumerate((("liquid", "0.75"), ("glass", "0.35"))):
         ok = correct[:, cls] & np.isfinite(p[:, cls]).all(axis=-1)
-        pos = np.arange(len(PAIRS)) + (cls - 0.5) * 0.35
-        data = [p[ok, cls, j] for j in range(len(PAIRS))]
+        pos = np.arange(len(ctx.pairs)) + (cls - 0.5) * 0.35
+        data = [p[ok, cls, j] for j in range(len(ctx.pairs))]
         if ok.sum() >= 2:
-            parts = ax.violinplot(data, positions=pos, widths=0.33, showextrema=False, quantiles=[[0.25, 0.5, 0.75]] * len(PAIRS))
+            parts = ax.violinplot(data, positions=pos, widths=0.33, showextrema=False, quantiles=[[0.25, 0.5, 0.75]] * len(ctx.pairs))
             for body in parts["bodies"]:
                 body.set(facecolor=color, alpha=0.9)
             parts["cquantiles"].set(color="k", linestyle="--", linewidth=0.8)
         for x, values in zip(pos, data):
             ax.plot(np.full(len(values), x), values, ".", color="k", ms=2)
         ax.plot([], [], "s", color=color, label=f"{name} ({int(ok.sum())} configurations)")
-    paper = ctx.paper(pv.TABLE_S2)
+    paper = ctx.paper_indicators(pv.TABLE_S2)
     if paper:
         for cls, marker in ((0, "x"), (1, "+")):
             means = [row[0] for row in paper[("liquid", "glass")[cls]]]
-            ax.plot(np.arange(len(PAIRS)) + (cls - 0.5) * 0.35, means, marker, color="r", ms=9,
+            ax.plot(np.arange(len(ctx.pairs)) + (cls - 0.5) * 0.35, means, marker, color="r", ms=9,
                     label=f"paper mean ({('liquid', 'glass')[cls]})")
-    ax.set_xticks(range(len(PAIRS)), [f"C({SYMBOLS[INDICATORS[i]]}, {SYMBOLS[INDICATORS[j]]})" for i, j in PAIRS])
+    ax.set_xticks(range(len(ctx.pairs)), [f"C({ctx.symbol(ctx.indicators[i])}, {ctx.symbol(ctx.indicators[j])})" for i, j in ctx.pairs])
     ax.set(ylabel="Pearson", ylim=(-1.05, 1.05),
            title=f"Fig. 6: indicator correlations, ξ = {ctx.spec.analyze.xi_violin:g}")
     ax.legend(fontsize=7)
@@ -235,8 +233,8 @@ def fig_structure_correlation(ctx: Context, path) -> str:
     mean, sem, r = ctx.need("analyze", "analyze/structure/mean", "analyze/structure/sem", "analyze/structure/r")
     r_alpha = ctx.tables["r_alpha"]
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
-    for a, name in enumerate(INDICATORS):
-        ax.errorbar(r, mean[a], yerr=sem[a], fmt=["-", "--", ":"][a], capsize=2, label=f"C_{SYMBOLS[name]}")
+    for a, name in enumerate(ctx.indicators):
+        ax.errorbar(r, mean[a], yerr=sem[a], fmt=["-", "--", ":", "-."][a % 4], capsize=2, label=f"C_{ctx.symbol(name)}")
     ax.axhline(0, color="k", lw=0.6)
     ax.axvspan(*pv.R_GAMMA, color="0.9", label="paper r_Γ ≈ 3-4")
     if r_alpha[0] is not None:
@@ -249,8 +247,8 @@ def fig_structure_correlation(ctx: Context, path) -> str:
     ax.set(xlabel="r", ylabel="C_α(r)", title="Fig. 8: spatial correlation of the indicators")
     ax.legend(fontsize=7, loc="lower left")
     _save(fig, ctx, path)
-    names = ", ".join(f"r_{SYMBOLS[n]} = {v:.2f}" if v is not None else f"r_{SYMBOLS[n]}: no zero within range"
-                      for n, v in zip(INDICATORS, r_alpha))
+    names = ", ".join(f"r_{ctx.symbol(n)} = {v:.2f}" if v is not None else f"r_{ctx.symbol(n)}: no zero within range"
+                      for n, v in zip(ctx.indicators, r_alpha))
     return f"Mean ± standard error over correctly classified test glasses; first zero crossings: {names}."
 
 
@@ -261,8 +259,8 @@ def _xi_scan(ctx: Context, path, cg: int, number: str) -> str:
     fig, axes = plt.subplots(1, K, figsize=(3.3 * K, 3.4), constrained_layout=True, squeeze=False, sharey=True)
     for k in range(K):
         ax = axes[0, k]
-        for a, (name, flip) in enumerate(zip(INDICATORS, _flipped(ctx))):
-            ax.plot(xi, scan[0, t, cg, k, :, a], MARKERS[a] + "-", ms=4, label=_label(name, flip))
+        for a, (name, flip) in enumerate(zip(ctx.indicators, ctx.flipped)):
+            ax.plot(xi, scan[0, t, cg, k, :, a], MARKERS[a] + "-", ms=4, label=ctx.label(name, flip))
         reached = np.isfinite(scan[0, t, cg, k]).any()
         title = f"δ = {ctx.deltas[k]:g}" + (f", ξ_Δ = {xi_Delta[0, t, k]:.2g}" if cg and reached else "")
         if not reached:
@@ -336,18 +334,6 @@ def fig_rdf(ctx: Context, path) -> str:
     fig.suptitle("Fig. S10: radial distribution function")
     _save(fig, ctx, path)
     return "g(r) = Σ_ab x_a x_b g_ab(r), averaged over every quenched configuration (right: close-up)."
-
-
-def history_figure(history: dict):
-    """Loss and accuracy per epoch, train and validation (history: {train,val}_{loss,accuracy})."""
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    for ax, what in zip(axes, ("loss", "accuracy")):
-        for split in ("train", "val"):
-            ax.plot(epochs, history[f"{split}_{what}"], label=split)
-        ax.set(xlabel="epoch", ylabel=what)
-        ax.legend()
-    return fig
 
 
 def fig_training(ctx: Context, path) -> str:

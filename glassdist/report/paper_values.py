@@ -17,6 +17,9 @@ TABLE_I = {
             "counts": [1000, 1000], "density": 1.09, "cutoff_factor": 3.0},
 }
 
+#: The indicators of every per-indicator table of the paper, in its column order
+INDICATORS = ("gradcam", "voronoi", "ttop")
+
 #: Paper scale (Sec. II B, III E, Supp. I C)
 SCALE = {"N": 2000, "replicas": 5000, "split": [4000, 400, 600], "samples": 30, "steps": 300_000_000,
          "epochs": 250}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis import ENSEMBLE_COLUMNS, INDICATORS, PAIRS, SYMBOLS, flips
+from ..analysis import ENSEMBLE_COLUMNS
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing
 
@@ -111,15 +111,15 @@ def table_iv(ctx: Context) -> Table:
 def table_v(ctx: Context) -> Table:
     """Table V: maximum of C_{alpha,Delta} over temperatures and times, and delta* there."""
     v = ctx.tables["V"]
-    flip = flips(ctx.spec.analyze.one_minus)
+    flip = ctx.flipped
     t = Table("Table V: maximum values of correlations and their locations",
-              ["row"] + [f"{'1 - ' if f else ''}{SYMBOLS[n]}: {c}" for n, f in zip(INDICATORS, flip)
+              ["row"] + [f"{'1 - ' if f else ''}{ctx.symbol(n)}: {c}" for n, f in zip(ctx.indicators, flip)
                          for c in ("C_max", "δ*")])
     for c, conf in enumerate(ctx.spec.propensity.configurations):
-        t.rows.append([f"configuration {conf}"] + [fmt(v[c][j][a]) for a in range(len(INDICATORS)) for j in (0, 1)])
-    ref = ctx.paper(pv.TABLE_V)
+        t.rows.append([f"configuration {conf}"] + [fmt(v[c][j][a]) for a in range(len(ctx.indicators)) for j in (0, 1)])
+    ref = ctx.paper_indicators(pv.TABLE_V)
     if ref:
-        t.rows.append([_paper_label(ctx)] + [fmt(x) for n in INDICATORS for x in ref[n]])
+        t.rows.append([_paper_label(ctx)] + [fmt(x) for n in ctx.indicators for x in ref[n]])
     t.note = "Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear)."
     return t
 
@@ -133,13 +133,13 @@ def table_s1(ctx: Context) -> Table:
     t = Table("Table S1: maximum correlation and optimal δ and ξ", cols)
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
-            for a, name in enumerate(INDICATORS):
-                t.rows.append([f"configuration {conf}, T = {T:g}", SYMBOLS[name]]
+            for a, name in enumerate(ctx.indicators):
+                t.rows.append([f"configuration {conf}, T = {T:g}", ctx.symbol(name)]
                               + [fmt(x) for cg in (1, 0) for x in s1[c][i][cg][a]])
-    ref = ctx.paper(pv.TABLE_S1)
+    ref = ctx.paper_indicators(pv.TABLE_S1)
     if ref:
-        for name in INDICATORS:
-            t.rows.append([_paper_label(ctx), SYMBOLS[name]] + [fmt(x) for w in ("cg", "bare") for x in ref[w][name]])
+        for name in ctx.indicators:
+            t.rows.append([_paper_label(ctx), ctx.symbol(name)] + [fmt(x) for w in ("cg", "bare") for x in ref[w][name]])
     t.note = f"δ among {', '.join(f'{d:g}' for d in ctx.deltas)} (reached ones only); ξ among analyze.xi_grid."
     return t
 
@@ -147,7 +147,7 @@ def table_s1(ctx: Context) -> Table:
 def table_s2(ctx: Context) -> Table:
     """Table S2: mean ± std of the indicator correlations, Pearson (Spearman)."""
     s2, counts = ctx.tables["S2"], ctx.tables["S2_counts"]
-    pair_names = [f"C({SYMBOLS[INDICATORS[i]]}, {SYMBOLS[INDICATORS[j]]})" for i, j in PAIRS]
+    pair_names = [f"C({ctx.symbol(ctx.indicators[i])}, {ctx.symbol(ctx.indicators[j])})" for i, j in ctx.pairs]
     t = Table("Table S2: correlation coefficients between different structural indicators",
               ["row", "class"] + pair_names)
 
@@ -157,7 +157,7 @@ def table_s2(ctx: Context) -> Table:
     for cls in (1, 0):
         name = ("liquid", "glass")[cls]
         t.rows.append([f"this campaign ({counts[cls]} configurations)", name] + [cell(v) for v in s2[cls]])
-        ref = ctx.paper(pv.TABLE_S2)
+        ref = ctx.paper_indicators(pv.TABLE_S2)
         if ref:
             t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "

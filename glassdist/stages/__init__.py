@@ -1,22 +1,102 @@
-"""Pipeline stages, in order. Each stage module defines NAME, SECTIONS (the campaign sections
-its results depend on), MPI (whether it runs as an MPI farm) and ``run(campaign_dir, args) ->
-exit code``. Modules are imported only when their stage runs (the CLI starts fast)."""
+"""The pipeline: one record per stage, in order. Everything that needs the stage list (the CLI,
+`run`'s skipping, `status`, `submit`'s dependencies, job kinds and sizes, every upstream check)
+reads :data:`STAGES`. A stage's module (``glassdist.stages.<name>``, with ``prepare(campaign_dir,
+spec)`` and ``run(campaign_dir, args) -> exit code``) is imported only when the stage runs, so
+the CLI and every MPI rank start without the heavy libraries of the other stages.
+"""
 
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 from importlib import import_module
+from typing import Callable
 
-STAGES = {
-    "quench": "quench R replicas with LAMMPS (MPI farm; run under mpiexec -n P for parallel)",
-    "inherent": "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
-    "dataset": "density images M(rho) of every configuration, labelled and split (Dask)",
-    "train": "train the glass/liquid CNN (one process, or DDP under torchrun --nproc_per_node P)",
-    "gradcam": "Grad-CAM of every test configuration mapped back to particles (Gamma)",
-    "indicators": "Voronoi volume, Tong-Tanaka order parameter and g(r) of every configuration (Dask)",
-    "propensity": "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
-    "analyze": "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, S1, S2 (Dask)",
-    "report": "figures and tables of the paper from stored results: DIR/report/index.html",
-}
+KINDS = ("mpi", "dask", "torch", "serial")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage.
+
+    name: CLI subcommand, store group and ledger name. help: one line for `glassdist --help`.
+    sections: campaign sections its results depend on (a change of them invalidates them).
+    needs: stages whose results it reads. kind: how it runs in parallel (mpi: MPI task farm
+    under mpiexec; dask: Dask task farm; torch: DDP under torchrun; serial: one process).
+    tasks: number of tasks of its main ledger for a spec (sizes SLURM jobs before it ran).
+    ledgers: names of its ledgers in the store (its own name first).
+    """
+
+    name: str
+    help: str
+    sections: tuple[str, ...]
+    needs: tuple[str, ...]
+    kind: str
+    tasks: Callable | None = None
+    extra_ledgers: tuple[str, ...] = ()
+
+    @property
+    def ledgers(self) -> tuple[str, ...]:
+        return (self.name, *self.extra_ledgers)
+
+    @property
+    def module(self):
+        return import_module(f"glassdist.stages.{self.name}")
+
+    def prepare(self, campaign_dir, spec):
+        return self.module.prepare(campaign_dir, spec)
+
+    def run(self, campaign_dir, args=None) -> int:
+        return self.module.run(campaign_dir, args)
+
+
+def snapshot_shape(spec) -> tuple[int, int]:
+    """(replicas with cooling snapshots, snapshot temperatures): the inherent stage's task grid."""
+    q = spec.quench
+    return (q.snapshot_replicas, len(q.snapshot_temperatures)) if q.snapshot_temperatures else (0, 0)
+
+
+def propensity_shape(spec) -> tuple[int, int, int]:
+    """(C, nT, S): configurations, temperatures, samples; a run's task id is the ravel index."""
+    p = spec.propensity
+    return len(p.configurations), len(p.temperatures), p.samples
+
+
+def n_test(spec) -> int:
+    return spec.quench.split[2]
+
+
+_MD = ("system", "md", "quench")
+_LEARN = _MD + ("dataset", "model", "train")
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("quench", "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",
+          _MD, (), "mpi", lambda spec: spec.quench.replicas),
+    Stage("inherent", "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
+          _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec))),
+    Stage("dataset", "density images M(rho) of every configuration, labelled and split (Dask)",
+          _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas),
+    Stage("train", "train the glass/liquid CNN (one process, or DDP under torchrun --nproc_per_node P)",
+          _LEARN, ("dataset",), "torch", lambda spec: 1),
+    Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",
+          _LEARN + ("gradcam",), ("dataset", "train"), "serial", n_test),
+    Stage("indicators", "structural indicators (indicators.compute: Voronoi volume, Tong-Tanaka, ...) "
+          "and g(r) of every configuration (Dask)",
+          _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
+    Stage("propensity", "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
+          _MD + ("propensity",), ("quench",), "mpi", lambda spec: math.prod(propensity_shape(spec)),
+          extra_ledgers=("propensity_reduce",)),
+    Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
+          "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
+          ("gradcam", "indicators", "propensity"), "dask",
+          lambda spec: n_test(spec) + math.prod(propensity_shape(spec)[:2])),
+    Stage("report", "figures and tables of the paper from stored results: DIR/report/index.html",
+          _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
+          ("inherent", "analyze"), "serial"),
+)}
 PIPELINE = tuple(STAGES)
 
 
-def stage_module(name: str):
-    return import_module(f"glassdist.stages.{name}")
+def stage_of_ledger(ledger: str) -> str | None:
+    """The stage that owns a ledger name, or None."""
+    return next((s.name for s in STAGES.values() if ledger in s.ledgers), None)

@@ -14,43 +14,39 @@ Tasks (ledger ``analyze``), each writing only its own chunks:
   ``analyze/ensembles/maps`` (C, nT, K, 4, 2, N).
 When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
 the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
-``analyze/structure/mean`` and ``sem`` (A, B). A = 3 indicators (gradcam, voronoi, ttop),
-P = 3 pairs, K = len(analyze.deltas), X = len(analyze.xi_grid), B = correlation_bins + 1.
+``analyze/structure/mean`` and ``sem`` (A, B). A = the analysed indicators (attribute
+``indicators``: Grad-CAM first, then indicators.compute; glassdist.indicators), P = their pairs
+(attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid), B = correlation_bins + 1.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from hpc.dask_farm import run_dask_farm
+from functools import partial
 
 from .. import analysis
+from .. import indicators as registry
 from ..dynamics.crd import propensity_at_delta, sub_ensembles
-from ..errors import UsageError
 from ..md.isoconf import output_steps
 from ..spec import Spec, load
 from ..store import Store
-from .common import exit_code
-from .gradcam import test_replicas
+from .common import exit_code, farm
 from .propensity import glass_replicas
 
 NAME = "analyze"
-SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam", "indicators",
-            "propensity", "analyze")
-MPI = False
-UPSTREAM = ("gradcam", "indicators", "propensity")
 
 
 def dims(spec: Spec) -> dict[str, int]:
     """Sizes of the analyze arrays (names as in the module docstring)."""
     p, a = spec.propensity, spec.analyze
-    return {"Rt": len(test_replicas(spec)), "C": len(p.configurations), "nT": len(p.temperatures),
+    A = len(registry.analysed(spec))
+    return {"Rt": len(spec.replicas_of("test")), "C": len(p.configurations), "nT": len(p.temperatures),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
-            "A": len(analysis.INDICATORS), "P": len(analysis.PAIRS), "B": a.correlation_bins + 1,
+            "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
             "N": spec.system.n_particles}
 
 
@@ -89,7 +85,7 @@ def ready(store: Store, spec: Spec) -> np.ndarray:
     out = np.zeros(n_tasks(spec), bool)
     if done["gradcam"] is None or done["indicators"] is None:
         return out
-    test = test_replicas(spec)
+    test = spec.replicas_of("test")
     config_ok = done["gradcam"] & done["indicators"][test]                     # (Rt,)
     out[: d["Rt"]] = config_ok
     if done["propensity_reduce"] is not None:
@@ -103,7 +99,8 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     """Check the spec, create the arrays and the ledger; return (tasks to do now, tasks that
     wait for an upstream stage)."""
     store = Store(campaign_dir)
-    store.check_stage(NAME, spec, SECTIONS)
+    store.require_needs(NAME)
+    store.check_stage(NAME, spec)
     for name, shape in array_shapes(spec).items():
         dtype = "bool" if name == "dynamics/reached" else "float64"
         chunks = (1,) + shape[1:] if name.split("/")[0] in ("pairs", "structure") else (1, 1) + shape[2:]
@@ -113,27 +110,33 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     r = analysis.correlation_radii(a.correlation_rmax, a.correlation_bins)
     store.require_array(f"{NAME}/structure/r", r.shape, r.shape, "float64")[:] = r
     store.root[NAME].attrs.update({
-        "indicators": list(analysis.INDICATORS), "pairs": [list(p) for p in analysis.PAIRS],
+        "indicators": [i.name for i in registry.analysed(spec)],
+        "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
         "temperatures": list(spec.propensity.temperatures), "replicas": glass_replicas(spec).tolist(),
-        "test_replicas": test_replicas(spec).tolist(), "ensemble_columns": list(analysis.ENSEMBLE_COLUMNS)})
+        "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": list(analysis.ENSEMBLE_COLUMNS)})
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
     return [int(t) for t in todo if ok[t]], int((~ok[todo]).sum())
 
 
-def _fields(store: Store, t: int) -> np.ndarray:
-    """Bare indicators of test replica t: (2, N, A) [class axis: liquid, glass]."""
+def _fields(store: Store, spec: Spec, t: int) -> np.ndarray:
+    """Bare indicators of test replica t: (2, N, A) [class axis: liquid, glass], A in the order
+    of glassdist.indicators.analysed (Grad-CAM first)."""
     replica = int(store.root["gradcam/replicas"][t])
     ind = store.root["indicators"]
-    return np.stack([store.root["gradcam/gamma"][t], ind["voronoi"][replica], ind["ttop"][replica]], axis=-1)
+    return np.stack([store.root["gradcam/gamma"][t]]
+                    + [ind[i.name][replica] for i in registry.structural(spec)], axis=-1)
 
 
-def analyze_task(campaign_dir: str, task: int) -> float:
-    """Dask task: one test replica or one (configuration, temperature); returns its seconds."""
-    start = time.perf_counter()
-    store = Store(campaign_dir)
-    spec = store.spec()
+def analyze_block(campaign_dir: str, spec: Spec, block, comm=None) -> None:
+    """Dask task: test replicas and (configuration, temperature) pairs of a block."""
+    for task in block.tasks:
+        analyze_task(Store(campaign_dir), spec, task)
+
+
+def analyze_task(store: Store, spec: Spec, task: int) -> None:
+    """One test replica or one (configuration, temperature) into the store."""
     a, L = spec.analyze, spec.box_length
     d = dims(spec)
     group = store.root[NAME]
@@ -142,16 +145,16 @@ def analyze_task(campaign_dir: str, task: int) -> float:
         warnings.filterwarnings("ignore", message=".*constant.*")
         if task < d["Rt"]:
             replica = int(store.root["gradcam/replicas"][task])
-            positions, fields = store.root["quench/positions"][replica], _fields(store, task)
+            positions, fields = store.root["quench/positions"][replica], _fields(store, spec, task)
+            pairs = registry.pairs(fields.shape[-1])
             results = [analysis.configuration_analysis(positions[cls], fields[cls], L, a.xi_violin,
-                                                       a.correlation_rmax, a.correlation_bins)
+                                                       a.correlation_rmax, a.correlation_bins, pairs)
                        for cls in (0, 1)]
             group["pairs/pearson"][task] = np.stack([r[0] for r in results])
             group["pairs/spearman"][task] = np.stack([r[1] for r in results])
             group["structure/C_r"][task] = results[1][2]
         else:
             propensity_task(store, spec, *divmod(task - d["Rt"], d["nT"]))
-    return time.perf_counter() - start
 
 
 def propensity_task(store: Store, spec: Spec, c: int, t: int) -> None:
@@ -162,8 +165,8 @@ def propensity_task(store: Store, spec: Spec, c: int, t: int) -> None:
     positions = store.root["quench/positions"][int(glass_replicas(spec)[c]), 1]
     delta_t, Delta_t = prop["delta"][c, t], prop["Delta"][c, t]
     res = analysis.propensity_analysis(
-        positions, _fields(store, conf)[1], delta_t, Delta_t, L, deltas=a.deltas, xi_grid=a.xi_grid,
-        xi_structure=a.xi_structure, xi_propensity=a.xi_propensity, flip=analysis.flips(a.one_minus),
+        positions, _fields(store, spec, conf)[1], delta_t, Delta_t, L, deltas=a.deltas, xi_grid=a.xi_grid,
+        xi_structure=a.xi_structure, xi_propensity=a.xi_propensity, flip=analysis.flips(a.one_minus, [i.name for i in registry.analysed(spec)]),
         r_max=a.correlation_rmax, bins=a.correlation_bins)
     group["dynamics/delta"][c, t] = delta_t
     for key in ("reached", "C_Delta_r", "xi_Delta", "scan", "pearson_t", "spearman_t", "xi_star"):
@@ -224,17 +227,12 @@ def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
     store = Store(campaign_dir)
-    missing = [name for name in UPSTREAM if f"ledger/{name}" not in store.root]
-    if missing:
-        raise UsageError(f"{NAME} needs the results of {', '.join(missing)}: run `glassdist run {campaign_dir}` "
-                         f"(or `glassdist {missing[0]} {campaign_dir}`) first")
     todo, waiting = prepare(campaign_dir, spec)
     ledger = store.ledger(NAME)
     if not todo and "tables" in store.root[NAME].attrs and ledger.done_mask().all():
         print(f"{NAME}: already done")
         return 0
-    result = run_dask_farm(todo, analyze_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
-                           max_attempts=spec.md.max_attempts, label=NAME)
+    result = farm(NAME, todo, partial(analyze_block, str(campaign_dir), spec), ledger, spec)
     if ledger.done_mask().all():
         tables = summarize(store, spec)
         report_reach(spec, tables)

@@ -1,16 +1,14 @@
-"""What every stage shares: the MPI world, rank-0 preparation, derived seeds, exit codes."""
+"""What every stage shares: the MPI world, rank-0 preparation, the farm call with the campaign's
+settings, exit codes."""
 
 from __future__ import annotations
 
 import os
-import zlib
 
-import numpy as np
-
-from hpc.dask_farm import run_dask_farm
-from hpc.farm import FarmResult
+from hpc.farm import FarmResult, run_farm
 
 from ..errors import GlassdistError
+from . import STAGES
 
 
 def world():
@@ -44,20 +42,23 @@ def on_root(comm, fn):
     return outcome[1]
 
 
-def start_mpi_stage(campaign_dir, prepare):
+def start_mpi_stage(campaign_dir, name: str):
     """(comm, spec, tasks to do) of an MPI-farm stage: every rank loads the campaign file, rank 0
-    runs ``prepare(campaign_dir, spec)`` (checks, arrays, ledger) and every rank gets its tasks."""
+    runs the stage's ``prepare(campaign_dir, spec)`` (checks, arrays, ledger), every rank gets
+    its result."""
     from ..spec import load
 
     comm, spec = world(), load(campaign_dir)
-    return comm, spec, on_root(comm, lambda: prepare(campaign_dir, spec))
+    return comm, spec, on_root(comm, lambda: STAGES[name].prepare(campaign_dir, spec))
 
 
-def task_rng(seed: int, stage: str, task: int, attempt: int) -> np.random.Generator:
-    """The generator of one attempt of one task: a pure function of the campaign seed, the
-    stage, the task index and the attempt (never of the rank or the order of work)."""
-    ss = np.random.SeedSequence([seed, zlib.crc32(stage.encode()), task, attempt])
-    return np.random.default_rng(ss)
+def farm(stage: str, tasks, work, ledger, spec, *, comm=None, block_size: int = 1) -> FarmResult:
+    """Run ``work(block, comm)`` over ``tasks`` on the stage's back end (its registry kind:
+    MPI stages over ``comm``, Dask stages on ``spec.dask``, the others in this process)."""
+    kind = STAGES[stage].kind
+    backend = {"mpi": "mpi", "dask": "dask"}.get(kind, "serial")
+    return run_farm(tasks, work, ledger, backend=backend, comm=comm, ranks_per_task=spec.md.ranks_per_task,
+                    block_size=block_size, max_attempts=spec.md.max_attempts, dask_options=spec.dask, label=stage)
 
 
 def exit_code(result: FarmResult, label: str, comm=None) -> int:
@@ -78,15 +79,8 @@ def quenched_todo(store, stage: str, replicas: int) -> list[int]:
     return [int(r) for r in store.ledger(stage, replicas).todo() if quenched[r]]
 
 
-def run_replica_stage(campaign_dir, spec, stage: str, todo: list[int], replica_task) -> int:
-    """Run ``replica_task(campaign_dir, replica) -> seconds`` for every replica in ``todo`` on
-    Dask (hpc.dask_farm); say which replicas still wait for their quench."""
-    from ..store import Store
-
-    ledger = Store(campaign_dir).ledger(stage)
-    result = run_dask_farm(todo, replica_task, ledger, args=(str(campaign_dir),), client_options=spec.dask,
-                           max_attempts=spec.md.max_attempts, label=stage)
-    waiting = spec.quench.replicas - int(ledger.done_mask().sum())
+def report_waiting(store, spec, stage: str, result: FarmResult) -> None:
+    """Say how many replicas still wait for their quench (a replica stage ran on the done ones)."""
+    waiting = spec.quench.replicas - int(store.ledger(stage).done_mask().sum())
     if waiting and not result.failed:
         print(f"{stage}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
-    return exit_code(result, stage)

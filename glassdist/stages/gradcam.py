@@ -13,33 +13,22 @@ ledger ``gradcam``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hpc.farm import FarmResult
-from hpc.progress import Progress
-
-from ..errors import UsageError
+from ..constants import CLASSES
 from ..learn.gradcam import grad_cam
 from ..learn.model import build_model
 from ..spec import Spec, load
-from ..store import CLASSES, Store
+from ..store import Store
 from ..structure.grid import to_particles
-from .common import exit_code
+from .common import exit_code, farm
 from .train import model_path
 
 NAME = "gradcam"
-SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam")
-MPI = False
-BLOCK = 32  # test replicas per batched forward/backward pass
-
-
-def test_replicas(spec: Spec) -> np.ndarray:
-    """Replica ids of the test split, shape (R_test,); row t of every gradcam array."""
-    return np.flatnonzero(spec.split_of() == 2)
+BLOCK = 32  # test replicas per batched forward/backward pass (one farm block)
 
 
 def targets(spec: Spec) -> list[int]:
@@ -50,10 +39,9 @@ def targets(spec: Spec) -> list[int]:
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Check the spec, create the arrays; return test indices to do (images done, gradcam not)."""
     store = Store(campaign_dir)
-    store.check_stage(NAME, spec, SECTIONS)
-    if "ledger/train" not in store.root or not store.ledger("train").done_mask()[0]:
-        raise UsageError(f"no trained model yet: run `glassdist train {campaign_dir}` first")
-    test = test_replicas(spec)
+    store.require_needs(NAME, complete=("train",))
+    store.check_stage(NAME, spec)
+    test = spec.replicas_of("test")
     T, N, image = len(test), spec.system.n_particles, (spec.dataset.grid,) * spec.dim
     store.require_array(f"{NAME}/gamma", (T, 2, N), (1, 2, N), "float64")
     store.require_array(f"{NAME}/map", (T, 2, *image), (1, 2, *image), "float32")
@@ -87,25 +75,20 @@ def run(campaign_dir, args=None) -> int:
     ledger, group, types = store.ledger(NAME), store.root[NAME], store.types()
     model = build_model(spec)
     model.load_state_dict(torch.load(model_path(campaign_dir), map_location="cpu", weights_only=True))
-    test = test_replicas(spec)
-    result, progress = FarmResult(), Progress(NAME, len(todo))
-    for start in range(0, len(todo), BLOCK):
-        block = np.array(todo[start:start + BLOCK])
-        t0 = time.perf_counter()
-        replicas = test[block]
+    test = spec.replicas_of("test")
+
+    def explain_block(block, comm=None) -> None:
+        rows = np.array(block.tasks)
+        replicas = test[rows]
         images = store.root["dataset/images"].get_orthogonal_selection((replicas,))
         positions = store.root["quench/positions"].get_orthogonal_selection((replicas,))
         maps, gamma, p_glass = explain(model, images, positions, types, spec)
-        group["map"].set_orthogonal_selection((block,), maps.astype(np.float32))
-        group["gamma"].set_orthogonal_selection((block,), gamma)
-        group["p_glass"].set_orthogonal_selection((block,), p_glass)
-        group["correct"].set_orthogonal_selection((block,), (p_glass > 0.5) == np.array([False, True]))
-        seconds = (time.perf_counter() - t0) / len(block)
-        for t in block:
-            ledger.mark_done(int(t), 1, seconds)
-        result.done.extend(block.tolist())
-        progress.update(done=len(block))
-    progress.close()
+        group["map"].set_orthogonal_selection((rows,), maps.astype(np.float32))
+        group["gamma"].set_orthogonal_selection((rows,), gamma)
+        group["p_glass"].set_orthogonal_selection((rows,), p_glass)
+        group["correct"].set_orthogonal_selection((rows,), (p_glass > 0.5) == np.array([False, True]))
+
+    result = farm(NAME, todo, explain_block, ledger, spec, block_size=BLOCK)
     correct = group["correct"][:][ledger.done_mask()]
     if correct.size:
         print(f"{NAME}: {int((~correct).sum())} of {correct.size} test configurations misclassified "

@@ -1,77 +1,79 @@
-"""Stage `indicators`: Voronoi volume Upsilon (Sec. III C), Tong-Tanaka Theta (Sec. III D) per
-particle and partial g(r) (supp. II D) of every done quench configuration, in parallel with
-Dask (hpc.dask_cluster: local workers, a scheduler address or SLURM worker jobs).
+"""Stage `indicators`: the campaign's structural indicators (glassdist.indicators: Voronoi volume
+Upsilon, Sec. III C; Tong-Tanaka Theta, Sec. III D; plugins) per particle and partial g(r)
+(supp. II D) of every done quench configuration, in parallel with Dask (hpc.dask_cluster:
+local workers, a scheduler address or SLURM worker jobs).
 
 One task = one replica (its liquid and glass configurations). A Dask worker reads the
 replica's positions from the store and writes only that replica's chunks; the client writes
-the done-mark after the worker returned (hpc.dask_farm). Writes ``indicators/voronoi`` and
-``indicators/ttop`` (R, 2, N), ``indicators/rdf`` (R, 2, S, S, bins) with the bin centres
-``indicators/rdf_r`` (bins,); ledger ``indicators``.
+the done-mark after the worker returned. Writes ``indicators/<name>`` (R, 2, N) for every
+indicator of ``indicators.compute`` (names in the group's attribute ``computed``),
+``indicators/rdf`` (R, 2, S, S, bins) with the bin centres ``indicators/rdf_r`` (bins,);
+ledger ``indicators``.
 """
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-
+from .. import indicators as registry
+from ..constants import bin_centres
 from ..spec import Spec, load
 from ..store import Store
 from ..structure.rdf import partial_rdf
-from ..structure.tongtanaka import require_supported, tong_tanaka
 from ..structure.voronoi import voronoi
-from .common import quenched_todo, run_replica_stage
+from .common import exit_code, farm, quenched_todo, report_waiting
 
 NAME = "indicators"
-SECTIONS = ("system", "md", "quench", "indicators")
-MPI = False
 
 
 def configuration_indicators(positions: np.ndarray, types: np.ndarray, spec: Spec):
-    """One configuration (N, dim) -> Upsilon (N,), Theta (N,), r (bins,), g (S, S, bins)."""
-    L = spec.box_length
-    cells = voronoi(positions, L)
-    theta = tong_tanaka(positions, types, L, spec.contact_sigma, cells=cells)
-    r, g = partial_rdf(positions, types, L, spec.indicators.rdf_rmax, spec.indicators.rdf_bins,
+    """One configuration (N, dim) -> {name: (N,)} of the campaign's indicators, and g (S, S, bins)."""
+    cells = voronoi(positions, spec.box_length)
+    values = {ind.name: ind.compute(positions, types, spec, cells) for ind in registry.structural(spec)}
+    _, g = partial_rdf(positions, types, spec.box_length, spec.indicators.rdf_rmax, spec.indicators.rdf_bins,
                        n_species=spec.n_species)
-    return cells.volumes, theta, r, g
+    return values, g
 
 
-def replica_task(campaign_dir: str, replica: int) -> float:
-    """Dask task: compute and store the indicators of one replica; returns its seconds."""
+def indicator_block(campaign_dir: str, spec: Spec, block, comm=None) -> None:
+    """Dask task: compute and store the indicators of the replicas of a block."""
     import freud
     from distributed import get_worker
 
-    start = time.perf_counter()
     freud.parallel.set_num_threads(get_worker().state.nthreads)
     store = Store(campaign_dir)
-    spec, types = store.spec(), store.types()
-    group = store.root["indicators"]
-    positions = store.root["quench/positions"][replica]
-    out = [configuration_indicators(positions[cls], types, spec) for cls in range(2)]
-    group["voronoi"][replica] = np.stack([o[0] for o in out])
-    group["ttop"][replica] = np.stack([o[1] for o in out])
-    group["rdf"][replica] = np.stack([o[3] for o in out])
-    return time.perf_counter() - start
+    types, group = store.types(), store.root[NAME]
+    for replica in block.tasks:
+        positions = store.root["quench/positions"][replica]
+        out = [configuration_indicators(positions[cls], types, spec) for cls in range(2)]
+        for name in out[0][0]:
+            group[name][replica] = np.stack([values[name] for values, _ in out])
+        group["rdf"][replica] = np.stack([g for _, g in out])
 
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Check the spec against stored results, create the arrays; return replicas to do
     (quench done, indicators not done)."""
-    require_supported(spec.dim)
     store = Store(campaign_dir)
-    store.check_stage(NAME, spec, SECTIONS)
+    store.require_needs(NAME)
+    store.check_stage(NAME, spec)
     R, N, S, bins = spec.quench.replicas, spec.system.n_particles, spec.n_species, spec.indicators.rdf_bins
-    for name in ("voronoi", "ttop"):
+    names = [ind.name for ind in registry.structural(spec)]
+    for name in names:
         store.require_array(f"{NAME}/{name}", (R, 2, N), (1, 2, N), "float64")
     store.require_array(f"{NAME}/rdf", (R, 2, S, S, bins), (1, 2, S, S, bins), "float64")
-    edges = np.linspace(0.0, spec.indicators.rdf_rmax, bins + 1)
-    store.require_array(f"{NAME}/rdf_r", (bins,), (bins,), "float64")[:] = 0.5 * (edges[1:] + edges[:-1])
+    store.require_array(f"{NAME}/rdf_r", (bins,), (bins,), "float64")[:] = bin_centres(spec.indicators.rdf_rmax, bins)
+    store.root[NAME].attrs["computed"] = names
     return quenched_todo(store, NAME, R)
 
 
 def run(campaign_dir, args=None) -> int:
     spec = load(campaign_dir)
-    return run_replica_stage(campaign_dir, spec, NAME, prepare(Path(campaign_dir), spec), replica_task)
+    todo = prepare(Path(campaign_dir), spec)
+    store = Store(campaign_dir)
+    result = farm(NAME, todo, partial(indicator_block, str(campaign_dir), spec), store.ledger(NAME), spec)
+    report_waiting(store, spec, NAME, result)
+    return exit_code(result, NAME)

@@ -1,12 +1,13 @@
 """Stage `inherent`: inherent-structure energies E0(T) of the cooling snapshots and the
 two-line fit that gives T* (supp. II B, C; Fig. S9). MPI farm: one task = one snapshot
-(replica k < quench.snapshot_replicas, temperature t), task id k * n_T + t.
+(replica k < quench.snapshot_replicas, temperature t), task id k * n_T + t; the MD engine
+minimises blocks of ``md.replicas_per_task`` snapshots.
 
 Writes ``inherent/E0`` (k, n_T) [energy per particle], ``inherent/positions``
 (k, n_T, N, dim) [the inherent structures], ``inherent/temperatures`` (n_T,); when every
 snapshot is done, ``inherent/E0_mean`` (n_T,) [mean over replicas], ``inherent/fit_residuals``
 (n_T,) [NaN outside both regimes] and the fit (T*, both lines, regimes) in the attributes of
-group ``inherent``. LAMMPS inputs go to ``DIR/lammps/inherent/``.
+group ``inherent``. The engine's inputs go to ``DIR/lammps/inherent/``.
 """
 
 from __future__ import annotations
@@ -15,32 +16,25 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc.farm import run_farm
-
-from ..md.lammps import require_styles
+from ..errors import SpecError
+from ..md.engine import get_engine
 from ..spec import Spec, load
 from ..store import Store
-from ..structure.inherent import fit_t_star, minimize
-from .common import exit_code, on_root, rank_of, world
+from ..structure.inherent import FitError, fit_t_star
+from . import snapshot_shape
+from .common import exit_code, farm, on_root, rank_of, start_mpi_stage, world
 
 NAME = "inherent"
-SECTIONS = ("system", "md", "quench", "inherent")
-MPI = True
-
-
-def snapshot_shape(spec: Spec) -> tuple[int, int]:
-    """(replicas with snapshots, snapshot temperatures)."""
-    q = spec.quench
-    return (q.snapshot_replicas, len(q.snapshot_temperatures)) if q.snapshot_temperatures else (0, 0)
 
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Rank 0: check the spec, create the arrays; return the snapshot tasks to do (their
     replica's quench done)."""
-    require_styles(spec)
+    get_engine(spec).check(spec)
     k, nT = snapshot_shape(spec)
     store = Store(campaign_dir)
-    store.check_stage(NAME, spec, SECTIONS)
+    store.require_needs(NAME)
+    store.check_stage(NAME, spec)
     N, dim = spec.system.n_particles, spec.dim
     store.require_array(f"{NAME}/E0", (k, nT), (1, 1), "float64")
     store.require_array(f"{NAME}/positions", (k, nT, N, dim), (1, 1, N, dim), "float64")
@@ -54,7 +48,11 @@ def fit(store: Store, spec: Spec) -> None:
     """The T* fit of the replica-mean E0(T), stored with its residuals (all snapshots done)."""
     inh, T = spec.inherent, np.asarray(spec.quench.snapshot_temperatures)
     E0 = store.root[f"{NAME}/E0"][:].mean(axis=0)
-    result = fit_t_star(T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T, upper=inh.fit_upper_T or spec.quench.T_liquid)
+    try:
+        result = fit_t_star(T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T,
+                            upper=inh.fit_upper_T or spec.quench.T_liquid)
+    except FitError as exc:
+        raise SpecError(exc.key, exc.problem, exc.fix) from None
     store.require_array(f"{NAME}/E0_mean", (len(T),), (len(T),), "float64")[:] = E0
     store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
     store.root[NAME].attrs.update({
@@ -66,36 +64,31 @@ def fit(store: Store, spec: Spec) -> None:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
-    comm = world()
-    spec = load(campaign_dir)
-    if not snapshot_shape(spec)[0]:
-        if rank_of(comm) == 0:
+    if not snapshot_shape(load(campaign_dir))[0]:
+        if rank_of(world()) == 0:
             print(f"{NAME}: no cooling snapshots in this campaign (quench.snapshot_replicas = 0 or no "
                   "quench.snapshot_temperatures): nothing to do")
         return 0
-    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
+    comm, spec, todo = start_mpi_stage(campaign_dir, NAME)
     store = Store(campaign_dir)
     ledger = store.ledger(NAME)
     group = store.root[NAME]
     snapshots = store.root["quench/snapshots"]
     types = store.types()
-    _, nT = snapshot_shape(spec)
-    files = campaign_dir / "lammps" / NAME
+    engine = get_engine(spec)
+    nT = snapshot_shape(spec)[1]
 
-    def one_snapshot(task: int, attempt: int, task_comm) -> None:
-        k, t = divmod(task, nT)
-        leader = task_comm is None or task_comm.Get_rank() == 0
-        name = f"replica-{k:06d}-T{t:03d}"
-        e0, minimum = minimize(spec, snapshots[k, t], types, files / f"{name}.data", comm=task_comm,
-                               input_path=files / f"{name}.in" if leader else None)
-        if leader:
-            group["positions"][k, t] = minimum
-            group["E0"][k, t] = e0
+    def minimise_block(block, task_comm) -> None:
+        where = [divmod(task, nT) for task in block.tasks]
+        e0, minima = engine.minimise_block(spec, np.stack([snapshots[k, t] for k, t in where]), types,
+                                           labels=[f"replica-{k:06d}-T{t:03d}" for k, t in where],
+                                           comm=task_comm, workdir=campaign_dir / "lammps" / NAME)
+        if rank_of(task_comm) == 0:
+            for (k, t), e, x in zip(where, e0, minima):
+                group["positions"][k, t] = x
+                group["E0"][k, t] = e
 
-    attempts = ledger.attempts[:]
-    result = run_farm(todo, one_snapshot, ledger, max_attempts=spec.md.max_attempts,
-                      first_attempt=lambda t: int(attempts[t]), comm=comm,
-                      ranks_per_task=spec.md.ranks_per_task, label=NAME)
+    result = farm(NAME, todo, minimise_block, ledger, spec, comm=comm, block_size=spec.md.replicas_per_task)
     code = exit_code(result, NAME, comm)
 
     def finish():

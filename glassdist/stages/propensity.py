@@ -17,46 +17,37 @@ attempt), so a retried or resumed run continues the same trajectory from its che
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import dask
-import dask.array as da
 import numpy as np
 
 from hpc import signals
 from hpc.dask_cluster import dask_client
-from hpc.farm import Suspended, run_farm
+from hpc.farm import run_farm, task_rng
 
 from ..dynamics.crd import cage_relative_displacement, propensity, sub_ensembles, voronoi_cage
-from ..md.isoconf import clear_checkpoint, draw_velocities, output_steps, run_isoconf
-from ..md.lammps import require_styles
+from ..md.engine import get_engine
+from ..md.isoconf import clear_checkpoint, draw_velocities, output_steps
 from ..spec import Spec
 from ..store import Store
-from .common import exit_code, rank_of, start_mpi_stage, task_rng
+from . import STAGES, propensity_shape as shape
+from .common import exit_code, farm, rank_of, start_mpi_stage
 
 NAME = "propensity"
-REDUCE = "propensity_reduce"
-SECTIONS = ("system", "md", "quench", "propensity")
-MPI = True
+REDUCE = STAGES[NAME].extra_ledgers[0]
 
 
 def glass_replicas(spec: Spec) -> np.ndarray:
     """Replica ids (C,) of the propensity configurations (indices within the test split)."""
-    return np.flatnonzero(spec.split_of() == 2)[spec.propensity.configurations]
-
-
-def shape(spec: Spec) -> tuple[int, int, int]:
-    """(C, nT, S): configurations, temperatures, samples; task id = ravel index of (c, t, s)."""
-    p = spec.propensity
-    return len(p.configurations), len(p.temperatures), p.samples
+    return spec.replicas_of("test")[spec.propensity.configurations]
 
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Rank 0: check the spec, create the arrays and ledgers; return the runs to do."""
-    require_styles(spec)
+    get_engine(spec).check(spec)
     store = Store.create(campaign_dir, spec)
-    store.check_stage(NAME, spec, SECTIONS)
+    store.require_needs(NAME)
+    store.check_stage(NAME, spec)
     store.configurations(glass_replicas(spec))  # refuses when a needed quench is not done
     C, nT, S = shape(spec)
     N, dim = spec.system.n_particles, spec.dim
@@ -81,33 +72,32 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
-    comm, spec, todo = start_mpi_stage(campaign_dir, prepare)
+    comm, spec, todo = start_mpi_stage(campaign_dir, NAME)
     store = Store(campaign_dir)
-    ledger = store.ledger(NAME)
     glass = store.configurations(glass_replicas(spec))[0][:, 1]  # (C, N, dim) at T_G
     types = store.types()
     masses = np.asarray(spec.system.masses)[types]
     traj = store.root["propensity/traj"]
     dims = shape(spec)
+    engine = get_engine(spec)
 
-    def one_run(task: int, attempt: int, task_comm) -> None:
-        c, t, s = np.unravel_index(task, dims)
-        T = spec.propensity.temperatures[t]
+    def run_block(block, task_comm) -> None:
+        """Runs of one (configuration, temperature); a block never mixes two (see block_size)."""
+        where = [np.unravel_index(task, dims) for task in block.tasks]
+        (c, t, _), T = where[0], spec.propensity.temperatures[where[0][1]]
         # not the attempt: a retry resumes the same trajectory from its checkpoint
-        velocities = draw_velocities(task_rng(spec.campaign.seed, NAME, task, 0), T, masses, spec.dim)
-        workdir = campaign_dir / "lammps" / NAME / f"c{c}-T{t}-s{s:04d}"
-        res = run_isoconf(spec, glass[c], types, velocities, T, workdir, comm=task_comm,
-                          should_stop=signals.stop_requested)
-        if res.status == "suspended":
-            raise Suspended(f"run {task} checkpointed")
+        velocities = np.stack([draw_velocities(task_rng(spec.campaign.seed, NAME, task, 0), T, masses, spec.dim)
+                               for task in block.tasks])
+        workdirs = [campaign_dir / "lammps" / NAME / f"c{c}-T{t}-s{s:04d}" for c, t, s in where]
+        positions = engine.isoconf_block(spec, glass[c], types, velocities, T, workdirs, comm=task_comm,
+                                         should_stop=signals.stop_requested)
         if rank_of(task_comm) == 0:
-            traj[c, t, s] = res.positions
-            clear_checkpoint(workdir)
+            for (c, t, s), x, workdir in zip(where, positions, workdirs):
+                traj[c, t, s] = x
+                clear_checkpoint(workdir)
 
-    attempts = ledger.attempts[:]
-    result = run_farm(todo, one_run, ledger, max_attempts=spec.md.max_attempts,
-                      first_attempt=lambda t: int(attempts[t]), comm=comm,
-                      ranks_per_task=spec.md.ranks_per_task, label=NAME)
+    result = farm(NAME, todo, run_block, store.ledger(NAME), spec, comm=comm,
+                  block_size=np.gcd(spec.md.replicas_per_task, dims[2]))
     code = exit_code(result, NAME, comm)
     if rank_of(comm) == 0 and not signals.stop_requested():
         code = max(code, reduce(store, spec))
@@ -115,8 +105,11 @@ def run(campaign_dir, args=None) -> int:
 
 
 def reduce(store: Store, spec: Spec) -> int:
-    """Dask reduction of every (c, t) whose runs are all done and that is not reduced yet.
-    Returns 0, or 1 when a reduction failed (recorded in the ``propensity_reduce`` ledger)."""
+    """Dask reduction of every (c, t) whose runs are all done and that is not reduced yet (one
+    farm task each, ledger ``propensity_reduce``). Returns 0, or 1 when a reduction failed."""
+    import dask
+    import dask.array as da
+
     C, nT, S = shape(spec)
     runs_done = store.ledger(NAME).done_mask().reshape(C, nT, S).all(axis=2).ravel()
     ledger = store.ledger(REDUCE)
@@ -127,26 +120,22 @@ def reduce(store: Store, spec: Spec) -> int:
     traj = da.from_zarr(str(store.path), component="propensity/traj")
     ensembles = sub_ensembles(S)
     group = store.root["propensity"]
-    code = 0
-    with dask_client(**spec.dask):
-        for k in todo:
+
+    def reduce_block(block, comm=None) -> None:
+        for k in block.tasks:
             c, t = np.unravel_index(k, (C, nT))
-            start = time.perf_counter()
-            try:
-                runs = traj[c, t]                       # (S, n_out, N, dim), a chunk per run
-                r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
-                crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
-                fields = [propensity(crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
-                (Delta, delta), *subs = dask.compute(*fields)
-                if not (np.isfinite(Delta).all() and np.isfinite(delta).all()):
-                    raise ValueError("non-finite propensity")
-            except Exception as exc:  # recorded, never stops the other reductions
-                ledger.mark_failed(k, int(ledger.attempts[k]) + 1, f"{type(exc).__name__}: {exc}")
-                code = 1
-                continue
+            runs = traj[c, t]                       # (S, n_out, N, dim), a chunk per run
+            r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
+            crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
+            fields = [propensity(crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
+            (Delta, delta), *subs = dask.compute(*fields)
+            if not (np.isfinite(Delta).all() and np.isfinite(delta).all()):
+                raise ValueError("non-finite propensity")
             group["Delta"][c, t] = Delta
             group["delta"][c, t] = delta
             if ensembles:
                 group["Delta_ensembles"][c, t] = np.stack([field for field, _ in subs])
-            ledger.mark_done(k, int(ledger.attempts[k]) + 1, time.perf_counter() - start)
-    return code
+
+    with dask_client(**spec.dask):
+        result = run_farm(todo, reduce_block, ledger, max_attempts=spec.md.max_attempts, label=REDUCE)
+    return exit_code(result, REDUCE)

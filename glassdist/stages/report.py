@@ -11,18 +11,14 @@ artefact) is the attribute ``manifest`` of group ``report``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from hpc.progress import Progress
+from hpc.farm import Deferred, run_farm
 
 from ..spec import load
 from ..store import Store
 
 NAME = "report"
-SECTIONS = ("system", "md", "quench", "dataset", "model", "train", "gradcam", "indicators", "inherent",
-            "propensity", "analyze")
-MPI = False
 
 
 def run(campaign_dir, args=None) -> int:
@@ -32,7 +28,7 @@ def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
     store = Store(campaign_dir)
-    store.check_stage(NAME, spec, SECTIONS)
+    store.check_stage(NAME, spec)
     ledger = store.ledger(NAME, len(ARTEFACTS))
     group = store.root.require_group(NAME)
     out = campaign_dir / NAME
@@ -41,30 +37,30 @@ def run(campaign_dir, args=None) -> int:
     if not len(todo) and (out / "index.html").exists():
         print(f"{NAME}: already done ({out / 'index.html'})")
         return 0
-    ctx = Context(campaign_dir, store)
+    ctx = Context(campaign_dir, store, spec)
     manifest = dict(group.attrs.get("manifest", {}))
-    progress, failed = Progress(NAME, len(todo)), []
-    for task in todo:
-        artefact, start = ARTEFACTS[task], time.perf_counter()
+
+    def make_artefact(block, comm=None) -> None:
+        """One artefact per task: its file and manifest entry; Deferred while its data are missing."""
+        artefact = ARTEFACTS[block.tasks[0]]
         try:
             entry = make(ctx, artefact, out)
         except Exception as exc:  # a broken artefact never stops the others
-            ledger.mark_failed(int(task), int(ledger.attempts[task]) + 1, f"{type(exc).__name__}: {exc}")
             manifest[artefact.key] = {"label": artefact.label, "kind": artefact.kind, "missing": f"failed: {exc}"}
-            failed.append(artefact.label)
-            progress.update(failed=1)
-            continue
+            raise
+        finally:
+            group.attrs["manifest"] = manifest
         manifest[artefact.key] = entry
         group.attrs["manifest"] = manifest
-        if not entry["missing"]:
-            ledger.mark_done(int(task), int(ledger.attempts[task]) + 1, time.perf_counter() - start)
-        progress.update(done=1)
-    progress.close()
-    group.attrs["manifest"] = manifest
+        if entry["missing"]:
+            raise Deferred(entry["missing"])
+
+    result = run_farm(todo, make_artefact, ledger, max_attempts=1, label=NAME)
     index = write_index(ctx, manifest, out)
     missing = [e["label"] for e in manifest.values() if e["missing"]]
     print(f"{NAME}: {index} ({len(ARTEFACTS) - len(missing)} of {len(ARTEFACTS)} tables and figures"
           + (f"; missing: {', '.join(missing)}" if missing else "") + ")")
-    if failed:
-        print(f"{NAME}: failed to make {', '.join(failed)}; see `glassdist status {campaign_dir}`")
-    return 1 if failed else 0
+    if result.failed:
+        print(f"{NAME}: failed to make {', '.join(ARTEFACTS[t].label for t in result.failed)}; "
+              f"see `glassdist status {campaign_dir}`")
+    return 1 if result.failed else 0

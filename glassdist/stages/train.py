@@ -26,16 +26,16 @@ from ..errors import GlassdistError, UsageError
 from ..learn.model import build_model
 from ..learn.train import HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint, train
 from ..spec import Spec, load
+from ..constants import SPLITS
 from ..store import Store
+from . import STAGES
 
 NAME = "train"
-SECTIONS = ("system", "md", "quench", "dataset", "model", "train")
-MPI = False
 
 
-def load_split(store: Store, spec: Spec, split: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (2 n, 1, grid, ...) and labels (2 n,) of the done replicas of one split."""
-    replicas = np.flatnonzero(store.ledger("dataset").done_mask() & (spec.split_of() == split))
+def load_split(store: Store, spec: Spec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (2 n, 1, grid, ...) and labels (2 n,) of the done replicas of one split (a name of SPLITS)."""
+    replicas = np.flatnonzero(store.ledger("dataset").done_mask() & (spec.split_of() == SPLITS.index(split)))
     images = store.root["dataset/images"].get_orthogonal_selection((replicas,))
     x = torch.from_numpy(images.reshape(-1, 1, *images.shape[2:]))
     return x, torch.arange(2).repeat(len(replicas))
@@ -48,8 +48,9 @@ def model_path(campaign_dir) -> Path:
 def prepare(campaign_dir: Path, spec: Spec) -> bool:
     """Rank 0: check the spec, create the group and ledger; True when training is to do."""
     store = Store(campaign_dir)
-    store.check_stage(NAME, spec, SECTIONS)
-    if "ledger/dataset" not in store.root or not store.ledger("dataset").done_mask().any():
+    store.require_needs(NAME)
+    store.check_stage(NAME, spec)
+    if not store.ledger("dataset").done_mask().any():
         raise UsageError(f"no images yet: run `glassdist dataset {campaign_dir}` first")
     store.root.require_group(NAME)
     (Path(campaign_dir) / NAME).mkdir(exist_ok=True)
@@ -75,7 +76,9 @@ def _on_rank0(fn):
 
 def plot_history(history: dict, path: Path) -> None:
     """Loss and accuracy per epoch, train and validation, as a PNG."""
-    from ..report.figures import history_figure, plt
+    import matplotlib.pyplot as plt
+
+    from ..learn.plots import history_figure
 
     fig = history_figure(history)
     fig.savefig(path, dpi=120)
@@ -108,10 +111,10 @@ def run(campaign_dir, args=None) -> int:
             return 0
         start = time.perf_counter()
         store = Store(campaign_dir, mode="r")
-        train_set, val_set, test_set = (load_split(store, spec, s) for s in range(3))
+        train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
         config = TrainConfig.from_spec(spec)
         model = build_model(spec)
-        checkpoint = Path(campaign_dir) / NAME / f"checkpoint-{spec.section_hash(*SECTIONS)}.pt"
+        checkpoint = Path(campaign_dir) / NAME / f"checkpoint-{spec.section_hash(*STAGES[NAME].sections)}.pt"
 
         def report(epoch, history):
             print(f"{NAME}: epoch {epoch + 1}/{config.epochs} " + " ".join(

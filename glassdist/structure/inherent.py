@@ -1,4 +1,5 @@
-"""Inherent structures: energy minimisation with LAMMPS and the two-line T* fit (supp. II B, C).
+"""The two-line T* fit of inherent-structure energies E0(T) (supp. II B, C); the minimisation
+itself is the MD engine's (glassdist.md.engine).
 
 The glass transition point T* is where two straight lines cross: one fitted to the low-T
 regime, where E0(T) is almost constant down to T_G, and one to the mid-T regime, where
@@ -22,11 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SpecError, TaskError
-from ..md.lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
-from ..spec import Spec
 
 MIN_POINTS = 3
+
+
+class FitError(ValueError):
+    """The temperatures cannot support the fit; ``key`` names the campaign key that chose them."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        self.key, self.problem, self.fix = key, problem, fix
+        super().__init__(f"{key}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,9 @@ def _best_split(T, E, upper):
     order = np.argsort(T)
     usable = order[T[order] <= upper]
     if len(usable) < 2 * MIN_POINTS:
-        raise SpecError("quench.snapshot_temperatures",
-                        f"{len(usable)} cooling temperatures <= {upper:g}; the automatic T* fit needs "
-                        f"at least {2 * MIN_POINTS}", "add snapshot temperatures or set inherent.fit_mid_T")
+        raise FitError("quench.snapshot_temperatures",
+                       f"{len(usable)} cooling temperatures <= {upper:g}; the automatic T* fit needs "
+                       f"at least {2 * MIN_POINTS}", "add snapshot temperatures or set inherent.fit_mid_T")
     candidates = []
     for k in range(MIN_POINTS, len(usable) - MIN_POINTS + 1):
         low, mid = usable[:k], usable[k:]
@@ -89,37 +95,15 @@ def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple |
         low_mask, mid_mask = _best_split(T, E0, upper)
     for name, mask in (("inherent.fit_low_T_max", low_mask), ("inherent.fit_mid_T", mid_mask)):
         if mask.sum() < 2:
-            raise SpecError(name, f"selects {int(mask.sum())} temperature(s); a line needs 2 or more",
+            raise FitError(name, f"selects {int(mask.sum())} temperature(s); a line needs 2 or more",
                             "widen the regime or add snapshot temperatures")
     low, _ = _line(T[low_mask], E0[low_mask])
     mid_line, _ = _line(T[mid_mask], E0[mid_mask])
     if np.isclose(low[0], mid_line[0]):
-        raise TaskError("the low-T and mid-T lines of the T* fit are parallel: no crossing")
+        raise FitError("inherent.fit_mid_T", "the low-T and mid-T lines of the T* fit are parallel: no crossing",
+                       "set inherent.fit_low_T_max and inherent.fit_mid_T by hand")
     t_star = (mid_line[1] - low[1]) / (low[0] - mid_line[0])
     residuals = np.full(len(T), np.nan)
     residuals[low_mask] = E0[low_mask] - np.polyval(low, T[low_mask])
     residuals[mid_mask] = E0[mid_mask] - np.polyval(mid_line, T[mid_mask])
     return TStarFit(float(t_star), low, mid_line, low_mask, mid_mask, residuals)
-
-
-def minimize(spec: Spec, positions: np.ndarray, types: np.ndarray, data_path, comm=None,
-             input_path=None) -> tuple[float, np.ndarray]:
-    """Minimise a configuration (N, dim) with LAMMPS (spec.inherent) -> (E0 per particle,
-    inherent-structure positions (N, dim)). The configuration goes through the LAMMPS data
-    file ``data_path``; ``input_path`` (optional) receives the rerunnable LAMMPS input."""
-    inh = spec.inherent
-    root = comm is None or comm.Get_rank() == 0
-    if root:
-        write_data_file(data_path, spec, positions, types)
-    if comm is not None:
-        comm.Barrier()
-    with LammpsSession(spec, comm) as lmp:
-        lmp.run(read_data_commands(spec, data_path) + pair_commands(spec) + dynamics_fixes(spec) + [
-            f"min_style {inh.min_style}",
-            f"minimize {num(inh.etol)} {num(inh.ftol)} {inh.max_iterations} {10 * inh.max_iterations}",
-        ])
-        lmp.check_atoms()
-        energy, minimum = lmp.pe_per_atom(), lmp.positions()
-        if input_path is not None and root:
-            lmp.write_input(input_path, header=f"glassdist inherent structure, campaign '{spec.campaign.name}'")
-    return energy, minimum

@@ -17,8 +17,6 @@ import freud
 import numpy as np
 import scipy.spatial
 
-from ..errors import SpecError
-
 
 def box_lengths(L, dim: int) -> np.ndarray:
     """Side lengths (dim,) from a number or a sequence."""
@@ -28,7 +26,7 @@ def box_lengths(L, dim: int) -> np.ndarray:
 def freud_box(L, dim: int) -> freud.box.Box:
     """The periodic box of side lengths L (a number or (dim,)), 2D or 3D."""
     if dim not in (2, 3):
-        raise SpecError("system.dim", f"freud supports dim 2 or 3, got {dim}", "use dim = 2 or 3")
+        raise ValueError(f"dim must be 2 or 3, got {dim}")
     lengths = box_lengths(L, dim)
     return freud.box.Box(*lengths, is2D=True) if dim == 2 else freud.box.Box(*lengths)
 
@@ -59,7 +57,7 @@ def periodic_pairs(positions: np.ndarray, L, r_max: float, self_pairs: bool = Fa
     positions = np.asarray(positions, dtype=float)
     n, dim = positions.shape
     if not r_max > 0:
-        raise SpecError("r_max", f"must be > 0, got {r_max}", "use a positive cutoff")
+        raise ValueError(f"r_max must be > 0, got {r_max}")
     lengths = box_lengths(L, dim)
     tiles = np.floor(2 * r_max / lengths).astype(int) + 1  # per axis, so that r_max < tiles L / 2
     offsets = np.array(list(itertools.product(*map(range, tiles))), dtype=float) * lengths

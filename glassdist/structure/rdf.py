@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..constants import bin_centres
 from .pairs import box_lengths, periodic_pairs
 
 
@@ -36,4 +37,4 @@ def partial_rdf(positions: np.ndarray, types: np.ndarray, L, r_max: float, bins:
     norm = count[:, None] * (count[None, :] - np.eye(s)) / np.prod(box_lengths(L, dim))
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.where(norm[:, :, None] > 0, hist / (norm[:, :, None] * shell_volumes(edges, dim)), 0.0)
-    return 0.5 * (edges[1:] + edges[:-1]), g
+    return bin_centres(r_max, bins), g

@@ -1,0 +1,16 @@
+"""Names and small helpers every layer shares (one home each)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Class axis of every (R, 2, ...) array and the CNN's label: 0 liquid (T_L), 1 glass (T_G).
+CLASSES = ("liquid", "glass")
+#: Replica splits in the order of ``quench.split``; a replica's split code is its index here.
+SPLITS = ("train", "val", "test")
+
+
+def bin_centres(r_max: float, bins: int) -> np.ndarray:
+    """Centres (bins,) of ``bins`` equal bins on [0, r_max]."""
+    edges = np.linspace(0.0, r_max, bins + 1)
+    return 0.5 * (edges[1:] + edges[:-1])

@@ -1,0 +1,68 @@
+"""The MD engine seam: every stage that runs molecular dynamics talks to an :class:`Engine`,
+chosen by the campaign key ``md.engine``; the engines share the physics (eq. (1), Nose-Hoover
+NVT, FIRE) and write the same results.
+
+An engine works on **blocks** (several replicas or configurations in one call: the LAMMPS
+engine runs them one after another, a batched engine steps them together) and, where a run is
+long, checkpoints in its work directory and raises :class:`hpc.farm.Suspended` after a
+checkpoint when ``should_stop()`` turns true; the rerun of the same block resumes there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..errors import SpecError
+from ..spec import Spec
+from .quench import QuenchResult
+
+ENGINES = ("lammps", "warp")
+
+
+class Engine(Protocol):
+    name: str
+
+    def check(self, spec: Spec) -> None:
+        """Raise SpecError (key and fix) when this engine cannot run this campaign."""
+
+    def versions(self) -> dict[str, str]:
+        """What ran the MD (engine, its version, device, precision): stored with the results."""
+
+    def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *,
+                     labels: list[str] | None = None, comm=None, workdir: Path | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
+        """One quench (Sec. II B) per generator of the block: random start, equilibration at
+        T_start, linear cooling; ``snapshots[b]`` asks replica b for cooling snapshots.
+        ``labels[b]`` names replica b's files in ``workdir``."""
+
+    def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *,
+                       labels: list[str] | None = None, comm=None,
+                       workdir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Configurations (B, N, dim) -> (E0 per particle (B,), minimised positions (B, N, dim))."""
+
+    def isoconf_block(self, spec: Spec, start: np.ndarray, types: np.ndarray, velocities: np.ndarray,
+                      temperature: float, workdirs: list[Path], *, comm=None,
+                      should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
+        """Isoconfigurational runs from ``start`` (N, dim) with velocities (B, N, dim) at
+        ``temperature``: per run the unwrapped positions (n_out, N, dim) at the output steps
+        (glassdist.md.isoconf.output_steps); run b checkpoints in ``workdirs[b]``."""
+
+
+def get_engine(spec: Spec) -> Engine:
+    """The engine named by ``md.engine``."""
+    name = spec.md.engine
+    if name == "lammps":
+        from .lammps_engine import LammpsEngine
+
+        return LammpsEngine()
+    if name == "warp":
+        try:
+            from .warp.engine import WarpEngine
+        except ImportError as exc:
+            raise SpecError("md.engine", f"the warp engine cannot be imported ({exc})",
+                            "install it with `pip install warp-lang`, or set md.engine = \"lammps\"") from None
+        return WarpEngine(spec)
+    raise SpecError("md.engine", f"unknown engine {name!r}", f"use one of {', '.join(ENGINES)}")

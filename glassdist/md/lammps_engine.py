@@ -1,0 +1,57 @@
+"""The LAMMPS engine: one LAMMPS instance per replica or run on the task's communicator (CPU);
+a block's items run one after another. Every replica's and run's LAMMPS input is kept in the
+work directory, rerunnable with the ``lmp`` binary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hpc.farm import Suspended
+
+from ..spec import Spec
+from .isoconf import run_isoconf
+from .lammps import lammps_version, require_styles
+from .minimise import minimize
+from .quench import QuenchResult, quench
+
+
+def _leader(comm) -> bool:
+    return comm is None or comm.Get_rank() == 0
+
+
+class LammpsEngine:
+    name = "lammps"
+
+    def check(self, spec: Spec) -> None:
+        require_styles(spec)
+
+    def versions(self) -> dict[str, str]:
+        return {"engine": self.name, "lammps": lammps_version(), "device": "cpu", "precision": "float64"}
+
+    def quench_block(self, spec, rngs, snapshots, *, labels=None, comm=None, workdir=None,
+                     should_stop=None) -> list[QuenchResult]:
+        labels = labels or [str(b) for b in range(len(rngs))]
+        return [quench(spec, rng, snapshots=snap, comm=comm,
+                       input_path=Path(workdir) / f"{label}.in" if workdir and _leader(comm) else None)
+                for rng, snap, label in zip(rngs, snapshots, labels)]
+
+    def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None):
+        labels = labels or [str(b) for b in range(len(positions))]
+        workdir = Path(workdir)
+        out = [minimize(spec, x, types, workdir / f"{label}.data", comm=comm,
+                        input_path=workdir / f"{label}.in" if _leader(comm) else None)
+               for x, label in zip(positions, labels)]
+        return np.array([e for e, _ in out]), np.stack([x for _, x in out])
+
+    def isoconf_block(self, spec, start, types, velocities, temperature, workdirs, *, comm=None,
+                      should_stop=None) -> list[np.ndarray]:
+        out = []
+        for v, workdir in zip(velocities, workdirs):
+            res = run_isoconf(spec, start, types, v, temperature, workdir, comm=comm,
+                              should_stop=should_stop or (lambda: False))
+            if res.status == "suspended":
+                raise Suspended(f"isoconfigurational run in {workdir} checkpointed")
+            out.append(res.positions)
+        return out

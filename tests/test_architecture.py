@@ -1,0 +1,139 @@
+"""The seams of the architecture: the stage registry, light imports, the indicator registry
+(a plugin indicator reaches export and the Table S2 correlations through it alone), and a 3D
+campaign without the 2D-only Tong-Tanaka parameter running to its report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import zarr
+
+from glassdist import indicators as registry
+from glassdist.stages import PIPELINE, STAGES
+
+from .conftest import glassdist, init_tiny
+
+# a campaign small enough to run every stage in a test (N = 200)
+WHOLE = ["quench.replicas=10", "quench.split=[6,2,2]", "train.epochs=2", "propensity.samples=3",
+         "propensity.steps=300", "propensity.outputs=6", "propensity.checkpoint_every=300",
+         "propensity.temperatures=[0.5]", "analyze.deltas=[0.01,0.05]", "analyze.xi_grid=[0.0,1.0,2.0]",
+         "analyze.xi_structure=2.0", "analyze.xi_violin=2.0", "analyze.xi_propensity=2.0",
+         "analyze.correlation_rmax=3.0", "analyze.correlation_bins=6", "dask.workers=1"]
+
+
+def test_registry_is_the_pipeline():
+    assert PIPELINE[0] == "quench" and PIPELINE[-1] == "report"
+    for stage in STAGES.values():
+        assert stage.kind in ("mpi", "dask", "torch", "serial")
+        assert all(PIPELINE.index(n) < PIPELINE.index(stage.name) for n in stage.needs), stage.name
+        # a stage's results depend on the sections of every stage it reads
+        for need in stage.needs:
+            assert set(STAGES[need].sections) <= set(stage.sections), (stage.name, need)
+        assert hasattr(stage.module, "run")
+
+
+@pytest.mark.parametrize("code", [
+    "from glassdist.cli import build_parser; build_parser()",
+    "import glassdist.stages.quench, glassdist.stages.inherent, glassdist.stages.propensity",
+    "from glassdist.status import print_status",
+])
+def test_cli_status_and_mpi_stages_start_without_torch_or_dask_distributed(code):
+    """`glassdist --help`, `status` and every rank of an MPI stage import neither torch nor
+    dask.distributed (seconds per rank, and nothing a rank does not need)."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in ('torch', 'distributed') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_pairs_rule():
+    assert registry.pairs(3) == [(0, 1), (0, 2), (2, 1)]
+    assert registry.pairs(4) == [(0, 1), (0, 2), (0, 3), (2, 1), (3, 1), (3, 2)]
+    assert registry.pairs(2) == [(0, 1)]
+
+
+PLUGIN = '''
+import numpy as np
+
+from glassdist.indicators import Indicator
+from glassdist.structure.pairs import periodic_pairs
+
+
+def local_density(positions, types, spec, cells):
+    """Neighbours within 1.5 of each particle (N,)."""
+    pairs = periodic_pairs(positions, spec.box_length, 1.5)
+    return np.bincount(pairs.i, minlength=len(positions)).astype(float)
+
+
+DENSITY = Indicator("density", "ρ", "local density", (2, 3), local_density, {})
+'''
+
+
+@pytest.fixture
+def plugin_env(tmp_path):
+    """An installed plugin package (a dist-info with an entry point) on PYTHONPATH."""
+    site = tmp_path / "site"
+    (site / "toy_density").mkdir(parents=True)
+    (site / "toy_density" / "__init__.py").write_text(textwrap.dedent(PLUGIN))
+    info = site / "toy_density-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-density\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[glassdist.indicators]\ndensity = toy_density:DENSITY\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.mark.slow
+def test_plugin_indicator_reaches_export_and_table_s2(tmp_path, plugin_env):
+    d = init_tiny(tmp_path / "c", "kam", *WHOLE)
+    glassdist("run", d, "--np", "1", env=plugin_env)
+    root = zarr.open_group(d / "store.zarr", mode="r")
+    assert root["indicators"].attrs["computed"] == ["voronoi", "ttop", "density"]
+    density = root["indicators/density"][:]
+    assert np.isfinite(density).all() and density.max() > 0
+    assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop", "density"]
+    s2 = np.asarray(root["analyze"].attrs["tables"]["S2"], dtype=float)
+    assert s2.shape == (2, 6, 4)  # (Γ,Υ) (Γ,Θ) (Γ,ρ) (Θ,Υ) (ρ,Υ) (ρ,Θ)
+    assert np.isfinite(s2[1, :, 0]).all()
+    out = tmp_path / "fields.csv"
+    glassdist("export", d, "--what", "fields", "--format", "csv", "-o", out, "--replicas", "0", env=plugin_env)
+    rows = list(csv.DictReader(out.open()))
+    np.testing.assert_allclose([float(r["density"]) for r in rows if r["class"] == "glass"], density[0, 1])
+    table = (d / "report" / "table_S2.csv").read_text()
+    assert "C(ρ, Υ)" in table and "C(Γ, ρ)" in table
+
+
+@pytest.mark.slow
+def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
+    d = init_tiny(tmp_path / "c3", "kam", *WHOLE, "system.dim=3", "system.n_particles=300",
+                  "system.counts=[195,105]", "dataset.grid=12", "indicators.compute=[\"voronoi\"]")
+    glassdist("run", d, "--np", "2")
+    root = zarr.open_group(d / "store.zarr", mode="r")
+    assert root["quench/positions"].shape[-1] == 3 and "ttop" not in root["indicators"]
+    assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi"]
+    manifest = root["report"].attrs["manifest"]
+    assert not [e for e in manifest.values() if e["missing"].startswith("failed")]
+    assert (d / "report" / "index.html").is_file()
+
+
+def test_indicators_compute_is_validated(tmp_path):
+    bad = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", 'indicators.compute=["nope"]',
+                    check=False)
+    assert bad.returncode == 2 and "indicators.compute" in bad.stderr and "nope" in bad.stderr
+    bad = glassdist("init", tmp_path / "y", "--preset", "demo-kam", "--set", "system.dim=3",
+                    "--set", 'indicators.compute=["ttop"]', check=False)
+    assert bad.returncode == 2 and "not defined in 3D" in bad.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_stored_spec_is_the_whole_validated_spec(quenched):
+    root = zarr.open_group(quenched["kam"] / "store.zarr", mode="r")
+    stored = root.attrs["spec"]
+    assert set(stored) >= {"system", "md", "quench", "dataset", "analyze"}
+    assert json.dumps(stored["quench"], sort_keys=True) == json.dumps(
+        root.attrs["stages"]["quench"]["values"]["quench"], sort_keys=True)
