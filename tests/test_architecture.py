@@ -97,9 +97,11 @@ def test_plugin_indicator_reaches_export_and_table_s2(tmp_path, plugin_env):
     density = root["indicators/density"][:]
     assert np.isfinite(density).all() and density.max() > 0
     assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop", "density"]
+    pearson = root["analyze/pairs/pearson"][:]           # (R_test, 2, P) per configuration
+    assert pearson.shape[-1] == 6 and np.isfinite(pearson).all()  # (Γ,Υ) (Γ,Θ) (Γ,ρ) (Θ,Υ) (ρ,Υ) (ρ,Θ)
+    assert (pearson[..., 4] < 0).all()  # more neighbours within 1.5, smaller Voronoi cell
     s2 = np.asarray(root["analyze"].attrs["tables"]["S2"], dtype=float)
-    assert s2.shape == (2, 6, 4)  # (Γ,Υ) (Γ,Θ) (Γ,ρ) (Θ,Υ) (ρ,Υ) (ρ,Θ)
-    assert np.isfinite(s2[1, :, 0]).all()
+    assert s2.shape == (2, 6, 4)
     out = tmp_path / "fields.csv"
     glassdist("export", d, "--what", "fields", "--format", "csv", "-o", out, "--replicas", "0", env=plugin_env)
     rows = list(csv.DictReader(out.open()))
