@@ -3,8 +3,9 @@ line and a value check; validation that names the key and the fix; reference tab
 
 Used by the campaign file (``glassdist.spec``) and the cluster profiles (``hpc.profile``).
 Every problem is raised through the caller's error class, called as ``error(key, problem, fix)``.
-Numbers are finite and integers fit in 64 bits: TOML allows ``inf``, ``nan`` and integers of
-any size, none of which a simulation can use.
+Numbers are finite and at most 1e15 in magnitude, integers fit in 64 bits: TOML allows ``inf``,
+``nan`` and integers of any size, none of which a run can use, and no input quantity in natural
+units is larger than 1e15 (larger ones are typos that overflow what is derived from them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 REQUIRED = object()
 INT64 = 2**63
+MAX_MAGNITUDE = 1e15
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,9 @@ def _int_problem(v) -> str | None:
 def _number_problem(v) -> str | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return "not a number"
-    if isinstance(v, int):
-        return _int_problem(v)
-    return None if math.isfinite(v) else "not finite"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "not finite"
+    return None if abs(v) <= MAX_MAGNITUDE else f"larger than {MAX_MAGNITUDE:g} in magnitude"
 
 
 def _list_of(item: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
@@ -145,8 +147,9 @@ def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict
         else:
             value = copy.deepcopy(spec.default)
         if problem := spec.type.problem(value):
-            raise error(full, f"must be a {spec.type}, got {value!r} ({problem})",
-                        f"set it to a {spec.type} ({spec.help})")
+            article = "an" if str(spec.type)[0] in "aeiou" else "a"
+            raise error(full, f"must be {article} {spec.type}, got {value!r} ({problem})",
+                        f"set it to {article} {spec.type} ({spec.help})")
         if spec.type is NUMBER:
             value = float(value)
         if spec.check and (problem := spec.check(value)):
