@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
-                        all_of, all_positive, at_most, between, non_empty, non_negative, one_of, positive,
+                        all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
                         reference_table, toml_value)
 from hpc.schema import validate as validate_file
 
@@ -28,7 +28,7 @@ from .errors import SpecError
 # Limits of values a run can represent (every other limit is a cross-key check below).
 MAX_COUNT = 2**31 - 1  # particles (LAMMPS atom IDs), replicas, samples, iterations: 32-bit
 MAX_POINTS = 10**6     # points of one curve (thermo, outputs, bins, checkpoints): one array in memory
-MAX_STEPS = 2**53      # MD steps: every step count is exact in float64 and in LAMMPS's 64-bit counter
+MAX_STEPS = 2**31 - 1  # MD steps of one LAMMPS `run` command (its limit; paper: at most 3e8)
 MAX_LAYER = 2**16      # CNN layer width: far beyond any image classifier, and it must fit in memory
 MAX_WORKERS = 1024     # workers of one LocalCluster (one machine)
 MAX_ATTEMPTS = 2**15 - 1  # the ledger counts attempts in int16
@@ -79,7 +79,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "snapshot_replicas": Key(INT, 4, help="the first k replicas also keep cooling snapshots "
                                  "(for E0(T))", check=between(0, MAX_COUNT)),
         "snapshot_temperatures": Key(NUMBERS, [], help="temperatures of the cooling snapshots",
-                                     check=all_positive),
+                                     check=all_of(distinct, all_positive)),
     },
     "dataset": {
         "grid": Key(INT, 64, help="image size: grid points per box side (paper: not given)",
@@ -134,9 +134,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "propensity": {
         "configurations": Key(INTS, [0], help="test-split glass configurations (index within "
-                              "the test split) that get isoconfigurational ensembles", check=non_empty),
+                              "the test split) that get isoconfigurational ensembles",
+                              check=all_of(non_empty, distinct)),
         "temperatures": Key(NUMBERS, help="run temperatures (paper: T* to 1.5 T*)",
-                            check=all_of(non_empty, all_positive)),
+                            check=all_of(non_empty, distinct, all_positive)),
         "samples": Key(INT, 30, help="N_s runs per configuration and temperature",
                        check=between(2, MAX_COUNT)),
         "steps": Key(INT, help="MD steps per run (paper: up to 3e8)", check=between(1, MAX_STEPS)),
@@ -147,17 +148,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "analyze": {
         "deltas": Key(NUMBERS, [0.3, 1.0, 3.0], help="delta values of Figs. 1-3, S3",
-                      check=all_of(non_empty, all_positive)),
+                      check=all_of(non_empty, distinct, all_positive)),
         "xi_grid": Key(NUMBERS, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
                        help="coarse-graining lengths scanned for xi_alpha (Table S1)",
-                       check=all_of(non_empty, all_non_negative)),
+                       check=all_of(non_empty, distinct, all_non_negative)),
         "xi_structure": Key(NUMBER, 8.0, help="xi_alpha of Figs. 1, 2, 5, 7 (KAM 8, ABM 5)",
                             check=non_negative),
         "xi_violin": Key(NUMBER, 4.0, help="xi_alpha of Fig. 6 (KAM 4, ABM 3)", check=non_negative),
         "xi_propensity": Key(NUMBER, 4.0, help="fixed xi_Delta of Figs. 5, 7 (KAM 4, ABM 3)",
                              check=non_negative),
         "one_minus": Key(STRINGS, ["gradcam", "ttop"],
-                         help="indicators shown as 1 - X (KAM: gradcam, ttop; ABM: gradcam, voronoi)"),
+                         help="indicators shown as 1 - X (KAM: gradcam, ttop; ABM: gradcam, voronoi)",
+                         check=distinct),
         "correlation_bins": Key(INT, 60, help="bins of C_X(r)", check=between(2, MAX_POINTS)),
         "correlation_rmax": Key(NUMBER, 10.0, help="range of C_X(r)", check=positive),
     },
@@ -262,9 +264,10 @@ def cooling_span(q: dict, dt: float) -> float:
     return (q["T_start"] - q["T_glass"]) / q["cooling_rate"] / dt
 
 
-def _check_steps(span: float, key: str, what: str) -> None:
-    if not 1 <= span <= MAX_STEPS:  # also false for inf and nan
-        raise SpecError(key, f"{what} takes {span:.3g} MD steps", "give values that make it 1 to 2^53 steps")
+def _check_steps(span: float, key: str, what: str, least: int = 1) -> None:
+    if not least <= span <= MAX_STEPS:  # also false for inf and nan
+        raise SpecError(key, f"{what} takes {span:.3g} MD steps",
+                        f"give values that make it {least} to {MAX_STEPS} steps (LAMMPS's limit of one run)")
 
 
 def _check_consistency(d: dict) -> None:
@@ -309,9 +312,8 @@ def _check_consistency(d: dict) -> None:
                         "order the three temperatures")
     _check_steps(cooling_span(q, md["dt"]), "quench.cooling_rate",
                  "the cooling (quench.T_start - quench.T_glass) / quench.cooling_rate / md.dt")
-    if q["equilibration_time"]:
-        _check_steps(q["equilibration_time"] / md["dt"], "quench.equilibration_time",
-                     "the equilibration quench.equilibration_time / md.dt")
+    _check_steps(q["equilibration_time"] / md["dt"], "quench.equilibration_time",
+                 "the equilibration quench.equilibration_time / md.dt", least=0)
     if q["snapshot_replicas"] > q["replicas"]:
         raise SpecError("quench.snapshot_replicas", "exceeds quench.replicas", "use at most `replicas`")
     for T in q["snapshot_temperatures"]:

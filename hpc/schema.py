@@ -104,6 +104,10 @@ def non_empty(v):
     return None if len(v) else "must not be empty"
 
 
+def distinct(v):
+    return None if len(set(map(repr, v))) == len(v) else "entries must be distinct"
+
+
 def between(lo, hi):
     return lambda v: None if lo <= v <= hi else f"must be in [{lo}, {hi}]"
 
