@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .schema import INT, REQUIRED, STRING, STRINGS, Key, at_least, one_of, validate, validate_section
+from .schema import INT, REQUIRED, STRING, STRINGS, Key, at_least, non_negative, one_of, validate, validate_section
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
@@ -48,26 +48,25 @@ def _walltime(value: str) -> str | None:
     try:
         walltime_seconds(value)
     except ValueError:
-        return "is not a SLURM time limit ('HH:MM:SS' or 'D-HH:MM:SS')"
+        return "must be a SLURM time limit ('HH:MM:SS' or 'D-HH:MM:SS')"
     return None
 
 
 LAUNCHERS = ("srun", "mpiexec")
-count = at_least(0)
 SCHEMA = {
     "slurm": {
         "partition": Key(STRING, REQUIRED, "partition (sbatch --partition)"),
         "account": Key(STRING, "", "account to charge ('' = leave out)"),
         "qos": Key(STRING, "", "quality of service ('' = leave out)"),
         "extra_directives": Key(STRINGS, [], "more sbatch options, one per entry, e.g. '--constraint=cpu'"),
-        "signal_seconds": Key(INT, 120, "SIGTERM sent this many seconds before the time limit", count),
+        "signal_seconds": Key(INT, 120, "SIGTERM sent this many seconds before the time limit", non_negative),
         "requeue_limit": Key(INT, 0, "times a job that got the walltime signal requeues itself "
-                                     "to continue (0 = never; `submit` again instead)", count),
+                                     "to continue (0 = never; `submit` again instead)", non_negative),
         "job_prefix": Key(STRING, "gd", "prefix of job names"),
     },
     "node": {
         "cores": Key(INT, REQUIRED, "CPU cores per node", at_least(1)),
-        "gpus": Key(INT, 0, "GPUs per node", count),
+        "gpus": Key(INT, 0, "GPUs per node", non_negative),
         "memory": Key(STRING, "", "memory to ask per node (sbatch --mem; '' = leave out)"),
     },
     "environment": {
@@ -81,7 +80,7 @@ SCHEMA = {
         "processes": Key(INT, 1, "worker processes per job (cores are shared among them)", at_least(1)),
         "memory": Key(STRING, REQUIRED, "memory per Dask worker job, e.g. '8GB'"),
         "walltime": Key(STRING, REQUIRED, "time limit of each worker job", _walltime),
-        "jobs": Key(INT, 1, "worker jobs to start (0: workers inside the stage's own job)", count),
+        "jobs": Key(INT, 1, "worker jobs to start (0: workers inside the stage's own job)", non_negative),
         "interface": Key(STRING, REQUIRED, "network interface the scheduler and workers bind to "
                                            "('lo' keeps everything on localhost)"),
         "dashboard": Key(STRING, "", "dashboard address, e.g. '127.0.0.1:8787' ('' = no dashboard)"),
@@ -91,8 +90,8 @@ STAGE_KEYS = {
     "walltime": Key(STRING, REQUIRED, "time limit of the job", _walltime),
     "max_nodes": Key(INT, 1, "largest number of nodes the job may use", at_least(1)),
     "tasks_per_node": Key(INT, 0, "processes per node (0 = auto: node.cores for MPI stages, "
-                                  "the GPUs or 1 for training)", count),
-    "gpus_per_node": Key(INT, 0, "GPUs to ask per node", count),
+                                  "the GPUs or 1 for training)", non_negative),
+    "gpus_per_node": Key(INT, 0, "GPUs to ask per node", non_negative),
     "memory": Key(STRING, "", "memory per node ('' = the node's memory key)"),
 }
 

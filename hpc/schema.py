@@ -105,7 +105,7 @@ def non_empty(v):
 
 
 def distinct(v):
-    return None if len(set(map(repr, v))) == len(v) else "entries must be distinct"
+    return None if len(set(v)) == len(v) else "entries must be distinct"
 
 
 def between(lo, hi):
@@ -142,22 +142,22 @@ def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict
                 f"known keys in [{name}]: {', '.join(keys)}"
             raise error(f"{name}.{key}", "unknown key", f"remove it; {hint}")
     out = {}
-    for key, spec in keys.items():
+    for key, entry in keys.items():
         full = f"{name}.{key}"
         if key in given:
             value = given[key]
-        elif spec.default is REQUIRED:
-            raise error(full, "is missing", f"add '{key} = ...' under [{name}] ({spec.help})")
+        elif entry.default is REQUIRED:
+            raise error(full, "is missing", f"add '{key} = ...' under [{name}] ({entry.help})")
         else:
-            value = copy.deepcopy(spec.default)
-        if problem := spec.type.problem(value):
-            article = "an" if str(spec.type)[0] in "aeiou" else "a"
-            raise error(full, f"must be {article} {spec.type}, got {value!r} ({problem})",
-                        f"set it to {article} {spec.type} ({spec.help})")
-        if spec.type is NUMBER:
+            value = copy.deepcopy(entry.default)
+        if problem := entry.type.problem(value):
+            article = "an" if str(entry.type)[0] in "aeiou" else "a"
+            raise error(full, f"must be {article} {entry.type}, got {value!r} ({problem})",
+                        f"set it to {article} {entry.type} ({entry.help})")
+        if entry.type is NUMBER:
             value = float(value)
-        if spec.check and (problem := spec.check(value)):
-            raise error(full, f"{problem}, got {value!r}", f"give a valid value ({spec.help})")
+        if entry.check and (problem := entry.check(value)):
+            raise error(full, f"{problem}, got {value!r}", f"give a valid value ({entry.help})")
         out[key] = value
     return out
 

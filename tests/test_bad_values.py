@@ -10,7 +10,6 @@ import io
 import math
 import tomllib
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import pytest
 
