@@ -10,6 +10,7 @@ import io
 import math
 import tomllib
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from glassdist.cli import main
 from hpc import profile as profmod
 from hpc.schema import BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, toml_value
 
-from .conftest import glassdist
+from .conftest import TINY, TINY_COUNTS, glassdist, mpi_glassdist
 
 PRESET = "demo-kam"
 PROFILE = "localhost-slurm"
@@ -161,16 +162,37 @@ def test_profile_writer_round_trips():
     assert tomllib.loads(_profile_text(PROFILE_BASE)) == PROFILE_BASE
 
 
-# ---- a handful through the console script: the issue's case and friends ---------------------
-@pytest.mark.parametrize("override,key", [("quench.T_start=inf", "quench.T_start"),
-                                          ("quench.cooling_rate=1e-12", "quench.cooling_rate"),
-                                          ("system.n_particles=99999999999999999999", "system.n_particles")])
-def test_console_script_refuses_without_traceback(tmp_path, override, key):
-    d = tmp_path / "c"
+# ---- through the console script and mpiexec: the issue's case and a derived overflow -----------
+def _hand_written(d: Path, override: str) -> Path:
     d.mkdir()
     (d / "campaign.toml").write_text(specmod.apply_overrides(specmod.preset_text(PRESET), [override]))
+    return d
+
+
+@pytest.mark.parametrize("override,key", [("quench.T_start=inf", "quench.T_start"),
+                                          ("quench.cooling_rate=1e-12", "quench.cooling_rate")])
+def test_console_script_refuses_without_traceback(tmp_path, override, key):
+    d = _hand_written(tmp_path / "c", override)
     res = glassdist("quench", d, check=False)
     assert res.returncode == 2 and f"'{key}'" in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert sorted(p.name for p in d.iterdir()) == ["campaign.toml"]
-    res = glassdist("init", tmp_path / "new", "--preset", PRESET, "--set", override, check=False)
-    assert res.returncode == 2 and f"'{key}'" in res.stderr and not (tmp_path / "new").exists()
+
+
+def test_every_mpi_rank_refuses(tmp_path):
+    d = _hand_written(tmp_path / "c", "quench.T_start=inf")
+    res = mpi_glassdist(2, "quench", d, check=False, timeout=120)
+    assert res.returncode == 2 and "'quench.T_start'" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["campaign.toml"]
+
+
+def test_accepted_values_run_a_quench(tmp_path):
+    """The accepted quench-section values of the table, together, in a real (tiny) quench."""
+    accepted = ["campaign.seed=4611686018427387904", "quench.equilibration_time=0",
+                "quench.snapshot_replicas=0", "quench.snapshot_temperatures=[]"]
+    assert all((s.split("=")[0], kind) in CAMPAIGN_ACCEPTS for s, kind in
+               zip(accepted, ("huge", "zero", "zero", "empty")))
+    sets = [*TINY, TINY_COUNTS["kam"], "quench.replicas=3", "quench.split=[1,1,1]", *accepted]
+    d = tmp_path / "c"
+    assert _cli("init", d, "--preset", PRESET, *[a for x in sets for a in ("--set", x)])[0] == 0
+    code, out = _cli("quench", d)
+    assert code == 0 and "3/3 done" in out, out
