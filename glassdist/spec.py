@@ -343,6 +343,10 @@ def _check_consistency(d: dict) -> None:
                         "padding)", "e.g. [5, 3, 3]")
     if any(not 1 <= c <= MAX_LAYER for c in m["channels"]):
         raise SpecError("model.channels", f"must be in [1, {MAX_LAYER}]", "e.g. [16, 32, 32]")
+    weights = m["channels"][-1] * g ** s["dim"] * m["hidden"]
+    if weights > MAX_COUNT:
+        raise SpecError("model.hidden", f"the first fully connected layer (model.channels[-1] x dataset.grid^dim x "
+                        f"model.hidden) would hold {weights:.3g} weights", f"keep it at most {MAX_COUNT} (8 GB)")
     if not 0 <= m["dropout"] < 1:
         raise SpecError("model.dropout", "must be in [0, 1)", "paper: 0.5")
     p = d["propensity"]
