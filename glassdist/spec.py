@@ -20,7 +20,7 @@ import numpy as np
 
 from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
                         all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
-                        reference_table, toml_value)
+                        parse_toml, reference_table, toml_value)
 from hpc.schema import validate as validate_file
 
 from .errors import SpecError
@@ -424,12 +424,8 @@ def apply_overrides(text: str, overrides: list[str]) -> str:
     return text
 
 
-def loads(text: str, source: str = "campaign.toml") -> Spec:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(source, f"is not valid TOML ({exc})", "fix the syntax at the line given") from None
-    return Spec(data)
+def loads(text: str | bytes, source: str = "campaign.toml") -> Spec:
+    return Spec(parse_toml(text, source, SpecError))
 
 
 def load(campaign_dir: str | Path) -> Spec:
@@ -438,8 +434,7 @@ def load(campaign_dir: str | Path) -> Spec:
     if not path.is_file():
         raise SpecError(str(path), "does not exist",
                         f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
-    return loads(path.read_text(), str(path))
-
+    return loads(path.read_bytes(), str(path))
 
 
 def reference_markdown() -> str:

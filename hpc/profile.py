@@ -12,11 +12,11 @@ Every problem is a :class:`ProfileError` naming the key and the fix.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .schema import INT, REQUIRED, STRING, STRINGS, Key, at_least, non_negative, one_of, validate, validate_section
+from .schema import (INT, REQUIRED, STRING, STRINGS, Key, at_least, non_negative, one_of, parse_toml, validate,
+                     validate_section)
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
@@ -162,10 +162,7 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
     if isinstance(name_or_path, Profile):
         return name_or_path
     path = resolve(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(str(path), f"is not valid TOML ({exc})", "fix the syntax at the line given") from None
+    data = parse_toml(path.read_bytes(), str(path), ProfileError)
     sections = validate(data, SCHEMA, ProfileError, source=str(path), extra=("stages",),
                         fix="copy a shipped profile")
     stages = data.get("stages", {})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -129,7 +130,17 @@ def all_of(*checks):
     return lambda v: next((p for c in checks if (p := c(v))), None)
 
 
-# ---- validation ---------------------------------------------------------------------------------
+# ---- parsing and validation ----------------------------------------------------------------------
+def parse_toml(text: str | bytes, source: str, error) -> dict:
+    """TOML text (bytes: UTF-8) -> dict; bad bytes or syntax name ``source`` and the line."""
+    try:
+        return tomllib.loads(text.decode() if isinstance(text, bytes) else text)
+    except UnicodeDecodeError:
+        raise error(source, "is not UTF-8 text", "save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(source, f"is not valid TOML ({exc})", "fix the syntax at the line given") from None
+
+
 def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict:
     """One section (a TOML table) against ``keys``: unknown and missing keys, types, checks;
     defaults filled in, numbers as floats. Returns a new dict."""

@@ -162,6 +162,19 @@ def test_profile_writer_round_trips():
     assert tomllib.loads(_profile_text(PROFILE_BASE)) == PROFILE_BASE
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe not UTF-8", b"[quench\nT_start = 4.0\n"])
+def test_unreadable_files_are_refused(tmp_path, campaign, content):
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "campaign.toml").write_bytes(content)
+    code, err = _cli("quench", d)
+    assert code == 2 and "campaign.toml" in err and "Fix:" in err, err
+    assert sorted(p.name for p in d.iterdir()) == ["campaign.toml"]
+    (tmp_path / "p.toml").write_bytes(content)
+    code, out = _cli("submit", campaign, "--profile", tmp_path / "p.toml", "--dry-run")
+    assert code == 2 and "p.toml" in out and "Fix:" in out, out
+
+
 # ---- through the console script and mpiexec: the case and a derived overflow -----------
 def _hand_written(d: Path, override: str) -> Path:
     d.mkdir()
