@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from glassdist import spec as specmod
-from glassdist.md.quench import cooling_steps, quench
+from glassdist.md.quench import quench
 
 BIN = Path(sys.executable).parent
 
@@ -52,7 +52,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="glassdist-bench-"))
     try:
         spec = specmod.load(campaign(work / "one", args.n, args.replicas, args.rate))
-        steps = cooling_steps(spec) + int(round(spec.quench.equilibration_time / spec.md.dt))
+        steps = spec.cooling_steps + int(round(spec.quench.equilibration_time / spec.md.dt))
 
         # 1. one replica in glassdist (Python module, segmented runs) vs the lmp binary, alternated,
         #    best of --repeats each (the first calls also pay imports and a cold page cache)

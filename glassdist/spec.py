@@ -8,212 +8,180 @@ naming the key and the fix. The loaded :class:`Spec` gives attribute access
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
+                        all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
+                        parse_toml, reference_table, toml_value)
+from hpc.schema import validate as validate_file
 
 from .constants import SPLITS
 from .errors import SpecError
 
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Key:
-    """One campaign-file key: its type, default, a value check and a one-line help."""
-
-    type: type | tuple
-    default: Any = REQUIRED
-    help: str = ""
-    check: Callable[[Any], str | None] | None = None
-
-
-def positive(v):
-    return None if v > 0 else "must be > 0"
-
-
-def non_negative(v):
-    return None if v >= 0 else "must be >= 0"
-
-
-def at_least(n):
-    return lambda v: None if v >= n else f"must be >= {n}"
-
-
-def one_of(*options):
-    return lambda v: None if v in options else f"must be one of {', '.join(map(repr, options))}"
-
-
-def all_positive(v):
-    return None if all(x > 0 for x in v) else "every entry must be > 0"
-
-
-def all_non_negative(v):
-    return None if all(x >= 0 for x in v) else "every entry must be >= 0"
-
-
-def _number_list(v):
-    return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-
-
-def _matrix(v):
-    return isinstance(v, list) and all(_number_list(row) for row in v)
-
-
-NUM = (int, float)
-LIST = "list of numbers"
-MATRIX = "matrix of numbers"
-STRLIST = "list of strings"
-INTLIST = "list of integers"
+# Limits of values a run can represent (every other limit is a cross-key check below).
+MAX_COUNT = 2**31 - 1  # particles (LAMMPS atom IDs), replicas, samples, iterations: 32-bit
+MAX_POINTS = 10**6     # points of one curve (thermo, outputs, bins, checkpoints): one array in memory
+MAX_STEPS = 2**31 - 1  # MD steps of one LAMMPS `run` command (its limit; paper: at most 3e8)
+MAX_LAYER = 2**16      # CNN layer width: far beyond any image classifier, and it must fit in memory
+MAX_WORKERS = 1024     # workers of one LocalCluster (one machine)
+MAX_ATTEMPTS = 2**15 - 1  # the ledger counts attempts in int16
+count = between(1, MAX_COUNT)
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "campaign": {
-        "name": Key(str, help="campaign name (free text)"),
-        "seed": Key(int, help="master seed; every task seed derives from it and the task index",
+        "name": Key(STRING, help="campaign name (free text)"),
+        "seed": Key(INT, help="master seed; every task seed derives from it and the task index",
                     check=non_negative),
-        "description": Key(str, "", help="what this campaign is for"),
+        "description": Key(STRING, "", help="what this campaign is for"),
     },
     "system": {
-        "dim": Key(int, help="spatial dimension (2 or 3)", check=one_of(2, 3)),
-        "n_particles": Key(int, help="total number of particles N", check=at_least(4)),
-        "density": Key(NUM, help="number density rho = N / L^dim", check=positive),
-        "species": Key(STRLIST, help="species names, one per LAMMPS atom type"),
-        "counts": Key(INTLIST, help="number of particles of each species (sum = n_particles)"),
-        "masses": Key(LIST, help="mass of each species", check=all_positive),
+        "dim": Key(INT, help="spatial dimension (2 or 3)", check=one_of(2, 3)),
+        "n_particles": Key(INT, help="total number of particles N", check=between(4, MAX_COUNT)),
+        "density": Key(NUMBER, help="number density rho = N / L^dim", check=positive),
+        "species": Key(STRINGS, help="species names, one per LAMMPS atom type"),
+        "counts": Key(INTS, help="number of particles of each species (sum = n_particles)"),
+        "masses": Key(NUMBERS, help="mass of each species", check=all_positive),
         "sigma": Key(MATRIX, help="LJ sigma_ij, symmetric species x species matrix"),
         "epsilon": Key(MATRIX, help="LJ epsilon_ij, symmetric species x species matrix"),
-        "cutoff_factor": Key(NUM, help="r_c,ij = cutoff_factor * sigma_ij (eq. 1)", check=positive),
+        "cutoff_factor": Key(NUMBER, help="r_c,ij = cutoff_factor * sigma_ij (eq. 1)", check=positive),
         "contact_sigma": Key(MATRIX, [], help="'sum of radii' for the Tong-Tanaka ideal angle; "
                              "empty = use sigma (KAM presets: additive 0.94)"),
     },
     "md": {
-        "dt": Key(NUM, 0.005, help="MD time step (LJ time units)", check=positive),
-        "thermostat_damping": Key(NUM, 0.5, help="Nose-Hoover damping time (LJ time units; 100 dt)",
+        "dt": Key(NUMBER, 0.005, help="MD time step (LJ time units)", check=positive),
+        "thermostat_damping": Key(NUMBER, 0.5, help="Nose-Hoover damping time (LJ time units; 100 dt)",
                                   check=positive),
-        "neighbor_skin": Key(NUM, 0.3, help="LAMMPS neighbour-list skin", check=positive),
-        "ranks_per_task": Key(int, 1, help="MPI ranks per LAMMPS task (use > 1 only for large N)",
-                              check=at_least(1)),
-        "max_attempts": Key(int, 3, help="attempts per task before it is left failed",
-                            check=at_least(1)),
-        "lammps_suffix": Key(str, "", help="LAMMPS accelerator suffix ('' or 'omp')",
+        "neighbor_skin": Key(NUMBER, 0.3, help="LAMMPS neighbour-list skin", check=positive),
+        "ranks_per_task": Key(INT, 1, help="MPI ranks per LAMMPS task (use > 1 only for large N)",
+                              check=count),
+        "max_attempts": Key(INT, 3, help="attempts per task before it is left failed",
+                            check=between(1, MAX_ATTEMPTS)),
+        "lammps_suffix": Key(STRING, "", help="LAMMPS accelerator suffix ('' or 'omp')",
                              check=one_of("", "omp")),
-        "engine": Key(str, "lammps", help="MD engine: 'lammps' (one LAMMPS instance per replica, CPU) or "
+        "engine": Key(STRING, "lammps", help="MD engine: 'lammps' (one LAMMPS instance per replica, CPU) or "
                       "'warp' (blocks of replicas stepped together, GPU or CPU; validated against LAMMPS)",
                       check=one_of("lammps", "warp")),
-        "device": Key(str, "auto", help="device of the warp engine: 'auto' (a GPU when there is one), "
+        "device": Key(STRING, "auto", help="device of the warp engine: 'auto' (a GPU when there is one), "
                       "'cpu' or 'cuda'", check=one_of("auto", "cpu", "cuda")),
-        "precision": Key(str, "float64", help="floating-point precision of the warp engine",
+        "precision": Key(STRING, "float64", help="floating-point precision of the warp engine",
                          check=one_of("float64", "float32")),
-        "replicas_per_task": Key(int, 1, help="replicas (or runs) per farm task: one block stepped "
+        "replicas_per_task": Key(INT, 1, help="replicas (or runs) per farm task: one block stepped "
                                  "together by a batched engine (LAMMPS: run one after another)",
-                                 check=at_least(1)),
+                                 check=count),
     },
     "quench": {
-        "replicas": Key(int, help="independent quenches R", check=at_least(2)),
-        "split": Key(INTLIST, help="train/val/test replica counts (sum = replicas)"),
-        "T_start": Key(NUM, 4.0, help="equilibration temperature before cooling", check=positive),
-        "equilibration_time": Key(NUM, 100.0, help="NVT time at T_start (LJ units)", check=non_negative),
-        "cooling_rate": Key(NUM, help="|dT/dt| of the linear quench", check=positive),
-        "T_liquid": Key(NUM, help="T_L: configuration saved as class 'liquid'", check=positive),
-        "T_glass": Key(NUM, help="T_G: configuration saved as class 'glass'", check=positive),
-        "thermo_points": Key(int, 100, help="T and potential energy recorded at this many evenly "
-                             "spaced temperatures along the cooling (Fig. S9a)", check=at_least(2)),
-        "snapshot_replicas": Key(int, 4, help="the first k replicas also keep cooling snapshots "
-                                 "(for E0(T))", check=non_negative),
-        "snapshot_temperatures": Key(LIST, [], help="temperatures of the cooling snapshots",
-                                     check=all_positive),
+        "replicas": Key(INT, help="independent quenches R", check=between(2, MAX_COUNT)),
+        "split": Key(INTS, help="train/val/test replica counts (sum = replicas)"),
+        "T_start": Key(NUMBER, 4.0, help="equilibration temperature before cooling", check=positive),
+        "equilibration_time": Key(NUMBER, 100.0, help="NVT time at T_start (LJ units)", check=non_negative),
+        "cooling_rate": Key(NUMBER, help="|dT/dt| of the linear quench", check=positive),
+        "T_liquid": Key(NUMBER, help="T_L: configuration saved as class 'liquid'", check=positive),
+        "T_glass": Key(NUMBER, help="T_G: configuration saved as class 'glass'", check=positive),
+        "thermo_points": Key(INT, 100, help="T and potential energy recorded at this many evenly "
+                             "spaced temperatures along the cooling (Fig. S9a)", check=between(2, MAX_POINTS)),
+        "snapshot_replicas": Key(INT, 4, help="the first k replicas also keep cooling snapshots "
+                                 "(for E0(T))", check=between(0, MAX_COUNT)),
+        "snapshot_temperatures": Key(NUMBERS, [], help="temperatures of the cooling snapshots",
+                                     check=all_of(distinct, all_positive)),
     },
     "dataset": {
-        "grid": Key(int, 64, help="image size: grid points per box side (paper: not given)",
-                    check=at_least(4)),
-        "kernel_cutoff": Key(NUM, 2.5, help="Gaussian kernel cutoff in units of sigma_ii",
+        "grid": Key(INT, 64, help="image size: grid points per box side (paper: not given)",
+                    check=between(4, MAX_COUNT)),
+        "kernel_cutoff": Key(NUMBER, 2.5, help="Gaussian kernel cutoff in units of sigma_ii",
                              check=positive),
-        "normalise": Key(str, "standard", help="CNN input scaling (paper: 'to [0, 1]', ambiguous): "
+        "normalise": Key(STRING, "standard", help="CNN input scaling (paper: 'to [0, 1]', ambiguous): "
                          "'image' = per-image min-max (drops the fluctuation amplitude that tells glass "
                          "from liquid), 'dataset' = min-max of the training images, 'standard' = "
                          "(x - mean) / std of the training images (trains fastest)",
                          check=one_of("image", "dataset", "standard")),
     },
     "model": {
-        "channels": Key(INTLIST, [16, 32, 32], help="filters of the three conv layers"),
-        "kernel_sizes": Key(INTLIST, [5, 3, 3], help="odd kernel sizes of the three conv layers"),
-        "hidden": Key(int, 64, help="width of the first fully connected layer", check=at_least(1)),
-        "dropout": Key(NUM, 0.5, help="dropout ratio before the output layer"),
+        "channels": Key(INTS, [16, 32, 32], help="filters of the three conv layers"),
+        "kernel_sizes": Key(INTS, [5, 3, 3], help="odd kernel sizes of the three conv layers"),
+        "hidden": Key(INT, 64, help="width of the first fully connected layer", check=between(1, MAX_LAYER)),
+        "dropout": Key(NUMBER, 0.5, help="dropout ratio before the output layer"),
     },
     "train": {
-        "epochs": Key(int, 30, help="training epochs (paper: 250)", check=at_least(1)),
-        "batch_size": Key(int, 8, help="global batch size (paper: 5)", check=at_least(1)),
-        "lr": Key(NUM, 3e-4, help="Adam learning rate (paper: 1e-6)", check=positive),
-        "augment": Key(bool, True, help="random periodic translations of each training image "
+        "epochs": Key(INT, 30, help="training epochs (paper: 250)", check=count),
+        "batch_size": Key(INT, 8, help="global batch size (paper: 5)", check=count),
+        "lr": Key(NUMBER, 3e-4, help="Adam learning rate (paper: 1e-6)",
+                  check=all_of(positive, at_most(1.0))),
+        "augment": Key(BOOL, True, help="random periodic translations of each training image "
                        "(exact symmetry of a periodic system; paper: none)"),
-        "weight_decay": Key(NUM, 1e-4, help="L2 regularisation strength", check=non_negative),
-        "seed": Key(int, 0, help="training seed (weights init, shuffling, dropout, translations)",
+        "weight_decay": Key(NUMBER, 1e-4, help="L2 regularisation strength",
+                            check=between(0.0, 1.0)),
+        "seed": Key(INT, 0, help="training seed (weights init, shuffling, dropout, translations)",
                     check=non_negative),
     },
     "gradcam": {
-        "target_class": Key(str, "glass", help="class whose score y^C is explained (paper: glass)",
+        "target_class": Key(STRING, "glass", help="class whose score y^C is explained (paper: glass)",
                             check=one_of("glass", "liquid")),
-        "liquid_target_class": Key(str, "glass", help="class explained on liquid configurations "
+        "liquid_target_class": Key(STRING, "glass", help="class explained on liquid configurations "
                                    "(the paper does not say; default glass)",
                                    check=one_of("glass", "liquid")),
     },
     "indicators": {
-        "compute": Key(STRLIST, [], help="structural indicators to compute (glassdist.indicators: "
+        "compute": Key(STRINGS, [], help="structural indicators to compute (glassdist.indicators: "
                        "'voronoi', 'ttop', or an installed plugin); empty = every registered one that "
-                       "supports system.dim"),
-        "rdf_rmax": Key(NUM, 5.0, help="g(r) range", check=positive),
-        "rdf_bins": Key(int, 200, help="g(r) bins", check=at_least(2)),
+                       "supports system.dim", check=distinct),
+        "rdf_rmax": Key(NUMBER, 5.0, help="g(r) range", check=positive),
+        "rdf_bins": Key(INT, 200, help="g(r) bins", check=between(2, MAX_POINTS)),
     },
     "inherent": {
-        "min_style": Key(str, "fire", help="LAMMPS minimiser", check=one_of("fire", "cg")),
-        "etol": Key(NUM, 0.0, help="energy tolerance of the minimisation", check=non_negative),
-        "ftol": Key(NUM, 1e-8, help="force tolerance of the minimisation", check=non_negative),
-        "max_iterations": Key(int, 100000, help="minimiser iterations", check=at_least(1)),
-        "fit_low_T_max": Key(NUM, 0.0, help="low-T line of the T* fit uses T <= this (0: auto)",
+        "min_style": Key(STRING, "fire", help="LAMMPS minimiser", check=one_of("fire", "cg")),
+        "etol": Key(NUMBER, 0.0, help="energy tolerance of the minimisation", check=non_negative),
+        "ftol": Key(NUMBER, 1e-8, help="force tolerance of the minimisation", check=non_negative),
+        "max_iterations": Key(INT, 100000, help="minimiser iterations", check=count),
+        "fit_low_T_max": Key(NUMBER, 0.0, help="low-T line of the T* fit uses T <= this (0: auto)",
                              check=non_negative),
-        "fit_mid_T": Key(LIST, [], help="[T_min, T_max] of the linear mid-T regime (empty: auto)"),
-        "fit_upper_T": Key(NUM, 0.0, help="top of the automatic mid-T regime (0: quench.T_liquid, the "
+        "fit_mid_T": Key(NUMBERS, [], help="[T_min, T_max] of the linear mid-T regime (empty: auto)"),
+        "fit_upper_T": Key(NUMBER, 0.0, help="top of the automatic mid-T regime (0: quench.T_liquid, the "
                            "paper's choice)", check=non_negative),
     },
     "propensity": {
-        "configurations": Key(INTLIST, [0], help="test-split glass configurations (index within "
-                              "the test split) that get isoconfigurational ensembles"),
-        "temperatures": Key(LIST, help="run temperatures (paper: T* to 1.5 T*)", check=all_positive),
-        "samples": Key(int, 30, help="N_s runs per configuration and temperature", check=at_least(2)),
-        "steps": Key(int, help="MD steps per run (paper: up to 3e8)", check=at_least(1)),
-        "outputs": Key(int, 40, help="log-spaced output times per run", check=at_least(2)),
-        "checkpoint_every": Key(int, 1_000_000, help="steps between restart checkpoints; also the "
+        "configurations": Key(INTS, [0], help="test-split glass configurations (index within "
+                              "the test split) that get isoconfigurational ensembles",
+                              check=all_of(non_empty, distinct)),
+        "temperatures": Key(NUMBERS, help="run temperatures (paper: T* to 1.5 T*)",
+                            check=all_of(non_empty, distinct, all_positive)),
+        "samples": Key(INT, 30, help="N_s runs per configuration and temperature",
+                       check=between(2, MAX_COUNT)),
+        "steps": Key(INT, help="MD steps per run (paper: up to 3e8)", check=between(1, MAX_STEPS)),
+        "outputs": Key(INT, 40, help="log-spaced output times per run", check=between(2, MAX_POINTS)),
+        "checkpoint_every": Key(INT, 1_000_000, help="steps between restart checkpoints; also the "
                                 "longest wait before a SIGTERM checkpoints and stops a run",
-                                check=at_least(1)),
+                                check=between(1, MAX_STEPS)),
     },
     "analyze": {
-        "deltas": Key(LIST, [0.3, 1.0, 3.0], help="delta values of Figs. 1-3, S3", check=all_positive),
-        "xi_grid": Key(LIST, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
+        "deltas": Key(NUMBERS, [0.3, 1.0, 3.0], help="delta values of Figs. 1-3, S3",
+                      check=all_of(non_empty, distinct, all_positive)),
+        "xi_grid": Key(NUMBERS, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
                        help="coarse-graining lengths scanned for xi_alpha (Table S1)",
-                       check=all_non_negative),
-        "xi_structure": Key(NUM, 8.0, help="xi_alpha of Figs. 1, 2, 5, 7 (KAM 8, ABM 5)",
+                       check=all_of(non_empty, distinct, all_non_negative)),
+        "xi_structure": Key(NUMBER, 8.0, help="xi_alpha of Figs. 1, 2, 5, 7 (KAM 8, ABM 5)",
                             check=non_negative),
-        "xi_violin": Key(NUM, 4.0, help="xi_alpha of Fig. 6 (KAM 4, ABM 3)", check=non_negative),
-        "xi_propensity": Key(NUM, 4.0, help="fixed xi_Delta of Figs. 5, 7 (KAM 4, ABM 3)",
+        "xi_violin": Key(NUMBER, 4.0, help="xi_alpha of Fig. 6 (KAM 4, ABM 3)", check=non_negative),
+        "xi_propensity": Key(NUMBER, 4.0, help="fixed xi_Delta of Figs. 5, 7 (KAM 4, ABM 3)",
                              check=non_negative),
-        "one_minus": Key(STRLIST, ["gradcam", "ttop"],
-                         help="indicators shown and correlated as 1 - X (the paper: KAM gradcam, ttop; ABM gradcam, "
-                         "voronoi; see glassdist.indicators)"),
-        "correlation_bins": Key(int, 60, help="bins of C_X(r)", check=at_least(2)),
-        "correlation_rmax": Key(NUM, 10.0, help="range of C_X(r)", check=positive),
+        "one_minus": Key(STRINGS, ["gradcam", "ttop"],
+                         help="indicators shown and correlated as 1 - X (the paper: KAM gradcam, ttop; ABM "
+                         "gradcam, voronoi; see glassdist.indicators)", check=distinct),
+        "correlation_bins": Key(INT, 60, help="bins of C_X(r)", check=between(2, MAX_POINTS)),
+        "correlation_rmax": Key(NUMBER, 10.0, help="range of C_X(r)", check=positive),
     },
     "dask": {
-        "address": Key(str, "", help="existing scheduler address ('' = start a LocalCluster)"),
-        "workers": Key(int, 2, help="LocalCluster workers", check=at_least(1)),
-        "threads_per_worker": Key(int, 1, help="threads per LocalCluster worker", check=at_least(1)),
+        "address": Key(STRING, "", help="existing scheduler address ('' = start a LocalCluster)"),
+        "workers": Key(INT, 2, help="LocalCluster workers", check=between(1, MAX_WORKERS)),
+        "threads_per_worker": Key(INT, 1, help="threads per LocalCluster worker",
+                                    check=between(1, MAX_WORKERS)),
     },
 }
 
@@ -226,30 +194,6 @@ class Section(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-def _type_ok(kind, value) -> bool:
-    if kind == LIST:
-        return _number_list(value)
-    if kind == MATRIX:
-        return _matrix(value)
-    if kind == STRLIST:
-        return isinstance(value, list) and all(isinstance(x, str) for x in value)
-    if kind == INTLIST:
-        return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
-    if kind is NUM:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _type_name(kind) -> str:
-    if isinstance(kind, str):
-        return kind
-    if kind is NUM:
-        return "number"
-    return {int: "integer", str: "string"}.get(kind, getattr(kind, "__name__", str(kind)))
 
 
 class Spec:
@@ -297,6 +241,11 @@ class Spec:
         cs = self.system.contact_sigma
         return np.asarray(cs, dtype=float) if cs else self.sigma
 
+    @property
+    def cooling_steps(self) -> int:
+        """MD steps of the linear cooling from T_start to T_glass (1 to MAX_STEPS, checked)."""
+        return int(round(cooling_span(self.quench, self.md.dt)))
+
     def split_of(self) -> np.ndarray:
         """Split code (index into glassdist.constants.SPLITS) of each replica, shape (R,)."""
         return np.repeat(np.arange(len(SPLITS)), self.quench.split).astype(np.int8)
@@ -319,100 +268,114 @@ class Spec:
 
 def validate(data: dict) -> dict:
     """Check types, values and cross-key consistency; fill defaults. Returns a new dict."""
-    if not isinstance(data, dict):
-        raise SpecError("<file>", "is not a TOML table", "start from `glassdist init DIR --preset demo-kam`")
-    out: dict[str, dict] = {}
-    for section in data:
-        if section not in SCHEMA:
-            raise SpecError(section, "unknown section",
-                            f"remove it; known sections: {', '.join(SCHEMA)}")
-    for section, keys in SCHEMA.items():
-        given = data.get(section, {})
-        if not isinstance(given, dict):
-            raise SpecError(section, "must be a table", f"write it as [{section}]")
-        for key in given:
-            if key not in keys:
-                close = [k for k in keys if k.split("_")[0] == key.split("_")[0]]
-                hint = f"did you mean '{section}.{close[0]}'?" if close else \
-                    f"known keys in [{section}]: {', '.join(keys)}"
-                raise SpecError(f"{section}.{key}", "unknown key", f"remove it; {hint}")
-        sec = {}
-        for key, spec in keys.items():
-            name = f"{section}.{key}"
-            if key in given:
-                value = given[key]
-            elif spec.default is REQUIRED:
-                raise SpecError(name, "is missing", f"add '{key} = ...' under [{section}] ({spec.help})")
-            else:
-                value = copy.deepcopy(spec.default)
-            if not _type_ok(spec.type, value):
-                raise SpecError(name, f"must be a {_type_name(spec.type)}, got {value!r}",
-                                f"set it to a {_type_name(spec.type)} ({spec.help})")
-            if spec.type is NUM:
-                value = float(value)
-            if spec.check and (msg := spec.check(value)):
-                raise SpecError(name, f"{msg}, got {value!r}", f"give a valid value ({spec.help})")
-            sec[key] = value
-        out[section] = sec
+    out = validate_file(data, SCHEMA, SpecError, fix="start from `glassdist init DIR --preset demo-kam`")
     _check_consistency(out)
     return out
 
 
+def cooling_span(q: dict, dt: float) -> float:
+    """MD steps of the linear cooling from T_start to T_glass, unrounded (inf when it overflows)."""
+    return (q["T_start"] - q["T_glass"]) / q["cooling_rate"] / dt
+
+
+def _check_steps(span: float, key: str, what: str, least: int = 1) -> None:
+    if not least <= span <= MAX_STEPS:  # also false for inf and nan
+        raise SpecError(key, f"{what} takes {span:.3g} MD steps",
+                        f"give values that make it {least} to {MAX_STEPS} steps (LAMMPS's limit of one run)")
+
+
 def _check_consistency(d: dict) -> None:
-    s, q = d["system"], d["quench"]
+    s, q, md = d["system"], d["quench"], d["md"]
     n_sp = len(s["species"])
-    if n_sp < 1 or len(set(s["species"])) != n_sp:
-        raise SpecError("system.species", "must list distinct species names", 'e.g. species = ["A", "B"]')
+    if not 1 <= n_sp <= 127 or len(set(s["species"])) != n_sp:  # particle types are stored as int8
+        raise SpecError("system.species", "must list 1 to 127 distinct species names", 'e.g. species = ["A", "B"]')
     for key in ("counts", "masses"):
         if len(s[key]) != n_sp:
-            raise SpecError(f"system.{key}", f"has {len(s[key])} entries for {n_sp} species",
+            raise SpecError(f"system.{key}", f"has {len(s[key])} entries for {n_sp} system.species",
                             "give one entry per species")
     if sum(s["counts"]) != s["n_particles"] or min(s["counts"]) < 0:
-        raise SpecError("system.counts", f"sum {sum(s['counts'])} != n_particles {s['n_particles']}",
+        raise SpecError("system.counts", f"sum {sum(s['counts'])} != system.n_particles {s['n_particles']}",
                         "make the non-negative counts add up to n_particles")
     for key in ("sigma", "epsilon") + (("contact_sigma",) if s["contact_sigma"] else ()):
-        m = np.asarray(s[key], dtype=float) if all(len(r) == n_sp for r in s[key]) else None
-        if m is None or m.shape != (n_sp, n_sp):
+        m = np.asarray(s[key], dtype=float) if len(s[key]) == n_sp and all(len(r) == n_sp for r in s[key]) \
+            else None
+        if m is None:
             raise SpecError(f"system.{key}", f"must be a {n_sp} x {n_sp} matrix",
-                            "give one row per species, one column per species")
+                            "give one row per entry of system.species, one column per species")
         if not np.allclose(m, m.T):
             raise SpecError(f"system.{key}", "is not symmetric", "make entry [i][j] equal entry [j][i]")
         if (m <= 0).any():
             raise SpecError(f"system.{key}", "has entries <= 0", "use positive values")
     L = (s["n_particles"] / s["density"]) ** (1 / s["dim"])
     rc = s["cutoff_factor"] * max(max(r) for r in s["sigma"])
-    if L < 2 * rc:
-        raise SpecError("system.n_particles", f"box length {L:.3g} < 2 x largest cutoff {rc:.3g}",
-                        "use more particles or a lower cutoff_factor")
+    if not L >= 2 * rc:  # also false when L or rc overflow
+        raise SpecError("system.n_particles", f"box length (system.n_particles / system.density)^(1/dim) = "
+                        f"{L:.3g} < 2 x largest cutoff (system.cutoff_factor x system.sigma) = {2 * rc:.3g}",
+                        "use more particles, a lower density or a lower cutoff_factor")
+    if not L >= 2 * (rc + md["neighbor_skin"]):
+        raise SpecError("md.neighbor_skin", f"cutoff {rc:.3g} + skin {md['neighbor_skin']:.3g} exceeds half the box "
+                        f"length {L:.3g}", "use a smaller neighbor_skin (LAMMPS default 0.3)")
+    if s["contact_sigma"] and np.max(s["contact_sigma"]) > L:
+        raise SpecError("system.contact_sigma", f"has entries larger than the box length {L:.3g}",
+                        "give contact distances of the order of sigma")
     if len(q["split"]) != 3 or sum(q["split"]) != q["replicas"] or min(q["split"]) < 1:
         raise SpecError("quench.split", f"{q['split']} must be three positive counts summing to "
-                        f"replicas = {q['replicas']}", "e.g. split = [4000, 400, 600] for 5000")
+                        f"quench.replicas = {q['replicas']}", "e.g. split = [4000, 400, 600] for 5000")
     if not q["T_glass"] < q["T_liquid"] < q["T_start"]:
-        raise SpecError("quench.T_liquid", "need T_glass < T_liquid < T_start",
+        raise SpecError("quench.T_liquid", "need quench.T_glass < quench.T_liquid < quench.T_start",
                         "order the three temperatures")
+    _check_steps(cooling_span(q, md["dt"]), "quench.cooling_rate",
+                 "the cooling (quench.T_start - quench.T_glass) / quench.cooling_rate / md.dt")
+    _check_steps(q["equilibration_time"] / md["dt"], "quench.equilibration_time",
+                 "the equilibration quench.equilibration_time / md.dt", least=0)
     if q["snapshot_replicas"] > q["replicas"]:
-        raise SpecError("quench.snapshot_replicas", "exceeds replicas", "use at most `replicas`")
+        raise SpecError("quench.snapshot_replicas", "exceeds quench.replicas", "use at most `replicas`")
     for T in q["snapshot_temperatures"]:
         if not q["T_glass"] <= T <= q["T_start"]:
-            raise SpecError("quench.snapshot_temperatures", f"{T} is outside [T_glass, T_start]",
+            raise SpecError("quench.snapshot_temperatures", f"{T} is outside [quench.T_glass, quench.T_start]",
                             "keep snapshot temperatures within the cooling range")
+    g = d["dataset"]["grid"]
+    if g ** s["dim"] > MAX_COUNT:
+        raise SpecError("dataset.grid", f"an image of grid^system.dim = {g}^{s['dim']} pixels is too large",
+                        f"use at most {MAX_COUNT} pixels per image")
+    sigma_ii = max(s["sigma"][i][i] for i in range(n_sp))
+    for key, length in (("dataset.kernel_cutoff", d["dataset"]["kernel_cutoff"] * sigma_ii),
+                        ("indicators.rdf_rmax", d["indicators"]["rdf_rmax"]),
+                        ("analyze.correlation_rmax", d["analyze"]["correlation_rmax"]),
+                        *((f"analyze.{k}", d["analyze"][k]) for k in ("xi_structure", "xi_violin", "xi_propensity")),
+                        ("analyze.xi_grid", max(d["analyze"]["xi_grid"]))):
+        if not length <= 2 * L:  # pair searches tile the box up to this length
+            raise SpecError(key, f"length {length:.3g} exceeds twice the box length {L:.3g}",
+                            "keep lengths within the box (beyond it they only see periodic images)")
     m = d["model"]
-    if len(m["channels"]) != 3 or len(m["kernel_sizes"]) != 3:
-        raise SpecError("model.channels", "the paper's CNN has exactly three conv layers",
-                        "give three channels and three kernel_sizes")
-    if any(k % 2 == 0 or k < 1 for k in m["kernel_sizes"]):
-        raise SpecError("model.kernel_sizes", "must be odd (same-size circular padding)", "e.g. [5, 3, 3]")
-    if any(c < 1 for c in m["channels"]):
-        raise SpecError("model.channels", "must be >= 1", "e.g. [16, 32, 32]")
+    for key in ("channels", "kernel_sizes"):
+        if len(m[key]) != 3:
+            raise SpecError(f"model.{key}", "the paper's CNN has exactly three conv layers",
+                            f"give three {key}")
+    if any(k % 2 == 0 or not 1 <= k <= g for k in m["kernel_sizes"]):
+        raise SpecError("model.kernel_sizes", f"must be odd and at most dataset.grid = {g} (same-size circular "
+                        "padding)", "e.g. [5, 3, 3]")
+    if any(not 1 <= c <= MAX_LAYER for c in m["channels"]):
+        raise SpecError("model.channels", f"must be in [1, {MAX_LAYER}]", "e.g. [16, 32, 32]")
+    weights = m["channels"][-1] * g ** s["dim"] * m["hidden"]
+    if weights > MAX_COUNT:
+        raise SpecError("model.hidden", f"the first fully connected layer (model.channels[-1] x dataset.grid^dim x "
+                        f"model.hidden) would hold {weights:.3g} weights", f"keep it at most {MAX_COUNT} (8 GB)")
     if not 0 <= m["dropout"] < 1:
         raise SpecError("model.dropout", "must be in [0, 1)", "paper: 0.5")
     p = d["propensity"]
     if p["outputs"] > p["steps"]:
         raise SpecError("propensity.outputs", f"{p['outputs']} distinct output steps do not fit in "
-                        f"{p['steps']} steps", "use outputs <= steps")
+                        f"propensity.steps = {p['steps']} steps", "use outputs <= steps")
+    if p["steps"] // p["checkpoint_every"] > MAX_POINTS:
+        raise SpecError("propensity.checkpoint_every", f"propensity.steps / propensity.checkpoint_every = "
+                        f"{p['steps'] // p['checkpoint_every']} checkpoints per run", f"use at most {MAX_POINTS}")
+    if max(p["temperatures"]) > q["T_start"]:
+        raise SpecError("propensity.temperatures", f"{max(p['temperatures'])} is above quench.T_start",
+                        "run the isoconfigurational ensembles below the quench's liquid temperature")
     n_test = q["split"][2]
     if any(not 0 <= c < n_test for c in p["configurations"]):
-        raise SpecError("propensity.configurations", f"indices must be in [0, {n_test}) (test split)",
+        raise SpecError("propensity.configurations", f"indices must be in [0, {n_test}) (test split of quench.split)",
                         "name test-split glass configurations by their index in the test split")
     fit = d["inherent"]["fit_mid_T"]
     if fit and (len(fit) != 2 or fit[0] >= fit[1]):
@@ -454,7 +417,7 @@ def apply_overrides(text: str, overrides: list[str]) -> str:
     """Rewrite TOML text with `section.key=value` overrides, keeping every comment."""
     for item in overrides:
         section, key, value = parse_override(item)
-        line = f"{key} = {_toml_value(value)}  # set by --set"
+        line = f"{key} = {toml_value(value)}  # set by --set"
         lines = text.splitlines()
         start = next((i for i, ln in enumerate(lines) if ln.strip() == f"[{section}]"), None)
         if start is None:
@@ -474,23 +437,8 @@ def apply_overrides(text: str, overrides: list[str]) -> str:
     return text
 
 
-def _toml_value(value) -> str:
-    """A value as one line of TOML (arrays inline, so line-based overrides stay valid)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return json.dumps(value)
-    return repr(value)
-
-
-def loads(text: str, source: str = "campaign.toml") -> Spec:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(source, f"is not valid TOML ({exc})", "fix the syntax at the line given") from None
-    return Spec(data)
+def loads(text: str | bytes, source: str = "campaign.toml") -> Spec:
+    return Spec(parse_toml(text, source, SpecError))
 
 
 def load(campaign_dir: str | Path) -> Spec:
@@ -499,8 +447,7 @@ def load(campaign_dir: str | Path) -> Spec:
     if not path.is_file():
         raise SpecError(str(path), "does not exist",
                         f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
-    return loads(path.read_text(), str(path))
-
+    return loads(path.read_bytes(), str(path))
 
 
 def reference_markdown() -> str:
@@ -511,11 +458,7 @@ def reference_markdown() -> str:
            "Unknown keys, wrong types and impossible values are refused with exit code 2.",
            "This page is generated from `glassdist.spec.SCHEMA` (`python -m glassdist.spec > docs/campaign.md`).", ""]
     for section, keys in SCHEMA.items():
-        out += [f"## [{section}]", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-        for key, k in keys.items():
-            default = "required" if k.default is REQUIRED else f"`{_toml_value(k.default)}`"
-            out.append(f"| `{key}` | {_type_name(k.type)} | {default} | {k.help} |")
-        out.append("")
+        out += [f"## [{section}]", "", *reference_table(keys), ""]
     return "\n".join(out)
 
 

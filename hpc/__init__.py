@@ -1,2 +1,3 @@
 """Distributed-ensemble runtime, independent of glass physics: MPI task farm with a resumable
-task ledger, Dask cluster factory, DDP launch helpers, SLURM profiles and submission."""
+task ledger, Dask cluster factory, DDP launch helpers, SLURM profiles and submission, and the
+typed schema (``hpc.schema``) that validates both the campaign file and the cluster profiles."""

@@ -12,9 +12,11 @@ Every problem is a :class:`ProfileError` naming the key and the fix.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .schema import (INT, REQUIRED, STRING, STRINGS, Key, at_least, non_negative, one_of, parse_toml, validate,
+                     validate_section)
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
@@ -42,50 +44,56 @@ def walltime_seconds(text: str) -> int:
     return (((days or 0) * 24 + h) * 60 + mnt) * 60 + s
 
 
-# ---- schema: section -> key -> (type, default or REQUIRED, help) -------------------------
-REQUIRED = object()
+def _walltime(value: str) -> str | None:
+    try:
+        walltime_seconds(value)
+    except ValueError:
+        return "must be a SLURM time limit ('HH:MM:SS' or 'D-HH:MM:SS')"
+    return None
+
+
+LAUNCHERS = ("srun", "mpiexec")
 SCHEMA = {
     "slurm": {
-        "partition": (str, REQUIRED, "partition (sbatch --partition)"),
-        "account": (str, "", "account to charge ('' = leave out)"),
-        "qos": (str, "", "quality of service ('' = leave out)"),
-        "extra_directives": (list, [], "more sbatch options, one per entry, e.g. '--constraint=cpu'"),
-        "signal_seconds": (int, 120, "SIGTERM sent this many seconds before the time limit"),
-        "requeue_limit": (int, 0, "times a job that got the walltime signal requeues itself "
-                                  "to continue (0 = never; `submit` again instead)"),
-        "job_prefix": (str, "gd", "prefix of job names"),
+        "partition": Key(STRING, REQUIRED, "partition (sbatch --partition)"),
+        "account": Key(STRING, "", "account to charge ('' = leave out)"),
+        "qos": Key(STRING, "", "quality of service ('' = leave out)"),
+        "extra_directives": Key(STRINGS, [], "more sbatch options, one per entry, e.g. '--constraint=cpu'"),
+        "signal_seconds": Key(INT, 120, "SIGTERM sent this many seconds before the time limit", non_negative),
+        "requeue_limit": Key(INT, 0, "times a job that got the walltime signal requeues itself "
+                                     "to continue (0 = never; `submit` again instead)", non_negative),
+        "job_prefix": Key(STRING, "gd", "prefix of job names"),
     },
     "node": {
-        "cores": (int, REQUIRED, "CPU cores per node"),
-        "gpus": (int, 0, "GPUs per node"),
-        "memory": (str, "", "memory to ask per node (sbatch --mem; '' = leave out)"),
+        "cores": Key(INT, REQUIRED, "CPU cores per node", at_least(1)),
+        "gpus": Key(INT, 0, "GPUs per node", non_negative),
+        "memory": Key(STRING, "", "memory to ask per node (sbatch --mem; '' = leave out)"),
     },
     "environment": {
-        "setup": (list, [], "shell lines run first in every job (module load, venv activation)"),
-        "mpi_launcher": (str, "srun", "'srun' or 'mpiexec'"),
-        "mpi_args": (str, "", "extra launcher options, e.g. '--mpi=pmix' (srun) or '-bind-to core'"),
-        "command": (str, "glassdist", "command that runs the program on the nodes"),
+        "setup": Key(STRINGS, [], "shell lines run first in every job (module load, venv activation)"),
+        "mpi_launcher": Key(STRING, "srun", "'srun' or 'mpiexec'", one_of(*LAUNCHERS)),
+        "mpi_args": Key(STRING, "", "extra launcher options, e.g. '--mpi=pmix' (srun) or '-bind-to core'"),
+        "command": Key(STRING, "glassdist", "command that runs the program on the nodes"),
     },
     "dask": {
-        "cores": (int, REQUIRED, "cores per Dask worker job"),
-        "processes": (int, 1, "worker processes per job (cores are shared among them)"),
-        "memory": (str, REQUIRED, "memory per Dask worker job, e.g. '8GB'"),
-        "walltime": (str, REQUIRED, "time limit of each worker job"),
-        "jobs": (int, 1, "worker jobs to start (0: workers inside the stage's own job)"),
-        "interface": (str, REQUIRED, "network interface the scheduler and workers bind to "
-                                     "('lo' keeps everything on localhost)"),
-        "dashboard": (str, "", "dashboard address, e.g. '127.0.0.1:8787' ('' = no dashboard)"),
+        "cores": Key(INT, REQUIRED, "cores per Dask worker job", at_least(1)),
+        "processes": Key(INT, 1, "worker processes per job (cores are shared among them)", at_least(1)),
+        "memory": Key(STRING, REQUIRED, "memory per Dask worker job, e.g. '8GB'"),
+        "walltime": Key(STRING, REQUIRED, "time limit of each worker job", _walltime),
+        "jobs": Key(INT, 1, "worker jobs to start (0: workers inside the stage's own job)", non_negative),
+        "interface": Key(STRING, REQUIRED, "network interface the scheduler and workers bind to "
+                                           "('lo' keeps everything on localhost)"),
+        "dashboard": Key(STRING, "", "dashboard address, e.g. '127.0.0.1:8787' ('' = no dashboard)"),
     },
 }
 STAGE_KEYS = {
-    "walltime": (str, REQUIRED, "time limit of the job"),
-    "max_nodes": (int, 1, "largest number of nodes the job may use"),
-    "tasks_per_node": (int, 0, "processes per node (0 = auto: node.cores for MPI stages, "
-                               "the GPUs or 1 for training)"),
-    "gpus_per_node": (int, 0, "GPUs to ask per node"),
-    "memory": (str, "", "memory per node ('' = the node's memory key)"),
+    "walltime": Key(STRING, REQUIRED, "time limit of the job", _walltime),
+    "max_nodes": Key(INT, 1, "largest number of nodes the job may use", at_least(1)),
+    "tasks_per_node": Key(INT, 0, "processes per node (0 = auto: node.cores for MPI stages, "
+                                  "the GPUs or 1 for training)", non_negative),
+    "gpus_per_node": Key(INT, 0, "GPUs to ask per node", non_negative),
+    "memory": Key(STRING, "", "memory per node ('' = the node's memory key)"),
 }
-LAUNCHERS = ("srun", "mpiexec")
 
 
 @dataclass(frozen=True)
@@ -118,51 +126,15 @@ class Profile:
         return self.stages[name]
 
 
-def _section(data: dict, name: str, schema: dict, prefix: str = "") -> dict:
-    given = data.get(name, {})
-    name = prefix + name
-    if not isinstance(given, dict):
-        raise ProfileError(name, "must be a table", f"write it as [{name}]")
-    for key in given:
-        if key not in schema:
-            raise ProfileError(f"{name}.{key}", "unknown key", f"use one of {', '.join(schema)}")
-    out = {}
-    for key, (kind, default, help_) in schema.items():
-        value = given.get(key, default)
-        if value is REQUIRED:
-            raise ProfileError(f"{name}.{key}", "is missing", f"add '{key} = ...' under [{name}] ({help_})")
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ProfileError(f"{name}.{key}", f"must be a {kind.__name__}, got {value!r}", help_)
-        if kind is list and not all(isinstance(v, str) for v in value):
-            raise ProfileError(f"{name}.{key}", "must be a list of strings", help_)
-        if kind is int and value < 0:
-            raise ProfileError(f"{name}.{key}", f"must be >= 0, got {value}", help_)
-        if key == "walltime":
-            try:
-                walltime_seconds(value)
-            except ValueError:
-                raise ProfileError(f"{name}.{key}", f"{value!r} is not a SLURM time limit",
-                                   "write it as 'HH:MM:SS' or 'D-HH:MM:SS'") from None
-        out[key] = value
-    return out
-
-
 def _check(p: Profile) -> None:
-    if p.environment["mpi_launcher"] not in LAUNCHERS:
-        raise ProfileError("environment.mpi_launcher", f"{p.environment['mpi_launcher']!r} is unknown",
-                           "use 'srun' or 'mpiexec'")
-    if p.node["cores"] < 1:
-        raise ProfileError("node.cores", "must be >= 1", "give the cores of one node")
     d = p.dask
-    if not 1 <= d["processes"] <= d["cores"]:
+    if d["processes"] > d["cores"]:
         raise ProfileError("dask.processes", f"must be in [1, dask.cores = {d['cores']}]",
                            "use at most one process per core")
     if d["cores"] > p.node["cores"]:
         raise ProfileError("dask.cores", f"{d['cores']} > node.cores = {p.node['cores']}",
                            "a worker job must fit on one node")
     for name, s in p.stages.items():
-        if s.max_nodes < 1:
-            raise ProfileError(f"stages.{name}.max_nodes", "must be >= 1", "give at least one node")
         if s.gpus_per_node > p.node["gpus"]:
             raise ProfileError(f"stages.{name}.gpus_per_node",
                                f"{s.gpus_per_node} > node.gpus = {p.node['gpus']}",
@@ -190,20 +162,14 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
     if isinstance(name_or_path, Profile):
         return name_or_path
     path = resolve(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(str(path), f"is not valid TOML ({exc})", "fix the syntax at the line given") from None
-    for key in data:
-        if key not in SCHEMA and key != "stages":
-            raise ProfileError(key, "unknown section", f"use {', '.join(SCHEMA)} and stages.NAME")
+    data = parse_toml(path.read_bytes(), str(path), ProfileError)
+    sections = validate(data, SCHEMA, ProfileError, source=str(path), extra=("stages",),
+                        fix="copy a shipped profile")
     stages = data.get("stages", {})
     if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
         raise ProfileError("stages", "must hold one table per stage", "write [stages.quench] etc.")
-    profile = Profile(
-        name=path.stem, path=path,
-        **{sec: _section(data, sec, schema) for sec, schema in SCHEMA.items()},
-        stages={n: StageShape(**_section(stages, n, STAGE_KEYS, "stages.")) for n in stages},
-    )
+    profile = Profile(name=path.stem, path=path, **sections,
+                      stages={n: StageShape(**validate_section(v, STAGE_KEYS, f"stages.{n}", ProfileError))
+                              for n, v in stages.items()})
     _check(profile)
     return profile

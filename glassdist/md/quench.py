@@ -27,16 +27,10 @@ class QuenchResult:
     snapshots: np.ndarray      # (n_snap, N, dim) in spec order, or (0, N, dim)
 
 
-def cooling_steps(spec: Spec) -> int:
-    """Steps of the linear cooling from T_start to T_glass."""
-    q = spec.quench
-    return int(round((q.T_start - q.T_glass) / q.cooling_rate / spec.md.dt))
-
-
 def step_at(spec: Spec, T: float) -> int:
     """Cooling step at which the thermostat target reaches T."""
     q = spec.quench
-    return int(round((q.T_start - T) / (q.T_start - q.T_glass) * cooling_steps(spec)))
+    return int(round((q.T_start - T) / (q.T_start - q.T_glass) * spec.cooling_steps))
 
 
 def thermo_steps(spec: Spec) -> list[int]:
@@ -49,7 +43,7 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
            input_path: str | Path | None = None) -> QuenchResult:
     """Run one quench with its own LAMMPS instance on ``comm``; seeds come from ``rng``."""
     q, dim, N = spec.quench, spec.dim, spec.system.n_particles
-    total = cooling_steps(spec)
+    total = spec.cooling_steps
     snap_T = list(q.snapshot_temperatures) if snapshots else []
     record = set(thermo_steps(spec))
     liquid_step, snap_steps = step_at(spec, q.T_liquid), {step_at(spec, T): k for k, T in enumerate(snap_T)}
