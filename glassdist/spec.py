@@ -115,6 +115,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "replicas_per_task": Key(int, 1, help="replicas (or runs) per farm task: one block stepped "
                                  "together by a batched engine (LAMMPS: run one after another)",
                                  check=at_least(1)),
+        "checkpoint_every": Key(int, 100_000, help="quench steps between checkpoints (LAMMPS restart "
+                                "files with the thermostat state, and the results so far; about a minute "
+                                "of work at N = 2000 on one core); a quench resumes there after a kill, "
+                                "and a SIGTERM stops it at the next checkpoint or recorded step",
+                                check=at_least(1)),
     },
     "quench": {
         "replicas": Key(int, help="independent quenches R", check=at_least(2)),

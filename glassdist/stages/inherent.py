@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hpc import signals
+
 from ..errors import SpecError
 from ..md.engine import get_engine
 from ..spec import Spec, load
@@ -82,7 +84,8 @@ def run(campaign_dir, args=None) -> int:
         where = [divmod(task, nT) for task in block.tasks]
         e0, minima = engine.minimise_block(spec, np.stack([snapshots[k, t] for k, t in where]), types,
                                            labels=[f"replica-{k:06d}-T{t:03d}" for k, t in where],
-                                           comm=task_comm, workdir=campaign_dir / "lammps" / NAME)
+                                           comm=task_comm, workdir=campaign_dir / "lammps" / NAME,
+                                           should_stop=signals.stop_requested)
         if rank_of(task_comm) == 0:
             for (k, t), e, x in zip(where, e0, minima):
                 group["positions"][k, t] = x
