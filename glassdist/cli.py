@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hpc.mpi import abort_on_error
+
 from . import spec as specmod
 from .errors import GlassdistError, UsageError
 from .stages import PIPELINE, STAGES
@@ -174,16 +176,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _describe(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) of the errors glassdist reports without a traceback."""
+    if isinstance(exc, GlassdistError):
+        return exc.exit_code, f"glassdist: error: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return 1, "glassdist: interrupted; done work is kept, rerun to continue"
+    return None
+
+
 def main(argv=None) -> int:
+    """Run a command. An MPI stage under mpiexec runs inside hpc.mpi.abort_on_error: an error
+    on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
+    file) end each rank normally, printed by rank 0."""
     args = build_parser().parse_args(argv)
+    comm = None
+    if args.command in STAGES and STAGES[args.command].kind == "mpi":
+        from .stages.common import world
+
+        comm = world()
     try:
-        return int(args.func(args) or 0)
-    except GlassdistError as exc:
-        print(f"glassdist: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("glassdist: interrupted; done work is kept, rerun to continue", file=sys.stderr)
-        return 1
+        with abort_on_error(comm, _describe):
+            return int(args.func(args) or 0)
+    except (GlassdistError, KeyboardInterrupt) as exc:
+        code, message = _describe(exc)
+        if comm is None or comm.Get_rank() == 0:
+            print(message, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

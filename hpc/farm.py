@@ -32,6 +32,7 @@ import numpy as np
 
 from . import signals
 from .ledger import Ledger
+from .mpi import inject_rank_error
 from .progress import Progress
 
 REQUEST, TASK = 11, 12
@@ -253,6 +254,7 @@ def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, la
         dispatcher = _Dispatcher(make_blocks(tasks, ledger, block_size), max_attempts, comm, size // k, label)
         dispatcher.start()
     report = None
+    inject_rank_error(comm, "the MPI farm's worker loop")
     while True:
         if leader:
             comm.send(report, dest=0, tag=REQUEST)
