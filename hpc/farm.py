@@ -199,7 +199,9 @@ def _dask(blocks, work, ledger, max_attempts, dask_options, label) -> FarmResult
     the ledger), and leaving the client closes the cluster, so the call returns within seconds
     even while workers are busy with long blocks."""
     tally = _Tally(label, sum(map(len, blocks)))
-    if not blocks:
+    if not blocks or signals.stop_requested():  # no cluster started after a stop request
+        for block in blocks:
+            tally.finish(block, "suspended")
         return tally.close()
     from distributed import wait
 

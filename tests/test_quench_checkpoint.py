@@ -66,6 +66,7 @@ def test_stop_then_resume_is_bitwise_identical(spec, reference, tmp_path, n, ste
                      should_stop=stop_at_check(n))
     assert stopped is None
     assert sorted(p.name for p in tmp_path.glob("r.ckpt*")) == [f"r.ckpt-{step}.restart", "r.ckpt.npz"]
+    assert "write_restart" in (tmp_path / "r.in").read_text()  # the stopped run's input is kept
     resumed = quench(spec, np.random.default_rng(SEED), snapshots=True, workdir=tmp_path, label="r")
     assert (tmp_path / f"r.resume-{step}.in").exists()
     assert_identical(resumed, reference)
@@ -144,6 +145,7 @@ def test_sigterm_stops_stage_mid_replica_then_rerun_equals_uninterrupted(tmp_pat
         assert 0 < int(z["step"]) < 400 + 3950  # stopped inside replica 0
     states = zarr.open_group(d / "store.zarr", mode="r")["ledger/quench/state"][:]
     assert (states == 0).all()  # all pending, none failed
+    assert (d / "lammps" / "quench" / "replica-000000.in").exists()
     glassdist("quench", d)
     a, b = (zarr.open_group(c / "store.zarr", mode="r") for c in (d, ref))
     for name in ("positions", "pe", "temperature", "thermo_T", "thermo_pe", "snapshots"):

@@ -2,6 +2,10 @@
 linear NVT Nose-Hoover cooling to T_glass; the configuration is saved at T_liquid (class
 "liquid") and T_glass (class "glass"), T and potential energy along the cooling, and
 cooling snapshots on a temperature grid when asked.
+
+A quench runs as segments (:func:`segments`) and, given a work directory, checkpoints every
+``md.checkpoint_every`` steps and stops cleanly on request (SIGTERM); a rerun resumes it
+bitwise identically on one rank per task (:mod:`glassdist.md.checkpoint`).
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
         arrays = saved[1]
         done = int(arrays.pop("segment"))
         res = QuenchResult(**arrays)
+    suspended = False
     if done < len(plan) - 1:
         with LammpsSession(spec, comm=comm) as lmp:
             if saved is None:
@@ -128,18 +133,20 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
                     _record(lmp, res, spec, end, record, liquid_step, snap_steps)
                 if k == len(plan) - 1 or end == begin:
                     continue  # nothing to checkpoint yet (end == begin: a `run 0` for the records)
-                stop = stopping(should_stop, comm)
-                if ckpt is not None and (stop or end % every == 0):
+                suspended = stopping(should_stop, comm) and ckpt is not None
+                if suspended or (ckpt is not None and end % every == 0):
                     ckpt.save(lmp, _global_step(spec, phase, end), segment=np.int64(k), **vars(res))
-                if stop and ckpt is not None:
-                    return None
-            lmp.check_atoms()
-            if ckpt is not None:
-                ckpt.save(lmp, _global_step(spec, *plan[-1]), segment=np.int64(len(plan) - 1), **vars(res))
-                if root:
-                    name = f"{label}.in" if saved is None else f"{label}.resume-{saved[0]}.in"
-                    lmp.write_input(Path(workdir) / name,
-                                    header=f"glassdist quench of campaign '{spec.campaign.name}'")
+                if suspended:
+                    break
+            if not suspended:
+                lmp.check_atoms()
+                if ckpt is not None:
+                    ckpt.save(lmp, _global_step(spec, *plan[-1]), segment=np.int64(len(plan) - 1), **vars(res))
+            if ckpt is not None and root:
+                name = f"{label}.in" if saved is None else f"{label}.resume-{saved[0]}.in"
+                lmp.write_input(Path(workdir) / name, header=f"glassdist quench of campaign '{spec.campaign.name}'")
+        if suspended:
+            return None
     for name, arr in vars(res).items():
         if not np.isfinite(arr).all():
             raise TaskError(f"quench produced non-finite {name}")
