@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +39,17 @@ def mpiexec() -> str:
 
 
 def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
-    """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_."""
+    """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_ (a SIGTERM to
+    this process is passed on to it: its ranks checkpoint and stop)."""
     stage = STAGES[name]
     if stage.kind == "mpi" and np_ > 1:
         cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
-        return subprocess.call(cmd)
+        proc = subprocess.Popen(cmd)
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+        try:
+            return proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return stage.run(campaign_dir, argparse.Namespace(np=np_))
 
 

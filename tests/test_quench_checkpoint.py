@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -152,3 +153,22 @@ def test_sigterm_stops_stage_mid_replica_then_rerun_equals_uninterrupted(tmp_pat
         np.testing.assert_array_equal(a[f"quench/{name}"][:], b[f"quench/{name}"][:], err_msg=name)
     assert list((d / "lammps" / "quench").glob("replica-000000.resume-*.in"))
     assert not list((d / "lammps" / "quench").glob("*.ckpt*"))  # cleared once stored
+
+
+def test_sigterm_to_glassdist_run_reaches_the_mpi_ranks(tmp_path):
+    """`glassdist run --np 2` starts the quench under mpiexec; a SIGTERM to `glassdist run` is
+    passed on: the ranks checkpoint and stop, run exits 1 within 60 s and leaves no process."""
+    d = init_tiny(tmp_path / "run", "kam", *STAGE)
+    proc = subprocess.Popen([str(BIN / "glassdist"), "run", str(d), "--np", "2", "--stages", "quench"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((d / "lammps" / "quench").glob("replica-*.ckpt.npz")):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "stopped on request" in out, out
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # mpiexec and both ranks are gone
+    assert list((d / "lammps" / "quench").glob("replica-*.ckpt.npz"))
