@@ -111,10 +111,7 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
     if done < len(plan) - 1:
         with LammpsSession(spec, comm=comm) as lmp:
             if saved is None:
-                lmp.run(random_start_commands(spec, rng))
-                lmp.run(dynamics_fixes(spec) + ["thermo_modify lost error norm yes"])
-                lmp.run([f"velocity all create {num(q.T_start)} {seed_for_lammps(rng)} dist gaussian mom yes rot no",
-                         _nvt(spec, "equilibrate")])
+                lmp.run(_fresh_start_commands(spec, rng))
             else:
                 lmp.run([*read_restart_commands(spec, ckpt.restart(saved[0])), *pair_commands(spec),
                          *dynamics_fixes(spec), "thermo_modify lost error norm yes", _nvt(spec, plan[done][0])])
@@ -151,6 +148,13 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
         if not np.isfinite(arr).all():
             raise TaskError(f"quench produced non-finite {name}")
     return res
+
+
+def _fresh_start_commands(spec: Spec, rng: np.random.Generator) -> list[str]:
+    """Random start, Maxwell-Boltzmann velocities at T_start, the equilibration thermostat."""
+    T = num(spec.quench.T_start)
+    return [*random_start_commands(spec, rng), *dynamics_fixes(spec), "thermo_modify lost error norm yes",
+            f"velocity all create {T} {seed_for_lammps(rng)} dist gaussian mom yes rot no", _nvt(spec, "equilibrate")]
 
 
 def checkpoint_prefix(label: str) -> str:
