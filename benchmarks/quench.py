@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from glassdist import spec as specmod
-from glassdist.md.quench import quench
+from glassdist.md.checkpoint import clear_checkpoint
+from glassdist.md.quench import checkpoint_prefix, quench
 
 BIN = Path(sys.executable).parent
 
@@ -60,7 +61,8 @@ def main():
         t_glassdist, t_lmp = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            quench(spec, np.random.default_rng(0), input_path=inp)
+            quench(spec, np.random.default_rng(0), workdir=work, label="replica")
+            clear_checkpoint(work, checkpoint_prefix("replica"))
             t_glassdist.append(time.perf_counter() - start)
             t_lmp.append(timed([BIN / "lmp", "-in", inp, "-log", "none", "-screen", "none", "-nocite"]))
         t_glassdist, t_lmp = min(t_glassdist), min(t_lmp)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from hpc.mpi import abort_on_error
 
 from . import spec as specmod
 from .errors import GlassdistError, UsageError
@@ -36,11 +39,17 @@ def mpiexec() -> str:
 
 
 def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
-    """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_."""
+    """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_ (a SIGTERM to
+    this process is passed on to it: its ranks checkpoint and stop)."""
     stage = STAGES[name]
     if stage.kind == "mpi" and np_ > 1:
         cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
-        return subprocess.call(cmd)
+        proc = subprocess.Popen(cmd)
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+        try:
+            return proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return stage.run(campaign_dir, argparse.Namespace(np=np_))
 
 
@@ -174,16 +183,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _describe(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) of the errors glassdist reports without a traceback."""
+    if isinstance(exc, GlassdistError):
+        return exc.exit_code, f"glassdist: error: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return 1, "glassdist: interrupted; done work is kept, rerun to continue"
+    return None
+
+
 def main(argv=None) -> int:
+    """Run a command. An MPI stage under mpiexec runs inside hpc.mpi.abort_on_error: an error
+    on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
+    file) end each rank normally, printed by rank 0."""
     args = build_parser().parse_args(argv)
+    comm = None
+    if args.command in STAGES and STAGES[args.command].kind == "mpi":
+        from .stages.common import world
+
+        comm = world()
     try:
-        return int(args.func(args) or 0)
-    except GlassdistError as exc:
-        print(f"glassdist: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("glassdist: interrupted; done work is kept, rerun to continue", file=sys.stderr)
-        return 1
+        with abort_on_error(comm, _describe):
+            return int(args.func(args) or 0)
+    except (GlassdistError, KeyboardInterrupt) as exc:
+        code, message = _describe(exc)
+        if comm is None or comm.Get_rank() == 0:
+            print(message, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

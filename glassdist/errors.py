@@ -19,6 +19,9 @@ class SpecError(GlassdistError):
         self.key, self.problem, self.fix = key, problem, fix
         super().__init__(f"campaign key '{key}': {problem}. Fix: {fix}")
 
+    def __reduce__(self):  # picklable: rank 0 broadcasts it to the other MPI ranks
+        return type(self), (self.key, self.problem, self.fix)
+
 
 class UsageError(GlassdistError):
     """Bad command-line usage or a request that cannot be honoured (exit code 2)."""

@@ -76,6 +76,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "replicas_per_task": Key(INT, 1, help="replicas (or runs) per farm task: one block stepped "
                                  "together by a batched engine (LAMMPS: run one after another)",
                                  check=count),
+        "checkpoint_every": Key(INT, 100_000, help="quench steps between checkpoints (LAMMPS restart "
+                                "files with the thermostat state, and the results so far; about a minute "
+                                "of work at N = 2000 on one core); a quench resumes there after a kill, "
+                                "and a SIGTERM stops it at the next checkpoint or recorded step",
+                                check=between(1, MAX_STEPS)),
     },
     "quench": {
         "replicas": Key(INT, help="independent quenches R", check=between(2, MAX_COUNT)),
@@ -328,6 +333,10 @@ def _check_consistency(d: dict) -> None:
                  "the cooling (quench.T_start - quench.T_glass) / quench.cooling_rate / md.dt")
     _check_steps(q["equilibration_time"] / md["dt"], "quench.equilibration_time",
                  "the equilibration quench.equilibration_time / md.dt", least=0)
+    segments = (cooling_span(q, md["dt"]) + q["equilibration_time"] / md["dt"]) / md["checkpoint_every"]
+    if segments > MAX_POINTS:
+        raise SpecError("md.checkpoint_every", f"{segments:.3g} checkpoints per quench",
+                        f"use at most {MAX_POINTS} (a larger md.checkpoint_every)")
     if q["snapshot_replicas"] > q["replicas"]:
         raise SpecError("quench.snapshot_replicas", "exceeds quench.replicas", "use at most `replicas`")
     for T in q["snapshot_temperatures"]:

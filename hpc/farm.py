@@ -32,6 +32,7 @@ import numpy as np
 
 from . import signals
 from .ledger import Ledger
+from .mpi import inject_rank_error
 from .progress import Progress
 
 REQUEST, TASK = 11, 12
@@ -193,10 +194,16 @@ def _serial(blocks, work, ledger, max_attempts, comm, label) -> FarmResult:
 
 
 def _dask(blocks, work, ledger, max_attempts, dask_options, label) -> FarmResult:
+    """Every block is submitted at once; results are taken as they finish. After a stop request
+    (polled twice a second) the blocks not finished are cancelled and left suspended (pending in
+    the ledger), and leaving the client closes the cluster, so the call returns within seconds
+    even while workers are busy with long blocks."""
     tally = _Tally(label, sum(map(len, blocks)))
-    if not blocks:
+    if not blocks or signals.stop_requested():  # no cluster started after a stop request
+        for block in blocks:
+            tally.finish(block, "suspended")
         return tally.close()
-    from distributed import as_completed
+    from distributed import wait
 
     from .dask_cluster import dask_client
 
@@ -206,30 +213,41 @@ def _dask(blocks, work, ledger, max_attempts, dask_options, label) -> FarmResult
             return client.submit(_timed, work, block, pure=False, key=key), (block, tries)
 
         futures = dict(submit(b, 0) for b in blocks)
-        running = as_completed(list(futures))
-        for future in running:
-            block, tries = futures.pop(future)
-            if future.status == "finished":
-                try:
-                    _check_injected(block)
-                except RuntimeError as exc:
-                    outcome, err, seconds = "failed", str(exc), 0.0
+        while futures:
+            if signals.stop_requested():
+                client.cancel(list(futures))
+                for block, _ in futures.values():
+                    tally.finish(block, "suspended")
+                break
+            try:
+                wait(list(futures), timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                continue
+            for future in [f for f in futures if f.done()]:
+                block, tries = futures.pop(future)
+                outcome, err, seconds = _outcome(future, block)
+                _record(block, outcome, err, seconds, ledger)
+                if outcome == "failed" and tries + 1 < max_attempts and not signals.stop_requested():
+                    tally.retrying(block, err)
+                    retry, entry = submit(block.retry(), tries + 1)
+                    futures[retry] = entry
                 else:
-                    outcome, err, seconds = "done", "", future.result()
-            else:
-                exc = future.exception()
-                outcome = ("suspended" if isinstance(exc, Suspended) else
-                           "deferred" if isinstance(exc, Deferred) else "failed")
-                err, seconds = f"{type(exc).__name__}: {exc}", 0.0
-            _record(block, outcome, err, seconds, ledger)
-            if outcome == "failed" and tries + 1 < max_attempts and not signals.stop_requested():
-                tally.retrying(block, err)
-                retry, entry = submit(block.retry(), tries + 1)
-                futures[retry] = entry
-                running.add(retry)
-            else:
-                tally.finish(block, outcome, err)
+                    tally.finish(block, outcome, err)
     return tally.close()
+
+
+def _outcome(future, block: Block) -> tuple[str, str, float]:
+    """('done'|'failed'|'suspended'|'deferred', error, seconds) of a finished Dask future."""
+    if future.status == "finished":
+        try:
+            _check_injected(block)
+        except RuntimeError as exc:
+            return "failed", str(exc), 0.0
+        return "done", "", future.result()
+    exc = future.exception()
+    outcome = ("suspended" if isinstance(exc, Suspended) else
+               "deferred" if isinstance(exc, Deferred) else "failed")
+    return outcome, f"{type(exc).__name__}: {exc}", 0.0
 
 
 def _timed(work: Callable, block: Block) -> float:
@@ -253,6 +271,7 @@ def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, la
         dispatcher = _Dispatcher(make_blocks(tasks, ledger, block_size), max_attempts, comm, size // k, label)
         dispatcher.start()
     report = None
+    inject_rank_error(comm, "the MPI farm's worker loop")
     while True:
         if leader:
             comm.send(report, dest=0, tag=REQUEST)

@@ -36,12 +36,16 @@ class Engine(Protocol):
                      should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
         """One quench (Sec. II B) per generator of the block: random start, equilibration at
         T_start, linear cooling; ``snapshots[b]`` asks replica b for cooling snapshots.
-        ``labels[b]`` names replica b's files in ``workdir``."""
+        ``labels[b]`` names replica b's files in ``workdir``. Checkpoints every
+        ``md.checkpoint_every`` steps in ``workdir``; a rerun of the block with the same
+        generators resumes there, bitwise identical on one rank per task."""
 
     def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *,
-                       labels: list[str] | None = None, comm=None,
-                       workdir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Configurations (B, N, dim) -> (E0 per particle (B,), minimised positions (B, N, dim))."""
+                       labels: list[str] | None = None, comm=None, workdir: Path | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Configurations (B, N, dim) -> (E0 per particle (B,), minimised positions (B, N, dim)).
+        Minimisations are short: no checkpoint; Suspended when ``should_stop()`` is true
+        between them."""
 
     def isoconf_block(self, spec: Spec, start: np.ndarray, types: np.ndarray, velocities: np.ndarray,
                       temperature: float, workdirs: list[Path], *, comm=None,

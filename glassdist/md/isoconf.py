@@ -10,22 +10,16 @@ fluctuates as in the canonical ensemble (relative std sqrt(2 / (dim (N - 1)))), 
 over runs is T exactly.
 
 The run proceeds in segments between the output steps and multiples of
-``propensity.checkpoint_every``; at every multiple it writes a LAMMPS restart file (positions,
-velocities, image flags and the Nose-Hoover thermostat state of ``fix nvt``) and the outputs so
-far. A rerun with the same work directory resumes from the last checkpoint. When
-``should_stop()`` turns true (SIGTERM), the run checkpoints at the next segment boundary and
-returns ``status == "suspended"``. Every segment starts with a full LAMMPS setup (neighbour
-lists rebuilt) in both a continuous and a resumed run, and the restart file holds x, v, image
-flags and the thermostat state exactly, so on one rank per task (the default) a resumed run is
-bitwise identical to an uninterrupted one (tested). With several ranks per task, read_restart
-may redistribute atoms in another memory order: the force sums then differ in round-off and
-the trajectories diverge chaotically, staying statistically equivalent.
+``propensity.checkpoint_every``; at every multiple it writes a checkpoint
+(:mod:`glassdist.md.checkpoint`: a LAMMPS restart file and the outputs so far). A rerun with the
+same work directory resumes from the last checkpoint. When ``should_stop()`` turns true
+(SIGTERM), the run checkpoints at the next segment boundary and returns ``status ==
+"suspended"``. On one rank per task (the default) a resumed run is bitwise identical to an
+uninterrupted one (tested; see glassdist.md.checkpoint for why, and for several ranks per task).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,7 +28,9 @@ import numpy as np
 
 from ..errors import TaskError
 from ..spec import Spec
-from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
+from .checkpoint import Checkpoint, fingerprint, stopping
+from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, read_restart_commands, \
+    write_data_file
 
 FIX = "fix nvt all nvt temp {T} {T} {damp}"
 
@@ -79,55 +75,6 @@ def _stop_points(spec: Spec, outputs: np.ndarray) -> np.ndarray:
     return np.union1d(outputs, checkpoints)
 
 
-def _fingerprint(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-class _Checkpoint:
-    """``ckpt.npz`` (step, outputs so far, fingerprint of the inputs) and ``ckpt-STEP.restart``.
-
-    The npz is renamed into place after its restart file is complete, and names it, so a kill
-    at any moment leaves a consistent pair.
-    """
-
-    def __init__(self, workdir: Path, fingerprint: str, root: bool):
-        self.dir, self.fingerprint, self.root = workdir, fingerprint, root
-        self.npz = workdir / "ckpt.npz"
-
-    def load(self):
-        """(step, positions) of a checkpoint of these inputs, or None."""
-        if not self.npz.exists():
-            return None
-        with np.load(self.npz) as z:
-            if str(z["fingerprint"]) != self.fingerprint:
-                return None
-            step, positions = int(z["step"]), z["positions"]
-        return (step, positions) if self.restart(step).exists() else None
-
-    def restart(self, step: int) -> Path:
-        return self.dir / f"ckpt-{step}.restart"
-
-    def save(self, lmp: LammpsSession, step: int, positions: np.ndarray) -> None:
-        lmp.run(f"write_restart {self.restart(step)}")
-        if not self.root:
-            return
-        tmp = self.dir / "ckpt.tmp.npz"
-        np.savez(tmp, step=step, positions=positions, fingerprint=self.fingerprint)
-        os.replace(tmp, self.npz)
-        for old in self.dir.glob("ckpt-*.restart"):
-            if old != self.restart(step):
-                old.unlink()
-
-
-def clear_checkpoint(workdir: str | Path) -> None:
-    """Remove a run's checkpoint files (after its outputs are stored); its inputs stay."""
-    for path in Path(workdir).glob("ckpt*"):
-        path.unlink()
-
-
 def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities: np.ndarray,
                 temperature: float, workdir: str | Path, *, comm=None,
                 should_stop: Callable[[], bool] = lambda: False) -> IsoconfResult:
@@ -143,9 +90,9 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
         workdir.mkdir(parents=True, exist_ok=True)
     steps = output_steps(spec.propensity.steps, spec.propensity.outputs)
     out = np.full((len(steps), len(types), spec.dim), np.nan)
-    ckpt = _Checkpoint(workdir, _fingerprint(positions, types, velocities, steps,
-                                             np.array([temperature, spec.propensity.steps, spec.md.dt,
-                                                       spec.md.thermostat_damping])), root)
+    ckpt = Checkpoint(workdir, fingerprint(positions, types, velocities, steps,
+                                           np.array([temperature, spec.propensity.steps, spec.md.dt,
+                                                     spec.md.thermostat_damping])), root=root)
     saved = ckpt.load() if root else None
     if comm is not None:
         saved = comm.bcast(saved, root=0)
@@ -160,9 +107,9 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
                 comm.Barrier()
             lmp.run(read_data_commands(spec, data))
         else:
-            step, done = saved
+            step, done = saved[0], saved[1]["positions"]
             out[: len(done)] = done
-            lmp.run(f"read_restart {ckpt.restart(step)}")
+            lmp.run(read_restart_commands(spec, ckpt.restart(step)))
         lmp.run(pair_commands(spec) + dynamics_fixes(spec) + [fix, "thermo_modify lost error norm yes"])
         if step == 0:
             out[0] = lmp.unwrapped()
@@ -176,12 +123,10 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
                 out[k] = lmp.unwrapped()
             if step == steps[-1]:
                 break
-            stopping = should_stop()
-            if comm is not None:
-                stopping = comm.allreduce(int(stopping)) > 0
-            if stopping or step % spec.propensity.checkpoint_every == 0:
-                ckpt.save(lmp, step, out[: np.searchsorted(steps, step, side="right")])
-            if stopping:
+            stop = stopping(should_stop, comm)
+            if stop or step % spec.propensity.checkpoint_every == 0:
+                ckpt.save(lmp, step, positions=out[: np.searchsorted(steps, step, side="right")])
+            if stop:
                 status = "suspended"
                 break
         if root:

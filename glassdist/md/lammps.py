@@ -244,3 +244,10 @@ def read_data_commands(spec: Spec, path: str | Path) -> list[str]:
     """Units, dimension and `read_data` of a file from :func:`write_data_file`."""
     return ["units lj", f"dimension {spec.dim}", "boundary p p p", "atom_style atomic",
             "atom_modify map array sort 0 0.0", f"read_data {Path(path).resolve()}"]
+
+
+def read_restart_commands(spec: Spec, path: str | Path) -> list[str]:
+    """Units, dimension and `read_restart` of a checkpoint. The `dimension` command also resets
+    the degrees of freedom of the thermo temperature compute (read_restart alone leaves the 3D
+    default there, and thermo 'temp' would be off by a factor (2N - 2) / (2N - 3) in 2D)."""
+    return ["units lj", f"dimension {spec.dim}", f"read_restart {Path(path).resolve()}"]

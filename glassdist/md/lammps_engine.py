@@ -11,10 +11,11 @@ import numpy as np
 from hpc.farm import Suspended
 
 from ..spec import Spec
+from .checkpoint import clear_checkpoint, stopping
 from .isoconf import run_isoconf
 from .lammps import lammps_version, require_styles
 from .minimise import minimize
-from .quench import QuenchResult, quench
+from .quench import QuenchResult, checkpoint_prefix, quench
 
 
 def _leader(comm) -> bool:
@@ -32,17 +33,35 @@ class LammpsEngine:
 
     def quench_block(self, spec, rngs, snapshots, *, labels=None, comm=None, workdir=None,
                      should_stop=None) -> list[QuenchResult]:
+        """Replicas one after another; each checkpoints in ``workdir`` (when given) and a
+        finished replica keeps its results there until the whole block is done, so a
+        suspended block resumes where it stopped. The checkpoints are removed on return."""
         labels = labels or [str(b) for b in range(len(rngs))]
-        return [quench(spec, rng, snapshots=snap, comm=comm,
-                       input_path=Path(workdir) / f"{label}.in" if workdir and _leader(comm) else None)
-                for rng, snap, label in zip(rngs, snapshots, labels)]
+        out = []
+        for rng, snap, label in zip(rngs, snapshots, labels):
+            res = quench(spec, rng, snapshots=snap, comm=comm, workdir=workdir, label=label,
+                         should_stop=should_stop or (lambda: False))
+            if res is None:
+                raise Suspended(f"quench {label} checkpointed in {workdir}")
+            out.append(res)
+        if workdir is not None and _leader(comm):
+            for label in labels:
+                clear_checkpoint(workdir, checkpoint_prefix(label))
+        return out
 
-    def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None):
+    def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None,
+                       should_stop=None):
+        """Minimisations one after another. A FIRE/CG minimisation is short and is never
+        checkpointed inside LAMMPS's minimiser: when ``should_stop()`` turns true, the block
+        stops before its next item (raises Suspended) and its rerun starts the block over."""
         labels = labels or [str(b) for b in range(len(positions))]
         workdir = Path(workdir)
-        out = [minimize(spec, x, types, workdir / f"{label}.data", comm=comm,
-                        input_path=workdir / f"{label}.in" if _leader(comm) else None)
-               for x, label in zip(positions, labels)]
+        out = []
+        for x, label in zip(positions, labels):
+            if stopping(should_stop or (lambda: False), comm):
+                raise Suspended(f"minimisation stopped before {label}")
+            out.append(minimize(spec, x, types, workdir / f"{label}.data", comm=comm,
+                                input_path=workdir / f"{label}.in" if _leader(comm) else None))
         return np.array([e for e, _ in out]), np.stack([x for _, x in out])
 
     def isoconf_block(self, spec, start, types, velocities, temperature, workdirs, *, comm=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from hpc.farm import FarmResult, run_farm
+from hpc.mpi import raise_collective
 
 from ..errors import GlassdistError
 from . import STAGES
@@ -26,8 +27,9 @@ def rank_of(comm) -> int:
 
 
 def on_root(comm, fn):
-    """Run ``fn()`` on rank 0 only and give every rank its result, or raise its error on every
-    rank (so a bad spec stops all ranks with the same message and nothing else runs)."""
+    """Run ``fn()`` on rank 0 only and give every rank its result, or raise its GlassdistError on
+    every rank as a collective one (so a bad spec stops all ranks, printed once, and nothing else
+    runs; any other error of ``fn`` aborts every rank: hpc.mpi)."""
     if comm is None:
         return fn()
     outcome = None
@@ -38,17 +40,22 @@ def on_root(comm, fn):
             outcome = ("error", exc)
     outcome = comm.bcast(outcome, root=0)
     if outcome[0] == "error":
-        raise outcome[1]
+        raise_collective(outcome[1])
     return outcome[1]
 
 
-def start_mpi_stage(campaign_dir, name: str):
-    """(comm, spec, tasks to do) of an MPI-farm stage: every rank loads the campaign file, rank 0
-    runs the stage's ``prepare(campaign_dir, spec)`` (checks, arrays, ledger), every rank gets
-    its result."""
+def mpi_spec(campaign_dir):
+    """(comm, spec) of an MPI stage: rank 0 loads the campaign file, every rank gets it."""
     from ..spec import load
 
-    comm, spec = world(), load(campaign_dir)
+    comm = world()
+    return comm, on_root(comm, lambda: load(campaign_dir))
+
+
+def start_mpi_stage(campaign_dir, name: str):
+    """(comm, spec, tasks to do) of an MPI-farm stage: rank 0 loads the campaign file and runs
+    the stage's ``prepare(campaign_dir, spec)`` (checks, arrays, ledger), every rank gets both."""
+    comm, spec = mpi_spec(campaign_dir)
     return comm, spec, on_root(comm, lambda: STAGES[name].prepare(campaign_dir, spec))
 
 

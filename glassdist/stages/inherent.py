@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hpc import signals
+
 from ..errors import SpecError
 from ..md.engine import get_engine
-from ..spec import Spec, load
+from ..spec import Spec
 from ..store import Store
 from ..structure.inherent import FitError, fit_t_star
 from . import snapshot_shape
-from .common import exit_code, farm, on_root, rank_of, start_mpi_stage, world
+from .common import exit_code, farm, mpi_spec, on_root, rank_of
 
 NAME = "inherent"
 
@@ -64,12 +66,13 @@ def fit(store: Store, spec: Spec) -> None:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
-    if not snapshot_shape(load(campaign_dir))[0]:
-        if rank_of(world()) == 0:
+    comm, spec = mpi_spec(campaign_dir)
+    if not snapshot_shape(spec)[0]:
+        if rank_of(comm) == 0:
             print(f"{NAME}: no cooling snapshots in this campaign (quench.snapshot_replicas = 0 or no "
                   "quench.snapshot_temperatures): nothing to do")
         return 0
-    comm, spec, todo = start_mpi_stage(campaign_dir, NAME)
+    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
     store = Store(campaign_dir)
     ledger = store.ledger(NAME)
     group = store.root[NAME]
@@ -82,7 +85,8 @@ def run(campaign_dir, args=None) -> int:
         where = [divmod(task, nT) for task in block.tasks]
         e0, minima = engine.minimise_block(spec, np.stack([snapshots[k, t] for k, t in where]), types,
                                            labels=[f"replica-{k:06d}-T{t:03d}" for k, t in where],
-                                           comm=task_comm, workdir=campaign_dir / "lammps" / NAME)
+                                           comm=task_comm, workdir=campaign_dir / "lammps" / NAME,
+                                           should_stop=signals.stop_requested)
         if rank_of(task_comm) == 0:
             for (k, t), e, x in zip(where, e0, minima):
                 group["positions"][k, t] = x

@@ -26,8 +26,9 @@ from hpc.dask_cluster import dask_client
 from hpc.farm import run_farm, task_rng
 
 from ..dynamics.crd import cage_relative_displacement, propensity, sub_ensembles, voronoi_cage
+from ..md.checkpoint import clear_checkpoint
 from ..md.engine import get_engine
-from ..md.isoconf import clear_checkpoint, draw_velocities, output_steps
+from ..md.isoconf import draw_velocities, output_steps
 from ..spec import Spec
 from ..store import Store
 from . import STAGES, propensity_shape as shape
