@@ -31,8 +31,14 @@ from .dynamics.crd import propensity_at_delta
 from .fields.coarse import coarse_grain, normalize
 from .fields.correlation import first_crossing, pearson, spatial_correlation, spearman
 
-#: Table IV columns (ē: coarse-grained; an e30 entry is the mean over e30A, e30B, e30C or their pairs)
-ENSEMBLE_COLUMNS = ("C(e30i, e30j)", "C(ē30i, ē30j)", "C(e30, ē30)", "C(e100, ē100)", "C(ē30, ē100)")
+
+
+def ensemble_columns(names) -> list[str]:
+    """Table IV column names for the ensembles ``names`` (eMA, eMB, eMC, eS): ē is coarse-grained,
+    an eM entry is the mean over the three sub-ensembles or their pairs (paper: M = 30, S = 100)."""
+    m, s = names[0][:-1], names[3]
+    return [f"C({m}i, {m}j)", f"C(ē{m[1:]}i, ē{m[1:]}j)", f"C({m}, ē{m[1:]})", f"C({s}, ē{s[1:]})",
+            f"C(ē{m[1:]}, ē{s[1:]})"]
 
 
 def flips(one_minus, names) -> np.ndarray:
@@ -176,10 +182,10 @@ def configuration_analysis(positions: np.ndarray, fields: np.ndarray, L, xi: flo
 
 def ensemble_table(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> tuple[np.ndarray, np.ndarray]:
     """Table IV: Pearson coefficients between the propensity fields (4, N) of the ensembles
-    e30A, e30B, e30C, e100, bare (e) and coarse-grained at xi (cg(e)).
+    eMA, eMB, eMC, eS (paper: e30A, e30B, e30C, e100), bare (e) and coarse-grained at xi (cg(e)).
 
-    Returns the five numbers of ENSEMBLE_COLUMNS (5,) (an e30 entry is the mean over the
-    three e30 ensembles or their three pairs) and the fields (4, 2, N), normalised, bare
+    Returns the five numbers of :func:`ensemble_columns` (5,) (an eM entry is the mean over the
+    three sub-ensembles or their three pairs) and the fields (4, 2, N), normalised, bare
     and coarse-grained (Fig. 4).
     """
     bare = normalize(np.asarray(fields, dtype=float).T).T                # (4, N)

@@ -157,6 +157,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               check=all_of(non_empty, distinct)),
         "temperatures": Key(NUMBERS, help="run temperatures (paper: T* to 1.5 T*)",
                             check=all_of(non_empty, distinct, all_positive)),
+        "main_samples": Key(INT, 0, help="runs whose mean is the main propensity Delta: the first "
+                            "main_samples of the `samples` runs (0 = all). With samples >= 3 main_samples the "
+                            "Table IV sub-ensembles come from the same runs (paper: 30 of 100)",
+                            check=between(0, MAX_COUNT)),
         "samples": Key(INT, 30, help="N_s runs per configuration and temperature",
                        check=between(2, MAX_COUNT)),
         "steps": Key(INT, help="MD steps per run (paper: up to 3e8)", check=between(1, MAX_STEPS)),
@@ -373,6 +377,9 @@ def _check_consistency(d: dict) -> None:
     if not 0 <= m["dropout"] < 1:
         raise SpecError("model.dropout", "must be in [0, 1)", "paper: 0.5")
     p = d["propensity"]
+    if p["main_samples"] > p["samples"]:
+        raise SpecError("propensity.main_samples", f"{p['main_samples']} exceeds propensity.samples = {p['samples']}",
+                        "use at most `samples` (0: all of them)")
     if p["outputs"] > p["steps"]:
         raise SpecError("propensity.outputs", f"{p['outputs']} distinct output steps do not fit in "
                         f"propensity.steps = {p['steps']} steps", "use outputs <= steps")

@@ -106,9 +106,10 @@ def test_propensity_at_delta_interpolates_and_flags():
 
 
 def test_sub_ensembles_are_table_iv():
-    assert sub_ensembles(99) == {}
-    ens = sub_ensembles(120)
+    assert sub_ensembles(89, 30) == {} and sub_ensembles(100, 0) == {}
+    ens = sub_ensembles(100, 30)
     assert list(ens) == ["e30A", "e30B", "e30C", "e100"]
     assert all(len(ens[k]) == 30 for k in ("e30A", "e30B", "e30C"))
     assert len(np.unique(np.concatenate([ens["e30A"], ens["e30B"], ens["e30C"]]))) == 90
     np.testing.assert_array_equal(ens["e100"], np.arange(100))
+    assert list(sub_ensembles(15, 5)) == ["e5A", "e5B", "e5C", "e15"]  # the demo's smaller ensembles

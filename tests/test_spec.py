@@ -41,6 +41,19 @@ def test_demo_presets_state_their_departures():
         specmod.loads(text)
 
 
+@pytest.mark.parametrize("name", specmod.PRESETS)
+def test_presets_coarse_grain_within_half_the_box(name):
+    """No preset coarse-grains with a cutoff 2 xi beyond half its box (the fields would become
+    box averages), its xi grid covers the xi it uses, and Table IV comes from the same runs."""
+    spec = specmod.loads(specmod.preset_text(name))
+    a = spec.analyze
+    used = [a.xi_structure, a.xi_violin, a.xi_propensity]
+    assert 2 * max(used + a.xi_grid) <= spec.box_length / 2, (used, a.xi_grid, spec.box_length)
+    assert max(a.xi_grid) >= max(used) and a.xi_structure in a.xi_grid
+    p = spec.propensity
+    assert p.main_samples and p.samples >= 3 * p.main_samples
+
+
 def test_overrides_keep_comments_and_validate():
     text = specmod.apply_overrides(specmod.preset_text("paper-kam"),
                                    ["quench.replicas=10", "quench.split=[6,2,2]", "dask.address='tcp://h:1'"])

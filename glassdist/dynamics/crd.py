@@ -21,8 +21,6 @@ from scipy import sparse
 
 from ..structure.voronoi import voronoi
 
-#: Table IV ensembles: three disjoint sets of 30 runs and the first 100 runs.
-ENSEMBLES = {"e30A": range(0, 30), "e30B": range(30, 60), "e30C": range(60, 90), "e100": range(0, 100)}
 
 
 def voronoi_cage(positions: np.ndarray, box_length: float) -> sparse.csr_array:
@@ -75,11 +73,20 @@ def propensity(crd):
     return field, field.mean(axis=1)
 
 
-def sub_ensembles(n_samples: int) -> dict[str, np.ndarray]:
-    """Sample indices of the Table IV ensembles e30A/B/C and e100; empty when n_samples < 100."""
-    if n_samples < 100:
+def sub_ensembles(n_samples: int, main: int) -> dict[str, np.ndarray]:
+    """Sample indices of the Table IV ensembles: three disjoint sets of ``main`` runs (eMA, eMB,
+    eMC; the paper's e30) and all ``n_samples`` runs (the paper's e100); empty unless
+    0 < 3 main <= n_samples."""
+    if not main or 3 * main > n_samples:
         return {}
-    return {name: np.asarray(idx) for name, idx in ENSEMBLES.items()}
+    out = {f"e{main}{part}": np.arange(k * main, (k + 1) * main) for k, part in enumerate("ABC")}
+    out[f"e{n_samples}"] = np.arange(n_samples)
+    return out
+
+
+def main_samples(n_samples: int, main: int) -> np.ndarray:
+    """Sample indices (M,) of the main propensity Delta: the first ``main`` runs (all when 0)."""
+    return np.arange(main or n_samples)
 
 
 def propensity_at_delta(delta_t: np.ndarray, field: np.ndarray, targets) -> tuple[np.ndarray, np.ndarray]:

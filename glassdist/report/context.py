@@ -22,8 +22,10 @@ class Missing(Exception):
 
 def ensembles_missing(ctx: "Context") -> str:
     """How to get the sub-ensembles of Table IV and Fig. 4."""
-    return (f"needs propensity.samples >= 100 (this campaign has {ctx.spec.propensity.samples}): start a new "
-            f"campaign with `glassdist init NEWDIR --preset ... --set propensity.samples=100`, then "
+    p = ctx.spec.propensity
+    return (f"needs propensity.main_samples > 0 and propensity.samples >= 3 main_samples (this campaign has "
+            f"{p.samples} and {p.main_samples}; paper: 100 and 30): start a new campaign with `glassdist init "
+            f"NEWDIR --from {ctx.campaign_dir} --set propensity.samples=100 --set propensity.main_samples=30`, then "
             f"`glassdist run NEWDIR`")
 
 

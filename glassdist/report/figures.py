@@ -137,14 +137,15 @@ def fig_correlation_delta(ctx: Context, path) -> str:
 
 
 def fig_ensembles(ctx: Context, path) -> str:
-    """Fig. 4: bare (top) and coarse-grained (bottom) Delta of e30A, e30B, e30C, e100."""
+    """Fig. 4: bare (top) and coarse-grained (bottom) Delta of the Table IV ensembles (paper: e30A,
+    e30B, e30C, e100)."""
     if "analyze/ensembles/maps" not in ctx.store.root:
         raise Missing(ensembles_missing(ctx))
     (maps,) = ctx.need("analyze", "analyze/ensembles/maps")
     t, L, pos = ctx.map_temperature, ctx.spec.box_length, ctx.glass_positions
     k = int(np.argmin(np.abs(ctx.deltas - pv.FIG4_DELTA)))
     fig, axes = plt.subplots(2, 4, figsize=(12, 6.2), constrained_layout=True)
-    for e, name in enumerate(("e30A", "e30B", "e30C", "e100")):
+    for e, name in enumerate(ctx.store.root["propensity/Delta_ensembles"].attrs["ensembles"]):
         for cg in (0, 1):
             particle_map(axes[cg, e], pos, maps[0, t, k, e, cg], L, f"{'cg ' if cg else ''}{name}")
     _colorbar(fig, axes)

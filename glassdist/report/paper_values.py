@@ -38,7 +38,7 @@ TABLE_III = {
             "xi_violin": 3.0},
 }
 
-#: Table IV (KAM only; columns as glassdist.analysis.ENSEMBLE_COLUMNS), at delta = FIG4_DELTA
+#: Table IV (KAM only; columns as glassdist.analysis.ensemble_columns), at delta = FIG4_DELTA
 TABLE_IV = {"KAM": [0.769, 0.958, 0.820, 0.878, 0.985]}
 FIG4_DELTA = 1.0
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis import ENSEMBLE_COLUMNS
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing
 
@@ -97,14 +96,17 @@ def table_iv(ctx: Context) -> Table:
         raise Missing(ensembles_missing(ctx))
     k = int(np.argmin(np.abs(ctx.deltas - pv.FIG4_DELTA)))
     t = Table(f"Table IV: Pearson coefficients between Δ({ctx.deltas[k]:g}) of different ensembles",
-              ["row"] + list(ENSEMBLE_COLUMNS))
+              ["row"] + list(ctx.store.root["analyze"].attrs["ensemble_columns"]))
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
             t.rows.append([f"configuration {conf}, T = {T:g}"] + [fmt(x) for x in ctx.tables["IV"][c][i][k]])
     ref = ctx.paper(pv.TABLE_IV)
     if ref:
         t.rows.append([_paper_label(ctx) + f", δ = {pv.FIG4_DELTA:g}"] + [fmt(x) for x in ref])
-    t.note = f"ē: coarse-grained at ξ_Δ = {ctx.spec.analyze.xi_propensity:g}; e30 entries: mean over A, B, C."
+    p = ctx.spec.propensity
+    t.note = (f"ē: coarse-grained at ξ_Δ = {ctx.spec.analyze.xi_propensity:g}; e{p.main_samples} entries: mean over "
+              f"the disjoint sub-ensembles A, B, C of {p.main_samples} runs each, e{p.samples}: all {p.samples} runs "
+              f"(paper: 30 and 100).")
     return t
 
 

@@ -69,7 +69,7 @@ def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
 
 def has_ensembles(spec: Spec) -> bool:
     """Whether the propensity stage stores the Table IV sub-ensembles."""
-    return bool(sub_ensembles(spec.propensity.samples))
+    return bool(sub_ensembles(spec.propensity.samples, spec.propensity.main_samples))
 
 
 def n_tasks(spec: Spec) -> int:
@@ -107,6 +107,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         store.require_array(f"{NAME}/{name}", shape, chunks, dtype,
                             fill_value=False if dtype == "bool" else None)
     a = spec.analyze
+    ensembles = sub_ensembles(spec.propensity.samples, spec.propensity.main_samples)
     r = analysis.correlation_radii(a.correlation_rmax, a.correlation_bins)
     store.require_array(f"{NAME}/structure/r", r.shape, r.shape, "float64")[:] = r
     store.root[NAME].attrs.update({
@@ -114,7 +115,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
         "temperatures": list(spec.propensity.temperatures), "replicas": glass_replicas(spec).tolist(),
-        "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": list(analysis.ENSEMBLE_COLUMNS)})
+        "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
     return [int(t) for t in todo if ok[t]], int((~ok[todo]).sum())

@@ -3,9 +3,10 @@
 One task = one run (configuration c, temperature t, sample s) of the MPI farm; it writes only
 its own chunk ``propensity/traj[c, t, s]`` (n_out, N, dim) of unwrapped positions. Then rank 0
 reduces every (c, t) whose runs are all done, with Dask over (sample, time) chunks:
-``propensity/Delta`` (C, nT, n_out, N), ``propensity/delta`` (C, nT, n_out) and, when
-``propensity.samples >= 100``, ``propensity/Delta_ensembles`` (C, nT, 4, n_out, N) for the
-Table IV ensembles (names in its ``ensembles`` attribute). ``propensity/steps`` and
+``propensity/Delta`` (C, nT, n_out, N) (the mean over the first ``propensity.main_samples`` runs,
+all when 0), ``propensity/delta`` (C, nT, n_out) and, when ``propensity.samples >= 3
+main_samples``, ``propensity/Delta_ensembles`` (C, nT, 4, n_out, N) for the Table IV
+ensembles eMA, eMB, eMC, eS (names in its ``ensembles`` attribute; paper: e30A/B/C, e100). ``propensity/steps`` and
 ``propensity/times`` (n_out,) give the output times. The reductions have their own ledger,
 ``propensity_reduce`` (one task per (c, t)).
 
@@ -59,7 +60,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.require_array("propensity/times", (n_out,), (n_out,), "float64")[:] = steps * spec.md.dt
     store.require_array("propensity/Delta", (C, nT, n_out, N), (1, 1, n_out, N), "float64")
     store.require_array("propensity/delta", (C, nT, n_out), (1, 1, n_out), "float64")
-    ensembles = sub_ensembles(S)
+    ensembles = sub_ensembles(S, spec.propensity.main_samples)
     if ensembles:
         arr = store.require_array("propensity/Delta_ensembles", (C, nT, len(ensembles), n_out, N),
                                   (1, 1, 1, n_out, N), "float64")
@@ -119,7 +120,8 @@ def reduce(store: Store, spec: Spec) -> int:
         return 0
     glass = store.configurations(glass_replicas(spec))[0][:, 1]
     traj = da.from_zarr(str(store.path), component="propensity/traj")
-    ensembles = sub_ensembles(S)
+    ensembles = sub_ensembles(S, spec.propensity.main_samples)
+    main = spec.propensity.main_samples
     group = store.root["propensity"]
 
     def reduce_block(block, comm=None) -> None:
@@ -128,7 +130,7 @@ def reduce(store: Store, spec: Spec) -> int:
             runs = traj[c, t]                       # (S, n_out, N, dim), a chunk per run
             r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
             crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
-            fields = [propensity(crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
+            fields = [propensity(crd[:main] if main else crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
             (Delta, delta), *subs = dask.compute(*fields)
             if not (np.isfinite(Delta).all() and np.isfinite(delta).all()):
                 raise ValueError("non-finite propensity")
