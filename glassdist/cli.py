@@ -98,7 +98,7 @@ def mark_complete(campaign_dir, name: str, spec) -> None:
 def cmd_status(args) -> int:
     from .status import print_status
 
-    return print_status(args.dir, show_spec=args.spec)
+    return print_status(args.dir, show_spec=args.spec, verify=args.verify)
 
 
 def cmd_export(args) -> int:
@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="per stage: done / failed / pending")
     s.add_argument("dir")
     s.add_argument("--spec", action="store_true", help="also print the spec stored with the results")
+    s.add_argument("--verify", action="store_true",
+                   help="read back every chunk behind every done task; mark tasks whose data are missing "
+                        "or damaged pending (exit 1 when there were any)")
     s.set_defaults(func=cmd_status)
 
     from .submit import add_arguments as add_submit_arguments
