@@ -15,6 +15,11 @@ from .stages import PIPELINE, STAGES
 
 
 def cmd_init(args) -> int:
+    if getattr(args, "from_", None):
+        return cmd_derive(args)
+    if not args.preset:
+        raise UsageError("init needs --preset NAME (a new campaign) or --from OLDDIR (a campaign derived from "
+                         "another, reusing its results)")
     target = Path(args.dir) / "campaign.toml"
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; edit it, or pass --force to overwrite it")
@@ -24,6 +29,54 @@ def cmd_init(args) -> int:
     target.write_text(text)
     print(f"wrote {target} (preset {args.preset}); next: glassdist run {args.dir}")
     return 0
+
+
+def cmd_derive(args) -> int:
+    """`init NEW --from OLD [--set ...]`: a derived campaign (glassdist.derive); on an existing
+    derived NEW, point it to its (moved) upstream again."""
+    from .derive import derive, relink
+    from .store import Store
+
+    new = Path(args.dir)
+    if args.preset:
+        raise UsageError("--preset and --from exclude each other: --from starts from OLDDIR's campaign.toml")
+    if (new / "store.zarr").is_dir() and Store(new, mode="r").upstream():
+        if args.set:
+            raise UsageError(f"{new} is derived already: pass --from alone to point it to its upstream again")
+        stages = relink(new, args.from_)
+        print(f"{new} reuses {', '.join(stages)} from {args.from_} again")
+        return 0
+    if (new / "campaign.toml").exists() and not args.force:
+        raise UsageError(f"{new / 'campaign.toml'} exists; derive into a new directory")
+    stages = derive(new, args.from_, args.set or [])
+    print(f"wrote {new / 'campaign.toml'} from {args.from_}; reuses the results of "
+          f"{', '.join(stages) or 'no stage (every stage depends on what changed)'}; next: glassdist run {new}")
+    return 0
+
+
+def cmd_detach(args) -> int:
+    from .derive import detach
+
+    stages = detach(args.dir)
+    print(f"{args.dir}: copied in the results of {', '.join(stages)}; it no longer needs its upstream campaign")
+    return 0
+
+
+def reused_stage(campaign_dir, name: str) -> bool:
+    """Whether stage `name` of a derived campaign is reused from its upstream (printed then)."""
+    from .store import Store
+
+    if not (Path(campaign_dir) / "store.zarr").is_dir():
+        return False
+    store = Store(campaign_dir, mode="r")
+    if name not in store.reused_stages():
+        return False
+    print(f"{name}: done (results reused from {store.upstream_dir()})", flush=True)
+    return True
+
+
+def cmd_stage(args, stage) -> int:
+    return 0 if reused_stage(args.dir, stage.name) else stage.run(args.dir, args)
 
 
 def mpiexec() -> str:
@@ -38,6 +91,8 @@ def mpiexec() -> str:
 def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
     """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_."""
     stage = STAGES[name]
+    if reused_stage(campaign_dir, name):
+        return 0
     if stage.kind == "mpi" and np_ > 1:
         cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
         return subprocess.call(cmd)
@@ -133,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("init", help="write DIR/campaign.toml from a preset")
     s.add_argument("dir")
-    s.add_argument("--preset", required=True, help=f"one of {', '.join(specmod.PRESETS)}")
+    s.add_argument("--preset", help=f"one of {', '.join(specmod.PRESETS)}")
+    s.add_argument("--from", dest="from_", metavar="OLDDIR",
+                   help="derive from the campaign OLDDIR: its campaign.toml with the --set changes; the results "
+                        "of every stage the changes leave valid are reused, not copied (docs/store.md); on an "
+                        "existing derived DIR, point it to its moved upstream again")
     s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key (repeatable)")
     s.add_argument("--force", action="store_true", help="overwrite an existing campaign.toml")
     s.set_defaults(func=cmd_init)
@@ -147,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, stage in STAGES.items():
         s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
-        s.set_defaults(func=lambda a, stage=stage: stage.run(a.dir, a))
+        s.set_defaults(func=lambda a, stage=stage: cmd_stage(a, stage))
 
     s = sub.add_parser("status", help="per stage: done / failed / pending")
     s.add_argument("dir")
@@ -156,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read back every chunk behind every done task; mark tasks whose data are missing "
                         "or damaged pending (exit 1 when there were any)")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("detach", help="copy the results a derived campaign reuses into it (it then no longer "
+                                      "needs its upstream campaign)")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_detach)
 
     from .submit import add_arguments as add_submit_arguments
 
@@ -177,9 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_upstream(args) -> None:
+    """Every command on a derived campaign first checks that the results it reuses are still
+    there and unchanged (glassdist.derive.check; exit 2 otherwise)."""
+    directory = getattr(args, "dir", None)
+    if args.command in ("init", "demo") or not directory or not (Path(directory) / "store.zarr").is_dir():
+        return
+    from .derive import check
+    from .store import Store
+
+    check(Store(directory, mode="r"))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_upstream(args)
         return int(args.func(args) or 0)
     except GlassdistError as exc:
         print(f"glassdist: error: {exc}", file=sys.stderr)

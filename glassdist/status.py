@@ -41,6 +41,7 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
     code = print_verify(campaign_dir) if verify else 0
     counts = stage_counts(campaign_dir)
     jobs = job_column(campaign_dir)  # SLURM job of each stage, when submitted
+    reused = set(Store(campaign_dir, mode="r").reused_stages()) if counts else set()
     print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}" + ("  slurm job" if jobs else ""))
     for name in PIPELINE:
         c = counts.get(name)
@@ -48,7 +49,11 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
             line = f"{name:<12} {'-':>8} {'-':>8} {'not started':>8}"
         else:
             line = f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}"
-        print(line + (f"  {jobs.get(name, '-')}" if jobs else ""))
+        print(line + (f"  {jobs.get(name, '-')}" if jobs else "") + ("  (reused)" if name in reused else ""))
+    if reused:
+        store = Store(campaign_dir, mode="r")
+        print(f"reused: the results of {', '.join(sorted(reused, key=PIPELINE.index))} are read from "
+              f"{store.upstream_dir()} (`glassdist detach {campaign_dir}` copies them in)")
     if counts:
         store = Store(campaign_dir, mode="r")
         for name, ledger in store.ledgers().items():

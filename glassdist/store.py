@@ -66,6 +66,10 @@ class Store:
         and the whole validated spec for the store."""
         from .stages import STAGES
 
+        if stage in self.reused_stages():
+            raise UsageError(f"the '{stage}' results of {self.dir} are those of {self.upstream_dir()} (a derived "
+                             f"campaign reuses them) and are not recomputed here; `glassdist detach {self.dir}` "
+                             f"copies them in, or derive anew with `glassdist init NEWDIR --from ...`")
         sections = STAGES[stage].sections
         stages = dict(self.root.attrs.get("stages", {}))
         digest = spec.section_hash(*sections)
