@@ -54,6 +54,12 @@ def cmd_derive(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    from .estimate import run
+
+    return run(args.dir, calibrate_now=args.calibrate, ranks=args.ranks)
+
+
 def cmd_detach(args) -> int:
     from .derive import detach
 
@@ -215,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read back every chunk behind every done task; mark tasks whose data are missing "
                         "or damaged pending (exit 1 when there were any)")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("estimate", help="per stage: work, core-hours, wall time, store size, memory (from a "
+                                        "calibration on this machine, cached in DIR/estimate.json)")
+    s.add_argument("dir")
+    s.add_argument("--calibrate", action="store_true",
+                   help="measure one task of each stage on this machine first (under a minute at N = 2000)")
+    s.add_argument("--ranks", type=int, default=default_np(), help="ranks (or Dask workers) for the wall times")
+    s.set_defaults(func=cmd_estimate)
 
     s = sub.add_parser("detach", help="copy the results a derived campaign reuses into it (it then no longer "
                                       "needs its upstream campaign)")
