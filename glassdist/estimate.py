@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import UsageError
 from .spec import Spec, load
-from .stages import PIPELINE, STAGES, n_test, propensity_shape, snapshot_shape
+from .stages import STAGES, n_test, propensity_shape, snapshot_shape
 
 CACHE = "estimate.json"
 ATOM_STEPS = 4e5  # the shorter calibration run has at least this many atom-steps (200 steps at N = 2000)
@@ -88,18 +88,35 @@ def _short_quench(spec: Spec, steps: int) -> Spec:
                     quench__cooling_rate=(q.T_start - q.T_glass) / (cool * dt))
 
 
+class _Clock:
+    """Wall and CPU seconds of a ``with`` block, appended to ``times`` ({'seconds': [...], 'cpu': [...]})."""
+
+    def __init__(self, times: dict):
+        self.times = times
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc):
+        self.times.setdefault("seconds", []).append(time.perf_counter() - self.wall)
+        self.times.setdefault("cpu", []).append(time.process_time() - self.cpu)
+
+
+def _single(times: dict) -> dict:
+    """The times of a part measured once: numbers, not lists."""
+    return {k: v[-1] for k, v in times.items()}
+
+
 def _quench_part(spec: Spec) -> dict:
     from .md.engine import get_engine
 
     engine = get_engine(spec)
     snapshots = bool(spec.quench.snapshot_temperatures)
-    seconds, out = [], None
+    times, warmup = {}, {}
     for k, steps in enumerate((WARMUP, *calibration_steps(spec))):
-        start = time.perf_counter()
-        out = engine.quench_block(_short_quench(spec, steps), [np.random.default_rng(k)], [snapshots and k > 0])[0]
-        seconds.append(time.perf_counter() - start)
-    seconds = seconds[1:]
-    return {"seconds": seconds, "positions": out.positions, "snapshots": out.snapshots,
+        with _Clock(times if k else warmup):
+            out = engine.quench_block(_short_quench(spec, steps), [np.random.default_rng(k)], [snapshots and k > 0])[0]
+    return {**times, "positions": out.positions, "snapshots": out.snapshots,
             "device": engine.versions().get("device", "cpu")}
 
 
@@ -109,35 +126,35 @@ def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
 
     engine, types = get_engine(spec), spec.types
     T = spec.propensity.temperatures[0]
-    seconds = []
+    times, warmup = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for k, steps in enumerate((WARMUP, *calibration_steps(spec))):
             run = _variant(spec, propensity__steps=steps, propensity__outputs=min(spec.propensity.outputs, steps),
                            propensity__checkpoint_every=steps)
             v = draw_velocities(np.random.default_rng(k), T, np.asarray(spec.system.masses)[types], spec.dim)
-            t0 = time.perf_counter()
-            engine.isoconf_block(run, start, types, v[None], T, [Path(tmp) / f"run{k}"])
-            seconds.append(time.perf_counter() - t0)
-    return {"seconds": seconds[1:]}
+            with _Clock(times if k else warmup):
+                engine.isoconf_block(run, start, types, v[None], T, [Path(tmp) / f"run{k}"])
+    return times
 
 
 def _minimise_part(spec: Spec, positions: np.ndarray) -> dict:
     from .md.engine import get_engine
 
-    engine = get_engine(spec)
+    engine, times = get_engine(spec), {}
     with tempfile.TemporaryDirectory() as tmp:
         engine.minimise_block(spec, positions[None], spec.types, workdir=Path(tmp))  # warm-up
-        t0 = time.perf_counter()
-        engine.minimise_block(spec, positions[None], spec.types, workdir=Path(tmp))
-        return {"seconds": time.perf_counter() - t0}
+        with _Clock(times):
+            engine.minimise_block(spec, positions[None], spec.types, workdir=Path(tmp))
+    return _single(times)
 
 
 def _dataset_part(spec: Spec, positions: np.ndarray) -> dict:
     from .stages.dataset import replica_images
 
-    t0 = time.perf_counter()
-    images = replica_images(positions, spec.types, spec)
-    return {"seconds": time.perf_counter() - t0, "images": images}
+    times = {}
+    with _Clock(times):
+        images = replica_images(positions, spec.types, spec)
+    return {**_single(times), "images": images}
 
 
 def _indicators_part(spec: Spec, positions: np.ndarray) -> dict:
@@ -146,14 +163,15 @@ def _indicators_part(spec: Spec, positions: np.ndarray) -> dict:
     from .stages.indicators import configuration_indicators
 
     freud.parallel.set_num_threads(1)
-    t0 = time.perf_counter()
-    for x in positions:
-        configuration_indicators(x, spec.types, spec)
-    return {"seconds": time.perf_counter() - t0}
+    times = {}
+    with _Clock(times):
+        for x in positions:
+            configuration_indicators(x, spec.types, spec)
+    return _single(times)
 
 
 def _train_part(spec: Spec, images: int) -> dict:
-    """One epoch on ``images`` random images (and a quarter as many for validation): seconds per image."""
+    """One epoch on ``images`` random images (and a quarter as many for validation)."""
     import torch
 
     from .learn.model import build_model
@@ -165,9 +183,10 @@ def _train_part(spec: Spec, images: int) -> dict:
     g = torch.Generator().manual_seed(0)
     data = [(torch.rand((n, *shape), generator=g), torch.arange(n) % 2) for n in (images, max(images // 4, 2))]
     config = TrainConfig.from_spec(_variant(spec, train__epochs=1))
-    t0 = time.perf_counter()
-    train(build_model(spec), data[0], data[1], config, device=device)
-    return {"seconds": time.perf_counter() - t0, "n_images": images + len(data[1][1]), "device": device}
+    times = {}
+    with _Clock(times):
+        train(build_model(spec), data[0], data[1], config, device=device)
+    return {**_single(times), "n_images": images + len(data[1][1]), "device": device}
 
 
 def _gradcam_part(spec: Spec, images: np.ndarray, positions: np.ndarray) -> dict:
@@ -179,9 +198,10 @@ def _gradcam_part(spec: Spec, images: np.ndarray, positions: np.ndarray) -> dict
     torch.set_num_threads(1)
     model = build_model(spec)
     model.norm.fit(torch.from_numpy(images.reshape(2, 1, *images.shape[1:])))
-    t0 = time.perf_counter()
-    explain(model, images[None], positions[None], spec.types, spec)
-    return {"seconds": time.perf_counter() - t0}
+    times = {}
+    with _Clock(times):
+        explain(model, images[None], positions[None], spec.types, spec)
+    return _single(times)
 
 
 def _measured(fn, *args) -> dict:
@@ -217,7 +237,7 @@ def calibrate(spec: Spec, out=print) -> dict:
     out("  training steps, Grad-CAM")
     parts["train"] = _in_child(_train_part, spec, 4 * spec.train.batch_size)
     parts["gradcam"] = _in_child(_gradcam_part, spec, dataset["images"], quench["positions"])
-    keep = ("seconds", "peak_mb", "device", "n_images")
+    keep = ("seconds", "cpu", "peak_mb", "device", "n_images")
     return {"key": calibration_key(spec), "machine": machine(), "created": time.time(),
             "n_particles": spec.system.n_particles, "steps": list(steps),
             "wall_seconds": time.perf_counter() - t0,
@@ -236,13 +256,16 @@ def cached(campaign_dir, spec: Spec) -> dict | None:
 # ---- the estimate --------------------------------------------------------------------------
 @dataclass
 class StageEstimate:
-    """One stage: work units, tasks, seconds of one task (None: not calibrated), device."""
+    """One stage: work units, tasks, wall and CPU seconds of one task (None: not calibrated),
+    device. Core-hours come from the CPU time (what a dedicated core takes), wall times from the
+    wall time the calibration saw (on a shared machine, longer)."""
 
     stage: str
     units: float
     unit: str
     tasks: int
     task_seconds: float | None
+    task_cpu: float | None
     store_bytes: int
     peak_mb: float | None = None
     device: str = "cpu"
@@ -250,7 +273,7 @@ class StageEstimate:
 
     @property
     def core_hours(self) -> float | None:
-        return None if self.task_seconds is None else self.tasks * self.task_seconds / 3600
+        return None if self.task_cpu is None else self.tasks * self.task_cpu / 3600
 
     def wall_seconds(self, ranks: int) -> float | None:
         if self.task_seconds is None:
@@ -292,48 +315,44 @@ def store_bytes(spec: Spec) -> dict[str, int]:
 
 def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
     """Every stage's estimate; times and memory only with a calibration."""
-    q, p = spec.quench, spec.propensity
-    N, R = spec.system.n_particles, q.replicas
     from .md.quench import cooling_steps
 
+    q, p = spec.quench, spec.propensity
+    N, R = spec.system.n_particles, q.replicas
+    n_train, n_val, n_test_ = q.split
     quench_steps = int(round(q.equilibration_time / spec.md.dt)) + cooling_steps(spec)
-    sizes = store_bytes(spec)
+    train_images = 2 * (n_train + n_val) * spec.train.epochs
     parts = (calibration or {}).get("parts", {})
-    n_split = dict(zip(("train", "val", "test"), q.split))
 
-    def part(name, key="seconds"):
-        return parts.get(name, {}).get(key)
+    def task_time(stage: str, clock: str) -> float | None:
+        """Seconds of one task of ``stage`` on the calibration's wall ('seconds') or CPU ('cpu') clock."""
+        part = parts.get(stage)
+        if part is None:
+            return None
+        t = part.get(clock, part["seconds"])
+        if stage == "quench":
+            return _linear(t, calibration["steps"], quench_steps)
+        if stage == "propensity":
+            return _linear(t, calibration["steps"], p.steps)
+        if stage == "train":
+            return t / part["n_images"] * train_images
+        return t
 
-    def per(name, count):
-        s = part(name)
-        return None if s is None else s / count
-
-    runs = math.prod(propensity_shape(spec))
-    train = parts.get("train")
-    train_images = 2 * (n_split["train"] + n_split["val"]) * spec.train.epochs
-    rows = [
-        StageEstimate("quench", R * N * quench_steps, "atom-steps", R,
-                      _linear(part("quench"), calibration["steps"], quench_steps) if part("quench") else None, sizes["quench"]),
-        StageEstimate("inherent", math.prod(snapshot_shape(spec)) * N, "atoms minimised",
-                      math.prod(snapshot_shape(spec)), part("inherent"), sizes["inherent"]),
-        StageEstimate("dataset", 2 * R, "images", R, part("dataset"), sizes["dataset"]),
-        StageEstimate("train", train_images, "images x epochs", 1,
-                      train["seconds"] / train["n_images"] * train_images if train else None, sizes["train"],
-                      serial=True),
-        StageEstimate("gradcam", 2 * n_split["test"], "images", n_split["test"], part("gradcam"),
-                      sizes["gradcam"], serial=True),
-        StageEstimate("indicators", 2 * R, "configurations", R, part("indicators"), sizes["indicators"]),
-        StageEstimate("propensity", runs * N * p.steps, "atom-steps", runs,
-                      _linear(part("propensity"), calibration["steps"], p.steps) if part("propensity") else None, sizes["propensity"]),
-        StageEstimate("analyze", 2 * n_split["test"] + math.prod(propensity_shape(spec)[:2]), "configurations",
-                      STAGES["analyze"].tasks(spec), None, sizes["analyze"]),
-        StageEstimate("report", 0, "-", 1, None, 0, serial=True),
-    ]
-    for row in rows:
-        row.peak_mb = part(row.stage, "peak_mb")
-        row.device = part(row.stage, "device") or "cpu"
-    assert [r.stage for r in rows] == list(PIPELINE)
-    return rows
+    sizes = store_bytes(spec)
+    (k, nT), (C, nTp, S) = snapshot_shape(spec), propensity_shape(spec)
+    work = {"quench": (R * N * quench_steps, "atom-steps", R),
+            "inherent": (k * nT * N, "atoms minimised", k * nT),
+            "dataset": (2 * R, "images", R),
+            "train": (train_images, "images x epochs", 1),
+            "gradcam": (2 * n_test_, "images", n_test_),
+            "indicators": (2 * R, "configurations", R),
+            "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),
+            "analyze": (2 * n_test_ + C * nTp, "configurations", STAGES["analyze"].tasks(spec)),
+            "report": (0, "-", 1)}
+    return [StageEstimate(name, units, unit, tasks, task_time(name, "seconds"), task_time(name, "cpu"),
+                          sizes[name], parts.get(name, {}).get("peak_mb"), parts.get(name, {}).get("device", "cpu"),
+                          serial=STAGES[name].kind in ("torch", "serial"))
+            for name, (units, unit, tasks) in work.items()]
 
 
 def _hours(seconds: float | None) -> str:
@@ -358,7 +377,7 @@ def _bytes(n: int) -> str:
 
 def table(rows: list[StageEstimate], ranks: int) -> str:
     """The estimate as a Markdown table (docs/slurm.md shows it)."""
-    lines = [f"| stage | work | tasks | per task | core-h | GPU-h | wall ({ranks} ranks) | store (≤) | peak mem/task |",
+    lines = [f"| stage | work | tasks | per task (wall) | core-h | GPU-h | wall ({ranks} ranks) | store (≤) | peak mem/task |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         gpu = r.device.startswith("cuda")
@@ -396,11 +415,12 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, out=print) ->
     if calibration is None:
         out(f"no calibration of this campaign on this machine: times and memory need `glassdist estimate "
             f"{campaign_dir} --calibrate`")
-    else:
-        total = sum(r.core_hours or 0 for r in rows)
-        out(f"total {total:.3g} core-hours (calibrated on {calibration['machine']['cpu']}, "
-            f"{calibration['machine']['host']}). Store sizes are uncompressed upper bounds (Zarr compresses); "
-            f"train and gradcam run as one process (train: {STAGES['train'].kind}, one core here); analyze and "
-            f"report are not calibrated.")
+        return 0
+    total = sum(r.core_hours or 0 for r in rows)
+    m = calibration["machine"]
+    out(f"total {total:.3g} core-hours; calibrated on {m['cpu']} ({m['host']}, {m['cores']} cores). Per task and "
+        f"wall: the wall time the calibration saw (longer on a busy machine); core-hours: its CPU time. Wall "
+        f"times: farm stages run ceil(tasks / ranks) tasks per rank, train and gradcam one process (one core "
+        f"here). Store sizes are uncompressed upper bounds (Zarr compresses). analyze and report are not "
+        f"calibrated.")
     return 0
-
