@@ -52,6 +52,7 @@ def test_derive_reuses_unchanged_stages_and_retrains(trained, tmp_path):
     np.testing.assert_array_equal(_ledger_times(new, "quench"), quenched_at)
     assert (old / "train" / "model.pt").read_bytes() == model  # the old model untouched
     assert Store(new, mode="r").root.attrs["stages"]["train"]["values"]["dataset"]["normalise"] == "image"
+    assert "reused results are checked in" in glassdist("status", new, "--verify").stdout
     assert (new / "train" / "model.pt").read_bytes() != model
 
     # export reads the reused configurations through the link: same file as the old campaign's
