@@ -10,8 +10,9 @@ minute at N = 2000), each part in a fresh process (its peak RSS is a task's memo
 quenches of one replica at the campaign's N with the real MD engine (different step counts:
 a task costs ``a + b * steps``, so the campaign's steps need no calibration of their own), two
 isoconfigurational runs likewise, one minimisation, one replica's images and indicators, a
-few training steps on random images of the campaign's grid, one Grad-CAM. It is cached in
-``DIR/estimate.json`` under the hash of what it depends on (every key but the counts and the
+few training steps on random images of the campaign's grid, one Grad-CAM. Times are the
+calibration's CPU time (a dedicated core's, however busy the machine was; wall time for work
+on a GPU). It is cached in ``DIR/estimate.json`` under the hash of what it depends on (every key but the counts and the
 lengths of the campaign) and of the machine. `glassdist submit` sizes walltimes from it.
 """
 
@@ -141,8 +142,8 @@ def _minimise_part(spec: Spec, positions: np.ndarray) -> dict:
     from .md.engine import get_engine
 
     engine, times = get_engine(spec), {}
+    engine.quench_block(_short_quench(spec, WARMUP), [np.random.default_rng(0)], [False])  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
-        engine.minimise_block(spec, positions[None], spec.types, workdir=Path(tmp))  # warm-up
         with _Clock(times):
             engine.minimise_block(spec, positions[None], spec.types, workdir=Path(tmp))
     return _single(times)
@@ -256,16 +257,14 @@ def cached(campaign_dir, spec: Spec) -> dict | None:
 # ---- the estimate --------------------------------------------------------------------------
 @dataclass
 class StageEstimate:
-    """One stage: work units, tasks, wall and CPU seconds of one task (None: not calibrated),
-    device. Core-hours come from the CPU time (what a dedicated core takes), wall times from the
-    wall time the calibration saw (on a shared machine, longer)."""
+    """One stage: work units, tasks, seconds of one task on a dedicated core or GPU (None: not
+    calibrated), store bytes, peak memory, device."""
 
     stage: str
     units: float
     unit: str
     tasks: int
     task_seconds: float | None
-    task_cpu: float | None
     store_bytes: int
     peak_mb: float | None = None
     device: str = "cpu"
@@ -273,7 +272,7 @@ class StageEstimate:
 
     @property
     def core_hours(self) -> float | None:
-        return None if self.task_cpu is None else self.tasks * self.task_cpu / 3600
+        return None if self.task_seconds is None else self.tasks * self.task_seconds / 3600
 
     def wall_seconds(self, ranks: int) -> float | None:
         if self.task_seconds is None:
@@ -324,12 +323,13 @@ def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
     train_images = 2 * (n_train + n_val) * spec.train.epochs
     parts = (calibration or {}).get("parts", {})
 
-    def task_time(stage: str, clock: str) -> float | None:
-        """Seconds of one task of ``stage`` on the calibration's wall ('seconds') or CPU ('cpu') clock."""
+    def task_time(stage: str) -> float | None:
+        """Seconds of one task of ``stage``: the calibration's CPU time (a dedicated core's time,
+        whatever else ran beside the calibration), its wall time for work on a GPU."""
         part = parts.get(stage)
         if part is None:
             return None
-        t = part.get(clock, part["seconds"])
+        t = part["seconds"] if part.get("device", "cpu").startswith("cuda") else part.get("cpu", part["seconds"])
         if stage == "quench":
             return _linear(t, calibration["steps"], quench_steps)
         if stage == "propensity":
@@ -349,8 +349,7 @@ def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
             "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),
             "analyze": (2 * n_test_ + C * nTp, "configurations", STAGES["analyze"].tasks(spec)),
             "report": (0, "-", 1)}
-    return [StageEstimate(name, units, unit, tasks, task_time(name, "seconds"), task_time(name, "cpu"),
-                          sizes[name], parts.get(name, {}).get("peak_mb"), parts.get(name, {}).get("device", "cpu"),
+    return [StageEstimate(name, units, unit, tasks, task_time(name), sizes[name], parts.get(name, {}).get("peak_mb"), parts.get(name, {}).get("device", "cpu"),
                           serial=STAGES[name].kind in ("torch", "serial"))
             for name, (units, unit, tasks) in work.items()]
 
@@ -358,6 +357,8 @@ def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
 def _hours(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     if seconds < 3600:
@@ -377,7 +378,7 @@ def _bytes(n: int) -> str:
 
 def table(rows: list[StageEstimate], ranks: int) -> str:
     """The estimate as a Markdown table (docs/slurm.md shows it)."""
-    lines = [f"| stage | work | tasks | per task (wall) | core-h | GPU-h | wall ({ranks} ranks) | store (≤) | peak mem/task |",
+    lines = [f"| stage | work | tasks | per task | core-h | GPU-h | wall ({ranks} ranks) | store (≤) | peak mem/task |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         gpu = r.device.startswith("cuda")
@@ -417,10 +418,11 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, out=print) ->
             f"{campaign_dir} --calibrate`")
         return 0
     total = sum(r.core_hours or 0 for r in rows)
-    m = calibration["machine"]
-    out(f"total {total:.3g} core-hours; calibrated on {m['cpu']} ({m['host']}, {m['cores']} cores). Per task and "
-        f"wall: the wall time the calibration saw (longer on a busy machine); core-hours: its CPU time. Wall "
-        f"times: farm stages run ceil(tasks / ranks) tasks per rank, train and gradcam one process (one core "
-        f"here). Store sizes are uncompressed upper bounds (Zarr compresses). analyze and report are not "
-        f"calibrated.")
+    m, quench = calibration["machine"], calibration["parts"]["quench"]
+    busy = quench["seconds"][-1] / quench["cpu"][-1] if quench.get("cpu") else 1.0
+    out(f"total {total:.3g} core-hours; calibrated on {m['cpu']} ({m['host']}, {m['cores']} cores). Times are "
+        "the calibration's CPU time: a dedicated core's" + (f" (the calibration ran {busy:.1f}x slower than "
+        "that: this machine was busy)" if busy > 1.3 else "") + ". Wall times: farm stages run ceil(tasks / "
+        "ranks) tasks per rank, train and gradcam one process (one core here). Store sizes are uncompressed "
+        "upper bounds (Zarr compresses). analyze and report are not calibrated.")
     return 0
