@@ -264,7 +264,8 @@ def check_upstream(args) -> None:
     from .derive import check
     from .store import Store
 
-    check(Store(directory, mode="r"))
+    store = Store(directory, mode="r")
+    check(store, specmod.load(directory) if store.upstream() else None)
 
 
 def main(argv=None) -> int:

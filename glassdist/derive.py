@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from . import spec as specmod
-from .errors import UsageError
+from .errors import StaleResultsError, UsageError
 from .stages import PIPELINE, STAGES
 from .store import Store
 
@@ -78,7 +78,7 @@ def _point(new_dir: Path, old_dir: Path, stages: list[str]) -> None:
 def _record(new: Store, old_dir: Path, stages: list[str], fingerprints: dict) -> None:
     new.root.attrs["upstream"] = {"path": os.path.relpath(old_dir.resolve(), new.dir.resolve()),
                                   "abspath": str(old_dir.resolve()), "stages": stages,
-                                  "fingerprints": fingerprints}
+                                  "fingerprints": fingerprints, "seed": new.root.attrs["spec"]["campaign"]["seed"]}
 
 
 def _open_upstream(old_dir: Path) -> Store:
@@ -140,12 +140,25 @@ def _compare(old: Store, up: dict, where: str) -> None:
                          f"not used. Derive a new campaign: `glassdist init NEWDIR --from {where} --set ...`")
 
 
-def check(store: Store) -> None:
+def check(store: Store, spec=None) -> None:
     """Refuse (UsageError, exit 2) when a derived campaign's upstream results are gone, moved or
-    changed; checks the upstream's own upstream too. No-op for an independent campaign."""
+    changed (checks the upstream's own upstream too), or when ``spec`` (its campaign file) no
+    longer has the values the reused results were computed with. No-op for an independent campaign."""
     up = store.upstream()
     if not up:
         return
+    if spec is not None:
+        records = store.root.attrs["stages"]
+        for name in up["stages"]:
+            stage = STAGES[name]
+            before, now = stage.values(records[name]["values"]), stage.values(spec.raw)
+            changed = [s for s in stage.sections if before[s] != now[s]]
+            changed += ["campaign.seed"] if spec.campaign.seed != up["seed"] else []
+            if changed:
+                raise StaleResultsError(
+                    f"campaign.toml changed [{', '.join(changed)}], with which the '{name}' results this campaign "
+                    f"reuses from {up['path']} were computed: restore the values (`glassdist status {store.dir} "
+                    f"--spec`), or derive a new campaign: `glassdist init NEWDIR --from {store.dir} --set ...`")
     old_dir = store.dir / up["path"]
     dangling = [str(p) for s in up["stages"] for p in _links(store.dir, s) if p.is_symlink() and not p.exists()]
     fix = (f"if it moved, `glassdist init {store.dir} --from NEWPATH` points this campaign to it again; "

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from glassdist.spec import apply_overrides
 from glassdist.store import Store
 
 from .conftest import glassdist, init_tiny
@@ -96,13 +97,19 @@ def test_derive_reuses_unchanged_stages_and_retrains(trained, tmp_path):
     glassdist("export", new, "--what", "configurations", "--format", "npz", "-o", tmp_path / "after.npz")
 
 
-def test_derive_with_a_changed_quench_reuses_nothing(quenched, tmp_path):
+def test_reuse_follows_the_sections_and_the_campaign_file_keeps_them(quenched, tmp_path):
     trained = quenched["kam"]
     out = glassdist("init", tmp_path / "new", "--from", trained, "--set", "quench.cooling_rate=0.2").stdout
     assert "reuses the results of no stage" in out
     assert not (tmp_path / "new" / "store.zarr").exists()
+    # the campaign file of a derived campaign keeps the values its reused results were computed with
+    same = tmp_path / "same"
+    assert "reuses the results of quench;" in glassdist("init", same, "--from", trained, "--set", "dataset.grid=16").stdout
+    text = (same / "campaign.toml").read_text()
+    (same / "campaign.toml").write_text(apply_overrides(text, ["quench.thermo_points=30"]))
+    proc = glassdist("dataset", same, check=False)
+    assert proc.returncode == 2 and "changed [quench]" in proc.stderr and "--from" in proc.stderr, proc.stderr
+    (same / "campaign.toml").write_text(text)
+    assert glassdist("status", same).stdout.count("(reused)") == 1
     proc = glassdist("init", tmp_path / "x", "--from", trained, "--preset", "demo-kam", check=False)
     assert proc.returncode == 2 and "exclude each other" in proc.stderr
-    out = glassdist("init", tmp_path / "same", "--from", trained, "--set", "dataset.grid=16").stdout
-    assert "reuses the results of quench;" in out
-    assert glassdist("status", tmp_path / "same").stdout.count("(reused)") == 1
