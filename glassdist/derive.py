@@ -103,18 +103,19 @@ def derive(new_dir: str | Path, old_dir: str | Path, overrides: list[str]) -> li
     (new_dir / "campaign.toml").write_text(text)
     if not stages:
         return stages
+    from .cli import _completion_hash  # the mark `run` reads to skip a stage
+
     new = Store.create(new_dir, spec)
     records = old.root.attrs["stages"]
+    # first the record (an interrupted derivation is then refused, never taken for an independent one)
+    _record(new, old_dir, stages, {name: fingerprint(old, name) for name in stages})
+    new.root.attrs.update({"stages": {name: records[name] for name in stages},
+                           "completed": {name: _completion_hash(name, spec) for name in stages}})
     new.root.require_group("ledger")
     for name in stages:
         for ledger in STAGES[name].ledgers:
             shutil.copytree(old.path / "ledger" / ledger, new.path / "ledger" / ledger)
     _point(new_dir, old_dir, stages)
-    from .cli import _completion_hash  # the mark `run` reads to skip a stage
-
-    completed = {name: _completion_hash(name, spec) for name in stages}
-    new.root.attrs.update({"stages": {name: records[name] for name in stages}, "completed": completed})
-    _record(new, old_dir, stages, {name: fingerprint(old, name) for name in stages})
     return stages
 
 
@@ -161,6 +162,8 @@ def check(store: Store, spec=None) -> None:
                     f"--spec`), or derive a new campaign: `glassdist init NEWDIR --from {store.dir} --set ...`")
     old_dir = store.dir / up["path"]
     dangling = [str(p) for s in up["stages"] for p in _links(store.dir, s) if p.is_symlink() and not p.exists()]
+    dangling += [str(store.path / s) for s in up["stages"] if not (store.path / s).exists()
+                 and not (store.path / s).is_symlink()]  # an interrupted derivation
     fix = (f"if it moved, `glassdist init {store.dir} --from NEWPATH` points this campaign to it again; "
            f"with it in place, `glassdist detach {store.dir}` copies the reused data in")
     if not (old_dir / "store.zarr").is_dir() or dangling:
