@@ -18,6 +18,11 @@ from .stages import PIPELINE, STAGES
 
 
 def cmd_init(args) -> int:
+    if getattr(args, "from_", None):
+        return cmd_derive(args)
+    if not args.preset:
+        raise UsageError("init needs --preset NAME (a new campaign) or --from OLDDIR (a campaign derived from "
+                         "another, reusing its results)")
     target = Path(args.dir) / "campaign.toml"
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; edit it, or pass --force to overwrite it")
@@ -27,6 +32,60 @@ def cmd_init(args) -> int:
     target.write_text(text)
     print(f"wrote {target} (preset {args.preset}); next: glassdist run {args.dir}")
     return 0
+
+
+def cmd_derive(args) -> int:
+    """`init NEW --from OLD [--set ...]`: a derived campaign (glassdist.derive); on an existing
+    derived NEW, point it to its (moved) upstream again."""
+    from .derive import derive, relink
+    from .store import Store
+
+    new = Path(args.dir)
+    if args.preset:
+        raise UsageError("--preset and --from exclude each other: --from starts from OLDDIR's campaign.toml")
+    if (new / "store.zarr").is_dir() and Store(new, mode="r").upstream():
+        if args.set:
+            raise UsageError(f"{new} is derived already: pass --from alone to point it to its upstream again")
+        stages = relink(new, args.from_)
+        print(f"{new} reuses {', '.join(stages)} from {args.from_} again")
+        return 0
+    if (new / "campaign.toml").exists() and not args.force:
+        raise UsageError(f"{new / 'campaign.toml'} exists; derive into a new directory")
+    stages = derive(new, args.from_, args.set or [])
+    print(f"wrote {new / 'campaign.toml'} from {args.from_}; reuses the results of "
+          f"{', '.join(stages) or 'no stage (every stage depends on what changed)'}; next: glassdist run {new}")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from .estimate import run
+
+    return run(args.dir, calibrate_now=args.calibrate, ranks=args.ranks)
+
+
+def cmd_detach(args) -> int:
+    from .derive import detach
+
+    stages = detach(args.dir)
+    print(f"{args.dir}: copied in the results of {', '.join(stages)}; it no longer needs its upstream campaign")
+    return 0
+
+
+def reused_stage(campaign_dir, name: str) -> bool:
+    """Whether stage `name` of a derived campaign is reused from its upstream (printed then)."""
+    from .store import Store
+
+    if not (Path(campaign_dir) / "store.zarr").is_dir():
+        return False
+    store = Store(campaign_dir, mode="r")
+    if name not in store.reused_stages():
+        return False
+    print(f"{name}: done (results reused from {store.upstream_dir()})", flush=True)
+    return True
+
+
+def cmd_stage(args, stage) -> int:
+    return 0 if reused_stage(args.dir, stage.name) else stage.run(args.dir, args)
 
 
 def mpiexec() -> str:
@@ -42,6 +101,8 @@ def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
     """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_ (a SIGTERM to
     this process is passed on to it: its ranks checkpoint and stop)."""
     stage = STAGES[name]
+    if reused_stage(campaign_dir, name):
+        return 0
     if stage.kind == "mpi" and np_ > 1:
         cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
         proc = subprocess.Popen(cmd)
@@ -73,10 +134,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _completion_hash(name: str, spec) -> str:
-    return spec.section_hash(*STAGES[name].sections)
-
-
 def stage_complete(campaign_dir, name: str, spec) -> bool:
     """True when `run` finished stage `name` before (exit 0) with the same campaign sections and
     every task of its ledgers is still done: `run` then skips it without starting it (an MPI
@@ -87,7 +144,7 @@ def stage_complete(campaign_dir, name: str, spec) -> bool:
     if not (Path(campaign_dir) / "store.zarr").exists():
         return False
     store = Store(campaign_dir, mode="r")
-    if store.root.attrs.get("completed", {}).get(name) != _completion_hash(name, spec):
+    if store.root.attrs.get("completed", {}).get(name) != STAGES[name].section_hash(spec):
         return False
     return all(store.ledger(n).done_mask().all() for n in STAGES[name].ledgers if store.stage_started(n))
 
@@ -100,14 +157,14 @@ def mark_complete(campaign_dir, name: str, spec) -> None:
         return
     store = Store(campaign_dir)
     completed = dict(store.root.attrs.get("completed", {}))
-    completed[name] = _completion_hash(name, spec)
+    completed[name] = STAGES[name].section_hash(spec)
     store.root.attrs["completed"] = completed
 
 
 def cmd_status(args) -> int:
     from .status import print_status
 
-    return print_status(args.dir, show_spec=args.spec)
+    return print_status(args.dir, show_spec=args.spec, verify=args.verify)
 
 
 def cmd_export(args) -> int:
@@ -142,7 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("init", help="write DIR/campaign.toml from a preset")
     s.add_argument("dir")
-    s.add_argument("--preset", required=True, help=f"one of {', '.join(specmod.PRESETS)}")
+    s.add_argument("--preset", help=f"one of {', '.join(specmod.PRESETS)}")
+    s.add_argument("--from", dest="from_", metavar="OLDDIR",
+                   help="derive from the campaign OLDDIR: its campaign.toml with the --set changes; the results "
+                        "of every stage the changes leave valid are reused, not copied (docs/store.md); on an "
+                        "existing derived DIR, point it to its moved upstream again")
     s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key (repeatable)")
     s.add_argument("--force", action="store_true", help="overwrite an existing campaign.toml")
     s.set_defaults(func=cmd_init)
@@ -156,12 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     for name, stage in STAGES.items():
         s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
-        s.set_defaults(func=lambda a, stage=stage: stage.run(a.dir, a))
+        s.set_defaults(func=lambda a, stage=stage: cmd_stage(a, stage))
 
     s = sub.add_parser("status", help="per stage: done / failed / pending")
     s.add_argument("dir")
     s.add_argument("--spec", action="store_true", help="also print the spec stored with the results")
+    s.add_argument("--verify", action="store_true",
+                   help="read back every chunk behind every done task; mark tasks whose data are missing "
+                        "or damaged pending (exit 1 when there were any)")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("estimate", help="per stage: work, core-hours, wall time, store size, memory (from a "
+                                        "calibration on this machine, cached in DIR/estimate.json)")
+    s.add_argument("dir")
+    s.add_argument("--calibrate", action="store_true",
+                   help="measure one task of each stage on this machine first (under a minute at N = 2000)")
+    s.add_argument("--ranks", type=int, default=default_np(), help="ranks (or Dask workers) for the wall times")
+    s.set_defaults(func=cmd_estimate)
+
+    s = sub.add_parser("detach", help="copy the results a derived campaign reuses into it (it then no longer "
+                                      "needs its upstream campaign)")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_detach)
 
     from .submit import add_arguments as add_submit_arguments
 
@@ -192,6 +269,19 @@ def _describe(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def check_upstream(args) -> None:
+    """Every command on a derived campaign first checks that the results it reuses are still
+    there and unchanged (glassdist.derive.check; exit 2 otherwise)."""
+    directory = getattr(args, "dir", None)
+    if args.command in ("init", "demo") or not directory or not (Path(directory) / "store.zarr").is_dir():
+        return
+    from .derive import check
+    from .store import Store
+
+    store = Store(directory, mode="r")
+    check(store, specmod.load(directory) if store.upstream() else None)
+
+
 def main(argv=None) -> int:
     """Run a command. An MPI stage under mpiexec runs inside hpc.mpi.abort_on_error: an error
     on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
@@ -204,6 +294,9 @@ def main(argv=None) -> int:
         comm = world()
     try:
         with abort_on_error(comm, _describe):
+            from .stages.common import on_root
+
+            on_root(comm, lambda: check_upstream(args))
             return int(args.func(args) or 0)
     except (GlassdistError, KeyboardInterrupt) as exc:
         code, message = _describe(exc)

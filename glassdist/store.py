@@ -18,7 +18,7 @@ import zarr
 
 from hpc.ledger import Ledger
 
-from . import __version__
+from . import __version__, integrity
 from .errors import StaleResultsError, UsageError
 from .spec import Spec
 
@@ -66,6 +66,10 @@ class Store:
         and the whole validated spec for the store."""
         from .stages import STAGES
 
+        if stage in self.reused_stages():
+            raise UsageError(f"the '{stage}' results of {self.dir} are those of {self.upstream_dir()} (a derived "
+                             f"campaign reuses them) and are not recomputed here; `glassdist detach {self.dir}` "
+                             f"copies them in, or derive anew with `glassdist init NEWDIR --from ...`")
         sections = STAGES[stage].sections
         stages = dict(self.root.attrs.get("stages", {}))
         digest = spec.section_hash(*sections)
@@ -88,6 +92,20 @@ class Store:
         if key in self.root:
             return bool((Ledger(self.root[key]).states() != 0).any())
         return stage in self.root
+
+    # ---- derived campaigns -----------------------------------------------------------
+    def upstream(self) -> dict:
+        """The root attribute ``upstream`` of a derived campaign ({} otherwise): see glassdist.derive."""
+        return dict(self.root.attrs.get("upstream") or {})
+
+    def reused_stages(self) -> tuple[str, ...]:
+        """Stages whose results this campaign reads from its upstream campaign."""
+        return tuple(self.upstream().get("stages", ()))
+
+    def upstream_dir(self) -> Path | None:
+        """The upstream campaign directory (through the recorded relative path), or None."""
+        up = self.upstream()
+        return (self.dir / up["path"]) if up else None
 
     # ---- arrays and ledgers ----------------------------------------------------------
     def require_array(self, path: str, shape, chunks, dtype, fill_value=None) -> zarr.Array:
@@ -125,14 +143,20 @@ class Store:
 
     def require_needs(self, stage: str, complete: tuple[str, ...] = ()) -> None:
         """Refuse (UsageError naming the command) when a stage that ``stage`` reads has not run
-        yet, or when one of ``complete`` is not done in full."""
+        yet, or when one of ``complete`` is not done in full. Done tasks of those stages whose
+        chunk files are gone are marked pending first (glassdist.integrity.check_needs)."""
         from .stages import STAGES
 
-        for need in STAGES[stage].needs:
-            if not self.stage_started(need) or (need in complete and not self.stage_done(need)):
-                state = "is not complete" if self.stage_started(need) else "has not run"
-                raise UsageError(f"stage '{stage}' reads the results of '{need}', which {state} in "
-                                 f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
+        needs = STAGES[stage].needs
+        for need in needs:
+            if self.stage_started(need):
+                continue
+            raise UsageError(f"stage '{stage}' reads the results of '{need}', which has not run in "
+                             f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
+        integrity.check_needs(self, stage)
+        for need in (n for n in needs if n in complete and not self.stage_done(n)):
+            raise UsageError(f"stage '{stage}' reads the results of '{need}', which is not complete in "
+                             f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
 
     def ledgers(self) -> dict[str, Ledger]:
         if "ledger" not in self.root:

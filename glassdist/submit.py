@@ -9,11 +9,12 @@ left waiting on a failed job (DependencyNeverSatisfied) are cancelled and replac
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hpc import slurm
 from hpc.ledger import DONE
-from hpc.profile import Profile, ProfileError, load_profile
+from hpc.profile import Profile, ProfileError, load_profile, walltime_seconds
 
 from .errors import UsageError
 from .spec import Spec, load
@@ -151,8 +152,32 @@ def stage_job(stage: str, campaign_dir: Path, spec: Spec, profile: Profile, prog
     if pending is None:  # unknown until the stage starts: as large as the profile allows
         shape = profile.stage(stage)
         pending = shape.max_nodes * (shape.tasks_per_node or profile.node["cores"])
-    return slurm.Job(stage=stage, kind=job_kind(stage), pending=pending, ranks_per_task=spec.md.ranks_per_task,
-                     command=[profile.environment["command"], stage, str(campaign_dir)])
+    job = slurm.Job(stage=stage, kind=job_kind(stage), pending=pending, ranks_per_task=spec.md.ranks_per_task,
+                    command=[profile.environment["command"], stage, str(campaign_dir)])
+    record = STAGES[stage]
+    tasks = todo if total else (record.tasks(spec) if record.tasks else 1)
+    return replace(job, walltime=estimated_walltime(job, tasks, campaign_dir, spec, profile))
+
+
+WALLTIME_SAFETY = 2.0   # the estimate times this, plus the signal margin ...
+WALLTIME_FLOOR = 900    # ... and never below 15 minutes (start-up, imports, a slower node)
+
+
+def estimated_walltime(job: slurm.Job, tasks: int, campaign_dir: Path, spec: Spec, profile: Profile) -> str:
+    """A time limit from the cached `glassdist estimate --calibrate` of this campaign (made on a
+    node like the cluster's): WALLTIME_SAFETY x the estimated wall time of ``tasks`` on the job's ranks (or Dask workers) plus the profile's signal margin, at least
+    WALLTIME_FLOOR, at most the profile's walltime. '' (the profile's) without an estimate."""
+    from .estimate import stage_walltime_seconds
+
+    size = slurm.size(job, profile)
+    dask = profile.dask
+    workers = {"mpi": size.ntasks // job.ranks_per_task, "dask": max(dask["jobs"], 1) * dask["processes"]}
+    seconds = stage_walltime_seconds(campaign_dir, spec, job.stage, tasks, workers.get(job.kind, 1))
+    if seconds is None:
+        return ""
+    limit = walltime_seconds(profile.stage(job.stage).walltime)
+    wanted = max(WALLTIME_SAFETY * seconds + profile.slurm["signal_seconds"], WALLTIME_FLOOR)
+    return slurm.format_walltime(min(wanted, limit))
 
 
 def job_column(campaign_dir) -> dict[str, str]:

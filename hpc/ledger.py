@@ -64,6 +64,12 @@ class Ledger:
         self.error[task] = ""
         self.state[task] = DONE
 
+    def reopen(self, task: int) -> None:
+        """Mark a done task pending again (its data were lost), rewound to its successful attempt:
+        the redo uses that attempt's seed and so reproduces the lost data."""
+        self.state[task] = PENDING  # first: a kill between the two writes leaves a valid pending task
+        self.attempts[task] = max(int(self.attempts[task]) - 1, 0)
+
     def mark_failed(self, task: int, attempts: int, error: str) -> None:
         self.attempts[task] = attempts
         self.error[task] = error[-2000:]

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from importlib import resources
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -42,13 +42,15 @@ class SlurmError(RuntimeError):
 
 @dataclass(frozen=True)
 class Job:
-    """What one stage's job runs: ``command`` (argv) and, for MPI farms, the tasks pending."""
+    """What one stage's job runs: ``command`` (argv), for MPI farms the tasks pending, and its
+    time limit when the caller sized one (``''``: the profile's ``stages.NAME.walltime``)."""
 
     stage: str
     kind: str
     command: list[str]
     pending: int = 1
     ranks_per_task: int = 1
+    walltime: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,12 @@ def size(job: Job, profile: Profile) -> Size:
     return Size(1, 1, 0, shape.tasks_per_node or 1, 1, gpus, memory)
 
 
+def format_walltime(seconds: float) -> str:
+    """Seconds -> a SLURM time limit 'D-HH:MM:SS' (rounded up to the minute)."""
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes // 1440}-{minutes // 60 % 24:02d}:{minutes % 60:02d}:00"
+
+
 def _environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
@@ -120,7 +128,8 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     return _environment(templates).get_template(name).render(
         job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}", stage=job.stage,
         campaign=campaign, program=program, template=name, profile=profile,
-        shape=profile.stage(job.stage), log_dir=log_dir, env=env,
+        shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
+        log_dir=log_dir, env=env,
         command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, rdzv_port=RDZV_PORT,
         **asdict(s))
 

@@ -121,6 +121,8 @@ def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
     manifest = root["report"].attrs["manifest"]
     assert not [e for e in manifest.values() if e["missing"].startswith("failed")]
     assert (d / "report" / "index.html").is_file()
+    # every chunk behind every done task of every ledger reads back (glassdist.integrity.TASK_ARRAYS)
+    assert "reads back" in glassdist("status", d, "--verify").stdout
 
 
 def test_indicators_compute_is_validated(tmp_path):

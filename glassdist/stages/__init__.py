@@ -25,6 +25,10 @@ class Stage:
     under mpiexec; dask: Dask task farm; torch: DDP under torchrun; serial: one process).
     tasks: number of tasks of its main ledger for a spec (sizes SLURM jobs before it ran).
     ledgers: names of its ledgers in the store (its own name first).
+    ignores: keys ("section.key") of its sections its results do not depend on (a derived
+    campaign, glassdist.derive, reuses them when only those changed).
+    Its arrays live in the store group of its name, its other files in ``DIR/<name>/`` and
+    ``DIR/lammps/<name>/``.
     """
 
     name: str
@@ -34,6 +38,7 @@ class Stage:
     kind: str
     tasks: Callable | None = None
     extra_ledgers: tuple[str, ...] = ()
+    ignores: tuple[str, ...] = ()
 
     @property
     def ledgers(self) -> tuple[str, ...]:
@@ -42,6 +47,14 @@ class Stage:
     @property
     def module(self):
         return import_module(f"glassdist.stages.{self.name}")
+
+    def section_hash(self, spec) -> str:
+        """Hash of the campaign sections its results depend on (with the campaign seed)."""
+        return spec.section_hash(*self.sections)
+
+    def values(self, raw: dict) -> dict:
+        """The values of its sections in a raw spec, without the keys it ignores."""
+        return {s: {k: v for k, v in raw[s].items() if f"{s}.{k}" not in self.ignores} for s in self.sections}
 
     def prepare(self, campaign_dir, spec):
         return self.module.prepare(campaign_dir, spec)
@@ -75,7 +88,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("inherent", "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
           _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec))),
     Stage("dataset", "density images M(rho) of every configuration, labelled and split (Dask)",
-          _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas),
+          _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas,
+          ignores=("dataset.normalise",)),  # the images are unnormalised; the scaling is the model's
     Stage("train", "train the glass/liquid CNN (one process, or DDP under torchrun --nproc_per_node P)",
           _LEARN, ("dataset",), "torch", lambda spec: 1),
     Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",

@@ -114,7 +114,7 @@ def run(campaign_dir, args=None) -> int:
         train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
         config = TrainConfig.from_spec(spec)
         model = build_model(spec)
-        checkpoint = Path(campaign_dir) / NAME / f"checkpoint-{spec.section_hash(*STAGES[NAME].sections)}.pt"
+        checkpoint = Path(campaign_dir) / NAME / f"checkpoint-{STAGES[NAME].section_hash(spec)}.pt"
 
         def report(epoch, history):
             print(f"{NAME}: epoch {epoch + 1}/{config.epochs} " + " ".join(

@@ -1,0 +1,158 @@
+"""Store integrity: the chunks behind every done task exist and decode.
+
+A done-mark says a task's data were written; a lost or damaged file (a disk, a copy, a quota, a
+person) can still take them away later. :data:`TASK_ARRAYS` says which chunks each ledger's
+tasks own, so a check can name the tasks whose data are gone, and :func:`reopen` marks them
+pending again (rewound to their successful attempt, so a rerun redoes them bit for bit and
+the results downstream, computed from the lost data, stay consistent).
+
+``glassdist status DIR --verify`` decodes every owned chunk (:func:`damaged`, deep); every
+stage checks that the chunk files behind the done tasks of the stages it reads exist before it
+starts (:func:`check_needs`, cheap).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import math
+import sys
+from typing import Iterator
+
+import numpy as np
+import zarr
+
+from .errors import UsageError
+
+# ledger -> (array pattern, leading task axes, aligned at the end of the task range).
+# Task t owns, in every array matching the pattern whose chunks are 1 along the leading axes,
+# the chunks at np.unravel_index(t - offset, shape[:axes]) (offset = 0, or n_tasks - prod(shape[:axes])
+# when aligned at the end); axes = 0: task 0 owns every chunk. Tasks beyond an array own none of
+# its chunks (quench/snapshots: the first k replicas only).
+TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
+    "quench": (("quench/*", 1, False),),
+    "inherent": (("inherent/E0", 2, False), ("inherent/positions", 2, False)),
+    "dataset": (("dataset/images", 1, False),),
+    "train": (("train/*", 0, False),),
+    "gradcam": tuple((f"gradcam/{a}", 1, False) for a in ("gamma", "map", "p_glass", "correct")),
+    "indicators": (("indicators/*", 1, False),),
+    "propensity": (("propensity/traj", 3, False),),
+    "propensity_reduce": tuple((f"propensity/{a}", 2, False) for a in ("Delta", "delta", "Delta_ensembles")),
+    "analyze": (("analyze/pairs/*", 1, False), ("analyze/structure/C_r", 1, False),
+                ("analyze/dynamics/*", 2, True), ("analyze/maps/*", 2, True), ("analyze/ensembles/*", 2, True)),
+}
+
+# every chunk of a done task is written, even when it equals the fill value (NaN results,
+# all-False masks), so a missing chunk file always means lost data
+zarr.config.set({"array.write_empty_chunks": True})
+
+
+def _matching(root: zarr.Group, pattern: str) -> Iterator[zarr.Array]:
+    """Arrays of the store whose path (e.g. 'quench/positions') matches ``pattern``."""
+    group = pattern.split("/")[0]
+    if group in root:
+        yield from (arr for path, arr in _walk(root[group], group) if fnmatch.fnmatch(path, pattern))
+
+
+def _walk(group: zarr.Group, prefix: str) -> Iterator[tuple[str, zarr.Array]]:
+    for name, member in group.members():
+        if isinstance(member, zarr.Array):
+            yield f"{prefix}/{name}", member
+        else:
+            yield from _walk(member, f"{prefix}/{name}")
+
+
+def owned_chunks(root: zarr.Group, ledger: str, n_tasks: int) -> Iterator[tuple[int, zarr.Array, tuple]]:
+    """(task, array, chunk coordinates) of every chunk a task of ``ledger`` owns."""
+    for pattern, axes, at_end in TASK_ARRAYS.get(ledger, ()):
+        for arr in _matching(root, pattern):
+            if any(c != 1 for c in arr.chunks[:axes]):
+                continue  # not a per-task array (bin centres, replica ids)
+            lead = math.prod(arr.shape[:axes])
+            offset = n_tasks - lead if at_end else 0
+            rest = [range(n) for n in arr.cdata_shape[axes:]]
+            for t in range(max(offset, 0), min(n_tasks, offset + lead)):
+                head = np.unravel_index(t - offset, arr.shape[:axes]) if axes else ()
+                for tail in itertools.product(*rest):
+                    yield t, arr, tuple(int(i) for i in head) + tail
+
+
+def damaged(store, ledger: str, deep: bool) -> dict[int, list[str]]:
+    """{task: problems} of the done tasks of ``ledger`` whose chunks are missing (or, when
+    ``deep``, empty or undecodable)."""
+    led = store.ledger(ledger)
+    done = led.done_mask()
+    out: dict[int, list[str]] = {}
+    for task, arr, coords in owned_chunks(store.root, ledger, len(led)):
+        if not done[task]:
+            continue
+        key = arr.metadata.encode_chunk_key(coords)
+        path = store.path / arr.path / key
+        problem = None
+        if not path.is_file():
+            problem = "missing"
+        elif deep:
+            if path.stat().st_size == 0:
+                problem = "empty"
+            else:
+                sel = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, arr.chunks))
+                try:
+                    arr[sel]
+                except Exception as exc:  # any decode failure is damage
+                    problem = f"undecodable ({type(exc).__name__}: {exc})"
+        if problem:
+            out.setdefault(task, []).append(f"{arr.path}/{key} {problem}")
+    return out
+
+
+def reopen(store, ledger: str, tasks) -> None:
+    """Mark done tasks pending again, rewound to their successful attempt (their redo uses the
+    same seed, so it reproduces the lost data)."""
+    led = store.ledger(ledger)
+    for t in tasks:
+        led.reopen(int(t))
+
+
+def check_needs(store, stage: str) -> None:
+    """Before ``stage`` reads the stages it needs: every chunk file behind their done tasks
+    exists; tasks whose chunks are gone are marked pending (printed, with the command that
+    redoes them). Reused results of a derived campaign are checked in their own store."""
+    from .stages import STAGES
+
+    for need in STAGES[stage].needs:
+        for ledger in STAGES[need].ledgers:
+            if not store.stage_started(ledger):
+                continue
+            bad = damaged(store, ledger, deep=False)
+            if not bad:
+                continue
+            if need in store.reused_stages():
+                raise UsageError(f"the '{need}' results this campaign reuses from {store.upstream_dir()} have "
+                                 f"missing chunks (tasks {sorted(bad)[:20]}): run `glassdist status "
+                                 f"{store.upstream_dir()} --verify` and redo them there, then `glassdist init "
+                                 f"{store.dir} --from {store.upstream_dir()}` again")
+            reopen(store, ledger, bad)
+            print(f"glassdist: {ledger}: the data of done task(s) {sorted(bad)[:20]} are missing from "
+                  f"{store.path}; marked pending: run `glassdist {need} {store.dir}` to redo them",
+                  file=sys.stderr)
+
+
+def verify(store) -> dict[str, dict[int, list[str]]]:
+    """`status --verify`: decode every chunk behind every done task of every ledger of this
+    store (not of reused results); damaged tasks are marked pending. {ledger: {task: problems}}."""
+    reused = {name for stage in store.reused_stages() for name in _ledgers_of(stage)}
+    out = {}
+    for name in store.ledgers():
+        if name in reused:
+            continue
+        bad = damaged(store, name, deep=True)
+        if bad:
+            reopen(store, name, bad)
+            out[name] = bad
+    return out
+
+
+def _ledgers_of(stage: str) -> tuple[str, ...]:
+    from .stages import STAGES
+
+    return STAGES[stage].ledgers
