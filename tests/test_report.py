@@ -89,13 +89,10 @@ def test_analysis_results_in_the_store(campaign):
 def test_second_run_finds_everything_done(campaign):
     d = campaign["dir"]
     before = {n: ledger.states().copy() for n, ledger in Store(d, mode="r").ledgers().items()}
-    start = time.perf_counter()
     again = glassdist("run", d, "--np", "2", timeout=120)
-    seconds = time.perf_counter() - start
     for name in ("quench", "inherent", "dataset", "train", "gradcam", "indicators", "propensity", "analyze"):
         assert f"== {name} == done" in again.stdout, again.stdout
     after = {n: ledger.states() for n, ledger in Store(d, mode="r").ledgers().items()}
     assert before.keys() == after.keys() and all((before[n] == after[n]).all() for n in before)
-    assert seconds < 60, f"second run took {seconds:.0f} s"
     status = glassdist("status", d).stdout
     assert re.search(r"analyze\s+3\s+0\s+0", status) and re.search(rf"report\s+{len(ARTEFACTS)}\s+0\s+0", status)
