@@ -1,0 +1,107 @@
+"""The Warp engine against real LAMMPS (issue 13): forces and energies, the Nose-Hoover
+trajectory, equilibrium and quench statistics, FIRE inherent structures, checkpoint/resume.
+
+CPU, float64 (float32 where said), reduced sizes (N = 200 in 2D, 400 in 3D)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glassdist import spec as specmod
+from glassdist.md.isoconf import draw_velocities
+from glassdist.md.lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
+from glassdist.md.quench import quench
+from glassdist.md.warp.integrate import NoseHooverNVT
+from glassdist.md.warp.system import Batch
+
+from .conftest import TINY, TINY_COUNTS
+
+KA3D = ["system.dim=3", "system.n_particles=400", "system.counts=[320,80]"]
+
+
+def tiny_spec(system: str = "kam", *extra: str) -> specmod.Spec:
+    """The tests' tiny campaign (conftest.TINY) of a system; `extra` overrides."""
+    preset = "kam" if system == "ka3d" else system
+    sets = [*TINY, TINY_COUNTS[preset], *(KA3D if system == "ka3d" else []), *extra]
+    return specmod.loads(specmod.apply_overrides(specmod.preset_text(f"demo-{preset}"), sets))
+
+
+def lammps_session(spec, tmp_path, positions, velocities=None, name="c"):
+    """A LAMMPS session with one configuration (N, dim) read in, eq. (1) and the time step."""
+    data = tmp_path / f"{name}.data"
+    write_data_file(data, spec, positions, spec.types, velocities)
+    lmp = LammpsSession(spec)
+    lmp.run(read_data_commands(spec, data) + pair_commands(spec) + dynamics_fixes(spec))
+    return lmp
+
+
+def lammps_reference(spec, tmp_path, positions):
+    """(pe per particle, forces (N, dim), pressure) of a configuration at rest, by LAMMPS."""
+    with lammps_session(spec, tmp_path, positions) as lmp:
+        lmp.run("run 0")
+        forces = lmp._gather("f", 3, 1)[:, : spec.dim]
+        return lmp.thermo("pe"), forces, lmp.thermo("press")
+
+
+@pytest.fixture(scope="module", params=["kam", "abm", "ka3d"])
+def stored(request):
+    """(spec, configurations (C, N, dim)): two LAMMPS quenches' liquid, glass and cooling snapshots
+    (C = 36 in 2D; the 3D case keeps 8)."""
+    spec = tiny_spec(request.param)
+    configs = []
+    for seed in (1, 2):
+        res = quench(spec, np.random.default_rng(seed), snapshots=True)
+        configs += [*res.positions, *res.snapshots]
+    configs = np.array(configs)
+    return spec, configs[:8] if spec.dim == 3 else configs
+
+
+def relative(a, b):
+    return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("precision, tol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_energies_forces_pressure_match_lammps(stored, tmp_path, precision, tol):
+    """Per configuration: energy per particle, forces (vector norm) and pressure within ``tol`` of
+    LAMMPS's, relative to max(|value|, 1) (ABM's energy crosses zero near T = 4). In float32 both
+    engines get the float32-rounded positions (what is compared is the arithmetic)."""
+    spec, configs = stored
+    configs = configs.astype(precision).astype(np.float64)
+    assert len(configs) >= (20 if spec.dim == 2 else 8)
+    batch = Batch(spec, len(configs), precision=precision)
+    batch.set_positions(configs)
+    batch.set_velocities(np.zeros_like(configs))
+    pe, _ = batch.energy_virial()
+    forces, press = batch.forces(), batch.pressure()
+    for c, x in enumerate(configs):
+        pe_l, f_l, p_l = lammps_reference(spec, tmp_path, x)
+        assert abs(pe[c] - pe_l) <= tol * max(abs(pe_l), 1.0), (c, pe[c], pe_l)
+        assert relative(forces[c], f_l) <= tol, c
+        assert abs(press[c] - p_l) <= tol * max(abs(p_l), 1.0), (c, press[c], p_l)
+
+
+@pytest.mark.parametrize("system", ["kam", "abm", "ka3d"])
+def test_nose_hoover_trajectory_matches_lammps(system, tmp_path):
+    """200 steps of fix nvt with a ramp 4 -> 2 from the same positions, velocities and a fresh
+    chain: positions, velocities and the chain variables agree with LAMMPS."""
+    spec = tiny_spec(system)
+    x0 = quench(spec, np.random.default_rng(3)).positions[0]
+    v0 = draw_velocities(np.random.default_rng(4), 4.0, np.asarray(spec.system.masses)[spec.types], spec.dim)
+    steps, damp = 200, spec.md.thermostat_damping
+    with lammps_session(spec, tmp_path, x0, v0) as lmp:
+        lmp.run([f"fix nvt all nvt temp 4.0 2.0 {num(damp)}", f"run {steps}"])
+        x_l, v_l, T_l = lmp.unwrapped(), lmp.velocities(), lmp.thermo("temp")
+        chain_l = np.array([lmp.lmp.extract_fix("nvt", 0, 1, i) for i in range(6)])
+    batch = Batch(spec, 2)
+    batch.set_positions(np.stack([x0, x0]))
+    batch.set_velocities(np.stack([v0, v0]))
+    nvt = NoseHooverNVT(batch, spec.md.dt, damp)
+    nvt.start(4.0, 2.0, 0, steps)
+    nvt.run(steps)
+    x_w, v_w, chain_w = batch.unwrapped(), batch.velocities(), nvt.chain_variables()
+    assert np.abs(x_w - x_l).max() <= 1e-8
+    assert np.abs(v_w - v_l).max() <= 1e-7
+    np.testing.assert_allclose(chain_w, np.stack([chain_l, chain_l]), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(batch.temperature(), T_l, rtol=1e-9)
+    assert np.array_equal(x_w[0], x_w[1])  # replicas of a block do not interact
