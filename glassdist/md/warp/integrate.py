@@ -178,28 +178,36 @@ class NoseHooverNVT:
         wp.launch(self._setup, b.B, [self.step, begin, end, t0, t1, self.t_freq, float(b.dof), b.partial,
                                      self.t_current, self.eta_dot, self.eta_dotdot, self.eta_mass], device=b.device)
 
-    def _chain(self, from_partial: int) -> None:
+    def _program(self) -> tuple[list, list]:
+        """The recorded launches of one step and the chain launches whose step number changes."""
         b = self.batch
+        dtf, dtv = b.dtype(0.5 * self.dt), b.dtype(self.dt)
         t0, t1, begin, end = self.schedule
-        wp.launch(self._half, b.B, [self.step, begin, end, t0, t1, self.t_freq, self.dt, float(b.dof),
-                                    from_partial, b.partial, self.t_current, self.eta, self.eta_dot,
-                                    self.eta_dotdot, self.eta_mass, self.factor], device=b.device)
+        total = b.B * b.N
+
+        def chain(from_partial):
+            return b.launch(self._half, b.B, [self.step, begin, end, t0, t1, self.t_freq, self.dt, float(b.dof),
+                                              from_partial, b.partial, self.t_current, self.eta, self.eta_dot,
+                                              self.eta_dotdot, self.eta_mass, self.factor])
+
+        chains = [chain(0), chain(1)]
+        calls = [chains[0].launch,
+                 b.launch(self._kick_drift, total, [b.x, b.v, b.f, b.types, b.mass, self.factor, b.N, dtf, dtv]).launch,
+                 *b.force_program(),
+                 b.launch(self._kick_kinetic, (b.B, CHUNKS), [b.v, b.f, b.types, b.mass, b.N, dtf, b.partial]).launch,
+                 chains[1].launch,
+                 b.launch(self._scale, total, [b.v, self.factor, b.N]).launch]
+        return calls, chains
 
     def run(self, n_steps: int) -> None:
         """Advance every system by ``n_steps`` steps (forces must be current on entry)."""
-        b = self.batch
-        dtf, dtv = b.dtype(0.5 * self.dt), b.dtype(self.dt)
-        total = b.B * b.N
+        calls, chains = self._program()
         for _ in range(n_steps):
             self.step += 1
-            self._chain(0)
-            wp.launch(self._kick_drift, total, [b.x, b.v, b.f, b.types, b.mass, self.factor, b.N, dtf, dtv],
-                      device=b.device)
-            b.compute_forces()
-            wp.launch(self._kick_kinetic, (b.B, CHUNKS), [b.v, b.f, b.types, b.mass, b.N, dtf, b.partial],
-                      device=b.device)
-            self._chain(1)
-            wp.launch(self._scale, total, [b.v, self.factor, b.N], device=b.device)
+            for cmd in chains:
+                cmd.set_param_at_index(0, self.step)
+            for call in calls:
+                call()
 
     # ---- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

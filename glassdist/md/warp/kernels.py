@@ -4,7 +4,8 @@ A batch holds B systems (replicas) of N particles each in flat arrays: particle 
 of system b = p // N. Every kernel works per system: no arithmetic mixes two systems, so a
 replica's trajectory does not depend on the other replicas of its block.
 
-Neighbour lists (full, both i->j and j->i): per system, a cell list of cells at least
+Neighbour lists (full, both i->j and j->i; neighbour k of particle p at nbr[p*sp + k*sk], strides
+chosen per device: rows on CPU, columns on GPU for coalesced loads): per system, a cell list of cells at least
 r_c,max + skin wide (one cell when the box is narrower than three) is binned from the
 reference positions ``x_ref`` (positions at the last rebuild) and each particle's neighbours
 within r_c,ij + skin are stored in ascending particle order. A system is rebuilt when one of its
@@ -37,8 +38,9 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
     @wp.func
     def minimum_image(d: vec, L: dtype):
         out = d
+        inv_L = dtype(1.0) / L
         for a in range(wp.static(dim)):
-            out[a] = d[a] - L * wp.round(d[a] / L)
+            out[a] = d[a] - L * wp.round(d[a] * inv_L)
         return out
 
     @wp.func
@@ -104,7 +106,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
     def build(x_ref: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), N: int, nc: int, cell: dtype,
               L: dtype, prm: wp.array2d(dtype=dtype), S: int, flag: wp.array(dtype=wp.int32),
               cell_count: wp.array(dtype=wp.int32), cell_atoms: wp.array2d(dtype=wp.int32),
-              nbr: wp.array2d(dtype=wp.int32), n_nbr: wp.array(dtype=wp.int32),
+              nbr: wp.array(dtype=wp.int32), n_nbr: wp.array(dtype=wp.int32), maxnb: int, sp: int, sk: int,
               overflow: wp.array(dtype=wp.int32)):
         """Neighbours of p within r_c + skin, ascending, from the 3^dim cells around p's cell."""
         p = wp.tid()
@@ -124,8 +126,8 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         n_cells = int(1)
         for a in range(wp.static(dim)):
             n_cells = n_cells * nc
-        maxnb = nbr.shape[0]
         count = int(0)
+        base = p * sp
         zlo = int(0)
         zhi = int(0)
         if wp.static(dim == 3):
@@ -147,18 +149,18 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
                             if wp.dot(d, d) < prm[ti * S + types[j], RBUILD2]:
                                 if count < maxnb:
                                     k = count
-                                    while k > 0 and nbr[k - 1, p] > j:
-                                        nbr[k, p] = nbr[k - 1, p]
+                                    while k > 0 and nbr[base + (k - 1) * sk] > j:
+                                        nbr[base + k * sk] = nbr[base + (k - 1) * sk]
                                         k -= 1
-                                    nbr[k, p] = j
+                                    nbr[base + k * sk] = j
                                     count += 1
                                 else:
                                     wp.atomic_max(overflow, 0, 2)
         n_nbr[p] = count
 
     @wp.kernel(module="unique")
-    def pair_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array2d(dtype=wp.int32),
-                    n_nbr: wp.array(dtype=wp.int32), N: int, L: dtype, prm: wp.array2d(dtype=dtype), S: int,
+    def pair_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
+                    n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype, prm: wp.array2d(dtype=dtype), S: int,
                     active: wp.array(dtype=wp.int32), want_energy: int,
                     f: wp.array(dtype=vec), e_atom: wp.array(dtype=dtype), w_atom: wp.array(dtype=dtype)):
         """Eq. (1) (LAMMPS lj/smooth/linear, same operation order): force on p; with want_energy
@@ -173,8 +175,9 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         w = dtype(0.0)
         one = dtype(1.0)
         half = dtype(0.5)
+        base = p * sp
         for k in range(n_nbr[p]):
-            j = nbr[k, p]
+            j = nbr[base + k * sk]
             d = minimum_image(xi - x[j], L)
             rsq = wp.dot(d, d)
             t = row + types[j]

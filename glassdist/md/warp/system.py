@@ -83,12 +83,15 @@ class Batch:
         self.x, self.v, self.f, self.x_ref = (arr(total, vec) for _ in range(4))
         self.image = arr((total, self.dim), wp.int32)
         self.e_atom, self.w_atom = arr(total, self.dtype), arr(total, self.dtype)
-        self.nbr, self.n_nbr = arr((max_nbr, total), wp.int32), arr(total, wp.int32)
+        self.max_nbr = max_nbr
+        self.nbr, self.n_nbr = arr(max_nbr * total, wp.int32), arr(total, wp.int32)
+        self.nbr_strides = (max_nbr, 1) if device == "cpu" else (1, total)
         self.cell_count, self.cell_atoms = arr(n_systems * n_cells, wp.int32), arr((n_systems * n_cells, cell_cap), wp.int32)
         self.flag, self.overflow = arr(n_systems, wp.int32), arr(1, wp.int32)
         self.all_active = wp.array(np.ones(n_systems, dtype=np.int32), dtype=wp.int32, device=device)
         self.partial, self.sums = arr((n_systems, CHUNKS), wp.float64), arr(n_systems, wp.float64)
         self.half_skin2 = self.dtype((0.5 * skin) ** 2)
+        self._programs: dict = {}
 
     # ---- state in and out ------------------------------------------------------------
     def _flat(self, a: np.ndarray) -> np.ndarray:
@@ -124,34 +127,47 @@ class Batch:
         return self._shaped(self.f).astype(np.float64)
 
     # ---- neighbours and forces ---------------------------------------------------------
-    def update_neighbours(self, rebuild: str = "check") -> None:
-        """Rebuild the lists of the systems that need it: 'check' (moved > skin/2: wrap, rebuild),
-        'wrap' (all systems: wrap, rebuild) or 'keep' (all systems, from the stored x_ref, no wrap:
-        the lists of a resumed run)."""
-        k, dev, total = self.k, self.device, self.B * self.N
+    def launch(self, kernel, dim, inputs) -> wp.Launch:
+        """A recorded launch on this batch's device (replay with ``.launch()``: no argument packing)."""
+        return wp.launch(kernel, dim, inputs, device=self.device, record_cmd=True)
+
+    def force_program(self, energy: bool = False, active: wp.array | None = None,
+                      rebuild: str = "check") -> list:
+        """The calls that update the neighbour lists and evaluate the forces (see compute_forces);
+        cached per arguments, so a step loop replays them."""
+        key = (energy, None if active is None else active.ptr, rebuild)
+        if key in self._programs:
+            return self._programs[key]
+        k, total, cell = self.k, self.B * self.N, self.dtype(self.cell)
         if rebuild == "check":
-            self.flag.zero_()
-            wp.launch(k.check_moved, total, [self.x, self.x_ref, self.N, self.half_skin2, self.flag], device=dev)
+            calls = [self.flag.zero_,
+                     self.launch(k.check_moved, total, [self.x, self.x_ref, self.N, self.half_skin2, self.flag]).launch]
         else:
-            self.flag.fill_(1)
+            calls = [lambda: self.flag.fill_(1)]
         if rebuild != "keep":
-            wp.launch(k.refresh, total, [self.x, self.x_ref, self.image, self.N, self.dtype(self.L), self.flag],
-                      device=dev)
-        wp.launch(k.clear_cells, self.B * self.n_cells, [self.cell_count, self.n_cells, self.flag], device=dev)
-        cell = self.dtype(self.cell)
-        wp.launch(k.bin_particles, total, [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count,
-                                           self.cell_atoms, self.overflow], device=dev)
-        wp.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.dtype(self.L), self.prm,
-                                   self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
-                                   self.overflow], device=dev)
+            calls.append(self.launch(k.refresh, total, [self.x, self.x_ref, self.image, self.N, self.dtype(self.L),
+                                                        self.flag]).launch)
+        calls += [
+            self.launch(k.clear_cells, self.B * self.n_cells, [self.cell_count, self.n_cells, self.flag]).launch,
+            self.launch(k.bin_particles, total, [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count,
+                                                 self.cell_atoms, self.overflow]).launch,
+            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.dtype(self.L), self.prm,
+                                         self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
+                                         self.max_nbr, *self.nbr_strides, self.overflow]).launch,
+            self.launch(k.pair_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides, self.N,
+                                               self.dtype(self.L),
+                                               self.prm, self.S, self.all_active if active is None else active,
+                                               int(energy), self.f, self.e_atom, self.w_atom]).launch]
+        self._programs[key] = calls
+        return calls
 
     def compute_forces(self, energy: bool = False, active: wp.array | None = None, rebuild: str = "check") -> None:
-        """Forces (and with ``energy`` per-particle energies and virials) of the active systems."""
-        self.update_neighbours(rebuild)
-        wp.launch(self.k.pair_forces, self.B * self.N,
-                  [self.x, self.types, self.nbr, self.n_nbr, self.N, self.dtype(self.L), self.prm, self.S,
-                   self.all_active if active is None else active, int(energy), self.f, self.e_atom, self.w_atom],
-                  device=self.device)
+        """Forces (with ``energy`` also per-particle energies and virials) of the ``active`` systems
+        (default all), after rebuilding the neighbour lists that need it. rebuild: 'check' (systems
+        with a particle moved > skin/2: wrap, rebuild), 'wrap' (all systems: wrap, rebuild) or 'keep'
+        (all systems, from the stored x_ref without wrapping: the lists of a resumed run)."""
+        for call in self.force_program(energy, active, rebuild):
+            call()
 
     def check(self) -> None:
         """Raise TaskError when a cell or neighbour list overflowed (a blown-up system)."""
