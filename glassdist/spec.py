@@ -104,6 +104,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             check=at_least(1)),
         "lammps_suffix": Key(str, "", help="LAMMPS accelerator suffix ('' or 'omp')",
                              check=one_of("", "omp")),
+        "engine": Key(str, "lammps", help="MD engine: 'lammps' (one LAMMPS instance per replica, CPU) or "
+                      "'warp' (blocks of replicas stepped together on a GPU or the CPU, NVIDIA Warp)",
+                      check=one_of("lammps", "warp")),
+        "device": Key(str, "auto", help="warp engine device: 'auto' (a GPU when Warp sees one), 'cpu' or 'cuda'",
+                      check=one_of("auto", "cpu", "cuda")),
+        "precision": Key(str, "float64", help="warp engine floating point precision ('float64' or 'float32')",
+                         check=one_of("float64", "float32")),
+        "replicas_per_task": Key(int, 1, help="replicas per task (the warp engine steps a task's block "
+                                 "together; 1000 fills a GPU at N = 2000)", check=at_least(1)),
     },
     "quench": {
         "replicas": Key(int, help="independent quenches R", check=at_least(2)),

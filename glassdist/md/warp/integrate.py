@@ -211,15 +211,15 @@ class NoseHooverNVT:
 
     # ---- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        out = {name: getattr(self, name).numpy().copy() for name in self.STATE}
-        out["step"], out["schedule"] = np.array(self.step), np.array(self.schedule, dtype=np.float64)
-        return out
+        """The chain state per system: STATE arrays, each with the systems along axis 0."""
+        return {name: getattr(self, name).numpy().copy() for name in self.STATE}
 
-    def load(self, state: dict[str, np.ndarray]) -> None:
+    def load(self, state: dict[str, np.ndarray], step: int, schedule) -> None:
+        """Restore :meth:`state` arrays, the step and the (t_start, t_stop, begin, end) schedule."""
         for name in self.STATE:
-            getattr(self, name).assign(state[name])
-        self.step = int(state["step"])
-        t0, t1, begin, end = state["schedule"]
+            getattr(self, name).assign(np.asarray(state[name], dtype=np.float64))
+        self.step = int(step)
+        t0, t1, begin, end = schedule
         self.schedule = (float(t0), float(t1), int(begin), int(end))
 
     def chain_variables(self) -> np.ndarray:

@@ -26,8 +26,8 @@ from types import SimpleNamespace
 import warp as wp
 
 # columns of the pair-parameter table (one row per species pair a*S + b)
-LJ1, LJ2, LJ3, LJ4, LJCUT, DLJCUT, RC, RC2, RBUILD2 = range(9)
-N_PARAMS = 9
+LJ1, LJ2, LJ3, LJ4, LJCUT, DLJCUT, RC, RC2, RBUILD2, SIGMA = range(10)
+N_PARAMS = 10
 
 
 @functools.cache
@@ -200,6 +200,32 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             e_atom[p] = e
             w_atom[p] = w
 
+    @wp.kernel(module="unique")
+    def soft_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
+                    n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype,
+                    prm: wp.array2d(dtype=dtype), S: int, A: dtype, active: wp.array(dtype=wp.int32),
+                    f: wp.array(dtype=vec)):
+        """LAMMPS pair_style soft, E = A (1 + cos(pi r / sigma_ij)) for r < sigma_ij: a bounded
+        repulsion that separates the overlaps of a random start."""
+        p = wp.tid()
+        if active[p // N] == 0:
+            return
+        xi = x[p]
+        row = types[p] * S
+        fi = vec()
+        base = p * sp
+        for k in range(n_nbr[p]):
+            j = nbr[base + k * sk]
+            d = minimum_image(xi - x[j], L)
+            rsq = wp.dot(d, d)
+            rc = prm[row + types[j], SIGMA]
+            if rsq < rc * rc:
+                r = wp.sqrt(rsq)
+                arg = dtype(wp.pi) * r / rc
+                if r > dtype(0.0):
+                    fi = fi + d * (A * wp.sin(arg) * dtype(wp.pi) / rc / r)
+        f[p] = fi
+
     # ---- per-system sums -------------------------------------------------------------
     @wp.kernel(module="unique")
     def partial_sums(values: wp.array(dtype=dtype), N: int, partial: wp.array2d(dtype=wp.float64)):
@@ -237,6 +263,6 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
 
     return SimpleNamespace(vec=vec, dtype=dtype, check_moved=check_moved, refresh=refresh,
                            clear_cells=clear_cells, bin_particles=bin_particles, build=build,
-                           pair_forces=pair_forces, partial_sums=partial_sums,
+                           pair_forces=pair_forces, soft_forces=soft_forces, partial_sums=partial_sums,
                            kinetic_partials=kinetic_partials, finish_sums=finish_sums,
                            minimum_image=minimum_image)

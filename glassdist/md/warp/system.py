@@ -10,7 +10,7 @@ import warp as wp
 
 from ...errors import TaskError
 from ...spec import Spec
-from .kernels import DLJCUT, LJ1, LJ2, LJ3, LJ4, LJCUT, N_PARAMS, RBUILD2, RC, RC2, kernels
+from .kernels import DLJCUT, LJ1, LJ2, LJ3, LJ4, LJCUT, N_PARAMS, RBUILD2, RC, RC2, SIGMA, kernels
 
 DTYPES = {"float64": wp.float64, "float32": wp.float32}
 CHUNKS = 32  # chunk threads per system in the per-system sums
@@ -18,7 +18,7 @@ CHUNKS = 32  # chunk threads per system in the per-system sums
 
 def pair_table(spec: Spec, skin: float) -> np.ndarray:
     """Per species pair a*S + b: the lj/smooth/linear coefficients as LAMMPS's init_one computes
-    them, r_c, r_c^2 and (r_c + skin)^2; shape (S*S, N_PARAMS), float64."""
+    them, r_c, r_c^2, (r_c + skin)^2 and sigma; shape (S*S, N_PARAMS), float64."""
     sig, eps, rc = spec.sigma, spec.epsilon, spec.cutoff
     S = spec.n_species
     prm = np.zeros((S * S, N_PARAMS))
@@ -31,7 +31,7 @@ def pair_table(spec: Spec, skin: float) -> np.ndarray:
             c6inv, cinv = c**-6.0, 1.0 / c
             row[LJCUT] = c6inv * (row[LJ3] * c6inv - row[LJ4])
             row[DLJCUT] = cinv * c6inv * (row[LJ1] * c6inv - row[LJ2])
-            row[RC], row[RC2], row[RBUILD2] = c, c * c, (c + skin) ** 2
+            row[RC], row[RC2], row[RBUILD2], row[SIGMA] = c, c * c, (c + skin) ** 2, s
     return prm
 
 
@@ -92,6 +92,7 @@ class Batch:
         self.partial, self.sums = arr((n_systems, CHUNKS), wp.float64), arr(n_systems, wp.float64)
         self.half_skin2 = self.dtype((0.5 * skin) ** 2)
         self._programs: dict = {}
+        self.soft = 0.0  # > 0: forces of pair_style soft with this prefactor A instead of eq. (1)
 
     # ---- state in and out ------------------------------------------------------------
     def _flat(self, a: np.ndarray) -> np.ndarray:
@@ -108,6 +109,20 @@ class Batch:
 
     def set_velocities(self, velocities: np.ndarray) -> None:
         self.v.assign(self._flat(velocities))
+
+    STATE = ("x", "v", "image", "x_ref")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything a resumed run needs: x, v, image, x_ref, each (B, N, dim)."""
+        return {name: self._shaped(getattr(self, name)).copy() for name in self.STATE}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state` (any subset of systems stacked to B); the neighbour lists are
+        rebuilt from x_ref without wrapping and the forces recomputed: bitwise what they were."""
+        for name in self.STATE:
+            flat = np.asarray(state[name]).reshape(self.B * self.N, self.dim)
+            getattr(self, name).assign(np.ascontiguousarray(flat, dtype=getattr(self, name).numpy().dtype))
+        self.compute_forces(rebuild="keep")
 
     def _shaped(self, a: wp.array) -> np.ndarray:
         return a.numpy().reshape(self.B, self.N, -1)
@@ -135,7 +150,7 @@ class Batch:
                       rebuild: str = "check") -> list:
         """The calls that update the neighbour lists and evaluate the forces (see compute_forces);
         cached per arguments, so a step loop replays them."""
-        key = (energy, None if active is None else active.ptr, rebuild)
+        key = (energy, None if active is None else active.ptr, rebuild, self.soft)
         if key in self._programs:
             return self._programs[key]
         k, total, cell = self.k, self.B * self.N, self.dtype(self.cell)
@@ -154,10 +169,16 @@ class Batch:
             self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.dtype(self.L), self.prm,
                                          self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
                                          self.max_nbr, *self.nbr_strides, self.overflow]).launch,
-            self.launch(k.pair_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides, self.N,
-                                               self.dtype(self.L),
-                                               self.prm, self.S, self.all_active if active is None else active,
-                                               int(energy), self.f, self.e_atom, self.w_atom]).launch]
+        ]
+        active = self.all_active if active is None else active
+        if self.soft:
+            calls.append(self.launch(k.soft_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides,
+                                                            self.N, self.dtype(self.L), self.prm, self.S,
+                                                            self.dtype(self.soft), active, self.f]).launch)
+        else:
+            calls.append(self.launch(k.pair_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides,
+                                                            self.N, self.dtype(self.L), self.prm, self.S, active,
+                                                            int(energy), self.f, self.e_atom, self.w_atom]).launch)
         self._programs[key] = calls
         return calls
 
