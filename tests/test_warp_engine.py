@@ -105,3 +105,107 @@ def test_nose_hoover_trajectory_matches_lammps(system, tmp_path):
     np.testing.assert_allclose(chain_w, np.stack([chain_l, chain_l]), rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(batch.temperature(), T_l, rtol=1e-9)
     assert np.array_equal(x_w[0], x_w[1])  # replicas of a block do not interact
+
+
+# ---- engine: minimisation, checkpoints -------------------------------------------------------
+
+def warp_engine(spec, **kw):
+    from glassdist.md.warp.engine import WarpEngine
+
+    engine = WarpEngine(spec, **kw)
+    engine.check(spec)
+    return engine
+
+
+def test_minimise_block_finds_lammps_inherent_structures(stored, tmp_path):
+    """FIRE as LAMMPS min_style fire: from the same glasses, the same minima."""
+    from glassdist.structure.inherent import minimize
+
+    spec, configs = stored
+    glasses = configs[[1, len(configs) // 2 + 1]] if spec.dim == 2 else configs[[1]]
+    e0, minima = warp_engine(spec).minimise_block(spec, glasses, spec.types)
+    for c, x in enumerate(glasses):
+        e_l, x_l = minimize(spec, x, spec.types, tmp_path / "m.data")
+        assert abs(e0[c] - e_l) <= 1e-9 * abs(e_l)
+        d = minima[c] - x_l
+        d -= spec.box_length * np.round(d / spec.box_length)
+        assert np.abs(d).max() <= 1e-6
+
+
+RESUME_DRIVER = """
+import sys, numpy as np
+from hpc import signals
+from hpc.farm import Suspended
+from glassdist import spec as specmod
+from glassdist.md.warp.engine import WarpEngine
+spec = specmod.loads(open(sys.argv[1]).read())
+signals.install()
+engine = WarpEngine(spec, checkpoint_seconds=0.0)
+try:
+    res = engine.quench_block(spec, [np.random.default_rng(s) for s in (5, 6)], [True, False],
+                              workdir=sys.argv[2], should_stop=signals.stop_requested)
+except Suspended:
+    sys.exit(3)
+np.savez(sys.argv[2] + "/result.npz", *[a for r in res for a in vars(r).values()])
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_quench_block_resumes_bitwise(sig, tmp_path):
+    """A quench block killed (SIGKILL) or stopped (SIGTERM: checkpoint, Suspended) after a
+    checkpoint and run again gives bitwise the results of an uninterrupted block."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tiny_spec("kam", "quench.cooling_rate=0.2", 'md.device="cpu"')
+    toml = tmp_path / "campaign.toml"
+    toml.write_text(specmod.apply_overrides(specmod.preset_text("demo-kam"),
+                                            [*TINY, TINY_COUNTS["kam"], "quench.cooling_rate=0.2", 'md.device="cpu"']))
+    work = tmp_path / "block"
+    work.mkdir()
+    cmd = [sys.executable, "-c", RESUME_DRIVER, str(toml), str(work)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ckpt = work / "warp-quench.npz"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with np.load(ckpt) as z:
+        assert int(z["done"]) >= 0
+    proc.send_signal(getattr(signal, sig))
+    rc = proc.wait(timeout=120)
+    assert rc == (-signal.SIGKILL if sig == "SIGKILL" else 3)
+    assert ckpt.exists() and not (work / "result.npz").exists()
+    assert subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
+    res = warp_engine(spec).quench_block(spec, [np.random.default_rng(s) for s in (5, 6)], [True, False])
+    with np.load(work / "result.npz") as z:
+        resumed = [z[f"arr_{i}"] for i in range(len(z.files))]
+    fresh = [a for r in res for a in vars(r).values()]
+    assert len(resumed) == len(fresh)
+    for a, b in zip(resumed, fresh):
+        assert np.array_equal(a, b)
+    assert not ckpt.exists()
+
+
+def test_isoconf_block_resumes_bitwise(tmp_path):
+    """Stopped after its first checkpoint (Suspended) and rerun, an isoconfigurational block gives
+    bitwise the uninterrupted result; each run's unwrapped start is the configuration itself."""
+    from hpc.farm import Suspended
+
+    spec = tiny_spec("kam", "propensity.steps=600", "propensity.outputs=10", "propensity.checkpoint_every=200")
+    start = quench(spec, np.random.default_rng(7)).positions[1]
+    masses = np.asarray(spec.system.masses)[spec.types]
+    vel = np.stack([draw_velocities(np.random.default_rng(s), 0.5, masses, 2) for s in range(3)])
+    engine = warp_engine(spec)
+    dirs = [tmp_path / f"run{b}" for b in range(3)]
+    calls = []
+    with pytest.raises(Suspended):
+        engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs, should_stop=lambda: calls.append(1) or len(calls) > 3)
+    assert all((d / "warp-ckpt.npz").exists() for d in dirs)
+    resumed = engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs)
+    fresh = engine.isoconf_block(spec, start, spec.types, vel, 0.5, [tmp_path / f"new{b}" for b in range(3)])
+    for a, b in zip(resumed, fresh):
+        assert a.shape == (11, 200, 2) and np.array_equal(a, b)
+        np.testing.assert_allclose(a[0], start, atol=1e-12)

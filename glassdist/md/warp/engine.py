@@ -42,6 +42,24 @@ SEGMENT = 10_000        # longest run between two chances to checkpoint / stop (
 SOFT_A, SOFT_FTOL, START_FTOL, START_ITERATIONS = 20.0, 1e-4, 1e-6, 1000
 
 
+def random_start(batch: Batch, rngs: list[np.random.Generator], temperature: float) -> None:
+    """Every system of ``batch`` from its generator: random positions, overlaps removed by FIRE
+    (soft repulsion, then eq. (1)), Maxwell-Boltzmann velocities with zero momentum scaled to
+    ``temperature`` exactly (LAMMPS ``velocity create ... dist gaussian mom yes``)."""
+    spec = batch.spec
+    x0 = np.stack([random_positions(spec, rng) for rng in rngs])
+    masses = np.asarray(spec.system.masses, dtype=float)[spec.types]
+    v0 = np.stack([draw_velocities(rng, temperature, masses, spec.dim) for rng in rngs])
+    batch.soft = SOFT_A
+    batch.set_positions(x0)
+    fire_minimise(batch, spec.md.dt, 0.0, SOFT_FTOL, START_ITERATIONS)
+    batch.soft = 0.0
+    batch.compute_forces()
+    fire_minimise(batch, spec.md.dt, 0.0, START_FTOL, START_ITERATIONS)
+    batch.set_velocities(v0)
+    batch.set_velocities(v0 * np.sqrt(temperature / batch.temperature())[:, None, None])
+
+
 def _fingerprint(*items) -> str:
     h = hashlib.sha256()
     for item in items:
@@ -125,17 +143,7 @@ class WarpEngine:
         saved = _load(ckpt, fingerprint) if ckpt is not None else None
         if saved is None:
             done = -1
-            x0 = np.stack([random_positions(spec, rng) for rng in rngs])
-            masses = np.asarray(spec.system.masses, dtype=float)[spec.types]
-            v0 = np.stack([draw_velocities(rng, q.T_start, masses, dim) for rng in rngs])
-            batch.soft = SOFT_A
-            batch.set_positions(x0)
-            fire_minimise(batch, md.dt, 0.0, SOFT_FTOL, START_ITERATIONS)
-            batch.soft = 0.0
-            batch.compute_forces()
-            fire_minimise(batch, md.dt, 0.0, START_FTOL, START_ITERATIONS)
-            batch.set_velocities(v0)
-            batch.set_velocities(v0 * np.sqrt(q.T_start / batch.temperature())[:, None, None])
+            random_start(batch, rngs, q.T_start)
             nvt.start(q.T_start, q.T_start, 0, n_eq)
         else:
             done = int(saved["done"])
