@@ -70,6 +70,7 @@ def _fingerprint(*items) -> str:
 
 def _save(path: Path, **arrays) -> None:
     """np.savez into place atomically (a kill leaves the old or the new file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
@@ -139,7 +140,8 @@ class WarpEngine:
         P = len(record)
         rec = {"th_T": np.full((B, P), np.nan), "th_pe": np.full((B, P), np.nan),
                "pos": np.full((B, 2, N, dim), np.nan), "pe": np.full((B, 2), np.nan), "T": np.full((B, 2), np.nan),
-               "snaps": np.full((B, len(snap_T), N, dim), np.nan)}
+               "snaps": np.full((sum(map(bool, snapshots)), len(snap_T), N, dim), np.nan)}
+        keep = np.flatnonzero(np.asarray(snapshots, dtype=bool))  # replicas that keep cooling snapshots
         saved = _load(ckpt, fingerprint) if ckpt is not None else None
         if saved is None:
             done = -1
@@ -160,7 +162,7 @@ class WarpEngine:
             while nvt.step < stop:
                 nvt.run(min(SEGMENT, stop - nvt.step))
             if phase == "cool":
-                self._record_quench(spec, batch, stop, record, liquid_step, total, snap_steps, rec)
+                self._record_quench(batch, stop, record, liquid_step, total, snap_steps, keep, rec)
             stopping = should_stop()
             if ckpt is not None and index < len(stops) - 1 and (
                     stopping or time.monotonic() - last_save >= self.checkpoint_seconds):
@@ -171,9 +173,9 @@ class WarpEngine:
                 raise Suspended(f"quench block checkpointed at cooling step {stop}")
         batch.check()
         targets = np.array([q.T_start + (q.T_glass - q.T_start) * s / total for s in record])
+        snaps = {b: rec["snaps"][k] for k, b in enumerate(keep)}
         results = [QuenchResult(rec["pos"][b], rec["pe"][b], rec["T"][b], rec["th_T"][b], targets, rec["th_pe"][b],
-                                rec["snaps"][b] if snapshots[b] else np.zeros((0, N, dim)))
-                   for b in range(B)]
+                                snaps.get(b, np.zeros((0, N, dim)))) for b in range(B)]
         for result in results:
             for name, arr in vars(result).items():
                 if not np.isfinite(arr).all():
@@ -183,7 +185,7 @@ class WarpEngine:
         return results
 
     @staticmethod
-    def _record_quench(spec, batch, step, record, liquid_step, total, snap_steps, rec) -> None:
+    def _record_quench(batch, step, record, liquid_step, total, snap_steps, keep, rec) -> None:
         needed = step in record or step in (liquid_step, total) or step in snap_steps
         if not needed:
             return
@@ -196,7 +198,7 @@ class WarpEngine:
                 rec["pos"][:, cls], rec["pe"][:, cls], rec["T"][:, cls] = pos, pe, T
         for k, s in enumerate(snap_steps):
             if s == step:
-                rec["snaps"][:, k] = pos
+                rec["snaps"][:, k] = pos[keep]
 
     # ---- inherent structures -------------------------------------------------------------
     def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *, comm=None,
@@ -253,7 +255,6 @@ class WarpEngine:
             if stopping or stop % p.checkpoint_every == 0:
                 state = {**batch.state(), **nvt.state()}
                 for b, path in enumerate(paths):
-                    path.parent.mkdir(parents=True, exist_ok=True)
                     _save(path, fingerprint=prints[b], out=out[b], step=nvt.step, schedule=nvt.schedule,
                           **{k: v[b] for k, v in state.items()})
             if stopping:

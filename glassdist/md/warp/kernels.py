@@ -107,8 +107,9 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
               L: dtype, prm: wp.array2d(dtype=dtype), S: int, flag: wp.array(dtype=wp.int32),
               cell_count: wp.array(dtype=wp.int32), cell_atoms: wp.array2d(dtype=wp.int32),
               nbr: wp.array(dtype=wp.int32), n_nbr: wp.array(dtype=wp.int32), maxnb: int, sp: int, sk: int,
-              overflow: wp.array(dtype=wp.int32)):
-        """Neighbours of p within r_c + skin, ascending, from the 3^dim cells around p's cell."""
+              half: int, overflow: wp.array(dtype=wp.int32)):
+        """Neighbours of p within r_c + skin, ascending, from the 3^dim cells around p's cell (with
+        ``half``, only those with a higher index)."""
         p = wp.tid()
         b = p // N
         if flag[b] == 0:
@@ -144,7 +145,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
                     c = b * n_cells + c
                     for s in range(cell_count[c]):
                         j = cell_atoms[c, s]
-                        if j != p:
+                        if j != p and (half == 0 or j > p):
                             d = minimum_image(xi - x_ref[j], L)
                             if wp.dot(d, d) < prm[ti * S + types[j], RBUILD2]:
                                 if count < maxnb:
@@ -161,10 +162,12 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
     @wp.kernel(module="unique")
     def pair_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
                     n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype, prm: wp.array2d(dtype=dtype), S: int,
-                    active: wp.array(dtype=wp.int32), want_energy: int,
+                    active: wp.array(dtype=wp.int32), want_energy: int, half: int,
                     f: wp.array(dtype=vec), e_atom: wp.array(dtype=dtype), w_atom: wp.array(dtype=dtype)):
         """Eq. (1) (LAMMPS lj/smooth/linear, same operation order): force on p; with want_energy
-        also half the pair energies and half the pair virials r.f of p."""
+        also p's share of the pair energies and pair virials r.f. With ``half`` lists (CPU only,
+        where threads run one after another, so the order of the additions is fixed) each pair
+        is computed once, the reaction added to f[j] (zeroed before), the energy booked on p."""
         p = wp.tid()
         if active[p // N] == 0:
             return
@@ -174,7 +177,9 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         e = dtype(0.0)
         w = dtype(0.0)
         one = dtype(1.0)
-        half = dtype(0.5)
+        share = dtype(0.5)
+        if half != 0:
+            share = dtype(1.0)
         base = p * sp
         for k in range(n_nbr[p]):
             j = nbr[base + k * sk]
@@ -189,21 +194,32 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
                 forcelj = rinv * forcelj - prm[t, DLJCUT]
                 fpair = forcelj * rinv
                 fi = fi + d * fpair
+                if half != 0:
+                    wp.atomic_sub(f, j, d * fpair)
                 if want_energy != 0:
                     r = wp.sqrt(rsq)
                     evdwl = r6inv * (prm[t, LJ3] * r6inv - prm[t, LJ4])
                     evdwl = evdwl - prm[t, LJCUT] + (r - prm[t, RC]) * prm[t, DLJCUT]
-                    e = e + half * evdwl
-                    w = w + half * rsq * fpair
-        f[p] = fi
+                    e = e + share * evdwl
+                    w = w + share * rsq * fpair
+        if half != 0:
+            wp.atomic_add(f, p, fi)
+        else:
+            f[p] = fi
         if want_energy != 0:
             e_atom[p] = e
             w_atom[p] = w
 
     @wp.kernel(module="unique")
+    def zero_active(f: wp.array(dtype=vec), N: int, active: wp.array(dtype=wp.int32)):
+        p = wp.tid()
+        if active[p // N] != 0:
+            f[p] = vec()
+
+    @wp.kernel(module="unique")
     def soft_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
                     n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype,
-                    prm: wp.array2d(dtype=dtype), S: int, A: dtype, active: wp.array(dtype=wp.int32),
+                    prm: wp.array2d(dtype=dtype), S: int, A: dtype, active: wp.array(dtype=wp.int32), half: int,
                     f: wp.array(dtype=vec)):
         """LAMMPS pair_style soft, E = A (1 + cos(pi r / sigma_ij)) for r < sigma_ij: a bounded
         repulsion that separates the overlaps of a random start."""
@@ -223,8 +239,14 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
                 r = wp.sqrt(rsq)
                 arg = dtype(wp.pi) * r / rc
                 if r > dtype(0.0):
-                    fi = fi + d * (A * wp.sin(arg) * dtype(wp.pi) / rc / r)
-        f[p] = fi
+                    fpair = A * wp.sin(arg) * dtype(wp.pi) / rc / r
+                    fi = fi + d * fpair
+                    if half != 0:
+                        wp.atomic_sub(f, j, d * fpair)
+        if half != 0:
+            wp.atomic_add(f, p, fi)
+        else:
+            f[p] = fi
 
     # ---- per-system sums -------------------------------------------------------------
     @wp.kernel(module="unique")
@@ -263,6 +285,6 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
 
     return SimpleNamespace(vec=vec, dtype=dtype, check_moved=check_moved, refresh=refresh,
                            clear_cells=clear_cells, bin_particles=bin_particles, build=build,
-                           pair_forces=pair_forces, soft_forces=soft_forces, partial_sums=partial_sums,
+                           pair_forces=pair_forces, zero_active=zero_active, soft_forces=soft_forces, partial_sums=partial_sums,
                            kinetic_partials=kinetic_partials, finish_sums=finish_sums,
                            minimum_image=minimum_image)

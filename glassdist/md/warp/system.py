@@ -85,7 +85,9 @@ class Batch:
         self.e_atom, self.w_atom = arr(total, self.dtype), arr(total, self.dtype)
         self.max_nbr = max_nbr
         self.nbr, self.n_nbr = arr(max_nbr * total, wp.int32), arr(total, wp.int32)
-        self.nbr_strides = (max_nbr, 1) if device == "cpu" else (1, total)
+        # CPU: rows, half lists (see kernels.pair_forces); GPU: columns (coalesced), full lists
+        self.half = int(device == "cpu")
+        self.nbr_strides = (max_nbr, 1) if self.half else (1, total)
         self.cell_count, self.cell_atoms = arr(n_systems * n_cells, wp.int32), arr((n_systems * n_cells, cell_cap), wp.int32)
         self.flag, self.overflow = arr(n_systems, wp.int32), arr(1, wp.int32)
         self.all_active = wp.array(np.ones(n_systems, dtype=np.int32), dtype=wp.int32, device=device)
@@ -168,17 +170,20 @@ class Batch:
                                                  self.cell_atoms, self.overflow]).launch,
             self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.dtype(self.L), self.prm,
                                          self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
-                                         self.max_nbr, *self.nbr_strides, self.overflow]).launch,
+                                         self.max_nbr, *self.nbr_strides, self.half, self.overflow]).launch,
         ]
         active = self.all_active if active is None else active
+        if self.half:
+            calls.append(self.launch(k.zero_active, total, [self.f, self.N, active]).launch)
         if self.soft:
             calls.append(self.launch(k.soft_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides,
                                                             self.N, self.dtype(self.L), self.prm, self.S,
-                                                            self.dtype(self.soft), active, self.f]).launch)
+                                                            self.dtype(self.soft), active, self.half, self.f]).launch)
         else:
             calls.append(self.launch(k.pair_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides,
                                                             self.N, self.dtype(self.L), self.prm, self.S, active,
-                                                            int(energy), self.f, self.e_atom, self.w_atom]).launch)
+                                                            int(energy), self.half, self.f, self.e_atom,
+                                                            self.w_atom]).launch)
         self._programs[key] = calls
         return calls
 
