@@ -4,21 +4,21 @@ A batch holds B systems (replicas) of N particles each in flat arrays: particle 
 of system b = p // N. Every kernel works per system: no arithmetic mixes two systems, so a
 replica's trajectory does not depend on the other replicas of its block.
 
-Neighbour lists (full, both i->j and j->i; neighbour k of particle p at nbr[p*sp + k*sk], strides
-chosen per device: rows on CPU, columns on GPU for coalesced loads): per system, a cell list of cells at least
+Neighbour lists: full (i->j and j->i) on a GPU, stored by columns for coalesced loads; half
+(j > i only) on the CPU, where Warp runs the threads one after another, stored by rows
+(neighbour k of particle p at nbr[p*sp + k*sk]). Per system, a cell list of cells at least
 r_c,max + skin wide (one cell when the box is narrower than three) is binned from the
 reference positions ``x_ref`` (positions at the last rebuild) and each particle's neighbours
 within r_c,ij + skin are stored in ascending particle order. A system is rebuilt when one of its
 particles moved more than skin/2 since its last rebuild (LAMMPS `neigh_modify check yes`).
 Because the lists are sorted and the force sums skip pairs beyond r_c, forces do not depend on
-when a list was rebuilt; and every sum runs in a fixed order, so results are bitwise
-reproducible on one device.
+when a list was rebuilt; and every sum runs in a fixed order (on the CPU the half-list reactions
+are added in thread order), so results are bitwise reproducible on one device.
 
 Per-system sums (kinetic and potential energy, virial, FIRE dot products) are deterministic
 two-level reductions in float64: K chunk threads per system over strided particles, then one
 thread per system over the K partial sums.
 """
-
 
 import functools
 from types import SimpleNamespace
@@ -286,5 +286,4 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
     return SimpleNamespace(vec=vec, dtype=dtype, check_moved=check_moved, refresh=refresh,
                            clear_cells=clear_cells, bin_particles=bin_particles, build=build,
                            pair_forces=pair_forces, zero_active=zero_active, soft_forces=soft_forces, partial_sums=partial_sums,
-                           kinetic_partials=kinetic_partials, finish_sums=finish_sums,
-                           minimum_image=minimum_image)
+                           kinetic_partials=kinetic_partials, finish_sums=finish_sums)
