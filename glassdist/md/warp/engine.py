@@ -220,7 +220,8 @@ class WarpEngine:
                       should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
         """NVT at ``temperature`` from ``start`` (N, dim) with each run's velocities (B, N, dim) ->
         per run the unwrapped positions (n_out, N, dim) at glassdist.md.isoconf.output_steps.
-        Each run checkpoints into its workdir every propensity.checkpoint_every steps."""
+        Each run checkpoints into its workdir (``ckpt-warp.npz``, removed with the LAMMPS path's
+        files by glassdist.md.isoconf.clear_checkpoint) every propensity.checkpoint_every steps."""
         if not np.array_equal(types, spec.types):
             raise ValueError("types must be the spec's species order (spec.types)")
         p, md, B = spec.propensity, spec.md, len(velocities)
@@ -229,7 +230,7 @@ class WarpEngine:
         stops = np.union1d(steps[1:], np.arange(p.checkpoint_every, p.steps, p.checkpoint_every))
         batch = self._batch(spec, B)
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
-        paths = [Path(w) / "warp-ckpt.npz" for w in workdirs]
+        paths = [Path(w) / "ckpt-warp.npz" for w in workdirs]
         prints = [_fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
                                self.device, self.precision) for b in range(B)]
         saved = [_load(path, fp) for path, fp in zip(paths, prints)]
