@@ -1,0 +1,266 @@
+"""``md.engine = "warp"``: the MD engine protocol (quench, minimise and isoconfigurational runs of
+a block of replicas) on Warp, all replicas of a block stepped together in each kernel launch.
+
+Physics as the LAMMPS path (glassdist.md.lammps, quench, isoconf; structure.inherent): eq. (1),
+``fix nvt`` chains, FIRE. Differences by design: the random start is NumPy's
+(:func:`glassdist.md.initial.random_positions`, overlaps removed by FIRE on eq. (1)) and the
+starting velocities are :func:`glassdist.md.isoconf.draw_velocities` scaled to T_start exactly
+(as LAMMPS ``velocity create`` does). The ``comm`` argument is accepted and ignored: a block runs
+in one process.
+
+Checkpoints hold the full dynamic state (positions, velocities, image counts, reference positions
+of the neighbour lists, chain variables, step, outputs so far), so a resumed block is bitwise
+identical to an uninterrupted one on the same device and precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import warp as wp
+
+from hpc.farm import Suspended
+
+from ...errors import SpecError, TaskError
+from ...spec import Spec
+from ..initial import random_positions
+from ..isoconf import draw_velocities, output_steps
+from ..quench import QuenchResult, cooling_steps, step_at, thermo_steps
+from .fire import fire_minimise
+from .integrate import NoseHooverNVT
+from .system import Batch, resolve_device
+
+SEGMENT = 10_000        # longest run between two chances to checkpoint / stop (steps)
+# overlap removal of a random start, as the LAMMPS path: pair_style soft (A = 20, cutoff sigma_ij)
+# to force tolerance 1e-4, then eq. (1) to 1e-6, at most 1000 iterations each (FIRE here, CG there)
+SOFT_A, SOFT_FTOL, START_FTOL, START_ITERATIONS = 20.0, 1e-4, 1e-6, 1000
+
+
+def random_start(batch: Batch, rngs: list[np.random.Generator], temperature: float) -> None:
+    """Every system of ``batch`` from its generator: random positions, overlaps removed by FIRE
+    (soft repulsion, then eq. (1)), Maxwell-Boltzmann velocities with zero momentum scaled to
+    ``temperature`` exactly (LAMMPS ``velocity create ... dist gaussian mom yes``)."""
+    spec = batch.spec
+    x0 = np.stack([random_positions(spec, rng) for rng in rngs])
+    masses = np.asarray(spec.system.masses, dtype=float)[spec.types]
+    v0 = np.stack([draw_velocities(rng, temperature, masses, spec.dim) for rng in rngs])
+    batch.soft = SOFT_A
+    batch.set_positions(x0)
+    fire_minimise(batch, spec.md.dt, 0.0, SOFT_FTOL, START_ITERATIONS)
+    batch.soft = 0.0
+    batch.compute_forces()
+    fire_minimise(batch, spec.md.dt, 0.0, START_FTOL, START_ITERATIONS)
+    batch.set_velocities(v0)
+    batch.set_velocities(v0 * np.sqrt(temperature / batch.temperature())[:, None, None])
+
+
+def _fingerprint(*items) -> str:
+    h = hashlib.sha256()
+    for item in items:
+        h.update(np.ascontiguousarray(item).tobytes() if isinstance(item, np.ndarray) else
+                 json.dumps(item, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _save(path: Path, **arrays) -> None:
+    """np.savez into place atomically (a kill leaves the old or the new file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load(path: Path, fingerprint: str) -> dict | None:
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if str(z["fingerprint"]) != fingerprint:
+            return None
+        return {k: z[k] for k in z.files}
+
+
+class WarpEngine:
+    """The Warp MD engine for one campaign's ``md.device`` and ``md.precision``.
+
+    checkpoint_seconds: wall time between periodic checkpoints of a quench block (isoconfigurational
+    runs checkpoint every ``propensity.checkpoint_every`` steps); every stop request checkpoints.
+    """
+
+    name = "warp"
+
+    def __init__(self, spec: Spec, checkpoint_seconds: float = 600.0):
+        self.device = resolve_device(spec.md.device)
+        self.precision = spec.md.precision
+        self.checkpoint_seconds = checkpoint_seconds
+
+    # ---- protocol: capability and versions -------------------------------------------------
+    def check(self, spec: Spec) -> None:
+        if spec.md.device == "cuda" and wp.get_cuda_device_count() == 0:
+            raise SpecError("md.device", "Warp sees no CUDA device here", 'set md.device = "auto" or "cpu"')
+        if spec.inherent.min_style != "fire":
+            raise SpecError("inherent.min_style", "the warp engine minimises with FIRE only",
+                            'set inherent.min_style = "fire" or md.engine = "lammps"')
+        if spec.md.ranks_per_task != 1:
+            raise SpecError("md.ranks_per_task", "the warp engine runs a block in one process",
+                            "set md.ranks_per_task = 1")
+
+    def versions(self) -> dict[str, str]:
+        return {"engine": "warp", "warp": wp.config.version, "device": self.device, "precision": self.precision}
+
+    def _batch(self, spec: Spec, n: int) -> Batch:
+        return Batch(spec, n, device=self.device, precision=self.precision)
+
+    # ---- quench --------------------------------------------------------------------------
+    def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *, comm=None,
+                     workdir: Path | None = None, should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
+        """Random start, FIRE, NVT at T_start for quench.equilibration_time, then the linear NVT
+        cooling to T_glass of every replica (one per generator); as glassdist.md.quench.quench."""
+        q, md, N, dim = spec.quench, spec.md, spec.system.n_particles, spec.dim
+        B, should_stop = len(rngs), should_stop or (lambda: False)
+        total, n_eq = cooling_steps(spec), int(round(q.equilibration_time / md.dt))
+        record = thermo_steps(spec)
+        snap_T = list(q.snapshot_temperatures)
+        snap_steps = [step_at(spec, T) for T in snap_T]
+        liquid_step = step_at(spec, q.T_liquid)
+        cool_stops = sorted(set(record) | {liquid_step, total} | set(snap_steps) | set(range(0, total, SEGMENT)))
+        eq_stops = sorted(set(range(SEGMENT, n_eq, SEGMENT)) | {n_eq})
+        stops = [("eq", s) for s in eq_stops if s > 0] + [("cool", s) for s in cool_stops]
+
+        batch = self._batch(spec, B)
+        nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
+        ckpt = Path(workdir) / "warp-quench.npz" if workdir is not None else None
+        fingerprint = _fingerprint([r.bit_generator.state for r in rngs], spec.raw["system"], spec.raw["md"],
+                                   spec.raw["quench"], self.device, self.precision)
+        P = len(record)
+        rec = {"th_T": np.full((B, P), np.nan), "th_pe": np.full((B, P), np.nan),
+               "pos": np.full((B, 2, N, dim), np.nan), "pe": np.full((B, 2), np.nan), "T": np.full((B, 2), np.nan),
+               "snaps": np.full((sum(map(bool, snapshots)), len(snap_T), N, dim), np.nan)}
+        keep = np.flatnonzero(np.asarray(snapshots, dtype=bool))  # replicas that keep cooling snapshots
+        saved = _load(ckpt, fingerprint) if ckpt is not None else None
+        if saved is None:
+            done = -1
+            random_start(batch, rngs, q.T_start)
+            nvt.start(q.T_start, q.T_start, 0, n_eq)
+        else:
+            done = int(saved["done"])
+            for key in rec:
+                rec[key] = saved[key]
+            batch.load({k: saved[k] for k in batch.STATE})
+            nvt.load({k: saved[k] for k in nvt.STATE}, saved["step"], saved["schedule"])
+        last_save = time.monotonic()
+        for index, (phase, stop) in enumerate(stops):
+            if index <= done:
+                continue
+            if phase == "cool" and stop == 0:
+                nvt.start(q.T_start, q.T_glass, 0, total)
+            while nvt.step < stop:
+                nvt.run(min(SEGMENT, stop - nvt.step))
+            if phase == "cool":
+                self._record_quench(batch, stop, record, liquid_step, total, snap_steps, keep, rec)
+            stopping = should_stop()
+            if ckpt is not None and index < len(stops) - 1 and (
+                    stopping or time.monotonic() - last_save >= self.checkpoint_seconds):
+                _save(ckpt, fingerprint=fingerprint, done=index, step=nvt.step, schedule=nvt.schedule, **rec,
+                      **batch.state(), **nvt.state())
+                last_save = time.monotonic()
+            if stopping and index < len(stops) - 1:
+                raise Suspended(f"quench block checkpointed at cooling step {stop}")
+        batch.check()
+        targets = np.array([q.T_start + (q.T_glass - q.T_start) * s / total for s in record])
+        snaps = {b: rec["snaps"][k] for k, b in enumerate(keep)}
+        results = [QuenchResult(rec["pos"][b], rec["pe"][b], rec["T"][b], rec["th_T"][b], targets, rec["th_pe"][b],
+                                snaps.get(b, np.zeros((0, N, dim)))) for b in range(B)]
+        for result in results:
+            for name, arr in vars(result).items():
+                if not np.isfinite(arr).all():
+                    raise TaskError(f"warp quench produced non-finite {name}")
+        if ckpt is not None and ckpt.exists():
+            ckpt.unlink()
+        return results
+
+    @staticmethod
+    def _record_quench(batch, step, record, liquid_step, total, snap_steps, keep, rec) -> None:
+        needed = step in record or step in (liquid_step, total) or step in snap_steps
+        if not needed:
+            return
+        pe, _ = batch.energy_virial()
+        T, pos = batch.temperature(), batch.positions()
+        if step in record:
+            rec["th_T"][:, record.index(step)], rec["th_pe"][:, record.index(step)] = T, pe
+        for cls, at in ((0, liquid_step), (1, total)):
+            if step == at:
+                rec["pos"][:, cls], rec["pe"][:, cls], rec["T"][:, cls] = pos, pe, T
+        for k, s in enumerate(snap_steps):
+            if s == step:
+                rec["snaps"][:, k] = pos[keep]
+
+    # ---- inherent structures -------------------------------------------------------------
+    def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *, comm=None,
+                       workdir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """FIRE (spec.inherent.{etol, ftol, max_iterations}) of positions (B, N, dim) ->
+        (E0 per particle (B,), minimised positions wrapped into the box (B, N, dim))."""
+        if not np.array_equal(types, spec.types):
+            raise ValueError("types must be the spec's species order (spec.types)")
+        inh = spec.inherent
+        batch = self._batch(spec, len(positions))
+        batch.set_positions(positions)
+        fire_minimise(batch, spec.md.dt, inh.etol, inh.ftol, inh.max_iterations)
+        pe, _ = batch.energy_virial()
+        return pe, batch.positions()
+
+    # ---- isoconfigurational runs ---------------------------------------------------------
+    def isoconf_block(self, spec: Spec, start: np.ndarray, types: np.ndarray, velocities: np.ndarray,
+                      temperature: float, workdirs: list[Path], *, comm=None,
+                      should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
+        """NVT at ``temperature`` from ``start`` (N, dim) with each run's velocities (B, N, dim) ->
+        per run the unwrapped positions (n_out, N, dim) at glassdist.md.isoconf.output_steps.
+        Each run checkpoints into its workdir (``ckpt-warp.npz``, removed with the LAMMPS path's
+        files by glassdist.md.isoconf.clear_checkpoint) every propensity.checkpoint_every steps."""
+        if not np.array_equal(types, spec.types):
+            raise ValueError("types must be the spec's species order (spec.types)")
+        p, md, B = spec.propensity, spec.md, len(velocities)
+        should_stop = should_stop or (lambda: False)
+        steps = output_steps(p.steps, p.outputs)
+        stops = np.union1d(steps[1:], np.arange(p.checkpoint_every, p.steps, p.checkpoint_every))
+        batch = self._batch(spec, B)
+        nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
+        paths = [Path(w) / "ckpt-warp.npz" for w in workdirs]
+        prints = [_fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
+                               self.device, self.precision) for b in range(B)]
+        saved = [_load(path, fp) for path, fp in zip(paths, prints)]
+        out = np.full((B, len(steps), len(types), spec.dim), np.nan)
+        if all(s is not None for s in saved) and len({int(s["step"]) for s in saved}) == 1:
+            batch.load({k: np.stack([s[k] for s in saved]) for k in batch.STATE})
+            nvt.load({k: np.stack([s[k] for s in saved]) for k in nvt.STATE}, saved[0]["step"], saved[0]["schedule"])
+            for b, s in enumerate(saved):
+                out[b] = s["out"]
+        else:
+            batch.set_positions(np.broadcast_to(start, (B, *start.shape)))
+            batch.set_velocities(velocities)
+            nvt.start(temperature, temperature, 0, p.steps)
+            out[:, 0] = batch.unwrapped()
+        for stop in stops[stops > nvt.step]:
+            nvt.run(int(stop) - nvt.step)
+            k = np.searchsorted(steps, stop)
+            if steps[k] == stop:
+                out[:, k] = batch.unwrapped()
+            if stop == steps[-1]:
+                break
+            stopping = should_stop()
+            if stopping or stop % p.checkpoint_every == 0:
+                state = {**batch.state(), **nvt.state()}
+                for b, path in enumerate(paths):
+                    _save(path, fingerprint=prints[b], out=out[b], step=nvt.step, schedule=nvt.schedule,
+                          **{k: v[b] for k, v in state.items()})
+            if stopping:
+                raise Suspended(f"isoconfigurational block checkpointed at step {stop}")
+        batch.check()
+        if not np.isfinite(out).all():
+            raise TaskError("warp isoconfigurational runs produced non-finite positions")
+        return list(out)
