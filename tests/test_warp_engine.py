@@ -140,7 +140,7 @@ from glassdist import spec as specmod
 from glassdist.md.warp.engine import WarpEngine
 spec = specmod.loads(open(sys.argv[1]).read())
 signals.install()
-engine = WarpEngine(spec, checkpoint_seconds=0.0)
+engine = WarpEngine(spec)
 try:
     res = engine.quench_block(spec, [np.random.default_rng(s) for s in (5, 6)], [True, False],
                               workdir=sys.argv[2], should_stop=signals.stop_requested)
@@ -160,10 +160,10 @@ def test_quench_block_resumes_bitwise(sig, tmp_path):
     import sys
     import time
 
-    spec = tiny_spec("kam", "quench.cooling_rate=0.2", 'md.device="cpu"')
+    sets = ["quench.cooling_rate=0.2", 'md.device="cpu"', "md.checkpoint_every=200"]
+    spec = tiny_spec("kam", *sets)
     toml = tmp_path / "campaign.toml"
-    toml.write_text(specmod.apply_overrides(specmod.preset_text("demo-kam"),
-                                            [*TINY, TINY_COUNTS["kam"], "quench.cooling_rate=0.2", 'md.device="cpu"']))
+    toml.write_text(specmod.apply_overrides(specmod.preset_text("demo-kam"), [*TINY, TINY_COUNTS["kam"], *sets]))
     work = tmp_path / "block"
     work.mkdir()
     cmd = [sys.executable, "-c", RESUME_DRIVER, str(toml), str(work)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +30,7 @@ from ...errors import SpecError, TaskError
 from ...spec import Spec
 from ..initial import random_positions
 from ..isoconf import draw_velocities, output_steps
-from ..quench import QuenchResult, cooling_steps, step_at, thermo_steps
+from ..quench import QuenchResult, step_at, thermo_steps
 from .fire import fire_minimise
 from .integrate import NoseHooverNVT
 from .system import Batch, resolve_device
@@ -88,16 +87,16 @@ def _load(path: Path, fingerprint: str) -> dict | None:
 class WarpEngine:
     """The Warp MD engine for one campaign's ``md.device`` and ``md.precision``.
 
-    checkpoint_seconds: wall time between periodic checkpoints of a quench block (isoconfigurational
-    runs checkpoint every ``propensity.checkpoint_every`` steps); every stop request checkpoints.
+    A quench block checkpoints every ``md.checkpoint_every`` steps of each phase (isoconfigurational
+    runs every ``propensity.checkpoint_every`` steps); a stop request, checked at least every
+    SEGMENT steps, checkpoints too.
     """
 
     name = "warp"
 
-    def __init__(self, spec: Spec, checkpoint_seconds: float = 600.0):
+    def __init__(self, spec: Spec):
         self.device = resolve_device(spec.md.device)
         self.precision = spec.md.precision
-        self.checkpoint_seconds = checkpoint_seconds
 
     # ---- protocol: capability and versions -------------------------------------------------
     def check(self, spec: Spec) -> None:
@@ -117,19 +116,21 @@ class WarpEngine:
         return Batch(spec, n, device=self.device, precision=self.precision)
 
     # ---- quench --------------------------------------------------------------------------
-    def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *, comm=None,
-                     workdir: Path | None = None, should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
+    def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *, labels=None,
+                     comm=None, workdir: Path | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
         """Random start, FIRE, NVT at T_start for quench.equilibration_time, then the linear NVT
         cooling to T_glass of every replica (one per generator); as glassdist.md.quench.quench."""
         q, md, N, dim = spec.quench, spec.md, spec.system.n_particles, spec.dim
         B, should_stop = len(rngs), should_stop or (lambda: False)
-        total, n_eq = cooling_steps(spec), int(round(q.equilibration_time / md.dt))
+        total, n_eq, every = spec.cooling_steps, int(round(q.equilibration_time / md.dt)), md.checkpoint_every
+        chances = min(SEGMENT, every)
         record = thermo_steps(spec)
         snap_T = list(q.snapshot_temperatures)
         snap_steps = [step_at(spec, T) for T in snap_T]
         liquid_step = step_at(spec, q.T_liquid)
-        cool_stops = sorted(set(record) | {liquid_step, total} | set(snap_steps) | set(range(0, total, SEGMENT)))
-        eq_stops = sorted(set(range(SEGMENT, n_eq, SEGMENT)) | {n_eq})
+        cool_stops = sorted(set(record) | {liquid_step, total} | set(snap_steps) | set(range(0, total, chances)))
+        eq_stops = sorted(set(range(chances, n_eq, chances)) | {n_eq})
         stops = [("eq", s) for s in eq_stops if s > 0] + [("cool", s) for s in cool_stops]
 
         batch = self._batch(spec, B)
@@ -153,7 +154,6 @@ class WarpEngine:
                 rec[key] = saved[key]
             batch.load({k: saved[k] for k in batch.STATE})
             nvt.load({k: saved[k] for k in nvt.STATE}, saved["step"], saved["schedule"])
-        last_save = time.monotonic()
         for index, (phase, stop) in enumerate(stops):
             if index <= done:
                 continue
@@ -164,11 +164,9 @@ class WarpEngine:
             if phase == "cool":
                 self._record_quench(batch, stop, record, liquid_step, total, snap_steps, keep, rec)
             stopping = should_stop()
-            if ckpt is not None and index < len(stops) - 1 and (
-                    stopping or time.monotonic() - last_save >= self.checkpoint_seconds):
+            if ckpt is not None and index < len(stops) - 1 and (stopping or (stop and stop % every == 0)):
                 _save(ckpt, fingerprint=fingerprint, done=index, step=nvt.step, schedule=nvt.schedule, **rec,
                       **batch.state(), **nvt.state())
-                last_save = time.monotonic()
             if stopping and index < len(stops) - 1:
                 raise Suspended(f"quench block checkpointed at cooling step {stop}")
         batch.check()
@@ -201,10 +199,11 @@ class WarpEngine:
                 rec["snaps"][:, k] = pos[keep]
 
     # ---- inherent structures -------------------------------------------------------------
-    def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *, comm=None,
-                       workdir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *, labels=None, comm=None,
+                       workdir: Path | None = None, should_stop=None) -> tuple[np.ndarray, np.ndarray]:
         """FIRE (spec.inherent.{etol, ftol, max_iterations}) of positions (B, N, dim) ->
-        (E0 per particle (B,), minimised positions wrapped into the box (B, N, dim))."""
+        (E0 per particle (B,), minimised positions wrapped into the box (B, N, dim)). The block
+        is minimised in one go (a stop request is honoured between blocks)."""
         if not np.array_equal(types, spec.types):
             raise ValueError("types must be the spec's species order (spec.types)")
         inh = spec.inherent
