@@ -329,3 +329,21 @@ def test_isoconfigurational_propensity_matches_lammps(tmp_path):
     r_ab, r_wa, r_wb = r[0, 1], r[2, 0], r[2, 1]
     assert min(r_wa, r_wb) >= r_ab - 0.15, (r_ab, r_wa, r_wb)
     assert abs(deltas[2] - deltas[0]) <= 0.15 * deltas[0], deltas
+
+
+@pytest.mark.slow
+def test_demo_campaign_runs_on_the_warp_engine(tmp_path):
+    """`glassdist init X --preset demo-kam --set md.engine=warp` then `glassdist run X` on a CPU:
+    every stage, blocks of replicas, the same kind of report, the engine recorded."""
+    import zarr
+
+    from .conftest import glassdist, init_tiny
+    from .test_architecture import WHOLE
+
+    d = init_tiny(tmp_path / "w", "kam", *WHOLE, 'md.engine="warp"', 'md.device="cpu"', "md.replicas_per_task=5")
+    glassdist("run", d, "--np", "1")
+    root = zarr.open_group(d / "store.zarr", mode="r")
+    assert root["quench"].attrs["engine"]["engine"] == "warp"
+    assert root["train"].attrs["model_card"]["md_engine"]["device"] == "cpu"
+    assert np.isfinite(root["quench/positions"][:]).all() and np.isfinite(root["propensity/Delta"][:]).all()
+    assert (d / "report" / "index.html").is_file() and "MD: warp on cpu" in (d / "report" / "index.html").read_text()

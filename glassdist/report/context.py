@@ -83,7 +83,10 @@ class Context:
         """The scale this campaign ran at, with the paper's."""
         s, q, p = self.spec.system, self.spec.quench, self.spec.propensity
         ref = pv.SCALE
-        return (f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
+        engine = dict(self.store.root["quench"].attrs.get("engine", {})) if "quench" in self.store.root else {}
+        md = (f"MD: {engine.get('engine', '?')} on {engine.get('device', '?')}, {engine.get('precision', '?')}; "
+              if engine else "")
+        return (md + f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
                 f"(paper {ref['replicas']}), N_s = {p.samples} (paper {ref['samples']}), "
                 f"propensity steps = {p.steps:.3g} (paper {ref['steps']:.0e}), "
                 f"cooling rate = {self.spec.quench.cooling_rate:g} (paper 8.33e-5), "

@@ -130,6 +130,7 @@ def run(campaign_dir, args=None) -> int:
         if rank == 0:
             card = model_card(model, spec, config, device, world)
             card["samples"] = {"train": len(train_set[1]), "val": len(val_set[1]), "test": len(test_set[1])}
+            card["md_engine"] = dict(store.root["quench"].attrs.get("engine", {}))  # what made the data
             write_results(campaign_dir, spec, model.cpu(), history, test, card, time.perf_counter() - start)
             print(f"{NAME}: test accuracy liquid {test['class_accuracy'][0]:.4f}, "
                   f"glass {test['class_accuracy'][1]:.4f} ({len(test_set[1])} configurations)")
