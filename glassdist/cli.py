@@ -188,6 +188,8 @@ def main(argv=None) -> int:
     on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
     file) end each rank normally, printed by rank 0."""
     args = build_parser().parse_args(argv)
+    if args.command != "submit":  # jobs inherit submit's environment; they may span nodes
+        localhost.alone_on_loopback()
     comm = None
     if args.command in STAGES and STAGES[args.command].kind == "mpi":
         from .stages.common import world

@@ -5,7 +5,9 @@ Everything a one-node run needs to keep its sockets off the network, in one plac
 - ``ENV``: the environment of every process of the run. ``UCX_NET_DEVICES=lo``: MPICH's
   default netmod (UCX) opens its TCP endpoint on the loopback device only (without it every
   MPI process, even a singleton, listens on the machine's external address);
-  ``GLOO_SOCKET_IFNAME=lo``: DDP's gloo collectives bind to loopback.
+  ``GLOO_SOCKET_IFNAME=lo`` / ``NCCL_SOCKET_IFNAME=lo``: DDP's collectives bind to loopback.
+  :func:`alone_on_loopback` gives a process that no launcher started (an MPI singleton) the
+  UCX setting.
 - :func:`mpiexec_argv`: start P MPI ranks on this host with MPICH's ``mpiexec.gforker``,
   which reaches its ranks through inherited socket pairs and opens no port (hydra's
   ``mpiexec`` opens its control port on 0.0.0.0, and no option narrows it). gforker reports
@@ -24,7 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ENV = {"UCX_NET_DEVICES": "lo", "GLOO_SOCKET_IFNAME": "lo"}
+ENV = {"UCX_NET_DEVICES": "lo", "GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
+# set in the environment of a process that an MPI launcher started (hydra, gforker, srun)
+LAUNCHED = ("PMI_RANK", "PMI_FD", "PMI_PORT", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 
 # signals the guard passes on to its rank; SIGINT is not among them: a terminal's Ctrl-C
 # reaches the rank directly (same process group), and gforker's copy would be a second one
@@ -34,6 +38,16 @@ FORWARDED = (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, sign
 def environ(base: dict | None = None) -> dict:
     """``base`` (default: os.environ) with the loopback-only settings of ``ENV``."""
     return {**(os.environ if base is None else base), **ENV}
+
+
+def alone_on_loopback() -> None:
+    """In a process no MPI launcher started, ``UCX_NET_DEVICES=lo`` unless set: importing
+    mpi4py makes it an MPI singleton (and so every Dask worker that loads LAMMPS), which
+    talks to no one and without it listens on the external address. A process whose
+    children may be ranks of a multi-node job (``glassdist submit``: sbatch passes its
+    environment on) must not call this."""
+    if not any(key in os.environ for key in LAUNCHED):
+        os.environ.setdefault("UCX_NET_DEVICES", ENV["UCX_NET_DEVICES"])
 
 
 def gforker() -> str:
