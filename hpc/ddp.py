@@ -109,7 +109,7 @@ def spawn(nproc: int, fn: Callable[..., int], *args) -> int:
 
         previous = signal.signal(signal.SIGTERM, forward)
         try:
-            while not context.join():
+            while not context.join(grace_period=30):  # after a failure the others may finish
                 pass
         except torch.multiprocessing.ProcessExitedException as exc:
             return exc.exit_code if exc.exit_code >= 0 else 128 - exc.exit_code
