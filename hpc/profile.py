@@ -52,7 +52,7 @@ def _walltime(value: str) -> str | None:
     return None
 
 
-LAUNCHERS = ("srun", "mpiexec")
+LAUNCHERS = ("srun", "mpiexec", "localhost")
 SCHEMA = {
     "slurm": {
         "partition": Key(STRING, REQUIRED, "partition (sbatch --partition)"),
@@ -71,7 +71,8 @@ SCHEMA = {
     },
     "environment": {
         "setup": Key(STRINGS, [], "shell lines run first in every job (module load, venv activation)"),
-        "mpi_launcher": Key(STRING, "srun", "'srun' or 'mpiexec'", one_of(*LAUNCHERS)),
+        "mpi_launcher": Key(STRING, "srun", "'srun', 'mpiexec', or 'localhost' (one node, loopback only: "
+                                            "hpc.localhost)", one_of(*LAUNCHERS)),
         "mpi_args": Key(STRING, "", "extra launcher options, e.g. '--mpi=pmix' (srun) or '-bind-to core'"),
         "command": Key(STRING, "glassdist", "command that runs the program on the nodes"),
     },
@@ -135,6 +136,9 @@ def _check(p: Profile) -> None:
         raise ProfileError("dask.cores", f"{d['cores']} > node.cores = {p.node['cores']}",
                            "a worker job must fit on one node")
     for name, s in p.stages.items():
+        if s.max_nodes > 1 and p.environment["mpi_launcher"] == "localhost":
+            raise ProfileError(f"stages.{name}.max_nodes", "must be 1 with mpi_launcher = 'localhost'",
+                               "use max_nodes = 1, or mpi_launcher 'srun' or 'mpiexec' for several nodes")
         if s.gpus_per_node > p.node["gpus"]:
             raise ProfileError(f"stages.{name}.gpus_per_node",
                                f"{s.gpus_per_node} > node.gpus = {p.node['gpus']}",

@@ -6,9 +6,10 @@ kind (``<stage>.sh`` of the template directory when present, else ``<kind>.sh``)
 ``sbatch --parsable --dependency=afterok:...``, and records it in ``DIR/slurm/jobs.json``
 so that ``status`` can show SLURM's state beside the ledger.
 
-Kinds: ``mpi`` (a task farm of P ranks, srun or mpiexec), ``dask`` (a small driver job whose
-Dask workers are SLURM jobs of their own, see hpc.dask_cluster), ``ddp`` (srun starts one
-torchrun per node), ``serial`` (one process, optionally on a GPU).
+Kinds: ``mpi`` (a task farm of P ranks: srun, mpiexec, or on one node hpc.localhost's
+loopback-only launcher), ``dask`` (a small driver job whose Dask workers are SLURM jobs of
+their own, see hpc.dask_cluster), ``ddp`` (one node: ``COMMAND --nproc P``, hpc.ddp.spawn;
+several: srun starts one torchrun per node), ``serial`` (one process, optionally on a GPU).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import jinja2
 
+from . import localhost
 from .dask_cluster import LOG_ENV, PROFILE_ENV
 from .profile import Profile
 
@@ -123,8 +125,12 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     log_dir = campaign / "slurm" / "logs"
     env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir)} if job.kind == "dask" else {}
     e = profile.environment
-    count = f"--ntasks={s.ntasks}" if e["mpi_launcher"] == "srun" else f"-n {s.ntasks}"
-    mpi_launch = " ".join(filter(None, (e["mpi_launcher"], count, e["mpi_args"])))
+    if e["mpi_launcher"] == "localhost":  # one node, nothing listening beyond loopback
+        mpi_launch = shlex.join(localhost.mpiexec_argv(s.ntasks, []))
+        env = {**env, **localhost.ENV}
+    else:
+        count = f"--ntasks={s.ntasks}" if e["mpi_launcher"] == "srun" else f"-n {s.ntasks}"
+        mpi_launch = " ".join(filter(None, (e["mpi_launcher"], count, e["mpi_args"])))
     return _environment(templates).get_template(name).render(
         job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}", stage=job.stage,
         campaign=campaign, program=program, template=name, profile=profile,

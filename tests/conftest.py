@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hpc import localhost
+
 BIN = Path(sys.executable).parent
 
 # A campaign small enough for tests: N = 200, 8 replicas, a fast quench (about 0.2 s each).
@@ -29,9 +31,9 @@ def glassdist(*args, check=True, env=None, timeout=600) -> subprocess.CompletedP
 
 
 def mpi_glassdist(np_: int, *args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:
-    """`mpiexec -n np_ glassdist ...` with the venv's MPI."""
-    proc = subprocess.run([str(BIN / "mpiexec"), "-n", str(np_), str(BIN / "glassdist"), *map(str, args)],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    """`glassdist ...` as np_ MPI ranks on this host, loopback only (as `glassdist run` starts them)."""
+    proc = subprocess.run(localhost.mpiexec_argv(np_, [BIN / "glassdist", *args]), capture_output=True, text=True,
+                          env=localhost.environ({**os.environ, **(env or {})}), timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"mpiexec glassdist {' '.join(map(str, args))} -> {proc.returncode}\n"
                              f"{proc.stdout}\n{proc.stderr}")

@@ -23,20 +23,25 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
 # a training run as its own process: single, or one rank of a torchrun job
 SCRIPT = """
 import sys, time, numpy as np, torch
-from hpc.ddp import ddp_context
+from hpc.ddp import ddp_context, is_worker, worker
 from glassdist.learn.model import GlassCNN
 from glassdist.learn.train import TrainConfig, rank_and_world, train
 torch.set_num_threads(1)
 data, out, checkpoint, epochs, pause = sys.argv[1:6]
 d = {k: torch.from_numpy(v) for k, v in np.load(data).items()}
-with ddp_context() as device:
-    torch.manual_seed(0)
-    model = GlassCNN(2, 12, [4, 6, 6], [5, 3, 3], 16, 0.5)
-    train(model, (d["x"], d["y"]), (d["xv"], d["yv"]), TrainConfig(int(epochs), 5, 3e-3, 1e-3, 7, augment=True),
-          checkpoint=checkpoint if checkpoint != "-" else None, device=device,
-          on_epoch=lambda epoch, history: time.sleep(float(pause)))
-    if rank_and_world()[0] == 0:
-        torch.save(model.state_dict(), out)
+
+def main():
+    with ddp_context() as device:
+        torch.manual_seed(0)
+        model = GlassCNN(2, 12, [4, 6, 6], [5, 3, 3], 16, 0.5)
+        train(model, (d["x"], d["y"]), (d["xv"], d["yv"]),
+              TrainConfig(int(epochs), 5, 3e-3, 1e-3, 7, augment=True),
+              checkpoint=checkpoint if checkpoint != "-" else None, device=device,
+              on_epoch=lambda epoch, history: time.sleep(float(pause)))
+        if rank_and_world()[0] == 0:
+            torch.save(model.state_dict(), out)
+
+worker(main) if is_worker() else main()
 """
 
 

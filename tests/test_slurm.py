@@ -18,7 +18,7 @@ import pytest
 import zarr
 
 from glassdist.cli import main
-from hpc import slurm
+from hpc import localhost, slurm
 from hpc.dask_cluster import LOG_ENV, dask_client
 from hpc.profile import PROFILE_DIR, ProfileError, load_profile, walltime_seconds
 
@@ -55,7 +55,7 @@ def _submit(*args) -> str:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_profiles_load_and_comment_every_key(name):
     p = load_profile(name)
-    assert p.node["cores"] >= 1 and p.environment["mpi_launcher"] in ("srun", "mpiexec")
+    assert p.node["cores"] >= 1 and p.environment["mpi_launcher"] in ("srun", "mpiexec", "localhost")
     assert set(p.stages) == {"quench", "inherent", "propensity", "dataset", "train", "gradcam",
                              "indicators", "analyze", "report"}
     text = (PROFILE_DIR / f"{name}.toml").read_text()
@@ -84,7 +84,8 @@ def _profile_with(tmp_path, old: str, new: str) -> Path:
 @pytest.mark.parametrize("old,new,key", [
     ('partition = "debug"', 'partiton = "debug"', "slurm.partiton"),
     ('partition = "debug"', "", "slurm.partition"),
-    ('mpi_launcher = "mpiexec"', 'mpi_launcher = "aprun"', "environment.mpi_launcher"),
+    ('mpi_launcher = "localhost"', 'mpi_launcher = "aprun"', "environment.mpi_launcher"),
+    ("max_nodes = 1 ", "max_nodes = 2 ", "stages.quench.max_nodes"),  # localhost: one node
     ('walltime = "00:20:00"', 'walltime = "20 minutes"', "stages.quench.walltime"),
     ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
     ("cores = 2 ", "cores = 0 ", "node.cores"),
@@ -182,13 +183,16 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     assert STAGES["analyze"].needs == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
 
     local = load_profile("localhost-slurm")
+    quench = slurm.render(slurm.Job("quench", "mpi", ["glassdist", "quench", str(campaign)], pending=2), local,
+                          campaign)
+    launch = " ".join(localhost.mpiexec_argv(2, ["glassdist", "quench", str(campaign)]))
+    assert f"{launch} &\n" in quench and "export UCX_NET_DEVICES=lo\n" in quench  # loopback only
     train = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]), local, campaign)
     assert f"# DDP: 1 node(s) x 1 process(es).\nsrun --ntasks=1 glassdist train {campaign} &\n" in train
     two = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]),
                        load_profile(_profile_with(tmp_path, "tasks_per_node = 1 ", "tasks_per_node = 2 ")),
                        campaign)
-    assert ("srun --ntasks-per-node=1 torchrun --standalone --nnodes=1 --nproc_per_node=2 \\\n"
-            f"    --no-python glassdist train {campaign} &\n") in two
+    assert f"srun --ntasks=1 glassdist train {campaign} --nproc 2 &\n" in two
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), local, campaign)
     assert "#SBATCH --cpus-per-task=2\n" in analyze  # jobs = 0: the workers run in this job
     assert "# Dask stage: 2 worker process(es) on this job's 2 core(s).\n" in analyze

@@ -119,7 +119,7 @@ def warp_engine(spec, **kw):
 
 def test_minimise_block_finds_lammps_inherent_structures(stored, tmp_path):
     """FIRE as LAMMPS min_style fire: from the same glasses, the same minima."""
-    from glassdist.structure.inherent import minimize
+    from glassdist.md.minimise import minimize
 
     spec, configs = stored
     glasses = configs[[1, len(configs) // 2 + 1]] if spec.dim == 2 else configs[[1]]
@@ -284,7 +284,7 @@ def test_fast_quench_and_inherent_energies_match_lammps(tmp_path):
     structure energies of the glasses (FIRE) have the same distribution (KS p > 0.01)."""
     from scipy.stats import ks_2samp
 
-    from glassdist.structure.inherent import minimize
+    from glassdist.md.minimise import minimize
 
     spec = tiny_spec("kam")
     R = 100

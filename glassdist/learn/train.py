@@ -144,7 +144,7 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
 
     train_set, val_set: (raw density images (n, 1, grid, ...) float32, labels (n,) int64 with
     0 liquid, 1 glass), the same full sets on every rank; the model's input scaling is fitted
-    to the training images. With a process group (torchrun) the model is
+    to the training images. With a process group (hpc.ddp: torchrun or spawn) the model is
     wrapped in DistributedDataParallel. If `checkpoint` exists, training resumes from it;
     after each epoch it is rewritten. ``on_epoch(epoch, history)`` is called on rank 0;
     ``stop()`` is polled after each checkpoint (e.g. SIGTERM before a walltime).

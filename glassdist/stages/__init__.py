@@ -22,7 +22,7 @@ class Stage:
     name: CLI subcommand, store group and ledger name. help: one line for `glassdist --help`.
     sections: campaign sections its results depend on (a change of them invalidates them).
     needs: stages whose results it reads. kind: how it runs in parallel (mpi: MPI task farm
-    under mpiexec; dask: Dask task farm; torch: DDP under torchrun; serial: one process).
+    under mpiexec; dask: Dask task farm; torch: DDP, --nproc P on one node or torchrun; serial: one process).
     tasks: number of tasks of its main ledger for a spec (sizes SLURM jobs before it ran).
     ledgers: names of its ledgers in the store (its own name first).
     ignores: keys ("section.key") of its sections its results do not depend on (a derived
@@ -90,7 +90,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("dataset", "density images M(rho) of every configuration, labelled and split (Dask)",
           _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas,
           ignores=("dataset.normalise",)),  # the images are unnormalised; the scaling is the model's
-    Stage("train", "train the glass/liquid CNN (one process, or DDP under torchrun --nproc_per_node P)",
+    Stage("train", "train the glass/liquid CNN (one process; data-parallel: --nproc P on one node, "
+          "torchrun on several)",
           _LEARN, ("dataset",), "torch", lambda spec: 1),
     Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",
           _LEARN + ("gradcam",), ("dataset", "train"), "serial", n_test),

@@ -1,7 +1,9 @@
 """Stage `train`: the glass/liquid CNN (Sec. III A, Supp. I B-C) on the stored images.
 
-One process, or data-parallel when started as ``torchrun --nproc_per_node P -m glassdist
-train DIR`` (one process per GPU, gloo on CPU). Every epoch rank 0 rewrites the checkpoint
+One process, or data-parallel: ``glassdist train DIR --nproc P`` on one node (P processes,
+file rendezvous, loopback only: hpc.ddp.spawn), or under ``torchrun`` on several nodes
+(``torchrun --nnodes N --nproc_per_node P ... -m glassdist train DIR``); one process per
+GPU, gloo on CPU. Every epoch rank 0 rewrites the checkpoint
 ``DIR/train/checkpoint-<hash>.pt`` (the hash of the sections the training depends on, so
 a changed campaign never resumes a stale run); a killed or SIGTERMed run resumes there.
 Results: ``DIR/train/model.pt`` (state_dict, read with weights_only=True),
@@ -19,8 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hpc import signals
-from hpc.ddp import ddp_context
+from hpc import ddp, signals
 
 from ..errors import GlassdistError, UsageError
 from ..learn.model import build_model
@@ -100,10 +101,22 @@ def write_results(campaign_dir: Path, spec: Spec, model, history: dict, test: di
 
 
 def run(campaign_dir, args=None) -> int:
+    """One process, a DDP job of ``args.nproc`` processes on this host, or (under torchrun)
+    one worker of a DDP job, which ends its process (hpc.ddp.worker)."""
+    if ddp.is_worker():
+        ddp.worker(train_stage, str(campaign_dir))
+    nproc = getattr(args, "nproc", 1) or 1
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc}: give the number of training processes, 1 or more")
+    return ddp.spawn(nproc, train_stage, str(campaign_dir)) if nproc > 1 else train_stage(campaign_dir)
+
+
+def train_stage(campaign_dir) -> int:
+    """The stage in this process: alone, or as one DDP worker."""
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
     signals.install()
-    with ddp_context() as device:
+    with ddp.ddp_context() as device:
         rank, world = rank_and_world()
         if not _on_rank0(lambda: prepare(campaign_dir, spec)):
             if rank == 0:
