@@ -155,8 +155,8 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
     assert "--qos" not in q and "--mem" not in q and "--gpus" not in q
     assert scripts["inherent"][0] == f"$ sbatch --parsable --dependency=afterok:<quench> " \
                                      f"{campaign}/slurm/scripts/002-inherent.sh"
-    if "propensity" in scripts:  # 1 configuration x 2 temperatures x 8 samples = 16 runs
-        assert "#SBATCH --ntasks=16\n" in scripts["propensity"][1]
+    if "propensity" in scripts:  # 1 configuration x 2 temperatures x 15 samples = 30 runs
+        assert "#SBATCH --ntasks=30\n" in scripts["propensity"][1]
     for _, text in scripts.values():  # real bash parses every script
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
 
