@@ -314,12 +314,11 @@ def store_bytes(spec: Spec) -> dict[str, int]:
 
 def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
     """Every stage's estimate; times and memory only with a calibration."""
-    from .md.quench import cooling_steps
 
     q, p = spec.quench, spec.propensity
     N, R = spec.system.n_particles, q.replicas
     n_train, n_val, n_test_ = q.split
-    quench_steps = int(round(q.equilibration_time / spec.md.dt)) + cooling_steps(spec)
+    quench_steps = int(round(q.equilibration_time / spec.md.dt)) + spec.cooling_steps
     train_images = 2 * (n_train + n_val) * spec.train.epochs
     parts = (calibration or {}).get("parts", {})
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 
 INJECT = "HPC_INJECT_RANK_ERROR"
+ABORT_GRACE = 1.0  # seconds between printing the error and MPI_Abort
 
 
 class InjectedError(RuntimeError):
@@ -39,6 +41,7 @@ def abort(comm, code: int, message: str) -> None:
 
     print(f"[rank {comm.Get_rank()} of {comm.Get_size()}] {message.rstrip()}\n"
           f"[rank {comm.Get_rank()}] aborting every rank (MPI_Abort)", file=sys.stderr, flush=True)
+    time.sleep(ABORT_GRACE)  # the launcher stops forwarding output at the abort: let it drain first
     MPI.COMM_WORLD.Abort(code)
 
 

@@ -67,6 +67,7 @@ CAMPAIGN_ACCEPTS = {
     ("model.dropout", "zero"): "no dropout",
     ("inherent.ftol", "zero"): "a tolerance of 0 leaves the other stopping criterion",
     ("inherent.fit_upper_T", "zero"): "0 = quench.T_liquid (documented)",
+    ("propensity.main_samples", "zero"): "0 = the main Delta from all runs (documented)",
     **{(f"analyze.{k}", "zero"): "xi = 0: no coarse-graining" for k in ("xi_structure", "xi_violin",
                                                                         "xi_propensity")},
     **{(k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"
@@ -78,8 +79,7 @@ CAMPAIGN_ACCEPTS = {
 PROFILE_ACCEPTS = {
     ("slurm.signal_seconds", "zero"): "no SIGTERM margin before the time limit",
     **{(k, "huge"): "a count the batch script passes to SLURM as is (sbatch judges it)"
-       for k in ("slurm.requeue_limit", "node.cores", "node.gpus", "dask.jobs", "stages.quench.max_nodes",
-                 "stages.quench.tasks_per_node")},
+       for k in ("slurm.requeue_limit", "node.cores", "node.gpus", "dask.jobs", "stages.quench.tasks_per_node")},
 }
 
 
