@@ -126,9 +126,9 @@ def test_theta_matches_delaunay_triangles_binary_mixture():
     np.testing.assert_allclose(theta, total / count, atol=1e-5)
 
 
-def test_theta_3d_is_a_clear_error():
-    with pytest.raises(GlassdistError, match="3D"):
-        tong_tanaka(random_config(50, 3, 5.0), np.zeros(50, int), 5.0, np.array([[1.0]]))
+def test_theta_other_dimensions_are_a_clear_error():
+    with pytest.raises(GlassdistError, match="4D"):
+        tong_tanaka(random_config(50, 4, 5.0), np.zeros(50, int), 5.0, np.array([[1.0]]))
 
 
 # ---- pairs and g(r) ----------------------------------------------------------------------
