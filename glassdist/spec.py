@@ -136,6 +136,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kernel_sizes": Key(INTLIST, [5, 3, 3], help="odd kernel sizes of the three conv layers"),
         "hidden": Key(int, 64, help="width of the first fully connected layer", check=at_least(1)),
         "dropout": Key(NUM, 0.5, help="dropout ratio before the output layer"),
+        "head": Key(str, "dense", help="'dense' (the paper's: flatten the last feature maps; the first "
+                    "fully connected layer has channels x grid^dim inputs) or 'gap' (global average "
+                    "pooling of each feature map: the same network for every N, so a model trained "
+                    "at one N explains configurations at another)", check=one_of("dense", "gap")),
     },
     "train": {
         "epochs": Key(int, 30, help="training epochs (paper: 250)", check=at_least(1)),
