@@ -415,7 +415,7 @@ def _check_consistency(d: dict) -> None:
 
 # ---- files, presets and overrides ----------------------------------------------------
 
-PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm")
+PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d")
 
 
 def preset_text(name: str) -> str:
