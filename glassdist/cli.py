@@ -160,18 +160,26 @@ def cmd_export(args) -> int:
     return export(args)
 
 
+DEMO_SYSTEMS = ("kam", "abm", "ka3d")  # DIR/<system> from the preset demo-<system>
+
+
 def cmd_demo(args) -> int:
     base = Path(args.dir)
-    for system in ("kam", "abm"):
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in DEMO_SYSTEMS]
+    if unknown or not systems:
+        raise UsageError(f"--systems {args.systems!r}: use a comma-separated subset of {','.join(DEMO_SYSTEMS)}")
+    for system in systems:
         cdir = base / system
         if not (cdir / "campaign.toml").exists():
-            cmd_init(argparse.Namespace(dir=str(cdir), preset=f"demo-{system}", set=[], force=False))
-    for system in ("kam", "abm"):
+            cmd_init(argparse.Namespace(dir=str(cdir), preset=f"demo-{system}", set=[], force=False,
+                                        from_=None))
+    for system in systems:
         print(f"=== demo: {system.upper()} ({base / system}) ===", flush=True)
         code = cmd_run(argparse.Namespace(dir=str(base / system), stages=None, np=args.np))
         if code:
             return code
-    for system in ("kam", "abm"):
+    for system in systems:
         print(f"report: {base / system / 'report' / 'index.html'}")
     return 0
 
@@ -204,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, stage in STAGES.items():
         s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
+        if name == "gradcam":
+            s.add_argument("--model", metavar="OTHER_DIR/train/model.pt",
+                           help="explain this campaign's test configurations with the model trained in another "
+                                "campaign of the same mixture and image resolution (refused otherwise)")
         if stage.kind == "torch":
             s.add_argument("--nproc", type=int, default=1,
                            help="data-parallel processes on this host (one per GPU; gloo on CPU); "
@@ -244,8 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="cls", choices=("glass", "liquid"), help="default: both")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("demo", help="init the demo presets in DIR/kam and DIR/abm, run all, report")
+    s = sub.add_parser("demo", help="init the demo presets in DIR/kam and DIR/abm (and more with --systems), "
+                                    "run all, report")
     s.add_argument("dir", nargs="?", default="glassdist-demo")
+    s.add_argument("--systems", default="kam,abm", help=f"comma-separated subset of {','.join(DEMO_SYSTEMS)} "
+                                                          "(default kam,abm)")
     s.add_argument("--np", type=int, default=default_np(), help="MPI ranks for MPI stages")
     s.set_defaults(func=cmd_demo)
     return p

@@ -50,7 +50,7 @@ def _tong_tanaka(positions, types, spec, cells) -> np.ndarray:
 GRADCAM = Indicator("gradcam", "Γ", "Grad-CAM score", (2, 3), None, {"KAM": True, "ABM": True})
 BUILTIN = (
     Indicator("voronoi", "Υ", "Voronoi volume", (2, 3), _voronoi_volume, {"KAM": False, "ABM": True}),
-    Indicator("ttop", "Θ", "Tong-Tanaka order parameter", (2,), _tong_tanaka, {"KAM": True, "ABM": False}),
+    Indicator("ttop", "Θ", "Tong-Tanaka order parameter", (2, 3), _tong_tanaka, {"KAM": True, "ABM": False}),
 )
 
 

@@ -114,6 +114,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kernel_sizes": Key(INTS, [5, 3, 3], help="odd kernel sizes of the three conv layers"),
         "hidden": Key(INT, 64, help="width of the first fully connected layer", check=between(1, MAX_LAYER)),
         "dropout": Key(NUMBER, 0.5, help="dropout ratio before the output layer"),
+        "head": Key(STRING, "dense", help="'dense' (the paper's: flatten the last feature maps; the first "
+                    "fully connected layer has channels x grid^dim inputs) or 'gap' (global average "
+                    "pooling of each feature map: the same network for every N, so a model trained "
+                    "at one N explains configurations at another)", check=one_of("dense", "gap")),
     },
     "train": {
         "epochs": Key(INT, 30, help="training epochs (paper: 250)", check=count),
@@ -405,7 +409,7 @@ def _check_consistency(d: dict) -> None:
 
 # ---- files, presets and overrides ----------------------------------------------------
 
-PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm")
+PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d")
 
 
 def preset_text(name: str) -> str:

@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
 TINY = ["system.n_particles=200", "quench.replicas=8", "quench.split=[4,2,2]",
         "quench.cooling_rate=0.4", "quench.equilibration_time=2.0", "quench.thermo_points=20",
         "quench.snapshot_replicas=2", "dataset.grid=24", "propensity.main_samples=0"]
-TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]"}
+TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]", "ka3d": "system.counts=[160,40]"}
 
 
 def glassdist(*args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:

@@ -125,6 +125,39 @@ def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
     assert "reads back" in glassdist("status", d, "--verify").stdout
 
 
+@pytest.mark.slow
+def test_demo_ka3d_campaign_runs_to_a_complete_report(tmp_path):
+    """The 3D preset end to end (3D Theta, Conv3d, Grad-CAM in 3D, slab maps), Table IV included."""
+    d = init_tiny(tmp_path / "ka3d", "ka3d", *WHOLE, "dataset.grid=12", "analyze.correlation_rmax=2.5",
+                  "propensity.samples=6", "propensity.main_samples=2")
+    glassdist("run", d, "--np", "2")
+    root = zarr.open_group(d / "store.zarr", mode="r")
+    assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop"]
+    assert np.isfinite(root["indicators/ttop"][:]).all()
+    manifest = root["report"].attrs["manifest"]
+    assert not [e["label"] for e in manifest.values() if e["missing"]], manifest
+
+
+@pytest.mark.slow
+def test_gradcam_with_a_model_of_another_campaign(tmp_path):
+    """`glassdist gradcam DIR --model OTHER/train/model.pt`: a gap model trained in one campaign
+    explains another campaign of the same mixture; one of another image resolution is refused."""
+    gap = ['model.head="gap"', "quench.replicas=6", "quench.split=[2,2,2]", "train.epochs=2"]
+    a = init_tiny(tmp_path / "a", "kam", *gap)
+    glassdist("run", a, "--np", "1", "--stages", "quench,dataset,train")
+    b = init_tiny(tmp_path / "b", "kam", *gap, "campaign.seed=7", "system.n_particles=450",
+                  "system.counts=[293,157]", "dataset.grid=36")
+    glassdist("run", b, "--np", "1", "--stages", "quench,dataset")
+    glassdist("gradcam", b, "--model", a / "train" / "model.pt")
+    root = zarr.open_group(b / "store.zarr", mode="r")
+    assert root["gradcam"].attrs["model"]["path"] == str((a / "train" / "model.pt").resolve())
+    assert np.isfinite(root["gradcam/gamma"][:]).all() and root["gradcam/gamma"].shape[-1] == 450
+    c = init_tiny(tmp_path / "c", "kam", *gap, "dataset.grid=20")
+    glassdist("run", c, "--np", "1", "--stages", "quench,dataset")
+    bad = glassdist("gradcam", c, "--model", a / "train" / "model.pt", check=False)
+    assert bad.returncode == 2 and "grid" in bad.stderr, bad.stderr
+
+
 def test_indicators_compute_is_validated(tmp_path):
     bad = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", 'indicators.compute=["nope"]',
                     check=False)

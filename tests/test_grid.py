@@ -88,3 +88,16 @@ def test_inverse_is_eq_s4():
     expected = [(field.ravel() * f[i] / f.sum(0)).sum() for i in range(len(x))]
     assert np.allclose(g.to_particles(field, x, t, L, SIGMA_II), expected, rtol=1e-10)
 
+
+
+def test_kernel_matrix_in_chunks_is_the_same(monkeypatch):
+    """Particles are processed in chunks (bounded memory at large N): the result does not change."""
+    from glassdist.structure import grid as gridmod
+
+    rng = np.random.default_rng(4)
+    L = (300 / 1.2) ** (1 / 3)
+    x, t = rng.uniform(0, L, (300, 3)), rng.integers(0, 2, 300)
+    whole = gridmod.kernel_matrix(x, t, L, 10, [1.0, 0.88])
+    monkeypatch.setattr(gridmod, "STENCIL_ENTRIES", 5000)   # ~4 particles per chunk
+    chunked = gridmod.kernel_matrix(x, t, L, 10, [1.0, 0.88])
+    assert (whole != chunked).nnz == 0 and whole.nnz > 0

@@ -106,10 +106,11 @@ def test_global_batches_cover_the_set_once():
     assert torch.equal(torch.cat(batches), torch.cat(global_batches(23, 5, epoch_generator(1, 2))))
 
 
+@pytest.mark.parametrize("head", ["dense", "gap"])
 @pytest.mark.parametrize("dim", [2, 3])
-def test_grad_cam_equals_captum(dim):
+def test_grad_cam_equals_captum(dim, head):
     torch.manual_seed(dim)
-    model = GlassCNN(dim, 8, [3, 4, 5], [5, 3, 3], 8, 0.5)
+    model = GlassCNN(dim, 8, [3, 4, 5], [5, 3, 3], 8, 0.5, head=head)
     x = torch.rand((6, 1) + (8,) * dim)
     for target in (0, 1, torch.tensor([0, 1, 1, 0, 1, 0])):
         ours = grad_cam(model, x, target)
@@ -146,3 +147,20 @@ def test_model_sizes_and_3d():
     assert model(x).shape == (2, 2)
     assert model.features(x).shape == (2, 4, 6, 6, 6)
     assert grad_cam(model, x, torch.tensor([0, 1])).shape == (2, 6, 6, 6)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_gap_head_is_the_same_network_for_every_grid(dim):
+    """'gap': the first dense layer sees the channel means, so one set of weights takes any
+    grid; the mean over a periodically replicated image equals the mean over the image."""
+    sizes = {sum(p.numel() for p in GlassCNN(dim, g, [2, 3, 4], [3, 3, 1], 5, 0.5, head="gap").parameters())
+             for g in (6, 12, 30)}
+    assert len(sizes) == 1
+    dense = sum(p.numel() for p in GlassCNN(dim, 6, [2, 3, 4], [3, 3, 1], 5, 0.5).parameters())
+    assert dense - sizes.pop() == 4 * 5 * (6 ** dim - 1)   # (channels * grid^dim - channels) * hidden
+    model = GlassCNN(dim, 6, [2, 3, 4], [3, 3, 1], 5, 0.5, head="gap").eval()
+    x = torch.rand((2, 1) + (6,) * dim)
+    tiled = x.repeat((1, 1) + (2,) * dim)
+    assert torch.allclose(model(x), model(tiled), atol=1e-6)
+    with pytest.raises(ValueError, match="head"):
+        GlassCNN(dim, 6, [2, 3, 4], [3, 3, 1], 5, 0.5, head="flat")

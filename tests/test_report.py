@@ -96,3 +96,22 @@ def test_second_run_finds_everything_done(campaign):
     assert before.keys() == after.keys() and all((before[n] == after[n]).all() for n in before)
     status = glassdist("status", d).stdout
     assert re.search(r"analyze\s+3\s+0\s+0", status) and re.search(rf"report\s+{len(ARTEFACTS)}\s+0\s+0", status)
+
+
+def test_3d_particle_map_shows_the_middle_slab():
+    import matplotlib.pyplot as plt
+
+    from glassdist.report.figures import SLAB, particle_map
+
+    rng = np.random.default_rng(0)
+    L = 10.0
+    positions, values = rng.uniform(-L, 2 * L, (3000, 3)), rng.uniform(size=3000)  # unwrapped
+    fig, ax = plt.subplots()
+    particle_map(ax, positions, values, L, "Θ")
+    slab = np.abs(np.mod(positions[:, 2], L) - L / 2) < SLAB
+    shown = ax.collections[0]
+    assert 0 < slab.sum() < len(slab)
+    np.testing.assert_allclose(shown.get_offsets(), np.mod(positions[slab, :2], L))
+    np.testing.assert_allclose(shown.get_array(), values[slab])
+    assert ax.get_title().startswith("Θ") and "slab" in ax.get_title()
+    plt.close(fig)

@@ -54,6 +54,21 @@ def test_presets_coarse_grain_within_half_the_box(name):
     assert p.main_samples and p.samples >= 3 * p.main_samples
 
 
+def test_3d_kob_andersen_presets():
+    """80:20, rho 1.2, sigma and epsilon as KAM, r_c = 2.5 sigma_ij; our choices stated; the
+    coarse-graining cutoff 2 xi and the C(r) range fit in half the box."""
+    for name in ("ka3d", "demo-ka3d"):
+        text = specmod.preset_text(name)
+        s = specmod.loads(text)
+        assert s.dim == 3 and s.system.density == 1.2 and s.system.cutoff_factor == 2.5
+        assert s.system.counts[0] == 4 * s.system.counts[1] and s.system.masses == [1.0, 1.0]
+        assert s.system.sigma == [[1.0, 0.8], [0.8, 0.88]] and s.system.epsilon == [[1.0, 1.5], [1.5, 0.5]]
+        assert s.model.head == "gap" and s.quench.T_glass == 0.05
+        assert 2 * max(s.analyze.xi_grid) <= s.box_length / 2 and s.analyze.correlation_rmax <= s.box_length / 2
+        assert s.box_length / s.dataset.grid == pytest.approx(0.63, abs=0.01)
+        assert ("OUR CHOICES" if name == "ka3d" else "DEPARTURES FROM ka3d") in text
+
+
 def test_overrides_keep_comments_and_validate():
     text = specmod.apply_overrides(specmod.preset_text("paper-kam"),
                                    ["quench.replicas=10", "quench.split=[6,2,2]", "dask.address='tcp://h:1'"])

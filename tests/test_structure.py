@@ -13,7 +13,7 @@ from glassdist import spec as specmod
 from glassdist.errors import GlassdistError
 from glassdist.md.minimise import minimize
 from glassdist.structure.inherent import FitError, fit_t_star
-from glassdist.structure.pairs import periodic_pairs
+from glassdist.structure.pairs import pair_blocks, periodic_pairs
 from glassdist.structure.rdf import partial_rdf
 from glassdist.structure.tongtanaka import ideal_angle, tong_tanaka
 from glassdist.structure.voronoi import voronoi
@@ -127,9 +127,9 @@ def test_theta_matches_delaunay_triangles_binary_mixture():
     np.testing.assert_allclose(theta, total / count, atol=1e-5)
 
 
-def test_theta_3d_is_a_clear_error():
-    with pytest.raises(GlassdistError, match="3D"):
-        tong_tanaka(random_config(50, 3, 5.0), np.zeros(50, int), 5.0, np.array([[1.0]]))
+def test_theta_other_dimensions_are_a_clear_error():
+    with pytest.raises(GlassdistError, match="4D"):
+        tong_tanaka(random_config(50, 4, 5.0), np.zeros(50, int), 5.0, np.array([[1.0]]))
 
 
 # ---- pairs and g(r) ----------------------------------------------------------------------
@@ -139,6 +139,21 @@ def test_periodic_pairs_count_all_images_beyond_half_box():
     pairs = periodic_pairs(np.array([[0.3, 0.6]]), 1.0, 1.5)
     np.testing.assert_allclose(np.sort(pairs.distances), [1] * 4 + [np.sqrt(2)] * 4, rtol=1e-6)
     assert (pairs.i == 0).all() and (pairs.j == 0).all()
+
+
+@pytest.mark.parametrize("dim,r_max", [(2, 3.0), (3, 4.5)])
+def test_pair_blocks_are_the_pairs_in_bounded_blocks(dim, r_max):
+    """Blocks of consecutive i whose union is every pair (r_max > L/2 in 3D: images included)."""
+    L = 8.0
+    pts = random_config(300, dim, L, seed=dim)
+    blocks = list(pair_blocks(pts, L, r_max, pairs_per_block=2000))
+    assert len(blocks) > 5
+    for a, b in zip(blocks, blocks[1:]):
+        assert a.i.max() < b.i.min()
+    def rows(p):
+        return np.sort(np.rec.fromarrays([p.i, p.j, np.round(p.distances, 9)]))
+    merged = type(blocks[0])(*(np.concatenate([getattr(b, k) for b in blocks]) for k in ("i", "j", "distances")))
+    np.testing.assert_array_equal(rows(merged), rows(periodic_pairs(pts, L, r_max)))
 
 
 def test_rdf_ideal_gas_is_one():

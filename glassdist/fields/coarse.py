@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from ..structure.pairs import periodic_pairs
+from ..structure.pairs import pair_blocks
 
 
 def coarse_grain(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> np.ndarray:
@@ -20,10 +20,12 @@ def coarse_grain(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> np.
     if xi == 0:
         return fields.copy()
     n = len(positions)
-    pairs = periodic_pairs(positions, L, 2.0 * xi, self_pairs=True)
-    weights = np.exp(-((pairs.distances / xi) ** 2))
-    kernel = scipy.sparse.csr_matrix((weights, (pairs.i, pairs.j)), shape=(n, n))
-    return (kernel @ fields) / (kernel @ np.ones(n)).reshape((n,) + (1,) * (fields.ndim - 1))
+    total, norm = np.zeros_like(fields), np.zeros(n)
+    for pairs in pair_blocks(positions, L, 2.0 * xi, self_pairs=True):
+        weights = np.exp(-((pairs.distances / xi) ** 2))
+        total += scipy.sparse.csr_matrix((weights, (pairs.i, pairs.j)), shape=(n, n)) @ fields
+        norm += np.bincount(pairs.i, weights=weights, minlength=n)
+    return total / norm.reshape((n,) + (1,) * (fields.ndim - 1))
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.stats
 
 from ..constants import bin_centres
-from ..structure.pairs import periodic_pairs
+from ..structure.pairs import pair_blocks
 
 
 def spatial_correlation(positions: np.ndarray, field: np.ndarray, L, r_max: float,
@@ -18,10 +18,11 @@ def spatial_correlation(positions: np.ndarray, field: np.ndarray, L, r_max: floa
     """
     dx = np.asarray(field, dtype=float)
     dx = dx - dx.mean()
-    pairs = periodic_pairs(positions, L, r_max)
-    which = np.minimum((pairs.distances / r_max * bins).astype(np.int64), bins - 1)
-    total = np.bincount(which, weights=dx[pairs.i] * dx[pairs.j], minlength=bins)
-    count = np.bincount(which, minlength=bins)
+    total, count = np.zeros(bins), np.zeros(bins)
+    for pairs in pair_blocks(positions, L, r_max):
+        which = np.minimum((pairs.distances / r_max * bins).astype(np.int64), bins - 1)
+        total += np.bincount(which, weights=dx[pairs.i] * dx[pairs.j], minlength=bins)
+        count += np.bincount(which, minlength=bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         c = total / count / np.mean(dx ** 2)
     return np.concatenate(([0.0], bin_centres(r_max, bins))), np.concatenate(([1.0], c))

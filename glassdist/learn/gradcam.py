@@ -5,6 +5,11 @@ paper's "feature map activation of a convolutional layer", and the layer the ful
 connected part sees. alpha_m^C = mean over pixels of dy^C/dA^m (eq. 3, Z = number of
 pixels); L^C = ReLU(sum_m alpha_m^C A^m) (eq. 4). y^C is the logit (before softmax).
 Every conv layer keeps the input size, so L^C has the input resolution.
+
+With ``model.head = "gap"`` the score depends on the pixel means of A^m, so dy/dA carries a
+factor 1/Z and L^C scales as 1/Z: tiling a periodic box k times gives each copy the map (and
+Gamma) of the original divided by k (tested). Only the shape of Gamma matters downstream (the
+analysis normalises every indicator to [0, 1]); compare raw Gamma only at one grid.
 """
 
 from __future__ import annotations

@@ -1,8 +1,15 @@
 """The glass/liquid CNN (Sec. III A, Supp. I B, Fig. S1).
 
 Three convolutions (circular padding, stride 1, same size, no pooling), each followed by
-ReLU; flatten; fully connected (hidden); ReLU; dropout; fully connected output with two
+ReLU; the head; fully connected (hidden); ReLU; dropout; fully connected output with two
 logits (softmax only in the loss). Class index: 0 = liquid, 1 = glass (the store's class axis).
+
+Heads (``model.head``): "dense" (the paper's) flattens the last feature maps, so the first
+fully connected layer has channels * grid^dim inputs and the network is tied to one grid;
+"gap" averages each feature map over the image (global average pooling), so the first fully
+connected layer has `channels` inputs, the network has the same size for every grid, and a
+model trained at one N classifies and explains configurations at another N of the same
+resolution (the convolutions are translation-covariant on the periodic image).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from torch import nn
 from ..constants import CLASSES
 
 NORMALISE = ("image", "dataset", "standard")
+HEADS = ("dense", "gap")
 
 
 class InputNorm(nn.Module):
@@ -47,15 +55,17 @@ class InputNorm(nn.Module):
 
 class GlassCNN(nn.Module):
     """Input: raw density images (B, 1, grid, ..., grid) with `dim` spatial axes, scaled by
-    ``norm``; output logits (B, 2).
+    ``norm``; output logits (B, 2). With ``head="gap"`` any grid is accepted (``grid`` is unused).
 
     ``features`` ends with the last ReLU: its output is the feature map A^m that Grad-CAM
     explains (same spatial size as the input).
     """
 
     def __init__(self, dim: int, grid: int, channels, kernel_sizes, hidden: int, dropout: float,
-                 normalise: str = "standard"):
+                 normalise: str = "standard", head: str = "dense"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.norm = InputNorm(normalise)
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
         layers, c_in = [], 1
@@ -64,7 +74,11 @@ class GlassCNN(nn.Module):
                        nn.ReLU()]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(c_in * grid**dim, hidden), nn.ReLU())
+        if head == "dense":
+            pool, width = nn.Identity(), c_in * grid**dim
+        else:
+            pool, width = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dim](1), c_in
+        self.hidden = nn.Sequential(pool, nn.Flatten(), nn.Linear(width, hidden), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, len(CLASSES))
 
@@ -83,4 +97,4 @@ def build_model(spec) -> GlassCNN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
         return GlassCNN(spec.dim, spec.dataset.grid, m.channels, m.kernel_sizes, m.hidden, m.dropout,
-                        spec.dataset.normalise)
+                        spec.dataset.normalise, m.head)

@@ -26,8 +26,16 @@ def _save(fig, ctx: Context, path) -> None:
     plt.close(fig)
 
 
+SLAB = 1.5  # particle maps of a 3D box show the particles with |z - L/2| < SLAB, seen along z
+
+
 def particle_map(ax, positions: np.ndarray, values: np.ndarray, L: float, title: str) -> None:
-    """Particles coloured by values in [0, 1] inside the periodic box (x-y plane in 3D)."""
+    """Particles coloured by values in [0, 1] inside the periodic box; positions (N, dim), values
+    (N,). In 3D, the slab |z - L/2| < SLAB of the box, seen along z."""
+    if positions.shape[1] == 3:
+        slab = np.abs(np.mod(positions[:, 2], L) - L / 2) < SLAB
+        positions, values = positions[slab], None if values is None else np.asarray(values)[slab]
+        title = f"{title}\n(slab |z - L/2| < {SLAB:g})"
     ax.add_patch(Rectangle((0, 0), L, L, fill=False, lw=0.8, color="k"))
     if values is None or not np.isfinite(values).any():
         ax.text(0.5 * L, 0.5 * L, "no data", ha="center", va="center", fontsize=8)

@@ -13,12 +13,15 @@ ledger ``gradcam``.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..constants import CLASSES
+from ..errors import UsageError
+from ..learn.compat import load_transferred
 from ..learn.gradcam import grad_cam
 from ..learn.model import build_model
 from ..spec import Spec, load
@@ -36,11 +39,31 @@ def targets(spec: Spec) -> list[int]:
     return [CLASSES.index(spec.gradcam.liquid_target_class), CLASSES.index(spec.gradcam.target_class)]
 
 
-def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
-    """Check the spec, create the arrays; return test indices to do (images done, gradcam not)."""
+def model_record(campaign_dir: Path, model_file: Path | None) -> dict:
+    """Which trained model explains this campaign: its own (``DIR/train/model.pt``) or another
+    campaign's (``--model``), with the file's SHA-256."""
+    path = Path(model_file) if model_file else model_path(campaign_dir)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return {"path": str(path.resolve()), "sha256": digest, "own": model_file is None}
+
+
+def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None) -> list[int]:
+    """Check the spec and the model, create the arrays; return test indices to do (images
+    done, gradcam not). With ``model_file`` (another campaign's model) this campaign's own
+    training is not needed."""
     store = Store(campaign_dir)
-    store.require_needs(NAME, complete=("train",))
+    if model_file:
+        store.require_needs("train")  # the images, which are what the train stage itself reads
+    else:
+        store.require_needs(NAME, complete=("train",))
     store.check_stage(NAME, spec)
+    record = model_record(campaign_dir, model_file)
+    old = store.root[NAME].attrs.get("model") if NAME in store.root else None
+    if old and old["sha256"] != record["sha256"] and store.stage_started(NAME) and \
+            store.ledger(NAME).done_mask().any():
+        raise UsageError(f"the {NAME} results in {campaign_dir} explain the model {old['path']}, not "
+                         f"{record['path']}: derive a new campaign for the other model (`glassdist init NEWDIR "
+                         f"--from {campaign_dir}`, then `glassdist {NAME} NEWDIR --model ...`)")
     test = spec.replicas_of("test")
     T, N, image = len(test), spec.system.n_particles, (spec.dataset.grid,) * spec.dim
     store.require_array(f"{NAME}/gamma", (T, 2, N), (1, 2, N), "float64")
@@ -48,7 +71,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.require_array(f"{NAME}/p_glass", (T, 2), (1, 2), "float64")
     store.require_array(f"{NAME}/correct", (T, 2), (1, 2), "bool", fill_value=False)
     store.require_array(f"{NAME}/replicas", (T,), (T,), "int64")[:] = test
-    store.root[NAME].attrs["target_class"] = [CLASSES[c] for c in targets(spec)]
+    store.root[NAME].attrs.update({"target_class": [CLASSES[c] for c in targets(spec)], "model": record})
     imaged = store.ledger("dataset").done_mask()[test]
     return [int(t) for t in store.ledger(NAME, T).todo() if imaged[t]]
 
@@ -70,11 +93,15 @@ def explain(model, images: np.ndarray, positions: np.ndarray, types: np.ndarray,
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
-    todo = prepare(campaign_dir, spec)
+    model_file = getattr(args, "model", None)
+    todo = prepare(campaign_dir, spec, model_file)
     store = Store(campaign_dir)
     ledger, group, types = store.ledger(NAME), store.root[NAME], store.types()
-    model = build_model(spec)
-    model.load_state_dict(torch.load(model_path(campaign_dir), map_location="cpu", weights_only=True))
+    if model_file:
+        model = load_transferred(model_file, spec)  # refuses (exit 2) a model of another mixture or resolution
+    else:
+        model = build_model(spec)
+        model.load_state_dict(torch.load(model_path(campaign_dir), map_location="cpu", weights_only=True))
     test = spec.replicas_of("test")
 
     def explain_block(block, comm=None) -> None:

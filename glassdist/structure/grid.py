@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+STENCIL_ENTRIES = 2 ** 22  # (particle, stencil cell) entries per chunk of kernel_matrix (~100 MB)
+
 
 def kernel_scale(box_length: float, n_particles: int, dim: int) -> float:
     """a = L / (0.64 N)^(1/dim) (of order one; the paper's L / sqrt(0.64 N) in 2D)."""
@@ -47,13 +49,19 @@ def kernel_matrix(positions, types, box_length: float, grid: int, sigma_ii,
     reach = int(np.ceil(cutoff.max() / h + 0.5))
     axis = np.arange(-reach, reach + 1)
     offsets = np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
-    cells = np.floor(positions / h).astype(np.int64)[:, None, :] + offsets  # (N, O, dim)
-    r2 = ((positions[:, None, :] - (cells + 0.5) * h) ** 2).sum(-1)        # (N, O)
-    rows, cols = np.nonzero(r2 < cutoff[:, None] ** 2)
-    flat = np.ravel_multi_index(np.mod(cells[rows, cols], grid).T, (grid,) * dim)
-    values = np.exp(-r2[rows, cols] / width[rows] ** 2)
+    rows, cols, values = [], [], []
+    chunk = max(1, STENCIL_ENTRIES // len(offsets))  # particles per chunk: bounded temporaries
+    for start in range(0, n, chunk):
+        x = positions[start:start + chunk]
+        cells = np.floor(x / h).astype(np.int64)[:, None, :] + offsets              # (n_c, O, dim)
+        r2 = ((x[:, None, :] - (cells + 0.5) * h) ** 2).sum(-1)                     # (n_c, O)
+        r, c = np.nonzero(r2 < cutoff[start:start + chunk, None] ** 2)
+        rows.append(r + start)
+        cols.append(np.ravel_multi_index(np.mod(cells[r, c], grid).T, (grid,) * dim))
+        values.append(np.exp(-r2[r, c] / width[start:start + chunk][r] ** 2))
     # duplicates (only when a cutoff exceeds L/2) are summed: the sum over periodic images
-    return sparse.csr_array((values, (rows, flat)), shape=(n, grid**dim))
+    return sparse.csr_array((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                            shape=(n, grid**dim))
 
 
 def density(weights: sparse.csr_array, dim: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..constants import bin_centres
-from .pairs import box_lengths, periodic_pairs
+from .pairs import box_lengths, pair_blocks
 
 
 def shell_volumes(edges: np.ndarray, dim: int) -> np.ndarray:
@@ -29,10 +29,11 @@ def partial_rdf(positions: np.ndarray, types: np.ndarray, L, r_max: float, bins:
     n, dim = positions.shape
     s = int(n_species if n_species is not None else types.max() + 1)
     edges = np.linspace(0.0, r_max, bins + 1)
-    pairs = periodic_pairs(positions, L, r_max)
-    which = np.minimum((pairs.distances / r_max * bins).astype(np.int64), bins - 1)
-    flat = (types[pairs.i] * s + types[pairs.j]) * bins + which
-    hist = np.bincount(flat, minlength=s * s * bins).reshape(s, s, bins).astype(float)
+    hist = np.zeros(s * s * bins)
+    for pairs in pair_blocks(positions, L, r_max):
+        which = np.minimum((pairs.distances / r_max * bins).astype(np.int64), bins - 1)
+        hist += np.bincount((types[pairs.i] * s + types[pairs.j]) * bins + which, minlength=s * s * bins)
+    hist = hist.reshape(s, s, bins)
     count = np.bincount(types, minlength=s).astype(float)
     norm = count[:, None] * (count[None, :] - np.eye(s)) / np.prod(box_lengths(L, dim))
     with np.errstate(divide="ignore", invalid="ignore"):
