@@ -65,6 +65,8 @@ def test_report_has_every_table_and_figure(campaign):
     assert rows[1][3].startswith("not reached")             # delta = 5 is beyond the runs
     assert float(rows[1][1]) > 0                               # xi_Delta of a reached delta
     assert "Table IV" in index and len(list(csv.reader(open(out / "table_IV.csv")))) == 3
+    # the demo preset's T_L and a tiny training set: said plainly next to Tables S2 and V
+    assert index.count("Γ is NOT expected to reproduce the paper") >= 2 and "T_L = 2.5 instead of" in index
 
 
 def test_analysis_results_in_the_store(campaign):

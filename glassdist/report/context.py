@@ -79,6 +79,25 @@ class Context:
         return numbers[self.system][kind] if self.system else "/".join(n[kind] for n in numbers.values())
 
     @cached_property
+    def gradcam_caveat(self) -> str:
+        """A plain statement when this campaign's Grad-CAM is not expected to reproduce the paper's
+        (measured in docs/validation.md), else ''."""
+        if not self.system:
+            return ""
+        train, T_L = self.spec.quench.split[0], self.spec.quench.T_liquid
+        ok = pv.GRADCAM_VALIDATED.get(self.system, {"T_liquid": pv.PAPER_T_LIQUID[self.system],
+                                                    "min_train": pv.SCALE["split"][0]})
+        reasons = ([f"T_L = {T_L:g} instead of the paper's {ok['T_liquid']:g} (a different classification task: "
+                    "at KAM T_L = 2.5 the signs flip)"] if T_L != ok["T_liquid"] else []) + \
+                  ([f"{train} training replicas (the paper's signs needed at least {ok['min_train']} in our study"
+                    f"{'' if self.system in pv.GRADCAM_VALIDATED else ', measured for KAM only'})"]
+                   if train < ok["min_train"] else [])
+        if not reasons:
+            return ""
+        return ("This campaign's Grad-CAM score Γ is NOT expected to reproduce the paper's correlations: "
+                + "; ".join(reasons) + ". See docs/validation.md for the measurements and the settings that do.")
+
+    @cached_property
     def scale(self) -> str:
         """The scale this campaign ran at, with the paper's."""
         s, q, p = self.spec.system, self.spec.quench, self.spec.propensity

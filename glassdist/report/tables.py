@@ -122,7 +122,8 @@ def table_v(ctx: Context) -> Table:
     ref = ctx.paper_indicators(pv.TABLE_V)
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(x) for n in ctx.indicators for x in ref[n]])
-    t.note = "Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear)."
+    t.note = ("Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear). "
+              + ctx.gradcam_caveat)
     return t
 
 
@@ -163,5 +164,6 @@ def table_s2(ctx: Context) -> Table:
         if ref:
             t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "
-              f"{ctx.spec.analyze.xi_violin:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded.")
+              f"{ctx.spec.analyze.xi_violin:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded. "
+              + ctx.gradcam_caveat)
     return t
