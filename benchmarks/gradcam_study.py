@@ -3,11 +3,13 @@
 Subcommands (PYTHONPATH=<worktree>, OMP_NUM_THREADS=1):
 
     python benchmarks/gradcam_study.py derive OLD NEW [--set SECTION.KEY=VALUE ...]
-            [--train N] [--keep quench,indicators,dataset,train]
+            [--train N | --split A,B,C] [--keep quench,indicators,dataset,train]
         A new campaign NEW with OLD's campaign.toml plus the overrides and a store holding a
         copy of OLD's results of the kept stages (root attributes re-hashed for the new spec).
         --train N keeps only the first N training replicas (validation and test replicas
-        unchanged, same order), so that every size is tested on the same configurations.
+        unchanged, same order), so that every size is tested on the same configurations;
+        --split A,B,C takes the first A+B+C replicas of OLD (all quenched) as A train, B
+        validation and C test replicas (a campaign made of the part of a larger quench that is done).
         Then: glassdist run NEW --np 1 --stages dataset,train,gradcam.
 
     python benchmarks/gradcam_study.py table DIR [DIR ...]
@@ -53,16 +55,28 @@ PER_REPLICA_EXCEPT = {"indicators/rdf_r"}      # arrays of a kept stage that are
 
 
 # ---- derived campaigns -----------------------------------------------------------------------
-def derive(old: Path, new: Path, overrides: list[str], keep: list[str], n_train: int | None = None) -> None:
-    """Campaign `new` = `old`'s campaign.toml + overrides, with copies of the kept stages' results."""
+def derive(old: Path, new: Path, overrides: list[str], keep: list[str], n_train: int | None = None,
+           split: list[int] | None = None) -> None:
+    """Campaign `new` = `old`'s campaign.toml + overrides, with copies of the kept stages' results.
+
+    n_train: keep the first n_train training replicas and every validation and test replica;
+    split [a, b, c]: the first a + b + c replicas of `old` (all quenched: replicas are
+    independent draws), re-split into a train, b validation, c test.
+    """
     old_spec = specmod.load(old)
     rows = np.arange(old_spec.quench.replicas)
     if n_train is not None:
         tr, va, te = old_spec.quench.split
         if not 0 < n_train <= tr:
             raise ValueError(f"--train must be in 1..{tr}")
+        split = [n_train, va, te]
         rows = np.concatenate([np.arange(n_train), np.arange(tr, tr + va + te)])
-        overrides = overrides + [f"quench.replicas={len(rows)}", f"quench.split=[{n_train},{va},{te}]"]
+    elif split is not None:
+        rows = np.arange(sum(split))
+        if not Store(old, mode="r").ledger("quench").done_mask()[rows].all():
+            raise ValueError(f"the first {len(rows)} replicas of {old} are not all quenched")
+    if split is not None:
+        overrides = overrides + [f"quench.replicas={len(rows)}", f"quench.split=[{','.join(map(str, split))}]"]
     text = specmod.apply_overrides((old / "campaign.toml").read_text(), overrides)
     spec = specmod.loads(text, source=f"{new}/campaign.toml")
     for stage in keep:
@@ -79,7 +93,7 @@ def derive(old: Path, new: Path, overrides: list[str], keep: list[str], n_train:
                       "versions": src.attrs["versions"], "stages": stages,
                       "completed": {s: stages[s]["hash"] for s in keep},
                       "derived_from": {"campaign": str(old.resolve()), "kept": keep,
-                                       "replica_rows": rows.tolist() if n_train is not None else None}})
+                                       "replica_rows": rows.tolist() if split is not None else None}})
     _copy(src, dst, "system/types", None)
     for stage in keep:
         for group in (stage, f"ledger/{stage}"):
@@ -238,6 +252,7 @@ def main() -> None:
     d.add_argument("new", type=Path)
     d.add_argument("--set", action="append", default=[])
     d.add_argument("--train", type=int)
+    d.add_argument("--split", help="a,b,c: the first a+b+c replicas as a train, b val, c test")
     d.add_argument("--keep", default="quench,indicators")
     t = sub.add_parser("table")
     t.add_argument("dirs", type=Path, nargs="+")
@@ -247,7 +262,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.cmd == "derive":
-        derive(args.old, args.new, args.set, args.keep.split(","), args.train)
+        split = [int(v) for v in args.split.split(",")] if args.split else None
+        derive(args.old, args.new, args.set, args.keep.split(","), args.train, split)
     elif args.cmd == "table":
         print_tables(args.dirs)
     else:
