@@ -158,11 +158,8 @@ def campaign_tables(campaign: Path) -> dict:
                 bias[t, c] = [pearson(cg[:, 3], cg[:, 1]), pearson(cg[:, 4], cg[:, 1])]
                 contrast[t, c] = [lmap.std() / lmap.mean() if lmap.mean() > 0 else np.nan, (lmap == 0).mean()]
     valid = correct & np.isfinite(p).all(-1)
-    hist = {k: store.root[f"train/history/{k}"][:] for k in ("train_accuracy", "val_accuracy")}
     return {"name": campaign.name, "accuracy": store.root["train/test_accuracy"][:],
             "s2": analysis.table_s2(p, s, valid), "valid": valid, "bias": bias, "contrast": contrast,
-            "epochs": len(hist["val_accuracy"]), "val_accuracy": hist["val_accuracy"][-1],
-            "train_accuracy": hist["train_accuracy"][-1],
             "n_train": int(spec.quench.split[0]), "N": spec.system.n_particles, "grid": spec.dataset.grid,
             "targets": store.root["gradcam"].attrs.get("target_class")}
 
