@@ -6,6 +6,8 @@ Subcommands (PYTHONPATH=<worktree>, OMP_NUM_THREADS=1):
             [--train N | --split A,B,C] [--keep quench,indicators,dataset,train]
         A new campaign NEW with OLD's campaign.toml plus the overrides and a store holding a
         copy of OLD's results of the kept stages (root attributes re-hashed for the new spec).
+        Unlike `glassdist init NEW --from OLD` (which reuses whole stages by reference), it
+        copies a SUBSET of OLD's replicas: the study's training-set sizes on one quench.
         --train N keeps only the first N training replicas (validation and test replicas
         unchanged, same order), so that every size is tested on the same configurations;
         --split A,B,C takes the first A+B+C replicas of OLD (all quenched) as A train, B
@@ -42,15 +44,16 @@ import torch
 import zarr
 
 from glassdist import analysis
+from glassdist import indicators as registry
+from glassdist.stages import STAGES
 from glassdist import spec as specmod
 from glassdist.fields.correlation import pearson, spearman
 from glassdist.learn.model import build_model
-from glassdist.store import CLASSES, Store, software_versions
+from glassdist.constants import CLASSES
+from glassdist.store import Store, software_versions
 from glassdist.structure.grid import kernel_matrix
 
-STAGE_SECTIONS = {"quench": ("system", "md", "quench"), "indicators": ("system", "md", "quench", "indicators"),
-                  "dataset": ("system", "md", "quench", "dataset"),
-                  "train": ("system", "md", "quench", "dataset", "model", "train")}
+
 PER_REPLICA_EXCEPT = {"indicators/rdf_r"}      # arrays of a kept stage that are not indexed by replica
 
 
@@ -80,15 +83,16 @@ def derive(old: Path, new: Path, overrides: list[str], keep: list[str], n_train:
     text = specmod.apply_overrides((old / "campaign.toml").read_text(), overrides)
     spec = specmod.loads(text, source=f"{new}/campaign.toml")
     for stage in keep:
-        changed = [s for s in STAGE_SECTIONS[stage] if s != "quench" and spec.raw[s] != old_spec.raw[s]]
+        changed = [s for s in STAGES[stage].sections if s != "quench" and spec.raw[s] != old_spec.raw[s]]
         if changed:
             raise ValueError(f"cannot keep {stage}: sections {changed} differ")
     new.mkdir(parents=True, exist_ok=False)
     (new / "campaign.toml").write_text(text)
     src = zarr.open_group(old / "store.zarr", mode="r")
     dst = zarr.open_group(new / "store.zarr", mode="w", zarr_format=3)
-    stages = {s: {"hash": spec.section_hash(*STAGE_SECTIONS[s]), "sections": list(STAGE_SECTIONS[s]),
-                  "versions": software_versions()} for s in keep}
+    stages = {s: {"hash": STAGES[s].section_hash(spec), "sections": list(STAGES[s].sections),
+                  "versions": software_versions(), "values": {k: spec.raw[k] for k in STAGES[s].sections}}
+              for s in keep}
     dst.attrs.update({"spec": spec.raw, "spec_hash": spec.hash, "created": src.attrs["created"],
                       "versions": src.attrs["versions"], "stages": stages,
                       "completed": {s: stages[s]["hash"] for s in keep},
@@ -125,14 +129,15 @@ def _copy(src, dst, path: str, rows) -> None:
 # ---- Table II, Table S2 and the diagnostics ----------------------------------------------------
 def _pairs(cg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson (P,) and Spearman (P,) of the Table S2 pairs of coarse-grained fields (N, 3)."""
-    return (np.array([pearson(cg[:, i], cg[:, j]) for i, j in analysis.PAIRS]),
-            np.array([spearman(cg[:, i], cg[:, j]) for i, j in analysis.PAIRS]))
+    pairs = registry.pairs(cg.shape[1])
+    return (np.array([pearson(cg[:, i], cg[:, j]) for i, j in pairs]),
+            np.array([spearman(cg[:, i], cg[:, j]) for i, j in pairs]))
 
 
 def campaign_tables(campaign: Path) -> dict:
     """Everything `table` prints for one campaign (arrays over the test configurations)."""
     store = Store(campaign, mode="r")
-    spec = store.spec()
+    spec = specmod.load(store.dir)
     L, xi, sigma_ii, cut = spec.box_length, spec.analyze.xi_violin, np.diag(spec.sigma), spec.dataset.kernel_cutoff
     types = store.types()
     g, ind = store.root["gradcam"], store.root["indicators"]
@@ -209,7 +214,7 @@ def check(campaign: Path, n_configs: int) -> None:
     from captum.attr import LayerGradCam
 
     store = Store(campaign, mode="r")
-    spec = store.spec()
+    spec = specmod.load(store.dir)
     L, sigma_ii, cut, grid = spec.box_length, np.diag(spec.sigma), spec.dataset.kernel_cutoff, spec.dataset.grid
     types = store.types()
     model = build_model(spec)

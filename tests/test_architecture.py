@@ -99,7 +99,7 @@ def test_plugin_indicator_reaches_export_and_table_s2(tmp_path, plugin_env):
     assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop", "density"]
     pearson = root["analyze/pairs/pearson"][:]           # (R_test, 2, P) per configuration
     assert pearson.shape[-1] == 6  # (Γ,Υ) (Γ,Θ) (Γ,ρ) (Θ,Υ) (ρ,Υ) (ρ,Θ); Γ of a barely trained net may be 0
-    assert np.isfinite(pearson[..., 3:]).all() and np.isfinite(pearson[..., 2]).any()
+    assert np.isfinite(pearson[..., 3:]).all()
     assert (pearson[..., 4] < 0).all()  # more neighbours within 1.5, smaller Voronoi cell
     s2 = np.asarray(root["analyze"].attrs["tables"]["S2"], dtype=float)
     assert s2.shape == (2, 6, 4)
@@ -129,7 +129,8 @@ def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
 @pytest.mark.slow
 def test_demo_ka3d_campaign_runs_to_a_complete_report(tmp_path):
     """The 3D preset end to end (3D Theta, Conv3d, Grad-CAM in 3D, slab maps), Table IV included."""
-    d = init_tiny(tmp_path / "ka3d", "ka3d", *WHOLE, "dataset.grid=12", "analyze.correlation_rmax=2.5",
+    d = init_tiny(tmp_path / "ka3d", "ka3d", *WHOLE, "system.n_particles=300", "system.counts=[240,60]",
+                  "dataset.grid=12", "analyze.correlation_rmax=2.5",
                   "propensity.samples=6", "propensity.main_samples=2")
     glassdist("run", d, "--np", "2")
     root = zarr.open_group(d / "store.zarr", mode="r")
@@ -146,13 +147,13 @@ def test_gradcam_with_a_model_of_another_campaign(tmp_path):
     gap = ['model.head="gap"', "quench.replicas=6", "quench.split=[2,2,2]", "train.epochs=2"]
     a = init_tiny(tmp_path / "a", "kam", *gap)
     glassdist("run", a, "--np", "1", "--stages", "quench,dataset,train")
-    b = init_tiny(tmp_path / "b", "kam", *gap, "campaign.seed=7", "system.n_particles=450",
-                  "system.counts=[293,157]", "dataset.grid=36")
+    b = init_tiny(tmp_path / "b", "kam", *gap, "campaign.seed=7", "system.n_particles=800",
+                  "system.counts=[520,280]", "dataset.grid=48")  # twice the box and the grid: same pixel
     glassdist("run", b, "--np", "1", "--stages", "quench,dataset")
     glassdist("gradcam", b, "--model", a / "train" / "model.pt")
     root = zarr.open_group(b / "store.zarr", mode="r")
     assert root["gradcam"].attrs["model"]["path"] == str((a / "train" / "model.pt").resolve())
-    assert np.isfinite(root["gradcam/gamma"][:]).all() and root["gradcam/gamma"].shape[-1] == 450
+    assert np.isfinite(root["gradcam/gamma"][:]).all() and root["gradcam/gamma"].shape[-1] == 800
     c = init_tiny(tmp_path / "c", "kam", *gap, "dataset.grid=20")
     glassdist("run", c, "--np", "1", "--stages", "quench,dataset")
     bad = glassdist("gradcam", c, "--model", a / "train" / "model.pt", check=False)
@@ -163,10 +164,7 @@ def test_indicators_compute_is_validated(tmp_path):
     bad = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", 'indicators.compute=["nope"]',
                     check=False)
     assert bad.returncode == 2 and "indicators.compute" in bad.stderr and "nope" in bad.stderr
-    bad = glassdist("init", tmp_path / "y", "--preset", "demo-kam", "--set", "system.dim=3",
-                    "--set", 'indicators.compute=["ttop"]', check=False)
-    assert bad.returncode == 2 and "not defined in 3D" in bad.stderr
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not (tmp_path / "x").exists()
 
 
 def test_stored_spec_is_the_whole_validated_spec(quenched):

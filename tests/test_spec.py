@@ -74,7 +74,7 @@ def test_overrides_keep_comments_and_validate():
                                    ["quench.replicas=10", "quench.split=[6,2,2]", "dask.address='tcp://h:1'"])
     spec = specmod.loads(text)
     assert spec.quench.replicas == 10 and spec.dask.address == "tcp://h:1"
-    assert "# paper silent" in text and "Table I" in text
+    assert "# OUR CHOICE" in text and "Table I" in text
     with pytest.raises(SpecError, match="quench.repicas"):
         specmod.apply_overrides(text, ["quench.repicas=3"])
 
