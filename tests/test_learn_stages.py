@@ -25,6 +25,8 @@ from glassdist.structure.grid import kernel_matrix
 
 from .conftest import BIN, glassdist
 
+pytestmark = pytest.mark.slow  # the demo-kam campaign itself: 100 quenches, 50 epochs
+
 SETS = ["quench.snapshot_replicas=0", "dask.workers=1"]
 
 

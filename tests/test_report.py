@@ -17,6 +17,8 @@ from glassdist.store import Store
 
 from .conftest import glassdist, init_tiny
 
+pytestmark = pytest.mark.slow  # a whole tiny campaign with 100 isoconfigurational runs
+
 # 100 isoconfigurational runs (Table IV, Fig. 4) of 600 steps at one temperature; deltas the
 # runs reach and one they do not (5.0); a short T grid for the T* fit; 4 epochs.
 EXTRA = ["quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
