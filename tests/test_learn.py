@@ -15,7 +15,7 @@ from captum.attr import LayerGradCam
 
 from glassdist.learn.gradcam import grad_cam
 from glassdist.learn.model import GlassCNN, InputNorm
-from glassdist.learn.train import epoch_generator, global_batches, translate
+from glassdist.learn.train import TrainConfig, epoch_generator, global_batches, translate
 
 VENV = Path(sys.executable).parent
 ENV = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
@@ -97,6 +97,31 @@ def test_killed_training_resumes_to_the_same_weights(random_data):
     a, b = load_weights(ref), load_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert len(torch.load(ckpt, weights_only=True)["history"]["val_loss"]) == 4
+
+
+def test_stop_inside_an_epoch_abandons_it_and_resumes_exactly(random_data, tmp_path):
+    """A stop request in the middle of a long epoch ends train() within STOP_POLL batches, the
+    checkpoint keeps the epoch before, and the rerun gives the uninterrupted weights."""
+    from glassdist.learn.train import STOP_POLL, train
+
+    d = {k: torch.from_numpy(v) for k, v in np.load(random_data / "data.npz").items()}
+    x, y = d["x"].repeat(4, 1, 1, 1), d["y"].repeat(4)  # 84 images: 17 batches of 5 per epoch
+    config = TrainConfig(3, 5, 3e-3, 1e-3, 7, augment=True)
+
+    def run(checkpoint, stop=lambda: False):
+        torch.manual_seed(0)
+        model = GlassCNN(2, 12, [4, 6, 6], [5, 3, 3], 16, 0.5)
+        history = train(model, (x, y), (d["xv"], d["yv"]), config, checkpoint=checkpoint, stop=stop)
+        return model.state_dict(), history
+
+    reference, _ = run(None)
+    polls = []
+    stop_in_epoch_2 = lambda: polls.append(1) or len(polls) > 3  # noqa: E731  (epoch 1: 2 polls + 1 after it)
+    _, history = run(tmp_path / "ckpt.pt", stop_in_epoch_2)
+    assert len(history["train_loss"]) == 1 and STOP_POLL < 17
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["epoch"] == 1
+    resumed, history = run(tmp_path / "ckpt.pt")
+    assert len(history["train_loss"]) == 3 and all(torch.equal(reference[k], resumed[k]) for k in reference)
 
 
 def test_global_batches_cover_the_set_once():

@@ -41,6 +41,7 @@ from ..constants import CLASSES
 from .model import GlassCNN
 
 HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+STOP_POLL = 8  # batches between two (collective) polls of the stop flag inside an epoch
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,9 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
     to the training images. With a process group (hpc.ddp: torchrun or spawn) the model is
     wrapped in DistributedDataParallel. If `checkpoint` exists, training resumes from it;
     after each epoch it is rewritten. ``on_epoch(epoch, history)`` is called on rank 0;
-    ``stop()`` is polled after each checkpoint (e.g. SIGTERM before a walltime).
+    ``stop()`` is polled after each checkpoint and every STOP_POLL batches (e.g. SIGTERM before a
+    walltime); a stop inside an epoch abandons it (the checkpoint holds the epoch before), so a
+    long epoch never delays a clean stop.
     """
     rank, world = rank_and_world()
     device = torch.device(device)
@@ -175,7 +178,9 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
         generator = epoch_generator(config.seed, epoch)
         net.train()
         totals = torch.zeros(2, dtype=torch.float64)  # sum of CE, correct
-        for batch in global_batches(len(labels), config.batch_size, generator):
+        for count, batch in enumerate(global_batches(len(labels), config.batch_size, generator)):
+            if count and count % STOP_POLL == 0 and _all_sum(torch.tensor([float(stop())], device=device)).item() > 0:
+                return history  # a stop mid-epoch abandons it: the rerun redoes it from the last checkpoint
             mask = (torch.rand(len(batch), width, generator=generator) >= p).float() / (1 - p)
             shifts = torch.randint(grid, (len(batch), images.dim() - 2), generator=generator)
             mine = torch.tensor_split(torch.arange(len(batch)), world)[rank]
