@@ -294,6 +294,7 @@ def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str],
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_env, tmp_path):
     profile = _profile_with(tmp_path, "requeue_limit = 0 ", "requeue_limit = 1 ")
     c = _init(tmp_path / "c", "quench.replicas=8", "quench.split=[4,2,2]", "quench.cooling_rate=0.05",
@@ -315,6 +316,7 @@ def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_env, tmp_path
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_scancel_mid_run_resubmit_completes_and_equals_local_run(slurm_env, tmp_path):
     c = _init(tmp_path / "c", "quench.replicas=6", "quench.split=[2,2,2]", "quench.cooling_rate=0.05",
               "quench.snapshot_replicas=1", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
