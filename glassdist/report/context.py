@@ -106,7 +106,9 @@ class Context:
         md = (f"MD: {engine.get('engine', '?')} on {engine.get('device', '?')}, {engine.get('precision', '?')}; "
               if engine else "")
         return (md + f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
-                f"(paper {ref['replicas']}), N_s = {p.samples} (paper {ref['samples']}), "
+                f"(paper {ref['replicas']}), N_s = {p.samples}"
+                + (f", main Δ from {p.main_samples}" if p.main_samples else "")
+                + f" (paper {ref['samples']}, main Δ from {ref['main_samples']}), "
                 f"propensity steps = {p.steps:.3g} (paper {ref['steps']:.0e}), "
                 f"cooling rate = {self.spec.quench.cooling_rate:g} (paper 8.33e-5), "
                 f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})")
@@ -142,6 +144,15 @@ class Context:
         the most analyze.deltas, and among those the largest delta, for propensity configuration 0."""
         reached, delta = self.need("analyze", "analyze/dynamics/reached", "analyze/dynamics/delta")
         return int(np.lexsort((delta[0].max(axis=-1), reached[0].sum(axis=-1)))[-1])
+
+    @cached_property
+    def ensemble_delta(self) -> int:
+        """Index into analyze.deltas of Table IV and Fig. 4: the paper's delta = 1 when the runs
+        reached it, else the reached delta closest to it (the short runs of a demo)."""
+        table = np.asarray(self.tables["IV"], dtype=float)          # (C, nT, K, 5)
+        reached = np.isfinite(table).any(axis=(0, 1, 3))
+        order = np.argsort(np.abs(self.deltas - pv.FIG4_DELTA), kind="stable")
+        return int(next((k for k in order if reached[k]), order[0]))
 
     @cached_property
     def glass_positions(self) -> np.ndarray:

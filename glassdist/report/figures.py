@@ -151,7 +151,7 @@ def fig_ensembles(ctx: Context, path) -> str:
         raise Missing(ensembles_missing(ctx))
     (maps,) = ctx.need("analyze", "analyze/ensembles/maps")
     t, L, pos = ctx.map_temperature, ctx.spec.box_length, ctx.glass_positions
-    k = int(np.argmin(np.abs(ctx.deltas - pv.FIG4_DELTA)))
+    k = ctx.ensemble_delta
     fig, axes = plt.subplots(2, 4, figsize=(12, 6.2), constrained_layout=True)
     for e, name in enumerate(ctx.store.root["propensity/Delta_ensembles"].attrs["ensembles"]):
         for cg in (0, 1):

@@ -21,8 +21,8 @@ TABLE_I = {
 INDICATORS = ("gradcam", "voronoi", "ttop")
 
 #: Paper scale (Sec. II B, III E, Supp. I C)
-SCALE = {"N": 2000, "replicas": 5000, "split": [4000, 400, 600], "samples": 30, "steps": 300_000_000,
-         "epochs": 250}
+SCALE = {"N": 2000, "replicas": 5000, "split": [4000, 400, 600], "samples": 100, "main_samples": 30,
+         "steps": 300_000_000, "epochs": 250}
 
 #: Table II: test accuracy per class
 TABLE_II = {"KAM": {"glass": 1.00, "liquid": 0.998}, "ABM": {"glass": 1.00, "liquid": 1.00}}

@@ -94,7 +94,7 @@ def table_iv(ctx: Context) -> Table:
     """Table IV: Pearson coefficients between the propensity fields of the sub-ensembles."""
     if "IV" not in ctx.tables:
         raise Missing(ensembles_missing(ctx))
-    k = int(np.argmin(np.abs(ctx.deltas - pv.FIG4_DELTA)))
+    k = ctx.ensemble_delta
     t = Table(f"Table IV: Pearson coefficients between Δ({ctx.deltas[k]:g}) of different ensembles",
               ["row"] + list(ctx.store.root["analyze"].attrs["ensemble_columns"]))
     for c, conf in enumerate(ctx.spec.propensity.configurations):
