@@ -117,6 +117,32 @@ def test_minimisation_stops_between_block_items(spec, tmp_path):
     assert minima.shape == x.shape and np.isfinite(e0).all()
 
 
+def test_sigterm_ends_a_long_minimisation_inside_lammps(quenched, tmp_path):
+    """A minimisation that would run for many minutes inside one LAMMPS call (no force or
+    energy tolerance, 10^7 FIRE iterations) ends within seconds of a SIGTERM: the stop watcher
+    calls LAMMPS's timeout; the stage exits 1 with every task pending (a rerun redoes them)."""
+    d = tmp_path / "long"
+    glassdist("init", d, "--from", quenched["kam"], "--set", "inherent.ftol=0", "--set", "inherent.etol=0",
+              "--set", "inherent.max_iterations=10000000")
+    proc = subprocess.Popen([str(BIN / "glassdist"), "inherent", str(d)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    first = d / "lammps" / "inherent" / "replica-000000-T000.data"
+    deadline = time.time() + 120
+    while not first.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.01)
+    time.sleep(2)  # well inside the first minimisation
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    waited = time.time() - sent
+    assert proc.returncode == 1 and "stopped on request" in out, out
+    assert waited < 20, f"{waited:.1f} s after SIGTERM"
+    assert not (d / "lammps" / "inherent" / "replica-000000-T001.data").exists()  # still the first item
+    states = zarr.open_group(d / "store.zarr", mode="r")["ledger/inherent/state"][:]
+    assert (states == 0).all()
+
+
 # ---- the stage: SIGTERM mid-replica, exit 1 within 60 s, rerun equals an uninterrupted run ----
 
 STAGE = ["quench.replicas=3", "quench.split=[1,1,1]", "quench.snapshot_replicas=1", "quench.cooling_rate=0.2",

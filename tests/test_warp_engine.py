@@ -132,6 +132,28 @@ def test_minimise_block_finds_lammps_inherent_structures(stored, tmp_path):
         assert np.abs(d).max() <= 1e-6
 
 
+def test_minimise_block_stops_on_request_and_reruns_from_the_start(stored):
+    """A stop request ends FIRE within CHECK_EVERY iterations (Suspended); the rerun from the
+    stored start gives the uninterrupted minimum."""
+    from glassdist.md.warp.fire import CHECK_EVERY
+    from hpc.farm import Suspended
+
+    spec, configs = stored
+    engine, glass = warp_engine(spec), configs[[1]]
+    polls = []
+
+    def stop_at_second_poll():
+        polls.append(1)
+        return len(polls) >= 2
+
+    with pytest.raises(Suspended, match="stopped on request"):
+        engine.minimise_block(spec, glass, spec.types, should_stop=stop_at_second_poll)
+    assert len(polls) == 2  # polled every CHECK_EVERY iterations, not after convergence
+    e0, minima = engine.minimise_block(spec, glass, spec.types)
+    e_ref, x_ref = engine.minimise_block(spec, glass, spec.types, should_stop=lambda: False)
+    assert e0[0] == e_ref[0] and np.array_equal(minima, x_ref) and CHECK_EVERY > 1
+
+
 RESUME_DRIVER = """
 import sys, numpy as np
 from hpc import signals

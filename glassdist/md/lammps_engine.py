@@ -51,9 +51,10 @@ class LammpsEngine:
 
     def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None,
                        should_stop=None):
-        """Minimisations one after another. A FIRE/CG minimisation is short and is never
-        checkpointed inside LAMMPS's minimiser: when ``should_stop()`` turns true, the block
-        stops before its next item (raises Suspended) and its rerun starts the block over."""
+        """Minimisations one after another, never checkpointed inside LAMMPS's minimiser: a
+        stop request ends a one-rank minimisation at once (see :func:`minimize`), otherwise the
+        block stops before its next item; either way it raises Suspended and its rerun starts
+        the block over."""
         labels = labels or [str(b) for b in range(len(positions))]
         workdir = Path(workdir)
         out = []

@@ -10,6 +10,7 @@ vector's 2-norm), or maxiter iterations. Each system stops on its own; stopped s
 
 import functools
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import warp as wp
@@ -210,10 +211,12 @@ def _kernels(dim: int, dtype):
 REASONS = {1: "etol", 2: "ftol", 3: "max iterations", 4: "too many uphill steps"}
 
 
-def fire_minimise(batch: Batch, dt: float, etol: float, ftol: float, max_iterations: int) -> np.ndarray:
+def fire_minimise(batch: Batch, dt: float, etol: float, ftol: float, max_iterations: int,
+                  should_stop: Callable[[], bool] | None = None) -> np.ndarray | None:
     """Minimise every system of ``batch`` in place from its current positions, MD time step ``dt``
     (FIRE's dt_max = 10 dt, dt_min = 0.02 dt); returns why each system stopped: (B,) codes of
-    :data:`REASONS`."""
+    :data:`REASONS`, or None when ``should_stop()`` (polled every CHECK_EVERY iterations)
+    turned true first."""
     k = _kernels(batch.dim, batch.dtype)
     B, N, dev, f64 = batch.B, batch.N, batch.device, wp.float64
     total = B * N
@@ -263,7 +266,10 @@ def fire_minimise(batch: Batch, dt: float, etol: float, ftol: float, max_iterati
                                   last_negative, e_prev, e_cur, flagv0, done, reason]).launch]
     for iteration in range(1, max_iterations + 1):
         run(iteration_calls)
-        if iteration % CHECK_EVERY == 0 and done.numpy().all():
-            break
+        if iteration % CHECK_EVERY == 0:
+            if done.numpy().all():
+                break
+            if should_stop is not None and should_stop():
+                return None
     batch.check()
     return reason.numpy()
