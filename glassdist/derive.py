@@ -48,9 +48,17 @@ def reusable(old: Store, new_spec) -> list[str]:
         stage, record = STAGES[name], records.get(name)
         if not (same_seed and record and old.stage_done(name) and all(n in out for n in stage.needs)):
             continue
-        if stage.values({s: record["values"][s] for s in stage.sections}) == stage.values(new_spec.raw):
+        if _same_inputs(stage, record, new_spec):
             out.append(name)
     return out
+
+
+def _same_inputs(stage, record: dict, spec) -> bool:
+    """Whether ``spec`` has the values a stage's results were computed with (ignored keys aside).
+    A store written before glassdist recorded the values compares the sections' hash instead."""
+    if "values" not in record:
+        return record["hash"] == spec.section_hash(*stage.sections)
+    return stage.values({s: record["values"][s] for s in stage.sections}) == stage.values(spec.raw)
 
 
 def _link(target: Path, link: Path) -> None:
@@ -108,7 +116,9 @@ def derive(new_dir: str | Path, old_dir: str | Path, overrides: list[str]) -> li
     records = old.root.attrs["stages"]
     # first the record (an interrupted derivation is then refused, never taken for an independent one)
     _record(new, old_dir, stages, {name: fingerprint(old, name) for name in stages})
-    new.root.attrs.update({"stages": {name: records[name] for name in stages},
+    # an older store's records lack the values: those of NEW, which the hash showed equal
+    values = {name: {"values": {s: spec.raw[s] for s in STAGES[name].sections}} for name in stages}
+    new.root.attrs.update({"stages": {name: {**values[name], **records[name]} for name in stages},
                            "completed": {name: STAGES[name].section_hash(spec) for name in stages}})
     new.root.require_group("ledger")
     for name in stages:

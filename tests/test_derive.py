@@ -113,3 +113,19 @@ def test_reuse_follows_the_sections_and_the_campaign_file_keeps_them(quenched, t
     assert glassdist("status", same).stdout.count("(reused)") == 1
     proc = glassdist("init", tmp_path / "x", "--from", trained, "--preset", "demo-kam", check=False)
     assert proc.returncode == 2 and "exclude each other" in proc.stderr
+
+
+def test_a_store_without_recorded_values_is_reused_by_its_hash(quenched, tmp_path):
+    """Stores written before glassdist recorded each stage's section values derive without a
+    traceback: the sections' hash decides, and NEW's record gains the values."""
+    old = tmp_path / "old"
+    shutil.copytree(quenched["kam"], old, symlinks=True)
+    store = Store(old)
+    stages = store.root.attrs["stages"]
+    store.root.attrs["stages"] = {name: {k: v for k, v in r.items() if k != "values"} for name, r in stages.items()}
+    out = glassdist("init", tmp_path / "new", "--from", old, "--set", "dataset.grid=16").stdout
+    assert "reuses the results of quench;" in out
+    assert "values" in Store(tmp_path / "new", mode="r").root.attrs["stages"]["quench"]
+    glassdist("dataset", tmp_path / "new")
+    out = glassdist("init", tmp_path / "other", "--from", old, "--set", "quench.thermo_points=30").stdout
+    assert "reuses the results of no stage" in out
