@@ -26,7 +26,7 @@ fi
 
 NODE=$(hostname -s 2>/dev/null || true)
 NODE=${NODE:-localhost}
-CPUS=$(nproc)
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS
 MEM_MB=$(free -m | awk '/^Mem:/ {print int($2 * 0.9)}')
 CONF=/etc/slurm/slurm.conf
 

@@ -36,7 +36,7 @@ from .integrate import NoseHooverNVT
 from .system import Batch, resolve_device
 
 SEGMENT = 10_000        # longest run between two chances to checkpoint / stop (steps)
-# overlap removal of a random start, as the LAMMPS path: pair_style soft (A = 20, cutoff sigma_ij)
+# overlap removal of a random start, as the LAMMPS path: pair_style soft (A = 20, cutoff 0.8 sigma_ij)
 # to force tolerance 1e-4, then eq. (1) to 1e-6, at most 1000 iterations each (FIRE here, CG there)
 SOFT_A, SOFT_FTOL, START_FTOL, START_ITERATIONS = 20.0, 1e-4, 1e-6, 1000
 

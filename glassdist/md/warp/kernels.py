@@ -25,6 +25,10 @@ from types import SimpleNamespace
 
 import warp as wp
 
+from .. import initial
+
+SOFT_RANGE = wp.constant(initial.SOFT_RANGE)  # range of the start's soft repulsion / sigma_ij
+
 # columns of the pair-parameter table (one row per species pair a*S + b)
 LJ1, LJ2, LJ3, LJ4, LJCUT, DLJCUT, RC, RC2, RBUILD2, SIGMA = range(10)
 N_PARAMS = 10
@@ -221,8 +225,8 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
                     n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype,
                     prm: wp.array2d(dtype=dtype), S: int, A: dtype, active: wp.array(dtype=wp.int32), half: int,
                     f: wp.array(dtype=vec)):
-        """LAMMPS pair_style soft, E = A (1 + cos(pi r / sigma_ij)) for r < sigma_ij: a bounded
-        repulsion that separates the overlaps of a random start."""
+        """LAMMPS pair_style soft, E = A (1 + cos(pi r / r_c)) for r < r_c = SOFT_RANGE sigma_ij:
+        a bounded repulsion that separates the overlaps of a random start."""
         p = wp.tid()
         if active[p // N] == 0:
             return
@@ -234,7 +238,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             j = nbr[base + k * sk]
             d = minimum_image(xi - x[j], L)
             rsq = wp.dot(d, d)
-            rc = prm[row + types[j], SIGMA]
+            rc = dtype(SOFT_RANGE) * prm[row + types[j], SIGMA]
             if rsq < rc * rc:
                 r = wp.sqrt(rsq)
                 arg = dtype(wp.pi) * r / rc
