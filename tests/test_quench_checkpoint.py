@@ -117,6 +117,18 @@ def test_minimisation_stops_between_block_items(spec, tmp_path):
     assert minima.shape == x.shape and np.isfinite(e0).all()
 
 
+def start_and_wait_for(argv, *paths_or_globs, **popen) -> subprocess.Popen:
+    """Start ``argv`` (stdout+stderr to a pipe) and return once one of the paths (or glob
+    results, given as (directory, pattern)) exists; fails if the process ends first."""
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **popen)
+    deadline = time.time() + 120
+    while not any(list(p[0].glob(p[1])) if isinstance(p, tuple) else p.exists() for p in paths_or_globs):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.01)
+    return proc
+
+
 def test_sigterm_ends_a_long_minimisation_inside_lammps(quenched, tmp_path):
     """A minimisation that would run for many minutes inside one LAMMPS call (no force or
     energy tolerance, 10^7 FIRE iterations) ends within seconds of a SIGTERM: the stop watcher
@@ -124,13 +136,7 @@ def test_sigterm_ends_a_long_minimisation_inside_lammps(quenched, tmp_path):
     d = tmp_path / "long"
     glassdist("init", d, "--from", quenched["kam"], "--set", "inherent.ftol=0", "--set", "inherent.etol=0",
               "--set", "inherent.max_iterations=10000000")
-    proc = subprocess.Popen([str(BIN / "glassdist"), "inherent", str(d)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    first = d / "lammps" / "inherent" / "replica-000000-T000.data"
-    deadline = time.time() + 120
-    while not first.exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-        time.sleep(0.01)
+    proc = start_and_wait_for([BIN / "glassdist", "inherent", d], d / "lammps" / "inherent" / "replica-000000-T000.data")
     time.sleep(2)  # well inside the first minimisation
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
@@ -156,13 +162,8 @@ def test_sigterm_stops_stage_mid_replica_then_rerun_equals_uninterrupted(tmp_pat
     ref = init_tiny(tmp_path / "ref", "kam", *STAGE)
     glassdist("quench", ref)
     d = init_tiny(tmp_path / "stopped", "kam", *STAGE)
-    proc = subprocess.Popen([str(BIN / "glassdist"), "quench", str(d)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
     first = d / "lammps" / "quench" / "replica-000000.ckpt.npz"
-    deadline = time.time() + 120
-    while not first.exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-        time.sleep(0.01)
+    proc = start_and_wait_for([BIN / "glassdist", "quench", d], first)
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
@@ -185,12 +186,8 @@ def test_sigterm_to_glassdist_run_reaches_the_mpi_ranks(tmp_path):
     """`glassdist run --np 2` starts the quench under mpiexec; a SIGTERM to `glassdist run` is
     passed on: the ranks checkpoint and stop, run exits 1 within 60 s and leaves no process."""
     d = init_tiny(tmp_path / "run", "kam", *STAGE)
-    proc = subprocess.Popen([str(BIN / "glassdist"), "run", str(d), "--np", "2", "--stages", "quench"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not list((d / "lammps" / "quench").glob("replica-*.ckpt.npz")):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-        time.sleep(0.01)
+    proc = start_and_wait_for([BIN / "glassdist", "run", d, "--np", "2", "--stages", "quench"],
+                              (d / "lammps" / "quench", "replica-*.ckpt.npz"), start_new_session=True)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "stopped on request" in out, out

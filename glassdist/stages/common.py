@@ -4,11 +4,15 @@ settings, exit codes."""
 from __future__ import annotations
 
 import os
+from functools import partial
+from pathlib import Path
 
 from hpc.farm import FarmResult, run_farm
 from hpc.mpi import raise_collective
 
 from ..errors import GlassdistError
+from ..spec import load
+from ..store import Store
 from . import STAGES
 
 
@@ -86,8 +90,15 @@ def quenched_todo(store, stage: str, replicas: int) -> list[int]:
     return [int(r) for r in store.ledger(stage, replicas).todo() if quenched[r]]
 
 
-def report_waiting(store, spec, stage: str, result: FarmResult) -> None:
-    """Say how many replicas still wait for their quench (a replica stage ran on the done ones)."""
+def run_replica_stage(stage: str, campaign_dir, prepare, block) -> int:
+    """Run a stage with one task per quenched replica (dataset, indicators) on the farm:
+    ``prepare(campaign_dir, spec)`` -> replicas to do, ``block(campaign_dir, spec, block)`` does
+    them; says how many replicas still wait for their quench. Returns the exit code."""
+    spec = load(campaign_dir)
+    todo = prepare(Path(campaign_dir), spec)
+    store = Store(campaign_dir)
+    result = farm(stage, todo, partial(block, str(campaign_dir), spec), store.ledger(stage), spec)
     waiting = spec.quench.replicas - int(store.ledger(stage).done_mask().sum())
     if waiting and not result.failed:
         print(f"{stage}: {waiting} replica(s) wait for their quench; rerun after `glassdist quench`")
+    return exit_code(result, stage)

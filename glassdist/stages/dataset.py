@@ -11,16 +11,15 @@ ledger ``dataset``.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ..constants import CLASSES, SPLITS
-from ..spec import Spec, load
+from ..spec import Spec
 from ..store import Store
 from ..structure.grid import gridize
-from .common import exit_code, farm, quenched_todo, report_waiting
+from .common import quenched_todo, run_replica_stage
 
 NAME = "dataset"
 
@@ -55,9 +54,4 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 
 def run(campaign_dir, args=None) -> int:
-    spec = load(campaign_dir)
-    todo = prepare(Path(campaign_dir), spec)
-    store = Store(campaign_dir)
-    result = farm(NAME, todo, partial(image_block, str(campaign_dir), spec), store.ledger(NAME), spec)
-    report_waiting(store, spec, NAME, result)
-    return exit_code(result, NAME)
+    return run_replica_stage(NAME, campaign_dir, prepare, image_block)

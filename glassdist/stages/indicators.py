@@ -13,18 +13,17 @@ ledger ``indicators``.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from .. import indicators as registry
 from ..constants import bin_centres
-from ..spec import Spec, load
+from ..spec import Spec
 from ..store import Store
 from ..structure.rdf import partial_rdf
 from ..structure.voronoi import voronoi
-from .common import exit_code, farm, quenched_todo, report_waiting
+from .common import quenched_todo, run_replica_stage
 
 NAME = "indicators"
 
@@ -71,9 +70,4 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 
 def run(campaign_dir, args=None) -> int:
-    spec = load(campaign_dir)
-    todo = prepare(Path(campaign_dir), spec)
-    store = Store(campaign_dir)
-    result = farm(NAME, todo, partial(indicator_block, str(campaign_dir), spec), store.ledger(NAME), spec)
-    report_waiting(store, spec, NAME, result)
-    return exit_code(result, NAME)
+    return run_replica_stage(NAME, campaign_dir, prepare, indicator_block)
