@@ -115,7 +115,7 @@ def child(dim: int, n: int, step: str, work: Path) -> dict:
         action = lambda: tong_tanaka(x, types, L, spec.contact_sigma, cells=cells)  # noqa: E731
     if step == "coarse":
         fields = rng.normal(size=(n, 3))
-        action = lambda: coarse_grain(x, fields, L, 8.0 if dim == 2 else 4.0)  # noqa: E731
+        action = lambda: coarse_grain(x, fields, L, 8.0)  # noqa: E731  (the paper's xi, 2D and 3D)
     if step == "crd":
         traj = x + rng.normal(0, 0.3, (30, 1, n, dim))
         action = lambda: cage_relative_displacement(x, traj, voronoi_cage(x, L))  # noqa: E731
