@@ -27,10 +27,7 @@ SCALE = {"N": 2000, "replicas": 5000, "split": [4000, 400, 600], "samples": 100,
 #: Table II: test accuracy per class
 TABLE_II = {"KAM": {"glass": 1.00, "liquid": 0.998}, "ABM": {"glass": 1.00, "liquid": 1.00}}
 
-#: What reproduced the paper's Table S2 signs of Grad-CAM in our validation study (docs/validation.md):
-#: the paper's T_L and at least this many training replicas (KAM, N = 500, grid 0.64 sigma per pixel).
-#: A system absent here was not validated at less than the paper's training set.
-GRADCAM_VALIDATED = {"KAM": {"T_liquid": 0.8, "min_train": 250}}
+#: Sec. II: the liquid class's temperature
 PAPER_T_LIQUID = {"KAM": 0.8, "ABM": 2.0}
 
 #: Sec. IV C, supp. II C: empirical glass transition point
