@@ -63,6 +63,8 @@ def require_styles(spec: Spec) -> None:
         lmp.close()
 
 
+# spatial sort every 1000 steps (LAMMPS's default, kept explicit): unsorted atoms make a step
+# 2.5x dearer per atom at N = 10^5 once the neighbour lists leave the cache
 ATOM_MODIFY = "atom_modify map array sort 1000 0.0"
 
 
@@ -75,8 +77,6 @@ def box_commands(spec: Spec) -> list[str]:
         f"dimension {dim}",
         "boundary p p p",
         "atom_style atomic",
-        # spatial sort every 1000 steps (LAMMPS's default, kept explicit): unsorted atoms make a
-        # step 2.5x dearer per atom at N = 10^5 once the neighbour lists leave the cache
         ATOM_MODIFY,
         f"region box block 0 {num(L)} 0 {num(L)} {num(zlo)} {num(zhi)}",
         f"create_box {spec.n_species} box",
@@ -250,9 +250,7 @@ def write_data_file(path: str | Path, spec: Spec, positions: np.ndarray, types: 
 def read_data_commands(spec: Spec, path: str | Path) -> list[str]:
     """Units, dimension and `read_data` of a file from :func:`write_data_file`."""
     return ["units lj", f"dimension {spec.dim}", "boundary p p p", "atom_style atomic",
-            # spatial sort every 1000 steps (LAMMPS's default, kept explicit): unsorted atoms make a
-        # step 2.5x dearer per atom at N = 10^5 once the neighbour lists leave the cache
-        ATOM_MODIFY, f"read_data {Path(path).resolve()}"]
+            ATOM_MODIFY, f"read_data {Path(path).resolve()}"]
 
 
 def read_restart_commands(spec: Spec, path: str | Path) -> list[str]:
