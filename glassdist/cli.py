@@ -123,9 +123,9 @@ def cmd_run(args) -> int:
 
 def stage_complete(campaign_dir, name: str, spec) -> bool:
     """True when `run` finished stage `name` before (exit 0) with the same campaign sections and
-    every task of its ledgers is still done: `run` then skips it without starting it (an MPI
-    stage would pay an mpiexec start and its imports, some seconds, only to find nothing to do).
-    The ledgers stay the only proof of done work."""
+    the store still says it is done (Store.stage_state; a stage with nothing to do has no
+    ledger): `run` then skips it without starting it (an MPI stage would pay an mpiexec start
+    and its imports, some seconds, only to find nothing to do)."""
     from .store import Store
 
     if not (Path(campaign_dir) / "store.zarr").exists():
@@ -133,7 +133,7 @@ def stage_complete(campaign_dir, name: str, spec) -> bool:
     store = Store(campaign_dir, mode="r")
     if store.root.attrs.get("completed", {}).get(name) != STAGES[name].section_hash(spec):
         return False
-    return all(store.ledger(n).done_mask().all() for n in STAGES[name].ledgers if store.stage_started(n))
+    return store.stage_state(name, spec).name in ("done", "not started")
 
 
 def mark_complete(campaign_dir, name: str, spec) -> None:
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--model", metavar="OTHER_DIR/train/model.pt",
                            help="explain this campaign's test configurations with the model trained in another "
                                 "campaign of the same mixture and image resolution (refused otherwise)")
+            s.add_argument("--discard", action="store_true",
+                           help="drop the stored Grad-CAM (e.g. one made with --model) so that the next "
+                                "`gradcam` or `run` recomputes it")
         if stage.kind == "torch":
             s.add_argument("--nproc", type=int, default=1,
                            help="data-parallel processes on this host (one per GPU; gloo on CPU); "

@@ -17,7 +17,6 @@ are OLD's). See docs/store.md.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -29,13 +28,8 @@ from .store import Store
 
 
 def fingerprint(store: Store, stage: str) -> str:
-    """Hash of a stage's results in a store: its section hash and every task's state and attempts."""
-    h = hashlib.sha256(store.root.attrs.get("stages", {}).get(stage, {}).get("hash", "").encode())
-    for name in STAGES[stage].ledgers:
-        ledger = store.ledger(name)
-        h.update(ledger.states().tobytes())
-        h.update(ledger.attempts[:].tobytes())
-    return h.hexdigest()[:16]
+    """Hash of a stage's results in a store (Store.fingerprint)."""
+    return store.fingerprint(stage)
 
 
 def reusable(old: Store, new_spec) -> list[str]:
@@ -46,7 +40,7 @@ def reusable(old: Store, new_spec) -> list[str]:
     out: list[str] = []
     for name in PIPELINE:
         stage, record = STAGES[name], records.get(name)
-        if not (same_seed and record and old.stage_done(name) and all(n in out for n in stage.needs)):
+        if not (same_seed and record and old.stage_state(name).name == "done" and all(n in out for n in stage.needs)):
             continue
         if _same_inputs(stage, record, new_spec):
             out.append(name)

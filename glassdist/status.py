@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .errors import UsageError
+from .spec import load
 from .stages import PIPELINE, stage_of_ledger
 from .store import Store
 from .submit import job_column
@@ -38,28 +40,60 @@ def print_verify(campaign_dir) -> int:
 
 
 def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) -> int:
+    """The stage table: task counts and each stage's state (Store.stage_state against the
+    campaign file as it is now: a stage whose campaign sections changed shows as stale)."""
+    if not Path(campaign_dir).is_dir():
+        raise UsageError(f"{campaign_dir} is not a directory: give a campaign directory (`glassdist init "
+                         f"{campaign_dir} --preset demo-kam` makes one)")
+    spec = load(campaign_dir)  # validated like `run`: a broken campaign file is exit 2
     code = print_verify(campaign_dir) if verify else 0
     counts = stage_counts(campaign_dir)
+    store = Store(campaign_dir, mode="r") if counts else None
     jobs = job_column(campaign_dir)  # SLURM job of each stage, when submitted
-    reused = set(Store(campaign_dir, mode="r").reused_stages()) if counts else set()
-    print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}" + ("  slurm job" if jobs else ""))
+    reused = set(store.reused_stages()) if store else set()
+    print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}  {'state':<12}" + ("  slurm job" if jobs else ""))
+    stale = []
     for name in PIPELINE:
         c = counts.get(name)
+        state = store.stage_state(name, spec).name if store else "not started"
         if c is None:
-            line = f"{name:<12} {'-':>8} {'-':>8} {'not started':>8}"
+            line = f"{name:<12} {'-':>8} {'-':>8} {'-':>8}  {state:<12}"
         else:
-            line = f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}"
+            line = f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}  {state:<12}"
+        stale += [name] if state == "stale" else []
         print(line + (f"  {jobs.get(name, '-')}" if jobs else "") + ("  (reused)" if name in reused else ""))
+    if store is None:
+        return code
+    for name in stale:
+        print(f"stale: {name}: {store.stage_state(name, spec).reason}")
+    if any(store.stage_state(name, spec).reason.startswith("campaign.toml changed") for name in stale):
+        print(f"  `glassdist run {campaign_dir}` refuses those: restore the old values (`glassdist status "
+              f"{campaign_dir} --spec` prints them) or derive a new campaign (`glassdist init NEWDIR --from "
+              f"{campaign_dir} --set ...`)")
+    for line in stage_notes(store):
+        print(line)
     if reused:
-        store = Store(campaign_dir, mode="r")
         print(f"reused: the results of {', '.join(sorted(reused, key=PIPELINE.index))} are read from "
               f"{store.upstream_dir()} (`glassdist detach {campaign_dir}` copies them in)")
-    if counts:
-        store = Store(campaign_dir, mode="r")
-        for name, ledger in store.ledgers().items():
-            for task, attempts, error in ledger.failures()[:10]:
-                last = error.strip().splitlines()[0] if error.strip() else "?"
-                print(f"  {name} task {task} failed ({attempts} attempts): {last}")
-        if show_spec:
-            print(json.dumps(store.root.attrs["spec"], indent=1))
+    for name, ledger in store.ledgers().items():
+        for task, attempts, error in ledger.failures()[:10]:
+            last = error.strip().splitlines()[0] if error.strip() else "?"
+            print(f"  {name} task {task} failed ({attempts} attempts): {last}")
+    if show_spec:
+        print(json.dumps(store.root.attrs["spec"], indent=1))
     return code
+
+
+def stage_notes(store: Store) -> list[str]:
+    """One line per stored result a user should know about: the T* fit (or why it failed) and
+    the model the Grad-CAM explains."""
+    from .stages.inherent import stored_fit
+
+    fit = stored_fit(store)
+    lines = [f"inherent: {fit.summary(store.dir)}"] if fit else []
+    model = store.root["gradcam"].attrs.get("model") if "gradcam" in store.root else None
+    if model:
+        whose = "this campaign's own model" if model["own"] else "the model of another campaign (--model)"
+        lines.append(f"gradcam: explains {whose} {model['path']} (sha256 {model['sha256'][:12]})"
+                     + ("" if model["own"] else f"; `glassdist gradcam {store.dir} --discard` drops it"))
+    return lines

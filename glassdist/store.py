@@ -8,15 +8,17 @@ then tasks write only their own chunks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
 
-from hpc.ledger import Ledger
+from hpc.ledger import DONE, FAILED, PENDING, Ledger
 
 from . import __version__, integrity
 from .errors import StaleResultsError, UsageError
@@ -33,6 +35,18 @@ def software_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             versions[dist] = "absent"
     return versions
+
+
+@dataclass(frozen=True)
+class StageState:
+    """A stage's state in a store (Store.stage_state): ``name`` one of STATE_NAMES, ``reason``
+    one line saying why (empty when done)."""
+
+    name: str
+    reason: str = ""
+
+
+STATE_NAMES = ("not started", "incomplete", "failed", "stale", "done")
 
 
 class Store:
@@ -83,8 +97,12 @@ class Store:
                 f"(`glassdist status {self.dir} --spec` prints them) or start a new campaign from this one "
                 f"with `glassdist init NEWDIR --from {self.dir} --set ...` (it reuses every result your "
                 f"change leaves valid).")
+        if old and self.stage_state(stage).name == "stale":  # what it read changed: redo it whole
+            print(f"{stage}: {self.stage_state(stage).reason}; its results are recomputed", flush=True)
+            for name in (n for n in STAGES[stage].ledgers if self.stage_started(n)):
+                self.ledger(name).reopen_all()
         stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions(),
-                         "values": {s: spec.raw[s] for s in sections}}
+                         "values": {s: spec.raw[s] for s in sections}, "inputs": self.input_fingerprints(stage)}
         self.root.attrs.update({"stages": stages, "spec": spec.raw, "spec_hash": spec.hash})
 
     def _has_results(self, stage: str) -> bool:
@@ -141,22 +159,75 @@ class Store:
         names = STAGES[stage].ledgers if stage in STAGES else (stage,)
         return all(self.stage_started(n) and bool(self.ledger(n).done_mask().all()) for n in names)
 
-    def require_needs(self, stage: str, complete: tuple[str, ...] = ()) -> None:
-        """Refuse (UsageError naming the command) when a stage that ``stage`` reads has not run
-        yet, or when one of ``complete`` is not done in full. Done tasks of those stages whose
-        chunk files are gone are marked pending first (glassdist.integrity.check_needs)."""
+    def fingerprint(self, stage: str) -> str:
+        """Hash of a stage's results: its section hash and every task's state and attempts (under
+        the campaign seed, what determines the data)."""
         from .stages import STAGES
 
-        needs = STAGES[stage].needs
+        h = hashlib.sha256(self.root.attrs.get("stages", {}).get(stage, {}).get("hash", "").encode())
+        for name in STAGES[stage].ledgers:
+            ledger = self.ledger(name)
+            h.update(ledger.states().tobytes())
+            h.update(ledger.attempts[:].tobytes())
+        return h.hexdigest()[:16]
+
+    def input_fingerprints(self, stage: str) -> dict[str, str]:
+        """{need: fingerprint} of the started stages that ``stage`` reads."""
+        from .stages import STAGES
+
+        return {n: self.fingerprint(n) for n in STAGES[stage].needs if self.stage_started(n)}
+
+    def stage_state(self, stage: str, spec: Spec | None = None) -> StageState:
+        """The one answer to "is this stage done?" (cli `run`, `status`, derive, every stage's
+        input check): ``not started`` (no ledger), ``stale`` (computed with other values of its
+        campaign sections than ``spec``'s, or the results it read changed since it ran),
+        ``failed`` (a task failed after all attempts), ``incomplete`` (tasks pending), ``done``.
+        A stage a derived campaign reuses is done (glassdist.derive.check guards it)."""
+        from .stages import STAGES
+
+        if stage in self.reused_stages():
+            return StageState("done", f"reused from {self.upstream_dir()}")
+        ledgers = [self.ledger(n) for n in STAGES[stage].ledgers if self.stage_started(n)]
+        if not ledgers:
+            return StageState("not started")
+        record = self.root.attrs.get("stages", {}).get(stage, {})
+        if spec is not None and record and record["hash"] != STAGES[stage].section_hash(spec) \
+                and self._has_results(stage):
+            before = record.get("values", {})
+            changed = [s for s in STAGES[stage].sections if before.get(s) != spec.raw[s]] or ["campaign.seed"]
+            return StageState("stale", f"campaign.toml changed [{', '.join(changed)}] since it ran")
+        inputs, now = record.get("inputs"), self.input_fingerprints(stage)
+        if inputs is not None and inputs != now:
+            changed = sorted(set(inputs) ^ set(now) | {n for n in inputs if now.get(n, inputs[n]) != inputs[n]})
+            return StageState("stale", f"the results of {', '.join(changed)} changed since it ran")
+        states = np.concatenate([ledger.states() for ledger in ledgers])
+        if len(ledgers) < len(STAGES[stage].ledgers) or (states == PENDING).any():
+            return StageState("failed" if (states == FAILED).any() else "incomplete",
+                              f"{int((states == DONE).sum())} of {states.size} tasks done")
+        if (states == FAILED).any():
+            return StageState("failed", f"{int((states == FAILED).sum())} task(s) failed after all attempts")
+        return StageState("done")
+
+    def require_needs(self, stage: str, complete: tuple[str, ...] | None = None, spec: Spec | None = None) -> None:
+        """Refuse (UsageError naming the stage to finish) when a stage that ``stage`` reads (those
+        of ``complete``; default: all its needs) is not done (:meth:`stage_state`). Done tasks of
+        those stages whose chunk files are gone are marked pending first
+        (glassdist.integrity.check_needs)."""
+        from .stages import STAGES
+
+        needs = STAGES[stage].needs if complete is None else complete
         for need in needs:
             if self.stage_started(need):
                 continue
             raise UsageError(f"stage '{stage}' reads the results of '{need}', which has not run in "
                              f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
         integrity.check_needs(self, stage)
-        for need in (n for n in needs if n in complete and not self.stage_done(n)):
-            raise UsageError(f"stage '{stage}' reads the results of '{need}', which is not complete in "
-                             f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
+        for need in needs:
+            state = self.stage_state(need, spec)
+            if state.name != "done":
+                raise UsageError(f"stage '{stage}' reads the results of '{need}', which is {state.name} in "
+                                 f"{self.dir} ({state.reason}): finish it first with `glassdist {need} "
+                                 f"{self.dir}` (or `glassdist run {self.dir}`)")
 
     def ledgers(self) -> dict[str, Ledger]:
         if "ledger" not in self.root:

@@ -70,6 +70,11 @@ class Ledger:
         self.state[task] = PENDING  # first: a kill between the two writes leaves a valid pending task
         self.attempts[task] = max(int(self.attempts[task]) - 1, 0)
 
+    def reopen_all(self) -> None:
+        """Mark every task pending, keeping its attempt count: the redo is a new attempt (its own
+        seed), so whoever fingerprints the ledger (states and attempts) sees the results changed."""
+        self.state[:] = PENDING
+
     def mark_failed(self, task: int, attempts: int, error: str) -> None:
         self.attempts[task] = attempts
         self.error[task] = error[-2000:]

@@ -78,6 +78,9 @@ def load_transferred(model_file: str | Path, target_spec: Spec) -> GlassCNN:
     if not model_file.is_file():
         raise UsageError(f"model file {model_file} does not exist: give OTHER_DIR/train/model.pt of a "
                          "campaign whose train stage is done")
+    if not (model_file.parent.parent / "campaign.toml").is_file():
+        raise UsageError(f"--model {model_file}: not the train/model.pt of a campaign ({model_file.parent.parent} "
+                         "has no campaign.toml, which says how the model was built); give OTHER_DIR/train/model.pt")
     model_spec = load(model_file.parent.parent)
     check_transfer(model_spec, target_spec)
     model = build_model(model_spec)

@@ -12,6 +12,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..learn.plots import history_figure  # noqa: E402
 from . import paper_values as pv  # noqa: E402
+from ..stages.inherent import stored_fit  # noqa: E402
 from .context import Context, Missing, ensembles_missing  # noqa: E402
 
 CMAP = "coolwarm"  # paper: red mobile / blue immobile
@@ -301,7 +302,8 @@ def fig_energy(ctx: Context, path) -> str:
     T, E = ctx.need("quench", "quench/thermo_T", "quench/thermo_pe")
     T_in, E0 = ctx.need("inherent", "inherent/temperatures", "inherent/E0_mean")
     attrs = ctx.store.root["inherent"].attrs
-    t_star = attrs["t_star"]
+    fit = stored_fit(ctx.store)
+    t_star = fit.t_star
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
     for r in range(min(5, len(T))):
         a.plot(T[r], E[r], lw=0.8)
@@ -316,7 +318,8 @@ def fig_energy(ctx: Context, path) -> str:
     grid = np.linspace(0, max(attrs["mid_temperatures"] + [t_star]) * 1.1, 50)
     for line, label in ((attrs["low_line"], "low-T fit"), (attrs["mid_line"], "mid-T fit")):
         c.plot(grid, np.polyval(line, grid), ":", label=label)
-    c.axvline(t_star, color="k", lw=0.8, label=f"T* = {t_star:.3g}")
+    if fit.ok:
+        c.axvline(t_star, color="k", lw=0.8, label=f"T* = {t_star:.3g}")
     paper = ctx.paper(pv.T_STAR)
     if paper:
         c.axvline(paper, color="r", ls="--", lw=0.8, label=f"paper T* ≈ {paper:g}")
@@ -326,6 +329,8 @@ def fig_energy(ctx: Context, path) -> str:
     c.legend(fontsize=7)
     fig.suptitle("Fig. S9: potential energy along the cooling")
     _save(fig, ctx, path)
+    if not fit.ok:
+        return f"The T* fit FAILED: {fit.reason}; no T* is given (the lines drawn are the failed fit)."
     return (f"T* = {t_star:.3g} (paper {paper:g} at cooling rate 8.33e-5)." if paper else f"T* = {t_star:.3g}.")
 
 

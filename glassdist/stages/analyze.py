@@ -99,7 +99,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     """Check the spec, create the arrays and the ledger; return (tasks to do now, tasks that
     wait for an upstream stage)."""
     store = Store(campaign_dir)
-    store.require_needs(NAME)
+    store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     for name, shape in array_shapes(spec).items():
         dtype = "bool" if name == "dynamics/reached" else "float64"

@@ -44,7 +44,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Check the spec against stored results, create the arrays; return replicas to do
     (quench done, dataset not done)."""
     store = Store(campaign_dir)
-    store.require_needs(NAME)
+    store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     R, image = spec.quench.replicas, (spec.dataset.grid,) * spec.dim
     store.require_array(f"{NAME}/images", (R, 2, *image), (1, 2, *image), "float32")

@@ -52,18 +52,16 @@ def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None) -> l
     done, gradcam not). With ``model_file`` (another campaign's model) this campaign's own
     training is not needed."""
     store = Store(campaign_dir)
-    if model_file:
-        store.require_needs("train")  # the images, which are what the train stage itself reads
-    else:
-        store.require_needs(NAME, complete=("train",))
+    store.require_needs(NAME, complete=("dataset",) if model_file else None, spec=spec)
     store.check_stage(NAME, spec)
     record = model_record(campaign_dir, model_file)
     old = store.root[NAME].attrs.get("model") if NAME in store.root else None
     if old and old["sha256"] != record["sha256"] and store.stage_started(NAME) and \
             store.ledger(NAME).done_mask().any():
         raise UsageError(f"the {NAME} results in {campaign_dir} explain the model {old['path']}, not "
-                         f"{record['path']}: derive a new campaign for the other model (`glassdist init NEWDIR "
-                         f"--from {campaign_dir}`, then `glassdist {NAME} NEWDIR --model ...`)")
+                         f"{record['path']}: drop them with `glassdist {NAME} {campaign_dir} --discard`, or keep "
+                         f"them and derive a new campaign for the other model (`glassdist init NEWDIR --from "
+                         f"{campaign_dir}`, then `glassdist {NAME} NEWDIR --model ...`)")
     test = spec.replicas_of("test")
     T, N, image = len(test), spec.system.n_particles, (spec.dataset.grid,) * spec.dim
     store.require_array(f"{NAME}/gamma", (T, 2, N), (1, 2, N), "float64")
@@ -90,16 +88,36 @@ def explain(model, images: np.ndarray, positions: np.ndarray, types: np.ndarray,
     return maps, gamma, p_glass.numpy().reshape(b, 2)
 
 
+def discard(campaign_dir: Path) -> int:
+    """`glassdist gradcam DIR --discard`: every Grad-CAM task pending again and the model record
+    dropped, so the next `gradcam` (or `run`) explains the test set anew, with this campaign's
+    model unless --model names another. The redo is a new attempt: analyze and report, which
+    read these results, see them changed (Store.stage_state) and are recomputed."""
+    store = Store(campaign_dir)
+    if not store.stage_started(NAME):
+        raise UsageError(f"{campaign_dir} has no {NAME} results: nothing to discard")
+    record = store.root[NAME].attrs.get("model", {})
+    store.ledger(NAME).reopen_all()
+    store.root[NAME].attrs.pop("model", None)
+    print(f"{NAME}: discarded the Grad-CAM of the model {record.get('path', '?')}; `glassdist {NAME} {campaign_dir}` "
+          f"(or `glassdist run {campaign_dir}`) recomputes it")
+    return 0
+
+
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
     model_file = getattr(args, "model", None)
+    if getattr(args, "discard", False):
+        if model_file:
+            raise UsageError("--discard and --model exclude each other: discard first, then run "
+                             f"`glassdist {NAME} {campaign_dir} --model ...`")
+        return discard(campaign_dir)
+    model = load_transferred(model_file, spec) if model_file else None  # refuses (exit 2) before anything is written
     todo = prepare(campaign_dir, spec, model_file)
     store = Store(campaign_dir)
     ledger, group, types = store.ledger(NAME), store.root[NAME], store.types()
-    if model_file:
-        model = load_transferred(model_file, spec)  # refuses (exit 2) a model of another mixture or resolution
-    else:
+    if model is None:
         model = build_model(spec)
         model.load_state_dict(torch.load(model_path(campaign_dir), map_location="cpu", weights_only=True))
     test = spec.replicas_of("test")

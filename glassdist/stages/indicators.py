@@ -57,7 +57,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Check the spec against stored results, create the arrays; return replicas to do
     (quench done, indicators not done)."""
     store = Store(campaign_dir)
-    store.require_needs(NAME)
+    store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     R, N, S, bins = spec.quench.replicas, spec.system.n_particles, spec.n_species, spec.indicators.rdf_bins
     names = [ind.name for ind in registry.structural(spec)]

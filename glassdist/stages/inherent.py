@@ -7,11 +7,13 @@ Writes ``inherent/E0`` (k, n_T) [energy per particle], ``inherent/positions``
 (k, n_T, N, dim) [the inherent structures], ``inherent/temperatures`` (n_T,); when every
 snapshot is done, ``inherent/E0_mean`` (n_T,) [mean over replicas], ``inherent/fit_residuals``
 (n_T,) [NaN outside both regimes] and the fit (T*, both lines, regimes) in the attributes of
-group ``inherent``. The engine's inputs go to ``DIR/lammps/inherent/``.
+group ``inherent``, with ``fit_ok`` and ``fit_reason`` (a fit without a kink is stored as
+failed; read it through :func:`stored_fit`). The engine's inputs go to ``DIR/lammps/inherent/``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     get_engine(spec).check(spec)
     k, nT = snapshot_shape(spec)
     store = Store(campaign_dir)
-    store.require_needs(NAME)
+    store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     N, dim = spec.system.n_particles, spec.dim
     store.require_array(f"{NAME}/E0", (k, nT), (1, 1), "float64")
@@ -46,8 +48,41 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     return [int(t) for t in store.ledger(NAME, k * nT).todo() if quenched[t // nT]]
 
 
+@dataclass(frozen=True)
+class StoredFit:
+    """The stored T* fit (:func:`stored_fit`). ``ok`` False: the two lines make no kink
+    (``reason``, with the slopes) and ``t_star`` is no glass transition point: do not use it."""
+
+    t_star: float
+    ok: bool
+    reason: str
+    low_line: tuple[float, float]
+    mid_line: tuple[float, float]
+
+    def summary(self, campaign_dir="DIR") -> str:
+        """One line: T* and both lines, or why the fit failed and what to do."""
+        lines = (f"low-T line E0 = {self.low_line[0]:.4g} T {self.low_line[1]:+.6g}, "
+                 f"mid-T line E0 = {self.mid_line[0]:.4g} T {self.mid_line[1]:+.6g}")
+        if self.ok:
+            return f"T* = {self.t_star:.4g} ({lines})"
+        return (f"the T* fit FAILED: {self.reason}; no T* ({lines}). Choose the regimes by hand from Fig. S9: "
+                f"`glassdist init NEWDIR --from {campaign_dir} --set inherent.fit_low_T_max=... "
+                f"--set inherent.fit_mid_T=[...]`")
+
+
+def stored_fit(store: Store) -> StoredFit | None:
+    """The T* fit stored by this stage, or None before it ran. Every reader of T* goes through
+    here and checks ``ok``. A fit stored before glassdist recorded ``fit_ok`` counts as ok."""
+    attrs = store.root[NAME].attrs if NAME in store.root else {}
+    if "t_star" not in attrs:
+        return None
+    return StoredFit(float(attrs["t_star"]), bool(attrs.get("fit_ok", True)), str(attrs.get("fit_reason", "")),
+                     tuple(attrs["low_line"]), tuple(attrs["mid_line"]))
+
+
 def fit(store: Store, spec: Spec) -> None:
-    """The T* fit of the replica-mean E0(T), stored with its residuals (all snapshots done)."""
+    """The T* fit of the replica-mean E0(T), stored with its residuals and whether it makes a
+    kink (all snapshots done)."""
     inh, T = spec.inherent, np.asarray(spec.quench.snapshot_temperatures)
     E0 = store.root[f"{NAME}/E0"][:].mean(axis=0)
     try:
@@ -59,9 +94,9 @@ def fit(store: Store, spec: Spec) -> None:
     store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
     store.root[NAME].attrs.update({
         "t_star": result.t_star, "low_line": list(result.low), "mid_line": list(result.mid),
-        "low_temperatures": T[result.low_mask].tolist(), "mid_temperatures": T[result.mid_mask].tolist()})
-    print(f"{NAME}: T* = {result.t_star:.4g} (low-T line E0 = {result.low[0]:.4g} T + {result.low[1]:.6g}, "
-          f"mid-T line E0 = {result.mid[0]:.4g} T + {result.mid[1]:.6g})")
+        "low_temperatures": T[result.low_mask].tolist(), "mid_temperatures": T[result.mid_mask].tolist(),
+        "fit_ok": result.ok, "fit_reason": result.reason})
+    print(f"{NAME}: {stored_fit(store).summary(store.dir)}")
 
 
 def run(campaign_dir, args=None) -> int:

@@ -4,8 +4,9 @@ One process, or data-parallel: ``glassdist train DIR --nproc P`` on one node (P 
 file rendezvous, loopback only: hpc.ddp.spawn), or under ``torchrun`` on several nodes
 (``torchrun --nnodes N --nproc_per_node P ... -m glassdist train DIR``); one process per
 GPU, gloo on CPU. Every epoch rank 0 rewrites the checkpoint
-``DIR/train/checkpoint-<hash>.pt`` (the hash of the sections the training depends on, so
-a changed campaign never resumes a stale run); a killed or SIGTERMed run resumes there.
+``DIR/train/checkpoint-<hash>-<inputs>.pt`` (hashes of the sections the training depends on
+and of the images it read: a changed campaign or changed images never resume a stale run);
+a killed or SIGTERMed run resumes there.
 Results: ``DIR/train/model.pt`` (state_dict, read with weights_only=True),
 ``DIR/train/history.png``, and in the store ``train/history/*`` (epochs,),
 ``train/test_accuracy`` (2,) [liquid, glass] (Table II) and the model card in the
@@ -14,6 +15,8 @@ attributes of group ``train``; ledger ``train`` (one task).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -46,13 +49,18 @@ def model_path(campaign_dir) -> Path:
     return Path(campaign_dir) / NAME / "model.pt"
 
 
+def checkpoint_path(campaign_dir: Path, spec: Spec, store: Store) -> Path:
+    """The training checkpoint of these campaign sections and these input results (a retraining
+    on changed images never resumes the old run)."""
+    inputs = hashlib.sha256(json.dumps(store.input_fingerprints(NAME), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(campaign_dir) / NAME / f"checkpoint-{STAGES[NAME].section_hash(spec)}-{inputs}.pt"
+
+
 def prepare(campaign_dir: Path, spec: Spec) -> bool:
     """Rank 0: check the spec, create the group and ledger; True when training is to do."""
     store = Store(campaign_dir)
-    store.require_needs(NAME)
+    store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    if not store.ledger("dataset").done_mask().any():
-        raise UsageError(f"no images yet: run `glassdist dataset {campaign_dir}` first")
     store.root.require_group(NAME)
     (Path(campaign_dir) / NAME).mkdir(exist_ok=True)
     return not store.ledger(NAME, 1).done_mask()[0]
@@ -127,7 +135,7 @@ def train_stage(campaign_dir) -> int:
         train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
         config = TrainConfig.from_spec(spec)
         model = build_model(spec)
-        checkpoint = Path(campaign_dir) / NAME / f"checkpoint-{STAGES[NAME].section_hash(spec)}.pt"
+        checkpoint = checkpoint_path(campaign_dir, spec, store)
 
         def report(epoch, history):
             print(f"{NAME}: epoch {epoch + 1}/{config.epochs} " + " ".join(

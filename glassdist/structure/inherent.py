@@ -40,7 +40,8 @@ class TStarFit:
     """T* = crossing of the low-T line E0 = low[0] T + low[1] and the mid-T line ``mid``.
 
     low_mask, mid_mask: (n,) points of each regime; residuals: (n,) E0 - line of the point's
-    regime (NaN for points in neither).
+    regime (NaN for points in neither). ``ok`` False: the lines make no kink (``reason`` says
+    why, with the slopes), and T* is not a glass transition point: nothing may use it.
     """
 
     t_star: float
@@ -49,6 +50,8 @@ class TStarFit:
     low_mask: np.ndarray
     mid_mask: np.ndarray
     residuals: np.ndarray
+    ok: bool = True
+    reason: str = ""
 
 
 def _line(T, E):
@@ -56,10 +59,26 @@ def _line(T, E):
     return (float(coef[0]), float(coef[1])), float(res[0]) if len(res) else 0.0
 
 
+def kink_problem(T_low: np.ndarray, T_mid: np.ndarray, low: tuple, mid: tuple) -> str:
+    """Why the lines ``low`` and ``mid`` (slope, intercept) fitted to the temperatures ``T_low``
+    and ``T_mid`` make no kink ("" when they do): the mid-T line must rise with T, be steeper
+    than the low-T line, and cross it between the last low-T and the first mid-T point."""
+    slopes = f"low-T slope {low[0]:.4g}, mid-T slope {mid[0]:.4g}"
+    if mid[0] <= 0:
+        return f"E0 does not rise with T in the mid-T regime ({slopes})"
+    if mid[0] <= low[0]:
+        return f"the mid-T line is not steeper than the low-T line ({slopes})"
+    crossing = (mid[1] - low[1]) / (low[0] - mid[0])
+    if not T_low.max() <= crossing <= T_mid.min():
+        return (f"the lines cross at T = {crossing:.4g}, outside [{T_low.max():g}, {T_mid.min():g}] between "
+                f"the low-T and the mid-T points ({slopes})")
+    return ""
+
+
 def _best_split(T, E, upper):
     """low/mid masks by segmented least squares over the points with T <= upper, among the
-    splits that describe a kink: the mid line is steeper than the low line and the two cross
-    between the last low and the first mid temperature (least residual overall if none does)."""
+    splits that describe a kink (:func:`kink_problem`); least residual overall if none does
+    (the fit then reports the failure)."""
     order = np.argsort(T)
     usable = order[T[order] <= upper]
     if len(usable) < 2 * MIN_POINTS:
@@ -70,9 +89,7 @@ def _best_split(T, E, upper):
     for k in range(MIN_POINTS, len(usable) - MIN_POINTS + 1):
         low, mid = usable[:k], usable[k:]
         (a, sse_low), (b, sse_mid) = _line(T[low], E[low]), _line(T[mid], E[mid])
-        crossing = (b[1] - a[1]) / (a[0] - b[0]) if not np.isclose(a[0], b[0]) else np.nan
-        kink = b[0] > a[0] and T[low[-1]] <= crossing <= T[mid[0]]
-        candidates.append((not kink, sse_low + sse_mid, k))
+        candidates.append((bool(kink_problem(T[low], T[mid], a, b)), sse_low + sse_mid, k))
     _, _, k = min(candidates)
     low_mask, mid_mask = np.zeros(len(T), bool), np.zeros(len(T), bool)
     low_mask[usable[:k]], mid_mask[usable[k:]] = True, True
@@ -82,7 +99,8 @@ def _best_split(T, E, upper):
 def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple | list = (),
                upper: float | None = None) -> TStarFit:
     """Two-line fit of E0(T) (both (n,)); ``low_max`` = 0 and empty ``mid`` mean automatic
-    (module docstring); ``upper`` (default: max T) bounds the automatic mid regime."""
+    (module docstring); ``upper`` (default: max T) bounds the automatic mid regime. A fit
+    without a kink comes back with ``ok`` False and the reason."""
     T, E0 = np.asarray(T, dtype=float), np.asarray(E0, dtype=float)
     upper = float(T.max()) if upper is None else upper
     if low_max and len(mid):
@@ -106,4 +124,5 @@ def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple |
     residuals = np.full(len(T), np.nan)
     residuals[low_mask] = E0[low_mask] - np.polyval(low, T[low_mask])
     residuals[mid_mask] = E0[mid_mask] - np.polyval(mid_line, T[mid_mask])
-    return TStarFit(float(t_star), low, mid_line, low_mask, mid_mask, residuals)
+    reason = kink_problem(T[low_mask], T[mid_mask], low, mid_line)
+    return TStarFit(float(t_star), low, mid_line, low_mask, mid_mask, residuals, ok=not reason, reason=reason)
