@@ -189,7 +189,10 @@ def default_np() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="glassdist", description=__doc__)
+    p.add_argument("--version", action="version", version=f"glassdist {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("init", help="write DIR/campaign.toml from a preset")
@@ -269,12 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
+COUNTS = ("np", "ranks", "nproc")  # command-line counts, 1 or more
+
+
+def check_counts(args) -> None:
+    """Refuse a non-positive --np, --ranks or --nproc before anything runs."""
+    for name in COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} {value}: give a count of 1 or more")
+
+
 def _describe(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, message) of the errors glassdist reports without a traceback."""
     if isinstance(exc, GlassdistError):
         return exc.exit_code, f"glassdist: error: {exc}"
     if isinstance(exc, KeyboardInterrupt):
-        return 1, "glassdist: interrupted; done work is kept, rerun to continue"
+        return INTERRUPTED, "glassdist: interrupted; done work is kept, rerun to continue"
     return None
 
 
@@ -307,13 +322,18 @@ def main(argv=None) -> int:
         with abort_on_error(comm, _describe):
             from .stages.common import on_root
 
+            check_counts(args)
             on_root(comm, lambda: check_upstream(args))
             return int(args.func(args) or 0)
     except (GlassdistError, KeyboardInterrupt) as exc:
         code, message = _describe(exc)
-        if comm is None or comm.Get_rank() == 0:
+        # an interrupted MPI rank stays quiet: the `glassdist run` (or mpiexec) that started it says it once
+        if comm is None or (comm.Get_rank() == 0 and code != INTERRUPTED):
             print(message, file=sys.stderr)
         return code
+    except BrokenPipeError:  # the reader of our output went away (`glassdist status DIR | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 if __name__ == "__main__":

@@ -78,9 +78,11 @@ def parse_replicas(text: str | None) -> np.ndarray | None:
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
+            if hi and int(hi) < int(lo):
+                raise ValueError(part)
             ids.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
     except ValueError:
-        raise UsageError(f"--replicas {text!r}: use comma-separated ids and ranges, e.g. 0,3,10-19") from None
+        raise UsageError(f"--replicas {text!r}: use comma-separated ids and rising ranges, e.g. 0,3,10-19") from None
     return np.unique(ids)
 
 
@@ -90,9 +92,11 @@ def export(args) -> int:
     replicas = parse_replicas(args.replicas)
     if replicas is not None and (replicas.min() < 0 or replicas.max() >= spec.quench.replicas):
         raise UsageError(f"--replicas must lie in [0, {spec.quench.replicas})")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"-o {out}: the directory {out.parent} does not exist; create it or write elsewhere")
     positions, replicas = store.configurations(replicas)
     classes = [CLASSES.index(args.cls)] if args.cls else [0, 1]
-    out = Path(args.output)
     if args.what == "configurations":
         if args.format == "csv":
             raise UsageError("configurations export as extxyz or npz; use --what fields for CSV")

@@ -41,7 +41,9 @@ def print_verify(campaign_dir) -> int:
 
 def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) -> int:
     """The stage table: task counts and each stage's state (Store.stage_state against the
-    campaign file as it is now: a stage whose campaign sections changed shows as stale)."""
+    campaign file as it is now: a stage whose campaign sections changed shows as stale, and the
+    exit code is then 2, as `run` would refuse). A missing directory or a campaign file that
+    does not validate is exit 2 (UsageError, SpecError)."""
     if not Path(campaign_dir).is_dir():
         raise UsageError(f"{campaign_dir} is not a directory: give a campaign directory (`glassdist init "
                          f"{campaign_dir} --preset demo-kam` makes one)")
@@ -66,10 +68,12 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
         return code
     for name in stale:
         print(f"stale: {name}: {store.stage_state(name, spec).reason}")
-    if any(store.stage_state(name, spec).reason.startswith("campaign.toml changed") for name in stale):
+    changed = any(store.stage_state(name, spec).reason.startswith("campaign.toml changed") for name in stale)
+    if changed:  # `run` refuses such a campaign (exit 2): so does status, after showing why
         print(f"  `glassdist run {campaign_dir}` refuses those: restore the old values (`glassdist status "
               f"{campaign_dir} --spec` prints them) or derive a new campaign (`glassdist init NEWDIR --from "
               f"{campaign_dir} --set ...`)")
+        code = 2
     for line in stage_notes(store):
         print(line)
     if reused:

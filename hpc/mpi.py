@@ -48,7 +48,7 @@ def abort(comm, code: int, message: str) -> None:
 @contextmanager
 def abort_on_error(comm, describe=lambda exc: None):
     """Run the body; under an MPI ``comm`` of more than one rank, an exception that is not
-    collective (and not SystemExit), raised in the body or in any thread it started, aborts
+    collective (and not SystemExit or KeyboardInterrupt), raised in the body or in any thread it started, aborts
     every rank. ``describe(exc)`` gives (exit code, message) for known errors, or None for a
     traceback and exit code 1. A no-op without ``comm``."""
     if comm is None or comm.Get_size() == 1:
@@ -63,7 +63,7 @@ def abort_on_error(comm, describe=lambda exc: None):
     previous, threading.excepthook = threading.excepthook, thread_hook
     try:
         yield
-    except SystemExit:
+    except (SystemExit, KeyboardInterrupt):  # Ctrl-C reaches every rank: each ends by itself
         raise
     except BaseException as exc:
         if is_collective(exc):

@@ -47,7 +47,7 @@ def glass_replicas(spec: Spec) -> np.ndarray:
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Rank 0: check the spec, create the arrays and ledgers; return the runs to do."""
     get_engine(spec).check(spec)
-    store = Store.create(campaign_dir, spec)
+    store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     store.configurations(glass_replicas(spec))  # refuses when a needed quench is not done

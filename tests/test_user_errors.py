@@ -1,0 +1,143 @@
+"""What a new user hits (issue 21): stages refusing incomplete or stale inputs, a failed T* fit
+reported as failed, CLI mistakes as one line with exit 2 and nothing written, `status`
+validating like `run`, Ctrl-C as exit 130, a foreign Grad-CAM discarded in place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from glassdist.spec import apply_overrides, load
+from glassdist.store import Store
+
+from .conftest import BIN, glassdist, init_tiny
+
+EXTRA = ["train.epochs=2", "dask.workers=1", "quench.snapshot_replicas=0"]
+
+
+def tree(d) -> list[str]:
+    """Every path under d with its size and modification time: what a command wrote."""
+    return sorted(f"{p} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in d.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny campaign whose quench, dataset and train are done."""
+    d = init_tiny(tmp_path_factory.mktemp("user") / "c", "kam", *EXTRA)
+    glassdist("run", d, "--stages", "quench,dataset,train", "--np", "2")
+    return d
+
+
+def copy(d, tmp_path, name="c"):
+    return shutil.copytree(d, tmp_path / name, symlinks=True)
+
+
+def test_train_refuses_an_interrupted_dataset(trained, tmp_path):
+    d = copy(trained, tmp_path)
+    shutil.rmtree(d / "store.zarr" / "train")
+    shutil.rmtree(d / "store.zarr" / "ledger" / "train")
+    ledger = Store(d).ledger("dataset")
+    ledger.state[5], ledger.state[6] = 0, 0  # what a kill in the middle of the dataset stage leaves
+    before = tree(d)
+    proc = glassdist("train", d, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "'dataset', which is incomplete" in proc.stderr
+    assert f"glassdist dataset {d}" in proc.stderr
+    assert tree(d) == before
+    status = glassdist("status", d).stdout
+    assert [ln.split()[-1] for ln in status.splitlines() if ln.startswith(("dataset", "train"))] == \
+        ["incomplete", "started"]
+
+
+def test_a_stage_whose_inputs_changed_is_stale_and_rerun(trained, tmp_path):
+    d = copy(trained, tmp_path)
+    assert "stale" not in glassdist("status", d).stdout
+    Store(d).ledger("dataset").attempts[3] = 2  # replica 3's images were redone by another attempt
+    status = glassdist("status", d).stdout
+    assert "stale: train: the results of dataset changed since it ran" in status
+    out = glassdist("run", d, "--stages", "quench,dataset,train", "--np", "1").stdout
+    assert "== dataset == done" in out and "its results are recomputed" in out and "epoch 2/2" in out
+    assert "stale" not in glassdist("status", d).stdout
+
+
+def test_status_validates_like_run(trained, tmp_path):
+    missing = glassdist("status", tmp_path / "nosuchdir", check=False)
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr and not missing.stdout
+    d = copy(trained, tmp_path)
+    toml = d / "campaign.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("[quench]", "[quench", 1))
+    broken = glassdist("status", d, check=False)
+    assert broken.returncode == 2 and "is not valid TOML" in broken.stderr and not broken.stdout
+    toml.write_text(apply_overrides(text, ["quench.replicas=10", "quench.split=[6,2,2]"]))
+    changed = glassdist("status", d, check=False)
+    assert changed.returncode == 2, changed.stdout
+    states = {ln.split()[0]: ln.split()[-1] for ln in changed.stdout.splitlines()[1:10]}
+    assert states["quench"] == states["dataset"] == states["train"] == "stale"
+    assert "campaign.toml changed [" in changed.stdout and "refuses those" in changed.stdout
+    assert glassdist("run", d, check=False).returncode == 2
+
+
+def test_cli_mistakes_are_one_line_and_write_nothing(trained, tmp_path):
+    d = copy(trained, tmp_path)
+    before = tree(d)
+    cases = [
+        (["export", d, "--what", "fields", "--format", "csv", "-o", tmp_path / "f.csv", "--replicas", "5-2"],
+         "--replicas '5-2'"),
+        (["export", d, "--what", "fields", "--format", "csv", "-o", tmp_path / "no" / "dir" / "f.csv"],
+         "does not exist"),
+        (["run", d, "--np", "0"], "--np 0"),
+        (["estimate", d, "--ranks", "-1"], "--ranks -1"),
+        (["train", d, "--nproc", "0"], "--nproc 0"),
+        (["gradcam", d, "--model", tmp_path / "nowhere" / "model.pt"], "does not exist"),
+        (["gradcam", d, "--model", d / "campaign.toml"], "has no campaign.toml"),
+    ]
+    for args, words in cases:
+        proc = glassdist(*args, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and "campaign key" not in proc.stderr
+    assert tree(d) == before and not list(tmp_path.glob("*.csv"))
+
+
+def test_status_into_a_closed_pipe_is_quiet(trained):
+    proc = subprocess.run(f"'{BIN / 'glassdist'}' status '{trained}' --verify | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.startswith("verify:") and proc.stderr == "", proc.stderr
+
+
+def test_a_stage_on_a_fresh_campaign_writes_nothing(tmp_path):
+    d = init_tiny(tmp_path / "fresh")
+    proc = glassdist("propensity", d, check=False)
+    assert proc.returncode == 2 and "store.zarr does not exist" in proc.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["campaign.toml"]
+
+
+def test_version():
+    proc = glassdist("--version")
+    assert proc.stdout.strip().startswith("glassdist 0.")
+
+
+def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
+    """SIGINT to the process group of a real `glassdist run` (what Ctrl-C in a terminal sends)
+    during the MPI quench: exit 130, one line, no MPI_Abort noise; a rerun continues."""
+    d = init_tiny(tmp_path / "c", "kam", "quench.replicas=40", "quench.split=[30,5,5]")
+    proc = subprocess.Popen([BIN / "glassdist", "run", d, "--np", "2", "--stages", "quench"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while not (d / "store.zarr" / "ledger" / "quench").exists() or \
+            not Store(d, mode="r").ledger("quench").done_mask().any():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert err.strip() == "glassdist: interrupted; done work is kept, rerun to continue", err
+    assert "MPI_Abort" not in out + err and "Traceback" not in out + err
+    done = Store(d, mode="r").ledger("quench").done_mask()
+    assert 0 < done.sum() < 40
