@@ -25,9 +25,11 @@ def cmd_init(args) -> int:
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; edit it, or pass --force to overwrite it")
     text = specmod.apply_overrides(specmod.preset_text(args.preset), args.set or [])
-    specmod.loads(text, source=f"preset {args.preset} with --set")  # validate before writing
+    spec = specmod.loads(text, source=f"preset {args.preset} with --set")  # validate before writing
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
+    for warning in specmod.warnings(spec):
+        print(warning, file=sys.stderr)
     print(f"wrote {target} (preset {args.preset}); next: glassdist run {args.dir}")
     return 0
 
@@ -113,6 +115,8 @@ def cmd_run(args) -> int:
             continue
         print(f"== {name} ==", flush=True)
         code = run_stage(name, args.dir, args.np)
+        if code == INTERRUPTED:  # its ranks were interrupted (Ctrl-C): said once, by main
+            raise KeyboardInterrupt
         if code:
             print(f"stage {name} exited with {code}; fix and rerun `glassdist run {args.dir}` "
                   f"(done work is kept)")

@@ -8,6 +8,7 @@ naming the key and the fix. The loaded :class:`Spec` gives attribute access
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -24,7 +25,7 @@ from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRING
 from hpc.schema import validate as validate_file
 
 from .constants import SPLITS
-from .errors import SpecError
+from .errors import SpecError, UsageError
 
 # Limits of values a run can represent (every other limit is a cross-key check below).
 MAX_COUNT = 2**31 - 1  # particles (LAMMPS atom IDs), replicas, samples, iterations: 32-bit
@@ -308,9 +309,11 @@ def _check_consistency(d: dict) -> None:
         if len(s[key]) != n_sp:
             raise SpecError(f"system.{key}", f"has {len(s[key])} entries for {n_sp} system.species",
                             "give one entry per species")
-    if sum(s["counts"]) != s["n_particles"] or min(s["counts"]) < 0:
+    if min(s["counts"]) < 0:
+        raise SpecError("system.counts", f"{s['counts']} has a negative count", "give every species 0 or more particles")
+    if sum(s["counts"]) != s["n_particles"]:
         raise SpecError("system.counts", f"sum {sum(s['counts'])} != system.n_particles {s['n_particles']}",
-                        "make the non-negative counts add up to n_particles")
+                        "make the counts add up to n_particles")
     for key in ("sigma", "epsilon") + (("contact_sigma",) if s["contact_sigma"] else ()):
         m = np.asarray(s[key], dtype=float) if len(s[key]) == n_sp and all(len(r) == n_sp for r in s[key]) \
             else None
@@ -416,14 +419,14 @@ PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d"
 def preset_text(name: str) -> str:
     """The commented TOML text of a preset."""
     if name not in PRESETS:
-        raise SpecError("--preset", f"unknown preset {name!r}", f"use one of {', '.join(PRESETS)}")
+        raise UsageError(f"--preset {name!r}: unknown preset; use one of {', '.join(PRESETS)}")
     return resources.files("glassdist.presets").joinpath(f"{name}.toml").read_text()
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
     """'section.key=value' -> (section, key, value); the value is parsed as TOML."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise SpecError(text, "is not of the form section.key=value", "e.g. --set quench.replicas=40")
+        raise UsageError(f"--set {text}: not of the form section.key=value, e.g. --set quench.replicas=40")
     path, raw = text.split("=", 1)
     section, key = path.strip().split(".", 1)
     try:
@@ -431,7 +434,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # bare word: a string
     if section not in SCHEMA or key not in SCHEMA[section]:
-        raise SpecError(path.strip(), "unknown key", "see docs/campaign.md for the keys")
+        close = difflib.get_close_matches(path.strip(), [f"{s}.{k}" for s in SCHEMA for k in SCHEMA[s]], n=1)
+        raise SpecError(path.strip(), "unknown key",
+                        (f"did you mean '{close[0]}'? " if close else "") + "see docs/campaign.md for the keys")
     return section, key, value
 
 
@@ -459,16 +464,31 @@ def apply_overrides(text: str, overrides: list[str]) -> str:
     return text
 
 
+def warnings(spec: Spec) -> list[str]:
+    """Allowed values a user should think twice about (printed by `init`): a coarse-graining
+    length xi whose cutoff 2 xi exceeds L/2 wraps the periodic box (the fields tend to box averages)."""
+    a, half = spec.raw["analyze"], spec.box_length / 2
+    lengths = {f"analyze.{k}": a[k] for k in ("xi_structure", "xi_violin", "xi_propensity")}
+    lengths["analyze.xi_grid"] = max(a["xi_grid"])
+    return [f"warning: {key} = {xi:g}: the coarse-graining cutoff 2 xi = {2 * xi:g} exceeds L/2 = {half:.3g}, so "
+            f"it wraps the periodic box and the fields tend to box averages; keep xi <= {half / 2:.3g}"
+            for key, xi in lengths.items() if 2 * xi > half]
+
+
+def file_error(source: str, problem: str, fix: str) -> UsageError:
+    """A campaign file that cannot be read as TOML (named as a file, not as a key)."""
+    return UsageError(f"{source} {problem}. Fix: {fix}")
+
+
 def loads(text: str | bytes, source: str = "campaign.toml") -> Spec:
-    return Spec(parse_toml(text, source, SpecError))
+    return Spec(parse_toml(text, source, file_error))
 
 
 def load(campaign_dir: str | Path) -> Spec:
     """Load and validate ``DIR/campaign.toml``."""
     path = Path(campaign_dir) / "campaign.toml"
     if not path.is_file():
-        raise SpecError(str(path), "does not exist",
-                        f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
+        raise file_error(str(path), "does not exist", f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
     return loads(path.read_bytes(), str(path))
 
 

@@ -11,6 +11,7 @@ units is larger than 1e15 (larger ones are typos that overflow what is derived f
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import tomllib
@@ -148,7 +149,7 @@ def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict
         raise error(name, "must be a table", f"write it as [{name}]")
     for key in given:
         if key not in keys:
-            close = [k for k in keys if k.split("_")[0] == key.split("_")[0]]
+            close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.75)
             hint = f"did you mean '{name}.{close[0]}'?" if close else \
                 f"known keys in [{name}]: {', '.join(keys)}"
             raise error(f"{name}.{key}", "unknown key", f"remove it; {hint}")

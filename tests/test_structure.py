@@ -215,6 +215,19 @@ def test_t_star_given_regimes_and_upper_bound():
     assert fit_t_star(T, E, mid=[0.45, 0.8]).t_star == pytest.approx(0.4, abs=0.02)
 
 
+def test_t_star_without_a_kink_is_a_failed_fit():
+    """E0(T) bending the wrong way (the mid-T line shallower than the low-T one): no split makes
+    a kink, so the fit says it failed, why, and with which slopes; the two-line data make one."""
+    assert fit_t_star(*two_line_data()).ok
+    T = np.linspace(0.05, 0.8, 16)
+    E = np.where(T < 0.4, -3.0 + 1.0 * T, -2.8 + 0.5 * T)
+    fit = fit_t_star(T, E)
+    assert not fit.ok and "not steeper" in fit.reason and "low-T slope" in fit.reason
+    assert f"{fit.low[0]:.4g}" in fit.reason and f"{fit.mid[0]:.4g}" in fit.reason
+    falling = fit_t_star(T, np.where(T < 0.3, -3.0, -2.95 - 0.1 * T), low_max=0.3)
+    assert not falling.ok and "does not rise" in falling.reason
+
+
 def test_t_star_too_few_points_is_a_fit_error():
     with pytest.raises(FitError, match="quench.snapshot_temperatures"):
         fit_t_star([0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 2.0, 3.0])

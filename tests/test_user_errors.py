@@ -137,7 +137,52 @@ def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
-    assert err.strip() == "glassdist: interrupted; done work is kept, rerun to continue", err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("quench: ")]  # the progress lines
+    assert lines == ["glassdist: interrupted; done work is kept, rerun to continue"], err
     assert "MPI_Abort" not in out + err and "Traceback" not in out + err
     done = Store(d, mode="r").ledger("quench").done_mask()
     assert 0 < done.sum() < 40
+
+
+def test_a_fit_without_a_kink_is_failed_in_the_log_status_and_report(tmp_path):
+    """The stage's fit on a synthetic E0(T) bending the wrong way (written over the real one of a
+    tiny run): stored as failed with its reason, shown so by `status` and Fig. S9, never as T*."""
+    from glassdist.report.context import Context
+    from glassdist.report.figures import fig_energy
+    from glassdist.stages.inherent import fit, stored_fit
+
+    d = init_tiny(tmp_path / "c", "kam", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.8]",
+                  "inherent.fit_upper_T=0.8")
+    glassdist("run", d, "--stages", "quench,inherent", "--np", "2")
+    store, spec = Store(d), load(d)
+    T = np.asarray(spec.quench.snapshot_temperatures)
+    store.root["inherent/E0"][:] = np.where(T < 0.35, -3.0 + 1.0 * T, -2.825 + 0.5 * T)[None, :]
+    fit(store, spec)
+    stored = stored_fit(store)
+    assert not stored.ok and "not steeper" in stored.reason
+    assert store.root["inherent"].attrs["fit_ok"] is False
+    status = glassdist("status", d).stdout
+    assert "inherent: the T* fit FAILED: the mid-T line is not steeper" in status and "T* =" not in status
+    caption = fig_energy(Context(d, store, spec), tmp_path / "s9.png")
+    assert caption.startswith("The T* fit FAILED") and "T* =" not in caption
+
+
+@pytest.mark.parametrize("override, words", [
+    ("system.counts=[260,-60]", "campaign key 'system.counts': [260, -60] has a negative count"),
+    ("quench.T_glas=0.05", "did you mean 'quench.T_glass'?"),
+    ("system.n_particle=200", "did you mean 'system.n_particles'?"),
+])
+def test_init_messages_name_the_mistake(tmp_path, override, words):
+    proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam", "--set", override, check=False)
+    assert proc.returncode == 2 and words in proc.stderr and not (tmp_path / "c").exists(), proc.stderr
+
+
+def test_non_keys_are_not_called_campaign_keys_and_a_wide_xi_is_warned(tmp_path):
+    proc = glassdist("init", tmp_path / "c", "--preset", "nope", check=False)
+    assert proc.returncode == 2 and "--preset 'nope': unknown preset" in proc.stderr
+    assert "campaign key" not in proc.stderr
+    proc = glassdist("status", tmp_path, check=False)
+    assert proc.returncode == 2 and "campaign key" not in proc.stderr and "campaign.toml does not exist" in proc.stderr
+    proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam", "--set", "analyze.xi_structure=8")
+    assert "warning: analyze.xi_structure = 8: the coarse-graining cutoff 2 xi = 16 exceeds L/2" in proc.stderr
+    assert glassdist("init", tmp_path / "d", "--preset", "demo-kam").stderr == ""

@@ -118,7 +118,7 @@ class Context:
         """The arrays at ``paths`` (read whole), or Missing naming the command that makes them."""
         root = self.store.root
         absent = [p for p in paths if p not in root]
-        if absent or not self.store.stage_done(stage):
+        if absent or self.store.stage_state(stage, self.spec).name != "done":
             raise Missing(f"run `glassdist {stage} {self.campaign_dir}` (or `glassdist run "
                           f"{self.campaign_dir}`)")
         return [root[p][...] for p in paths]
@@ -126,7 +126,7 @@ class Context:
     @cached_property
     def tables(self) -> dict:
         attrs = self.store.root["analyze"].attrs if "analyze" in self.store.root else {}
-        if "tables" not in attrs or not self.store.stage_done("analyze"):
+        if "tables" not in attrs or self.store.stage_state("analyze", self.spec).name != "done":
             raise Missing(f"run `glassdist analyze {self.campaign_dir}`")
         return attrs["tables"]
 
