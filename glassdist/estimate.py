@@ -313,6 +313,8 @@ def store_bytes(spec: Spec) -> dict[str, int]:
 
 
 def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
+    from .report.build import ARTEFACTS
+
     """Every stage's estimate; times and memory only with a calibration."""
 
     q, p = spec.quench, spec.propensity
@@ -347,7 +349,7 @@ def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
             "indicators": (2 * R, "configurations", R),
             "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),
             "analyze": (2 * n_test_ + C * nTp, "configurations", STAGES["analyze"].tasks(spec)),
-            "report": (0, "-", 1)}
+            "report": (len(ARTEFACTS), "tables and figures", len(ARTEFACTS))}
     return [StageEstimate(name, units, unit, tasks, task_time(name), sizes[name], parts.get(name, {}).get("peak_mb"), parts.get(name, {}).get("device", "cpu"),
                           serial=STAGES[name].kind in ("torch", "serial"))
             for name, (units, unit, tasks) in work.items()]

@@ -60,7 +60,7 @@ def test_report_has_every_table_and_figure(campaign):
     pngs = {p.name for p in out.glob("*.png")}
     assert pngs == set(re.findall(r"src='([^']+\.png)'", index))
     # the scale of the run and the paper's values beside ours
-    assert "N = 200 (paper 2000)" in index and "N_s = 100, main Δ from 30 (paper 100, main Δ from 30)" in index
+    assert "N = 200 (paper 2000)" in index and "N_s = 100 runs (paper 100), the main Δ from the first 30 of them (paper 30)" in index
     rows = list(csv.reader(open(out / "table_V.csv")))
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][1:3] == ["0.925", "1.17"]
     rows = list(csv.reader(open(out / "table_III.csv")))

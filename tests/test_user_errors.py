@@ -156,7 +156,8 @@ def test_a_fit_without_a_kink_is_failed_in_the_log_status_and_report(tmp_path):
     glassdist("run", d, "--stages", "quench,inherent", "--np", "2")
     store, spec = Store(d), load(d)
     T = np.asarray(spec.quench.snapshot_temperatures)
-    store.root["inherent/E0"][:] = np.where(T < 0.35, -3.0 + 1.0 * T, -2.825 + 0.5 * T)[None, :]
+    E0 = store.root["inherent/E0"]
+    E0[:] = np.broadcast_to(np.where(T < 0.35, -3.0 + 1.0 * T, -2.825 + 0.5 * T), E0.shape).copy()
     fit(store, spec)
     stored = stored_fit(store)
     assert not stored.ok and "not steeper" in stored.reason

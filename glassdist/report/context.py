@@ -29,6 +29,14 @@ def ensembles_missing(ctx: "Context") -> str:
             f"`glassdist run NEWDIR`")
 
 
+def not_reached(delta: float, max_delta: float) -> str:
+    """'not reached (max δ 0.2997)': the largest δ the runs reached, with the digits that show it
+    is below ``delta``."""
+    text = next((f"{max_delta:.{d}g}" for d in range(2, 8) if float(f"{max_delta:.{d}g}") < delta),
+                f"{max_delta:.8g}")
+    return f"not reached (max δ {text})"
+
+
 @dataclass
 class Context:
     campaign_dir: Path
@@ -106,9 +114,9 @@ class Context:
         md = (f"MD: {engine.get('engine', '?')} on {engine.get('device', '?')}, {engine.get('precision', '?')}; "
               if engine else "")
         return (md + f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
-                f"(paper {ref['replicas']}), N_s = {p.samples}"
-                + (f", main Δ from {p.main_samples}" if p.main_samples else "")
-                + f" (paper {ref['samples']}, main Δ from {ref['main_samples']}), "
+                f"(paper {ref['replicas']}), N_s = {p.samples} runs (paper {ref['samples']})"
+                + (f", the main Δ from the first {p.main_samples} of them (paper {ref['main_samples']})"
+                   if p.main_samples else "") + ", "
                 f"propensity steps = {p.steps:.3g} (paper {ref['steps']:.0e}), "
                 f"cooling rate = {self.spec.quench.cooling_rate:g} (paper 8.33e-5), "
                 f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})")

@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from ..learn.plots import history_figure  # noqa: E402
 from . import paper_values as pv  # noqa: E402
 from ..stages.inherent import stored_fit  # noqa: E402
-from .context import Context, Missing, ensembles_missing  # noqa: E402
+from .context import Context, Missing, ensembles_missing, not_reached  # noqa: E402
 
 CMAP = "coolwarm"  # paper: red mobile / blue immobile
 MARKERS = "osD^v<>p*h"
@@ -54,7 +54,7 @@ def _colorbar(fig, axes) -> None:
 
 def _reached_text(ctx: Context, t: int, k: int) -> str:
     max_delta = ctx.tables["III"]["max_delta"][0][t]
-    return f"δ = {ctx.deltas[k]:g}: not reached (max δ = {max_delta:.3g})"
+    return f"δ = {ctx.deltas[k]:g}: {not_reached(ctx.deltas[k], max_delta)}"
 
 
 def fig_maps(ctx: Context, path) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import paper_values as pv
-from .context import Context, Missing, ensembles_missing
+from .context import Context, Missing, ensembles_missing, not_reached
 
 
 @dataclass
@@ -77,8 +77,8 @@ def table_iii(ctx: Context) -> Table:
     t = Table("Table III: coarse-graining length for each variable", columns)
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
-            xi = [fmt(x) if ok else f"not reached (max δ {iii['max_delta'][c][i]:.2g})"
-                  for x, ok in zip(iii["xi_Delta"][c][i], iii["reached"][c][i])]
+            xi = [fmt(x) if ok else not_reached(d, iii["max_delta"][c][i])
+                  for d, x, ok in zip(ctx.deltas, iii["xi_Delta"][c][i], iii["reached"][c][i])]
             t.rows.append([f"configuration {conf}, T = {T:g}"] + xi
                           + [fmt(a.xi_propensity), fmt(a.xi_structure), fmt(a.xi_violin)])
     ref = ctx.paper(pv.TABLE_III)
