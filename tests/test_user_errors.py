@@ -187,3 +187,33 @@ def test_non_keys_are_not_called_campaign_keys_and_a_wide_xi_is_warned(tmp_path)
     proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam", "--set", "analyze.xi_structure=8")
     assert "warning: analyze.xi_structure = 8: the coarse-graining cutoff 2 xi = 16 exceeds L/2" in proc.stderr
     assert glassdist("init", tmp_path / "d", "--preset", "demo-kam").stderr == ""
+
+
+@pytest.mark.slow  # a second training and three Grad-CAM runs (about 40 s on 2 cores)
+def test_a_foreign_gradcam_is_discarded_in_place(trained, tmp_path):
+    """`gradcam --model` once, then the campaign's own run: refused with the way out, `--discard`
+    drops the foreign Grad-CAM in place, `status` names the model at each step."""
+    d = copy(trained, tmp_path, "own")
+    other = tmp_path / "other"
+    glassdist("init", other, "--from", d, "--set", "train.seed=1")
+    glassdist("train", other)
+    foreign = other / "train" / "model.pt"
+    glassdist("gradcam", d, "--model", foreign)
+    status = glassdist("status", d).stdout
+    assert f"gradcam: explains the model of another campaign (--model) {foreign.resolve()}" in status
+    refused = glassdist("gradcam", d, check=False)
+    assert refused.returncode == 2 and f"glassdist gradcam {d} --discard" in refused.stderr
+    glassdist("gradcam", d, "--discard")
+    assert "gradcam: explains" not in glassdist("status", d).stdout
+    glassdist("run", d, "--stages", "quench,dataset,train,gradcam", "--np", "1")
+    status = glassdist("status", d).stdout
+    assert f"gradcam: explains this campaign's own model {(d / 'train' / 'model.pt').resolve()}" in status
+    assert [ln.split()[-1] for ln in status.splitlines() if ln.startswith("gradcam ")] == ["done"]
+
+
+def test_estimate_report_row_counts_the_artefacts(tmp_path):
+    from glassdist.report.build import ARTEFACTS
+
+    d = init_tiny(tmp_path / "c")
+    rows = [ln for ln in glassdist("estimate", d).stdout.splitlines() if ln.startswith("| report |")]
+    assert rows and rows[0].startswith(f"| report | {len(ARTEFACTS)} tables and figures | {len(ARTEFACTS)} |")
