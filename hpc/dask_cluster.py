@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -64,7 +66,23 @@ def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1
         with Client(address) as client:
             yield client
     else:
-        with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                          processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
-                Client(cluster) as client:
+        with sigint_ignored():  # its worker processes inherit that
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                   processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
+        with cluster, Client(cluster) as client:
             yield client
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored inside (main thread only), so that the processes started there ignore it
+    too: Ctrl-C reaches the whole process group, and only this process, the client, should act
+    on it (closing the cluster ends the workers) instead of every worker printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,5 +1,7 @@
 """hpc.dask_cluster: local cluster on loopback, existing scheduler, SLURMCluster from a profile."""
 
+import signal
+
 from distributed import Client, LocalCluster
 
 from hpc.dask_cluster import dask_client, slurm_cluster
@@ -21,6 +23,13 @@ def test_local_cluster_binds_loopback_and_computes():
         assert all(_host(w) == "127.0.0.1" for w in info["workers"])
         assert client.cluster.scheduler.http_server.address == "127.0.0.1"
         assert client.gather(client.map(_sum_of_squares, [10, 100])) == [285, 328350]
+        # Ctrl-C reaches the whole process group: the workers leave it to the client
+        assert set(client.run(_sigint_ignored).values()) == {True}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored here
+
+
+def _sigint_ignored() -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def test_existing_scheduler_address():
