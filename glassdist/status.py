@@ -8,7 +8,7 @@ from pathlib import Path
 from .errors import UsageError
 from .spec import load
 from .stages import PIPELINE, stage_of_ledger
-from .store import Store
+from .store import StageState, Store
 from .submit import job_column
 
 
@@ -53,22 +53,21 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
     store = Store(campaign_dir, mode="r") if counts else None
     jobs = job_column(campaign_dir)  # SLURM job of each stage, when submitted
     reused = set(store.reused_stages()) if store else set()
-    print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}  {'state':<12}" + ("  slurm job" if jobs else ""))
-    stale = []
-    for name in PIPELINE:
+    states = {name: store.stage_state(name, spec) if store else StageState("not started") for name in PIPELINE}
+    print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}" + ("  slurm job" if jobs else "") + "  state")
+    width = max((len(j) for j in jobs.values()), default=0)
+    for name, state in states.items():
         c = counts.get(name)
-        state = store.stage_state(name, spec).name if store else "not started"
-        if c is None:
-            line = f"{name:<12} {'-':>8} {'-':>8} {'-':>8}  {state:<12}"
-        else:
-            line = f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}  {state:<12}"
-        stale += [name] if state == "stale" else []
-        print(line + (f"  {jobs.get(name, '-')}" if jobs else "") + ("  (reused)" if name in reused else ""))
+        line = f"{name:<12} " + (f"{'-':>8} {'-':>8} {'-':>8}" if c is None else
+                                 f"{c['done']:>8} {c['failed']:>8} {c['pending']:>8}")
+        print(line + (f"  {jobs.get(name, '-'):<{width}}" if jobs else "") + f"  {state.name}"
+              + (" (reused)" if name in reused else ""))
     if store is None:
         return code
-    for name in stale:
-        print(f"stale: {name}: {store.stage_state(name, spec).reason}")
-    changed = any(store.stage_state(name, spec).reason.startswith("campaign.toml changed") for name in stale)
+    stale = {name: state.reason for name, state in states.items() if state.name == "stale"}
+    for name, reason in stale.items():
+        print(f"stale: {name}: {reason}")
+    changed = any(reason.startswith("campaign.toml changed") for reason in stale.values())
     if changed:  # `run` refuses such a campaign (exit 2): so does status, after showing why
         print(f"  `glassdist run {campaign_dir}` refuses those: restore the old values (`glassdist status "
               f"{campaign_dir} --spec` prints them) or derive a new campaign (`glassdist init NEWDIR --from "

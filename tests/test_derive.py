@@ -42,8 +42,8 @@ def test_derive_reuses_unchanged_stages_and_retrains(trained, tmp_path):
     assert (new / "store.zarr" / "quench").is_symlink() and (new / "store.zarr" / "dataset").is_symlink()
     assert not (new / "store.zarr" / "train").exists() and not (new / "train").exists()
     status = glassdist("status", new).stdout
-    assert "quench              8        0        0  (reused)" in status, status
-    assert "dataset             8        0        0  (reused)" in status, status
+    assert "quench              8        0        0  done (reused)" in status, status
+    assert "dataset             8        0        0  done (reused)" in status, status
     assert "train" in status and "(reused)" not in status.split("train")[1].splitlines()[0]
 
     assert "quench: done (results reused from" in glassdist("quench", new).stdout

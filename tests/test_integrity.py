@@ -7,8 +7,10 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 import zarr
 
+from glassdist.errors import UsageError
 from glassdist.integrity import owned_chunks
 from glassdist.store import Store
 
@@ -70,10 +72,12 @@ def test_verify_finds_truncated_and_deleted_chunks_and_rerun_restores_bitwise(qu
 
 def test_stage_start_marks_lost_upstream_tasks_pending(quenched, tmp_path, capsys):
     """The cheap check before a stage reads its upstream: a deleted chunk file behind a done
-    quench task makes that task pending and says how to redo it."""
+    quench task makes that task pending and says how to redo it; the stage then refuses to
+    start on the incomplete quench."""
     d = _copy(quenched, tmp_path)
     (d / "store.zarr" / "quench" / "positions" / "c" / "6" / "0" / "0" / "0").unlink()
     store = Store(d)
-    store.require_needs("dataset")
+    with pytest.raises(UsageError, match="'quench', which is incomplete"):
+        store.require_needs("dataset")
     assert "quench: the data of done task(s) [6] are missing" in capsys.readouterr().err
     assert np.flatnonzero(~store.ledger("quench").done_mask()).tolist() == [6]
