@@ -39,14 +39,11 @@ def software_versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StageState:
-    """A stage's state in a store (Store.stage_state): ``name`` one of STATE_NAMES, ``reason``
-    one line saying why (empty when done)."""
+    """A stage's state in a store (Store.stage_state): ``name`` one of "not started",
+    "incomplete", "failed", "stale", "done"; ``reason`` one line saying why (empty when done)."""
 
     name: str
     reason: str = ""
-
-
-STATE_NAMES = ("not started", "incomplete", "failed", "stale", "done")
 
 
 class Store:
@@ -97,8 +94,9 @@ class Store:
                 f"(`glassdist status {self.dir} --spec` prints them) or start a new campaign from this one "
                 f"with `glassdist init NEWDIR --from {self.dir} --set ...` (it reuses every result your "
                 f"change leaves valid).")
-        if old and self.stage_state(stage).name == "stale":  # what it read changed: redo it whole
-            print(f"{stage}: {self.stage_state(stage).reason}; its results are recomputed", flush=True)
+        state = self.stage_state(stage)
+        if old and state.name == "stale":  # what it read changed: redo it whole
+            print(f"{stage}: {state.reason}; its results are recomputed", flush=True)
             for name in (n for n in STAGES[stage].ledgers if self.stage_started(n)):
                 self.ledger(name).reopen_all()
         stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions(),
@@ -152,13 +150,6 @@ class Store:
         """Whether the stage's ledger exists (it prepared its tasks at least once)."""
         return f"ledger/{stage}" in self.root
 
-    def stage_done(self, stage: str) -> bool:
-        """Whether every task of every ledger of the stage is done (False when one is absent)."""
-        from .stages import STAGES
-
-        names = STAGES[stage].ledgers if stage in STAGES else (stage,)
-        return all(self.stage_started(n) and bool(self.ledger(n).done_mask().all()) for n in names)
-
     def fingerprint(self, stage: str) -> str:
         """Hash of a stage's results: its section hash and every task's state and attempts (under
         the campaign seed, what determines the data)."""
@@ -189,7 +180,7 @@ class Store:
             return StageState("done", f"reused from {self.upstream_dir()}")
         ledgers = [self.ledger(n) for n in STAGES[stage].ledgers if self.stage_started(n)]
         if not ledgers:
-            return StageState("not started")
+            return StageState("not started", "it has not run")
         record = self.root.attrs.get("stages", {}).get(stage, {})
         if spec is not None and record and record["hash"] != STAGES[stage].section_hash(spec) \
                 and self._has_results(stage):
@@ -198,7 +189,7 @@ class Store:
             return StageState("stale", f"campaign.toml changed [{', '.join(changed)}] since it ran")
         inputs, now = record.get("inputs"), self.input_fingerprints(stage)
         if inputs is not None and inputs != now:
-            changed = sorted(set(inputs) ^ set(now) | {n for n in inputs if now.get(n, inputs[n]) != inputs[n]})
+            changed = sorted(n for n in {*inputs, *now} if inputs.get(n) != now.get(n))
             return StageState("stale", f"the results of {', '.join(changed)} changed since it ran")
         states = np.concatenate([ledger.states() for ledger in ledgers])
         if len(ledgers) < len(STAGES[stage].ledgers) or (states == PENDING).any():
@@ -215,14 +206,8 @@ class Store:
         (glassdist.integrity.check_needs)."""
         from .stages import STAGES
 
-        needs = STAGES[stage].needs if complete is None else complete
-        for need in needs:
-            if self.stage_started(need):
-                continue
-            raise UsageError(f"stage '{stage}' reads the results of '{need}', which has not run in "
-                             f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
         integrity.check_needs(self, stage)
-        for need in needs:
+        for need in STAGES[stage].needs if complete is None else complete:
             state = self.stage_state(need, spec)
             if state.name != "done":
                 raise UsageError(f"stage '{stage}' reads the results of '{need}', which is {state.name} in "
