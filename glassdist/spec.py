@@ -310,7 +310,8 @@ def _check_consistency(d: dict) -> None:
             raise SpecError(f"system.{key}", f"has {len(s[key])} entries for {n_sp} system.species",
                             "give one entry per species")
     if min(s["counts"]) < 0:
-        raise SpecError("system.counts", f"{s['counts']} has a negative count", "give every species 0 or more particles")
+        raise SpecError("system.counts", f"{s['counts']} has a negative count",
+                        "give every species 0 or more particles")
     if sum(s["counts"]) != s["n_particles"]:
         raise SpecError("system.counts", f"sum {sum(s['counts'])} != system.n_particles {s['n_particles']}",
                         "make the counts add up to n_particles")
@@ -488,7 +489,8 @@ def load(campaign_dir: str | Path) -> Spec:
     """Load and validate ``DIR/campaign.toml``."""
     path = Path(campaign_dir) / "campaign.toml"
     if not path.is_file():
-        raise file_error(str(path), "does not exist", f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
+        raise file_error(str(path), "does not exist",
+                         f"create it with `glassdist init {campaign_dir} --preset demo-kam`")
     return loads(path.read_bytes(), str(path))
 
 
