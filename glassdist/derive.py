@@ -42,17 +42,9 @@ def reusable(old: Store, new_spec) -> list[str]:
         stage, record = STAGES[name], records.get(name)
         if not (same_seed and record and old.stage_state(name).name == "done" and all(n in out for n in stage.needs)):
             continue
-        if _same_inputs(stage, record, new_spec):
+        if stage.computed_with(record, new_spec):
             out.append(name)
     return out
-
-
-def _same_inputs(stage, record: dict, spec) -> bool:
-    """Whether ``spec`` has the values a stage's results were computed with (ignored keys aside).
-    A store written before glassdist recorded the values compares the sections' hash instead."""
-    if "values" not in record:
-        return record["hash"] == spec.section_hash(*stage.sections)
-    return stage.values({s: record["values"][s] for s in stage.sections}) == stage.values(spec.raw)
 
 
 def _link(target: Path, link: Path) -> None:

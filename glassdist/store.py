@@ -85,7 +85,7 @@ class Store:
         stages = dict(self.root.attrs.get("stages", {}))
         digest = spec.section_hash(*sections)
         old = stages.get(stage)
-        if old and old["hash"] != digest and self._has_results(stage):
+        if old and not STAGES[stage].computed_with(old, spec) and self._has_results(stage):
             before = old.get("values", {})
             changed = [s for s in sections if before.get(s) != spec.raw[s]]
             raise StaleResultsError(
@@ -100,7 +100,8 @@ class Store:
             for name in (n for n in STAGES[stage].ledgers if self.stage_started(n)):
                 self.ledger(name).reopen_all()
         stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions(),
-                         "values": {s: spec.raw[s] for s in sections}, "inputs": self.input_fingerprints(stage)}
+                         "values": {s: spec.raw[s] for s in sections}, "seed": spec.campaign.seed,
+                         "inputs": self.input_fingerprints(stage)}
         self.root.attrs.update({"stages": stages, "spec": spec.raw, "spec_hash": spec.hash})
 
     def _has_results(self, stage: str) -> bool:
@@ -182,7 +183,7 @@ class Store:
         if not ledgers:
             return StageState("not started", "it has not run")
         record = self.root.attrs.get("stages", {}).get(stage, {})
-        if spec is not None and record and record["hash"] != STAGES[stage].section_hash(spec) \
+        if spec is not None and record and not STAGES[stage].computed_with(record, spec) \
                 and self._has_results(stage):
             before = record.get("values", {})
             changed = [s for s in STAGES[stage].sections if before.get(s) != spec.raw[s]] or ["campaign.seed"]
