@@ -168,7 +168,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             check=between(0, MAX_COUNT)),
         "samples": Key(INT, 30, help="N_s runs per configuration and temperature",
                        check=between(2, MAX_COUNT)),
-        "steps": Key(INT, help="MD steps per run (paper: up to 3e8)", check=between(1, MAX_STEPS)),
+        "steps": Key(INT, help="MD steps per run (paper: up to 3e8); with until_delta the cap of a run",
+                     check=between(1, MAX_STEPS)),
+        "until_delta": Key(NUMBER, 0.0, help="stop each run at the first output step where its own mean "
+                           "cage-relative displacement delta^s reaches this delta (at least the largest "
+                           "analyze.deltas; `steps` caps it and a run that hits the cap is reported); 0: every "
+                           "run lasts `steps`", check=non_negative),
         "outputs": Key(INT, 40, help="log-spaced output times per run", check=between(2, MAX_POINTS)),
         "checkpoint_every": Key(INT, 50_000, help="steps between restart checkpoints; also the "
                                 "longest wait before a SIGTERM checkpoints and stops a run (50 000: about "
@@ -392,6 +397,10 @@ def _check_consistency(d: dict) -> None:
     if p["steps"] // p["checkpoint_every"] > MAX_POINTS:
         raise SpecError("propensity.checkpoint_every", f"propensity.steps / propensity.checkpoint_every = "
                         f"{p['steps'] // p['checkpoint_every']} checkpoints per run", f"use at most {MAX_POINTS}")
+    if 0 < p["until_delta"] < max(d["analyze"]["deltas"]):
+        raise SpecError("propensity.until_delta", f"runs would stop at delta = {p['until_delta']:g}, below the "
+                        f"largest analyze.deltas = {max(d['analyze']['deltas']):g}",
+                        "set it to the largest analyze.deltas (or 0: run every run for propensity.steps)")
     if max(p["temperatures"]) > q["T_start"]:
         raise SpecError("propensity.temperatures", f"{max(p['temperatures'])} is above quench.T_start",
                         "run the isoconfigurational ensembles below the quench's liquid temperature")

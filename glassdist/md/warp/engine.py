@@ -29,7 +29,7 @@ from hpc.farm import Suspended
 from ...errors import SpecError, TaskError
 from ...spec import Spec
 from ..initial import random_positions
-from ..isoconf import draw_velocities, output_steps
+from ..isoconf import DeltaStop, draw_velocities, output_steps
 from ..quench import QuenchResult, step_at, thermo_steps
 from .fire import fire_minimise
 from .integrate import NoseHooverNVT
@@ -222,7 +222,9 @@ class WarpEngine:
         """NVT at ``temperature`` from ``start`` (N, dim) with each run's velocities (B, N, dim) ->
         per run the unwrapped positions (n_out, N, dim) at glassdist.md.isoconf.output_steps.
         Each run checkpoints into its workdir (``ckpt-warp.npz``, removed with the LAMMPS path's
-        files by glassdist.md.isoconf.clear_checkpoint) every propensity.checkpoint_every steps."""
+        files by glassdist.md.isoconf.clear_checkpoint) every propensity.checkpoint_every steps.
+        With propensity.until_delta a run stops as on the LAMMPS path (glassdist.md.isoconf.DeltaStop;
+        its later outputs stay NaN) and the block stops when all of its runs have."""
         if not np.array_equal(types, spec.types):
             raise ValueError("types must be the spec's species order (spec.types)")
         p, md, B = spec.propensity, spec.md, len(velocities)
@@ -232,15 +234,18 @@ class WarpEngine:
         batch = self._batch(spec, B)
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
         paths = [Path(w) / "ckpt-warp.npz" for w in workdirs]
+        until = DeltaStop(spec, start)
         prints = [_fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
-                               self.device, self.precision) for b in range(B)]
+                               until.target, self.device, self.precision) for b in range(B)]
         saved = [_load(path, fp) for path, fp in zip(paths, prints)]
         out = np.full((B, len(steps), len(types), spec.dim), np.nan)
+        last = np.full(B, len(steps) - 1)  # per run its last output (until_delta may stop a run earlier)
+        running = np.ones(B, dtype=bool)   # runs not stopped by until_delta (the block steps on for them)
         if all(s is not None for s in saved) and len({int(s["step"]) for s in saved}) == 1:
             batch.load({k: np.stack([s[k] for s in saved]) for k in batch.STATE})
             nvt.load({k: np.stack([s[k] for s in saved]) for k in nvt.STATE}, saved[0]["step"], saved[0]["schedule"])
             for b, s in enumerate(saved):
-                out[b] = s["out"]
+                out[b], last[b], running[b] = s["out"], s["last"], s["running"]
         else:
             batch.set_positions(np.broadcast_to(start, (B, *start.shape)))
             batch.set_velocities(velocities)
@@ -250,18 +255,20 @@ class WarpEngine:
             nvt.run(int(stop) - nvt.step)
             k = np.searchsorted(steps, stop)
             if steps[k] == stop:
-                out[:, k] = batch.unwrapped()
-            if stop == steps[-1]:
+                out[running, k] = batch.unwrapped()[running]
+                done = np.flatnonzero(running)[until.reached(out[0, 0], out[running, k])]
+                last[done], running[done] = k, False
+            if stop == steps[-1] or not running.any():
                 break
             stopping = should_stop()
             if stopping or stop % p.checkpoint_every == 0:
                 state = {**batch.state(), **nvt.state()}
                 for b, path in enumerate(paths):
-                    _save(path, fingerprint=prints[b], out=out[b], step=nvt.step, schedule=nvt.schedule,
-                          **{k: v[b] for k, v in state.items()})
+                    _save(path, fingerprint=prints[b], out=out[b], last=last[b], running=running[b], step=nvt.step,
+                          schedule=nvt.schedule, **{k: v[b] for k, v in state.items()})
             if stopping:
                 raise Suspended(f"isoconfigurational block checkpointed at step {stop}")
         batch.check()
-        if not np.isfinite(out).all():
+        if not all(np.isfinite(x[: n + 1]).all() for x, n in zip(out, last)):
             raise TaskError("warp isoconfigurational runs produced non-finite positions")
         return list(out)
