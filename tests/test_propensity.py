@@ -422,3 +422,10 @@ def test_table_iv_ensembles_for_100_samples(campaign, tmp_path):
     np.testing.assert_allclose(g["propensity/Delta"][0, 0], ens[0, 0, 0], rtol=1e-12)  # main = the first 30
     for k, lo in enumerate((0, 30, 60)):
         np.testing.assert_allclose(ens[0, 0, k], crd[lo:lo + 30].mean(axis=0), rtol=1e-12)
+
+
+def test_until_delta_below_the_analysed_deltas_is_refused():
+    from glassdist.errors import SpecError
+
+    with pytest.raises(SpecError, match="propensity.until_delta.*below the largest analyze.deltas = 1"):
+        small_spec([*RUN, "propensity.until_delta=0.5"])
