@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from glassdist.dynamics.scattering import (first_peak, relaxation_time, self_intermediate_scattering,
+from glassdist.dynamics.scattering import (relaxation_time, self_intermediate_scattering,
                                            structure_factor)
 
 
@@ -52,7 +52,6 @@ def test_structure_factor_of_a_lattice_and_of_an_ideal_gas():
     half_shell = np.pi / (n * a)
     assert k[peak] == pytest.approx(2 * np.pi / a, abs=half_shell) and s[peak] > 1
     assert np.abs(s[k < 2 * np.pi / a - 0.1]).max() < 1e-8
-    assert first_peak(grid, n * a) == pytest.approx(2 * np.pi / a, abs=half_shell)
     gas = np.random.default_rng(3).uniform(0, 30, size=(3000, 3))
     k, s = structure_factor(gas, 30.0, 6.0)
     assert abs(s.mean() - 1) < 0.05 and len(k) == int(6.0 * 30 / (2 * np.pi))
