@@ -34,6 +34,7 @@ MAX_LAYER = 2**16      # CNN layer width: far beyond any image classifier, and i
 MAX_WORKERS = 1024     # workers of one LocalCluster (one machine)
 MAX_ATTEMPTS = 2**15 - 1  # the ledger counts attempts in int16
 count = between(1, MAX_COUNT)
+HOLD_OUTPUTS = 40      # log-spaced F_s samples of the liquid hold (quench.hold_liquid), after t = 0
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "campaign": {
@@ -91,6 +92,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cooling_rate": Key(NUMBER, help="|dT/dt| of the linear quench", check=positive),
         "T_liquid": Key(NUMBER, help="T_L: configuration saved as class 'liquid'", check=positive),
         "T_glass": Key(NUMBER, help="T_G: configuration saved as class 'glass'", check=positive),
+        "hold_liquid": Key(NUMBER, 0.0, help="time (LJ units) each replica is held at T_L (NVT) when the cooling "
+                           "reaches it; the liquid is saved at the end of the hold, F_s(k*, t) and tau_alpha are "
+                           "measured during it and the hold must last 10 tau_alpha (else the replica is flagged); "
+                           "the cooling then goes on. 0: no hold (the liquid is saved as the cooling passes T_L)",
+                           check=non_negative),
         "thermo_points": Key(INT, 100, help="T and potential energy recorded at this many evenly "
                              "spaced temperatures along the cooling (Fig. S9a)", check=between(2, MAX_POINTS)),
         "snapshot_replicas": Key(INT, 4, help="the first k replicas also keep cooling snapshots "
@@ -348,7 +354,11 @@ def _check_consistency(d: dict) -> None:
                  "the cooling (quench.T_start - quench.T_glass) / quench.cooling_rate / md.dt")
     _check_steps(q["equilibration_time"] / md["dt"], "quench.equilibration_time",
                  "the equilibration quench.equilibration_time / md.dt", least=0)
-    segments = (cooling_span(q, md["dt"]) + q["equilibration_time"] / md["dt"]) / md["checkpoint_every"]
+    if q["hold_liquid"]:
+        _check_steps(q["hold_liquid"] / md["dt"], "quench.hold_liquid", "the hold quench.hold_liquid / md.dt",
+                     least=HOLD_OUTPUTS)
+    segments = ((cooling_span(q, md["dt"]) + (q["equilibration_time"] + q["hold_liquid"]) / md["dt"])
+                / md["checkpoint_every"])
     if segments > MAX_POINTS:
         raise SpecError("md.checkpoint_every", f"{segments:.3g} checkpoints per quench",
                         f"use at most {MAX_POINTS} (a larger md.checkpoint_every)")
