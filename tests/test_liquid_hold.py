@@ -1,0 +1,51 @@
+"""Issue 20.3: liquids held at T_L (quench.hold_liquid): the held liquid's energy is the
+equilibrium energy at T_L (an independent long LAMMPS NVT run), the unheld one's is not;
+the stage stores k*, F_s(k*, t), tau_alpha and the held flag (real LAMMPS, real store)."""
+
+import numpy as np
+import zarr
+
+from glassdist.dynamics.scattering import relaxation_time
+from glassdist.md.lammps import LammpsSession, dynamics_fixes, random_start_commands
+from glassdist.spec import load
+from glassdist.stages.quench import TAU_MULTIPLE
+
+from .conftest import glassdist, init_tiny
+
+T_L, HOLD = 1.0, 30.0
+
+
+def equilibrium_pe(spec, seed, equilibrate=10_000, samples=400, every=100):
+    """Mean potential energy per particle at T_L of a long NVT run, its standard error (20
+    blocks) and the standard deviation of the instantaneous value."""
+    pe = []
+    with LammpsSession(spec) as lmp:
+        lmp.run([*random_start_commands(spec, np.random.default_rng(seed)), *dynamics_fixes(spec),
+                 f"velocity all create {T_L} {seed} dist gaussian mom yes rot no",
+                 f"fix nvt all nvt temp {T_L} {T_L} {spec.md.thermostat_damping}", f"run {equilibrate}"])
+        for _ in range(samples):
+            lmp.run(f"run {every} post no")
+            pe.append(lmp.thermo("pe"))
+    pe = np.array(pe)
+    blocks = pe.reshape(20, -1).mean(axis=1)
+    return pe.mean(), blocks.std(ddof=1) / np.sqrt(len(blocks)), pe.std(ddof=1)
+
+
+def test_held_liquid_is_at_equilibrium_at_T_L(tmp_path):
+    d = init_tiny(tmp_path / "c", "kam", f"quench.T_liquid={T_L}", f"quench.hold_liquid={HOLD}",
+                  "quench.snapshot_replicas=0", "quench.replicas=4", "quench.split=[2,1,1]")
+    glassdist("quench", d)
+    spec, g = load(d), zarr.open_group(d / "store.zarr", mode="r")["quench"]
+    times, fs, tau = np.asarray(g.attrs["hold_times"]), g["hold_fs"][:], g["tau_alpha"][:]
+    R = spec.quench.replicas
+    assert fs.shape == (R, 41) and (fs[:, 0] == 1).all() and times[-1] == HOLD
+    np.testing.assert_array_equal(tau, [relaxation_time(times, f) for f in fs])
+    assert g["liquid_held"][:].all() and (HOLD >= TAU_MULTIPLE * tau).all()
+    assert (5.5 < g["k_star"][:]).all() and (g["k_star"][:] < 8.5).all()
+    held, start = g["pe"][:, 0], g["hold_pe"][:, 0]          # the liquid after / before the hold
+    np.testing.assert_array_equal(held, g["hold_pe"][:, -1])
+    mean, err, spread = equilibrium_pe(spec, 11)
+    bound = 3 * np.sqrt(spread ** 2 / R + err ** 2)
+    assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
+    # the fast cooling's liquid at T_L (what is saved without a hold) is far from equilibrium
+    assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
