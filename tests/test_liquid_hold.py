@@ -3,6 +3,7 @@ equilibrium energy at T_L (an independent long LAMMPS NVT run), the unheld one's
 the stage stores k*, F_s(k*, t), tau_alpha and the held flag (real LAMMPS, real store)."""
 
 import numpy as np
+import pytest
 import zarr
 
 from glassdist.dynamics.scattering import relaxation_time
@@ -48,4 +49,55 @@ def test_held_liquid_is_at_equilibrium_at_T_L(tmp_path):
     bound = 3 * np.sqrt(spread ** 2 / R + err ** 2)
     assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
     # the fast cooling's liquid at T_L (what is saved without a hold) is far from equilibrium
+    assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
+
+
+
+def warp_spec(*extra):
+    from glassdist.spec import apply_overrides, loads, preset_text
+
+    from .conftest import TINY, TINY_COUNTS
+
+    return loads(apply_overrides(preset_text("demo-kam"), [*TINY, TINY_COUNTS["kam"], f"quench.T_liquid={T_L}",
+                                                           'md.device="cpu"', *extra]))
+
+
+def test_warp_hold_resumes_bitwise(tmp_path):
+    """A Warp quench block stopped inside the hold resumes to the uninterrupted result, bitwise."""
+    import pytest
+
+    from glassdist.md.warp.engine import WarpEngine
+    from hpc.farm import Suspended
+
+    spec = warp_spec("quench.hold_liquid=2.0", "md.checkpoint_every=100")
+    engine, rngs = WarpEngine(spec), lambda: [np.random.default_rng(s) for s in range(2)]
+    fresh = engine.quench_block(spec, rngs(), [False] * 2)
+    from glassdist.md.quench import segments
+
+    # the block's stops are the LAMMPS quench's segment ends; stop at the 20th step of the hold
+    chance, calls = segments(spec, snapshots=True).index(("hold", 20)) + 1, []
+    with pytest.raises(Suspended):
+        engine.quench_block(spec, rngs(), [False] * 2, workdir=tmp_path,
+                            should_stop=lambda: calls.append(1) or len(calls) >= chance)
+    with np.load(tmp_path / "warp-quench.npz") as z:
+        assert np.isfinite(z["hold_fs"][:, :3]).all() and np.isnan(z["hold_fs"][:, -1]).all()
+    resumed = engine.quench_block(spec, rngs(), [False] * 2, workdir=tmp_path)
+    for a, b in zip(resumed, fresh):
+        for name, value in vars(a).items():
+            np.testing.assert_array_equal(value, getattr(b, name), err_msg=name)
+    assert all(r.hold_fs[0] == 1 and r.pe[0] == r.hold_pe[-1] and 5.5 < r.k_star[0] < 8.5 for r in fresh)
+
+
+@pytest.mark.slow
+def test_warp_held_liquid_is_at_the_lammps_equilibrium():
+    """The batched engine's held liquids (hold >= 10 tau_alpha) have the LAMMPS equilibrium
+    energy at T_L; their cooling-only liquids do not (the Warp-vs-LAMMPS check of the hold)."""
+    from glassdist.md.warp.engine import WarpEngine
+
+    spec = warp_spec(f"quench.hold_liquid={HOLD}")
+    fresh = WarpEngine(spec).quench_block(spec, [np.random.default_rng(s) for s in range(6)], [False] * 6)
+    held, start = np.array([r.pe[0] for r in fresh]), np.array([r.hold_pe[0] for r in fresh])
+    mean, err, spread = equilibrium_pe(spec, 11)
+    bound = 3 * np.sqrt(spread ** 2 / 6 + err ** 2)
+    assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
     assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
