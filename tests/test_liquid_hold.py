@@ -2,6 +2,8 @@
 equilibrium energy at T_L (an independent long LAMMPS NVT run), the unheld one's is not;
 the stage stores k*, F_s(k*, t), tau_alpha and the held flag (real LAMMPS, real store)."""
 
+import csv
+
 import numpy as np
 import pytest
 import zarr
@@ -32,10 +34,18 @@ def equilibrium_pe(spec, seed, equilibrate=10_000, samples=400, every=100):
     return pe.mean(), blocks.std(ddof=1) / np.sqrt(len(blocks)), pe.std(ddof=1)
 
 
-def test_held_liquid_is_at_equilibrium_at_T_L(tmp_path):
-    d = init_tiny(tmp_path / "c", "kam", f"quench.T_liquid={T_L}", f"quench.hold_liquid={HOLD}",
-                  "quench.snapshot_replicas=0", "quench.replicas=4", "quench.split=[2,1,1]")
+@pytest.fixture(scope="module")
+def held(tmp_path_factory):
+    """A tiny KAM campaign at T_L = 1.0 whose liquids were held HOLD at T_L (quench done)."""
+    d = init_tiny(tmp_path_factory.mktemp("hold") / "c", "kam", f"quench.T_liquid={T_L}",
+                  f"quench.hold_liquid={HOLD}", "quench.snapshot_replicas=0", "quench.replicas=4",
+                  "quench.split=[2,1,1]")
     glassdist("quench", d)
+    return d
+
+
+def test_held_liquid_is_at_equilibrium_at_T_L(held):
+    d = held
     spec, g = load(d), zarr.open_group(d / "store.zarr", mode="r")["quench"]
     times, fs, tau = np.asarray(g.attrs["hold_times"]), g["hold_fs"][:], g["tau_alpha"][:]
     R = spec.quench.replicas
@@ -50,6 +60,18 @@ def test_held_liquid_is_at_equilibrium_at_T_L(tmp_path):
     assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
     # the fast cooling's liquid at T_L (what is saved without a hold) is far from equilibrium
     assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
+
+
+@pytest.mark.slow  # the report stage
+def test_report_shows_tau_alpha_and_the_held_energy(held):
+    """The report's table: tau_alpha, the held count and the energies beside the equilibrium estimate."""
+    d, g = held, zarr.open_group(held / "store.zarr", mode="r")["quench"]
+    R, tau, energy = 4, g["tau_alpha"][:], g["pe"][:, 0]
+    glassdist("report", d)
+    rows = list(csv.reader(open(d / "report" / "liquid_hold.csv")))
+    assert rows[1][:2] == ["this campaign", f"{HOLD:g}"] and rows[1][4] == f"{R} of {R}"
+    assert float(rows[1][2].split()[0]) == pytest.approx(np.median(tau), rel=1e-2)
+    assert float(rows[1][5].split()[0]) == pytest.approx(energy.mean(), rel=1e-3)
 
 
 

@@ -30,6 +30,7 @@ T, F = "table", "figure"
 ARTEFACTS = (
     Artefact("table_I", "Table I", tables.table_i, T),
     Artefact("table_II", "Table II", tables.table_ii, T),
+    Artefact("liquid_hold", "Liquid hold", tables.table_hold, T),
     Artefact("training", "Training curves (Sec. IV A)", figures.fig_training, F),
     Artefact("fig_1_2", "Fig. 1 (KAM) / Fig. 2 (ABM)", figures.fig_maps, F),
     Artefact("table_III", "Table III", tables.table_iii, T),
