@@ -123,3 +123,10 @@ def test_warp_held_liquid_is_at_the_lammps_equilibrium():
     bound = 3 * np.sqrt(spread ** 2 / 6 + err ** 2)
     assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
     assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
+
+
+def test_a_hold_shorter_than_its_samples_is_refused():
+    from glassdist.errors import SpecError
+
+    with pytest.raises(SpecError, match="quench.hold_liquid.*takes 20 MD steps"):
+        warp_spec("quench.hold_liquid=0.1")
