@@ -35,6 +35,7 @@ MAX_LAYER = 2**16      # CNN layer width: far beyond any image classifier, and i
 MAX_WORKERS = 1024     # workers of one LocalCluster (one machine)
 MAX_ATTEMPTS = 2**15 - 1  # the ledger counts attempts in int16
 count = between(1, MAX_COUNT)
+HOLD_OUTPUTS = 40      # log-spaced F_s samples of the liquid hold (quench.hold_liquid), after t = 0
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "campaign": {
@@ -92,6 +93,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cooling_rate": Key(NUMBER, help="|dT/dt| of the linear quench", check=positive),
         "T_liquid": Key(NUMBER, help="T_L: configuration saved as class 'liquid'", check=positive),
         "T_glass": Key(NUMBER, help="T_G: configuration saved as class 'glass'", check=positive),
+        "hold_liquid": Key(NUMBER, 0.0, help="time (LJ units) each replica is held at T_L (NVT) when the cooling "
+                           "reaches it; the liquid is saved at the end of the hold, F_s(k*, t) and tau_alpha are "
+                           "measured during it and the hold must last 10 tau_alpha (else the replica is flagged); "
+                           "the cooling then goes on. 0: no hold (the liquid is saved as the cooling passes T_L)",
+                           check=non_negative),
         "thermo_points": Key(INT, 100, help="T and potential energy recorded at this many evenly "
                              "spaced temperatures along the cooling (Fig. S9a)", check=between(2, MAX_POINTS)),
         "snapshot_replicas": Key(INT, 4, help="the first k replicas also keep cooling snapshots "
@@ -169,7 +175,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             check=between(0, MAX_COUNT)),
         "samples": Key(INT, 30, help="N_s runs per configuration and temperature",
                        check=between(2, MAX_COUNT)),
-        "steps": Key(INT, help="MD steps per run (paper: up to 3e8)", check=between(1, MAX_STEPS)),
+        "steps": Key(INT, help="MD steps per run (paper: up to 3e8); with until_delta the cap of a run",
+                     check=between(1, MAX_STEPS)),
+        "until_delta": Key(NUMBER, 0.0, help="stop each run at the first output step where its own mean "
+                           "cage-relative displacement delta^s reaches this delta (at least the largest "
+                           "analyze.deltas; `steps` caps it and a run that hits the cap is reported); 0: every "
+                           "run lasts `steps`", check=non_negative),
         "outputs": Key(INT, 40, help="log-spaced output times per run", check=between(2, MAX_POINTS)),
         "checkpoint_every": Key(INT, 50_000, help="steps between restart checkpoints; also the "
                                 "longest wait before a SIGTERM checkpoints and stops a run (50 000: about "
@@ -347,7 +358,11 @@ def _check_consistency(d: dict) -> None:
                  "the cooling (quench.T_start - quench.T_glass) / quench.cooling_rate / md.dt")
     _check_steps(q["equilibration_time"] / md["dt"], "quench.equilibration_time",
                  "the equilibration quench.equilibration_time / md.dt", least=0)
-    segments = (cooling_span(q, md["dt"]) + q["equilibration_time"] / md["dt"]) / md["checkpoint_every"]
+    if q["hold_liquid"]:
+        _check_steps(q["hold_liquid"] / md["dt"], "quench.hold_liquid", "the hold quench.hold_liquid / md.dt",
+                     least=HOLD_OUTPUTS)
+    segments = ((cooling_span(q, md["dt"]) + (q["equilibration_time"] + q["hold_liquid"]) / md["dt"])
+                / md["checkpoint_every"])
     if segments > MAX_POINTS:
         raise SpecError("md.checkpoint_every", f"{segments:.3g} checkpoints per quench",
                         f"use at most {MAX_POINTS} (a larger md.checkpoint_every)")
@@ -396,6 +411,10 @@ def _check_consistency(d: dict) -> None:
     if p["steps"] // p["checkpoint_every"] > MAX_POINTS:
         raise SpecError("propensity.checkpoint_every", f"propensity.steps / propensity.checkpoint_every = "
                         f"{p['steps'] // p['checkpoint_every']} checkpoints per run", f"use at most {MAX_POINTS}")
+    if 0 < p["until_delta"] < max(d["analyze"]["deltas"]):
+        raise SpecError("propensity.until_delta", f"runs would stop at delta = {p['until_delta']:g}, below the "
+                        f"largest analyze.deltas = {max(d['analyze']['deltas']):g}",
+                        "set it to the largest analyze.deltas (or 0: run every run for propensity.steps)")
     if max(p["temperatures"]) > q["T_start"]:
         raise SpecError("propensity.temperatures", f"{max(p['temperatures'])} is above quench.T_start",
                         "run the isoconfigurational ensembles below the quench's liquid temperature")

@@ -16,7 +16,8 @@ BIN = Path(sys.executable).parent
 # A campaign small enough for tests: N = 200, 8 replicas, a fast quench (about 0.2 s each).
 TINY = ["system.n_particles=200", "quench.replicas=8", "quench.split=[4,2,2]",
         "quench.cooling_rate=0.4", "quench.equilibration_time=2.0", "quench.thermo_points=20",
-        "quench.snapshot_replicas=2", "dataset.grid=24", "propensity.main_samples=0"]
+        "quench.snapshot_replicas=2", "dataset.grid=24", "propensity.main_samples=0",
+        "quench.hold_liquid=0.0"]  # no liquid hold (tests/test_liquid_hold.py holds liquids)
 TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]", "ka3d": "system.counts=[160,40]"}
 
 

@@ -160,3 +160,21 @@ def test_summary_tables():
     np.testing.assert_allclose(mean[0], [1.0, 0.4, -0.3, 0.0])
     np.testing.assert_allclose(sem[0, 1], 0.1 / np.sqrt(2))
     assert zero[0] == pytest.approx(1 + 0.4 / 0.7)
+
+
+def test_propensity_analysis_ignores_outputs_not_every_run_reached():
+    """propensity.until_delta leaves NaN at the outputs after the last one every run reached:
+    the analysis of the reached outputs is unchanged and the others stay NaN."""
+    rng, pos, L = particles(1000, seed=3)
+    _, Delta_t, delta_t = synthetic_propensity(pos, L, rng, 2.0, np.geomspace(0.05, 1.5, 8))
+    fields = rng.normal(size=(len(pos), 2))
+    kw = dict(deltas=[0.3, 1.0, 3.0], xi_grid=[0.0, 1.0, 2.0], xi_structure=2.0, xi_propensity=2.0,
+              flip=np.array([False, False]), r_max=6.0, bins=20)
+    full = analysis.propensity_analysis(pos, fields, delta_t, Delta_t, L, **kw)
+    pad = np.full((3, len(pos)), np.nan)
+    cut = analysis.propensity_analysis(pos, fields, np.concatenate([delta_t, pad[:, 0]]),
+                                       np.concatenate([Delta_t, pad]), L, **kw)
+    np.testing.assert_array_equal(cut.reached, full.reached)
+    np.testing.assert_allclose(cut.xi_Delta, full.xi_Delta)
+    np.testing.assert_allclose(cut.pearson_t[:, :8], full.pearson_t)
+    assert np.isnan(cut.pearson_t[:, 8:]).all()

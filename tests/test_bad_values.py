@@ -68,6 +68,8 @@ CAMPAIGN_ACCEPTS = {
     ("inherent.ftol", "zero"): "a tolerance of 0 leaves the other stopping criterion",
     ("inherent.fit_upper_T", "zero"): "0 = quench.T_liquid (documented)",
     ("propensity.main_samples", "zero"): "0 = the main Delta from all runs (documented)",
+    ("propensity.until_delta", "zero"): "0 = every run lasts propensity.steps (documented)",
+    ("quench.hold_liquid", "zero"): "0 = no liquid hold (documented)",
     **{(f"analyze.{k}", "zero"): "xi = 0: no coarse-graining" for k in ("xi_structure", "xi_violin",
                                                                         "xi_propensity")},
     **{(k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"

@@ -1,6 +1,8 @@
 """Isoconfigurational runs (glassdist.md.isoconf) and the propensity stage: real LAMMPS,
 real signals (SIGKILL, SIGTERM) on subprocesses, real MPI (mpiexec -n 2), real Zarr and Dask."""
 
+import contextlib
+import io
 import shutil
 import signal
 import subprocess
@@ -14,7 +16,7 @@ from scipy import stats
 
 from glassdist import cli
 from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
-from glassdist.md.isoconf import draw_velocities, kinetic_temperature, output_steps, run_isoconf
+from glassdist.md.isoconf import draw_velocities, kinetic_temperature, output_steps, reached_outputs, run_isoconf
 from glassdist.md.lammps import (LammpsSession, dynamics_fixes, pair_commands, random_minimum,
                                  read_data_commands, write_data_file)
 from glassdist.spec import apply_overrides, load, loads, preset_text
@@ -192,11 +194,46 @@ def test_sigterm_checkpoints_and_exits_cleanly(spec, start, reference, tmp_path)
     np.testing.assert_array_equal(resumed.positions, reference.positions)
 
 
+# ---- propensity.until_delta ---------------------------------------------------------------------
+
+def run_deltas(spec, start, positions):
+    """delta^s(t) (n_out,) of one run's outputs, computed with the CRD of glassdist.dynamics.crd."""
+    crd = cage_relative_displacement(positions[0], positions[None], voronoi_cage(start, spec.box_length))
+    return crd[0].mean(axis=-1)
+
+
+def test_until_delta_stops_at_the_target_and_resumes_exactly(spec, start, reference, tmp_path):
+    """The run stops at the first output where its own delta^s reaches the largest analyze.deltas;
+    the outputs up to there are the uninterrupted run's, bitwise; later ones stay NaN. Suspended
+    before the stop and resumed, it stops at the same output."""
+    deltas = run_deltas(spec, start, reference.positions)
+    target = float(0.5 * deltas[-1])
+    first = int(np.argmax(deltas >= target))
+    assert 1 < first < len(deltas) - 1  # stops early, not at the first or the last output
+    until = small_spec([*RUN, f"propensity.until_delta={target!r}", f"analyze.deltas=[{target / 2!r},{target!r}]"])
+    calls = []
+    stopped = run_isoconf(until, start, until.types, velocities(until, 7), T, tmp_path,
+                          should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    assert stopped.status == "suspended"
+    res = run_isoconf(until, start, until.types, velocities(until, 7), T, tmp_path)
+    assert res.status == "done"
+    np.testing.assert_array_equal(res.positions[: first + 1], reference.positions[: first + 1])
+    assert np.isnan(res.positions[first + 1:]).all()
+    assert reached_outputs(res.positions) == first + 1
+
+
+def test_until_delta_cap_runs_every_step(spec, start, reference, tmp_path):
+    """A target beyond the run's reach: the run lasts propensity.steps (the cap), as without it."""
+    capped = small_spec([*RUN, "propensity.until_delta=50.0"])
+    res = run_isoconf(capped, start, capped.types, velocities(capped, 7), T, tmp_path)
+    np.testing.assert_array_equal(res.positions, reference.positions)
+
+
 # ---- the stage: farm, MPI, retries, SIGTERM, reduction, export -------------------------------
 
 PROPENSITY = ["propensity.samples=3", "propensity.temperatures=[0.5,0.7]", "propensity.steps=8000",
               "propensity.outputs=12", "propensity.checkpoint_every=500", "analyze.deltas=[0.03,0.1,50.0]",
-              "dask.workers=1"]
+              "dask.workers=1", "propensity.until_delta=50.0"]  # never reached: the cap
 
 
 def copy(campaign, tmp_path):
@@ -223,7 +260,9 @@ def glass_of(cdir):
 def serial(campaign, tmp_path_factory):
     """The propensity stage run serially, in-process; returns its campaign."""
     cdir = copy(campaign, tmp_path_factory.mktemp("serial"))
-    assert cli.main(["propensity", str(cdir)]) == 0
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert cli.main(["propensity", str(cdir)]) == 0
+    (cdir / "propensity.log").write_text(out.getvalue())
     return cdir
 
 
@@ -249,6 +288,46 @@ def test_stage_stores_runs_and_propensity(serial):
     assert delta[0, :, 0].max() == 0 and (delta[0, :, -1] > delta[0, :, 1]).all()
     assert delta[0, 1, -1] > delta[0, 0, -1]  # hotter moves further
     assert "propensity/Delta_ensembles" not in g  # only for samples >= 100
+
+
+def test_until_delta_cap_is_stored_and_logged(serial):
+    """Every run of the serial stage hits the cap below delta = 50: full trajectories, its
+    delta^s stored, one log line per (configuration, temperature)."""
+    g = group(serial)
+    _, glass, spec = glass_of(serial)
+    traj = g["propensity/traj"][:]
+    assert (g["propensity/run_outputs"][:] == 13).all()
+    for t, s in np.ndindex(2, 3):
+        assert g["propensity/run_delta"][0, t, s] == pytest.approx(run_deltas(spec, glass, traj[0, t, s])[-1],
+                                                                    rel=1e-12)
+    log = (serial / "propensity.log").read_text()
+    for T_ in (0.5, 0.7):
+        assert (f"configuration 0, T = {T_:g}: 3 of 3 runs hit the step cap propensity.steps = 8000 below "
+                "delta = 50") in log
+
+
+def test_until_delta_stage_stops_runs_and_reduces_what_all_reached(campaign, serial, tmp_path):
+    """Target delta = 0.03: every run stops at its own first output past it; its outputs are the
+    capped runs' (same seeds), the reduction covers the outputs all runs reached, NaN after."""
+    cdir = copy(campaign, tmp_path)
+    toml = cdir / "campaign.toml"
+    toml.write_text(apply_overrides(toml.read_text(), ["analyze.deltas=[0.03]", "propensity.until_delta=0.03"]))
+    assert cli.main(["propensity", str(cdir)]) == 0
+    g, full = group(cdir), group(serial)["propensity/traj"][:]
+    _, glass, spec = glass_of(cdir)
+    n = g["propensity/run_outputs"][:]
+    traj, delta = g["propensity/traj"][:], g["propensity/delta"][:]
+    assert (n < 13).all()
+    for t, s in np.ndindex(2, 3):
+        d = run_deltas(spec, glass, full[0, t, s])
+        assert n[0, t, s] == np.argmax(d >= 0.03) + 1
+        np.testing.assert_array_equal(traj[0, t, s, : n[0, t, s]], full[0, t, s, : n[0, t, s]])
+        assert np.isnan(traj[0, t, s, n[0, t, s]:]).all()
+    for t in range(2):
+        common = n[0, t].min()
+        assert np.isfinite(delta[0, t, :common]).all() and np.isnan(delta[0, t, common:]).all()
+        np.testing.assert_allclose(delta[0, t, :common], group(serial)["propensity/delta"][0, t, :common],
+                                   rtol=1e-12)
 
 
 def test_export_propensity_columns(serial, tmp_path):
@@ -343,3 +422,10 @@ def test_table_iv_ensembles_for_100_samples(campaign, tmp_path):
     np.testing.assert_allclose(g["propensity/Delta"][0, 0], ens[0, 0, 0], rtol=1e-12)  # main = the first 30
     for k, lo in enumerate((0, 30, 60)):
         np.testing.assert_allclose(ens[0, 0, k], crd[lo:lo + 30].mean(axis=0), rtol=1e-12)
+
+
+def test_until_delta_below_the_analysed_deltas_is_refused():
+    from glassdist.errors import SpecError
+
+    with pytest.raises(SpecError, match="propensity.until_delta.*below the largest analyze.deltas = 1"):
+        small_spec([*RUN, "propensity.until_delta=0.5"])

@@ -76,6 +76,51 @@ def test_stop_then_resume_is_bitwise_identical(spec, reference, tmp_path, n, ste
     assert np.abs(other.positions - reference.positions).max() > 0.1
 
 
+HOLD = ["quench.hold_liquid=2.0"]  # 400 steps at T_L, inside the cooling at T_L's step 750
+
+
+@pytest.fixture(scope="module")
+def held_spec():
+    return loads(apply_overrides(preset_text("demo-kam"), [*TINY, TINY_COUNTS["kam"], *EVERY, *HOLD]))
+
+
+@pytest.fixture(scope="module")
+def held_reference(held_spec):
+    return quench(held_spec, np.random.default_rng(SEED), snapshots=True)
+
+
+def test_hold_sits_in_the_cooling_at_T_liquid(held_spec, spec, held_reference, reference):
+    """The hold's segments come between the cooling's up to T_L's step and the rest; F_s starts at
+    1 and decays; k* is the first peak of a KAM liquid; the glass differs (a longer quench)."""
+    plan = segments(held_spec, snapshots=True)
+    phases = [phase for phase, _ in plan]
+    first, last = phases.index("hold"), len(phases) - 1 - phases[::-1].index("hold")
+    assert plan[first - 1] == ("cool", 750) and plan[last] == ("hold", 400) and plan[last + 1][0] == "cool"
+    assert {150, 300} <= {s for p, s in plan[first:last + 1]}
+    assert [p for p in plan if p[0] != "hold"] == segments(spec, snapshots=True)
+    r = held_reference
+    assert r.hold_fs.shape == r.hold_pe.shape == (41,) and r.hold_fs[0] == 1.0 and r.hold_fs[-1] < 0.5
+    assert 5.5 < r.k_star[0] < 8.5
+    assert r.pe[0] == r.hold_pe[-1] and not np.array_equal(r.positions[0], reference.positions[0])
+    assert len(reference.hold_fs) == 0  # no hold without quench.hold_liquid
+
+
+@pytest.mark.parametrize("segment", [("hold", 150), ("hold", 400), ("cool", 832)])
+def test_stop_in_and_after_the_hold_then_resume_is_bitwise_identical(held_spec, held_reference, tmp_path, segment):
+    """Stopped inside the hold (its thermostat restored from the restart file), at its end and in
+    the cooling after it (the timestep set back to T_L's cooling step): the resumed quench is identical."""
+    plan = segments(held_spec, snapshots=True)
+    index = plan.index(segment)
+    checks = index + 1 - (index >= plan.index(("cool", 0)))  # no stop check after the `run 0` at cooling step 0
+    stopped = quench(held_spec, np.random.default_rng(SEED), snapshots=True, workdir=tmp_path, label="r",
+                     should_stop=stop_at_check(checks))
+    with np.load(tmp_path / "r.ckpt.npz") as z:
+        assert int(z["segment"]) == index
+    assert stopped is None
+    resumed = quench(held_spec, np.random.default_rng(SEED), snapshots=True, workdir=tmp_path, label="r")
+    assert_identical(resumed, held_reference)
+
+
 SCRIPT = """
 import sys, numpy as np
 from glassdist.spec import loads

@@ -20,10 +20,10 @@ from .conftest import glassdist, init_tiny
 pytestmark = pytest.mark.slow  # a whole tiny campaign with 100 isoconfigurational runs
 
 # 100 isoconfigurational runs (Table IV, Fig. 4) of 600 steps at one temperature; deltas the
-# runs reach and one they do not (5.0); a short T grid for the T* fit; 4 epochs.
+# runs reach and one they do not (5.0, also until_delta: every run hits the cap); a short T grid for the T* fit; 4 epochs.
 EXTRA = ["quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
          "propensity.samples=100", "propensity.main_samples=30", "propensity.temperatures=[0.55]", "propensity.steps=600",
-         "propensity.outputs=8", "analyze.deltas=[0.03, 0.06, 5.0]", "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
+         "propensity.outputs=8", "propensity.until_delta=5.0", "analyze.deltas=[0.03, 0.06, 5.0]", "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
          "analyze.xi_structure=2.0", "analyze.xi_violin=2.0", "analyze.xi_propensity=2.0",
          "analyze.correlation_rmax=4.0", "analyze.correlation_bins=16", "train.epochs=4"]
 
@@ -67,6 +67,9 @@ def test_report_has_every_table_and_figure(campaign):
     assert rows[1][3].startswith("not reached")             # delta = 5 is beyond the runs
     assert float(rows[1][1]) > 0                               # xi_Delta of a reached delta
     assert "Table IV" in index and len(list(csv.reader(open(out / "table_IV.csv")))) == 3
+    rows = list(csv.reader(open(out / "propensity_runs.csv")))  # until_delta = 5 is beyond the 600-step cap
+    assert rows[1][1:3] == ["100", "600"] and rows[1][4] == "100 of 100" and 0 < float(rows[1][3]) < 5
+    assert "did not reach δ = 5: raise propensity.steps" in index
     # the demo preset's T_L and a tiny training set: said plainly next to Tables S2 and V
     assert index.count("Γ is NOT expected to reproduce the paper") >= 2 and "T_L = 2.5 instead of" in index
     assert "fewer than the paper" in index and "different magnitude and even sign" in index

@@ -233,6 +233,34 @@ def test_isoconf_block_resumes_bitwise(tmp_path):
         np.testing.assert_allclose(a[0], start, atol=1e-12)
 
 
+def test_isoconf_block_until_delta_stops_each_run_at_its_target(tmp_path):
+    """propensity.until_delta on the batched engine: run b stops at its own first output where
+    delta^s reaches the target (its rows are the unstopped block's, bitwise; NaN after), the
+    block steps on for the others, and a block suspended before the stops resumes to the same."""
+    from hpc.farm import Suspended
+    from glassdist.dynamics.crd import cage_relative_displacement, voronoi_cage
+
+    sets = ["propensity.steps=600", "propensity.outputs=10", "propensity.checkpoint_every=200"]
+    spec = tiny_spec("kam", *sets)
+    start = quench(spec, np.random.default_rng(7)).positions[1]
+    masses = np.asarray(spec.system.masses)[spec.types]
+    vel = np.stack([draw_velocities(np.random.default_rng(s), 0.5, masses, 2) for s in range(3)])
+    full = warp_engine(spec).isoconf_block(spec, start, spec.types, vel, 0.5, [tmp_path / f"f{b}" for b in range(3)])
+    cage = voronoi_cage(start, spec.box_length)
+    deltas = [cage_relative_displacement(x[0], x[None], cage)[0].mean(axis=-1) for x in full]
+    target = float(0.5 * min(d[-1] for d in deltas))
+    until = tiny_spec("kam", *sets, f"analyze.deltas=[{target!r}]", f"propensity.until_delta={target!r}")
+    engine, dirs, calls = warp_engine(until), [tmp_path / f"u{b}" for b in range(3)], []
+    with pytest.raises(Suspended):
+        engine.isoconf_block(until, start, until.types, vel, 0.5, dirs, should_stop=lambda: calls.append(1) or True)
+    stopped = engine.isoconf_block(until, start, until.types, vel, 0.5, dirs)
+    for x, ref, d in zip(stopped, full, deltas):
+        first = int(np.argmax(d >= target))
+        assert 0 < first < 10
+        np.testing.assert_array_equal(x[: first + 1], ref[: first + 1])
+        assert np.isnan(x[first + 1:]).all()
+
+
 # ---- statistics against LAMMPS (slow) ---------------------------------------------------------
 
 PAPER_T_L = {"kam": 0.8, "abm": 2.0}

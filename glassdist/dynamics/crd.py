@@ -94,13 +94,15 @@ def propensity_at_delta(delta_t: np.ndarray, field: np.ndarray, targets) -> tupl
 
     delta_t (T,) and field (T, N) are indexed by output time. For each target the field is
     interpolated linearly in delta between the two outputs that bracket the first time delta(t)
-    reaches the target. A target above max delta(t) was not reached by the runs: its row is NaN
+    reaches the target (NaN entries of delta_t, outputs not reached, are skipped). A target above
+    max delta(t) was not reached by the runs: its row is NaN
     and its flag False (run longer to reach it).
     """
     delta_t, field = np.asarray(delta_t, dtype=float), np.asarray(field, dtype=float)
     targets = np.atleast_1d(np.asarray(targets, dtype=float))
     out = np.full((len(targets), field.shape[1]), np.nan)
-    reached = targets <= delta_t.max()
+    finite = np.isfinite(delta_t)  # NaN: outputs not every run reached (propensity.until_delta)
+    reached = targets <= (delta_t[finite].max() if finite.any() else -np.inf)
     for k in np.flatnonzero(reached):
         hi = int(np.argmax(delta_t >= targets[k]))
         if hi == 0:

@@ -12,7 +12,11 @@ over runs is T exactly.
 The run proceeds in segments between the output steps and multiples of
 ``propensity.checkpoint_every``; at every multiple it writes a checkpoint
 (:mod:`glassdist.md.checkpoint`: a LAMMPS restart file and the outputs so far). A rerun with the
-same work directory resumes from the last checkpoint. When ``should_stop()`` turns true
+same work directory resumes from the last checkpoint. With ``propensity.until_delta`` a run stops
+at the first output where its own delta^s reaches ``propensity.until_delta``
+(:class:`DeltaStop`; ``propensity.steps`` is the cap) and its later outputs stay NaN; the test
+reads only the outputs, which the checkpoint holds, so a resumed run stops where an uninterrupted
+one does. When ``should_stop()`` turns true
 (SIGTERM), the run checkpoints at the next segment boundary and returns ``status ==
 "suspended"``. On one rank per task (the default) a resumed run is bitwise identical to an
 uninterrupted one (tested; see glassdist.md.checkpoint for why, and for several ranks per task).
@@ -26,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..dynamics.crd import cage_relative_displacement, voronoi_cage
 from ..errors import TaskError
 from ..spec import Spec
 from .checkpoint import Checkpoint, fingerprint, stopping
@@ -39,7 +44,8 @@ FIX = "fix nvt all nvt temp {T} {T} {damp}"
 class IsoconfResult:
     status: str             # "done" or "suspended"
     steps: np.ndarray       # (n_out,) output steps
-    positions: np.ndarray   # (n_out, N, dim) unwrapped; NaN rows for outputs not reached yet
+    positions: np.ndarray   # (n_out, N, dim) unwrapped; NaN rows for outputs not reached (yet, or
+                            # ever: a run stopped by propensity.until_delta)
 
 
 def output_steps(steps: int, outputs: int) -> np.ndarray:
@@ -69,6 +75,41 @@ def kinetic_temperature(velocities: np.ndarray, masses: np.ndarray) -> float:
     return float((np.asarray(masses)[:, None] * velocities**2).sum() / (dim * (n - 1)))
 
 
+class DeltaStop:
+    """``propensity.until_delta``: a run stops at the first output step where its own mean
+    cage-relative displacement delta^s(t) = mean_i |d_i^s - dbar_i^s| (glassdist.dynamics.crd)
+    reaches ``target`` = ``propensity.until_delta`` (at least the largest ``analyze.deltas``); with
+    until_delta = 0 nothing stops a run."""
+
+    def __init__(self, spec: Spec, start: np.ndarray):
+        self.target = until_delta_target(spec)
+        self.cage = voronoi_cage(start, spec.box_length) if self.target is not None else None
+
+    def reached(self, r0: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Per run, whether delta^s reached the target: r0 (N, dim) unwrapped start, positions
+        (B, N, dim) unwrapped -> (B,) bool (all False without until_delta)."""
+        if self.target is None:
+            return np.zeros(len(positions), dtype=bool)
+        return run_delta(r0, positions, self.cage) >= self.target
+
+
+def until_delta_target(spec: Spec) -> float | None:
+    """The delta at which runs stop (propensity.until_delta), or None (0: they run every step)."""
+    return float(spec.propensity.until_delta) or None
+
+
+def run_delta(r0: np.ndarray, positions: np.ndarray, cage) -> np.ndarray:
+    """delta^s of runs at one time: r0 (N, dim), positions (B, N, dim) unwrapped -> (B,)."""
+    return cage_relative_displacement(r0, np.asarray(positions)[:, None], cage)[:, 0].mean(axis=-1)
+
+
+def reached_outputs(positions: np.ndarray) -> int:
+    """Outputs a run reached: its rows (n_out, N, dim) before the first NaN row (a run stopped by
+    until_delta leaves NaN rows after its last output)."""
+    finite = np.isfinite(positions).all(axis=tuple(range(1, positions.ndim)))
+    return int(np.argmin(finite)) if not finite.all() else len(finite)
+
+
 def _stop_points(spec: Spec, outputs: np.ndarray) -> np.ndarray:
     p = spec.propensity
     checkpoints = np.arange(p.checkpoint_every, p.steps, p.checkpoint_every)
@@ -90,9 +131,10 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
         workdir.mkdir(parents=True, exist_ok=True)
     steps = output_steps(spec.propensity.steps, spec.propensity.outputs)
     out = np.full((len(steps), len(types), spec.dim), np.nan)
+    until = DeltaStop(spec, positions)
     ckpt = Checkpoint(workdir, fingerprint(positions, types, velocities, steps,
                                            np.array([temperature, spec.propensity.steps, spec.md.dt,
-                                                     spec.md.thermostat_damping])), root=root)
+                                                     spec.md.thermostat_damping]), until.target), root=root)
     saved = ckpt.load() if root else None
     if comm is not None:
         saved = comm.bcast(saved, root=0)
@@ -121,6 +163,8 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
             k = np.searchsorted(steps, step)
             if steps[k] == step:
                 out[k] = lmp.unwrapped()
+                if until.reached(out[0], out[k][None])[0]:
+                    break  # until_delta: the outputs after this one stay NaN
             if step == steps[-1]:
                 break
             stop = stopping(should_stop, comm)
@@ -135,6 +179,6 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
                             f"campaign '{spec.campaign.name}'")
         if status == "done":
             lmp.check_atoms()
-            if not np.isfinite(out).all():
+            if not np.isfinite(out[: np.searchsorted(steps, step, side="right")]).all():
                 raise TaskError("isoconfigurational run produced non-finite positions")
     return IsoconfResult(status, steps, out)

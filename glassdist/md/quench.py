@@ -3,6 +3,10 @@ linear NVT Nose-Hoover cooling to T_glass; the configuration is saved at T_liqui
 "liquid") and T_glass (class "glass"), T and potential energy along the cooling, and
 cooling snapshots on a temperature grid when asked.
 
+With ``quench.hold_liquid`` the cooling pauses at T_liquid: the replica is held there (NVT,
+its own thermostat), F_s(k*, t) and the energy are recorded during the hold, the liquid is
+saved at its end, and the cooling then goes on from T_liquid.
+
 A quench runs as segments (:func:`segments`) and, given a work directory, checkpoints every
 ``md.checkpoint_every`` steps and stops cleanly on request (SIGTERM); a rerun resumes it
 bitwise identically on one rank per task (:mod:`glassdist.md.checkpoint`).
@@ -10,15 +14,17 @@ bitwise identically on one rank per task (:mod:`glassdist.md.checkpoint`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..dynamics.scattering import first_peak, self_intermediate_scattering
 from ..errors import TaskError
-from ..spec import Spec
+from ..spec import HOLD_OUTPUTS, Spec
 from .checkpoint import Checkpoint, fingerprint, stopping
+from .isoconf import output_steps
 from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, random_start_commands, read_restart_commands, \
     seed_for_lammps
 
@@ -32,6 +38,11 @@ class QuenchResult:
     thermo_target: np.ndarray  # (P,): thermostat target T at the same steps
     thermo_pe: np.ndarray      # (P,): potential energy per particle there
     snapshots: np.ndarray      # (n_snap, N, dim) in spec order, or (0, N, dim)
+    # the liquid hold at T_L (quench.hold_liquid; empty without it), at the hold's record steps:
+    hold_fs: np.ndarray = field(default_factory=lambda: np.zeros(0))   # (n_hold,) F_s(k*, t)
+    hold_pe: np.ndarray = field(default_factory=lambda: np.zeros(0))   # (n_hold,) potential energy per particle
+    k_star: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (1,) first peak of S(k) at the hold's start
+    hold_origin: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, dim) unwrapped at its start
 
 
 def step_at(spec: Spec, T: float) -> int:
@@ -53,15 +64,52 @@ def equilibration_steps(spec: Spec) -> int:
 
 def segments(spec: Spec, snapshots: bool) -> list[tuple[str, int]]:
     """The quench's LAMMPS runs, in order: (phase, step at its end), phase "equilibrate" (steps
-    from the end of the random start) or "cool" (cooling steps). Ends: every multiple of
-    ``md.checkpoint_every`` inside a phase, the end of the equilibration, and the cooling's
-    recorded steps (thermo points, T_liquid, the snapshots, T_glass)."""
+    from the end of the random start), "cool" (cooling steps) or "hold" (steps of the liquid hold
+    at T_L, from its start; it sits in the cooling at T_liquid's step). Ends: every multiple of
+    ``md.checkpoint_every`` inside a phase, the end of the equilibration, the cooling's recorded
+    steps (thermo points, T_liquid, the snapshots, T_glass) and the hold's (:func:`hold_steps`)."""
     q, every = spec.quench, spec.md.checkpoint_every
-    E, total = equilibration_steps(spec), spec.cooling_steps
+    E, total, liquid = equilibration_steps(spec), spec.cooling_steps, step_at(spec, q.T_liquid)
     snap_T = q.snapshot_temperatures if snapshots else []
-    cool = {*thermo_steps(spec), step_at(spec, q.T_liquid), total, *(step_at(spec, T) for T in snap_T)}
+    cool = sorted({*thermo_steps(spec), liquid, total, *(step_at(spec, T) for T in snap_T),
+                   *range(every, total, every)})
+    held = hold_steps(spec)
+    hold = sorted({*map(int, held[1:]), *range(every, int(held[-1]), every)}) if len(held) else []
     return ([("equilibrate", s) for s in sorted({*range(every, E, every), E})]
-            + [("cool", s) for s in sorted(cool | set(range(every, total, every)))])
+            + [("cool", s) for s in cool if s <= liquid] + [("hold", s) for s in hold]
+            + [("cool", s) for s in cool if s > liquid])
+
+
+# ---- the liquid hold at T_L (quench.hold_liquid) ------------------------------------------------
+# Its own segment of the quench: it records F_s(k*, t) and the potential energy, and saves the
+# liquid at its end; the stage derives tau_alpha from F_s (glassdist.dynamics.scattering).
+
+def hold_steps(spec: Spec) -> np.ndarray:
+    """Steps from the hold's start where it records F_s and the energy: 0, then HOLD_OUTPUTS
+    log-spaced steps to its end; (HOLD_OUTPUTS + 1,), or (0,) without a hold."""
+    steps = int(round(spec.quench.hold_liquid / spec.md.dt))
+    return output_steps(steps, HOLD_OUTPUTS) if steps else np.zeros(0, dtype=np.int64)
+
+
+def empty_hold(spec: Spec) -> dict[str, np.ndarray]:
+    """The hold fields of a QuenchResult before the hold ran (NaN), empty without a hold."""
+    n, N, dim = len(hold_steps(spec)), spec.system.n_particles, spec.dim
+    if not n:
+        return {"hold_fs": np.zeros(0), "hold_pe": np.zeros(0), "k_star": np.zeros(0), "hold_origin": np.zeros((0, 0))}
+    return {"hold_fs": np.full(n, np.nan), "hold_pe": np.full(n, np.nan), "k_star": np.full(1, np.nan),
+            "hold_origin": np.full((N, dim), np.nan)}
+
+
+def record_hold(hold: dict[str, np.ndarray], i: int, unwrapped: np.ndarray, pe: np.ndarray, box_length: float) -> None:
+    """Record hold sample ``i`` of a block: ``hold`` holds the block's hold fields with the
+    replicas along axis 0 (hold_fs (B, n_hold), hold_pe (B, n_hold), k_star (B, 1), hold_origin
+    (B, N, dim)); unwrapped (B, N, dim), pe (B,). Sample 0 (the hold's start) sets the origin
+    and k* (the first peak of S(k) of that configuration)."""
+    if i == 0:
+        hold["hold_origin"][:] = unwrapped
+        hold["k_star"][:, 0] = [first_peak(x, box_length) for x in unwrapped]
+    hold["hold_fs"][:, i] = self_intermediate_scattering(hold["hold_origin"], unwrapped, hold["k_star"][:, 0])
+    hold["hold_pe"][:, i] = pe
 
 
 def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, comm=None,
@@ -95,13 +143,15 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
         P = len(record)
         res = QuenchResult(np.full((2, N, dim), np.nan), np.full(2, np.nan), np.full(2, np.nan),
                            np.full(P, np.nan), np.full(P, np.nan), np.full(P, np.nan),
-                           np.full((len(snap_T), N, dim), np.nan))
+                           np.full((len(snap_T), N, dim), np.nan), **empty_hold(spec))
         done = -1
     else:
         arrays = saved[1]
         done = int(arrays.pop("segment"))
         res = QuenchResult(**arrays)
     suspended = False
+    held = hold_steps(spec)
+    hold_index = {int(step): i for i, step in enumerate(held)}
     if done < len(plan) - 1:
         with LammpsSession(spec, comm=comm) as lmp:
             if saved is None:
@@ -111,17 +161,25 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
                          *dynamics_fixes(spec), "thermo_modify lost error norm yes", _nvt(spec, plan[done][0])])
             for k in range(done + 1, len(plan)):
                 (phase, end), before = plan[k], plan[k - 1] if k else ("equilibrate", 0)
-                begin = before[1] if before[0] == phase else 0
-                if phase == "equilibrate":
-                    lmp.run(f"run {end - begin}")
+                begin = before[1] if before[0] == phase else _phase_start(spec, phase, before[0])
+                if before[0] != phase:  # a fresh thermostat (fix ID = phase) from its own first step
+                    lmp.run([f"unfix {before[0]}", f"reset_timestep {begin}", _nvt(spec, phase)])
+                if phase == "cool" and end == begin:
+                    lmp.run("run 0 post no")
+                elif phase == "cool":
+                    lmp.run(f"run {end - begin} start 0 stop {total}")
                 else:
-                    if before[0] == "equilibrate":
-                        lmp.run(["unfix equilibrate", "reset_timestep 0", _nvt(spec, "cool")])
-                    if before[0] == "equilibrate" and end == 0:
-                        lmp.run("run 0 post no")
-                    else:
-                        lmp.run(f"run {end - begin} start 0 stop {total}")
-                    _record(lmp, res, spec, end, record, liquid_step, snap_steps)
+                    lmp.run(f"run {end - begin}")
+                if phase == "cool":
+                    _record(lmp, res, spec, end, record, None if len(held) else liquid_step, snap_steps)
+                    if len(held) and end == liquid_step:
+                        _record_hold(lmp, res, spec, 0)
+                elif phase == "hold":
+                    if end in hold_index:
+                        _record_hold(lmp, res, spec, hold_index[end])
+                    if end == held[-1]:  # the liquid, saved after the hold
+                        res.positions[0], res.pe[0], res.temperature[0] = lmp.positions(), res.hold_pe[-1], \
+                            lmp.thermo("temp")
                 if k == len(plan) - 1 or end == begin:
                     continue  # nothing to checkpoint yet (end == begin: a `run 0` for the records)
                 suspended = stopping(should_stop, comm) and ckpt is not None
@@ -158,20 +216,39 @@ def checkpoint_prefix(label: str) -> str:
 
 def _global_step(spec: Spec, phase: str, end: int) -> int:
     """Steps since the random start at the end of a segment (names the restart file)."""
-    return end if phase == "equilibrate" else equilibration_steps(spec) + end
+    E, liquid, held = equilibration_steps(spec), step_at(spec, spec.quench.T_liquid), hold_steps(spec)
+    if phase == "equilibrate":
+        return end
+    if phase == "hold":
+        return E + liquid + end
+    return E + end + (int(held[-1]) if len(held) and end > liquid else 0)
+
+
+def _phase_start(spec: Spec, phase: str, previous: str) -> int:
+    """The timestep a phase starts at after ``previous``: 0, except the cooling after the hold,
+    which goes on from T_liquid's cooling step (the target ramp's timestep)."""
+    return step_at(spec, spec.quench.T_liquid) if (phase, previous) == ("cool", "hold") else 0
+
+
+def _record_hold(lmp: LammpsSession, res: QuenchResult, spec: Spec, i: int) -> None:
+    """Hold sample ``i`` of this replica into ``res`` (see :func:`record_hold`)."""
+    block = {name: getattr(res, name)[None] for name in ("hold_fs", "hold_pe", "k_star", "hold_origin")}
+    record_hold(block, i, lmp.unwrapped()[None], np.array([lmp.thermo("pe")]), spec.box_length)
 
 
 def _nvt(spec: Spec, phase: str) -> str:
     """The Nose-Hoover fix of a phase. Its ID is the phase: a restart file restores the state of
     the fix of the same ID, and the cooling fix starts from a fresh thermostat state."""
     q = spec.quench
-    T_stop = q.T_start if phase == "equilibrate" else q.T_glass
-    return f"fix {phase} all nvt temp {num(q.T_start)} {num(T_stop)} {num(spec.md.thermostat_damping)}"
+    T_begin, T_stop = {"equilibrate": (q.T_start, q.T_start), "cool": (q.T_start, q.T_glass),
+                       "hold": (q.T_liquid, q.T_liquid)}[phase]
+    return f"fix {phase} all nvt temp {num(T_begin)} {num(T_stop)} {num(spec.md.thermostat_damping)}"
 
 
 def _record(lmp: LammpsSession, res: QuenchResult, spec: Spec, step: int, record: dict[int, int],
-            liquid_step: int, snap_steps: dict[int, int]) -> None:
-    """Store what the quench keeps at cooling step ``step`` into ``res``."""
+            liquid_step: int | None, snap_steps: dict[int, int]) -> None:
+    """Store what the quench keeps at cooling step ``step`` into ``res`` (the liquid at
+    ``liquid_step``; None: the hold saves it)."""
     q = spec.quench
     T_now, pe_now = lmp.thermo("temp"), lmp.thermo("pe")
     if step in record:

@@ -30,9 +30,11 @@ T, F = "table", "figure"
 ARTEFACTS = (
     Artefact("table_I", "Table I", tables.table_i, T),
     Artefact("table_II", "Table II", tables.table_ii, T),
+    Artefact("liquid_hold", "Liquid hold", tables.table_hold, T),
     Artefact("training", "Training curves (Sec. IV A)", figures.fig_training, F),
     Artefact("fig_1_2", "Fig. 1 (KAM) / Fig. 2 (ABM)", figures.fig_maps, F),
     Artefact("table_III", "Table III", tables.table_iii, T),
+    Artefact("propensity_runs", "Propensity runs", tables.table_runs, T),
     Artefact("fig_3", "Fig. 3", figures.fig_correlation_delta, F),
     Artefact("fig_4", "Fig. 4", figures.fig_ensembles, F),
     Artefact("table_IV", "Table IV", tables.table_iv, T),

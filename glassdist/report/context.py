@@ -151,7 +151,7 @@ class Context:
         """Temperature index of the maps and scans (Figs. 1-2, S3-S8): the one whose runs reached
         the most analyze.deltas, and among those the largest delta, for propensity configuration 0."""
         reached, delta = self.need("analyze", "analyze/dynamics/reached", "analyze/dynamics/delta")
-        return int(np.lexsort((delta[0].max(axis=-1), reached[0].sum(axis=-1)))[-1])
+        return int(np.lexsort((np.nanmax(delta[0], axis=-1), reached[0].sum(axis=-1)))[-1])
 
     @cached_property
     def ensemble_delta(self) -> int:

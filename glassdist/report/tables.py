@@ -90,6 +90,57 @@ def table_iii(ctx: Context) -> Table:
     return t
 
 
+def table_hold(ctx: Context) -> Table:
+    """The liquid hold at T_L (quench.hold_liquid): tau_alpha, k*, how many liquids were held
+    10 tau_alpha, and the liquid's energy against the hold's late-time (equilibrium) energy."""
+    q = ctx.spec.quench
+    t = Table(f"Liquid hold at T_L = {q.T_liquid:g}: τ_α and the liquid's energy",
+              ["row", "hold", "τ_α (median, min-max)", "k*", "replicas held ≥ 10 τ_α", "E_L after the hold",
+               "E at the hold's second half (equilibrium)", "E as the cooling reaches T_L"])
+    if not q.hold_liquid:
+        t.note = ("quench.hold_liquid = 0: every liquid is saved as the cooling passes T_L (its energy lags the "
+                  "equilibrium value at T_L; no τ_α measured).")
+        return t
+    pe, hold_pe, tau, k, held = ctx.need("quench", "quench/pe", "quench/hold_pe", "quench/tau_alpha",
+                                         "quench/k_star", "quench/liquid_held")
+    times = np.asarray(ctx.store.root["quench"].attrs["hold_times"])
+    late = hold_pe[:, times >= times[-1] / 2]
+
+    def mean_err(x):
+        return f"{np.mean(x):.4g} ± {np.std(x, ddof=1) / np.sqrt(np.size(x)):.2g}"
+
+    t.rows.append(["this campaign", f"{q.hold_liquid:g}", f"{np.nanmedian(tau):.3g} ({np.nanmin(tau):.3g}-"
+                   f"{np.nanmax(tau):.3g})", f"{np.median(k):.3g}", f"{int(held.sum())} of {len(held)}",
+                   mean_err(pe[:, 0]), mean_err(late.mean(axis=1)), mean_err(hold_pe[:, 0])])
+    t.note = ("τ_α: F_s(k*, t) = 1/e during the hold (origin: its start); energies per particle, mean ± standard "
+              "error over replicas; the hold's second half estimates the equilibrium energy at T_L.")
+    return t
+
+
+def table_runs(ctx: Context) -> Table:
+    """The isoconfigurational runs: their length, the delta they reached and whether they hit the
+    step cap before ``propensity.until_delta``."""
+    steps, delta, outputs, run_delta = ctx.need("propensity", "propensity/steps", "propensity/delta",
+                                                "propensity/run_outputs", "propensity/run_delta")
+    p = ctx.spec.propensity
+    target = p.until_delta or None
+    t = Table("Propensity runs (Sec. III E): run length and δ reached",
+              ["row", "runs", "steps (longest run)", "δ reached (all runs)", "runs at the step cap"])
+    for c, conf in enumerate(p.configurations):
+        for i, T in enumerate(ctx.temperatures):
+            n = int(outputs[c, i].min())
+            capped = int((run_delta[c, i] < target).sum()) if target else len(run_delta[c, i])
+            t.rows.append([f"configuration {conf}, T = {T:g}", str(p.samples), str(int(steps[outputs[c, i].max() - 1])),
+                           fmt(delta[c, i, n - 1]), f"{capped} of {p.samples}"])
+    t.note = (f"Each run stops at the first output where its own δ reaches propensity.until_delta = {target:g}, "
+              f"or at the cap propensity.steps = {p.steps:.3g}; δ reached: at the last output every run reached."
+              if target else f"propensity.until_delta = 0: every run lasts propensity.steps = {p.steps:.3g} "
+              "(the cap); δ reached: at the last output.")
+    if target and (run_delta < target).any():
+        t.note += f" Runs that hit the cap did not reach δ = {target:g}: raise propensity.steps to reach it."
+    return t
+
+
 def table_iv(ctx: Context) -> Table:
     """Table IV: Pearson coefficients between the propensity fields of the sub-ensembles."""
     if "IV" not in ctx.tables:

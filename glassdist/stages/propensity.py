@@ -10,6 +10,13 @@ ensembles eMA, eMB, eMC, eS (names in its ``ensembles`` attribute; paper: e30A/B
 ``propensity/times`` (n_out,) give the output times. The reductions have their own ledger,
 ``propensity_reduce`` (one task per (c, t)).
 
+With ``propensity.until_delta`` > 0 a run stops at the first output where its own delta^s
+reaches it (glassdist.md.isoconf.DeltaStop; ``propensity.steps`` caps it);
+its later output rows stay NaN. ``propensity/run_outputs`` (C, nT, S) counts each run's outputs
+and ``propensity/run_delta`` (C, nT, S) is its delta^s at its last output (below the target:
+it hit the cap, logged by the reduction). The reduction covers the outputs every run of the
+(c, t) reached; Delta, delta and Delta_ensembles are NaN after them.
+
 Each run's velocities derive from the campaign seed and its task index only (not the
 attempt), so a retried or resumed run continues the same trajectory from its checkpoint in
 ``DIR/lammps/propensity/cC-TT-sSSSS/``; that directory keeps the run's LAMMPS input
@@ -29,7 +36,7 @@ from hpc.farm import run_farm, task_rng
 from ..dynamics.crd import cage_relative_displacement, propensity, sub_ensembles, voronoi_cage
 from ..md.checkpoint import clear_checkpoint
 from ..md.engine import get_engine
-from ..md.isoconf import draw_velocities, output_steps
+from ..md.isoconf import draw_velocities, output_steps, reached_outputs, run_delta, until_delta_target
 from ..spec import Spec
 from ..store import Store
 from . import STAGES, propensity_shape as shape
@@ -60,13 +67,16 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.require_array("propensity/times", (n_out,), (n_out,), "float64")[:] = steps * spec.md.dt
     store.require_array("propensity/Delta", (C, nT, n_out, N), (1, 1, n_out, N), "float64")
     store.require_array("propensity/delta", (C, nT, n_out), (1, 1, n_out), "float64")
+    store.require_array("propensity/run_outputs", (C, nT, S), (1, 1, 1), "int64")
+    store.require_array("propensity/run_delta", (C, nT, S), (1, 1, 1), "float64")
     ensembles = sub_ensembles(S, spec.propensity.main_samples)
     if ensembles:
         arr = store.require_array("propensity/Delta_ensembles", (C, nT, len(ensembles), n_out, N),
                                   (1, 1, 1, n_out, N), "float64")
         arr.attrs["ensembles"] = list(ensembles)
     store.root["propensity"].attrs.update({"replicas": glass_replicas(spec).tolist(),
-                                           "temperatures": list(spec.propensity.temperatures)})
+                                           "temperatures": list(spec.propensity.temperatures),
+                                           "until_delta": until_delta_target(spec)})
     store.ledger(REDUCE, C * nT)
     (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
     return store.ledger(NAME, C * nT * S).todo().tolist()
@@ -79,7 +89,8 @@ def run(campaign_dir, args=None) -> int:
     glass = store.configurations(glass_replicas(spec))[0][:, 1]  # (C, N, dim) at T_G
     types = store.types()
     masses = np.asarray(spec.system.masses)[types]
-    traj = store.root["propensity/traj"]
+    group = store.root["propensity"]
+    traj = group["traj"]
     dims = shape(spec)
     engine = get_engine(spec)
 
@@ -94,8 +105,12 @@ def run(campaign_dir, args=None) -> int:
         positions = engine.isoconf_block(spec, glass[c], types, velocities, T, workdirs, comm=task_comm,
                                          should_stop=signals.stop_requested)
         if rank_of(task_comm) == 0:
+            cage = voronoi_cage(glass[c], spec.box_length)
             for (c, t, s), x, workdir in zip(where, positions, workdirs):
+                n = reached_outputs(x)
                 traj[c, t, s] = x
+                group["run_outputs"][c, t, s] = n
+                group["run_delta"][c, t, s] = run_delta(x[0], x[n - 1][None], cage)[0]
                 clear_checkpoint(workdir)
 
     result = farm(NAME, todo, run_block, store.ledger(NAME), spec, comm=comm,
@@ -123,22 +138,44 @@ def reduce(store: Store, spec: Spec) -> int:
     ensembles = sub_ensembles(S, spec.propensity.main_samples)
     main = spec.propensity.main_samples
     group = store.root["propensity"]
+    n_out = group["steps"].shape[0]
 
     def reduce_block(block, comm=None) -> None:
         for k in block.tasks:
             c, t = np.unravel_index(k, (C, nT))
-            runs = traj[c, t]                       # (S, n_out, N, dim), a chunk per run
+            n = int(group["run_outputs"][c, t].min())  # outputs every run reached (until_delta)
+            runs = traj[c, t][:, :n]                # (S, n, N, dim), a chunk per run
             r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
             crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
             fields = [propensity(crd[:main] if main else crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
             (Delta, delta), *subs = dask.compute(*fields)
             if not (np.isfinite(Delta).all() and np.isfinite(delta).all()):
                 raise ValueError("non-finite propensity")
-            group["Delta"][c, t] = Delta
-            group["delta"][c, t] = delta
+            group["Delta"][c, t] = _pad(Delta, n_out)
+            group["delta"][c, t] = _pad(delta, n_out)
             if ensembles:
-                group["Delta_ensembles"][c, t] = np.stack([field for field, _ in subs])
+                group["Delta_ensembles"][c, t] = np.stack([_pad(field, n_out) for field, _ in subs])
+            _report_cap(spec, c, t, group["run_delta"][c, t], delta[-1])
 
     with dask_client(**spec.dask):
         result = run_farm(todo, reduce_block, ledger, max_attempts=spec.md.max_attempts, label=REDUCE)
     return exit_code(result, REDUCE)
+
+
+def _pad(field: np.ndarray, n_out: int) -> np.ndarray:
+    """A field over the first n outputs (n, ...) -> (n_out, ...), NaN at outputs not every run reached."""
+    out = np.full((n_out, *field.shape[1:]), np.nan)
+    out[: len(field)] = field
+    return out
+
+
+def _report_cap(spec: Spec, c: int, t: int, run_delta: np.ndarray, delta: float) -> None:
+    """The log line of a (configuration, temperature) whose runs hit the step cap before the
+    until_delta target (run_delta (S,): each run's delta^s at its last output)."""
+    target = until_delta_target(spec)
+    capped = int((run_delta < target).sum()) if target is not None else 0
+    if capped:
+        p = spec.propensity
+        print(f"propensity: configuration {p.configurations[c]}, T = {p.temperatures[t]:g}: {capped} of "
+              f"{len(run_delta)} runs hit the step cap propensity.steps = {p.steps} below delta = {target:g} "
+              f"(the ensemble reached delta = {delta:.3g}); raise propensity.steps to reach it")

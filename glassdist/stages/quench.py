@@ -6,6 +6,11 @@ Writes ``quench/positions`` (R, 2, N, dim) [liquid, glass], ``quench/pe`` and
 ``quench/thermo_pe`` (R, P) and ``quench/snapshots`` (k, n_T, N, dim) for the first k
 replicas; the engine's inputs of every replica go to ``DIR/lammps/quench/``; the engine that
 ran (name, version, device, precision) is the attribute ``engine`` of group ``quench``.
+
+With ``quench.hold_liquid`` the liquid is saved after a hold at T_L and the stage also writes
+``quench/k_star``, ``quench/tau_alpha`` (R,), ``quench/liquid_held`` (R,) bool (the hold lasted
+TAU_MULTIPLE tau_alpha), ``quench/hold_fs`` and ``quench/hold_pe`` (R, n_hold) (F_s(k*, t) and
+the potential energy per particle at the hold times, attribute ``hold_times``).
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from pathlib import Path
 from hpc import signals
 from hpc.farm import task_rng
 
+from ..dynamics.scattering import relaxation_time
 from ..md.engine import get_engine
-from ..md.quench import thermo_steps
+from ..md.quench import hold_steps, thermo_steps
 from ..spec import Spec
 from ..store import Store
 from .common import exit_code, farm, rank_of, start_mpi_stage
 
 NAME = "quench"
+TAU_MULTIPLE = 10  # a liquid counts as held (equilibrated at T_L) when its hold lasts this many tau_alpha
 
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
@@ -40,6 +47,15 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     if k and nT:
         store.require_array("quench/snapshots", (k, nT, N, dim), (1, nT, N, dim), "float64")
         store.root["quench"].attrs["snapshot_temperatures"] = list(q.snapshot_temperatures)
+    held = hold_steps(spec)
+    if len(held):
+        n = len(held)
+        for name in ("hold_fs", "hold_pe"):
+            store.require_array(f"quench/{name}", (R, n), (1, n), "float64")
+        for name in ("k_star", "tau_alpha"):
+            store.require_array(f"quench/{name}", (R,), (1,), "float64")
+        store.require_array("quench/liquid_held", (R,), (1,), "bool", fill_value=False)
+        store.root["quench"].attrs.update({"hold_times": (held * spec.md.dt).tolist(), "tau_multiple": TAU_MULTIPLE})
     store.root["quench"].attrs["engine"] = engine.versions()
     (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
     return store.ledger(NAME, R).todo().tolist()
@@ -52,6 +68,7 @@ def run(campaign_dir, args=None) -> int:
     group = store.root["quench"]
     engine = get_engine(spec)
     k = spec.quench.snapshot_replicas if spec.quench.snapshot_temperatures else 0
+    held = hold_steps(spec)
 
     def quench_block(block, task_comm) -> None:
         results = engine.quench_block(
@@ -65,7 +82,31 @@ def run(campaign_dir, args=None) -> int:
                 group[key][replica] = getattr(res, key)
             if replica < k:
                 group["snapshots"][replica] = res.snapshots
+        if len(held):
+            _store_hold(spec, group, block.tasks, results)
 
     result = farm(NAME, todo, quench_block, store.ledger(NAME), spec, comm=comm,
                   block_size=spec.md.replicas_per_task)
     return exit_code(result, NAME, comm)
+
+
+# ---- the liquid hold at T_L (quench.hold_liquid) -------------------------------------------------
+
+
+def _store_hold(spec: Spec, group, replicas, results) -> None:
+    """k*, F_s(k*, t), the energy, tau_alpha (F_s = 1/e) and the held flag (hold >= TAU_MULTIPLE
+    tau_alpha) of each replica of a block; one log line for the replicas not held long enough."""
+    times = hold_steps(spec) * spec.md.dt
+    short = []
+    for replica, res in zip(replicas, results):
+        tau = relaxation_time(times, res.hold_fs)
+        held = bool(times[-1] >= TAU_MULTIPLE * tau)  # False when F_s never reached 1/e (tau NaN)
+        group["hold_fs"][replica], group["hold_pe"][replica] = res.hold_fs, res.hold_pe
+        group["k_star"][replica], group["tau_alpha"][replica] = res.k_star[0], tau
+        group["liquid_held"][replica] = held
+        if not held:
+            short.append(f"{replica} (tau_alpha {tau:.3g})")
+    if short:
+        print(f"{NAME}: replica(s) {', '.join(short)} held {times[-1]:g} < {TAU_MULTIPLE} tau_alpha at T_L = "
+              f"{spec.quench.T_liquid:g}: their liquids may not be equilibrated (quench/liquid_held false); "
+              f"raise quench.hold_liquid")

@@ -29,8 +29,8 @@ from hpc.farm import Suspended
 from ...errors import SpecError, TaskError
 from ...spec import Spec
 from ..initial import random_positions
-from ..isoconf import draw_velocities, output_steps
-from ..quench import QuenchResult, step_at, thermo_steps
+from ..isoconf import DeltaStop, draw_velocities, output_steps
+from ..quench import QuenchResult, empty_hold, hold_steps, record_hold, step_at, thermo_steps
 from .fire import fire_minimise
 from .integrate import NoseHooverNVT
 from .system import Batch, resolve_device
@@ -120,7 +120,8 @@ class WarpEngine:
                      comm=None, workdir: Path | None = None,
                      should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
         """Random start, FIRE, NVT at T_start for quench.equilibration_time, then the linear NVT
-        cooling to T_glass of every replica (one per generator); as glassdist.md.quench.quench."""
+        cooling to T_glass of every replica (one per generator), with the hold at T_L of
+        quench.hold_liquid; as glassdist.md.quench.quench."""
         q, md, N, dim = spec.quench, spec.md, spec.system.n_particles, spec.dim
         B, should_stop = len(rngs), should_stop or (lambda: False)
         total, n_eq, every = spec.cooling_steps, int(round(q.equilibration_time / md.dt)), md.checkpoint_every
@@ -131,7 +132,11 @@ class WarpEngine:
         liquid_step = step_at(spec, q.T_liquid)
         cool_stops = sorted(set(record) | {liquid_step, total} | set(snap_steps) | set(range(0, total, chances)))
         eq_stops = sorted(set(range(chances, n_eq, chances)) | {n_eq})
-        stops = [("eq", s) for s in eq_stops if s > 0] + [("cool", s) for s in cool_stops]
+        held = hold_steps(spec)  # the liquid hold at T_L (quench.hold_liquid), inside the cooling
+        hold_index = {int(s): i for i, s in enumerate(held)}
+        hold_stops = sorted({*map(int, held[1:]), *range(chances, int(held[-1]), chances)}) if len(held) else []
+        stops = ([("eq", s) for s in eq_stops if s > 0] + [("cool", s) for s in cool_stops if s <= liquid_step]
+                 + [("hold", s) for s in hold_stops] + [("cool", s) for s in cool_stops if s > liquid_step])
 
         batch = self._batch(spec, B)
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
@@ -141,7 +146,8 @@ class WarpEngine:
         P = len(record)
         rec = {"th_T": np.full((B, P), np.nan), "th_pe": np.full((B, P), np.nan),
                "pos": np.full((B, 2, N, dim), np.nan), "pe": np.full((B, 2), np.nan), "T": np.full((B, 2), np.nan),
-               "snaps": np.full((sum(map(bool, snapshots)), len(snap_T), N, dim), np.nan)}
+               "snaps": np.full((sum(map(bool, snapshots)), len(snap_T), N, dim), np.nan),
+               **{k: np.stack([v] * B) for k, v in empty_hold(spec).items()}}
         keep = np.flatnonzero(np.asarray(snapshots, dtype=bool))  # replicas that keep cooling snapshots
         saved = _load(ckpt, fingerprint) if ckpt is not None else None
         if saved is None:
@@ -157,12 +163,26 @@ class WarpEngine:
         for index, (phase, stop) in enumerate(stops):
             if index <= done:
                 continue
+            previous = stops[index - 1][0] if index else "eq"
             if phase == "cool" and stop == 0:
                 nvt.start(q.T_start, q.T_glass, 0, total)
+            elif phase == "hold" and previous != "hold":  # fresh thermostats, as LAMMPS's new fixes
+                nvt.start(q.T_liquid, q.T_liquid, 0, int(held[-1]))
+            elif phase == "cool" and previous == "hold":
+                nvt.start(q.T_start, q.T_glass, 0, total, step=liquid_step)
             while nvt.step < stop:
                 nvt.run(min(SEGMENT, stop - nvt.step))
             if phase == "cool":
-                self._record_quench(batch, stop, record, liquid_step, total, snap_steps, keep, rec)
+                self._record_quench(batch, stop, record, None if len(held) else liquid_step, total, snap_steps,
+                                    keep, rec)
+                if len(held) and stop == liquid_step:
+                    self._record_hold(batch, rec, 0)
+            elif phase == "hold":
+                if stop in hold_index:
+                    self._record_hold(batch, rec, hold_index[stop])
+                if stop == held[-1]:  # the liquid, saved after the hold
+                    rec["pos"][:, 0], rec["pe"][:, 0], rec["T"][:, 0] = batch.positions(), rec["hold_pe"][:, -1], \
+                        batch.temperature()
             stopping = should_stop()
             if ckpt is not None and index < len(stops) - 1 and (stopping or (stop and stop % every == 0)):
                 _save(ckpt, fingerprint=fingerprint, done=index, step=nvt.step, schedule=nvt.schedule, **rec,
@@ -173,7 +193,9 @@ class WarpEngine:
         targets = np.array([q.T_start + (q.T_glass - q.T_start) * s / total for s in record])
         snaps = {b: rec["snaps"][k] for k, b in enumerate(keep)}
         results = [QuenchResult(rec["pos"][b], rec["pe"][b], rec["T"][b], rec["th_T"][b], targets, rec["th_pe"][b],
-                                snaps.get(b, np.zeros((0, N, dim)))) for b in range(B)]
+                                snaps.get(b, np.zeros((0, N, dim))),
+                                **{k: rec[k][b] for k in ("hold_fs", "hold_pe", "k_star", "hold_origin")})
+                   for b in range(B)]
         for result in results:
             for name, arr in vars(result).items():
                 if not np.isfinite(arr).all():
@@ -181,6 +203,12 @@ class WarpEngine:
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
         return results
+
+    @staticmethod
+    def _record_hold(batch, rec, i) -> None:
+        """Hold sample ``i`` of every replica (glassdist.md.quench.record_hold)."""
+        pe, _ = batch.energy_virial()
+        record_hold(rec, i, batch.unwrapped(), pe, batch.spec.box_length)
 
     @staticmethod
     def _record_quench(batch, step, record, liquid_step, total, snap_steps, keep, rec) -> None:
@@ -222,7 +250,9 @@ class WarpEngine:
         """NVT at ``temperature`` from ``start`` (N, dim) with each run's velocities (B, N, dim) ->
         per run the unwrapped positions (n_out, N, dim) at glassdist.md.isoconf.output_steps.
         Each run checkpoints into its workdir (``ckpt-warp.npz``, removed with the LAMMPS path's
-        files by glassdist.md.isoconf.clear_checkpoint) every propensity.checkpoint_every steps."""
+        files by glassdist.md.isoconf.clear_checkpoint) every propensity.checkpoint_every steps.
+        With propensity.until_delta a run stops as on the LAMMPS path (glassdist.md.isoconf.DeltaStop;
+        its later outputs stay NaN) and the block stops when all of its runs have."""
         if not np.array_equal(types, spec.types):
             raise ValueError("types must be the spec's species order (spec.types)")
         p, md, B = spec.propensity, spec.md, len(velocities)
@@ -232,15 +262,18 @@ class WarpEngine:
         batch = self._batch(spec, B)
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
         paths = [Path(w) / "ckpt-warp.npz" for w in workdirs]
+        until = DeltaStop(spec, start)
         prints = [_fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
-                               self.device, self.precision) for b in range(B)]
+                               until.target, self.device, self.precision) for b in range(B)]
         saved = [_load(path, fp) for path, fp in zip(paths, prints)]
         out = np.full((B, len(steps), len(types), spec.dim), np.nan)
+        last = np.full(B, len(steps) - 1)  # per run its last output (until_delta may stop a run earlier)
+        running = np.ones(B, dtype=bool)   # runs not stopped by until_delta (the block steps on for them)
         if all(s is not None for s in saved) and len({int(s["step"]) for s in saved}) == 1:
             batch.load({k: np.stack([s[k] for s in saved]) for k in batch.STATE})
             nvt.load({k: np.stack([s[k] for s in saved]) for k in nvt.STATE}, saved[0]["step"], saved[0]["schedule"])
             for b, s in enumerate(saved):
-                out[b] = s["out"]
+                out[b], last[b], running[b] = s["out"], s["last"], s["running"]
         else:
             batch.set_positions(np.broadcast_to(start, (B, *start.shape)))
             batch.set_velocities(velocities)
@@ -250,18 +283,20 @@ class WarpEngine:
             nvt.run(int(stop) - nvt.step)
             k = np.searchsorted(steps, stop)
             if steps[k] == stop:
-                out[:, k] = batch.unwrapped()
-            if stop == steps[-1]:
+                out[running, k] = batch.unwrapped()[running]
+                done = np.flatnonzero(running)[until.reached(out[0, 0], out[running, k])]
+                last[done], running[done] = k, False
+            if stop == steps[-1] or not running.any():
                 break
             stopping = should_stop()
             if stopping or stop % p.checkpoint_every == 0:
                 state = {**batch.state(), **nvt.state()}
                 for b, path in enumerate(paths):
-                    _save(path, fingerprint=prints[b], out=out[b], step=nvt.step, schedule=nvt.schedule,
-                          **{k: v[b] for k, v in state.items()})
+                    _save(path, fingerprint=prints[b], out=out[b], last=last[b], running=running[b], step=nvt.step,
+                          schedule=nvt.schedule, **{k: v[b] for k, v in state.items()})
             if stopping:
                 raise Suspended(f"isoconfigurational block checkpointed at step {stop}")
         batch.check()
-        if not np.isfinite(out).all():
+        if not all(np.isfinite(x[: n + 1]).all() for x, n in zip(out, last)):
             raise TaskError("warp isoconfigurational runs produced non-finite positions")
         return list(out)

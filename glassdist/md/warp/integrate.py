@@ -165,13 +165,14 @@ class NoseHooverNVT:
         self.step = 0
         self.schedule = (0.0, 0.0, 0, 1)
 
-    def start(self, t_start: float, t_stop: float, begin: int, end: int) -> None:
+    def start(self, t_start: float, t_stop: float, begin: int, end: int, step: int | None = None) -> None:
         """A fresh thermostat (``fix nvt temp t_start t_stop damp`` then ``run`` with start ``begin``
-        and stop ``end``) at step ``begin``: chain variables zero, FixNH::setup."""
+        and stop ``end``) at timestep ``step`` (default ``begin``; LAMMPS ``reset_timestep``):
+        chain variables zero, FixNH::setup."""
         for name in ("eta", "eta_dot", "eta_dotdot"):
             getattr(self, name).zero_()
         self.schedule = (float(t_start), float(t_stop), int(begin), int(end))
-        self.step = int(begin)
+        self.step = int(begin if step is None else step)
         b = self.batch
         wp.launch(b.k.kinetic_partials, (b.B, CHUNKS), [b.v, b.types, b.mass, b.N, b.partial], device=b.device)
         t0, t1, begin, end = self.schedule
