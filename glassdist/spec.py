@@ -114,6 +114,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kernel_sizes": Key(INTS, [5, 3, 3], help="odd kernel sizes of the three conv layers"),
         "hidden": Key(INT, 64, help="width of the first fully connected layer", check=between(1, MAX_LAYER)),
         "dropout": Key(NUMBER, 0.5, help="dropout ratio before the output layer"),
+        "hidden_activation": Key(STRING, "none", help="activation after the first fully connected layer: "
+                                 "'none' (the paper's Fig. S1 and Supp. I B: dense, dropout, dense) or 'relu' "
+                                 "(a nonlinear head: the Grad-CAM gradients then depend on the input)",
+                                 check=one_of("none", "relu")),
         "head": Key(STRING, "dense", help="'dense' (the paper's: flatten the last feature maps; the first "
                     "fully connected layer has channels x grid^dim inputs) or 'gap' (global average "
                     "pooling of each feature map: the same network for every N, so a model trained "
