@@ -113,13 +113,13 @@ def reopen(store, ledger: str, tasks) -> None:
         led.reopen(int(t))
 
 
-def check_needs(store, stage: str) -> None:
+def check_needs(store, stage: str, needs: tuple[str, ...] | None = None) -> None:
     """Before ``stage`` reads the stages it needs: every chunk file behind their done tasks
     exists; tasks whose chunks are gone are marked pending (printed, with the command that
     redoes them). Reused results of a derived campaign are checked in their own store."""
     from .stages import STAGES
 
-    for need in STAGES[stage].needs:
+    for need in STAGES[stage].needs if needs is None else needs:
         for ledger in STAGES[need].ledgers:
             if not store.stage_started(ledger):
                 continue

@@ -20,7 +20,7 @@ import numpy as np
 
 from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
                         all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
-                        parse_toml, reference_table, toml_value)
+                        parse_toml, reference_table, toml_value, unless, word_or)
 from hpc.schema import validate as validate_file
 
 from .constants import SPLITS
@@ -34,6 +34,9 @@ MAX_LAYER = 2**16      # CNN layer width: far beyond any image classifier, and i
 MAX_WORKERS = 1024     # workers of one LocalCluster (one machine)
 MAX_ATTEMPTS = 2**15 - 1  # the ledger counts attempts in int16
 count = between(1, MAX_COUNT)
+
+
+AUTO_TEMPERATURES = "auto"
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "campaign": {
@@ -164,8 +167,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "configurations": Key(INTS, [0], help="test-split glass configurations (index within "
                               "the test split) that get isoconfigurational ensembles",
                               check=all_of(non_empty, distinct)),
-        "temperatures": Key(NUMBERS, help="run temperatures (paper: T* to 1.5 T*)",
-                            check=all_of(non_empty, distinct, all_positive)),
+        "temperatures": Key(word_or(AUTO_TEMPERATURES, NUMBERS), AUTO_TEMPERATURES,
+                            help="run temperatures: 'auto' = propensity.t_star_multiples x the T* that the "
+                            "inherent stage fitted (the paper's protocol: T* to 1.5 T*; the stage then "
+                            "needs the inherent stage), or fixed values, e.g. [0.37, 0.55]",
+                            check=unless(AUTO_TEMPERATURES, all_of(non_empty, distinct, all_positive))),
+        "t_star_multiples": Key(NUMBERS, [1.0, 1.25, 1.5], help="with temperatures = 'auto': the run "
+                                "temperatures in units of the fitted T* (paper: T* up to about 1.5 T*)",
+                                check=all_of(non_empty, distinct, all_positive)),
         "main_samples": Key(INT, 0, help="runs whose mean is the main propensity Delta: the first "
                             "main_samples of the `samples` runs (0 = all). With samples >= 3 main_samples the "
                             "Table IV sub-ensembles come from the same runs (paper: 30 of 100)",
@@ -396,7 +405,13 @@ def _check_consistency(d: dict) -> None:
     if p["steps"] // p["checkpoint_every"] > MAX_POINTS:
         raise SpecError("propensity.checkpoint_every", f"propensity.steps / propensity.checkpoint_every = "
                         f"{p['steps'] // p['checkpoint_every']} checkpoints per run", f"use at most {MAX_POINTS}")
-    if max(p["temperatures"]) > q["T_start"]:
+    if p["temperatures"] == AUTO_TEMPERATURES:
+        if not (q["snapshot_replicas"] and q["snapshot_temperatures"]):
+            raise SpecError("propensity.temperatures", "'auto' places the runs at multiples of the fitted T*, "
+                            "but this campaign keeps no cooling snapshots for the T* fit",
+                            "give fixed temperatures, e.g. temperatures = [0.37, 0.55], or set "
+                            "quench.snapshot_replicas and quench.snapshot_temperatures")
+    elif max(p["temperatures"]) > q["T_start"]:
         raise SpecError("propensity.temperatures", f"{max(p['temperatures'])} is above quench.T_start",
                         "run the isoconfigurational ensembles below the quench's liquid temperature")
     n_test = q["split"][2]

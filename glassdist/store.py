@@ -141,19 +141,19 @@ class Store:
         names = STAGES[stage].ledgers if stage in STAGES else (stage,)
         return all(self.stage_started(n) and bool(self.ledger(n).done_mask().all()) for n in names)
 
-    def require_needs(self, stage: str, complete: tuple[str, ...] = ()) -> None:
+    def require_needs(self, stage: str, complete: tuple[str, ...] = (), spec=None) -> None:
         """Refuse (UsageError naming the command) when a stage that ``stage`` reads has not run
         yet, or when one of ``complete`` is not done in full. Done tasks of those stages whose
         chunk files are gone are marked pending first (glassdist.integrity.check_needs)."""
         from .stages import STAGES
 
-        needs = STAGES[stage].needs
+        needs = STAGES[stage].needs_of(spec)
         for need in needs:
             if self.stage_started(need):
                 continue
             raise UsageError(f"stage '{stage}' reads the results of '{need}', which has not run in "
                              f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")
-        integrity.check_needs(self, stage)
+        integrity.check_needs(self, stage, needs)
         for need in (n for n in needs if n in complete and not self.stage_done(n)):
             raise UsageError(f"stage '{stage}' reads the results of '{need}', which is not complete in "
                              f"{self.dir}: run `glassdist {need} {self.dir}` (or `glassdist run {self.dir}`)")

@@ -28,9 +28,16 @@ class Type:
 
     name: str
     problem: Callable[[Any], str | None]
+    word: str = ""                     # a type made by word_or: the word ...
+    alternative: "Type | None" = None  # ... or a value of this type
 
     def __str__(self) -> str:
         return self.name
+
+
+def word_or(word: str, other: Type) -> Type:
+    """The string ``word`` or a value of type ``other`` (e.g. "auto" or a list of numbers)."""
+    return Type(f"{word!r} or {other}", lambda v: None if v == word else other.problem(v), word, other)
 
 
 def _int_problem(v) -> str | None:
@@ -123,6 +130,11 @@ def all_positive(v):
 
 def all_non_negative(v):
     return None if all(x >= 0 for x in v) else "every entry must be >= 0"
+
+
+def unless(word: str, check):
+    """``check`` for every value but the string ``word`` (the keys of a word_or type)."""
+    return lambda v: None if v == word else check(v)
 
 
 def all_of(*checks):

@@ -29,6 +29,8 @@ def bad_values(key: Key, value) -> dict:
     """{kind: value} of every kind of bad value a key of this type admits; ``value`` is the
     key's valid value in the base file (the preset or shipped profile)."""
     t = key.type
+    if t.alternative:  # 'word' or a value of another type
+        return {"another word": "bogus"} | bad_values(Key(t.alternative, check=key.check), value)
     if t in (INT, NUMBER):
         out = {"string": "x", "bool": True, "negative": -1, "zero": 0, "beyond 64 bits": 2**63,
                "huge": 2**62 if t is INT else 1e300}
@@ -73,7 +75,8 @@ CAMPAIGN_ACCEPTS = {
     **{(k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"
        for k in ("quench.snapshot_temperatures", "system.contact_sigma", "analyze.one_minus")},
     **{(k, "shorter"): "a list of any non-empty length" for k in (
-        "quench.snapshot_temperatures", "propensity.temperatures", "analyze.deltas", "analyze.xi_grid",
+        "quench.snapshot_temperatures", "propensity.temperatures", "propensity.t_star_multiples", "analyze.deltas",
+        "analyze.xi_grid",
         "analyze.one_minus")},
 }
 PROFILE_ACCEPTS = {

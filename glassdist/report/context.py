@@ -136,7 +136,11 @@ class Context:
 
     @cached_property
     def temperatures(self) -> np.ndarray:
-        return np.asarray(self.spec.propensity.temperatures, dtype=float)
+        """The propensity temperatures (nT,) the runs used (fixed, or multiples of the fitted T*)."""
+        attrs = self.store.root["propensity"].attrs if "propensity" in self.store.root else {}
+        if "temperatures" not in attrs:
+            raise Missing(f"run `glassdist propensity {self.campaign_dir}`")
+        return np.asarray(attrs["temperatures"], dtype=float)
 
     @cached_property
     def map_temperature(self) -> int:

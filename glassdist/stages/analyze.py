@@ -34,8 +34,9 @@ from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..md.isoconf import output_steps
 from ..spec import Spec, load
 from ..store import Store
+from . import n_temperatures
 from .common import exit_code, farm
-from .propensity import glass_replicas
+from .propensity import glass_replicas, stored_temperatures
 
 NAME = "analyze"
 
@@ -44,7 +45,7 @@ def dims(spec: Spec) -> dict[str, int]:
     """Sizes of the analyze arrays (names as in the module docstring)."""
     p, a = spec.propensity, spec.analyze
     A = len(registry.analysed(spec))
-    return {"Rt": len(spec.replicas_of("test")), "C": len(p.configurations), "nT": len(p.temperatures),
+    return {"Rt": len(spec.replicas_of("test")), "C": len(p.configurations), "nT": n_temperatures(spec),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
             "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
             "N": spec.system.n_particles}
@@ -114,7 +115,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "indicators": [i.name for i in registry.analysed(spec)],
         "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
-        "temperatures": list(spec.propensity.temperatures), "replicas": glass_replicas(spec).tolist(),
+        "temperatures": stored_temperatures(store).tolist(), "replicas": glass_replicas(spec).tolist(),
         "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
@@ -236,17 +237,17 @@ def run(campaign_dir, args=None) -> int:
     result = farm(NAME, todo, partial(analyze_block, str(campaign_dir), spec), ledger, spec)
     if ledger.done_mask().all():
         tables = summarize(store, spec)
-        report_reach(spec, tables)
+        report_reach(spec, tables, stored_temperatures(store))
     elif waiting and not result.failed:
         print(f"{NAME}: {waiting} task(s) wait for gradcam/indicators/propensity results; rerun after those stages")
     return exit_code(result, NAME)
 
 
-def report_reach(spec: Spec, tables: dict) -> None:
+def report_reach(spec: Spec, tables: dict, temperatures: np.ndarray) -> None:
     """Say which analyze.deltas the propensity runs did not reach (their results are NaN)."""
     reached, max_delta = np.asarray(tables["III"]["reached"]), tables["III"]["max_delta"]
     for c, t in zip(*np.nonzero(~reached.all(axis=-1))):
         missed = [d for d, ok in zip(spec.analyze.deltas, reached[c, t]) if not ok]
         print(f"{NAME}: configuration {spec.propensity.configurations[c]} at T = "
-              f"{spec.propensity.temperatures[t]:g} reached delta = {max_delta[c][t]:.3g} only: delta "
+              f"{temperatures[t]:.4g} reached delta = {max_delta[c][t]:.3g} only: delta "
               f"{', '.join(f'{d:g}' for d in missed)} not reached (run propensity longer: propensity.steps)")

@@ -22,7 +22,7 @@ from ..errors import SpecError
 from ..md.engine import get_engine
 from ..spec import Spec
 from ..store import Store
-from ..structure.inherent import FitError, fit_t_star
+from ..structure.inherent import FitError, fit_t_star, t_star_error
 from . import snapshot_shape
 from .common import exit_code, farm, mpi_spec, on_root, rank_of
 
@@ -55,13 +55,30 @@ def fit(store: Store, spec: Spec) -> None:
                             upper=inh.fit_upper_T or spec.quench.T_liquid)
     except FitError as exc:
         raise SpecError(exc.key, exc.problem, exc.fix) from None
+    error = t_star_error(T, E0, result)
     store.require_array(f"{NAME}/E0_mean", (len(T),), (len(T),), "float64")[:] = E0
     store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
     store.root[NAME].attrs.update({
-        "t_star": result.t_star, "low_line": list(result.low), "mid_line": list(result.mid),
+        "t_star": result.t_star, "t_star_error": error if np.isfinite(error) else None, "low_line": list(result.low), "mid_line": list(result.mid),
         "low_temperatures": T[result.low_mask].tolist(), "mid_temperatures": T[result.mid_mask].tolist()})
-    print(f"{NAME}: T* = {result.t_star:.4g} (low-T line E0 = {result.low[0]:.4g} T + {result.low[1]:.6g}, "
+    print(f"{NAME}: T* = {result.t_star:.4g} +- {error:.2g} (low-T line E0 = {result.low[0]:.4g} T + {result.low[1]:.6g}, "
           f"mid-T line E0 = {result.mid[0]:.4g} T + {result.mid[1]:.6g})")
+
+
+def stored_t_star(store: Store, key: str = "propensity.temperatures") -> tuple[float, float]:
+    """(T*, its standard error; NaN if unknown) of the stored fit, or a SpecError naming ``key``
+    (whose 'auto' needs T*) and the fix when the inherent stage has not fitted T* or its fit failed."""
+    attrs = store.root[NAME].attrs if NAME in store.root else {}
+    fixed = "or give fixed values, e.g. temperatures = [0.37, 0.55] under [propensity]"
+    if attrs.get("ok") is False or ("t_star" in attrs and attrs["t_star"] is None):
+        raise SpecError(key, f"'auto' needs the fitted T*, but the T* fit of {store.dir} failed "
+                        f"({attrs.get('reason', 'no crossing of the two lines')})",
+                        f"fix the fit (inherent.fit_mid_T, inherent.fit_low_T_max), {fixed}")
+    if "t_star" not in attrs:
+        raise SpecError(key, f"'auto' needs the fitted T*, and {store.dir} has none yet",
+                        f"run `glassdist inherent {store.dir}` first, {fixed}")
+    error = attrs.get("t_star_error")
+    return float(attrs["t_star"]), float("nan") if error is None else float(error)
 
 
 def run(campaign_dir, args=None) -> int:
