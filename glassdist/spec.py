@@ -20,7 +20,7 @@ import numpy as np
 
 from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
                         all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
-                        parse_toml, reference_table, toml_value, unless, word_or)
+                        NUMBER_TABLE, parse_toml, reference_table, table_of, toml_value, unless, word_or)
 from hpc.schema import validate as validate_file
 
 from .constants import SPLITS
@@ -37,6 +37,8 @@ count = between(1, MAX_COUNT)
 
 
 AUTO_TEMPERATURES = "auto"
+XI_RULE = "rule"
+XI_KEYS = ("Delta", "alpha", "violin")
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "campaign": {
@@ -194,11 +196,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "xi_grid": Key(NUMBERS, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
                        help="coarse-graining lengths scanned for xi_alpha (Table S1)",
                        check=all_of(non_empty, distinct, all_non_negative)),
-        "xi_structure": Key(NUMBER, 8.0, help="xi_alpha of Figs. 1, 2, 5, 7 (KAM 8, ABM 5)",
-                            check=non_negative),
-        "xi_violin": Key(NUMBER, 4.0, help="xi_alpha of Fig. 6 (KAM 4, ABM 3)", check=non_negative),
-        "xi_propensity": Key(NUMBER, 4.0, help="fixed xi_Delta of Figs. 5, 7 (KAM 4, ABM 3)",
-                             check=non_negative),
+        "xi": Key(word_or(XI_RULE, NUMBER_TABLE), XI_RULE,
+                  help="coarse-graining lengths: 'rule' = the paper's rule on this campaign's data "
+                  "(docs/physics.md: xi_Delta from C_Delta(r) = 1/e at delta = 1, xi_alpha the largest of the "
+                  "xi maximising Pearson with the coarse-grained Delta, Fig. 6 at xi_Delta), or fixed values "
+                  "{Delta = 4.0, alpha = 8.0, violin = 4.0}: xi_Delta of Figs. 5, 7 and Table IV, xi_alpha of "
+                  "Figs. 1, 2, 5, 7, xi_alpha of Fig. 6 (paper, Table III: KAM 4, 8, 4; ABM 3, 5, 3)",
+                  check=unless(XI_RULE, table_of(XI_KEYS, non_negative))),
         "one_minus": Key(STRINGS, ["gradcam", "ttop"],
                          help="indicators shown and correlated as 1 - X (the paper: KAM gradcam, ttop; ABM "
                          "gradcam, voronoi; see glassdist.indicators)", check=distinct),
@@ -294,6 +298,11 @@ class Spec:
         return self.section_hash(*SCHEMA)
 
 
+def fixed_xi(analyze: dict) -> dict:
+    """The fixed coarse-graining lengths {Delta, alpha, violin} of an [analyze] section ({} for 'rule')."""
+    return {} if analyze["xi"] == XI_RULE else {k: float(v) for k, v in analyze["xi"].items()}
+
+
 def validate(data: dict) -> dict:
     """Check types, values and cross-key consistency; fill defaults. Returns a new dict."""
     out = validate_file(data, SCHEMA, SpecError, fix="start from `glassdist init DIR --preset demo-kam`")
@@ -374,7 +383,7 @@ def _check_consistency(d: dict) -> None:
     for key, length in (("dataset.kernel_cutoff", d["dataset"]["kernel_cutoff"] * sigma_ii),
                         ("indicators.rdf_rmax", d["indicators"]["rdf_rmax"]),
                         ("analyze.correlation_rmax", d["analyze"]["correlation_rmax"]),
-                        *((f"analyze.{k}", d["analyze"][k]) for k in ("xi_structure", "xi_violin", "xi_propensity")),
+                        *((f"analyze.xi.{k}", v) for k, v in fixed_xi(d["analyze"]).items()),
                         ("analyze.xi_grid", max(d["analyze"]["xi_grid"]))):
         if not length <= 2 * L:  # pair searches tile the box up to this length
             raise SpecError(key, f"length {length:.3g} exceeds twice the box length {L:.3g}",

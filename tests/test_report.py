@@ -24,7 +24,6 @@ pytestmark = pytest.mark.slow  # a whole tiny campaign with 100 isoconfiguration
 EXTRA = ["quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
          "propensity.samples=100", "propensity.main_samples=30", "propensity.temperatures=[0.55]", "propensity.steps=600",
          "propensity.outputs=8", "analyze.deltas=[0.03, 0.06, 5.0]", "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
-         "analyze.xi_structure=2.0", "analyze.xi_violin=2.0", "analyze.xi_propensity=2.0",
          "analyze.correlation_rmax=4.0", "analyze.correlation_bins=16", "train.epochs=4"]
 
 

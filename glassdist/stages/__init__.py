@@ -122,7 +122,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
           "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
           ("gradcam", "indicators", "propensity"), "dask",
-          lambda spec: n_test(spec) + math.prod(propensity_shape(spec)[:2])),
+          lambda spec: n_test(spec) + 2 * math.prod(propensity_shape(spec)[:2])),
     Stage("report", "figures and tables of the paper from stored results: DIR/report/index.html",
           _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
           ("inherent", "analyze"), "serial"),
