@@ -2,18 +2,18 @@
 in parallel with Dask (hpc.dask_farm on hpc.dask_cluster). Science: glassdist.analysis.
 
 Two phases, one ledger (``analyze``), each task writing only its own chunks:
-1. Scans, task ``c nT + T`` < C nT: propensity configuration c at temperature index T:
+1. Scans, task ``R_test + c nT + T``: propensity configuration c at temperature index T:
    :class:`glassdist.analysis.PropensityScan` under ``analyze/dynamics/*`` (reached, C_Delta_r,
    xi_Delta, scan, xi_star) and ``analyze/maps/Delta``, ``maps/optimal`` with leading axes
    (C, nT), and ``analyze/dynamics/delta`` (C, nT, n_out).
    When every scan is done the coarse-graining lengths are chosen (``analyze.xi``: the paper's
    rule, :func:`glassdist.analysis.choose_xi`, or fixed values) and stored as the attribute
    ``xi`` of group ``analyze`` ({rule, Delta, alpha, violin, Delta_at, alpha_star, notes}).
-2. With those lengths: task ``C nT + t`` (t < R_test): test replica t (row t of ``gradcam/*``):
+2. With those lengths: task ``t`` < R_test: test replica t (row t of ``gradcam/*``):
    Pearson and Spearman between the indicators at xi violin for its liquid and glass (Fig. 6,
    Table S2) in ``analyze/pairs/pearson`` and ``spearman`` (R_test, 2, P), and the bare
    C_alpha(r) of its glass in ``analyze/structure/C_r`` (R_test, A, B) with radii
-   ``analyze/structure/r`` (B,). Task ``C nT + R_test + c nT + T``: C_{alpha,Delta} at every
+   ``analyze/structure/r`` (B,). Task ``R_test + C nT + c nT + T``: C_{alpha,Delta} at every
    output time in ``analyze/dynamics/pearson_t``, ``spearman_t`` (C, nT, A, T), the maps of
    Figs. 1, 2 in ``analyze/maps/indicators`` (C, nT, 2, A, N) and, when the propensity stage
    stored sub-ensembles, Table IV at delta = 1 (or the largest delta all four ensembles reached)
@@ -61,8 +61,8 @@ def dims(spec: Spec) -> dict[str, int]:
 def phases(spec: Spec) -> tuple[range, range, range]:
     """Task ids of the scans, the test replicas and the correlations (module docstring)."""
     d = dims(spec)
-    scans = d["C"] * d["nT"]
-    return range(scans), range(scans, scans + d["Rt"]), range(scans + d["Rt"], 2 * scans + d["Rt"])
+    Rt, CT = d["Rt"], d["C"] * d["nT"]
+    return range(Rt, Rt + CT), range(Rt), range(Rt + CT, Rt + 2 * CT)
 
 
 def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
@@ -163,7 +163,7 @@ def analyze_task(store: Store, spec: Spec, task: int) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*constant.*")
         if task in scans:
-            scan_task(store, spec, *divmod(task, dims(spec)["nT"]))
+            scan_task(store, spec, *divmod(task - scans.start, dims(spec)["nT"]))
         elif task in replicas:
             t = task - replicas.start
             replica = int(store.root["gradcam/replicas"][t])
