@@ -116,6 +116,9 @@ def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
     assert STAGES["propensity"].needs_of(specmod.loads(specmod.preset_text("demo-kam"))) == ("quench",)
     before = glassdist("propensity", campaign, check=False)
     assert before.returncode == 2 and "'inherent'" in before.stdout + before.stderr
+    jobs = glassdist("submit", campaign, "--profile", "generic-cpu", "--dry-run").stdout   # SLURM waits for T*
+    assert any(line.startswith("$ sbatch") and "<inherent>" in line and line.endswith("propensity.sh")
+               for line in jobs.splitlines()), jobs
 
     mpi_glassdist(2, "inherent", campaign)
     attrs = dict(Store(campaign, mode="r").root["inherent"].attrs)
