@@ -28,7 +28,7 @@ class Artefact:
 
 T, F = "table", "figure"
 ARTEFACTS = (
-    Artefact("departures", "Departures from the paper's protocol", departures.table_departures, T),
+    Artefact("departures", "Departures from the protocol of the paper", departures.table_departures, T),
     Artefact("table_I", "Table I", tables.table_i, T),
     Artefact("table_II", "Table II", tables.table_ii, T),
     Artefact("training", "Training curves (Sec. IV A)", figures.fig_training, F),
