@@ -218,11 +218,14 @@ def test_linear_head_gives_input_independent_gradcam_weights():
     """Without the ReLU between the dense layers y^C is linear in the last feature maps A, so the
     Grad-CAM weights alpha_m (eq. 3) are the same for every input; with it they are not."""
     for activation, same in (("none", True), ("relu", False)):
-        model = GlassCNN(2, 8, [3, 4, 5], [5, 3, 3], 8, 0.5, hidden_activation=activation).eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = GlassCNN(2, 8, [3, 4, 5], [5, 3, 3], 8, 0.5, hidden_activation=activation).eval()
         weights = []
-        for seed in (0, 1):
-            x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+        for seed in range(4):  # large signed inputs: the hidden units' ReLU pattern depends on them
+            x = 10 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
             a = model.features(model.norm(x)).detach().requires_grad_(True)
             model.output(model.dropout(model.hidden(a)))[0, 1].backward()
             weights.append(a.grad.mean(dim=(2, 3)))
-        assert torch.allclose(weights[0], weights[1], atol=1e-7) == same
+        equal = [torch.allclose(weights[0], w, rtol=1e-5, atol=1e-7) for w in weights[1:]]
+        assert all(equal) if same else not all(equal)
