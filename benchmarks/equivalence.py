@@ -26,8 +26,8 @@ SETS = ["system.n_particles=200", "system.counts=[130,70]", "quench.replicas=12"
         "quench.snapshot_replicas=2",
         "dataset.grid=24", "train.epochs=3", "propensity.samples=3", "propensity.main_samples=0", "propensity.steps=400",
         "propensity.outputs=8", "propensity.checkpoint_every=200", "analyze.deltas=[0.01,0.05]",
-        "analyze.xi_grid=[0.0,1.0,2.0]", "analyze.xi_structure=2.0", "analyze.xi_violin=2.0",
-        "analyze.xi_propensity=2.0", "analyze.correlation_rmax=4.0", "analyze.correlation_bins=10",
+        "analyze.xi_grid=[0.0,1.0,2.0]", "analyze.xi={Delta = 2.0, alpha = 2.0, violin = 2.0}",
+        "analyze.correlation_rmax=4.0", "analyze.correlation_bins=10",
         "dask.workers=1"]
 ARRAYS = ["quench/positions", "quench/thermo_pe", "inherent/E0", "dataset/images", "gradcam/gamma",
           "gradcam/map", "indicators/voronoi", "indicators/ttop", "indicators/rdf", "propensity/Delta",

@@ -16,7 +16,7 @@ Subcommands (PYTHONPATH=<worktree>, OMP_NUM_THREADS=1):
 
     python benchmarks/gradcam_study.py table DIR [DIR ...]
         Per campaign, from its store: Table II (test accuracy per class) and Table S2 (glass
-        and liquid, Pearson and Spearman at analyze.xi_violin, mean and std over the correctly
+        and liquid, Pearson and Spearman at the analysis's Fig. 6 length (analyze attribute xi), mean and std over the correctly
         classified test configurations), plus the diagnostics of the study:
         - C(Γ⁰, Υ): Γ⁰ = M⁻¹ of a UNIFORM map (the inverse map's own bias);
         - C(Γᴸ, Υ): Γᴸ_i = Σ_g W_ig L_g / Σ_g W_ig, the Grad-CAM map read at the particle
@@ -138,7 +138,8 @@ def campaign_tables(campaign: Path) -> dict:
     """Everything `table` prints for one campaign (arrays over the test configurations)."""
     store = Store(campaign, mode="r")
     spec = specmod.load(store.dir)
-    L, xi, sigma_ii, cut = spec.box_length, spec.analyze.xi_violin, np.diag(spec.sigma), spec.dataset.kernel_cutoff
+    xi = float(store.root["analyze"].attrs["xi"]["violin"])  # the length the analyze stage used for Fig. 6
+    L, sigma_ii, cut = spec.box_length, np.diag(spec.sigma), spec.dataset.kernel_cutoff
     types = store.types()
     g, ind = store.root["gradcam"], store.root["indicators"]
     replicas, correct = g["replicas"][:], g["correct"][:]

@@ -9,10 +9,12 @@ boolean ``flip`` per indicator, applied after normalisation. Correlation coeffic
 :func:`~glassdist.fields.correlation.pearson` and ``spearman``; C_X(r) is eq. 8
 (:func:`~glassdist.fields.correlation.spatial_correlation`).
 
-- :func:`propensity_analysis`: one propensity configuration at one temperature: xi_Delta
+- :func:`propensity_scan`: one propensity configuration at one temperature: xi_Delta
   (Fig. 3, Table III), the xi_alpha scans with and without coarse-graining Delta (Table S1,
-  Figs. S3, S8), C_{alpha,Delta}(delta) at every output time (Figs. 5, 7, Table V) and the
-  fields drawn in Figs. 1, 2, S4-S7.
+  Figs. S3, S8) and the fields drawn in Figs. S4-S7.
+- :func:`choose_xi`: the paper's rule for the coarse-graining lengths, from every scan.
+- :func:`propensity_correlations`: C_{alpha,Delta}(delta) at every output time (Figs. 5, 7,
+  Table V) at the chosen lengths and the indicator maps of Figs. 1, 2.
 - :func:`configuration_analysis`: one test replica: Pearson and Spearman correlations between
   indicators at xi_violin (Fig. 6, Table S2) and the bare C_alpha(r) of the glass (Fig. 8).
 - :func:`ensemble_table`: Table IV from the sub-ensemble propensity fields.
@@ -101,36 +103,44 @@ def best(scan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @dataclass
-class PropensityAnalysis:
-    """Results for one configuration at one temperature (K deltas, X xi values, A
-    indicators, T output times, B = bins + 1 radii, N particles).
+class PropensityScan:
+    """The coarse-graining lengths of one configuration at one temperature (K deltas, X xi
+    values, A indicators, B = bins + 1 radii, N particles): what the rule for xi reads.
 
     reached (K,): the runs reached delta_k. C_Delta_r (K, B), xi_Delta (K,): C_Delta(r) of the
-    bare Delta(delta_k) and its 1/e crossing (Fig. 3, Table III). scan (2, K, X, A): Pearson of
-    alpha(xi) with Delta(delta_k) bare [0] and coarse-grained at xi_Delta(delta_k) [1] (Figs. S8,
-    S3). pearson_t, spearman_t (A, T): C_{alpha,Delta} at each output time, alpha at
-    xi_structure, Delta at xi_propensity (Figs. 5, 7). xi_star (2, A): xi of the maximum of
-    each scan (Table S1). Maps, normalised and signed: indicators (2, A, N) bare and at
-    xi_structure (Figs. 1-2, S6-S7 top); Delta (K, 2, N) bare and at xi_Delta (Figs. 1-2 d-f,
-    S4-S5); optimal (2, A, N) at xi_star (Figs. S6-S7 middle, bottom).
+    bare Delta(delta_k) and its 1/e crossing (Fig. 3, Table III; NaN: never within r_max).
+    scan (2, K, X, A): Pearson of alpha(xi) with Delta(delta_k) bare [0] and coarse-grained at
+    xi_Delta(delta_k) [1] (Figs. S8, S3; NaN where xi_Delta(delta_k) is not resolved:
+    :func:`unresolved`). xi_star (2, A): xi of the maximum of each scan (Table S1). Maps,
+    normalised and signed: Delta (K, 2, N) bare and at xi_Delta (Figs. 1-2 d-f, S4-S5);
+    optimal (2, A, N) at xi_star (Figs. S6-S7 middle, bottom).
     """
 
     reached: np.ndarray
     C_Delta_r: np.ndarray
     xi_Delta: np.ndarray
     scan: np.ndarray
-    pearson_t: np.ndarray
-    spearman_t: np.ndarray
     xi_star: np.ndarray
-    indicators: np.ndarray
     Delta: np.ndarray
     optimal: np.ndarray
 
 
-def propensity_analysis(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarray,
-                        Delta_t: np.ndarray, L, *, deltas, xi_grid, xi_structure: float,
-                        xi_propensity: float, flip, r_max: float, bins: int) -> PropensityAnalysis:
-    """Everything the paper derives from one propensity configuration at one temperature.
+def unresolved(length: float, r_min: float, r_max: float) -> str:
+    """'' when a measured length is usable, else why not: 'not found within r = r_max' (NaN:
+    C(r) never fell to the level), 'below the resolution r = r_min' (the first bin of C(r)) or
+    'beyond L/2 = r_max' (a periodic box shows nothing longer)."""
+    if not np.isfinite(length):
+        return f"C(r) does not fall to the level within r = {r_max:.3g}"
+    if length < r_min:
+        return f"below the resolution of C(r) (r = {r_min:.3g})"
+    if length > r_max:
+        return f"beyond L/2 = {r_max:.3g}"
+    return ""
+
+
+def propensity_scan(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarray, Delta_t: np.ndarray, L, *,
+                    deltas, xi_grid, flip, r_max: float, bins: int) -> PropensityScan:
+    """xi_Delta(delta) and the xi_alpha scans of one propensity configuration at one temperature.
 
     positions (N, dim): the configuration at t = 0 (the glass); fields (N, A): its bare
     indicators; delta_t (T,), Delta_t (T, N): delta(t) and the propensity at each output time.
@@ -139,6 +149,7 @@ def propensity_analysis(positions: np.ndarray, fields: np.ndarray, delta_t: np.n
     k_dim, x_dim = len(deltas), len(xi_grid)
     at_delta, reached = propensity_at_delta(delta_t, Delta_t, deltas)        # (K, N), (K,)
     smoothed = np.stack([smooth(positions, fields, L, xi, flip) for xi in xi_grid])  # (X, N, A)
+    r = correlation_radii(r_max, bins)
     C_Delta_r = np.full((k_dim, bins + 1), np.nan)
     xi_Delta = np.full(k_dim, np.nan)
     scan = np.full((2, k_dim, x_dim, a_dim), np.nan)
@@ -146,15 +157,11 @@ def propensity_analysis(positions: np.ndarray, fields: np.ndarray, delta_t: np.n
     for k in np.flatnonzero(reached):
         C_Delta_r[k], xi_Delta[k] = correlation_length(positions, at_delta[k], L, r_max, bins)
         Delta_maps[k, 0] = normalize(at_delta[k])
-        if np.isfinite(xi_Delta[k]):
+        if not unresolved(xi_Delta[k], r[1], min(r_max, np.min(L) / 2)):
             Delta_maps[k, 1] = smooth(positions, at_delta[k], L, xi_Delta[k])
         for cg in (0, 1):
             if np.isfinite(Delta_maps[k, cg]).all():
                 scan[cg, k] = xi_scan(smoothed, Delta_maps[k, cg])
-    alpha = smooth(positions, fields, L, xi_structure, flip)                   # (N, A)
-    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_propensity)      # (N, T)
-    pearson_t, spearman_t = (np.array([_coefficients(alpha, d, fn) for d in Delta_cg.T]).T
-                             for fn in (pearson, spearman))                    # (A, T) each
     xi_star = np.full((2, a_dim), np.nan)
     optimal = np.full((2, a_dim, n), np.nan)
     for cg in (0, 1):
@@ -162,9 +169,86 @@ def propensity_analysis(positions: np.ndarray, fields: np.ndarray, delta_t: np.n
         for a in np.flatnonzero(x_star >= 0):
             xi_star[cg, a] = xi_grid[x_star[a]]
             optimal[cg, a] = smoothed[x_star[a], :, a]
-    indicators = np.stack([np.where(flip, 1.0 - normalize(fields), normalize(fields)).T, alpha.T])
-    return PropensityAnalysis(reached, C_Delta_r, xi_Delta, scan, pearson_t, spearman_t, xi_star,
-                              indicators, Delta_maps, optimal)
+    return PropensityScan(reached, C_Delta_r, xi_Delta, scan, xi_star, Delta_maps, optimal)
+
+
+def propensity_correlations(positions: np.ndarray, fields: np.ndarray, Delta_t: np.ndarray, L, *,
+                            xi_alpha: float, xi_Delta: float, flip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """C_{alpha,Delta} at every output time (Figs. 5, 7) with alpha at xi_alpha and Delta at the
+    fixed xi_Delta: Pearson (A, T) and Spearman (A, T); and the indicator maps (2, A, N),
+    normalised and signed, bare and at xi_alpha (Figs. 1-2, S6-S7 top). Shapes as
+    :func:`propensity_scan`."""
+    alpha = smooth(positions, fields, L, xi_alpha, flip)                       # (N, A)
+    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)           # (N, T)
+    pearson_t, spearman_t = (np.array([_coefficients(alpha, d, fn) for d in Delta_cg.T]).T
+                             for fn in (pearson, spearman))                    # (A, T) each
+    maps = np.stack([np.where(flip, 1.0 - normalize(fields), normalize(fields)).T, alpha.T])
+    return pearson_t, spearman_t, maps
+
+
+#: The delta whose xi_Delta becomes the fixed xi_Delta of Figs. 5, 7 (the paper's Table III:
+#: KAM 4.0 and ABM 3.0 are its xi_Delta(1.0)); also the delta of Table IV and Fig. 4.
+PAPER_DELTA = 1.0
+
+
+@dataclass
+class XiChoice:
+    """The coarse-graining lengths the analysis uses after the scans.
+
+    Delta: xi_Delta of Figs. 5, 7 and Table IV; alpha: xi_alpha of Figs. 1, 2, 5, 7; violin:
+    xi_alpha of Fig. 6; Delta_at: the delta whose xi_Delta gave Delta (NaN: fixed); alpha_star
+    (A,): each indicator's xi*_alpha (NaN: fixed or no scan); notes: what could not be resolved
+    and what was used instead, in words; problem: '' or why the rule gives no value (the analysis
+    cannot go on)."""
+
+    rule: str
+    Delta: float
+    alpha: float
+    violin: float
+    Delta_at: float = float("nan")
+    alpha_star: list = None
+    notes: list = None
+    problem: str = ""
+
+
+def choose_xi(xi_Delta: np.ndarray, scan: np.ndarray, deltas, xi_grid, r_min: float, half_box: float) -> XiChoice:
+    """The paper's rule (Sec. IV B, Supp. I E) on the scans of every configuration and temperature:
+    xi_Delta (C, nT, K) and scan (C, nT, 2, K, X, A) of :class:`PropensityScan`.
+
+    - xi_Delta (fixed, Figs. 5, 7): the median over configurations and temperatures of the
+      resolved xi_Delta(delta) at PAPER_DELTA, or, when no run resolved it there, at the analysed
+      delta closest to it that some run resolved (said in ``notes``).
+    - xi_alpha (Figs. 1, 2, 5, 7): for each indicator, xi*_alpha = the xi of the largest Pearson
+      with the coarse-grained Delta over every configuration, temperature and delta (Table S1);
+      then the largest xi*_alpha over the indicators (the paper: "the largest value in Table
+      S1"). An optimum at the top of analyze.xi_grid may lie beyond it (said in ``notes``).
+    - xi_alpha of Fig. 6: xi_Delta (OUR CHOICE: the paper gives no rule; its Table III has
+      xi_alpha(Fig. 6) = xi_Delta in both systems).
+    """
+    deltas, xi_grid = np.asarray(deltas, dtype=float), np.asarray(xi_grid, dtype=float)
+    notes, problem = [], ""
+    ok = np.array([not unresolved(x, r_min, half_box) for x in xi_Delta.ravel()], bool).reshape(xi_Delta.shape)
+    usable = [k for k in np.argsort(np.abs(deltas - PAPER_DELTA), kind="stable") if ok[..., k].any()]
+    Delta = Delta_at = float("nan")
+    if usable:
+        k = usable[0]
+        Delta, Delta_at = float(np.median(xi_Delta[..., k][ok[..., k]])), float(deltas[k])
+        if Delta_at != PAPER_DELTA:
+            notes.append(f"ξ_Δ from δ = {Delta_at:g}: no run resolved ξ_Δ at the paper's δ = {PAPER_DELTA:g}")
+    else:
+        problem = ("no run resolved ξ_Δ(δ) at any analyze.deltas (not reached, or C_Δ(r) does not fall to 1/e "
+                   f"between r = {r_min:.3g} and min(analyze.correlation_rmax, L/2) = {half_box:.3g})")
+    cg = np.moveaxis(scan[:, :, 1], -1, 0).reshape(scan.shape[-1], -1, len(xi_grid))  # (A, C nT K, X)
+    alpha_star = np.full(scan.shape[-1], np.nan)
+    for a, values in enumerate(cg):
+        if np.isfinite(values).any():
+            alpha_star[a] = xi_grid[np.unravel_index(np.nanargmax(values), values.shape)[1]]
+    alpha = float(np.nanmax(alpha_star)) if np.isfinite(alpha_star).any() else float("nan")
+    if np.isfinite(alpha) and alpha == xi_grid.max():
+        notes.append(f"ξ_α = {alpha:g} is the top of analyze.xi_grid: the optimum may lie beyond it")
+    if not np.isfinite(alpha) and not problem:
+        problem = "no ξ_α scan with the coarse-grained Δ has a value"
+    return XiChoice("rule", Delta, alpha, Delta, Delta_at, alpha_star.tolist(), notes, problem)
 
 
 def configuration_analysis(positions: np.ndarray, fields: np.ndarray, L, xi: float, r_max: float,
@@ -178,6 +262,13 @@ def configuration_analysis(positions: np.ndarray, fields: np.ndarray, L, xi: flo
     c_r = np.stack([spatial_correlation(positions, fields[:, a], L, r_max, bins)[1]
                     for a in range(fields.shape[1])])
     return p, s, c_r
+
+
+def ensemble_delta(delta_t: np.ndarray) -> float:
+    """The delta of Table IV and Fig. 4 from the delta(t) (E, T) of the ensembles: PAPER_DELTA
+    when every ensemble reached it, else the largest delta every ensemble reached."""
+    reach = float(np.min(np.max(delta_t, axis=-1)))
+    return PAPER_DELTA if reach >= PAPER_DELTA else reach
 
 
 def ensemble_table(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> tuple[np.ndarray, np.ndarray]:

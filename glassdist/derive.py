@@ -40,7 +40,8 @@ def reusable(old: Store, new_spec) -> list[str]:
     out: list[str] = []
     for name in PIPELINE:
         stage, record = STAGES[name], records.get(name)
-        if not (same_seed and record and old.stage_state(name).name == "done" and all(n in out for n in stage.needs)):
+        if not (same_seed and record and old.stage_state(name).name == "done"
+                and all(n in out for n in stage.needs_of(new_spec))):
             continue
         if stage.computed_with(record, new_spec):
             out.append(name)

@@ -124,9 +124,11 @@ def _quench_part(spec: Spec) -> dict:
 def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
     from .md.engine import get_engine
     from .md.isoconf import draw_velocities
+    from .stages import auto_temperatures
 
     engine, types = get_engine(spec), spec.types
-    T = spec.propensity.temperatures[0]
+    # fixed: the first; 'auto' (T* unknown before the runs): T_L (the cost of a step hardly depends on T)
+    T = spec.quench.T_liquid if auto_temperatures(spec) else spec.propensity.temperatures[0]
     times, warmup = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for k, steps in enumerate((WARMUP, *calibration_steps(spec))):

@@ -24,10 +24,10 @@ import zarr
 
 from .errors import UsageError
 
-# ledger -> (array pattern, leading task axes, aligned at the end of the task range).
+# ledger -> (array pattern, leading task axes, blocks from the end of the task range).
 # Task t owns, in every array matching the pattern whose chunks are 1 along the leading axes,
-# the chunks at np.unravel_index(t - offset, shape[:axes]) (offset = 0, or n_tasks - prod(shape[:axes])
-# when aligned at the end); axes = 0: task 0 owns every chunk. Tasks beyond an array own none of
+# the chunks at np.unravel_index(t - offset, shape[:axes]) (offset = 0, or n_tasks - k prod(shape[:axes])
+# for k blocks from the end: 1 (True) = aligned at the end); axes = 0: task 0 owns every chunk. Tasks beyond an array own none of
 # its chunks (quench/snapshots: the first k replicas only).
 TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
     "quench": (("quench/*", 1, False),),
@@ -38,8 +38,12 @@ TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
     "indicators": (("indicators/*", 1, False),),
     "propensity": (("propensity/traj", 3, False),),
     "propensity_reduce": tuple((f"propensity/{a}", 2, False) for a in ("Delta", "delta", "Delta_ensembles")),
-    "analyze": (("analyze/pairs/*", 1, False), ("analyze/structure/C_r", 1, False),
-                ("analyze/dynamics/*", 2, True), ("analyze/maps/*", 2, True), ("analyze/ensembles/*", 2, True)),
+    "analyze": (("analyze/pairs/*", 1, False), ("analyze/structure/C_r", 1, False),   # test replicas, then
+                *((f"analyze/{a}", 2, 2) for a in ("dynamics/delta", "dynamics/reached", "dynamics/C_Delta_r",  # scans
+                                                   "dynamics/xi_Delta", "dynamics/scan", "dynamics/xi_star",
+                                                   "maps/Delta", "maps/optimal")),
+                *((f"analyze/{a}", 2, 1) for a in ("dynamics/pearson_t", "dynamics/spearman_t",  # correlations
+                                                   "maps/indicators", "ensembles/*"))),
 }
 
 # every chunk of a done task is written, even when it equals the fill value (NaN results,
@@ -69,7 +73,7 @@ def owned_chunks(root: zarr.Group, ledger: str, n_tasks: int) -> Iterator[tuple[
             if any(c != 1 for c in arr.chunks[:axes]):
                 continue  # not a per-task array (bin centres, replica ids)
             lead = math.prod(arr.shape[:axes])
-            offset = n_tasks - lead if at_end else 0
+            offset = n_tasks - int(at_end) * lead if at_end else 0
             rest = [range(n) for n in arr.cdata_shape[axes:]]
             for t in range(max(offset, 0), min(n_tasks, offset + lead)):
                 head = np.unravel_index(t - offset, arr.shape[:axes]) if axes else ()
@@ -113,13 +117,13 @@ def reopen(store, ledger: str, tasks) -> None:
         led.reopen(int(t))
 
 
-def check_needs(store, stage: str) -> None:
+def check_needs(store, stage: str, needs: tuple[str, ...] | None = None) -> None:
     """Before ``stage`` reads the stages it needs: every chunk file behind their done tasks
     exists; tasks whose chunks are gone are marked pending (printed, with the command that
     redoes them). Reused results of a derived campaign are checked in their own store."""
     from .stages import STAGES
 
-    for need in STAGES[stage].needs:
+    for need in STAGES[stage].needs if needs is None else needs:
         for ledger in STAGES[need].ledgers:
             if not store.stage_started(ledger):
                 continue

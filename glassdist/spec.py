@@ -21,7 +21,7 @@ import numpy as np
 
 from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
                         all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
-                        parse_toml, reference_table, toml_value)
+                        NUMBER_TABLE, parse_toml, reference_table, table_of, toml_value, unless, word_or)
 from hpc.schema import validate as validate_file
 
 from .constants import SPLITS
@@ -36,6 +36,11 @@ MAX_WORKERS = 1024     # workers of one LocalCluster (one machine)
 MAX_ATTEMPTS = 2**15 - 1  # the ledger counts attempts in int16
 count = between(1, MAX_COUNT)
 HOLD_OUTPUTS = 40      # log-spaced F_s samples of the liquid hold (quench.hold_liquid), after t = 0
+
+
+AUTO_TEMPERATURES = "auto"
+XI_RULE = "rule"
+XI_KEYS = ("Delta", "alpha", "violin")
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "campaign": {
@@ -121,6 +126,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kernel_sizes": Key(INTS, [5, 3, 3], help="odd kernel sizes of the three conv layers"),
         "hidden": Key(INT, 64, help="width of the first fully connected layer", check=between(1, MAX_LAYER)),
         "dropout": Key(NUMBER, 0.5, help="dropout ratio before the output layer"),
+        "hidden_activation": Key(STRING, "none", help="activation after the first fully connected layer: "
+                                 "'none' (the paper's Fig. S1 and Supp. I B: dense, dropout, dense) or 'relu' "
+                                 "(a nonlinear head: the Grad-CAM gradients then depend on the input)",
+                                 check=one_of("none", "relu")),
         "head": Key(STRING, "dense", help="'dense' (the paper's: flatten the last feature maps; the first "
                     "fully connected layer has channels x grid^dim inputs) or 'gap' (global average "
                     "pooling of each feature map: the same network for every N, so a model trained "
@@ -167,8 +176,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "configurations": Key(INTS, [0], help="test-split glass configurations (index within "
                               "the test split) that get isoconfigurational ensembles",
                               check=all_of(non_empty, distinct)),
-        "temperatures": Key(NUMBERS, help="run temperatures (paper: T* to 1.5 T*)",
-                            check=all_of(non_empty, distinct, all_positive)),
+        "temperatures": Key(word_or(AUTO_TEMPERATURES, NUMBERS), AUTO_TEMPERATURES,
+                            help="run temperatures: 'auto' = propensity.t_star_multiples x the T* that the "
+                            "inherent stage fitted (the paper's protocol: T* to 1.5 T*; the stage then "
+                            "needs the inherent stage), or fixed values, e.g. [0.37, 0.55]",
+                            check=unless(AUTO_TEMPERATURES, all_of(non_empty, distinct, all_positive))),
+        "t_star_multiples": Key(NUMBERS, [1.0, 1.25, 1.5], help="with temperatures = 'auto': the run "
+                                "temperatures in units of the fitted T* (paper: T* up to about 1.5 T*)",
+                                check=all_of(non_empty, distinct, all_positive)),
         "main_samples": Key(INT, 0, help="runs whose mean is the main propensity Delta: the first "
                             "main_samples of the `samples` runs (0 = all). With samples >= 3 main_samples the "
                             "Table IV sub-ensembles come from the same runs (paper: 30 of 100)",
@@ -193,11 +208,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "xi_grid": Key(NUMBERS, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
                        help="coarse-graining lengths scanned for xi_alpha (Table S1)",
                        check=all_of(non_empty, distinct, all_non_negative)),
-        "xi_structure": Key(NUMBER, 8.0, help="xi_alpha of Figs. 1, 2, 5, 7 (KAM 8, ABM 5)",
-                            check=non_negative),
-        "xi_violin": Key(NUMBER, 4.0, help="xi_alpha of Fig. 6 (KAM 4, ABM 3)", check=non_negative),
-        "xi_propensity": Key(NUMBER, 4.0, help="fixed xi_Delta of Figs. 5, 7 (KAM 4, ABM 3)",
-                             check=non_negative),
+        "xi": Key(word_or(XI_RULE, NUMBER_TABLE), XI_RULE,
+                  help="coarse-graining lengths: 'rule' = the paper's rule on this campaign's data "
+                  "(docs/physics.md: xi_Delta from C_Delta(r) = 1/e at delta = 1, xi_alpha the largest of the "
+                  "xi maximising Pearson with the coarse-grained Delta, Fig. 6 at xi_Delta), or fixed values "
+                  "{Delta = 4.0, alpha = 8.0, violin = 4.0}: xi_Delta of Figs. 5, 7 and Table IV, xi_alpha of "
+                  "Figs. 1, 2, 5, 7, xi_alpha of Fig. 6 (paper, Table III: KAM 4, 8, 4; ABM 3, 5, 3)",
+                  check=unless(XI_RULE, table_of(XI_KEYS, non_negative))),
         "one_minus": Key(STRINGS, ["gradcam", "ttop"],
                          help="indicators shown and correlated as 1 - X (the paper: KAM gradcam, ttop; ABM "
                          "gradcam, voronoi; see glassdist.indicators)", check=distinct),
@@ -293,6 +310,11 @@ class Spec:
         return self.section_hash(*SCHEMA)
 
 
+def fixed_xi(analyze: dict) -> dict:
+    """The fixed coarse-graining lengths {Delta, alpha, violin} of an [analyze] section ({} for 'rule')."""
+    return {} if analyze["xi"] == XI_RULE else {k: float(v) for k, v in analyze["xi"].items()}
+
+
 def validate(data: dict) -> dict:
     """Check types, values and cross-key consistency; fill defaults. Returns a new dict."""
     out = validate_file(data, SCHEMA, SpecError, fix="start from `glassdist init DIR --preset demo-kam`")
@@ -380,7 +402,7 @@ def _check_consistency(d: dict) -> None:
     for key, length in (("dataset.kernel_cutoff", d["dataset"]["kernel_cutoff"] * sigma_ii),
                         ("indicators.rdf_rmax", d["indicators"]["rdf_rmax"]),
                         ("analyze.correlation_rmax", d["analyze"]["correlation_rmax"]),
-                        *((f"analyze.{k}", d["analyze"][k]) for k in ("xi_structure", "xi_violin", "xi_propensity")),
+                        *((f"analyze.xi.{k}", v) for k, v in fixed_xi(d["analyze"]).items()),
                         ("analyze.xi_grid", max(d["analyze"]["xi_grid"]))):
         if not length <= 2 * L:  # pair searches tile the box up to this length
             raise SpecError(key, f"length {length:.3g} exceeds twice the box length {L:.3g}",
@@ -415,7 +437,13 @@ def _check_consistency(d: dict) -> None:
         raise SpecError("propensity.until_delta", f"runs would stop at delta = {p['until_delta']:g}, below the "
                         f"largest analyze.deltas = {max(d['analyze']['deltas']):g}",
                         "set it to the largest analyze.deltas (or 0: run every run for propensity.steps)")
-    if max(p["temperatures"]) > q["T_start"]:
+    if p["temperatures"] == AUTO_TEMPERATURES:
+        if not (q["snapshot_replicas"] and q["snapshot_temperatures"]):
+            raise SpecError("propensity.temperatures", "'auto' places the runs at multiples of the fitted T*, "
+                            "but this campaign keeps no cooling snapshots for the T* fit",
+                            "give fixed temperatures, e.g. temperatures = [0.37, 0.55], or set "
+                            "quench.snapshot_replicas and quench.snapshot_temperatures")
+    elif max(p["temperatures"]) > q["T_start"]:
         raise SpecError("propensity.temperatures", f"{max(p['temperatures'])} is above quench.T_start",
                         "run the isoconfigurational ensembles below the quench's liquid temperature")
     n_test = q["split"][2]
@@ -488,7 +516,7 @@ def warnings(spec: Spec) -> list[str]:
     """Allowed values a user should think twice about (printed by `init`): a coarse-graining
     length xi whose cutoff 2 xi exceeds L/2 wraps the periodic box (the fields tend to box averages)."""
     a, half = spec.raw["analyze"], spec.box_length / 2
-    lengths = {f"analyze.{k}": a[k] for k in ("xi_structure", "xi_violin", "xi_propensity")}
+    lengths = {f"analyze.xi.{k}": v for k, v in fixed_xi(a).items()}
     lengths["analyze.xi_grid"] = max(a["xi_grid"])
     return [f"warning: {key} = {xi:g}: the coarse-graining cutoff 2 xi = {2 * xi:g} exceeds L/2 = {half:.3g}, so "
             f"it wraps the periodic box and the fields tend to box averages; keep xi <= {half / 2:.3g}"

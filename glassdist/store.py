@@ -207,8 +207,9 @@ class Store:
         (glassdist.integrity.check_needs)."""
         from .stages import STAGES
 
-        integrity.check_needs(self, stage)
-        for need in STAGES[stage].needs if complete is None else complete:
+        needs = STAGES[stage].needs_of(spec)
+        integrity.check_needs(self, stage, needs)
+        for need in needs if complete is None else complete:
             state = self.stage_state(need, spec)
             if state.name != "done":
                 raise UsageError(f"stage '{stage}' reads the results of '{need}', which is {state.name} in "

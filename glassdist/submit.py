@@ -49,13 +49,13 @@ def ledger_progress(campaign_dir: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def plan(stages: list[str], progress: dict) -> list[str]:
+def plan(stages: list[str], progress: dict, spec=None) -> list[str]:
     """Stages to (re)submit, in pipeline order: the incomplete ones and every requested stage
     downstream of one (its inputs are about to change)."""
     chosen: list[str] = []
     for stage in stages:
         todo, total = progress.get(stage, (1, 0))
-        if todo or total == 0 or any(n in chosen for n in STAGES[stage].needs):
+        if todo or total == 0 or any(n in chosen for n in STAGES[stage].needs_of(spec)):
             chosen.append(stage)
     return chosen
 
@@ -97,7 +97,7 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
             raise UsageError(f"unknown stage {stage!r}; stages are {', '.join(PIPELINE)}")
     stages = [s for s in PIPELINE if s in stages]
     progress = ledger_progress(campaign_dir)
-    chosen = plan(stages, progress)
+    chosen = plan(stages, progress, spec)
     for stage in chosen:
         if stage not in profile.stages:
             raise UsageError(f"profile key 'stages.{stage}': is missing. Fix: add a [stages.{stage}] "
@@ -120,11 +120,11 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
             continue
         job = stage_job(stage, campaign_dir, spec, profile, progress)
         text = slurm.render(job, profile, campaign_dir, templates=templates)
-        after = [job_of[n] for n in STAGES[stage].needs if n in job_of]
+        after = [job_of[n] for n in STAGES[stage].needs_of(spec) if n in job_of]
         number += 1
         path = scripts / f"{number:03d}-{stage}.sh"
         if dry_run:
-            deps = [f"<{need}>" for need in STAGES[stage].needs if need in job_of]
+            deps = [f"<{need}>" for need in STAGES[stage].needs_of(spec) if need in job_of]
             out(f"==> {path} (dry run: not written)\n$ {' '.join(slurm.sbatch_argv(path, deps))}\n{text}")
             job_of[stage] = stage
             continue

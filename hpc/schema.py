@@ -29,9 +29,16 @@ class Type:
 
     name: str
     problem: Callable[[Any], str | None]
+    word: str = ""                     # a type made by word_or: the word ...
+    alternative: "Type | None" = None  # ... or a value of this type
 
     def __str__(self) -> str:
         return self.name
+
+
+def word_or(word: str, other: Type) -> Type:
+    """The string ``word`` or a value of type ``other`` (e.g. "auto" or a list of numbers)."""
+    return Type(f"{word!r} or {other}", lambda v: None if v == word else other.problem(v), word, other)
 
 
 def _int_problem(v) -> str | None:
@@ -72,6 +79,9 @@ NUMBERS = Type("list of numbers", _list_of(_number_problem))
 INTS = Type("list of integers", _list_of(_int_problem))
 STRINGS = Type("list of strings", _list_of(_str_problem))
 MATRIX = Type("matrix of numbers", _list_of(_list_of(_number_problem)))
+NUMBER_TABLE = Type("table of numbers",
+                    lambda v: "not a table" if not isinstance(v, dict) else
+                    next((f"{k}: {p}" for k, x in v.items() if (p := _number_problem(x))), None))
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,20 @@ def all_positive(v):
 
 def all_non_negative(v):
     return None if all(x >= 0 for x in v) else "every entry must be >= 0"
+
+
+def unless(word: str, check):
+    """``check`` for every value but the string ``word`` (the keys of a word_or type)."""
+    return lambda v: None if v == word else check(v)
+
+
+def table_of(keys: tuple[str, ...], check):
+    """A table with exactly ``keys``, each value passing ``check``."""
+    def problem(v):
+        if sorted(v) != sorted(keys):
+            return f"needs exactly the keys {', '.join(keys)}"
+        return next((f"{k}: {p}" for k in keys if (p := check(v[k]))), None)
+    return problem
 
 
 def all_of(*checks):
@@ -197,6 +221,8 @@ def toml_value(value) -> str:
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 

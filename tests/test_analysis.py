@@ -6,6 +6,7 @@ import pytest
 
 from glassdist import analysis
 from glassdist import indicators as registry
+from glassdist.dynamics.crd import propensity_at_delta
 from glassdist.fields.coarse import coarse_grain
 from glassdist.fields.correlation import spatial_correlation
 
@@ -91,21 +92,23 @@ def test_propensity_analysis_recovers_lengths_and_correlations():
     fields = np.stack([-(z + 0.5 * coarse_grain(pos, rng.normal(size=len(pos)), L, 1.0)),
                        z + 2.0 * rng.normal(size=len(pos)), rng.normal(size=len(pos))], axis=1)
     xi_grid = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
-    res = analysis.propensity_analysis(pos, fields, delta_t, Delta_t, L, deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid,
-                                       xi_structure=2.0, xi_propensity=2.0, flip=analysis.flips(["gradcam"], ["gradcam", "voronoi", "ttop"]),
-                                       r_max=10.0, bins=50)
+    flip = analysis.flips(["gradcam"], ["gradcam", "voronoi", "ttop"])
+    res = analysis.propensity_scan(pos, fields, delta_t, Delta_t, L, deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid,
+                                   flip=flip, r_max=10.0, bins=50)
+    pearson_t, _, maps = analysis.propensity_correlations(pos, fields, Delta_t, L, xi_alpha=2.0, xi_Delta=2.0,
+                                                          flip=flip)
     np.testing.assert_array_equal(res.reached, [True, True, False])   # delta(t) stops at 1.5
     assert np.isnan(res.xi_Delta[2]) and np.isnan(res.scan[:, 2]).all() and np.isnan(res.Delta[2]).all()
     # Delta(delta) = delta (1 + 0.3 z): its C(r) is that of z, smoothed white noise at xi0
     np.testing.assert_allclose(res.xi_Delta[:2], expected_crossing(xi0), rtol=0.08)
     # 1 - Gamma follows Delta closely at every t > 0; Theta does not
-    assert (res.pearson_t[0] > 0.9).all() and (np.abs(res.pearson_t[2]) < 0.15).all()
+    assert (pearson_t[0] > 0.9).all() and (np.abs(pearson_t[2]) < 0.15).all()
     # Upsilon = z + strong white noise: its best xi with the bare Delta is near xi0 (matched filter)
     c_max, k, x = analysis.best(res.scan[0])
     assert abs(xi_grid[x[1]] - xi0) <= 1.0 and c_max[1] > 0.5
     np.testing.assert_array_equal(res.xi_star[0], np.array(xi_grid, dtype=float)[x])
-    assert res.indicators.shape == (2, 3, 3000) and res.Delta.shape == (3, 2, 3000)
-    assert np.nanmin(res.indicators) == 0 and np.nanmax(res.indicators) == 1
+    assert maps.shape == (2, 3, 3000) and res.Delta.shape == (3, 2, 3000)
+    assert np.nanmin(maps) == 0 and np.nanmax(maps) == 1
     # the stored map of the optimum is the indicator smoothed at xi*
     np.testing.assert_allclose(res.optimal[0, 1], analysis.smooth(pos, fields[:, 1], L, xi_grid[x[1]]))
 
@@ -168,13 +171,58 @@ def test_propensity_analysis_ignores_outputs_not_every_run_reached():
     rng, pos, L = particles(1000, seed=3)
     _, Delta_t, delta_t = synthetic_propensity(pos, L, rng, 2.0, np.geomspace(0.05, 1.5, 8))
     fields = rng.normal(size=(len(pos), 2))
-    kw = dict(deltas=[0.3, 1.0, 3.0], xi_grid=[0.0, 1.0, 2.0], xi_structure=2.0, xi_propensity=2.0,
-              flip=np.array([False, False]), r_max=6.0, bins=20)
-    full = analysis.propensity_analysis(pos, fields, delta_t, Delta_t, L, **kw)
+    kw = dict(deltas=[0.3, 1.0, 3.0], xi_grid=[0.0, 1.0, 2.0], flip=np.array([False, False]), r_max=6.0, bins=20)
     pad = np.full((3, len(pos)), np.nan)
-    cut = analysis.propensity_analysis(pos, fields, np.concatenate([delta_t, pad[:, 0]]),
-                                       np.concatenate([Delta_t, pad]), L, **kw)
+    cut_delta, cut_Delta = np.concatenate([delta_t, pad[:, 0]]), np.concatenate([Delta_t, pad])
+    full = analysis.propensity_scan(pos, fields, delta_t, Delta_t, L, **kw)
+    cut = analysis.propensity_scan(pos, fields, cut_delta, cut_Delta, L, **kw)
     np.testing.assert_array_equal(cut.reached, full.reached)
     np.testing.assert_allclose(cut.xi_Delta, full.xi_Delta)
-    np.testing.assert_allclose(cut.pearson_t[:, :8], full.pearson_t)
-    assert np.isnan(cut.pearson_t[:, 8:]).all()
+    corr = dict(xi_alpha=2.0, xi_Delta=2.0, flip=kw["flip"])
+    full_t = analysis.propensity_correlations(pos, fields, Delta_t, L, **corr)[0]
+    cut_t = analysis.propensity_correlations(pos, fields, cut_Delta, L, **corr)[0]
+    np.testing.assert_allclose(cut_t[:, :8], full_t)
+    assert np.isnan(cut_t[:, 8:]).all()
+
+
+def test_xi_rule_recovers_known_lengths_within_a_grid_step():
+    """analyze.xi = "rule" on synthetic fields: xi_Delta is the 1/e length of C_Delta at delta = 1
+    (known: smoothed white noise), xi_alpha the largest xi*_alpha, Fig. 6 at xi_Delta; lengths the
+    data cannot resolve are reported, not clamped."""
+    rng, pos, L = particles(3000, seed=11)
+    xi0, r_max, bins = 2.5, 10.0, 50
+    z, Delta_t, delta_t = synthetic_propensity(pos, L, rng, xi0, np.geomspace(0.05, 1.5, 12))
+    fields = np.stack([z + 2.0 * rng.normal(size=len(pos)), rng.normal(size=len(pos))], axis=1)  # (N, 2)
+    xi_grid = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
+    kw = dict(deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid, flip=np.array([False, False]), r_max=r_max, bins=bins)
+    scans = [analysis.propensity_scan(pos, fields, delta_t, Delta_t, L, **kw) for _ in range(2)]  # two "temperatures"
+    xi_Delta = np.stack([s.xi_Delta for s in scans])[None]          # (C = 1, nT = 2, K = 3)
+    scan = np.stack([s.scan for s in scans])[None]                  # (1, 2, 2, K, X, A)
+    r = analysis.correlation_radii(r_max, bins)
+    choice = analysis.choose_xi(xi_Delta, scan, kw["deltas"], xi_grid, r_min=r[1], half_box=L / 2)
+    assert not choice.problem and choice.rule == "rule"
+    assert choice.Delta_at == 1.0 and not choice.notes
+    # the 1/e length of one finite sample (N = 3000): within 8 % of the continuum value, as in
+    # test_correlation_length_of_coarse_grained_noise (well inside one step of xi_grid)
+    assert choice.Delta == pytest.approx(expected_crossing(xi0), rel=0.08)
+    # xi*_alpha: the xi of the largest Pearson with the coarse-grained Delta over delta and xi, here
+    # recomputed directly (np.corrcoef on eq. 7); Upsilon = z + noise peaks there, the unrelated Theta
+    # at some xi; xi_alpha is the larger of the two (the paper: "the largest value in Table S1")
+    at, _ = propensity_at_delta(delta_t, Delta_t, [0.3, 1.0])
+    ref = [max(((np.corrcoef(coarse_grain(pos, fields[:, a], L, x), coarse_grain(pos, at[k], L, scans[0].xi_Delta[k]))[0, 1], x)
+                for k in (0, 1) for x in xi_grid))[1] for a in (0, 1)]
+    assert choice.alpha_star == ref and choice.alpha == max(ref) and choice.violin == choice.Delta
+    # delta = 1 not reached by any run: the analysed delta closest to it, said so
+    short = xi_Delta.copy()
+    short[..., 1:] = np.nan
+    fallback = analysis.choose_xi(short, scan, kw["deltas"], xi_grid, r_min=r[1], half_box=L / 2)
+    assert fallback.Delta_at == 0.3 and "δ = 0.3" in fallback.notes[0]
+    # unresolvable: beyond L/2, below the resolution of C(r), never falls to 1/e
+    assert "beyond L/2" in analysis.unresolved(choice.Delta, r[1], choice.Delta / 2)
+    assert "below the resolution" in analysis.unresolved(0.5 * r[1], r[1], L / 2)
+    assert "does not fall" in analysis.unresolved(np.nan, r[1], L / 2)
+    none = analysis.choose_xi(xi_Delta, scan, kw["deltas"], xi_grid, r_min=r[1], half_box=choice.Delta / 2)
+    assert "no run resolved" in none.problem and np.isnan(none.Delta)
+    # an optimum at the top of the grid may lie beyond it: noted
+    coarse = analysis.choose_xi(xi_Delta, scan[..., :3, :], kw["deltas"], xi_grid[:3], r_min=r[1], half_box=L / 2)
+    assert coarse.alpha == 2.0 and any("top of analyze.xi_grid" in n for n in coarse.notes)

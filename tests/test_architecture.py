@@ -24,7 +24,7 @@ from .conftest import glassdist, init_tiny
 WHOLE = ["quench.replicas=10", "quench.split=[6,2,2]", "train.epochs=2", "propensity.samples=3",
          "propensity.steps=300", "propensity.outputs=6", "propensity.checkpoint_every=300",
          "propensity.temperatures=[0.5]", "analyze.deltas=[0.01,0.05]", "analyze.xi_grid=[0.0,1.0,2.0]",
-         "analyze.xi_structure=2.0", "analyze.xi_violin=2.0", "analyze.xi_propensity=2.0",
+         "analyze.xi={Delta = 2.0, alpha = 2.0, violin = 2.0}",
          "analyze.correlation_rmax=3.0", "analyze.correlation_bins=6", "dask.workers=1"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from glassdist import spec as specmod
 from glassdist.cli import main
 from hpc import profile as profmod
-from hpc.schema import BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, toml_value
+from hpc.schema import BOOL, INT, INTS, MATRIX, NUMBER, NUMBER_TABLE, NUMBERS, STRING, STRINGS, Key, toml_value
 
 from .conftest import TINY, TINY_COUNTS, glassdist, mpi_glassdist
 
@@ -29,6 +29,15 @@ def bad_values(key: Key, value) -> dict:
     """{kind: value} of every kind of bad value a key of this type admits; ``value`` is the
     key's valid value in the base file (the preset or shipped profile)."""
     t = key.type
+    if t.alternative:  # 'word' or a value of another type
+        return {"another word": "bogus"} | bad_values(Key(t.alternative, check=key.check), value)
+    if t is NUMBER_TABLE:
+        base = value if isinstance(value, dict) else dict.fromkeys(specmod.XI_KEYS, 1.0)
+        first = next(iter(base))
+        return {"not a table": 1.0, "wrong entry type": {**base, first: "x"},
+                "missing key": {k: v for k, v in base.items() if k != first}, "unknown key": {**base, "bogus": 1.0},
+                **{f"{kind} entries": dict.fromkeys(base, x) for kind, x in (
+                    ("negative", -1.0), ("zero", 0.0), ("huge", 1e300), ("inf", math.inf), ("nan", math.nan))}}
     if t in (INT, NUMBER):
         out = {"string": "x", "bool": True, "negative": -1, "zero": 0, "beyond 64 bits": 2**63,
                "huge": 2**62 if t is INT else 1e300}
@@ -70,12 +79,12 @@ CAMPAIGN_ACCEPTS = {
     ("propensity.main_samples", "zero"): "0 = the main Delta from all runs (documented)",
     ("propensity.until_delta", "zero"): "0 = every run lasts propensity.steps (documented)",
     ("quench.hold_liquid", "zero"): "0 = no liquid hold (documented)",
-    **{(f"analyze.{k}", "zero"): "xi = 0: no coarse-graining" for k in ("xi_structure", "xi_violin",
-                                                                        "xi_propensity")},
+    ("analyze.xi", "zero entries"): "xi = 0: no coarse-graining",
     **{(k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"
        for k in ("quench.snapshot_temperatures", "system.contact_sigma", "analyze.one_minus")},
     **{(k, "shorter"): "a list of any non-empty length" for k in (
-        "quench.snapshot_temperatures", "propensity.temperatures", "analyze.deltas", "analyze.xi_grid",
+        "quench.snapshot_temperatures", "propensity.temperatures", "propensity.t_star_multiples", "analyze.deltas",
+        "analyze.xi_grid",
         "analyze.one_minus")},
 }
 PROFILE_ACCEPTS = {

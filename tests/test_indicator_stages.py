@@ -97,3 +97,55 @@ def test_indicators_before_quench_is_a_clear_error(tmp_path):
     d = init_tiny(tmp_path / "c", "kam")
     out = glassdist("indicators", d, check=False)
     assert out.returncode == 2 and "glassdist quench" in out.stderr
+
+
+@pytest.mark.slow  # the inherent stage (~25 s) and a short propensity stage
+def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
+    """propensity.temperatures = "auto": the runs are at t_star_multiples x the T* the inherent
+    stage fitted; the propensity stage needs the inherent stage only then, a refit that moves T*
+    refuses to mix temperatures, and a failed fit is an exit-2 error naming the fix."""
+    from glassdist.errors import SpecError, StaleResultsError
+    from glassdist.stages import STAGES, inherent, propensity
+
+    toml = campaign / "campaign.toml"
+    toml.write_text(specmod.apply_overrides(toml.read_text(), [
+        'propensity.temperatures="auto"', "propensity.t_star_multiples=[1.0,1.5]", "propensity.samples=2",
+        "propensity.steps=200", "propensity.outputs=4", "propensity.checkpoint_every=100"]))
+    spec = specmod.load(campaign)
+    assert STAGES["propensity"].needs_of(spec) == ("quench", "inherent")
+    assert STAGES["propensity"].needs_of(specmod.loads(specmod.preset_text("demo-kam"))) == ("quench",)
+    before = glassdist("propensity", campaign, check=False)
+    assert before.returncode == 2 and "'inherent'" in before.stdout + before.stderr
+    jobs = glassdist("submit", campaign, "--profile", "generic-cpu", "--dry-run").stdout   # SLURM waits for T*
+    assert any(line.startswith("$ sbatch") and "<inherent>" in line and line.endswith("propensity.sh")
+               for line in jobs.splitlines()), jobs
+
+    mpi_glassdist(2, "inherent", campaign)
+    attrs = dict(Store(campaign, mode="r").root["inherent"].attrs)
+    t_star, error = attrs["t_star"], attrs["t_star_error"]
+    assert 0 < error < t_star                 # the scatter of E0 about the two lines gives a finite error
+    glassdist("propensity", campaign)
+    store = Store(campaign)
+    ran = store.root["propensity"].attrs
+    np.testing.assert_allclose(ran["temperatures"], [t_star, 1.5 * t_star], rtol=1e-12)
+    assert ran["t_star"] == t_star and ran["t_star_error"] == error
+    run_in = (campaign / "lammps" / "propensity" / "c0-T1-s0001" / "run.in").read_text()
+    assert f"temp {1.5 * t_star!r} {1.5 * t_star!r}" in run_in or f"temp {1.5 * t_star:g}" in run_in
+
+    # another fit of the same E0 (an explicit mid-T regime) moves T*: the temperatures follow it,
+    # and the stage refuses to add runs at them to the runs at the old ones
+    T = np.asarray(spec.quench.snapshot_temperatures)
+    refit = specmod.loads(specmod.apply_overrides(toml.read_text(), [
+        f"inherent.fit_mid_T=[{np.sort(T)[-6]},{spec.quench.T_liquid}]"]))
+    inherent.fit(store, refit)
+    moved = store.root["inherent"].attrs["t_star"]
+    assert not np.isclose(moved, t_star)
+    np.testing.assert_allclose(propensity.temperatures(spec, store)[0], [moved, 1.5 * moved], rtol=1e-12)
+    with pytest.raises(StaleResultsError, match="T\\* fit changed"):
+        propensity.prepare(campaign, spec)
+
+    # a fit stored as failed (ok = false, with its reason) is a clear error naming the fix
+    store.root["inherent"].attrs.update({"ok": False, "reason": "no kink in E0(T)"})
+    with pytest.raises(SpecError, match="fixed values") as failed:
+        propensity.temperatures(spec, store)
+    assert "propensity.temperatures" in str(failed.value) and "no kink" in str(failed.value)

@@ -189,3 +189,43 @@ def test_gap_head_is_the_same_network_for_every_grid(dim):
     assert torch.allclose(model(x), model(tiled), atol=1e-6)
     with pytest.raises(ValueError, match="head"):
         GlassCNN(dim, 6, [2, 3, 4], [3, 3, 1], 5, 0.5, head="flat")
+
+
+PAPER_SEQUENCE = ["InputNorm", "Conv2d", "ReLU", "Conv2d", "ReLU", "Conv2d", "ReLU", "Linear", "Dropout", "Linear"]
+
+
+@pytest.mark.parametrize("preset", ["paper-kam", "paper-abm", "demo-kam", "demo-abm"])
+def test_layer_sequence_of_the_presets(preset):
+    """Fig. S1 / Supp. I B: three Conv-ReLU, then Dense, Dropout, Dense with no ReLU between the
+    dense layers. The paper presets build exactly that; the demo presets add the ReLU after the
+    first dense layer (documented in the preset), and nothing else differs."""
+    from glassdist.learn.model import build_model, layer_sequence
+    from glassdist.spec import loads, preset_text
+
+    spec = loads(preset_text(preset))
+    model = build_model(spec)
+    expected = list(PAPER_SEQUENCE)
+    if preset.startswith("demo"):
+        assert spec.model.hidden_activation == "relu"
+        expected.insert(expected.index("Linear") + 1, "ReLU")
+    assert layer_sequence(model) == expected
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.padding_mode == "circular" and c.stride == (1, 1) for c in convs)
+    assert model.dropout.p == 0.5
+
+
+def test_linear_head_gives_input_independent_gradcam_weights():
+    """Without the ReLU between the dense layers y^C is linear in the last feature maps A, so the
+    Grad-CAM weights alpha_m (eq. 3) are the same for every input; with it they are not."""
+    for activation, same in (("none", True), ("relu", False)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = GlassCNN(2, 8, [3, 4, 5], [5, 3, 3], 8, 0.5, hidden_activation=activation).eval()
+        weights = []
+        for seed in range(4):  # large signed inputs: the hidden units' ReLU pattern depends on them
+            x = 10 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+            a = model.features(model.norm(x)).detach().requires_grad_(True)
+            model.output(model.dropout(model.hidden(a)))[0, 1].backward()
+            weights.append(a.grad.mean(dim=(2, 3)))
+        equal = [torch.allclose(weights[0], w, rtol=1e-5, atol=1e-7) for w in weights[1:]]
+        assert all(equal) if same else not all(equal)

@@ -1,8 +1,12 @@
 """The glass/liquid CNN (Sec. III A, Supp. I B, Fig. S1).
 
 Three convolutions (circular padding, stride 1, same size, no pooling), each followed by
-ReLU; the head; fully connected (hidden); ReLU; dropout; fully connected output with two
-logits (softmax only in the loss). Class index: 0 = liquid, 1 = glass (the store's class axis).
+ReLU; the head; fully connected (hidden); dropout; fully connected output with two logits
+(softmax only in the loss): the paper's sequence (Supp. I B names ReLUs after the convolutions
+only). ``model.hidden_activation = "relu"`` inserts a ReLU after the first fully connected layer
+(our earlier network; it makes the head nonlinear, so the gradients dy^C/dA that Grad-CAM averages
+depend on the input; without it they are the same for every input). :func:`layer_sequence` names
+the layers in order. Class index: 0 = liquid, 1 = glass (the store's class axis).
 
 Heads (``model.head``): "dense" (the paper's) flattens the last feature maps, so the first
 fully connected layer has channels * grid^dim inputs and the network is tied to one grid;
@@ -21,6 +25,7 @@ from ..constants import CLASSES
 
 NORMALISE = ("image", "dataset", "standard")
 HEADS = ("dense", "gap")
+HIDDEN_ACTIVATIONS = ("none", "relu")
 
 
 class InputNorm(nn.Module):
@@ -62,10 +67,12 @@ class GlassCNN(nn.Module):
     """
 
     def __init__(self, dim: int, grid: int, channels, kernel_sizes, hidden: int, dropout: float,
-                 normalise: str = "standard", head: str = "dense"):
+                 normalise: str = "standard", head: str = "dense", hidden_activation: str = "none"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if hidden_activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"hidden_activation must be one of {HIDDEN_ACTIVATIONS}, got {hidden_activation!r}")
         self.norm = InputNorm(normalise)
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
         layers, c_in = [], 1
@@ -78,7 +85,8 @@ class GlassCNN(nn.Module):
             pool, width = nn.Identity(), c_in * grid**dim
         else:
             pool, width = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dim](1), c_in
-        self.hidden = nn.Sequential(pool, nn.Flatten(), nn.Linear(width, hidden), nn.ReLU())
+        activation = [nn.ReLU()] if hidden_activation == "relu" else []
+        self.hidden = nn.Sequential(pool, nn.Flatten(), nn.Linear(width, hidden), *activation)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, len(CLASSES))
 
@@ -90,6 +98,16 @@ class GlassCNN(nn.Module):
         return self.output(h)
 
 
+def layer_sequence(model: GlassCNN) -> list[str]:
+    """The layer types in forward order, e.g. ['InputNorm', 'Conv2d', 'ReLU', ..., 'Linear']
+    (containers flattened; Identity and Flatten, which compute nothing, left out)."""
+    names = [type(model.norm).__name__]
+    for part in (model.features, model.hidden, model.dropout, model.output):
+        names += [type(m).__name__ for m in part.modules()
+                  if not isinstance(m, (nn.Sequential, nn.Identity, nn.Flatten))]
+    return names
+
+
 def build_model(spec) -> GlassCNN:
     """The CNN of a campaign (sizes from spec.model, input from spec.dataset.grid), with
     initial weights drawn from spec.train.seed without touching the global RNG."""
@@ -97,4 +115,4 @@ def build_model(spec) -> GlassCNN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
         return GlassCNN(spec.dim, spec.dataset.grid, m.channels, m.kernel_sizes, m.hidden, m.dropout,
-                        spec.dataset.normalise, m.head)
+                        spec.dataset.normalise, m.head, m.hidden_activation)

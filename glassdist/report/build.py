@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import figures, tables
+from . import departures, figures, tables
 from .context import Context, Missing
 
 
@@ -28,6 +28,7 @@ class Artefact:
 
 T, F = "table", "figure"
 ARTEFACTS = (
+    Artefact("departures", "Departures from the protocol of the paper", departures.table_departures, T),
     Artefact("table_I", "Table I", tables.table_i, T),
     Artefact("table_II", "Table II", tables.table_ii, T),
     Artefact("liquid_hold", "Liquid hold", tables.table_hold, T),

@@ -87,25 +87,6 @@ class Context:
         return numbers[self.system][kind] if self.system else "/".join(n[kind] for n in numbers.values())
 
     @cached_property
-    def gradcam_caveat(self) -> str:
-        """A plain statement when this campaign's Grad-CAM is not expected to reproduce the paper's
-        (measured in docs/validation.md), else ''."""
-        if not self.system:
-            return ""
-        train, T_L = self.spec.quench.split[0], self.spec.quench.T_liquid
-        paper_T_L, paper_train = pv.PAPER_T_LIQUID[self.system], pv.SCALE["split"][0]
-        reasons = ([f"T_L = {T_L:g} instead of the paper's {paper_T_L:g} (a different classification task: "
-                    "at KAM T_L = 2.5 the signs flip)"] if T_L != paper_T_L else []) + \
-                  ([f"{train} training replicas, fewer than the paper's {paper_train}: in our study, networks "
-                    "trained on up to 250 replicas that classify equally well gave Γ correlations of different "
-                    "magnitude and even sign (compare trainings: `glassdist init NEW --from THIS --set "
-                    "train.seed=1`)"] if train < paper_train else [])
-        if not reasons:
-            return ""
-        return ("This campaign's Grad-CAM score Γ is NOT expected to reproduce the paper's correlations: "
-                + "; ".join(reasons) + ". See docs/validation.md for the measurements.")
-
-    @cached_property
     def scale(self) -> str:
         """The scale this campaign ran at, with the paper's."""
         s, q, p = self.spec.system, self.spec.quench, self.spec.propensity
@@ -144,7 +125,11 @@ class Context:
 
     @cached_property
     def temperatures(self) -> np.ndarray:
-        return np.asarray(self.spec.propensity.temperatures, dtype=float)
+        """The propensity temperatures (nT,) the runs used (fixed, or multiples of the fitted T*)."""
+        attrs = self.store.root["propensity"].attrs if "propensity" in self.store.root else {}
+        if "temperatures" not in attrs:
+            raise Missing(f"run `glassdist propensity {self.campaign_dir}`")
+        return np.asarray(attrs["temperatures"], dtype=float)
 
     @cached_property
     def map_temperature(self) -> int:
@@ -154,13 +139,10 @@ class Context:
         return int(np.lexsort((np.nanmax(delta[0], axis=-1), reached[0].sum(axis=-1)))[-1])
 
     @cached_property
-    def ensemble_delta(self) -> int:
-        """Index into analyze.deltas of Table IV and Fig. 4: the paper's delta = 1 when the runs
-        reached it, else the reached delta closest to it (the short runs of a demo)."""
-        table = np.asarray(self.tables["IV"], dtype=float)          # (C, nT, K, 5)
-        reached = np.isfinite(table).any(axis=(0, 1, 3))
-        order = np.argsort(np.abs(self.deltas - pv.FIG4_DELTA), kind="stable")
-        return int(next((k for k in order if reached[k]), order[0]))
+    def xi(self) -> dict:
+        """The coarse-graining lengths the analysis used: {rule, Delta, alpha, violin, Delta_at,
+        alpha_star, notes} (glassdist.stages.analyze)."""
+        return self.tables["III"]["xi"]
 
     @cached_property
     def glass_positions(self) -> np.ndarray:

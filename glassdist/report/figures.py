@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..learn.plots import history_figure  # noqa: E402
+from ..analysis import PAPER_DELTA  # noqa: E402
 from . import paper_values as pv  # noqa: E402
 from ..stages.inherent import stored_fit  # noqa: E402
 from .context import Context, Missing, ensembles_missing, not_reached  # noqa: E402
@@ -58,7 +59,7 @@ def _reached_text(ctx: Context, t: int, k: int) -> str:
 
 
 def fig_maps(ctx: Context, path) -> str:
-    """Figs. 1, 2: 1-Gamma (or Gamma), Upsilon, Theta at xi_structure and Delta at three delta."""
+    """Figs. 1, 2: 1-Gamma (or Gamma), Upsilon, Theta at xi_alpha and Delta at three delta."""
     ind, Delta = ctx.need("analyze", "analyze/maps/indicators", "analyze/maps/Delta")
     t, L, pos = ctx.map_temperature, ctx.spec.box_length, ctx.glass_positions
     xi_Delta = ctx.tables["III"]["xi_Delta"][0][t]
@@ -68,7 +69,7 @@ def fig_maps(ctx: Context, path) -> str:
         ax.set_axis_off()
     for a, (name, flip) in enumerate(zip(ctx.indicators, ctx.flipped)):
         particle_map(axes[0, a], pos, ind[0, t, 1, a], L,
-                     f"({chr(97 + a)}) {ctx.label(name, flip)}, ξ = {ctx.spec.analyze.xi_structure:g}")
+                     f"({chr(97 + a)}) {ctx.label(name, flip)}, ξ = {ctx.xi['alpha']:g}")
     for k in range(min(3, len(ctx.deltas))):
         label, cg = f"({chr(97 + len(ctx.indicators) + k)}) Δ({ctx.deltas[k]:g})", 1
         if not ctx.tables["III"]["reached"][0][t][k]:
@@ -152,16 +153,18 @@ def fig_ensembles(ctx: Context, path) -> str:
         raise Missing(ensembles_missing(ctx))
     (maps,) = ctx.need("analyze", "analyze/ensembles/maps")
     t, L, pos = ctx.map_temperature, ctx.spec.box_length, ctx.glass_positions
-    k = ctx.ensemble_delta
+    delta = ctx.tables["IV_delta"][0][t]
     fig, axes = plt.subplots(2, 4, figsize=(12, 6.2), constrained_layout=True)
     for e, name in enumerate(ctx.store.root["propensity/Delta_ensembles"].attrs["ensembles"]):
         for cg in (0, 1):
-            particle_map(axes[cg, e], pos, maps[0, t, k, e, cg], L, f"{'cg ' if cg else ''}{name}")
+            particle_map(axes[cg, e], pos, maps[0, t, e, cg], L, f"{'cg ' if cg else ''}{name}")
     _colorbar(fig, axes)
-    fig.suptitle(f"Fig. 4: Δ({ctx.deltas[k]:g}) of four ensembles, T = {ctx.temperatures[t]:g}, "
-                 f"ξ_Δ = {ctx.spec.analyze.xi_propensity:g}")
+    reach = "" if delta == PAPER_DELTA else f" (the largest δ all four reached; paper {PAPER_DELTA:g})"
+    fig.suptitle(f"Fig. 4: Δ({delta:.3g}){reach} of four ensembles, T = {ctx.temperatures[t]:.4g}, "
+                 f"ξ_Δ = {ctx.xi['Delta']:.3g}")
     _save(fig, ctx, path)
-    return f"Bare and coarse-grained propensity of the sub-ensembles (paper: Δ({pv.FIG4_DELTA:g}), KAM, ξ_Δ = 4)."
+    return (f"Bare and coarse-grained propensity of the sub-ensembles at δ = {delta:.3g}{reach} "
+            f"(paper: Δ({PAPER_DELTA:g}), KAM, ξ_Δ = 4).")
 
 
 def _vlines(ax, ctx: Context) -> None:
@@ -186,8 +189,8 @@ def fig_gradcam_delta(ctx: Context, path) -> str:
            title="Fig. 5: Grad-CAM vs dynamic propensity")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
-    return (f"Pearson C_Γ,Δ with Γ at ξ = {ctx.spec.analyze.xi_structure:g} and Δ at ξ_Δ = "
-            f"{ctx.spec.analyze.xi_propensity:g}; dotted: the δ of Figs. 1, 2.")
+    return (f"Pearson C_Γ,Δ with Γ at ξ = {ctx.xi['alpha']:.3g} and Δ at ξ_Δ = "
+            f"{ctx.xi['Delta']:.3g} ({ctx.xi['rule']}); dotted: the δ of Figs. 1, 2.")
 
 
 def fig_indicators_delta(ctx: Context, path) -> str:
@@ -232,7 +235,7 @@ def fig_violins(ctx: Context, path) -> str:
                     label=f"paper mean ({('liquid', 'glass')[cls]})")
     ax.set_xticks(range(len(ctx.pairs)), [f"C({ctx.symbol(ctx.indicators[i])}, {ctx.symbol(ctx.indicators[j])})" for i, j in ctx.pairs])
     ax.set(ylabel="Pearson", ylim=(-1.05, 1.05),
-           title=f"Fig. 6: indicator correlations, ξ = {ctx.spec.analyze.xi_violin:g}")
+           title=f"Fig. 6: indicator correlations, ξ = {ctx.xi['violin']:.3g}")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
     return "Test configurations, misclassified ones excluded; dashed lines: quartiles; dots: configurations."

@@ -41,9 +41,9 @@ TABLE_III = {
             "xi_violin": 3.0},
 }
 
-#: Table IV (KAM only; columns as glassdist.analysis.ensemble_columns), at delta = FIG4_DELTA
+#: Table IV (KAM only; columns as glassdist.analysis.ensemble_columns), at delta = 1
+#: (glassdist.analysis.PAPER_DELTA)
 TABLE_IV = {"KAM": [0.769, 0.958, 0.820, 0.878, 0.985]}
-FIG4_DELTA = 1.0
 
 #: Table V: (C_max, delta*) of C_{alpha,Delta}
 TABLE_V = {
@@ -87,3 +87,30 @@ def match_system(spec) -> str | None:
                                 atol=0.01)):
             return name
     return None
+
+#: The paper's protocol, as the departure table (glassdist.report.departures) compares it; None: the
+#: paper does not give the value. Per-system values are dicts by system.
+PROTOCOL = {
+    "n_particles": 2000, "replicas": 5000, "split": [4000, 400, 600], "cooling_rate": 8.33e-5,
+    "T_start": 4.0, "equilibration_time": None, "T_liquid": PAPER_T_LIQUID, "T_glass": 0.05,
+    "grid": None, "normalise": "image", "hidden_activation": "none", "head": "dense", "dropout": 0.5,
+    "lr": 1e-6, "batch_size": 5, "augment": False, "epochs": 250, "ensemble": 1,
+    "samples": 100, "main_samples": 30, "steps": 300_000_000, "delta_reached": 3.0,
+    "t_star": T_STAR, "t_star_multiples": "T* to ~1.5 T*", "xi": "rule", "deltas": [0.3, 1.0, 3.0],
+}
+
+#: Where docs/validation.md measured that a departure moves a result
+EFFECTS = {
+    "T_liquid": "yes: T_L sets the sign of the Γ correlations (docs/validation.md, Summary: T_L = 2.5 gives the "
+                "opposite signs)",
+    "replicas": "yes: below the paper's training set trainings disagree in the Γ correlations, even in sign "
+                "(docs/validation.md, Summary and 'Full campaigns at the paper's N and T_L')",
+    "grid": "yes: the grid sets the sign of the Γ correlations (docs/validation.md, 'What the measurements say' 3: "
+            "pixel 1.13 gives the opposite signs)",
+    "normalise": "yes: 'image' and 'dataset' did not learn at N = 500 (docs/validation.md, Results: b500-image, "
+                 "b500-dataset)",
+    "optimiser": "yes: the paper's lr 1e-6 / batch 5 did not learn with 100 training replicas (docs/validation.md, "
+                 "Results: b500-grid18-paperopt)",
+    "hold": "yes: liquids saved while the thermostat passes T_L are at an effective T ≈ 0.9 for T_L = 0.8 "
+            "(docs/validation.md, 'Are the liquids at T_L equilibrated?')",
+}

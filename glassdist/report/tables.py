@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..analysis import PAPER_DELTA
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing, not_reached
 
@@ -20,6 +21,10 @@ class Table:
     columns: list[str]
     rows: list[list] = field(default_factory=list)
     note: str = ""
+
+
+DEPARTURES_NOTE = ("Where this campaign departs from the paper's protocol, and which departures are known to "
+                   "move the Γ correlations: the departure table, first section of this report.")
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -70,23 +75,37 @@ def table_ii(ctx: Context) -> Table:
 
 
 def table_iii(ctx: Context) -> Table:
-    """Table III: coarse-graining lengths (xi_Delta(delta) measured; the fixed ones from the spec)."""
-    iii, a = ctx.tables["III"], ctx.spec.analyze
+    """Table III: coarse-graining lengths: xi_Delta(delta) measured per run, the lengths the
+    analysis used (derived by the paper's rule, or fixed) and r_Gamma (Fig. 8), beside the paper's."""
+    iii = ctx.tables["III"]
+    xi = iii["xi"]
     columns = (["row"] + [f"ξ_Δ(δ = {d:g}) [Figs. 1-3]" for d in ctx.deltas]
-               + ["ξ_Δ [Figs. 5, 7]", "ξ_α [Figs. 1, 2, 5, 7]", "ξ_α [Fig. 6]"])
+               + ["ξ_Δ [Figs. 5, 7]", "ξ_α [Figs. 1, 2, 5, 7]", "ξ_α [Fig. 6]", "r_Γ [Fig. 8]"])
     t = Table("Table III: coarse-graining length for each variable", columns)
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
-            xi = [fmt(x) if ok else not_reached(d, iii["max_delta"][c][i])
-                  for d, x, ok in zip(ctx.deltas, iii["xi_Delta"][c][i], iii["reached"][c][i])]
-            t.rows.append([f"configuration {conf}, T = {T:g}"] + xi
-                          + [fmt(a.xi_propensity), fmt(a.xi_structure), fmt(a.xi_violin)])
+            cells = [fmt(x) + (f" ({why})" if why else "") if ok else not_reached(d, iii["max_delta"][c][i])
+                     for d, x, ok, why in zip(ctx.deltas, iii["xi_Delta"][c][i], iii["reached"][c][i],
+                                              iii["unresolved"][c][i])]
+            t.rows.append([f"configuration {conf}, T = {T:.4g}"] + cells + ["", "", "", ""])
+    derived = xi["rule"] == "rule"
+    r_gamma = ctx.tables["r_alpha"][0] if ctx.tables["r_alpha"] else None
+    t.rows.append([f"this campaign ({'derived by the paper' + chr(39) + 's rule' if derived else 'fixed: analyze.xi'})"]
+                  + [""] * len(ctx.deltas)
+                  + [fmt(xi["Delta"]) + (f" (from δ = {xi['Delta_at']:g})" if derived else ""), fmt(xi["alpha"]),
+                     fmt(xi["violin"]), fmt(r_gamma) + (f" ({iii['r_Gamma_unresolved']})" if iii["r_Gamma_unresolved"] else "")])
     ref = ctx.paper(pv.TABLE_III)
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(ref["xi_Delta"].get(float(d))) for d in ctx.deltas]
-                      + [fmt(ref["xi_propensity"]), fmt(ref["xi_structure"]), fmt(ref["xi_violin"])])
-    t.note = ("ξ_Δ(δ): first r with C_Δ(r) = 1/e (Fig. 3), measured here; the other columns are the campaign's "
-              "analyze.xi_propensity, xi_structure and xi_violin.")
+                      + [fmt(ref["xi_propensity"]), fmt(ref["xi_structure"]), fmt(ref["xi_violin"]),
+                         "-".join(f"{r:g}" for r in pv.R_GAMMA)])
+    stars = ", ".join(f"{ctx.symbol(n)} {fmt(x)}" for n, x in zip(ctx.indicators, xi["alpha_star"]))
+    rule = ("Derived (analyze.xi = \"rule\", docs/physics.md): ξ_Δ(δ) is the first r with C_Δ(r) = 1/e (Fig. 3); "
+            f"ξ_Δ of Figs. 5, 7 its median over runs at δ = {PAPER_DELTA:g} (or the analysed δ closest to it); "
+            f"ξ_α the largest ξ*_α (Table S1 with coarse-grained Δ: {stars}); Fig. 6 at ξ_Δ; r_Γ the first zero "
+            "of the mean C_Γ(r). " + " ".join(xi["notes"])) if derived else \
+        "The lengths of Figs. 5-7 and Table IV are the campaign's fixed analyze.xi; ξ_Δ(δ) is measured."
+    t.note = rule + " A length in parentheses could not be resolved and is not used."
     return t
 
 
@@ -142,20 +161,23 @@ def table_runs(ctx: Context) -> Table:
 
 
 def table_iv(ctx: Context) -> Table:
-    """Table IV: Pearson coefficients between the propensity fields of the sub-ensembles."""
+    """Table IV: Pearson coefficients between the propensity fields of the sub-ensembles at the
+    paper's delta = 1, or at the largest delta all four ensembles reached (printed per row)."""
     if "IV" not in ctx.tables:
         raise Missing(ensembles_missing(ctx))
-    k = ctx.ensemble_delta
-    t = Table(f"Table IV: Pearson coefficients between Δ({ctx.deltas[k]:g}) of different ensembles",
-              ["row"] + list(ctx.store.root["analyze"].attrs["ensemble_columns"]))
+    deltas = ctx.tables["IV_delta"]
+    t = Table(f"Table IV: Pearson coefficients between Δ(δ) of different ensembles (paper: δ = {PAPER_DELTA:g})",
+              ["row", "δ"] + list(ctx.store.root["analyze"].attrs["ensemble_columns"]))
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
-            t.rows.append([f"configuration {conf}, T = {T:g}"] + [fmt(x) for x in ctx.tables["IV"][c][i][k]])
+            d = deltas[c][i]
+            label = "-" if d is None else (f"{d:g}" if d == PAPER_DELTA else f"{d:.3g} (largest reached; paper {PAPER_DELTA:g})")
+            t.rows.append([f"configuration {conf}, T = {T:.4g}", label] + [fmt(x) for x in ctx.tables["IV"][c][i]])
     ref = ctx.paper(pv.TABLE_IV)
     if ref:
-        t.rows.append([_paper_label(ctx) + f", δ = {pv.FIG4_DELTA:g}"] + [fmt(x) for x in ref])
+        t.rows.append([_paper_label(ctx), f"{PAPER_DELTA:g}"] + [fmt(x) for x in ref])
     p = ctx.spec.propensity
-    t.note = (f"ē: coarse-grained at ξ_Δ = {ctx.spec.analyze.xi_propensity:g}; e{p.main_samples} entries: mean over "
+    t.note = (f"ē: coarse-grained at ξ_Δ = {ctx.xi['Delta']:g}; e{p.main_samples} entries: mean over "
               f"the disjoint sub-ensembles A, B, C of {p.main_samples} runs each, e{p.samples}: all {p.samples} runs "
               f"(paper: 30 and 100).")
     return t
@@ -174,7 +196,7 @@ def table_v(ctx: Context) -> Table:
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(x) for n in ctx.indicators for x in ref[n]])
     t.note = ("Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear). "
-              + ctx.gradcam_caveat)
+              + DEPARTURES_NOTE)
     return t
 
 
@@ -215,6 +237,6 @@ def table_s2(ctx: Context) -> Table:
         if ref:
             t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "
-              f"{ctx.spec.analyze.xi_violin:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded. "
-              + ctx.gradcam_caveat)
+              f"{ctx.xi['violin']:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded. "
+              + DEPARTURES_NOTE)
     return t

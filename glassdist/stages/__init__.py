@@ -21,7 +21,8 @@ class Stage:
 
     name: CLI subcommand, store group and ledger name. help: one line for `glassdist --help`.
     sections: campaign sections its results depend on (a change of them invalidates them).
-    needs: stages whose results it reads. kind: how it runs in parallel (mpi: MPI task farm
+    needs: stages whose results it reads (``needs_of(spec)`` adds those that only some campaigns
+    make it read: ``needs_when(spec)``). kind: how it runs in parallel (mpi: MPI task farm
     under mpiexec; dask: Dask task farm; torch: DDP, --nproc P on one node or torchrun; serial: one process).
     tasks: number of tasks of its main ledger for a spec (sizes SLURM jobs before it ran).
     ledgers: names of its ledgers in the store (its own name first).
@@ -39,6 +40,11 @@ class Stage:
     tasks: Callable | None = None
     extra_ledgers: tuple[str, ...] = ()
     ignores: tuple[str, ...] = ()
+    needs_when: Callable | None = None
+
+    def needs_of(self, spec) -> tuple[str, ...]:
+        """The stages whose results it reads in this campaign (``needs`` and ``needs_when``)."""
+        return self.needs + (self.needs_when(spec) if self.needs_when and spec is not None else ())
 
     @property
     def ledgers(self) -> tuple[str, ...]:
@@ -78,10 +84,21 @@ def snapshot_shape(spec) -> tuple[int, int]:
     return (q.snapshot_replicas, len(q.snapshot_temperatures)) if q.snapshot_temperatures else (0, 0)
 
 
+def auto_temperatures(spec) -> bool:
+    """Whether the propensity temperatures are multiples of the fitted T* (``"auto"``)."""
+    return spec.propensity.temperatures == "auto"
+
+
+def n_temperatures(spec) -> int:
+    """Number of propensity temperatures nT (known before T* is: one per multiple)."""
+    p = spec.propensity
+    return len(p.t_star_multiples if auto_temperatures(spec) else p.temperatures)
+
+
 def propensity_shape(spec) -> tuple[int, int, int]:
     """(C, nT, S): configurations, temperatures, samples; a run's task id is the ravel index."""
     p = spec.propensity
-    return len(p.configurations), len(p.temperatures), p.samples
+    return len(p.configurations), n_temperatures(spec), p.samples
 
 
 def n_test(spec) -> int:
@@ -109,11 +126,12 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
     Stage("propensity", "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
           _MD + ("propensity",), ("quench",), "mpi", lambda spec: math.prod(propensity_shape(spec)),
-          extra_ledgers=("propensity_reduce",)),
+          extra_ledgers=("propensity_reduce",),
+          needs_when=lambda spec: ("inherent",) if auto_temperatures(spec) else ()),  # T* sets the temperatures
     Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
           "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
           ("gradcam", "indicators", "propensity"), "dask",
-          lambda spec: n_test(spec) + math.prod(propensity_shape(spec)[:2])),
+          lambda spec: n_test(spec) + 2 * math.prod(propensity_shape(spec)[:2])),
     Stage("report", "figures and tables of the paper from stored results: DIR/report/index.html",
           _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
           ("inherent", "analyze"), "serial"),

@@ -24,7 +24,7 @@ from ..errors import SpecError
 from ..md.engine import get_engine
 from ..spec import Spec
 from ..store import Store
-from ..structure.inherent import FitError, fit_t_star
+from ..structure.inherent import FitError, fit_t_star, t_star_error
 from . import snapshot_shape
 from .common import exit_code, farm, mpi_spec, on_root, rank_of
 
@@ -58,13 +58,14 @@ class StoredFit:
     reason: str
     low_line: tuple[float, float]
     mid_line: tuple[float, float]
+    error: float = float("nan")  # standard error of T* (structure.inherent.t_star_error); NaN: unknown
 
     def summary(self, campaign_dir="DIR") -> str:
         """One line: T* and both lines, or why the fit failed and what to do."""
         lines = (f"low-T line E0 = {self.low_line[0]:.4g} T {self.low_line[1]:+.6g}, "
                  f"mid-T line E0 = {self.mid_line[0]:.4g} T {self.mid_line[1]:+.6g}")
         if self.ok:
-            return f"T* = {self.t_star:.4g} ({lines})"
+            return f"T* = {self.t_star:.4g} +- {self.error:.2g} ({lines})"
         return (f"the T* fit FAILED: {self.reason}; no T* ({lines}). Choose the regimes by hand from Fig. S9: "
                 f"`glassdist init NEWDIR --from {campaign_dir} --set inherent.fit_low_T_max=... "
                 f"--set inherent.fit_mid_T=[...]`")
@@ -76,8 +77,9 @@ def stored_fit(store: Store) -> StoredFit | None:
     attrs = store.root[NAME].attrs if NAME in store.root else {}
     if "t_star" not in attrs:
         return None
+    error = attrs.get("t_star_error")
     return StoredFit(float(attrs["t_star"]), bool(attrs.get("fit_ok", True)), str(attrs.get("fit_reason", "")),
-                     tuple(attrs["low_line"]), tuple(attrs["mid_line"]))
+                     tuple(attrs["low_line"]), tuple(attrs["mid_line"]), float("nan") if error is None else float(error))
 
 
 def fit(store: Store, spec: Spec) -> None:
@@ -90,13 +92,30 @@ def fit(store: Store, spec: Spec) -> None:
                             upper=inh.fit_upper_T or spec.quench.T_liquid)
     except FitError as exc:
         raise SpecError(exc.key, exc.problem, exc.fix) from None
+    error = t_star_error(T, E0, result)
     store.require_array(f"{NAME}/E0_mean", (len(T),), (len(T),), "float64")[:] = E0
     store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
     store.root[NAME].attrs.update({
-        "t_star": result.t_star, "low_line": list(result.low), "mid_line": list(result.mid),
+        "t_star": result.t_star, "t_star_error": error if np.isfinite(error) else None,
+        "low_line": list(result.low), "mid_line": list(result.mid),
         "low_temperatures": T[result.low_mask].tolist(), "mid_temperatures": T[result.mid_mask].tolist(),
         "fit_ok": result.ok, "fit_reason": result.reason})
     print(f"{NAME}: {stored_fit(store).summary(store.dir)}")
+
+
+def stored_t_star(store: Store, key: str = "propensity.temperatures") -> tuple[float, float]:
+    """(T*, its standard error; NaN if unknown) of the stored fit (:func:`stored_fit`), or a
+    SpecError naming ``key`` (whose 'auto' needs T*) and the fix when the inherent stage has not
+    fitted T* or its fit failed."""
+    fit_ = stored_fit(store)
+    fixed = "or give fixed values, e.g. temperatures = [0.37, 0.55] under [propensity]"
+    if fit_ is None:
+        raise SpecError(key, f"'auto' needs the fitted T*, and {store.dir} has none yet",
+                        f"run `glassdist inherent {store.dir}` first, {fixed}")
+    if not fit_.ok:
+        raise SpecError(key, f"'auto' needs the fitted T*, but the T* fit of {store.dir} failed ({fit_.reason})",
+                        f"fix the fit (inherent.fit_mid_T, inherent.fit_low_T_max), {fixed}")
+    return fit_.t_star, fit_.error
 
 
 def run(campaign_dir, args=None) -> int:

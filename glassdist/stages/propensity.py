@@ -21,6 +21,11 @@ Each run's velocities derive from the campaign seed and its task index only (not
 attempt), so a retried or resumed run continues the same trajectory from its checkpoint in
 ``DIR/lammps/propensity/cC-TT-sSSSS/``; that directory keeps the run's LAMMPS input
 (``run.in`` + ``start.data``) after the run is stored.
+
+Temperatures (:func:`temperatures`): fixed ``propensity.temperatures``, or with ``"auto"``
+``propensity.t_star_multiples`` x the T* that the inherent stage fitted (the stage then needs
+it). The temperatures used are the attribute ``temperatures`` of group ``propensity`` (with
+``t_star`` and ``t_star_error`` when auto); every later stage reads them there.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from hpc.farm import run_farm, task_rng
 from ..dynamics.crd import cage_relative_displacement, propensity, sub_ensembles, voronoi_cage
 from ..md.checkpoint import clear_checkpoint
 from ..md.engine import get_engine
+from ..errors import SpecError, StaleResultsError
 from ..md.isoconf import draw_velocities, output_steps, reached_outputs, run_delta, until_delta_target
 from ..spec import Spec
 from ..store import Store
-from . import STAGES, propensity_shape as shape
+from . import STAGES, auto_temperatures, propensity_shape as shape
 from .common import exit_code, farm, rank_of, start_mpi_stage
 
 NAME = "propensity"
@@ -51,11 +57,49 @@ def glass_replicas(spec: Spec) -> np.ndarray:
     return spec.replicas_of("test")[spec.propensity.configurations]
 
 
+def temperatures(spec: Spec, store: Store) -> tuple[np.ndarray, dict]:
+    """The run temperatures (nT,) of this campaign and what they came from: {} when fixed,
+    {"t_star": T*, "t_star_error": its standard error or None} when ``"auto"`` (a SpecError
+    naming the fix when the T* fit is missing or failed: glassdist.stages.inherent.stored_t_star)."""
+    p = spec.propensity
+    if not auto_temperatures(spec):
+        return np.asarray(p.temperatures, dtype=float), {}
+    from .inherent import stored_t_star
+
+    t_star, error = stored_t_star(store)
+    return t_star * np.asarray(p.t_star_multiples, dtype=float), {
+        "t_star": t_star, "t_star_error": error if np.isfinite(error) else None}
+
+
+def stored_temperatures(store: Store) -> np.ndarray:
+    """The temperatures (nT,) the propensity stage ran at (its group's attribute)."""
+    return np.asarray(store.root[NAME].attrs["temperatures"], dtype=float)
+
+
+def _check_temperatures(store: Store, T: np.ndarray) -> None:
+    """Refuse when runs exist at other temperatures (a refitted T* moved the 'auto' ones)."""
+    attrs = store.root[NAME].attrs if NAME in store.root else {}
+    old = attrs.get("temperatures")
+    ran = f"ledger/{NAME}" in store.root and (store.ledger(NAME).states() != 0).any()
+    if old is not None and ran and not np.allclose(old, T, rtol=1e-12, atol=0):
+        raise StaleResultsError(
+            f"the propensity runs in {store.path} are at T = {', '.join(f'{t:.4g}' for t in old)}, but this "
+            f"campaign now asks for {', '.join(f'{t:.4g}' for t in T)} (the T* fit changed): start a new campaign "
+            f"with `glassdist init NEWDIR --from {store.dir}` (it reuses every result still valid), or give "
+            f"the old values as fixed propensity.temperatures")
+
+
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Rank 0: check the spec, create the arrays and ledgers; return the runs to do."""
     get_engine(spec).check(spec)
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
+    T, origin = temperatures(spec, store)
+    if max(T) > spec.quench.T_start:
+        raise SpecError("propensity.t_star_multiples", f"the runs would be at up to {max(T):.4g} "
+                        f"(T* = {origin['t_star']:.4g}), above quench.T_start = {spec.quench.T_start:g}",
+                        "use smaller multiples or fixed propensity.temperatures")
+    _check_temperatures(store, T)
     store.check_stage(NAME, spec)
     store.configurations(glass_replicas(spec))  # refuses when a needed quench is not done
     C, nT, S = shape(spec)
@@ -75,7 +119,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
                                   (1, 1, 1, n_out, N), "float64")
         arr.attrs["ensembles"] = list(ensembles)
     store.root["propensity"].attrs.update({"replicas": glass_replicas(spec).tolist(),
-                                           "temperatures": list(spec.propensity.temperatures),
+                                           "temperatures": T.tolist(), **origin,
                                            "until_delta": until_delta_target(spec)})
     store.ledger(REDUCE, C * nT)
     (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
@@ -91,13 +135,14 @@ def run(campaign_dir, args=None) -> int:
     masses = np.asarray(spec.system.masses)[types]
     group = store.root["propensity"]
     traj = group["traj"]
+    run_T = stored_temperatures(store)
     dims = shape(spec)
     engine = get_engine(spec)
 
     def run_block(block, task_comm) -> None:
         """Runs of one (configuration, temperature); a block never mixes two (see block_size)."""
         where = [np.unravel_index(task, dims) for task in block.tasks]
-        (c, t, _), T = where[0], spec.propensity.temperatures[where[0][1]]
+        (c, t, _), T = where[0], float(run_T[where[0][1]])
         # not the attempt: a retry resumes the same trajectory from its checkpoint
         velocities = np.stack([draw_velocities(task_rng(spec.campaign.seed, NAME, task, 0), T, masses, spec.dim)
                                for task in block.tasks])

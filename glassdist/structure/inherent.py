@@ -126,3 +126,20 @@ def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple |
     residuals[mid_mask] = E0[mid_mask] - np.polyval(mid_line, T[mid_mask])
     reason = kink_problem(T[low_mask], T[mid_mask], low, mid_line)
     return TStarFit(float(t_star), low, mid_line, low_mask, mid_mask, residuals, ok=not reason, reason=reason)
+
+
+def t_star_error(T: np.ndarray, E0: np.ndarray, fit: TStarFit) -> float:
+    """Standard error of T* from the scatter of E0 (n,) about the two lines: the standard errors
+    of both lines' values at T* (OLS, residual variance SSE / (n - 2)) added in quadrature, over
+    the difference of their slopes. NaN when a regime has only 2 points (no scatter to judge)."""
+    variances = []
+    for mask in (fit.low_mask, fit.mid_mask):
+        t, e = np.asarray(T, dtype=float)[mask], np.asarray(E0, dtype=float)[mask]
+        if len(t) <= 2:
+            return float("nan")
+        X = np.stack([t, np.ones_like(t)], axis=1)                       # (n, 2): E = a T + b
+        residual = e - X @ np.linalg.lstsq(X, e, rcond=None)[0]
+        cov = residual @ residual / (len(t) - 2) * np.linalg.inv(X.T @ X)  # (2, 2) of (a, b)
+        at = np.array([fit.t_star, 1.0])
+        variances.append(at @ cov @ at)
+    return float(np.sqrt(sum(variances)) / abs(fit.low[0] - fit.mid[0]))
