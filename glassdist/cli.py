@@ -154,6 +154,12 @@ def cmd_status(args) -> int:
     return print_status(args.dir, show_spec=args.spec, verify=args.verify)
 
 
+def cmd_import(args) -> int:
+    from .importer import run
+
+    return run(args)
+
+
 def cmd_export(args) -> int:
     from .export import export
 
@@ -246,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .submit import add_arguments as add_submit_arguments
 
     add_submit_arguments(sub.add_parser("submit", help="run the stages as SLURM jobs (docs/slurm.md)"))
+
+    s = sub.add_parser("import", help="configurations from other tools (extended XYZ, LAMMPS dump or data, HOOMD "
+                                      "GSD, npz) into a campaign with quench.source = 'import' (docs/import.md)")
+    s.add_argument("dir")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--class", dest="cls", required=True, metavar="NAME",
+                   help="the class of these configurations (one of classes.names)")
+    s.add_argument("--frames", help="frames of each file: K, A:B[:S] or I,J,K (default: all)")
+    s.add_argument("--format", help="extxyz, lammps-dump, lammps-data, gsd or npz (default: from the suffix)")
+    s.add_argument("--types", metavar="MAP", help="file types to species, e.g. 1=A,2=B (default: by name, else "
+                                                  "type number k = the k-th species)")
+    s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), CSV, NPZ")
     s.add_argument("dir")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..constants import CLASSES
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing
 
@@ -61,9 +62,11 @@ def table_i(ctx: Context) -> Table:
 def table_ii(ctx: Context) -> Table:
     """Table II: test accuracy per class."""
     (acc,) = ctx.need("train", "train/test_accuracy")
-    t = Table("Table II: classification accuracy for test data", ["row", "glass (G)", "liquid (L)"])
+    names = ctx.spec.class_names
+    header = ["glass (G)", "liquid (L)"] if names == CLASSES else [names[1], names[0]]
+    t = Table("Table II: classification accuracy for test data", ["row", *header])
     t.rows.append(["this campaign", fmt(acc[1]), fmt(acc[0])])
-    ref = ctx.paper(pv.TABLE_II)
+    ref = ctx.paper(pv.TABLE_II) if names == CLASSES else None  # the paper's contrast is liquid/glass
     if ref:
         t.rows.append([_paper_label(ctx), fmt(ref["glass"]), fmt(ref["liquid"])])
     return t
@@ -158,9 +161,9 @@ def table_s2(ctx: Context) -> Table:
         return f"{fmt(v[0])} ± {fmt(v[1], 2)} ({fmt(v[2])} ± {fmt(v[3], 2)})"
 
     for cls in (1, 0):
-        name = ("liquid", "glass")[cls]
+        name = ctx.spec.class_names[cls]
         t.rows.append([f"this campaign ({counts[cls]} configurations)", name] + [cell(v) for v in s2[cls]])
-        ref = ctx.paper_indicators(pv.TABLE_S2)
+        ref = ctx.paper_indicators(pv.TABLE_S2) if ctx.spec.class_names == CLASSES else None
         if ref:
             t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "

@@ -79,7 +79,7 @@ def n_test(spec) -> int:
     return spec.quench.split[2]
 
 
-_MD = ("system", "md", "quench")
+_MD = ("system", "classes", "md", "quench")
 _LEARN = _MD + ("dataset", "model", "train")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (

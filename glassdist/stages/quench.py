@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hpc import signals
 from hpc.farm import task_rng
 
 from ..md.engine import get_engine
 from ..md.quench import thermo_steps
+from ..errors import UsageError
 from ..spec import Spec
 from ..store import Store
 from .common import exit_code, farm, rank_of, start_mpi_stage
@@ -26,8 +29,19 @@ NAME = "quench"
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Rank 0: check the spec against stored results, create the arrays; return tasks to do."""
+    if spec.imported:
+        return imported_todo(campaign_dir, spec)
     engine = get_engine(spec)
     engine.check(spec)
+    store = create_arrays(campaign_dir, spec)
+    store.root["quench"].attrs["engine"] = engine.versions()
+    (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
+    return store.ledger(NAME).todo().tolist()
+
+
+def create_arrays(campaign_dir: Path, spec: Spec) -> Store:
+    """Open (create) the store, check the spec against stored results, create the quench arrays and
+    ledger (also used by `glassdist import`, glassdist.importer)."""
     store = Store.create(campaign_dir, spec)
     store.check_stage(NAME, spec)
     R, N, dim, q = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.quench
@@ -40,9 +54,23 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     if k and nT:
         store.require_array("quench/snapshots", (k, nT, N, dim), (1, nT, N, dim), "float64")
         store.root["quench"].attrs["snapshot_temperatures"] = list(q.snapshot_temperatures)
-    store.root["quench"].attrs["engine"] = engine.versions()
-    (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
-    return store.ledger(NAME, R).todo().tolist()
+    store.ledger(NAME, R)
+    return store
+
+
+def imported_todo(campaign_dir: Path, spec: Spec) -> list[int]:
+    """An imported campaign (quench.source = 'import') runs no MD: nothing to do once every replica
+    has both its configurations; otherwise a UsageError says how many are missing."""
+    store = Store(campaign_dir) if (Path(campaign_dir) / "store.zarr").exists() else None
+    done = store.ledger(NAME).done_mask() if store and store.stage_started(NAME) else np.zeros(spec.quench.replicas, bool)
+    if not done.all():
+        a, b = spec.class_names
+        raise UsageError(f"{campaign_dir}: {int((~done).sum())} of {spec.quench.replicas} replicas lack imported "
+                         f"configurations (quench.source = 'import'; each replica needs one '{a}' and one '{b}'): "
+                         f"`glassdist import {campaign_dir} FILE... --class NAME` (docs/import.md), or lower "
+                         "quench.replicas and quench.split")
+    print(f"{NAME}: the {spec.quench.replicas} replicas are imported (quench.source = 'import'): no MD")
+    return []
 
 
 def run(campaign_dir, args=None) -> int:
