@@ -49,8 +49,9 @@ def species_of(frame: formats.Frame, spec: Spec, mapping: dict[str, str]) -> np.
     if bad:
         raise UsageError(f"--types maps to {bad}, not species of the campaign {species}")
     labels = frame.labels
-    if mapping:
-        names = np.array([mapping.get(x, "") for x in labels])
+    if mapping:  # a key names a file label or a type number
+        numbers = frame.numbers if frame.numbers is not None else [None] * len(labels)
+        names = np.array([mapping.get(x, mapping.get(str(k), "")) for x, k in zip(labels, numbers)])
     elif set(labels) <= set(species):
         names = labels
     elif frame.numbers is not None:
@@ -59,7 +60,7 @@ def species_of(frame: formats.Frame, spec: Spec, mapping: dict[str, str]) -> np.
                          np.asarray(species)[np.clip(numbers - 1, 0, len(species) - 1)], "")
     else:
         names = np.full(len(labels), "")
-    unknown = sorted(set(labels[names == ""]))
+    unknown = sorted(set(labels[names == ""].tolist()))
     if unknown:
         raise UsageError(f"{frame.where}: types {unknown[:10]} map to no species of the campaign {species}; "
                          f"name them with --types, e.g. --types {unknown[0]}={species[0]}")
