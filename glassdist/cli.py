@@ -265,13 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "type number k = the k-th species)")
     s.set_defaults(func=cmd_import)
 
-    s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), CSV, NPZ")
+    s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), HOOMD GSD, LAMMPS dump, CSV, NPZ")
     s.add_argument("dir")
     s.add_argument("--what", required=True, choices=("configurations", "fields"))
-    s.add_argument("--format", required=True, choices=("extxyz", "csv", "npz"))
+    s.add_argument("--format", required=True, choices=("extxyz", "gsd", "lammps-dump", "csv", "npz"),
+                   help="configurations: extxyz, gsd, lammps-dump (each with the per-particle fields as named "
+                        "properties) or npz; fields: csv or npz")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--replicas", help="e.g. 0,3,10-19 (default: all done)")
-    s.add_argument("--class", dest="cls", choices=("glass", "liquid"), help="default: both")
+    s.add_argument("--class", dest="cls", metavar="NAME", help="one of classes.names (default: both)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("demo", help="init the demo presets in DIR/kam and DIR/abm (and more with --systems), "

@@ -224,7 +224,6 @@ def write_lammps_dump(out: Path, frames) -> None:
             fh.write("ITEM: ATOMS id type x y z" + "".join(f" {k}" for k in names) + "\n")
             xyz = np.zeros((n, 3))
             xyz[:, :dim] = positions
-            columns = [np.asarray(v, float) for v in fields.values()]
-            for i in range(n):
-                fh.write(f"{i + 1} {int(typeid[i]) + 1} {xyz[i, 0]!r} {xyz[i, 1]!r} {xyz[i, 2]!r}"
-                         + "".join(f" {c[i]!r}" for c in columns) + "\n")
+            rows = np.column_stack([xyz, *(np.asarray(v, float) for v in fields.values())]).tolist()
+            fh.writelines(f"{i + 1} {int(t) + 1} " + " ".join(map(repr, row)) + "\n"
+                          for i, (t, row) in enumerate(zip(typeid, rows)))
