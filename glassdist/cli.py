@@ -108,6 +108,9 @@ def cmd_run(args) -> int:
             raise UsageError(f"unknown stage {name!r}; stages are {', '.join(PIPELINE)}")
     spec = specmod.load(args.dir)  # bad campaign file: exit 2 before any stage starts
     for name in stages:
+        if why := STAGES[name].skipped(spec):
+            print(f"== {name} == skipped: {why}", flush=True)
+            continue
         if stage_complete(args.dir, name, spec):
             print(f"== {name} == done", flush=True)
             continue

@@ -20,7 +20,7 @@ from hpc.ledger import Ledger
 
 from . import __version__, integrity
 from .errors import StaleResultsError, UsageError
-from .spec import Spec
+from .spec import Spec, load
 
 
 def software_versions() -> dict[str, str]:
@@ -147,7 +147,8 @@ class Store:
         chunk files are gone are marked pending first (glassdist.integrity.check_needs)."""
         from .stages import STAGES
 
-        needs = STAGES[stage].needs
+        spec = load(self.dir) if (self.dir / "campaign.toml").is_file() else None
+        needs = tuple(n for n in STAGES[stage].needs if not (spec and STAGES[n].skipped(spec)))  # skipped: do without
         for need in needs:
             if self.stage_started(need):
                 continue

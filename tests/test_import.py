@@ -237,3 +237,51 @@ def test_refused_on_md_campaign_and_when_replicas_are_full(tmp_path):
     assert main(["import", str(campaign), str(tmp_path / "five.xyz"), "--class", "glass"]) == 2
     proc = glassdist("run", campaign, "--stages", "quench", "--np", "1", check=False)
     assert proc.returncode == 2 and "lack imported configurations" in proc.stderr
+
+
+def import_quenched(source: Path, target: Path, tmp_path: Path, *extra: str) -> Path:
+    """Export both classes of a tiny quenched KAM campaign (8 replicas, N = 200) and import them into
+    an analysis-only campaign of the same system."""
+    campaign = init_import(target, "quench.replicas=8", "quench.split=[4,2,2]", *extra)
+    for cls in ("liquid", "glass"):
+        out = tmp_path / f"{target.name}-{cls}.xyz"
+        glassdist("export", source, "--what", "configurations", "--format", "extxyz", "-o", out, "--class", cls)
+        assert main(["import", str(campaign), str(out), "--class", cls]) == 0
+    return campaign
+
+
+@pytest.mark.slow
+def test_analysis_only_campaign_runs_every_stage_without_md(quenched, tmp_path):
+    """Imported configurations of an unknown interaction: every stage but inherent and propensity
+    runs, `run` and the report say why those two are left out."""
+    campaign = import_quenched(quenched["kam"], tmp_path / "only", tmp_path, "system.interaction_known=false",
+                               "train.epochs=5")
+    np.testing.assert_array_equal(Store(campaign, mode="r").root["quench/positions"][:],
+                                  Store(quenched["kam"], mode="r").root["quench/positions"][:])
+    proc = glassdist("run", campaign, "--np", "1")
+    assert "== propensity == skipped: the configurations are imported with an unknown interaction" in proc.stdout
+    assert "== inherent == skipped" in proc.stdout
+    store = Store(campaign, mode="r")
+    assert not store.stage_started("propensity") and not (campaign / "lammps").exists()  # no MD at all
+    assert store.stage_done("analyze") and np.isfinite(store.root["analyze/pairs/pearson"][:]).any()
+    manifest = store.root["report"].attrs["manifest"]
+    assert manifest["table_II"]["file"] and manifest["table_S2"]["file"] and manifest["fig_6"]["file"]
+    assert "system.interaction_known = false" in manifest["table_III"]["missing"]
+    assert "quench.source = 'import'" in manifest["fig_S9"]["missing"]
+    assert "not made for this campaign" in (campaign / "report" / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_imported_campaign_with_its_interaction_runs_propensity(quenched, tmp_path):
+    """Declared interaction (the default): the isoconfigurational runs start from the imported glass."""
+    campaign = import_quenched(quenched["kam"], tmp_path / "known", tmp_path, "propensity.samples=2",
+                               "propensity.temperatures=[0.5]", "propensity.steps=400", "propensity.outputs=4",
+                               "propensity.checkpoint_every=400")
+    glassdist("propensity", campaign)
+    store = Store(campaign, mode="r")
+    assert store.stage_done("propensity")
+    traj = store.root["propensity/traj"][0, 0]                       # (S, n_out, N, dim)
+    start = store.root["quench/positions"][store.root["propensity"].attrs["replicas"][0], 1]
+    L = load(campaign).box_length
+    np.testing.assert_allclose(np.mod(traj[:, 0], L), np.broadcast_to(start, traj[:, 0].shape), atol=1e-9)
+    assert np.isfinite(store.root["propensity/delta"][:]).all() and (store.root["propensity/delta"][0, 0, 1:] > 0).all()

@@ -39,6 +39,12 @@ class Stage:
     tasks: Callable | None = None
     extra_ledgers: tuple[str, ...] = ()
     ignores: tuple[str, ...] = ()
+    skip: Callable | None = None  # spec -> why the stage does not apply to the campaign ('' = it does)
+
+    def skipped(self, spec) -> str:
+        """Why this stage does not run for ``spec`` ('' when it does): `run` passes over it, the
+        stages that read it do without it, the report says why."""
+        return self.skip(spec) if self.skip else ""
 
     @property
     def ledgers(self) -> tuple[str, ...]:
@@ -69,10 +75,27 @@ def snapshot_shape(spec) -> tuple[int, int]:
     return (q.snapshot_replicas, len(q.snapshot_temperatures)) if q.snapshot_temperatures else (0, 0)
 
 
+def inherent_skip(spec) -> str:
+    """Why the inherent stage does not run ('' when it does)."""
+    return ("the configurations are imported (quench.source = 'import'): there is no cooling to take snapshots "
+            "from, so no E0(T) and no T* fit") if spec.imported else ""
+
+
+def propensity_skip(spec) -> str:
+    """Why the propensity stage does not run ('' when it does): its isoconfigurational runs need the
+    interaction the configurations were made with."""
+    if spec.system.interaction_known:
+        return ""
+    return ("the configurations are imported with an unknown interaction (system.interaction_known = false), so "
+            "there are no isoconfigurational runs; declare the mixture ([system] sigma, epsilon, cutoff_factor) "
+            "they were made with and set interaction_known = true to run them")
+
+
 def propensity_shape(spec) -> tuple[int, int, int]:
-    """(C, nT, S): configurations, temperatures, samples; a run's task id is the ravel index."""
+    """(C, nT, S): configurations (0 when the stage is skipped), temperatures, samples; a run's task
+    id is the ravel index."""
     p = spec.propensity
-    return len(p.configurations), len(p.temperatures), p.samples
+    return 0 if propensity_skip(spec) else len(p.configurations), len(p.temperatures), p.samples
 
 
 def n_test(spec) -> int:
@@ -86,7 +109,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("quench", "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",
           _MD, (), "mpi", lambda spec: spec.quench.replicas),
     Stage("inherent", "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
-          _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec))),
+          _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec)),
+          skip=inherent_skip),
     Stage("dataset", "density images M(rho) of every configuration, labelled and split (Dask)",
           _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas,
           ignores=("dataset.normalise",)),  # the images are unnormalised; the scaling is the model's
@@ -100,7 +124,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
     Stage("propensity", "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
           _MD + ("propensity",), ("quench",), "mpi", lambda spec: math.prod(propensity_shape(spec)),
-          extra_ledgers=("propensity_reduce",)),
+          extra_ledgers=("propensity_reduce",), skip=propensity_skip),
     Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
           "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
           ("gradcam", "indicators", "propensity"), "dask",

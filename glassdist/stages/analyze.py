@@ -34,6 +34,7 @@ from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..md.isoconf import output_steps
 from ..spec import Spec, load
 from ..store import Store
+from . import propensity_shape
 from .common import exit_code, farm
 from .propensity import glass_replicas
 
@@ -44,7 +45,7 @@ def dims(spec: Spec) -> dict[str, int]:
     """Sizes of the analyze arrays (names as in the module docstring)."""
     p, a = spec.propensity, spec.analyze
     A = len(registry.analysed(spec))
-    return {"Rt": len(spec.replicas_of("test")), "C": len(p.configurations), "nT": len(p.temperatures),
+    return {"Rt": len(spec.replicas_of("test")), "C": propensity_shape(spec)[0], "nT": len(p.temperatures),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
             "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
             "N": spec.system.n_particles}
@@ -209,7 +210,7 @@ def summarize(store: Store, spec: Spec) -> dict:
     C = dyn["delta"].shape[0]
     tables = {
         "III": {"xi_Delta": _json(dyn["xi_Delta"]), "reached": dyn["reached"].tolist(),
-                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1)),
+                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1) if C else np.zeros((0, dyn["delta"].shape[1]))),
                 "xi_propensity": a.xi_propensity, "xi_structure": a.xi_structure, "xi_violin": a.xi_violin},
         "V": [[_json(v) for v in analysis.table_v(dyn["pearson_t"][c], dyn["delta"][c])] for c in range(C)],
         "S1": _json([[analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
@@ -245,6 +246,8 @@ def run(campaign_dir, args=None) -> int:
 def report_reach(spec: Spec, tables: dict) -> None:
     """Say which analyze.deltas the propensity runs did not reach (their results are NaN)."""
     reached, max_delta = np.asarray(tables["III"]["reached"]), tables["III"]["max_delta"]
+    if not reached.size:  # no propensity (stage skipped)
+        return
     for c, t in zip(*np.nonzero(~reached.all(axis=-1))):
         missed = [d for d, ok in zip(spec.analyze.deltas, reached[c, t]) if not ok]
         print(f"{NAME}: configuration {spec.propensity.configurations[c]} at T = "
