@@ -64,6 +64,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      "axis of every (R, 2, ...) array (label 0, label 1); the paper's: liquid (saved at "
                      "quench.T_liquid), glass (at quench.T_glass); imported configurations name theirs with "
                      "`glassdist import --class NAME`", check=distinct),
+        "cooling_rates": Key(NUMBERS, [], help="generated data only: [rate of class 0, rate of class 1]: each replica "
+                             "is quenched twice from the same start (same seed) to quench.T_glass, once at each rate, "
+                             "and class c is the glass of rate c (quench.cooling_rate and T_liquid are then unused); "
+                             "empty = the paper's one cooling, saved at T_liquid (class 0) and T_glass (class 1)",
+                             check=all_positive),
     },
     "md": {
         "dt": Key(NUMBER, 0.005, help="MD time step (LJ time units)", check=positive),
@@ -252,6 +257,13 @@ class Spec:
         return [self.class_names.index(name) if name else 1
                 for name in (self.gradcam.liquid_target_class, self.gradcam.target_class)]
 
+    def class_quench(self, c: int) -> "Spec":
+        """The spec whose quench makes class c's glass when classes.cooling_rates is set: the campaign
+        with quench.cooling_rate = cooling_rates[c]."""
+        raw = json.loads(json.dumps(self.raw))
+        raw["quench"]["cooling_rate"] = self.classes.cooling_rates[c]
+        return Spec(raw)
+
     @property
     def imported(self) -> bool:
         """Whether the configurations come from `glassdist import` (no quench MD)."""
@@ -435,6 +447,13 @@ def _check_consistency(d: dict) -> None:
         if d["gradcam"][key] not in ("", *names):
             raise SpecError(f"gradcam.{key}", f"{d['gradcam'][key]!r} is not one of classes.names {names}",
                             f"name one of {names}")
+    rates = d["classes"]["cooling_rates"]
+    if rates and (len(rates) != 2 or rates[0] == rates[1]):
+        raise SpecError("classes.cooling_rates", f"{rates} must be [] or two different cooling rates",
+                        "e.g. cooling_rates = [1.0, 0.02] (class 0 fast, class 1 slow)")
+    for rate in rates:
+        _check_steps(cooling_span({**q, "cooling_rate": rate}, md["dt"]), "classes.cooling_rates",
+                     f"the cooling at {rate:g} ((quench.T_start - quench.T_glass) / rate / md.dt)")
     if q["source"] == "import" and q["snapshot_temperatures"]:
         raise SpecError("quench.snapshot_temperatures", "imported configurations have no cooling to take "
                         "snapshots from (quench.source = 'import')", "set snapshot_temperatures = []")
@@ -449,7 +468,7 @@ def _check_consistency(d: dict) -> None:
 
 # ---- files, presets and overrides ----------------------------------------------------
 
-PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d")
+PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d", "demo-kam-cooling")
 
 
 def preset_text(name: str) -> str:

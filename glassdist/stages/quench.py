@@ -82,6 +82,8 @@ def run(campaign_dir, args=None) -> int:
     k = spec.quench.snapshot_replicas if spec.quench.snapshot_temperatures else 0
 
     def quench_block(block, task_comm) -> None:
+        if spec.classes.cooling_rates:
+            return quench_block_per_class(block, task_comm)
         results = engine.quench_block(
             spec, [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block], [r < k for r in block.tasks],
             labels=[f"replica-{r:06d}" for r in block.tasks], comm=task_comm,
@@ -93,6 +95,26 @@ def run(campaign_dir, args=None) -> int:
                 group[key][replica] = getattr(res, key)
             if replica < k:
                 group["snapshots"][replica] = res.snapshots
+
+    def quench_block_per_class(block, task_comm) -> None:
+        """classes.cooling_rates: each replica quenched once per class from the same start (same
+        seed); class c = the glass at T_G after cooling at rate c. The thermo curve and the cooling
+        snapshots are those of class 1's cooling."""
+        per_class = [engine.quench_block(
+            spec.class_quench(c), [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block],
+            [c == 1 and r < k for r in block.tasks], labels=[f"replica-{r:06d}-{name}" for r in block.tasks],
+            comm=task_comm, workdir=campaign_dir / "lammps" / NAME, should_stop=signals.stop_requested)
+            for c, name in enumerate(spec.class_names)]
+        if rank_of(task_comm) != 0:
+            return
+        for i, replica in enumerate(block.tasks):
+            glasses = [per_class[c][i] for c in range(2)]
+            for key in ("positions", "pe", "temperature"):
+                group[key][replica] = np.stack([getattr(res, key)[1] for res in glasses])
+            for key in ("thermo_T", "thermo_target", "thermo_pe"):
+                group[key][replica] = getattr(glasses[1], key)
+            if replica < k:
+                group["snapshots"][replica] = glasses[1].snapshots
 
     result = farm(NAME, todo, quench_block, store.ledger(NAME), spec, comm=comm,
                   block_size=spec.md.replicas_per_task)
