@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .stages import PIPELINE, stage_of_ledger
+from .errors import SpecError
+from .spec import load
+from .stages import PIPELINE, STAGES, stage_of_ledger
 from .store import Store
 from .submit import job_column
 
@@ -37,19 +39,32 @@ def print_verify(campaign_dir) -> int:
     return 1 if bad else 0
 
 
+def _skipped(campaign_dir) -> dict[str, str]:
+    """{stage: why it does not apply} from the campaign file ({} when it is absent or invalid)."""
+    try:
+        spec = load(campaign_dir)
+    except SpecError:
+        return {}
+    return {name: STAGES[name].skipped(spec) for name in PIPELINE}
+
+
 def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) -> int:
     code = print_verify(campaign_dir) if verify else 0
     counts = stage_counts(campaign_dir)
     jobs = job_column(campaign_dir)  # SLURM job of each stage, when submitted
     reused = set(Store(campaign_dir, mode="r").reused_stages()) if counts else set()
     print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}" + ("  slurm job" if jobs else ""))
+    skipped = _skipped(campaign_dir)
     for name in PIPELINE:
         c = counts.get(name)
         if c is None:
-            line = f"{name:<12} {'-':>8} {'-':>8} {'not started':>8}"
+            line = f"{name:<12} {'-':>8} {'-':>8} {'skipped' if skipped.get(name) else 'not started':>8}"
         else:
             line = f"{name:<12} {c['done']:>8} {c['failed']:>8} {c['pending']:>8}"
         print(line + (f"  {jobs.get(name, '-')}" if jobs else "") + ("  (reused)" if name in reused else ""))
+    for name, why in skipped.items():
+        if why and name not in counts:
+            print(f"skipped: {name}: {why}")
     if reused:
         store = Store(campaign_dir, mode="r")
         print(f"reused: the results of {', '.join(sorted(reused, key=PIPELINE.index))} are read from "
