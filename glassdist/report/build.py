@@ -52,6 +52,7 @@ ARTEFACTS = (
     Artefact("fig_S9", "Fig. S9", figures.fig_energy, F, ("inherent",)),
     Artefact("fig_S10", "Fig. S10", figures.fig_rdf, F),
     Artefact("table_S2", "Table S2", tables.table_s2, T),
+    Artefact("table_glassbench", "GlassBench correlations", tables.table_glassbench, T, P),
 )
 
 

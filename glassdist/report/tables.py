@@ -6,6 +6,7 @@ raises :class:`~glassdist.report.context.Missing`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,4 +170,29 @@ def table_s2(ctx: Context) -> Table:
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "
               f"{ctx.spec.analyze.xi_violin:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded. "
               + ctx.gradcam_caveat)
+    return t
+
+
+def table_glassbench(ctx: Context) -> Table:
+    """GlassBench layout (glassdist.glassbench): Pearson (Spearman) between each signed bare indicator
+    and the propensity per output time, per species and for all particles, propensity bare and
+    coarse-grained; the mean over the propensity configurations."""
+    pearson, spearman, times = ctx.need("analyze", "analyze/glassbench/pearson", "analyze/glassbench/spearman",
+                                        "propensity/times")
+    axes = ctx.store.root["analyze"].attrs["glassbench"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a time before any motion
+        p, s = np.nanmean(pearson, axis=0), np.nanmean(spearman, axis=0)        # (nT, A, 2, G, T)
+    t = Table("GlassBench-style correlations: Pearson (Spearman) of indicator and propensity per time and species",
+              ["T", "indicator", "propensity", "particles"] + [f"t = {x:.3g}" for x in times])
+    for k, T in enumerate(ctx.temperatures):
+        for a, name in enumerate(ctx.indicators):
+            for kind, label in enumerate(axes["propensity"]):
+                for g, group in enumerate(axes["groups"]):
+                    t.rows.append([f"{T:g}", ctx.label(name, ctx.flipped[a]), label, group]
+                                  + [f"{fmt(p[k, a, kind, g, j])} ({fmt(s[k, a, kind, g, j])})"
+                                     for j in range(len(times))])
+    t.note = (f"Indicators bare, with the paper's sign (so positive = predicts mobility); propensity Δ_i(t) bare "
+              f"and coarse-grained at ξ = {axes['xi']:g}; mean over {pearson.shape[0]} propensity configuration(s). "
+              "Compare with published predictors at the same t/τ_α and species (Jung et al., GlassBench).")
     return t

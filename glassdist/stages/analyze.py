@@ -11,7 +11,10 @@ Tasks (ledger ``analyze``), each writing only its own chunks:
   ``analyze/maps/*`` with leading axes (C, nT), ``analyze/dynamics/delta`` (C, nT, n_out),
   and, when the propensity stage stored sub-ensembles, Table IV per analyze.delta in
   ``analyze/ensembles/table`` (C, nT, K, 5) with the fields of Fig. 4 in
-  ``analyze/ensembles/maps`` (C, nT, K, 4, 2, N).
+  ``analyze/ensembles/maps`` (C, nT, K, 4, 2, N); the GlassBench-layout correlations
+  (glassdist.glassbench) in ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T):
+  indicator, propensity [bare, coarse-grained at analyze.xi_propensity], group [each species, all],
+  output time (attribute ``glassbench`` of group analyze names the axes).
 When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
 the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
 ``analyze/structure/mean`` and ``sem`` (A, B). A = the analysed indicators (attribute
@@ -28,7 +31,7 @@ import numpy as np
 
 from functools import partial
 
-from .. import analysis
+from .. import analysis, glassbench
 from .. import indicators as registry
 from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..md.isoconf import output_steps
@@ -65,6 +68,8 @@ def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
     }
     if has_ensembles(spec):
         shapes.update({"ensembles/table": (C, nT, K, 5), "ensembles/maps": (C, nT, K, 4, 2, N)})
+    per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.glassbench: propensity kind, group, time
+    shapes.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
     return shapes
 
 
@@ -116,6 +121,8 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
         "temperatures": list(spec.propensity.temperatures), "replicas": glass_replicas(spec).tolist(),
+        "glassbench": {"propensity": list(glassbench.PROPENSITY), "groups": glassbench.groups(spec.system.species),
+                       "xi": a.xi_propensity},
         "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
@@ -175,6 +182,10 @@ def propensity_task(store: Store, spec: Spec, c: int, t: int) -> None:
         group[f"dynamics/{key}"][c, t] = getattr(res, key)
     for key in ("indicators", "Delta", "optimal"):
         group[f"maps/{key}"][c, t] = getattr(res, key)
+    gb = glassbench.species_correlations(
+        positions, _fields(store, spec, conf)[1], Delta_t, store.types(), spec.n_species, L, a.xi_propensity,
+        analysis.flips(a.one_minus, [i.name for i in registry.analysed(spec)]))
+    group["glassbench/pearson"][c, t], group["glassbench/spearman"][c, t] = gb
     if has_ensembles(spec):
         ens = prop["Delta_ensembles"][c, t]                                    # (4, T, N)
         table = np.full((len(a.deltas), 5), np.nan)
