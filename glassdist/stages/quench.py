@@ -6,6 +6,9 @@ Writes ``quench/positions`` (R, 2, N, dim) [liquid, glass], ``quench/pe`` and
 ``quench/thermo_pe`` (R, P) and ``quench/snapshots`` (k, n_T, N, dim) for the first k
 replicas; the engine's inputs of every replica go to ``DIR/lammps/quench/``; the engine that
 ran (name, version, device, precision) is the attribute ``engine`` of group ``quench``.
+With ``classes.cooling_rates`` each replica is quenched once per class (class c: the glass after
+cooling at rate c). A campaign with ``quench.source = 'import'`` runs no MD: `glassdist import`
+(glassdist.importer) fills the same arrays.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import numpy as np
 from hpc import signals
 from hpc.farm import task_rng
 
+from ..errors import UsageError
 from ..md.engine import get_engine
 from ..md.quench import thermo_steps
-from ..errors import UsageError
 from ..spec import Spec
 from ..store import Store
 from .common import exit_code, farm, rank_of, start_mpi_stage
