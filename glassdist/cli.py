@@ -111,6 +111,9 @@ def cmd_run(args) -> int:
             raise UsageError(f"unknown stage {name!r}; stages are {', '.join(PIPELINE)}")
     spec = specmod.load(args.dir)  # bad campaign file: exit 2 before any stage starts
     for name in stages:
+        if why := STAGES[name].skipped(spec):
+            print(f"== {name} == skipped: {why}", flush=True)
+            continue
         if stage_complete(args.dir, name, spec):
             print(f"== {name} == done", flush=True)
             continue
@@ -157,6 +160,12 @@ def cmd_status(args) -> int:
     from .status import print_status
 
     return print_status(args.dir, show_spec=args.spec, verify=args.verify)
+
+
+def cmd_import(args) -> int:
+    from .importer import run
+
+    return run(args)
 
 
 def cmd_export(args) -> int:
@@ -258,13 +267,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_submit_arguments(sub.add_parser("submit", help="run the stages as SLURM jobs (docs/slurm.md)"))
 
-    s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), CSV, NPZ")
+    s = sub.add_parser("import", help="configurations from other tools (extended XYZ, LAMMPS dump or data, HOOMD "
+                                      "GSD, npz) into a campaign with quench.source = 'import' (docs/import.md)")
+    s.add_argument("dir")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--class", dest="cls", required=True, metavar="NAME",
+                   help="the class of these configurations (one of classes.names)")
+    s.add_argument("--frames", help="frames of each file: K, A:B[:S] or I,J,K (default: all)")
+    s.add_argument("--format", help="extxyz, lammps-dump, lammps-data, gsd or npz (default: from the suffix)")
+    s.add_argument("--types", metavar="MAP", help="file types to species, e.g. 1=A,2=B (default: by name, else "
+                                                  "type number k = the k-th species)")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), HOOMD GSD, LAMMPS dump, CSV, NPZ")
     s.add_argument("dir")
     s.add_argument("--what", required=True, choices=("configurations", "fields"))
-    s.add_argument("--format", required=True, choices=("extxyz", "csv", "npz"))
+    s.add_argument("--format", required=True, choices=("extxyz", "gsd", "lammps-dump", "csv", "npz"),
+                   help="configurations: extxyz, gsd, lammps-dump (each with the per-particle fields as named "
+                        "properties) or npz; fields: csv or npz")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--replicas", help="e.g. 0,3,10-19 (default: all done)")
-    s.add_argument("--class", dest="cls", choices=("glass", "liquid"), help="default: both")
+    s.add_argument("--class", dest="cls", metavar="NAME", help="one of classes.names (default: both)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("demo", help="init the demo presets in DIR/kam and DIR/abm (and more with --systems), "

@@ -1,5 +1,7 @@
-"""`glassdist export`: configurations as extended XYZ (OVITO, ASE) or NPZ; per-particle
-fields as CSV (one row per particle per configuration) or NPZ.
+"""`glassdist export`: configurations as extended XYZ (OVITO, ASE), HOOMD GSD (OVITO, gsd.hoomd),
+LAMMPS dump text (OVITO, ASE, LAMMPS `read_dump`) or NPZ, the per-particle fields as named
+properties of every particle (writers of GSD and dumps: glassdist.formats); per-particle fields
+alone as CSV (one row per particle per configuration) or NPZ.
 
 Per-particle fields come from FIELD_SOURCES: each maps the store and the replica ids
 (R',) to named arrays of shape (R', 2, N) [class axis: liquid, glass], NaN where a field
@@ -15,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
+from . import formats
 from .errors import UsageError
 from .spec import load
-from .constants import CLASSES
 from .store import Store
 
 
@@ -36,7 +38,7 @@ def _propensity(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
 
     if "propensity/Delta" not in store.root:
         return {}
-    group, glass = store.root["propensity"], CLASSES.index("glass")
+    group, glass = store.root["propensity"], 1  # propensity runs start from class-1 configurations (glasses)
     deltas = load(store.dir).analyze.deltas
     n = group["Delta"].shape[-1]
     out = {}
@@ -96,18 +98,27 @@ def export(args) -> int:
     if not out.parent.is_dir():
         raise UsageError(f"-o {out}: the directory {out.parent} does not exist; create it or write elsewhere")
     positions, replicas = store.configurations(replicas)
-    classes = [CLASSES.index(args.cls)] if args.cls else [0, 1]
-    if args.what == "configurations":
-        if args.format == "csv":
-            raise UsageError("configurations export as extxyz or npz; use --what fields for CSV")
-        write = write_extxyz if args.format == "extxyz" else write_npz_configurations
-        write(out, spec, store, positions, replicas, classes)
-    else:
-        if args.format == "extxyz":
-            raise UsageError("fields export as csv or npz; use --what configurations for extxyz")
-        fields = {}
+    if args.cls and args.cls not in spec.class_names:
+        raise UsageError(f"--class {args.cls!r} is not one of classes.names {list(spec.class_names)}")
+    classes = [spec.class_names.index(args.cls)] if args.cls else [0, 1]
+    fields = {}
+    if args.format != "npz" or args.what == "fields":
         for source in FIELD_SOURCES:
             fields.update(source(store, replicas))
+    if args.what == "configurations":
+        if args.format == "csv":
+            raise UsageError("configurations export as extxyz, gsd, lammps-dump or npz; use --what fields for CSV")
+        if args.format == "npz":
+            write_npz_configurations(out, spec, store, positions, replicas, classes)
+        elif args.format == "extxyz":
+            write_extxyz(out, spec, store, positions, replicas, classes, fields)
+        else:
+            write = formats.write_gsd if args.format == "gsd" else formats.write_lammps_dump
+            write(out, particle_frames(spec, store, positions, replicas, classes, fields))
+    else:
+        if args.format not in ("csv", "npz"):
+            raise UsageError(f"fields export as csv or npz; use --what configurations for {args.format} (it "
+                             "carries the fields as particle properties)")
         (write_csv if args.format == "csv" else write_npz_fields)(out, spec, store, positions, replicas,
                                                                    classes, fields)
     print(f"wrote {out} ({len(replicas)} replicas x {len(classes)} classes)")
@@ -120,28 +131,45 @@ def _frames(replicas, classes):
             yield r_index, int(replica), cls
 
 
-def write_extxyz(out: Path, spec, store, positions, replicas, classes) -> None:
-    """Extended XYZ: Lattice, Properties=species:S:1:pos:R:3, per-frame replica, class, T, pe."""
+def particle_frames(spec, store, positions, replicas, classes, fields):
+    """(positions (N, dim), L, dim, species, type ids (N,), {field: (N,)}, step = 2 replica + class) of
+    each exported configuration: the frames glassdist.formats writes."""
+    types = store.types()
+    for r_index, replica, cls in _frames(replicas, classes):
+        yield (positions[r_index, cls], spec.box_length, spec.dim, list(spec.system.species), types,
+               {k: v[r_index, cls] for k, v in fields.items()}, 2 * replica + cls)
+
+
+def write_extxyz(out: Path, spec, store, positions, replicas, classes, fields) -> None:
+    """Extended XYZ: Lattice, Properties=species:S:1:pos:R:3:Z:I:1 and one column per field
+    (glassdist.formats.property_name), per-frame replica, class, T (generated data), pe. Z is the
+    type number (species index + 1): ASE reads species through it (it takes species names for
+    chemical elements), OVITO reads the species names."""
     L, dim, N = spec.box_length, spec.dim, spec.system.n_particles
-    names = np.asarray(spec.system.species)[store.types()]
+    types = store.types()
+    names = np.asarray(spec.system.species)[types]
     pe = store.root["quench/pe"].get_orthogonal_selection((replicas,))
     T_of = (spec.quench.T_liquid, spec.quench.T_glass)
     Lz = L if dim == 3 else 1.0
     pbc = "T T T" if dim == 3 else "T T F"
+    columns = "".join(f":{formats.property_name(k)}:R:1" for k in fields)
     with open(out, "w") as fh:
         for r_index, replica, cls in _frames(replicas, classes):
             xyz = np.zeros((N, 3))
             xyz[:, :dim] = positions[r_index, cls]
+            values = [v[r_index, cls].tolist() for v in fields.values()]
+            T = "" if spec.imported else f" T={T_of[cls]!r}"
             fh.write(f"{N}\n")
             fh.write(f'Lattice="{L!r} 0.0 0.0 0.0 {L!r} 0.0 0.0 0.0 {Lz!r}" '
-                     f'Properties=species:S:1:pos:R:3 pbc="{pbc}" replica={replica} '
-                     f'class={CLASSES[cls]} T={T_of[cls]!r} pe={float(pe[r_index, cls])!r}\n')
-            fh.writelines(f"{s} {x!r} {y!r} {z!r}\n" for s, (x, y, z) in zip(names, xyz.tolist()))
+                     f'Properties=species:S:1:pos:R:3:Z:I:1{columns} pbc="{pbc}" replica={replica} '
+                     f'class={spec.class_names[cls]}{T} pe={float(pe[r_index, cls])!r}\n')
+            fh.writelines(f"{names[i]} {x!r} {y!r} {z!r} {types[i] + 1}" + "".join(f" {v[i]!r}" for v in values)
+                          + "\n" for i, (x, y, z) in enumerate(xyz.tolist()))
 
 
 def write_npz_configurations(out: Path, spec, store, positions, replicas, classes) -> None:
     np.savez_compressed(out, positions=positions[:, classes], replicas=replicas,
-                        classes=np.asarray(CLASSES)[classes], types=store.types(),
+                        classes=np.asarray(spec.class_names)[classes], types=store.types(),
                         species=np.asarray(spec.system.species), box_length=spec.box_length)
 
 
@@ -156,14 +184,14 @@ def write_csv(out: Path, spec, store, positions, replicas, classes, fields) -> N
             cols = [positions[r_index, cls, :, a] for a in range(spec.dim)]
             cols += [values[r_index, cls] for values in fields.values()]
             for pid in range(spec.system.n_particles):
-                w.writerow([replica, CLASSES[cls], pid, names[pid],
+                w.writerow([replica, spec.class_names[cls], pid, names[pid],
                             *(_fmt(c[pid]) for c in cols[: spec.dim]), repr(spec.box_length),
                             *(_fmt(c[pid]) for c in cols[spec.dim:])])
 
 
 def write_npz_fields(out: Path, spec, store, positions, replicas, classes, fields) -> None:
     np.savez_compressed(out, positions=positions[:, classes], replicas=replicas,
-                        classes=np.asarray(CLASSES)[classes], types=store.types(),
+                        classes=np.asarray(spec.class_names)[classes], types=store.types(),
                         **{k: v[:, classes] for k, v in fields.items()})
 
 

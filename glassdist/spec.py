@@ -24,7 +24,7 @@ from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRING
                         NUMBER_TABLE, parse_toml, reference_table, table_of, toml_value, unless, word_or)
 from hpc.schema import validate as validate_file
 
-from .constants import SPLITS
+from .constants import CLASSES, SPLITS
 from .errors import SpecError, UsageError
 
 # Limits of values a run can represent (every other limit is a cross-key check below).
@@ -61,6 +61,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cutoff_factor": Key(NUMBER, help="r_c,ij = cutoff_factor * sigma_ij (eq. 1)", check=positive),
         "contact_sigma": Key(MATRIX, [], help="'sum of radii' for the Tong-Tanaka ideal angle; "
                              "empty = use sigma (KAM presets: additive 0.94)"),
+        "interaction_known": Key(BOOL, True, help="whether sigma, epsilon and cutoff_factor are the interaction "
+                                 "the configurations were made with; false for imported configurations of an "
+                                 "unknown interaction: the propensity stage (new MD) is then skipped, sigma still "
+                                 "sets the image kernel and the Tong-Tanaka angle (docs/import.md)"),
+    },
+    "classes": {
+        "names": Key(STRINGS, list(CLASSES), help="the two classes the CNN tells apart, in the order of the class "
+                     "axis of every (R, 2, ...) array (label 0, label 1); the paper's: liquid (saved at "
+                     "quench.T_liquid), glass (at quench.T_glass); imported configurations name theirs with "
+                     "`glassdist import --class NAME`", check=distinct),
+        "cooling_rates": Key(NUMBERS, [], help="generated data only: [rate of class 0, rate of class 1]: each replica "
+                             "is quenched twice from the same start (same seed) to quench.T_glass, once at each rate, "
+                             "and class c is the glass of rate c (quench.cooling_rate and T_liquid are then unused); "
+                             "empty = the paper's one cooling, saved at T_liquid (class 0) and T_glass (class 1)",
+                             check=all_positive),
     },
     "md": {
         "dt": Key(NUMBER, 0.005, help="MD time step (LJ time units)", check=positive),
@@ -91,6 +106,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 check=between(1, MAX_STEPS)),
     },
     "quench": {
+        "source": Key(STRING, "md", help="where the configurations come from: 'md' (the quench stage) or 'import' "
+                      "(`glassdist import`, docs/import.md; the quench stage then runs no MD)",
+                      check=one_of("md", "import")),
         "replicas": Key(INT, help="independent quenches R", check=between(2, MAX_COUNT)),
         "split": Key(INTS, help="train/val/test replica counts (sum = replicas)"),
         "T_start": Key(NUMBER, 4.0, help="equilibration temperature before cooling", check=positive),
@@ -148,11 +166,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     check=non_negative),
     },
     "gradcam": {
-        "target_class": Key(STRING, "glass", help="class whose score y^C is explained (paper: glass)",
-                            check=one_of("glass", "liquid")),
-        "liquid_target_class": Key(STRING, "glass", help="class explained on liquid configurations "
-                                   "(the paper does not say; default glass)",
-                                   check=one_of("glass", "liquid")),
+        "target_class": Key(STRING, "", help="class (one of classes.names) whose score y^C is explained on "
+                            "configurations of the second class ('' = the second class; paper: glass on glasses)"),
+        "liquid_target_class": Key(STRING, "", help="class (one of classes.names) explained on configurations of "
+                                   "the first class ('' = the second class; paper: liquids, for which it does not "
+                                   "say; our default glass)"),
     },
     "indicators": {
         "compute": Key(STRINGS, [], help="structural indicators to compute (glassdist.indicators: "
@@ -257,6 +275,28 @@ class Spec:
     def box_length(self) -> float:
         """L = (N / rho)^(1/dim)."""
         return (self.system.n_particles / self.system.density) ** (1.0 / self.dim)
+
+    @property
+    def class_names(self) -> tuple[str, str]:
+        """Names of the two classes, in the order of the class axis (label 0, label 1)."""
+        return tuple(self.classes.names)
+
+    def target_classes(self) -> list[int]:
+        """Class explained by Grad-CAM on configurations of [class 0, class 1] (gradcam.*; '' = class 1)."""
+        return [self.class_names.index(name) if name else 1
+                for name in (self.gradcam.liquid_target_class, self.gradcam.target_class)]
+
+    def class_quench(self, c: int) -> "Spec":
+        """The spec whose quench makes class c's glass when classes.cooling_rates is set: the campaign
+        with quench.cooling_rate = cooling_rates[c]."""
+        raw = json.loads(json.dumps(self.raw))
+        raw["quench"]["cooling_rate"] = self.classes.cooling_rates[c]
+        return Spec(raw)
+
+    @property
+    def imported(self) -> bool:
+        """Whether the configurations come from `glassdist import` (no quench MD)."""
+        return self.quench.source == "import"
 
     @property
     def n_species(self) -> int:
@@ -450,6 +490,24 @@ def _check_consistency(d: dict) -> None:
     if any(not 0 <= c < n_test for c in p["configurations"]):
         raise SpecError("propensity.configurations", f"indices must be in [0, {n_test}) (test split of quench.split)",
                         "name test-split glass configurations by their index in the test split")
+    names = d["classes"]["names"]
+    if len(names) != 2 or not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", n) for n in names):
+        raise SpecError("classes.names", f"{names} must be two names (letters, digits, '_' or '-', starting with a "
+                        "letter)", 'e.g. names = ["liquid", "glass"] or ["fast", "slow"]')
+    for key in ("target_class", "liquid_target_class"):
+        if d["gradcam"][key] not in ("", *names):
+            raise SpecError(f"gradcam.{key}", f"{d['gradcam'][key]!r} is not one of classes.names {names}",
+                            f"name one of {names}")
+    rates = d["classes"]["cooling_rates"]
+    if rates and (len(rates) != 2 or rates[0] == rates[1]):
+        raise SpecError("classes.cooling_rates", f"{rates} must be [] or two different cooling rates",
+                        "e.g. cooling_rates = [1.0, 0.02] (class 0 fast, class 1 slow)")
+    for rate in rates:
+        _check_steps(cooling_span({**q, "cooling_rate": rate}, md["dt"]), "classes.cooling_rates",
+                     f"the cooling at {rate:g} ((quench.T_start - quench.T_glass) / rate / md.dt)")
+    if q["source"] == "import" and q["snapshot_temperatures"]:
+        raise SpecError("quench.snapshot_temperatures", "imported configurations have no cooling to take "
+                        "snapshots from (quench.source = 'import')", "set snapshot_temperatures = []")
     fit = d["inherent"]["fit_mid_T"]
     if fit and (len(fit) != 2 or fit[0] >= fit[1]):
         raise SpecError("inherent.fit_mid_T", "must be [] or [T_min, T_max] with T_min < T_max",
@@ -461,7 +519,7 @@ def _check_consistency(d: dict) -> None:
 
 # ---- files, presets and overrides ----------------------------------------------------
 
-PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d")
+PRESETS = ("demo-kam", "demo-abm", "paper-kam", "paper-abm", "demo-ka3d", "ka3d", "demo-kam-cooling")
 
 
 def preset_text(name: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .spec import load
-from .stages import PIPELINE, stage_of_ledger
+from .stages import PIPELINE, STAGES, stage_of_ledger
 from .store import StageState, Store
 from .submit import job_column
 
@@ -53,7 +53,9 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
     store = Store(campaign_dir, mode="r") if counts else None
     jobs = job_column(campaign_dir)  # SLURM job of each stage, when submitted
     reused = set(store.reused_stages()) if store else set()
-    states = {name: store.stage_state(name, spec) if store else StageState("not started") for name in PIPELINE}
+    skipped = {name: STAGES[name].skipped(spec) for name in PIPELINE}  # stages that do not apply: why
+    states = {name: StageState("skipped", skipped[name]) if skipped[name] and name not in counts else
+              store.stage_state(name, spec) if store else StageState("not started") for name in PIPELINE}
     print(f"{'stage':<12} {'done':>8} {'failed':>8} {'pending':>8}" + ("  slurm job" if jobs else "") + "  state")
     width = max((len(j) for j in jobs.values()), default=0)
     for name, state in states.items():
@@ -62,6 +64,9 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
                                  f"{c['done']:>8} {c['failed']:>8} {c['pending']:>8}")
         print(line + (f"  {jobs.get(name, '-'):<{width}}" if jobs else "") + f"  {state.name}"
               + (" (reused)" if name in reused else ""))
+    for name, why in skipped.items():
+        if why and name not in counts:
+            print(f"skipped: {name}: {why}")
     if store is None:
         return code
     stale = {name: state.reason for name, state in states.items() if state.name == "stale"}

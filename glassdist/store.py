@@ -22,7 +22,7 @@ from hpc.ledger import DONE, FAILED, PENDING, Ledger
 
 from . import __version__, integrity
 from .errors import StaleResultsError, UsageError
-from .spec import Spec
+from .spec import Spec, load
 
 
 def software_versions() -> dict[str, str]:
@@ -207,7 +207,9 @@ class Store:
         (glassdist.integrity.check_needs)."""
         from .stages import STAGES
 
-        needs = STAGES[stage].needs_of(spec)
+        if spec is None and (self.dir / "campaign.toml").is_file():
+            spec = load(self.dir)
+        needs = tuple(n for n in STAGES[stage].needs_of(spec) if not (spec and STAGES[n].skipped(spec)))  # skipped: do without
         integrity.check_needs(self, stage, needs)
         for need in needs if complete is None else complete:
             state = self.stage_state(need, spec)

@@ -258,7 +258,7 @@ def test_export_extxyz_readable_by_ase_conventions(quenched, tmp_path):
     store = Store(quenched["kam"], mode="r")
     pe = float(header.split("pe=")[1].split()[0])
     assert pe == store.root["quench/pe"][0, 1]
-    xyz = np.array([[float(v) for v in ln.split()[1:]] for ln in lines[2:2 + n]])
+    xyz = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines[2:2 + n]])
     np.testing.assert_array_equal(xyz[:, :2], store.root["quench/positions"][0, 1])
     assert {ln.split()[0] for ln in lines[2:2 + n]} == {"A", "B"}
 

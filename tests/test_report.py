@@ -100,6 +100,9 @@ def test_analysis_results_in_the_store(campaign):
     assert 0 < tables["IV_delta"][0][0] < 1.0 and tables["IV_delta"][0][0] <= an["dynamics/delta"][0, 0].max()
     # e100 holds the runs of each e30: closer to each e30 than the disjoint e30s are to each other
     assert np.isfinite(row).all() and (np.abs(row) <= 1).all() and row[4] > row[1]
+    gb = an["glassbench/pearson"][0, 0]                      # (A, [bare, cg], [A, B, all], T)
+    assert gb.shape == (3, 2, 3, 9) and an.attrs["glassbench"]["groups"] == ["A", "B", "all"]
+    assert np.isfinite(gb[1:, :, :, 1:]).all() and (np.abs(gb[1:, :, :, 1:]) <= 1).all()
     pearson = an["pairs/pearson"][:]
     assert pearson.shape == (2, 2, 3) and np.isfinite(pearson[:, :, 2]).all()  # Theta-Upsilon always defined
     valid = store.root["gradcam/correct"][:] & np.isfinite(pearson).all(axis=-1)  # misclassified excluded

@@ -215,7 +215,7 @@ def model_card(model: GlassCNN, spec, config: TrainConfig, device, world: int) -
         "architecture": str(model),
         "parameters": sum(p.numel() for p in model.parameters()),
         "input_shape": [1] + [spec.dataset.grid] * spec.dim,
-        "classes": list(CLASSES),
+        "classes": list(spec.class_names),
         "model": dict(spec.model),
         "train": asdict(config),
         "campaign": spec.campaign.name,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..stages import STAGES
 from . import departures, figures, tables
 from .context import Context, Missing
 
@@ -24,40 +25,47 @@ class Artefact:
     label: str          # the paper's number
     make: Callable
     kind: str           # "table" or "figure"
+    needs: tuple[str, ...] = ()  # stages whose skipping (glassdist.stages.Stage.skipped) leaves it unmade
 
 
 T, F = "table", "figure"
+P = ("propensity",)
 ARTEFACTS = (
     Artefact("departures", "Departures from the protocol of the paper", departures.table_departures, T),
     Artefact("table_I", "Table I", tables.table_i, T),
     Artefact("table_II", "Table II", tables.table_ii, T),
     Artefact("liquid_hold", "Liquid hold", tables.table_hold, T),
     Artefact("training", "Training curves (Sec. IV A)", figures.fig_training, F),
-    Artefact("fig_1_2", "Fig. 1 (KAM) / Fig. 2 (ABM)", figures.fig_maps, F),
-    Artefact("table_III", "Table III", tables.table_iii, T),
-    Artefact("propensity_runs", "Propensity runs", tables.table_runs, T),
-    Artefact("fig_3", "Fig. 3", figures.fig_correlation_delta, F),
-    Artefact("fig_4", "Fig. 4", figures.fig_ensembles, F),
-    Artefact("table_IV", "Table IV", tables.table_iv, T),
-    Artefact("fig_5", "Fig. 5", figures.fig_gradcam_delta, F),
+    Artefact("fig_1_2", "Fig. 1 (KAM) / Fig. 2 (ABM)", figures.fig_maps, F, P),
+    Artefact("table_III", "Table III", tables.table_iii, T, P),
+    Artefact("propensity_runs", "Propensity runs", tables.table_runs, T, P),
+    Artefact("fig_3", "Fig. 3", figures.fig_correlation_delta, F, P),
+    Artefact("fig_4", "Fig. 4", figures.fig_ensembles, F, P),
+    Artefact("table_IV", "Table IV", tables.table_iv, T, P),
+    Artefact("fig_5", "Fig. 5", figures.fig_gradcam_delta, F, P),
     Artefact("fig_6", "Fig. 6", figures.fig_violins, F),
-    Artefact("fig_7", "Fig. 7", figures.fig_indicators_delta, F),
-    Artefact("table_V", "Table V", tables.table_v, T),
+    Artefact("fig_7", "Fig. 7", figures.fig_indicators_delta, F, P),
+    Artefact("table_V", "Table V", tables.table_v, T, P),
     Artefact("fig_8", "Fig. 8", figures.fig_structure_correlation, F),
-    Artefact("fig_S3", "Fig. S3", figures.fig_xi_scan_cg, F),
-    Artefact("table_S1", "Table S1", tables.table_s1, T),
-    Artefact("fig_S4_S5", "Fig. S4 (KAM) / Fig. S5 (ABM)", figures.fig_propensity_maps, F),
-    Artefact("fig_S6_S7", "Fig. S6 (KAM) / Fig. S7 (ABM)", figures.fig_indicator_maps, F),
-    Artefact("fig_S8", "Fig. S8", figures.fig_xi_scan_bare, F),
-    Artefact("fig_S9", "Fig. S9", figures.fig_energy, F),
+    Artefact("fig_S3", "Fig. S3", figures.fig_xi_scan_cg, F, P),
+    Artefact("table_S1", "Table S1", tables.table_s1, T, P),
+    Artefact("fig_S4_S5", "Fig. S4 (KAM) / Fig. S5 (ABM)", figures.fig_propensity_maps, F, P),
+    Artefact("fig_S6_S7", "Fig. S6 (KAM) / Fig. S7 (ABM)", figures.fig_indicator_maps, F, P),
+    Artefact("fig_S8", "Fig. S8", figures.fig_xi_scan_bare, F, P),
+    Artefact("fig_S9", "Fig. S9", figures.fig_energy, F, ("inherent",)),
     Artefact("fig_S10", "Fig. S10", figures.fig_rdf, F),
     Artefact("table_S2", "Table S2", tables.table_s2, T),
+    Artefact("table_glassbench", "GlassBench correlations", tables.table_glassbench, T, P),
 )
 
 
 def make(ctx: Context, artefact: Artefact, out_dir: Path) -> dict:
     """Write one artefact into out_dir; its manifest entry ('missing' set when data are absent)."""
     entry = {"label": artefact.label, "kind": artefact.kind, "title": "", "caption": "", "file": "", "missing": ""}
+    skipped = [why for why in (STAGES[s].skipped(ctx.spec) for s in artefact.needs) if why]
+    if skipped:
+        entry["missing"] = f"not made for this campaign: {skipped[0]}"
+        return entry
     try:
         if artefact.kind == F:
             name = f"{artefact.key}.png"

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from ..constants import CLASSES  # noqa: E402
 from ..learn.plots import history_figure  # noqa: E402
 from ..analysis import PAPER_DELTA  # noqa: E402
 from . import paper_values as pv  # noqa: E402
@@ -215,7 +216,7 @@ def fig_violins(ctx: Context, path) -> str:
     """Fig. 6: distributions over test configurations of the indicator correlations."""
     p, correct = ctx.need("analyze", "analyze/pairs/pearson", "gradcam/correct")
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    for cls, (name, color) in enumerate((("liquid", "0.75"), ("glass", "0.35"))):
+    for cls, (name, color) in enumerate(zip(ctx.spec.class_names, ("0.75", "0.35"))):
         ok = correct[:, cls] & np.isfinite(p[:, cls]).all(axis=-1)
         pos = np.arange(len(ctx.pairs)) + (cls - 0.5) * 0.35
         data = [p[ok, cls, j] for j in range(len(ctx.pairs))]
@@ -227,7 +228,7 @@ def fig_violins(ctx: Context, path) -> str:
         for x, values in zip(pos, data):
             ax.plot(np.full(len(values), x), values, ".", color="k", ms=2)
         ax.plot([], [], "s", color=color, label=f"{name} ({int(ok.sum())} configurations)")
-    paper = ctx.paper_indicators(pv.TABLE_S2)
+    paper = ctx.paper_indicators(pv.TABLE_S2) if ctx.spec.class_names == CLASSES else None
     if paper:
         for cls, marker in ((0, "x"), (1, "+")):
             means = [row[0] for row in paper[("liquid", "glass")[cls]]]
@@ -344,13 +345,13 @@ def fig_rdf(ctx: Context, path) -> str:
     total = np.einsum("a,b,rcabk->rck", x, x, g).mean(axis=0)       # (2, bins)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
     for ax, xlim in zip(axes, ((0, r[-1]), (0.6, 2.0))):
-        for cls, name in enumerate(("liquid", "glass")):
+        for cls, name in enumerate(ctx.spec.class_names):
             ax.plot(r, total[cls], color="0.6" if cls == 0 else "k", label=name)
         ax.set(xlabel="r", ylabel="g(r)", xlim=xlim)
     axes[0].legend()
     fig.suptitle("Fig. S10: radial distribution function")
     _save(fig, ctx, path)
-    return "g(r) = Σ_ab x_a x_b g_ab(r), averaged over every quenched configuration (right: close-up)."
+    return "g(r) = Σ_ab x_a x_b g_ab(r), averaged over every configuration (right: close-up)."
 
 
 def fig_training(ctx: Context, path) -> str:

@@ -6,11 +6,13 @@ raises :class:`~glassdist.report.context.Missing`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..analysis import PAPER_DELTA
+from ..constants import CLASSES
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing, not_reached
 
@@ -66,9 +68,11 @@ def table_i(ctx: Context) -> Table:
 def table_ii(ctx: Context) -> Table:
     """Table II: test accuracy per class."""
     (acc,) = ctx.need("train", "train/test_accuracy")
-    t = Table("Table II: classification accuracy for test data", ["row", "glass (G)", "liquid (L)"])
+    names = ctx.spec.class_names
+    header = ["glass (G)", "liquid (L)"] if names == CLASSES else [names[1], names[0]]
+    t = Table("Table II: classification accuracy for test data", ["row", *header])
     t.rows.append(["this campaign", fmt(acc[1]), fmt(acc[0])])
-    ref = ctx.paper(pv.TABLE_II)
+    ref = ctx.paper(pv.TABLE_II) if names == CLASSES else None  # the paper's contrast is liquid/glass
     if ref:
         t.rows.append([_paper_label(ctx), fmt(ref["glass"]), fmt(ref["liquid"])])
     return t
@@ -231,12 +235,37 @@ def table_s2(ctx: Context) -> Table:
         return f"{fmt(v[0])} ± {fmt(v[1], 2)} ({fmt(v[2])} ± {fmt(v[3], 2)})"
 
     for cls in (1, 0):
-        name = ("liquid", "glass")[cls]
+        name = ctx.spec.class_names[cls]
         t.rows.append([f"this campaign ({counts[cls]} configurations)", name] + [cell(v) for v in s2[cls]])
-        ref = ctx.paper_indicators(pv.TABLE_S2)
+        ref = ctx.paper_indicators(pv.TABLE_S2) if ctx.spec.class_names == CLASSES else None
         if ref:
             t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "
               f"{ctx.xi['violin']:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded. "
               + DEPARTURES_NOTE)
+    return t
+
+
+def table_glassbench(ctx: Context) -> Table:
+    """GlassBench layout (glassdist.glassbench): Pearson (Spearman) between each signed bare indicator
+    and the propensity per output time, per species and for all particles, propensity bare and
+    coarse-grained; the mean over the propensity configurations."""
+    pearson, spearman, times = ctx.need("analyze", "analyze/glassbench/pearson", "analyze/glassbench/spearman",
+                                        "propensity/times")
+    axes = ctx.store.root["analyze"].attrs["glassbench"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a time before any motion
+        p, s = np.nanmean(pearson, axis=0), np.nanmean(spearman, axis=0)        # (nT, A, 2, G, T)
+    t = Table("GlassBench-style correlations: Pearson (Spearman) of indicator and propensity per time and species",
+              ["T", "indicator", "propensity", "particles"] + [f"t = {x:.3g}" for x in times])
+    for k, T in enumerate(ctx.temperatures):
+        for a, name in enumerate(ctx.indicators):
+            for kind, label in enumerate(axes["propensity"]):
+                for g, group in enumerate(axes["groups"]):
+                    t.rows.append([f"{T:g}", ctx.label(name, ctx.flipped[a]), label, group]
+                                  + [f"{fmt(p[k, a, kind, g, j])} ({fmt(s[k, a, kind, g, j])})"
+                                     for j in range(len(times))])
+    t.note = (f"Indicators bare, with the paper's sign (so positive = predicts mobility); propensity Δ_i(t) bare "
+              f"and coarse-grained at ξ = {axes['xi']:g}; mean over {pearson.shape[0]} propensity configuration(s). "
+              "Compare with published predictors at the same t/τ_α and species (Jung et al., GlassBench).")
     return t

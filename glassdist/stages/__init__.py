@@ -45,6 +45,12 @@ class Stage:
     def needs_of(self, spec) -> tuple[str, ...]:
         """The stages whose results it reads in this campaign (``needs`` and ``needs_when``)."""
         return self.needs + (self.needs_when(spec) if self.needs_when and spec is not None else ())
+    skip: Callable | None = None  # spec -> why the stage does not apply to the campaign ('' = it does)
+
+    def skipped(self, spec) -> str:
+        """Why this stage does not run for ``spec`` ('' when it does): `run` passes over it, the
+        stages that read it do without it, the report says why."""
+        return self.skip(spec) if self.skip else ""
 
     @property
     def ledgers(self) -> tuple[str, ...]:
@@ -94,25 +100,42 @@ def n_temperatures(spec) -> int:
     p = spec.propensity
     return len(p.t_star_multiples if auto_temperatures(spec) else p.temperatures)
 
+def inherent_skip(spec) -> str:
+    """Why the inherent stage does not run ('' when it does)."""
+    return ("the configurations are imported (quench.source = 'import'): there is no cooling to take snapshots "
+            "from, so no E0(T) and no T* fit") if spec.imported else ""
+
+
+def propensity_skip(spec) -> str:
+    """Why the propensity stage does not run ('' when it does): its isoconfigurational runs need the
+    interaction the configurations were made with."""
+    if spec.system.interaction_known:
+        return ""
+    return ("the configurations are imported with an unknown interaction (system.interaction_known = false), so "
+            "there are no isoconfigurational runs; declare the mixture ([system] sigma, epsilon, cutoff_factor) "
+            "they were made with and set interaction_known = true to run them")
+
 
 def propensity_shape(spec) -> tuple[int, int, int]:
-    """(C, nT, S): configurations, temperatures, samples; a run's task id is the ravel index."""
+    """(C, nT, S): configurations (0 when the stage is skipped), temperatures, samples; a run's task
+    id is the ravel index."""
     p = spec.propensity
-    return len(p.configurations), n_temperatures(spec), p.samples
+    return 0 if propensity_skip(spec) else len(p.configurations), n_temperatures(spec), p.samples
 
 
 def n_test(spec) -> int:
     return spec.quench.split[2]
 
 
-_MD = ("system", "md", "quench")
+_MD = ("system", "classes", "md", "quench")
 _LEARN = _MD + ("dataset", "model", "train")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("quench", "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",
           _MD, (), "mpi", lambda spec: spec.quench.replicas),
     Stage("inherent", "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
-          _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec))),
+          _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec)),
+          skip=inherent_skip),
     Stage("dataset", "density images M(rho) of every configuration, labelled and split (Dask)",
           _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas,
           ignores=("dataset.normalise",)),  # the images are unnormalised; the scaling is the model's
@@ -126,7 +149,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
     Stage("propensity", "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
           _MD + ("propensity",), ("quench",), "mpi", lambda spec: math.prod(propensity_shape(spec)),
-          extra_ledgers=("propensity_reduce",),
+          extra_ledgers=("propensity_reduce",), skip=propensity_skip,
           needs_when=lambda spec: ("inherent",) if auto_temperatures(spec) else ()),  # T* sets the temperatures
     Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
           "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),

@@ -19,6 +19,10 @@ Two phases, one ledger (``analyze``), each task writing only its own chunks:
    stored sub-ensembles, Table IV at delta = 1 (or the largest delta all four ensembles reached)
    in ``analyze/ensembles/table`` (C, nT, 5), that delta in ``analyze/ensembles/delta`` (C, nT),
    and the fields of Fig. 4 in ``analyze/ensembles/maps`` (C, nT, 4, 2, N).
+   The GlassBench-layout correlations (glassdist.glassbench) of the same task in
+   ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T): indicator, propensity
+   [bare, coarse-grained at the chosen xi_Delta], group [each species, all], output time
+   (attribute ``glassbench`` of group analyze names the axes).
 When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
 the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
 ``analyze/structure/mean`` and ``sem`` (A, B). A = the analysed indicators (attribute
@@ -35,13 +39,13 @@ import numpy as np
 
 from functools import partial
 
-from .. import analysis
+from .. import analysis, glassbench
 from .. import indicators as registry
 from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..md.isoconf import output_steps
 from ..spec import Spec, fixed_xi, load
 from ..store import Store
-from . import n_temperatures
+from . import n_temperatures, propensity_shape
 from .common import exit_code, farm
 from .propensity import glass_replicas, stored_temperatures
 
@@ -52,7 +56,7 @@ def dims(spec: Spec) -> dict[str, int]:
     """Sizes of the analyze arrays (names as in the module docstring)."""
     p, a = spec.propensity, spec.analyze
     A = len(registry.analysed(spec))
-    return {"Rt": len(spec.replicas_of("test")), "C": len(p.configurations), "nT": n_temperatures(spec),
+    return {"Rt": len(spec.replicas_of("test")), "C": propensity_shape(spec)[0], "nT": n_temperatures(spec),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
             "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
             "N": spec.system.n_particles}
@@ -79,6 +83,8 @@ def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
     }
     if has_ensembles(spec):
         shapes.update({"ensembles/table": (C, nT, 5), "ensembles/delta": (C, nT), "ensembles/maps": (C, nT, 4, 2, N)})
+    per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.glassbench: propensity kind, group, time
+    shapes.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
     return shapes
 
 
@@ -133,6 +139,8 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
         "temperatures": stored_temperatures(store).tolist(), "replicas": glass_replicas(spec).tolist(),
+        "glassbench": {"propensity": list(glassbench.PROPENSITY), "groups": glassbench.groups(spec.system.species),
+                       "xi": "the chosen xi_Delta (attribute xi)"},
         "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
@@ -211,6 +219,8 @@ def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
                                                                    xi_Delta=xi["Delta"], flip=flip)
     group["dynamics/pearson_t"][c, t], group["dynamics/spearman_t"][c, t] = pearson_t, spearman_t
     group["maps/indicators"][c, t] = maps
+    group["glassbench/pearson"][c, t], group["glassbench/spearman"][c, t] = glassbench.species_correlations(
+        positions, fields, Delta_t, store.types(), spec.n_species, L, xi["Delta"], flip)
     if has_ensembles(spec):
         ens = store.root["propensity/Delta_ensembles"][c, t]                   # (4, T, N)
         delta = analysis.ensemble_delta(ens.mean(axis=2))
@@ -262,7 +272,7 @@ def summarize(store: Store, spec: Spec) -> dict:
         "III": {"xi_Delta": _json(dyn["xi_Delta"]), "reached": dyn["reached"].tolist(),
                 "unresolved": [[[analysis.unresolved(x, r_min, half_box) for x in row] for row in conf]
                                for conf in dyn["xi_Delta"]],
-                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1)), "xi": chosen_xi(store),
+                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1) if C else np.zeros((0, dyn["delta"].shape[1]))), "xi": chosen_xi(store),
                 "r_Gamma_unresolved": analysis.unresolved(r_alpha[0], r_min, half_box) if len(r_alpha) else ""},
         "V": [[_json(v) for v in analysis.table_v(dyn["pearson_t"][c], dyn["delta"][c])] for c in range(C)],
         "S1": _json([[analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
@@ -317,6 +327,8 @@ def run(campaign_dir, args=None) -> int:
 def report_reach(spec: Spec, tables: dict, temperatures: np.ndarray) -> None:
     """Say which analyze.deltas the propensity runs did not reach (their results are NaN)."""
     reached, max_delta = np.asarray(tables["III"]["reached"]), tables["III"]["max_delta"]
+    if not reached.size:  # no propensity (stage skipped)
+        return
     for c, t in zip(*np.nonzero(~reached.all(axis=-1))):
         missed = [d for d, ok in zip(spec.analyze.deltas, reached[c, t]) if not ok]
         print(f"{NAME}: configuration {spec.propensity.configurations[c]} at T = "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import CLASSES, SPLITS
+from ..constants import SPLITS
 from ..spec import Spec
 from ..store import Store
 from ..structure.grid import gridize
@@ -49,7 +49,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     R, image = spec.quench.replicas, (spec.dataset.grid,) * spec.dim
     store.require_array(f"{NAME}/images", (R, 2, *image), (1, 2, *image), "float32")
     store.require_array(f"{NAME}/split", (R,), (R,), "int8")[:] = spec.split_of()
-    store.root[NAME].attrs.update({"classes": list(CLASSES), "splits": list(SPLITS)})
+    store.root[NAME].attrs.update({"classes": list(spec.class_names), "splits": list(SPLITS)})
     return quenched_todo(store, NAME, R)
 
 

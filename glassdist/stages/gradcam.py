@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import CLASSES
 from ..errors import UsageError
 from ..learn.compat import load_transferred
 from ..learn.gradcam import grad_cam
@@ -35,8 +34,8 @@ BLOCK = 32  # test replicas per batched forward/backward pass (one farm block)
 
 
 def targets(spec: Spec) -> list[int]:
-    """Target class index per configuration class [liquid, glass]."""
-    return [CLASSES.index(spec.gradcam.liquid_target_class), CLASSES.index(spec.gradcam.target_class)]
+    """Target class index per configuration class [class 0, class 1] (paper: [liquid, glass])."""
+    return spec.target_classes()
 
 
 def model_record(campaign_dir: Path, model_file: Path | None) -> dict:
@@ -69,7 +68,7 @@ def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None) -> l
     store.require_array(f"{NAME}/p_glass", (T, 2), (1, 2), "float64")
     store.require_array(f"{NAME}/correct", (T, 2), (1, 2), "bool", fill_value=False)
     store.require_array(f"{NAME}/replicas", (T,), (T,), "int64")[:] = test
-    store.root[NAME].attrs.update({"target_class": [CLASSES[c] for c in targets(spec)], "model": record})
+    store.root[NAME].attrs.update({"target_class": [spec.class_names[c] for c in targets(spec)], "model": record})
     imaged = store.ledger("dataset").done_mask()[test]
     return [int(t) for t in store.ledger(NAME, T).todo() if imaged[t]]
 
@@ -81,7 +80,7 @@ def explain(model, images: np.ndarray, positions: np.ndarray, types: np.ndarray,
     x = torch.from_numpy(images.reshape(2 * b, 1, *images.shape[2:]))
     maps = grad_cam(model, x, torch.tensor(targets(spec)).repeat(b))
     with torch.no_grad():
-        p_glass = torch.softmax(model(x), 1)[:, CLASSES.index("glass")]
+        p_glass = torch.softmax(model(x), 1)[:, 1]  # the second class (paper: glass)
     maps = maps.numpy().astype(np.float64).reshape(images.shape)
     gamma = np.array([[to_particles(maps[i, c], positions[i, c], types, spec.box_length, np.diag(spec.sigma),
                                     spec.dataset.kernel_cutoff) for c in range(2)] for i in range(b)])

@@ -43,7 +43,7 @@ from ..md.checkpoint import clear_checkpoint
 from ..md.engine import get_engine
 from ..errors import SpecError, StaleResultsError
 from ..md.isoconf import draw_velocities, output_steps, reached_outputs, run_delta, until_delta_target
-from ..spec import Spec
+from ..spec import Spec, load
 from ..store import Store
 from . import STAGES, auto_temperatures, propensity_shape as shape
 from .common import exit_code, farm, rank_of, start_mpi_stage
@@ -53,8 +53,9 @@ REDUCE = STAGES[NAME].extra_ledgers[0]
 
 
 def glass_replicas(spec: Spec) -> np.ndarray:
-    """Replica ids (C,) of the propensity configurations (indices within the test split)."""
-    return spec.replicas_of("test")[spec.propensity.configurations]
+    """Replica ids (C,) of the propensity configurations (indices within the test split; none when the
+    stage is skipped)."""
+    return spec.replicas_of("test")[spec.propensity.configurations][: shape(spec)[0]]
 
 
 def temperatures(spec: Spec, store: Store) -> tuple[np.ndarray, dict]:
@@ -128,6 +129,9 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
+    if why := STAGES[NAME].skipped(load(campaign_dir)):
+        print(f"{NAME}: skipped: {why}")
+        return 0
     comm, spec, todo = start_mpi_stage(campaign_dir, NAME)
     store = Store(campaign_dir)
     glass = store.configurations(glass_replicas(spec))[0][:, 1]  # (C, N, dim) at T_G

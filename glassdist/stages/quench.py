@@ -11,16 +11,23 @@ With ``quench.hold_liquid`` the liquid is saved after a hold at T_L and the stag
 ``quench/k_star``, ``quench/tau_alpha`` (R,), ``quench/liquid_held`` (R,) bool (the hold lasted
 TAU_MULTIPLE tau_alpha), ``quench/hold_fs`` and ``quench/hold_pe`` (R, n_hold) (F_s(k*, t) and
 the potential energy per particle at the hold times, attribute ``hold_times``).
+
+With ``classes.cooling_rates`` each replica is quenched once per class (class c: the glass after
+cooling at rate c). A campaign with ``quench.source = 'import'`` runs no MD: `glassdist import`
+(glassdist.importer) fills the same arrays.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hpc import signals
 from hpc.farm import task_rng
 
 from ..dynamics.scattering import relaxation_time
+from ..errors import UsageError
 from ..md.engine import get_engine
 from ..md.quench import hold_steps, thermo_steps
 from ..spec import Spec
@@ -33,8 +40,19 @@ TAU_MULTIPLE = 10  # a liquid counts as held (equilibrated at T_L) when its hold
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     """Rank 0: check the spec against stored results, create the arrays; return tasks to do."""
+    if spec.imported:
+        return imported_todo(campaign_dir, spec)
     engine = get_engine(spec)
     engine.check(spec)
+    store = create_arrays(campaign_dir, spec)
+    store.root["quench"].attrs["engine"] = engine.versions()
+    (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
+    return store.ledger(NAME).todo().tolist()
+
+
+def create_arrays(campaign_dir: Path, spec: Spec) -> Store:
+    """Open (create) the store, check the spec against stored results, create the quench arrays and
+    ledger (also used by `glassdist import`, glassdist.importer)."""
     store = Store.create(campaign_dir, spec)
     store.check_stage(NAME, spec)
     R, N, dim, q = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.quench
@@ -56,9 +74,23 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
             store.require_array(f"quench/{name}", (R,), (1,), "float64")
         store.require_array("quench/liquid_held", (R,), (1,), "bool", fill_value=False)
         store.root["quench"].attrs.update({"hold_times": (held * spec.md.dt).tolist(), "tau_multiple": TAU_MULTIPLE})
-    store.root["quench"].attrs["engine"] = engine.versions()
-    (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
-    return store.ledger(NAME, R).todo().tolist()
+    store.ledger(NAME, R)
+    return store
+
+
+def imported_todo(campaign_dir: Path, spec: Spec) -> list[int]:
+    """An imported campaign (quench.source = 'import') runs no MD: nothing to do once every replica
+    has both its configurations; otherwise a UsageError says how many are missing."""
+    store = Store(campaign_dir) if (Path(campaign_dir) / "store.zarr").exists() else None
+    done = store.ledger(NAME).done_mask() if store and store.stage_started(NAME) else np.zeros(spec.quench.replicas, bool)
+    if not done.all():
+        a, b = spec.class_names
+        raise UsageError(f"{campaign_dir}: {int((~done).sum())} of {spec.quench.replicas} replicas lack imported "
+                         f"configurations (quench.source = 'import'; each replica needs one '{a}' and one '{b}'): "
+                         f"`glassdist import {campaign_dir} FILE... --class NAME` (docs/import.md), or lower "
+                         "quench.replicas and quench.split")
+    print(f"{NAME}: the {spec.quench.replicas} replicas are imported (quench.source = 'import'): no MD")
+    return []
 
 
 def run(campaign_dir, args=None) -> int:
@@ -71,6 +103,8 @@ def run(campaign_dir, args=None) -> int:
     held = hold_steps(spec)
 
     def quench_block(block, task_comm) -> None:
+        if spec.classes.cooling_rates:
+            return quench_block_per_class(block, task_comm)
         results = engine.quench_block(
             spec, [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block], [r < k for r in block.tasks],
             labels=[f"replica-{r:06d}" for r in block.tasks], comm=task_comm,
@@ -84,6 +118,26 @@ def run(campaign_dir, args=None) -> int:
                 group["snapshots"][replica] = res.snapshots
         if len(held):
             _store_hold(spec, group, block.tasks, results)
+
+    def quench_block_per_class(block, task_comm) -> None:
+        """classes.cooling_rates: each replica quenched once per class from the same start (same
+        seed); class c = the glass at T_G after cooling at rate c. The thermo curve and the cooling
+        snapshots are those of class 1's cooling."""
+        per_class = [engine.quench_block(
+            spec.class_quench(c), [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block],
+            [c == 1 and r < k for r in block.tasks], labels=[f"replica-{r:06d}-{name}" for r in block.tasks],
+            comm=task_comm, workdir=campaign_dir / "lammps" / NAME, should_stop=signals.stop_requested)
+            for c, name in enumerate(spec.class_names)]
+        if rank_of(task_comm) != 0:
+            return
+        for i, replica in enumerate(block.tasks):
+            glasses = [per_class[c][i] for c in range(2)]
+            for key in ("positions", "pe", "temperature"):
+                group[key][replica] = np.stack([getattr(res, key)[1] for res in glasses])
+            for key in ("thermo_T", "thermo_target", "thermo_pe"):
+                group[key][replica] = getattr(glasses[1], key)
+            if replica < k:
+                group["snapshots"][replica] = glasses[1].snapshots
 
     result = farm(NAME, todo, quench_block, store.ledger(NAME), spec, comm=comm,
                   block_size=spec.md.replicas_per_task)

@@ -153,6 +153,7 @@ def train_stage(campaign_dir) -> int:
             card["samples"] = {"train": len(train_set[1]), "val": len(val_set[1]), "test": len(test_set[1])}
             card["md_engine"] = dict(store.root["quench"].attrs.get("engine", {}))  # what made the data
             write_results(campaign_dir, spec, model.cpu(), history, test, card, time.perf_counter() - start)
-            print(f"{NAME}: test accuracy liquid {test['class_accuracy'][0]:.4f}, "
-                  f"glass {test['class_accuracy'][1]:.4f} ({len(test_set[1])} configurations)")
+            names = spec.class_names
+            print(f"{NAME}: test accuracy {names[0]} {test['class_accuracy'][0]:.4f}, "
+                  f"{names[1]} {test['class_accuracy'][1]:.4f} ({len(test_set[1])} configurations)")
     return 0
