@@ -36,7 +36,7 @@ def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = Non
     return SLURMCluster(
         queue=p.slurm["partition"], account=p.slurm["account"] or None,
         cores=d["cores"], processes=d["processes"], memory=d["memory"], walltime=d["walltime"],
-        interface=d["interface"], scheduler_options=scheduler,
+        interface=p.cluster["interface"], scheduler_options=scheduler,
         job_extra_directives=directives + list(p.slurm["extra_directives"]),
         job_script_prologue=list(p.environment["setup"]),
         job_name=f"{p.slurm['job_prefix']}-dask",

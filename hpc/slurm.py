@@ -28,6 +28,7 @@ import jinja2
 
 from . import localhost
 from .dask_cluster import LOG_ENV, PROFILE_ENV
+from .network import interface_env
 from .profile import Profile
 
 # the job templates shipped as package data of hpc (hpc/jobs/*.sh)
@@ -131,6 +132,7 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     else:
         count = f"--ntasks={s.ntasks}" if e["mpi_launcher"] == "srun" else f"-n {s.ntasks}"
         mpi_launch = " ".join(filter(None, (e["mpi_launcher"], count, e["mpi_args"])))
+        env = {**env, **interface_env(profile.cluster["interface"])}
     return _environment(templates).get_template(name).render(
         job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}", stage=job.stage,
         campaign=campaign, program=program, template=name, profile=profile,

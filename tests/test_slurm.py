@@ -90,7 +90,7 @@ def _profile_with(tmp_path, old: str, new: str) -> Path:
     ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
     ("cores = 2 ", "cores = 0 ", "node.cores"),
     ('processes = 2 ', 'processes = 4 ', "dask.processes"),  # > dask.cores
-    ('interface = "lo"', "", "dask.interface"),
+    ('interface = "lo"', "", "cluster.interface"),
 ])
 def test_bad_profile_names_the_key(tmp_path, old, new, key):
     with pytest.raises(ProfileError) as err:

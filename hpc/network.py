@@ -1,0 +1,25 @@
+"""The one network interface of a run: what MPI (UCX), gloo and NCCL are told to bind to.
+
+A cluster profile names it once (``[cluster] interface``); Dask gets it as dask-jobqueue's
+``interface``, the processes of a job get :func:`interface_env`. ``lo`` keeps a one-node run
+on loopback (hpc.localhost).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import psutil
+
+
+def interface_env(name: str) -> dict[str, str]:
+    """The environment that makes UCX (MPICH's netmod), gloo and NCCL use interface ``name``."""
+    return {"UCX_NET_DEVICES": name, "GLOO_SOCKET_IFNAME": name, "NCCL_SOCKET_IFNAME": name}
+
+
+def address(name: str) -> str:
+    """The IPv4 address of interface ``name`` on this host (ValueError when it has none)."""
+    for a in psutil.net_if_addrs().get(name, []):
+        if a.family == socket.AF_INET:
+            return a.address
+    raise ValueError(f"this host ({socket.gethostname()}) has no IPv4 address on interface {name!r}")
