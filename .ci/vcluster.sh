@@ -9,7 +9,8 @@
 #   bash .ci/vcluster.sh env      the line to source: export SLURM_CONF=...
 #
 # Layout (docs/slurm.md, "A virtual multi-node cluster"): one head (slurmctld) and
-# GD_VNODES (default 2) compute nodes (slurmd), each in its own network namespace: a veth pair
+# GD_VNODES (default 2) compute nodes (slurmd) of GD_VNODE_CPUS (default 3) CPUs each, each in
+# its own network namespace: a veth pair
 # into the bridge gdvbr0 (10.77.0.0/24; the host end of the bridge is 10.77.0.1, so this
 # namespace is the "login node"), head 10.77.0.10, node i 10.77.0.(10+i), named gdv-head,
 # gdv-n1, gdv-n2, ... A node is entered with nsenter into its network namespace and unshare
@@ -18,6 +19,9 @@
 # its own /proc and /dev/shm. Without the PID and IPC namespaces MPICH's shared-memory and
 # cross-memory-attach transports would pass the data between "nodes" without the network.
 # The node's PID 1 is a shell that runs slurmd in the foreground; killing it kills the node.
+# The nodes share the machine's cores; 3 CPUs each (on a 2-core machine) let a one-core Dask
+# driver job and one 2-core Dask worker job share a node, so that two worker jobs always land
+# on different nodes.
 #
 # Apart from the single-node SLURM of .ci/slurm-setup.sh: its own slurm.conf (clients need
 # SLURM_CONF=/run/gd-vcluster/slurm.conf, otherwise they talk to the single-node SLURM), own
@@ -66,7 +70,7 @@ start_munge() {
 write_config() {
     mkdir -p "$ROOT/state" "$ROOT/spool" "$ROOT/log" "$ROOT/run"
     local cpus mem nodes
-    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+    cpus=${GD_VNODE_CPUS:-3}
     mem=$(free -m | awk -v n="$NODES" '/^Mem:/ {print int($2 * 0.8 / n)}')
     nodes=$(node_names | paste -sd, -)
     {
@@ -86,6 +90,8 @@ AuthType=auth/munge
 AuthInfo=socket=$ROOT/munge/socket,cred_expire=10
 CredType=cred/munge
 MpiDefault=none
+# the nodes claim more CPUs than the machine has (GD_VNODE_CPUS): trust slurm.conf
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres

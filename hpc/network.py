@@ -11,6 +11,10 @@ import socket
 
 import psutil
 
+# the init_method of a DDP job's processes (file://...) when the rendezvous is a file:
+# hpc.ddp.spawn's (one node) or a multi-node job's (hpc/jobs/ddp.sh); unset: torchrun's env://
+DDP_INIT_ENV = "HPC_DDP_INIT"
+
 
 def interface_env(name: str) -> dict[str, str]:
     """The environment that makes UCX (MPICH's netmod), gloo and NCCL use interface ``name``."""

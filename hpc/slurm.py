@@ -9,7 +9,7 @@ so that ``status`` can show SLURM's state beside the ledger.
 Kinds: ``mpi`` (a task farm of P ranks: srun, mpiexec, or on one node hpc.localhost's
 loopback-only launcher), ``dask`` (a small driver job whose Dask workers are SLURM jobs of
 their own, see hpc.dask_cluster), ``ddp`` (one node: ``COMMAND --nproc P``, hpc.ddp.spawn;
-several: srun starts one torchrun per node), ``serial`` (one process, optionally on a GPU).
+several: srun starts every process, hpc.ddp's file rendezvous), ``serial`` (one process, optionally on a GPU).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jinja2
 
 from . import localhost
 from .dask_cluster import LOG_ENV, PROFILE_ENV
-from .network import interface_env
+from .network import DDP_INIT_ENV, interface_env
 from .profile import Profile
 
 # the job templates shipped as package data of hpc (hpc/jobs/*.sh)
@@ -36,7 +36,6 @@ TEMPLATE_DIR = Path(str(resources.files("hpc").joinpath("jobs")))
 KINDS = ("mpi", "dask", "ddp", "serial")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
-RDZV_PORT = 29500
 
 
 class SlurmError(RuntimeError):
@@ -59,7 +58,7 @@ class Job:
 @dataclass(frozen=True)
 class Size:
     """Resources of one job: nodes, SLURM tasks, tasks per node (0: SLURM decides), CPUs per
-    task, processes per node started by torchrun (ddp), GPUs per node, memory per node."""
+    task, DDP processes per node, GPUs per node, memory per node."""
 
     nodes: int
     ntasks: int
@@ -87,9 +86,12 @@ def size(job: Job, profile: Profile) -> Size:
         ranks = min(max(job.pending, 1) * k, shape.max_nodes * per_node)
         ranks = max(ranks // k * k, k)
         return Size(math.ceil(ranks / per_node), ranks, 0, 1, 1, gpus, memory)
-    if job.kind == "ddp":
+    if job.kind == "ddp":  # several nodes: srun starts every process (hpc/jobs/ddp.sh)
         procs = shape.tasks_per_node or max(gpus, 1)
-        return Size(shape.max_nodes, shape.max_nodes, 1, profile.node["cores"], procs, gpus, memory)
+        if shape.max_nodes == 1:
+            return Size(1, 1, 1, profile.node["cores"], procs, gpus, memory)
+        return Size(shape.max_nodes, shape.max_nodes * procs, procs, max(profile.node["cores"] // procs, 1),
+                    procs, gpus, memory)
     if job.kind == "dask" and profile.dask["jobs"] == 0:  # the Dask workers run in this job
         return Size(1, 1, 0, profile.dask["cores"], 1, gpus, memory)
     return Size(1, 1, 0, shape.tasks_per_node or 1, 1, gpus, memory)
@@ -138,7 +140,7 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
         campaign=campaign, program=program, template=name, profile=profile,
         shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
         log_dir=log_dir, env=env,
-        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, rdzv_port=RDZV_PORT,
+        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV,
         **asdict(s))
 
 

@@ -1,0 +1,180 @@
+"""Many nodes for real: a tiny campaign submitted to the virtual cluster of .ci/vcluster.sh (a
+head and two compute nodes, each in its own network, mount, UTS, IPC and PID namespaces),
+compared with a run on this host; node loss. Skipped, with the reason, where the cluster cannot
+be built (not root, no namespaces, no SLURM); CI, as root, runs them (docs/slurm.md §7)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from .conftest import BIN, glassdist, init_tiny
+
+ROOT = Path(__file__).resolve().parent.parent
+VCLUSTER = ROOT / ".ci" / "vcluster.sh"
+CONF = Path("/run/gd-vcluster/slurm.conf")
+PROFILE = Path(__file__).resolve().parent / "vcluster.toml"
+NODES = ("gdv-n1", "gdv-n2")
+# a short training: the comparison needs the stage, not a good network
+SHORT = ("train.epochs=4",)
+# ledger columns that record when and how long, not what
+TIMING = re.compile(r"(^|/)ledger/.*/(seconds|finished)$")
+
+
+def _unavailable() -> str | None:
+    """Why the virtual cluster cannot be built here (None: it can)."""
+    if os.geteuid() != 0:
+        return "the virtual cluster needs root (network namespaces, slurmd): CI runs these tests as root"
+    for cmd in ("slurmctld", "slurmd", "munged", "sbatch", "nsenter", "unshare", "ip"):
+        if shutil.which(cmd) is None:
+            return f"'{cmd}' is not installed (run .ci/slurm-setup.sh, which installs slurm-wlm and munge)"
+    probe = subprocess.run(["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"Linux namespaces are not available here: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def vcluster():
+    """The environment that reaches the virtual cluster (SLURM_CONF, the venv on PATH); brings
+    the cluster up when it is down, and takes it down again at the end of the session."""
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    was_up = subprocess.run(["bash", VCLUSTER, "status"], capture_output=True).returncode == 0
+    up = subprocess.run(["bash", VCLUSTER, "up"], capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, f"vcluster.sh up failed:\n{up.stdout}\n{up.stderr}"
+    yield {"SLURM_CONF": str(CONF), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    if not was_up:
+        subprocess.run(["bash", VCLUSTER, "down"], capture_output=True, timeout=120)
+
+
+def slurm_cmd(env: dict, *argv) -> str:
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env={**os.environ, **env},
+                          timeout=60)
+    assert proc.returncode == 0, f"{' '.join(map(str, argv))}: {proc.stderr}"
+    return proc.stdout
+
+
+def job_ids(campaign: Path) -> list[str]:
+    from hpc import slurm
+
+    return [s.job_id for s in slurm.submissions(campaign)]
+
+
+def states(env: dict, ids: list[str]) -> dict[str, str]:
+    out = slurm_cmd(env, "squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T")
+    return dict(line.split("|") for line in out.split())
+
+
+def wait_done(env: dict, campaign: Path, timeout: float = 600) -> dict[str, str]:
+    """Wait until no job of the campaign is pending or running; {job id: final state}."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = states(env, job_ids(campaign))
+        if not any(s in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED") for s in now.values()):
+            return now
+        time.sleep(1)
+    raise AssertionError(f"jobs still running after {timeout} s: {now}")
+
+
+def logs(campaign: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted((campaign / "slurm" / "logs").glob("*.*")))
+
+
+def arrays(campaign: Path) -> dict[str, np.ndarray]:
+    """Every array of the campaign's store but the ledgers' timing columns, by path."""
+    out = {}
+    root = zarr.open_group(campaign / "store.zarr", mode="r")
+
+    def walk(group, prefix):
+        for name, item in group.members():
+            path = f"{prefix}{name}"
+            if isinstance(item, zarr.Group):
+                walk(item, path + "/")
+            elif not TIMING.search(path):
+                out[path] = item[...]
+    walk(root, "")
+    return out
+
+
+def assert_same_store(got: Path, want: Path, prefixes_bitwise: tuple[str, ...]) -> None:
+    """Both stores hold the same arrays; those under ``prefixes_bitwise`` bit for bit, the others
+    within float32 rounding of a differently ordered sum (rtol 1e-4)."""
+    a, b = arrays(got), arrays(want)
+    assert sorted(a) == sorted(b)
+    for path in b:
+        if path.startswith(prefixes_bitwise) or b[path].dtype.kind not in "fc":
+            np.testing.assert_array_equal(a[path], b[path], err_msg=path)
+        else:
+            np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-6, err_msg=path)
+
+
+# The MD stages and the images are bitwise whatever the ranks (per-task seeds, one task per
+# LAMMPS instance); training sums gradients over processes in another order.
+BITWISE = ("quench/", "inherent/", "propensity/", "dataset/", "ledger/")
+
+
+def test_campaign_across_two_nodes_equals_a_local_run(vcluster, tmp_path):
+    multi = init_tiny(tmp_path / "multi", "kam", *SHORT)
+    local = init_tiny(tmp_path / "local", "kam", *SHORT)
+    out = glassdist("submit", multi, "--profile", PROFILE, env=vcluster).stdout
+    assert "quench: submitted job" in out and "(2 node(s), 2 task(s))" in out
+    glassdist("run", local, "--np", "2", env={"OMP_NUM_THREADS": "1"})  # meanwhile, on this host
+    final = wait_done(vcluster, multi)
+    text = logs(multi)
+    assert set(final.values()) == {"COMPLETED"}, f"{final}\n{text[-4000:]}"
+    for stage in ("quench", "inherent", "propensity"):  # one rank per node
+        assert f"{stage}: 2 MPI rank(s) on 2 host(s): gdv-n1 (rank 0), gdv-n2 (rank 1)" in text, stage
+    workers = set(re.findall(r"Start worker at:\s+tcp://(10\.77\.0\.\d+):", text))
+    assert workers == {"10.77.0.11", "10.77.0.12"}, f"Dask workers on {workers}"  # one job per node
+    ddp = set(re.findall(r"DDP rank (\d) of 2 on (gdv-n\d) \(gloo\)", text))
+    assert ddp == {("0", "gdv-n1"), ("1", "gdv-n2")}, ddp
+    assert_same_store(multi, local, BITWISE)
+
+
+def _done(campaign: Path, stage: str) -> int:
+    path = campaign / "store.zarr" / "ledger" / stage
+    if not path.exists():
+        return 0
+    return int((zarr.open_group(path, mode="r")["state"][:] == 1).sum())
+
+
+def test_node_lost_mid_quench_costs_only_its_work(vcluster, tmp_path):
+    """gdv-n2's PID 1 is killed while the 2-node quench runs: the job ends (FAILED, or NODE_FAIL
+    and requeued); with the node back, the requeued job or `submit` again finishes the stage;
+    every replica is done once and the store equals an undisturbed run."""
+    slow = ("quench.cooling_rate=0.05", "quench.replicas=12", "quench.split=[6,3,3]")
+    lost = init_tiny(tmp_path / "lost", "kam", *slow)
+    calm = init_tiny(tmp_path / "calm", "kam", *slow)
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "quench", env=vcluster)
+    deadline = time.monotonic() + 300
+    while _done(lost, "quench") < 2:  # mid-stage: some replicas done, most not
+        assert time.monotonic() < deadline, logs(lost)
+        time.sleep(0.2)
+    subprocess.run(["bash", VCLUSTER, "kill", "gdv-n2"], check=True)
+    assert _done(lost, "quench") < 12
+    (job,) = job_ids(lost)
+    deadline = time.monotonic() + 120
+    while (state := states(vcluster, [job])[job]) in ("RUNNING", "COMPLETING"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state in ("FAILED", "NODE_FAIL", "PENDING", "REQUEUED"), state
+    subprocess.run(["bash", VCLUSTER, "up"], check=True, capture_output=True, timeout=180)  # the node returns
+    if state in ("FAILED", "NODE_FAIL"):  # not requeued: the user submits again
+        glassdist("submit", lost, "--profile", PROFILE, "--stages", "quench", env=vcluster)
+    glassdist("quench", calm)  # the undisturbed run, meanwhile, on this host
+    final = wait_done(vcluster, lost)
+    assert states(vcluster, job_ids(lost)[-1:]) == {job_ids(lost)[-1]: "COMPLETED"}, (final, logs(lost)[-3000:])
+    ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "quench", mode="r")
+    assert (ledger["state"][:] == 1).all()
+    assert_same_store(lost, calm, ("quench/",))
