@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
-from .conftest import BIN, glassdist, init_tiny
+from .conftest import BIN, glassdist, init_tiny, mpi_glassdist
 
 ROOT = Path(__file__).resolve().parent.parent
 VCLUSTER = ROOT / ".ci" / "vcluster.sh"
@@ -178,3 +178,33 @@ def test_node_lost_mid_quench_costs_only_its_work(vcluster, tmp_path):
     ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "quench", mode="r")
     assert (ledger["state"][:] == 1).all()
     assert_same_store(lost, calm, ("quench/",))
+
+
+def _profile(tmp_path: Path, **stage_walltimes: str) -> Path:
+    """tests/vcluster.toml with other walltimes for the named stages."""
+    text = PROFILE.read_text()
+    for stage, walltime in stage_walltimes.items():
+        text = re.sub(rf'(\[stages\.{stage}\]\nwalltime = )"[^"]*"', rf'\1"{walltime}"', text)
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_quench_over_several_allocations_equals_one_run(vcluster, tmp_path):
+    """A 2-minute time limit for a stage of about 100 s on two nodes: SIGTERM before the limit
+    (--signal=B:TERM@30, which SLURM sends up to 30 s earlier still), the replicas checkpoint,
+    the job requeues itself and continues; the stage finishes in several allocations of one
+    job with the result of one run."""
+    slow = ("quench.cooling_rate=0.003", "md.checkpoint_every=2000")
+    split = init_tiny(tmp_path / "split", "kam", *slow)
+    whole = init_tiny(tmp_path / "whole", "kam", *slow)
+    glassdist("submit", split, "--profile", _profile(tmp_path, quench="00:02:00"), "--stages", "quench",
+              env=vcluster)
+    mpi_glassdist(2, "quench", whole)  # meanwhile, on this host
+    final = wait_done(vcluster, split, timeout=900)
+    text = logs(split)
+    assert list(final.values()) == ["COMPLETED"], text[-3000:]
+    restarts = [int(n) for n in re.findall(r"restart (\d+),", text)]
+    assert max(restarts) >= 1 and "requeueing job" in text, text[-3000:]
+    assert_same_store(split, whole, ("quench/", "ledger/"))
