@@ -27,7 +27,7 @@ from pathlib import Path
 import jinja2
 
 from . import localhost
-from .dask_cluster import LOG_ENV, PROFILE_ENV
+from .dask_cluster import LOG_ENV, PROFILE_ENV, SECRETS_ENV
 from .network import DDP_INIT_ENV, interface_env
 from .profile import Profile
 
@@ -126,7 +126,9 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     s = size(job, profile)
     name = template_name(job, templates)
     log_dir = campaign / "slurm" / "logs"
-    env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir)} if job.kind == "dask" else {}
+    secrets = campaign / "slurm" / "secrets"
+    env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir), SECRETS_ENV: str(secrets)} \
+        if job.kind == "dask" else {}
     e = profile.environment
     if e["mpi_launcher"] == "localhost":  # one node, nothing listening beyond loopback
         mpi_launch = shlex.join(localhost.mpiexec_argv(s.ntasks, []))
@@ -141,7 +143,7 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
         shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
         log_dir=log_dir, env=env,
         srun_step=job.kind == "ddp" or job.kind == "mpi" and e["mpi_launcher"] == "srun",
-        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV,
+        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV, secrets=secrets,
         **asdict(s))
 
 

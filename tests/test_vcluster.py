@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -135,7 +137,7 @@ def test_campaign_across_two_nodes_equals_a_local_run(vcluster, tmp_path):
     assert set(final.values()) == {"COMPLETED"}, f"{final}\n{text[-4000:]}"
     for stage in ("quench", "inherent", "propensity"):  # one rank per node
         assert f"{stage}: 2 MPI rank(s) on 2 host(s): gdv-n1 (rank 0), gdv-n2 (rank 1)" in text, stage
-    workers = set(re.findall(r"Start worker at:\s+tcp://(10\.77\.0\.\d+):", text))
+    workers = set(re.findall(r"Start worker at:\s+tls://(10\.77\.0\.\d+):", text))  # TLS off loopback
     assert workers == {"10.77.0.11", "10.77.0.12"}, f"Dask workers on {workers}"  # one job per node
     ddp = set(re.findall(r"DDP rank (\d) of 2 on (gdv-n\d) \(gloo\)", text))
     assert ddp == {("0", "gdv-n1"), ("1", "gdv-n2")}, ddp
@@ -180,9 +182,9 @@ def test_node_lost_mid_quench_costs_only_its_work(vcluster, tmp_path):
     assert_same_store(lost, calm, ("quench/",))
 
 
-def _profile(tmp_path: Path, **stage_walltimes: str) -> Path:
-    """tests/vcluster.toml with other walltimes for the named stages."""
-    text = PROFILE.read_text()
+def _profile(tmp_path: Path, interface: str = "eth0", **stage_walltimes: str) -> Path:
+    """tests/vcluster.toml with another interface and other walltimes for the named stages."""
+    text = PROFILE.read_text().replace('interface = "eth0"', f'interface = "{interface}"')
     for stage, walltime in stage_walltimes.items():
         text = re.sub(rf'(\[stages\.{stage}\]\nwalltime = )"[^"]*"', rf'\1"{walltime}"', text)
     path = tmp_path / "profile.toml"
@@ -208,3 +210,40 @@ def test_quench_over_several_allocations_equals_one_run(vcluster, tmp_path):
     restarts = [int(n) for n in re.findall(r"restart (\d+),", text)]
     assert max(restarts) >= 1 and "requeueing job" in text, text[-3000:]
     assert_same_store(split, whole, ("quench/", "ledger/"))
+
+
+def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vcluster, tmp_path):
+    """A SLURMCluster whose scheduler listens here on the cluster bridge (the login node's
+    10.77.0.1) speaks TLS only, with certificates made for it (the workers' copies: files of
+    mode 600 in a directory of mode 700): its own client gets in; a client without them, with
+    another cluster's, or over plain TCP, cannot connect. (Worker jobs joining over TLS from
+    the nodes: test_campaign_across_two_nodes_equals_a_local_run.)"""
+    from distributed import Client
+    from distributed.security import Security
+
+    from hpc.dask_cluster import slurm_cluster
+
+    secrets = tmp_path / "secrets"
+    with slurm_cluster(_profile(tmp_path, interface="gdvbr0"), log_directory=str(tmp_path), secrets=secrets) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://10.77.0.1:"), address
+        assert "--tls-ca-file" in cluster.job_script() and str(secrets) in cluster.job_script()
+        with Client(cluster, timeout=10) as client:
+            assert client.scheduler_info()["address"] == address
+        assert (secrets.stat().st_mode & 0o777) == 0o700
+        files = list(secrets.iterdir())
+        assert len(files) == 3 and all((f.stat().st_mode & 0o777) == 0o600 for f in files), files
+        (ca,) = [f for f in files if ".ca_file." in f.name]
+        with pytest.raises((OSError, TimeoutError)):  # another cluster's certificates
+            Client(address, timeout=5, security=Security.temporary())
+        host, port = address.removeprefix("tls://").rsplit(":", 1)
+        trusting = ssl.create_default_context(cafile=str(ca))  # trusts the scheduler, has no certificate
+        trusting.check_hostname = False
+        with socket.create_connection((host, int(port)), timeout=5) as raw, \
+                pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):  # the scheduler's alert
+            with trusting.wrap_socket(raw) as tls:
+                tls.recv(1)
+        with pytest.raises(TypeError, match="TLS expects"):  # no TLS configuration at all
+            Client(address, timeout=5)
+        with pytest.raises((OSError, TimeoutError)):  # plain TCP to the TLS port
+            Client(address.replace("tls://", "tcp://"), timeout=5)

@@ -13,9 +13,9 @@ srun --ntasks=1 {{ command }} --nproc {{ procs_per_node }} &
 {%- else -%}
 # the rendezvous: a file only this job's processes know the name of (a 128-bit secret), in a
 # directory of mode 700 on the shared filesystem; the file itself is made mode 600
-rendezvous={{ (campaign / 'slurm' / 'rendezvous') | q }}
-mkdir -p "$rendezvous" && chmod 700 "$rendezvous"
-export {{ init_env }}="file://$rendezvous/$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+secrets={{ secrets | q }}
+mkdir -p "$secrets" && chmod 700 "$secrets"
+export {{ init_env }}="file://$secrets/ddp-$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 umask 077
 srun --ntasks-per-node={{ procs_per_node }} {{ command }} &
 {%- endif %}
