@@ -159,24 +159,10 @@ def test_node_lost_mid_quench_costs_only_its_work(vcluster, tmp_path):
     lost = init_tiny(tmp_path / "lost", "kam", *slow)
     calm = init_tiny(tmp_path / "calm", "kam", *slow)
     glassdist("submit", lost, "--profile", PROFILE, "--stages", "quench", env=vcluster)
-    deadline = time.monotonic() + 300
-    while _done(lost, "quench") < 2:  # mid-stage: some replicas done, most not
-        assert time.monotonic() < deadline, logs(lost)
-        time.sleep(0.2)
-    subprocess.run(["bash", VCLUSTER, "kill", "gdv-n2"], check=True)
+    _kill_when(lost, "quench", 2, "gdv-n2")  # mid-stage: some replicas done, most not
     assert _done(lost, "quench") < 12
-    (job,) = job_ids(lost)
-    deadline = time.monotonic() + 120
-    while (state := states(vcluster, [job])[job]) in ("RUNNING", "COMPLETING"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.5)
-    assert state in ("FAILED", "NODE_FAIL", "PENDING", "REQUEUED"), state
-    subprocess.run(["bash", VCLUSTER, "up"], check=True, capture_output=True, timeout=180)  # the node returns
-    if state in ("FAILED", "NODE_FAIL"):  # not requeued: the user submits again
-        glassdist("submit", lost, "--profile", PROFILE, "--stages", "quench", env=vcluster)
     glassdist("quench", calm)  # the undisturbed run, meanwhile, on this host
-    final = wait_done(vcluster, lost)
-    assert states(vcluster, job_ids(lost)[-1:]) == {job_ids(lost)[-1]: "COMPLETED"}, (final, logs(lost)[-3000:])
+    _finish_after_loss(vcluster, lost, "quench")
     ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "quench", mode="r")
     assert (ledger["state"][:] == 1).all()
     assert_same_store(lost, calm, ("quench/",))
@@ -247,3 +233,64 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
             Client(address, timeout=5)
         with pytest.raises((OSError, TimeoutError)):  # plain TCP to the TLS port
             Client(address.replace("tls://", "tcp://"), timeout=5)
+
+
+def _kill_when(campaign: Path, stage: str, done: int, node: str, timeout: float = 300) -> None:
+    """Kill ``node`` once ``done`` tasks of ``stage`` are done (its PID 1: a node loss)."""
+    deadline = time.monotonic() + timeout
+    while _done(campaign, stage) < done:
+        assert time.monotonic() < deadline, logs(campaign)[-3000:]
+        time.sleep(0.2)
+    subprocess.run(["bash", VCLUSTER, "kill", node], check=True)
+
+
+def _finish_after_loss(vcluster: dict, campaign: Path, stages: str) -> None:
+    """Once SLURM has seen the node lost (the job no longer running: requeued, failed or done),
+    the node comes back; the requeued job or a new submission completes the stages."""
+    last = job_ids(campaign)[-1]
+    deadline = time.monotonic() + 120
+    while (state := states(vcluster, [last])[last]) in ("RUNNING", "COMPLETING"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    subprocess.run(["bash", VCLUSTER, "up"], check=True, capture_output=True, timeout=180)
+    if state not in ("PENDING", "REQUEUED", "COMPLETED"):  # not requeued: the user submits again
+        glassdist("submit", campaign, "--profile", PROFILE, "--stages", stages, env=vcluster)
+    wait_done(vcluster, campaign)
+    final = states(vcluster, job_ids(campaign)[-1:])
+    assert list(final.values()) == ["COMPLETED"], (final, logs(campaign)[-3000:])
+
+
+def test_dask_worker_node_lost_mid_stage(vcluster, tmp_path):
+    """The images (a Dask stage, worker jobs on both nodes) lose gdv-n2 mid-stage: the stage
+    still finishes (its lost blocks redone on the other worker, or by the job run again) and
+    the images equal a run on this host."""
+    calm = init_tiny(tmp_path / "calm", "kam")
+    mpi_glassdist(2, "quench", calm)
+    lost = tmp_path / "lost"
+    shutil.copytree(calm, lost)
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "dataset", env=vcluster)
+    _kill_when(lost, "dataset", 1, "gdv-n2")
+    glassdist("dataset", calm)  # meanwhile, on this host
+    _finish_after_loss(vcluster, lost, "dataset")
+    assert (zarr.open_group(lost / "store.zarr" / "ledger" / "dataset", mode="r")["state"][:] == 1).all()
+    assert_same_store(lost, calm, BITWISE)
+
+
+def test_ddp_node_lost_mid_epoch_resumes_from_its_checkpoint(vcluster, tmp_path):
+    """Training on two nodes (one process each) loses gdv-n2 after a few epochs: the job ends,
+    runs again (requeued or submitted again) and resumes from its last epoch checkpoint."""
+    lost = init_tiny(tmp_path / "lost", "kam", "train.epochs=30")
+    mpi_glassdist(2, "quench", lost)
+    glassdist("dataset", lost)
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "train", env=vcluster)
+    deadline = time.monotonic() + 300
+    while not re.search(r"epoch [3-9]/30", logs(lost)):
+        assert time.monotonic() < deadline, logs(lost)[-3000:]
+        time.sleep(0.2)
+    subprocess.run(["bash", VCLUSTER, "kill", "gdv-n2"], check=True)
+    _finish_after_loss(vcluster, lost, "train")
+    text = logs(lost)
+    first = text.index("Node failure") if "Node failure" in text else len(text)
+    again = text[first:]
+    assert "epoch 30/30" in again and "epoch 1/30" not in again, again[-3000:]  # resumed, not restarted
+    assert (zarr.open_group(lost / "store.zarr" / "ledger" / "train", mode="r")["state"][:] == 1).all()
