@@ -141,6 +141,7 @@ def test_campaign_across_two_nodes_equals_a_local_run(vcluster, tmp_path):
     assert workers == {"10.77.0.11", "10.77.0.12"}, f"Dask workers on {workers}"  # one job per node
     ddp = set(re.findall(r"DDP rank (\d) of 2 on (gdv-n\d) \(gloo\)", text))
     assert ddp == {("0", "gdv-n1"), ("1", "gdv-n2")}, ddp
+    assert ((multi / "slurm" / "secrets").stat().st_mode & 0o777) == 0o700  # TLS files, DDP rendezvous
     assert_same_store(multi, local, BITWISE)
 
 
@@ -159,8 +160,7 @@ def test_node_lost_mid_quench_costs_only_its_work(vcluster, tmp_path):
     lost = init_tiny(tmp_path / "lost", "kam", *slow)
     calm = init_tiny(tmp_path / "calm", "kam", *slow)
     glassdist("submit", lost, "--profile", PROFILE, "--stages", "quench", env=vcluster)
-    _kill_when(lost, "quench", 2, "gdv-n2")  # mid-stage: some replicas done, most not
-    assert _done(lost, "quench") < 12
+    assert _kill_when(lost, "quench", 2, "gdv-n2") < 12  # mid-stage: some replicas done, not all
     glassdist("quench", calm)  # the undisturbed run, meanwhile, on this host
     _finish_after_loss(vcluster, lost, "quench")
     ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "quench", mode="r")
@@ -235,13 +235,15 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
             Client(address.replace("tls://", "tcp://"), timeout=5)
 
 
-def _kill_when(campaign: Path, stage: str, done: int, node: str, timeout: float = 300) -> None:
-    """Kill ``node`` once ``done`` tasks of ``stage`` are done (its PID 1: a node loss)."""
+def _kill_when(campaign: Path, stage: str, done: int, node: str, timeout: float = 300) -> int:
+    """Kill ``node`` once ``done`` tasks of ``stage`` are done (its PID 1: a node loss); the
+    tasks done just after the kill."""
     deadline = time.monotonic() + timeout
     while _done(campaign, stage) < done:
         assert time.monotonic() < deadline, logs(campaign)[-3000:]
         time.sleep(0.2)
     subprocess.run(["bash", VCLUSTER, "kill", node], check=True)
+    return _done(campaign, stage)
 
 
 def _finish_after_loss(vcluster: dict, campaign: Path, stages: str) -> None:
@@ -264,12 +266,12 @@ def test_dask_worker_node_lost_mid_stage(vcluster, tmp_path):
     """The images (a Dask stage, worker jobs on both nodes) lose gdv-n2 mid-stage: the stage
     still finishes (its lost blocks redone on the other worker, or by the job run again) and
     the images equal a run on this host."""
-    calm = init_tiny(tmp_path / "calm", "kam")
+    calm = init_tiny(tmp_path / "calm", "kam", "quench.replicas=24", "quench.split=[12,6,6]")
     mpi_glassdist(2, "quench", calm)
     lost = tmp_path / "lost"
     shutil.copytree(calm, lost)
     glassdist("submit", lost, "--profile", PROFILE, "--stages", "dataset", env=vcluster)
-    _kill_when(lost, "dataset", 1, "gdv-n2")
+    assert _kill_when(lost, "dataset", 4, "gdv-n2") < 24  # images left when the worker node went
     glassdist("dataset", calm)  # meanwhile, on this host
     _finish_after_loss(vcluster, lost, "dataset")
     assert (zarr.open_group(lost / "store.zarr" / "ledger" / "dataset", mode="r")["state"][:] == 1).all()
