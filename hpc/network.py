@@ -7,10 +7,6 @@ on loopback (hpc.localhost).
 
 from __future__ import annotations
 
-import socket
-
-import psutil
-
 # the init_method of a DDP job's processes (file://...) when the rendezvous is a file:
 # hpc.ddp.spawn's (one node) or a multi-node job's (hpc/jobs/ddp.sh); unset: torchrun's env://
 DDP_INIT_ENV = "HPC_DDP_INIT"
@@ -19,11 +15,3 @@ DDP_INIT_ENV = "HPC_DDP_INIT"
 def interface_env(name: str) -> dict[str, str]:
     """The environment that makes UCX (MPICH's netmod), gloo and NCCL use interface ``name``."""
     return {"UCX_NET_DEVICES": name, "GLOO_SOCKET_IFNAME": name, "NCCL_SOCKET_IFNAME": name}
-
-
-def address(name: str) -> str:
-    """The IPv4 address of interface ``name`` on this host (ValueError when it has none)."""
-    for a in psutil.net_if_addrs().get(name, []):
-        if a.family == socket.AF_INET:
-            return a.address
-    raise ValueError(f"this host ({socket.gethostname()}) has no IPv4 address on interface {name!r}")
