@@ -6,8 +6,8 @@
 - ``profile=...`` (or the environment variable ``HPC_DASK_PROFILE``, which SLURM job scripts
   rendered by hpc.slurm set, with HPC_DASK_LOG_DIR): a dask-jobqueue SLURMCluster shaped by
   the profile's ``[dask]`` table, scaled to its ``jobs`` worker jobs and closed (jobs
-  cancelled) on exit; with ``jobs = 0`` a LocalCluster of ``processes`` workers sharing
-  ``cores`` inside the calling job's allocation.
+  cancelled) on exit, TLS with per-cluster certificates off loopback; with ``jobs = 0`` a
+  LocalCluster of ``processes`` workers sharing ``cores`` inside the calling job's allocation.
 """
 
 from __future__ import annotations
@@ -23,26 +23,54 @@ from .profile import Profile, load_profile
 
 PROFILE_ENV = "HPC_DASK_PROFILE"
 LOG_ENV = "HPC_DASK_LOG_DIR"  # where worker jobs write their SLURM output (default: the cwd)
+SECRETS_ENV = "HPC_SECRETS_DIR"  # where a job keeps its secrets (TLS certificates, rendezvous)
 
 
-def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None):
+def secrets_directory(path: str | Path | None = None) -> Path:
+    """The directory (mode 700, made if missing) for a run's secrets: ``path``, else
+    $HPC_SECRETS_DIR (``DIR/slurm/secrets`` in a campaign's jobs), else ~/.hpc-secrets. It must
+    be on a filesystem every node sees."""
+    directory = Path(path or os.environ.get(SECRETS_ENV) or Path.home() / ".hpc-secrets")
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    return directory
+
+
+def security(interface: str):
+    """None on loopback; else TLS with certificates made for this cluster alone
+    (distributed's Security.temporary(): a fresh self-signed CA, in memory; dask-jobqueue
+    writes the workers' copies, mode 600, into the secrets directory for the worker jobs)."""
+    if interface == "lo":
+        return None
+    from distributed.security import Security
+
+    return Security.temporary()
+
+
+def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None,
+                  secrets: str | Path | None = None):
     """A dask_jobqueue.SLURMCluster (not yet scaled) built from a profile's [dask] table;
-    worker job output goes to ``log_directory`` (default: $HPC_DASK_LOG_DIR, else the cwd)."""
+    worker job output goes to ``log_directory`` (default: $HPC_DASK_LOG_DIR, else the cwd).
+    Off loopback every connection is TLS with per-cluster certificates (:func:`security`),
+    the workers' copies in :func:`secrets_directory` (``secrets``)."""
     from dask_jobqueue import SLURMCluster
 
     p = load_profile(profile)
     d = p.dask
+    tls = security(p.cluster["interface"])
     directives = [f"--qos={p.slurm['qos']}"] if p.slurm["qos"] else []
     # dask-jobqueue's default dashboard address ':8787' binds every interface: always override
     scheduler = {"dashboard_address": d["dashboard"] or None, "dashboard": bool(d["dashboard"])}
     return SLURMCluster(
         queue=p.slurm["partition"], account=p.slurm["account"] or None,
         cores=d["cores"], processes=d["processes"], memory=d["memory"], walltime=d["walltime"],
-        interface=d["interface"], scheduler_options=scheduler,
+        interface=p.cluster["interface"], scheduler_options=scheduler,
         job_extra_directives=directives + list(p.slurm["extra_directives"]),
         job_script_prologue=list(p.environment["setup"]),
         job_name=f"{p.slurm['job_prefix']}-dask",
         log_directory=log_directory or os.environ.get(LOG_ENV) or None,
+        security=tls, protocol="tls://" if tls else None,
+        shared_temp_directory=str(secrets_directory(secrets)) if tls else None,
     )
 
 

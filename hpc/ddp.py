@@ -1,10 +1,12 @@
-"""DDP: one process per GPU (or CPU process), started by ``torchrun`` (any number of nodes) or
-by :func:`spawn` (one node, nothing listening beyond loopback).
+"""DDP: one process per GPU (or CPU process), started by :func:`spawn` (one node, nothing
+listening beyond loopback), by ``srun`` (several nodes: hpc/jobs/ddp.sh), or by ``torchrun``.
 
 ``with ddp_context() as device:`` joins the process group described in the environment
 (WORLD_SIZE > 1): NCCL with one GPU per process (cuda:LOCAL_RANK) when CUDA is available,
-gloo on CPU otherwise; the rendezvous is torchrun's TCP store (``env://``) or the file that
-:func:`spawn` names in ``HPC_DDP_INIT``. Alone it is a single process on cuda:0 or the CPU,
+gloo on CPU otherwise; the rendezvous is the file named in ``HPC_DDP_INIT`` (:func:`spawn`'s,
+or a multi-node job's on the shared filesystem, whose name carries a per-job secret), else
+torchrun's TCP store (``env://``). A process that srun started takes its rank and the world
+size from SLURM (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID). Alone it is a single process on cuda:0 or the CPU,
 and no process group exists.
 
 Teardown. A normal end passes a barrier (no rank leaves while rank 0 still writes the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import tempfile
 import traceback
@@ -32,13 +35,24 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing
 
-from . import localhost
+from . import localhost, network
 
-INIT_ENV = "HPC_DDP_INIT"  # init_method of spawn's workers (file://...); torchrun's: env://
+INIT_ENV = network.DDP_INIT_ENV
+
+
+def adopt_srun_task() -> None:
+    """In a task of an srun step with a file rendezvous (hpc/jobs/ddp.sh): RANK, WORLD_SIZE,
+    LOCAL_RANK and LOCAL_WORLD_SIZE from SLURM's variables, unless a launcher set them."""
+    env = os.environ
+    if INIT_ENV in env and "RANK" not in env and "SLURM_STEP_NUM_TASKS" in env:
+        env.update(RANK=env["SLURM_PROCID"], WORLD_SIZE=env["SLURM_STEP_NUM_TASKS"],
+                   LOCAL_RANK=env.get("SLURM_LOCALID", "0"),
+                   LOCAL_WORLD_SIZE=env.get("SLURM_STEP_TASKS_PER_NODE", "1").split("(")[0].split(",")[0])
 
 
 def is_worker() -> bool:
-    """True in one process of a DDP job (torchrun's or spawn's) of more than one process."""
+    """True in one process of a DDP job (spawn's, srun's or torchrun's) of more than one process."""
+    adopt_srun_task()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -56,6 +70,8 @@ def ddp_context() -> Iterator[torch.device]:
     dist.init_process_group("nccl" if cuda else "gloo", init_method=os.environ.get(INIT_ENV, "env://"),
                             rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
                             device_id=device if cuda else None)
+    print(f"DDP rank {dist.get_rank()} of {dist.get_world_size()} on {socket.gethostname()} "
+          f"({dist.get_backend()})", file=sys.stderr, flush=True)
     try:
         yield device
         dist.barrier()  # after an error on one rank the others would wait here: no barrier then

@@ -20,6 +20,7 @@ The contract, whatever runs the work:
 from __future__ import annotations
 
 import os
+import sys
 import queue
 import threading
 import time
@@ -265,7 +266,9 @@ def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, la
     group = comm.Split(rank // k, rank)
     leader = group.Get_rank() == 0
     dispatcher = None
+    hosts = comm.gather(MPI.Get_processor_name(), root=0)
     if rank == 0:
+        print(f"{label}: {placement(hosts)}", file=sys.stderr, flush=True)
         if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
             raise RuntimeError("the MPI library does not provide MPI_THREAD_MULTIPLE")
         dispatcher = _Dispatcher(make_blocks(tasks, ledger, block_size), max_attempts, comm, size // k, label)
@@ -291,6 +294,21 @@ def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, la
         dispatcher.join()
         return dispatcher.tally.close()
     return FarmResult()
+
+
+def placement(hosts: list[str]) -> str:
+    """Where the ranks run, from each rank's host name (world rank order): 'P MPI rank(s) on
+    H host(s): host0 (ranks 0-1), host1 (ranks 2-3)'."""
+    ranks: dict[str, list[int]] = {}
+    for rank, host in enumerate(hosts):
+        ranks.setdefault(host, []).append(rank)
+    where = ", ".join(f"{h} (rank{'s' if len(r) > 1 else ''} {_span(r)})" for h, r in ranks.items())
+    return f"{len(hosts)} MPI rank(s) on {len(ranks)} host(s): {where}"
+
+
+def _span(ranks: list[int]) -> str:
+    return f"{ranks[0]}-{ranks[-1]}" if len(ranks) > 1 and ranks[-1] - ranks[0] == len(ranks) - 1 \
+        else ",".join(map(str, ranks))
 
 
 class _Dispatcher(threading.Thread):

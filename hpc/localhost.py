@@ -26,7 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ENV = {"UCX_NET_DEVICES": "lo", "GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
+from .network import interface_env
+
+ENV = interface_env("lo")
 # set in the environment of a process that an MPI launcher started (hydra, gforker, srun)
 LAUNCHED = ("PMI_RANK", "PMI_FD", "PMI_PORT", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 

@@ -76,14 +76,16 @@ SCHEMA = {
         "mpi_args": Key(STRING, "", "extra launcher options, e.g. '--mpi=pmix' (srun) or '-bind-to core'"),
         "command": Key(STRING, "glassdist", "command that runs the program on the nodes"),
     },
+    "cluster": {
+        "interface": Key(STRING, REQUIRED, "the network interface that MPI, gloo/NCCL and Dask bind to and "
+                                           "advertise ('lo' keeps everything on localhost)"),
+    },
     "dask": {
         "cores": Key(INT, REQUIRED, "cores per Dask worker job", at_least(1)),
         "processes": Key(INT, 1, "worker processes per job (cores are shared among them)", at_least(1)),
         "memory": Key(STRING, REQUIRED, "memory per Dask worker job, e.g. '8GB'"),
         "walltime": Key(STRING, REQUIRED, "time limit of each worker job", _walltime),
         "jobs": Key(INT, 1, "worker jobs to start (0: workers inside the stage's own job)", non_negative),
-        "interface": Key(STRING, REQUIRED, "network interface the scheduler and workers bind to "
-                                           "('lo' keeps everything on localhost)"),
         "dashboard": Key(STRING, "", "dashboard address, e.g. '127.0.0.1:8787' ('' = no dashboard)"),
     },
 }
@@ -117,6 +119,7 @@ class Profile:
     slurm: dict
     node: dict
     environment: dict
+    cluster: dict
     dask: dict
     stages: dict[str, StageShape] = field(default_factory=dict)
 
@@ -147,6 +150,9 @@ def _check(p: Profile) -> None:
             raise ProfileError(f"stages.{name}.walltime", f"{s.walltime} is not longer than "
                                f"slurm.signal_seconds = {p.slurm['signal_seconds']}",
                                "give a longer walltime or an earlier signal")
+    if p.cluster["interface"] == "lo" and any(s.max_nodes > 1 for s in p.stages.values()):
+        raise ProfileError("cluster.interface", "is 'lo' but a stage may use several nodes",
+                           "name the cluster-internal interface (e.g. 'ib0'), or use max_nodes = 1")
 
 
 def resolve(name_or_path: str | Path) -> Path:

@@ -9,7 +9,7 @@ so that ``status`` can show SLURM's state beside the ledger.
 Kinds: ``mpi`` (a task farm of P ranks: srun, mpiexec, or on one node hpc.localhost's
 loopback-only launcher), ``dask`` (a small driver job whose Dask workers are SLURM jobs of
 their own, see hpc.dask_cluster), ``ddp`` (one node: ``COMMAND --nproc P``, hpc.ddp.spawn;
-several: srun starts one torchrun per node), ``serial`` (one process, optionally on a GPU).
+several: srun starts every process, hpc.ddp's file rendezvous), ``serial`` (one process, optionally on a GPU).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from pathlib import Path
 import jinja2
 
 from . import localhost
-from .dask_cluster import LOG_ENV, PROFILE_ENV
+from .dask_cluster import LOG_ENV, PROFILE_ENV, SECRETS_ENV
+from .network import DDP_INIT_ENV, interface_env
 from .profile import Profile
 
 # the job templates shipped as package data of hpc (hpc/jobs/*.sh)
@@ -35,7 +36,6 @@ TEMPLATE_DIR = Path(str(resources.files("hpc").joinpath("jobs")))
 KINDS = ("mpi", "dask", "ddp", "serial")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
-RDZV_PORT = 29500
 
 
 class SlurmError(RuntimeError):
@@ -58,7 +58,7 @@ class Job:
 @dataclass(frozen=True)
 class Size:
     """Resources of one job: nodes, SLURM tasks, tasks per node (0: SLURM decides), CPUs per
-    task, processes per node started by torchrun (ddp), GPUs per node, memory per node."""
+    task, DDP processes per node, GPUs per node, memory per node."""
 
     nodes: int
     ntasks: int
@@ -86,9 +86,12 @@ def size(job: Job, profile: Profile) -> Size:
         ranks = min(max(job.pending, 1) * k, shape.max_nodes * per_node)
         ranks = max(ranks // k * k, k)
         return Size(math.ceil(ranks / per_node), ranks, 0, 1, 1, gpus, memory)
-    if job.kind == "ddp":
+    if job.kind == "ddp":  # several nodes: srun starts every process (hpc/jobs/ddp.sh)
         procs = shape.tasks_per_node or max(gpus, 1)
-        return Size(shape.max_nodes, shape.max_nodes, 1, profile.node["cores"], procs, gpus, memory)
+        if shape.max_nodes == 1:
+            return Size(1, 1, 1, profile.node["cores"], procs, gpus, memory)
+        return Size(shape.max_nodes, shape.max_nodes * procs, procs, max(profile.node["cores"] // procs, 1),
+                    procs, gpus, memory)
     if job.kind == "dask" and profile.dask["jobs"] == 0:  # the Dask workers run in this job
         return Size(1, 1, 0, profile.dask["cores"], 1, gpus, memory)
     return Size(1, 1, 0, shape.tasks_per_node or 1, 1, gpus, memory)
@@ -123,7 +126,9 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     s = size(job, profile)
     name = template_name(job, templates)
     log_dir = campaign / "slurm" / "logs"
-    env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir)} if job.kind == "dask" else {}
+    secrets = campaign / "slurm" / "secrets"
+    env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir), SECRETS_ENV: str(secrets)} \
+        if job.kind == "dask" else {}
     e = profile.environment
     if e["mpi_launcher"] == "localhost":  # one node, nothing listening beyond loopback
         mpi_launch = shlex.join(localhost.mpiexec_argv(s.ntasks, []))
@@ -131,12 +136,14 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
     else:
         count = f"--ntasks={s.ntasks}" if e["mpi_launcher"] == "srun" else f"-n {s.ntasks}"
         mpi_launch = " ".join(filter(None, (e["mpi_launcher"], count, e["mpi_args"])))
+        env = {**env, **interface_env(profile.cluster["interface"])}
     return _environment(templates).get_template(name).render(
         job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}", stage=job.stage,
         campaign=campaign, program=program, template=name, profile=profile,
         shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
         log_dir=log_dir, env=env,
-        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, rdzv_port=RDZV_PORT,
+        srun_step=job.kind == "ddp" or job.kind == "mpi" and e["mpi_launcher"] == "srun",
+        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV, secrets=secrets,
         **asdict(s))
 
 

@@ -90,7 +90,7 @@ def _profile_with(tmp_path, old: str, new: str) -> Path:
     ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
     ("cores = 2 ", "cores = 0 ", "node.cores"),
     ('processes = 2 ', 'processes = 4 ', "dask.processes"),  # > dask.cores
-    ('interface = "lo"', "", "dask.interface"),
+    ('interface = "lo"', "", "cluster.interface"),
 ])
 def test_bad_profile_names_the_key(tmp_path, old, new, key):
     with pytest.raises(ProfileError) as err:
@@ -112,7 +112,9 @@ def test_mpi_job_size_follows_pending_work_and_profile_limits():
     assert (quench(5000).nodes, quench(5000).ntasks) == (8, 1024)   # capped at max_nodes
     assert quench(5, k=4).ntasks == 20 and quench(5000, k=3).ntasks == 1023  # whole groups
     train = slurm.size(slurm.Job("train", "ddp", ["x"]), load_profile("gpu-cluster"))
-    assert (train.nodes, train.ntasks_per_node, train.procs_per_node, train.gpus_per_node) == (2, 1, 4, 4)
+    # DDP over 2 nodes: srun starts all 8 processes, 4 per node, 16 cores each
+    assert (train.nodes, train.ntasks, train.ntasks_per_node, train.cpus_per_task, train.gpus_per_node) == \
+        (2, 8, 4, 16, 4)
     dataset = slurm.size(slurm.Job("dataset", "dask", ["x"]), p)
     assert (dataset.nodes, dataset.ntasks, dataset.cpus_per_task) == (1, 1, 1)
 
@@ -169,12 +171,11 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     profile = load_profile("gpu-cluster")
     train = slurm.render(slurm.Job("train", job_kind("train"), ["glassdist", "train", str(campaign)]),
                          profile, campaign)
-    for text in ("#SBATCH --qos=normal\n", "#SBATCH --nodes=2\n#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=1\n",
-                 "#SBATCH --cpus-per-task=64\n#SBATCH --mem=480G\n#SBATCH --gpus-per-node=4\n",
-                 "#SBATCH --exclusive\n", "export NCCL_SOCKET_IFNAME=ib0\n",
-                 "srun --ntasks-per-node=1 torchrun --nnodes=2 --nproc_per_node=4 \\\n"
-                 '    --rdzv_id="$SLURM_JOB_ID" --rdzv_backend=c10d --rdzv_endpoint="$head:29500" \\\n'
-                 f"    --no-python glassdist train {campaign} &\n"):
+    for text in ("#SBATCH --qos=normal\n", "#SBATCH --nodes=2\n#SBATCH --ntasks=8\n#SBATCH --ntasks-per-node=4\n",
+                 "#SBATCH --cpus-per-task=16\n#SBATCH --mem=480G\n#SBATCH --gpus-per-node=4\n",
+                 "#SBATCH --exclusive\n", "export NCCL_SOCKET_IFNAME=ib0\n", "export GLOO_SOCKET_IFNAME=ib0\n",
+                 f'export HPC_DDP_INIT="file://$secrets/ddp-$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom',
+                 f"umask 077\nsrun --ntasks-per-node=4 glassdist train {campaign} &\n"):
         assert text in train, text
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), profile, campaign)
     assert f"export {PROFILE_ENV}={PROFILE_DIR.resolve()}/gpu-cluster.toml\n" in analyze

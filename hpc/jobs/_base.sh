@@ -25,14 +25,15 @@ echo "job $SLURM_JOB_ID ({{ stage }}) on $SLURM_JOB_NODELIST, restart ${SLURM_RE
 {% endfor %}
 # Walltime safety: SLURM sends SIGTERM to this script {{ profile.slurm.signal_seconds }} s before the time limit
 # (--signal=B:TERM@...). The step runs in the background so that the trap fires at once and
-# passes SIGTERM on (srun and mpiexec forward it to every rank); the stage finishes or
+# passes SIGTERM on to every process of the step{% if srun_step %} (scancel --signal: srun itself would take a
+# SIGTERM as "kill the step"){% else %} (a plain kill; mpiexec forwards it to every rank){% endif %}; the stage finishes or
 # checkpoints its current tasks, marks them in the ledger and exits.
 {% if profile.slurm.requeue_limit %}# The job then requeues itself (at most {{ profile.slurm.requeue_limit }} times) and continues from the ledger;
 # jobs waiting on it (afterok) keep waiting.
 {% endif %}# `{{ program }} submit` run again submits whatever is left.
 walltime_hit=0
 trap 'walltime_hit=1; echo "SIGTERM (walltime near, or scancel): asking {{ stage }} to checkpoint"
-      kill -TERM "${step:-}" 2>/dev/null' TERM
+{% if srun_step %}      scancel --signal=TERM "$SLURM_JOB_ID"' TERM{% else %}      kill -TERM "${step:-}" 2>/dev/null' TERM{% endif %}
 {% block run %}{% endblock %}
 step=$!
 wait "$step"

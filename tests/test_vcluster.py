@@ -1,0 +1,292 @@
+"""Many nodes for real: a tiny campaign submitted to the virtual cluster of .ci/vcluster.sh (a
+head and two compute nodes, each in its own network, mount, UTS, IPC and PID namespaces),
+compared with a run on this host; node loss. Skipped, with the reason, where the cluster cannot
+be built (not root, no namespaces, no SLURM); CI, as root, runs them (docs/slurm.md §7)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from .conftest import BIN, glassdist, init_tiny, mpi_glassdist
+
+ROOT = Path(__file__).resolve().parent.parent
+VCLUSTER = ROOT / ".ci" / "vcluster.sh"
+CONF = Path("/run/gd-vcluster/slurm.conf")
+PROFILE = Path(__file__).resolve().parent / "vcluster.toml"
+NODES = ("gdv-n1", "gdv-n2")
+# a short training: the comparison needs the stage, not a good network
+SHORT = ("train.epochs=4",)
+# ledger columns that record when and how long, not what
+TIMING = re.compile(r"(^|/)ledger/.*/(seconds|finished)$")
+
+
+def _unavailable() -> str | None:
+    """Why the virtual cluster cannot be built here (None: it can)."""
+    if os.geteuid() != 0:
+        return "the virtual cluster needs root (network namespaces, slurmd): CI runs these tests as root"
+    for cmd in ("slurmctld", "slurmd", "munged", "sbatch", "nsenter", "unshare", "ip"):
+        if shutil.which(cmd) is None:
+            return f"'{cmd}' is not installed (run .ci/slurm-setup.sh, which installs slurm-wlm and munge)"
+    probe = subprocess.run(["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"Linux namespaces are not available here: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def vcluster():
+    """The environment that reaches the virtual cluster (SLURM_CONF, the venv on PATH); brings
+    the cluster up when it is down, and takes it down again at the end of the session."""
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    was_up = subprocess.run(["bash", VCLUSTER, "status"], capture_output=True).returncode == 0
+    up = subprocess.run(["bash", VCLUSTER, "up"], capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, f"vcluster.sh up failed:\n{up.stdout}\n{up.stderr}"
+    yield {"SLURM_CONF": str(CONF), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    if not was_up:
+        subprocess.run(["bash", VCLUSTER, "down"], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def node_loss(vcluster):
+    """The virtual cluster for a test that kills a node; every node is back afterwards, also
+    when the test failed before it brought the node back itself."""
+    yield vcluster
+    subprocess.run(["bash", VCLUSTER, "up"], capture_output=True, timeout=180)
+
+
+def slurm_cmd(env: dict, *argv) -> str:
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env={**os.environ, **env},
+                          timeout=60)
+    assert proc.returncode == 0, f"{' '.join(map(str, argv))}: {proc.stderr}"
+    return proc.stdout
+
+
+def job_ids(campaign: Path) -> list[str]:
+    from hpc import slurm
+
+    return [s.job_id for s in slurm.submissions(campaign)]
+
+
+def states(env: dict, ids: list[str]) -> dict[str, str]:
+    out = slurm_cmd(env, "squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T")
+    return dict(line.split("|") for line in out.split())
+
+
+def wait_done(env: dict, campaign: Path, timeout: float = 600) -> dict[str, str]:
+    """Wait until no job of the campaign is pending or running; {job id: final state}."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = states(env, job_ids(campaign))
+        if not any(s in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED") for s in now.values()):
+            return now
+        time.sleep(1)
+    raise AssertionError(f"jobs still running after {timeout} s: {now}")
+
+
+def logs(campaign: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted((campaign / "slurm" / "logs").glob("*.*")))
+
+
+def arrays(campaign: Path) -> dict[str, np.ndarray]:
+    """Every array of the campaign's store but the ledgers' timing columns, by path."""
+    out = {}
+    root = zarr.open_group(campaign / "store.zarr", mode="r")
+
+    def walk(group, prefix):
+        for name, item in group.members():
+            path = f"{prefix}{name}"
+            if isinstance(item, zarr.Group):
+                walk(item, path + "/")
+            elif not TIMING.search(path):
+                out[path] = item[...]
+    walk(root, "")
+    return out
+
+
+def assert_same_store(got: Path, want: Path, prefixes_bitwise: tuple[str, ...]) -> None:
+    """Both stores hold the same arrays; those under ``prefixes_bitwise`` bit for bit, the others
+    within float32 rounding of a differently ordered sum (rtol 1e-4)."""
+    a, b = arrays(got), arrays(want)
+    assert sorted(a) == sorted(b)
+    for path in b:
+        if path.startswith(prefixes_bitwise) or b[path].dtype.kind not in "fc":
+            np.testing.assert_array_equal(a[path], b[path], err_msg=path)
+        else:
+            np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-6, err_msg=path)
+
+
+# The MD stages and the images are bitwise whatever the ranks (per-task seeds, one task per
+# LAMMPS instance); training sums gradients over processes in another order.
+BITWISE = ("quench/", "inherent/", "propensity/", "dataset/", "ledger/")
+
+
+def test_campaign_across_two_nodes_equals_a_local_run(vcluster, tmp_path):
+    multi = init_tiny(tmp_path / "multi", "kam", *SHORT)
+    local = init_tiny(tmp_path / "local", "kam", *SHORT)
+    out = glassdist("submit", multi, "--profile", PROFILE, env=vcluster).stdout
+    assert "quench: submitted job" in out and "(2 node(s), 2 task(s))" in out
+    glassdist("run", local, "--np", "2", env={"OMP_NUM_THREADS": "1"})  # meanwhile, on this host
+    final = wait_done(vcluster, multi)
+    text = logs(multi)
+    assert set(final.values()) == {"COMPLETED"}, f"{final}\n{text[-4000:]}"
+    for stage in ("quench", "inherent", "propensity"):  # one rank per node
+        assert f"{stage}: 2 MPI rank(s) on 2 host(s): gdv-n1 (rank 0), gdv-n2 (rank 1)" in text, stage
+    workers = set(re.findall(r"Start worker at:\s+tls://(10\.77\.0\.\d+):", text))  # TLS off loopback
+    assert workers == {"10.77.0.11", "10.77.0.12"}, f"Dask workers on {workers}"  # one job per node
+    ddp = set(re.findall(r"DDP rank (\d) of 2 on (gdv-n\d) \(gloo\)", text))
+    assert ddp == {("0", "gdv-n1"), ("1", "gdv-n2")}, ddp
+    assert ((multi / "slurm" / "secrets").stat().st_mode & 0o777) == 0o700  # TLS files, DDP rendezvous
+    assert_same_store(multi, local, BITWISE)
+
+
+def _done(campaign: Path, stage: str) -> int:
+    path = campaign / "store.zarr" / "ledger" / stage
+    if not path.exists():
+        return 0
+    return int((zarr.open_group(path, mode="r")["state"][:] == 1).sum())
+
+
+def test_node_lost_mid_quench_costs_only_its_work(node_loss, tmp_path):
+    """gdv-n2's PID 1 is killed while the 2-node quench runs: the job ends (FAILED, or NODE_FAIL
+    and requeued); with the node back, the requeued job or `submit` again finishes the stage;
+    every replica is done once and the store equals an undisturbed run."""
+    vcluster = node_loss
+    slow = ("quench.cooling_rate=0.05", "quench.replicas=12", "quench.split=[6,3,3]")
+    lost = init_tiny(tmp_path / "lost", "kam", *slow)
+    calm = init_tiny(tmp_path / "calm", "kam", *slow)
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "quench", env=vcluster)
+    assert _kill_when(lost, "quench", 2, "gdv-n2") < 12  # mid-stage: some replicas done, not all
+    glassdist("quench", calm)  # the undisturbed run, meanwhile, on this host
+    _finish_after_loss(vcluster, lost, "quench")
+    ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "quench", mode="r")
+    assert (ledger["state"][:] == 1).all()
+    assert_same_store(lost, calm, ("quench/",))
+
+
+def _profile(tmp_path: Path, interface: str = "eth0", **stage_walltimes: str) -> Path:
+    """tests/vcluster.toml with another interface and other walltimes for the named stages."""
+    text = PROFILE.read_text().replace('interface = "eth0"', f'interface = "{interface}"')
+    for stage, walltime in stage_walltimes.items():
+        text = re.sub(rf'(\[stages\.{stage}\]\nwalltime = )"[^"]*"', rf'\1"{walltime}"', text)
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_quench_over_several_allocations_equals_one_run(vcluster, tmp_path):
+    """A 2-minute time limit for a stage of about 100 s on two nodes: SIGTERM before the limit
+    (--signal=B:TERM@30, which SLURM sends up to 30 s earlier still), the replicas checkpoint,
+    the job requeues itself and continues; the stage finishes in several allocations of one
+    job with the result of one run."""
+    slow = ("quench.cooling_rate=0.003", "md.checkpoint_every=2000")
+    split = init_tiny(tmp_path / "split", "kam", *slow)
+    whole = init_tiny(tmp_path / "whole", "kam", *slow)
+    glassdist("submit", split, "--profile", _profile(tmp_path, quench="00:02:00"), "--stages", "quench",
+              env=vcluster)
+    mpi_glassdist(2, "quench", whole)  # meanwhile, on this host
+    final = wait_done(vcluster, split, timeout=900)
+    text = logs(split)
+    assert list(final.values()) == ["COMPLETED"], text[-3000:]
+    restarts = [int(n) for n in re.findall(r"restart (\d+),", text)]
+    assert max(restarts) >= 1 and "requeueing job" in text, text[-3000:]
+    assert_same_store(split, whole, ("quench/", "ledger/"))
+
+
+def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vcluster, tmp_path):
+    """A SLURMCluster whose scheduler listens here on the cluster bridge (the login node's
+    10.77.0.1) speaks TLS only, with certificates made for it (the workers' copies: files of
+    mode 600 in a directory of mode 700): its own client gets in; a client without them, with
+    another cluster's, or over plain TCP, cannot connect. (Worker jobs joining over TLS from
+    the nodes: test_campaign_across_two_nodes_equals_a_local_run.)"""
+    from distributed import Client
+    from distributed.security import Security
+
+    from hpc.dask_cluster import slurm_cluster
+
+    secrets = tmp_path / "secrets"
+    with slurm_cluster(_profile(tmp_path, interface="gdvbr0"), log_directory=str(tmp_path), secrets=secrets) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://10.77.0.1:"), address
+        assert "--tls-ca-file" in cluster.job_script() and str(secrets) in cluster.job_script()
+        with Client(cluster, timeout=10) as client:
+            assert client.scheduler_info()["address"] == address
+        assert (secrets.stat().st_mode & 0o777) == 0o700
+        files = list(secrets.iterdir())
+        assert len(files) == 3 and all((f.stat().st_mode & 0o777) == 0o600 for f in files), files
+        (ca,) = [f for f in files if ".ca_file." in f.name]
+        with pytest.raises((OSError, TimeoutError)):  # another cluster's certificates
+            Client(address, timeout=5, security=Security.temporary())
+        host, port = address.removeprefix("tls://").rsplit(":", 1)
+        trusting = ssl.create_default_context(cafile=str(ca))  # trusts the scheduler, has no certificate
+        trusting.check_hostname = False
+        with socket.create_connection((host, int(port)), timeout=5) as raw, \
+                pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):  # the scheduler's alert
+            with trusting.wrap_socket(raw) as tls:
+                tls.recv(1)
+        with pytest.raises(TypeError, match="TLS expects"):  # no TLS configuration at all
+            Client(address, timeout=5)
+        with pytest.raises((OSError, TimeoutError)):  # plain TCP to the TLS port
+            Client(address.replace("tls://", "tcp://"), timeout=5)
+
+
+def _kill_when(campaign: Path, stage: str, done: int, node: str, timeout: float = 300) -> int:
+    """Kill ``node`` once ``done`` tasks of ``stage`` are done (its PID 1: a node loss); the
+    tasks done just after the kill."""
+    deadline = time.monotonic() + timeout
+    while _done(campaign, stage) < done:
+        assert time.monotonic() < deadline, logs(campaign)[-3000:]
+        time.sleep(0.2)
+    subprocess.run(["bash", VCLUSTER, "kill", node], check=True)
+    return _done(campaign, stage)
+
+
+def _finish_after_loss(vcluster: dict, campaign: Path, stages: str) -> None:
+    """Once SLURM has seen the node lost (the job no longer running: requeued, failed or done),
+    the node comes back; the requeued job or a new submission completes the stages."""
+    last = job_ids(campaign)[-1]
+    deadline = time.monotonic() + 120
+    while (state := states(vcluster, [last])[last]) in ("RUNNING", "COMPLETING"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    subprocess.run(["bash", VCLUSTER, "up"], check=True, capture_output=True, timeout=180)
+    if state not in ("PENDING", "REQUEUED", "COMPLETED"):  # not requeued: the user submits again
+        glassdist("submit", campaign, "--profile", PROFILE, "--stages", stages, env=vcluster)
+    wait_done(vcluster, campaign)
+    final = states(vcluster, job_ids(campaign)[-1:])
+    assert list(final.values()) == ["COMPLETED"], (final, logs(campaign)[-3000:])
+
+
+def test_ddp_node_lost_mid_epoch_resumes_from_its_checkpoint(node_loss, tmp_path):
+    """Training on two nodes (one process each) loses gdv-n2 after a few epochs: the job ends,
+    runs again (requeued or submitted again) and resumes from its last epoch checkpoint."""
+    vcluster = node_loss
+    lost = init_tiny(tmp_path / "lost", "kam", "train.epochs=30")
+    mpi_glassdist(2, "quench", lost)
+    glassdist("dataset", lost)
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "train", env=vcluster)
+    deadline = time.monotonic() + 300
+    while not re.search(r"epoch [3-9]/30", logs(lost)):
+        assert time.monotonic() < deadline, logs(lost)[-3000:]
+        time.sleep(0.2)
+    subprocess.run(["bash", VCLUSTER, "kill", "gdv-n2"], check=True)
+    _finish_after_loss(vcluster, lost, "train")
+    text = logs(lost)
+    first = text.index("Node failure") if "Node failure" in text else len(text)
+    again = text[first:]
+    assert "epoch 30/30" in again and "epoch 1/30" not in again, again[-3000:]  # resumed, not restarted
+    assert (zarr.open_group(lost / "store.zarr" / "ledger" / "train", mode="r")["state"][:] == 1).all()
