@@ -306,7 +306,7 @@ def lammps_equilibrium(spec, seed: int, T: float) -> np.ndarray:
 
 def warp_equilibrium(spec, seeds, T: float) -> np.ndarray:
     """(R, SAMPLES, 3) as lammps_equilibrium, the R runs as one Warp block."""
-    from glassdist.md.warp.engine import random_start
+    from glassdist.md.warp.start import random_start
 
     batch = Batch(spec, len(seeds))
     random_start(batch, [np.random.default_rng(s) for s in seeds], T)
