@@ -12,8 +12,8 @@ Measured, on ``--device`` (default: the first CUDA device, else the CPU):
    float64, CUDA graphs on (the default on a GPU) and, for one replica, off;
 3. fire: seconds per FIRE minimisation (to inherent.ftol) of a T = 0.8 liquid in a block;
 4. train: seconds per training sample of the paper preset's CNN (paper-kam: grid 64, the dense
-   head) at batch 5 (the paper's; it reports 14 ms on a Quadro P4000) and 256, one epoch of the
-   product's training loop after a warm-up epoch;
+   head) at batch 5 (the paper's: 8 h for 250 epochs of 8000 samples, 14 ms per sample, on a Quadro
+   P4000) and 256, one epoch of the product's training loop after a warm-up epoch;
 5. gradcam: seconds per Grad-CAM map (eqs. 3-4, batch of 32) of that CNN;
 6. ddp: one epoch at batch 256 as a DDP job over the GPUs present (NCCL; gloo on the CPU),
    seconds per sample and the world size.
