@@ -139,6 +139,28 @@ def test_step_number_on_the_device_follows_the_runs():
         assert np.array_equal(a, b)
 
 
+def test_spatial_sort_is_invisible_outside_the_batch():
+    """The slots are really reordered by cell (a permutation with types following), yet positions,
+    velocities and forces leave the batch in particle order: forces equal an unsorted batch's to
+    round-off, velocities and positions bitwise."""
+    spec = tiny_spec("kam")
+    x0, v0 = _start(spec)
+    batches = []
+    for sortable in (True, False):
+        batch = Batch(spec, 1)
+        batch.sortable = sortable
+        batch.set_positions(x0[None])
+        batch.set_velocities(v0[None])
+        batches.append(batch)
+    sorted_, plain = batches
+    order = sorted_.order.numpy()
+    assert not np.array_equal(order, np.arange(len(order))) and np.array_equal(np.sort(order), np.arange(len(order)))
+    assert np.array_equal(sorted_.types.numpy(), spec.types[order])
+    assert np.array_equal(sorted_.positions(), plain.positions())
+    assert np.array_equal(sorted_.velocities(), plain.velocities())
+    np.testing.assert_allclose(sorted_.forces(), plain.forces(), rtol=0, atol=1e-12)
+
+
 @pytest.mark.skipif(not wp.get_cuda_device_count(), reason="CUDA graphs need a CUDA device; Warp sees none here")
 @pytest.mark.parametrize("system", ["kam", "ka3d"])
 def test_cuda_graph_replay_is_bitwise_the_loop(system):

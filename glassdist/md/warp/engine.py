@@ -56,8 +56,8 @@ def _load(path: Path, fingerprint: str) -> dict | None:
     if not path.exists():
         return None
     with np.load(path) as z:
-        if str(z["fingerprint"]) != fingerprint:
-            return None
+        if str(z["fingerprint"]) != fingerprint or not set(Batch.STATE) <= set(z.files):
+            return None  # another run's, or older code's (no particle order): start the block afresh
         return {k: z[k] for k in z.files}
 
 

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 import warp as wp
 
-from .system import CHUNKS, Batch
+from .system import CHUNKS, SORT_EVERY, Batch
 
 CHAIN = 3
 GRAPH_STEPS = 50  # steps per captured CUDA graph
@@ -219,9 +219,17 @@ class NoseHooverNVT:
                 b.launch(self._scale, total, [b.v, self.factor, b.N]).launch]
 
     def run(self, n_steps: int, graphs: bool | None = None) -> None:
-        """Advance every system by ``n_steps`` steps (forces must be current on entry). graphs: replay
+        """Advance every system by ``n_steps`` steps (forces must be current on entry); the batch's
+        particles are sorted at every step number that is a multiple of SORT_EVERY. graphs: replay
         CUDA graphs of GRAPH_STEPS steps (default: on a CUDA device); the rest steps launch by launch."""
         calls = self._program()
+        stop = self.step + n_steps
+        while self.step < stop:
+            if self.step % SORT_EVERY == 0:
+                self.batch.sort()
+            self._steps(calls, min(stop, (self.step // SORT_EVERY + 1) * SORT_EVERY) - self.step, graphs)
+
+    def _steps(self, calls: list, n_steps: int, graphs: bool | None) -> None:
         loop = n_steps
         if self.use_graphs if graphs is None else graphs:
             if n_steps >= GRAPH_STEPS and self._graph is None:
