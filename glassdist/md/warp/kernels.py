@@ -112,22 +112,19 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             wp.atomic_max(overflow, 0, 1)
 
     @wp.kernel(module="unique")
-    def build(x_ref: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), N: int, nc: int, cell: dtype,
+    def build(x_ref: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), N: int, nc: int, cell: dtype, reach: int,
               L: dtype, prm: wp.array2d(dtype=dtype), S: int, flag: wp.array(dtype=wp.int32),
               cell_count: wp.array(dtype=wp.int32), cell_atoms: wp.array2d(dtype=wp.int32),
               nbr: wp.array(dtype=wp.int32), n_nbr: wp.array(dtype=wp.int32), maxnb: int, sp: int, sk: int,
               half: int, overflow: wp.array(dtype=wp.int32)):
-        """Neighbours of p within r_c + skin, ascending, from the 3^dim cells around p's cell (with
-        ``half``, only those with a higher index)."""
+        """Neighbours of p within r_c + skin, ascending, from the (2 reach + 1)^dim cells around p's
+        cell (with ``half``, only those with a higher index)."""
         p = wp.tid()
         b = p // N
         if flag[b] == 0:
             return
         xi = x_ref[p]
         ti = types[p]
-        reach = int(1)
-        if nc < 3:
-            reach = 0
         hx = cell_coord(xi[0], cell, nc)
         hy = cell_coord(xi[1], cell, nc)
         hz = int(0)

@@ -13,6 +13,9 @@ from ...spec import Spec
 from .kernels import DLJCUT, LJ1, LJ2, LJ3, LJ4, LJCUT, N_PARAMS, RBUILD2, RC, RC2, SIGMA, kernels
 
 DTYPES = {"float64": wp.float64, "float32": wp.float32}
+# cells per neighbour reach (r_c,max + skin): a list build scans (2 m + 1)^dim cells of side >= reach / m,
+# i.e. ((2 m + 1) / m)^dim reach^dim of candidates: 2D m = 1 (9 reach^2), 3D m = 2 (15.6 reach^3, not 27)
+CELLS_PER_REACH = {2: 1, 3: 2}
 CHUNKS = 32  # chunk threads per system in the per-system sums
 SORT_EVERY = 1000  # MD steps between two spatial sorts of the particles (LAMMPS's atom_modify sort default)
 
@@ -65,9 +68,11 @@ class Batch:
         S, total = spec.n_species, n_systems * self.N
         self.S = S
         reach = float(spec.cutoff.max()) + skin
-        self.nc = int(self.L // reach)
-        if self.nc < 3:
-            self.nc = 1
+        m = CELLS_PER_REACH[self.dim]
+        self.nc = int(self.L // (reach / m))
+        self.stencil = m  # cells scanned on each side of a particle's own
+        if self.nc < 2 * m + 1:  # the stencil would wrap onto itself: one cell holds the whole box
+            self.nc, self.stencil = 1, 0
         self.cell = self.L / self.nc
         rho = spec.system.density
         ball = math.pi * reach**2 if self.dim == 2 else 4.0 / 3.0 * math.pi * reach**3
@@ -83,7 +88,7 @@ class Batch:
         self.prm = wp.array(pair_table(spec, skin).astype(self.np_dtype), dtype=self.dtype, device=device)
         self.types = wp.array(np.tile(spec.types.astype(np.int32), n_systems), dtype=wp.int32, device=device)
         self.order = wp.array(np.tile(np.arange(self.N, dtype=np.int32), n_systems), dtype=wp.int32, device=device)
-        self.sortable = self.nc >= 3  # one cell: nothing to sort
+        self.sortable = self.nc > 1  # one cell: nothing to sort
         self.mass = wp.array(np.asarray(spec.system.masses, dtype=self.np_dtype), dtype=self.dtype, device=device)
         self.x, self.v, self.f, self.x_ref = (arr(total, vec) for _ in range(4))
         self.image = arr((total, self.dim), wp.int32)
@@ -204,7 +209,7 @@ class Batch:
             self.launch(k.clear_cells, self.B * self.n_cells, [self.cell_count, self.n_cells, self.flag]).launch,
             self.launch(k.bin_particles, total, [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count,
                                                  self.cell_atoms, self.overflow]).launch,
-            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.dtype(self.L), self.prm,
+            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.stencil, self.dtype(self.L), self.prm,
                                          self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
                                          self.max_nbr, *self.nbr_strides, self.half, self.overflow]).launch,
         ]
