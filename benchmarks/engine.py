@@ -5,7 +5,13 @@ machine is shared and noisy, so the ratio is the number to read); on a GPU when 
 (also GPU memory per replica), else "GPU: not measured". Every measurement runs about the same
 number of atom-steps (--budget), so big blocks run fewer steps.
 
+``--locality K``: memory locality at large N instead. A minimised N-particle liquid tiled K x K
+(N K^2 particles, each species' particles in random order, as a random start leaves them) runs
+with the batch's spatial sort (every SORT_EVERY steps and after new positions) and without it,
+beside the untiled N in the same run: atom-steps/s of each and the ratios.
+
 Usage: OMP_NUM_THREADS=1 python benchmarks/engine.py [--n 2000] [--blocks 1,10,100,1000] [--budget 1e7]
+       OMP_NUM_THREADS=1 python benchmarks/engine.py --locality 7 [--device cpu]
 """
 
 from __future__ import annotations
@@ -42,9 +48,11 @@ def lammps_rate(spec, x, v, steps: int, tmp: str) -> float:
         return spec.system.n_particles * steps / (time.perf_counter() - start)
 
 
-def warp_rate(spec, x, v, blocks: int, steps: int, device: str, precision: str) -> tuple[float, float]:
+def warp_rate(spec, x, v, blocks: int, steps: int, device: str, precision: str,
+              sortable: bool = True) -> tuple[float, float]:
     """(atom-steps/s, device bytes per replica) of one block of ``blocks`` replicas."""
     batch = Batch(spec, blocks, device=device, precision=precision)
+    batch.sortable = batch.sortable and sortable
     batch.set_positions(np.broadcast_to(x, (blocks, *x.shape)))
     batch.set_velocities(np.broadcast_to(v, (blocks, *v.shape)))
     nvt = NoseHooverNVT(batch, spec.md.dt, spec.md.thermostat_damping)
@@ -59,17 +67,47 @@ def warp_rate(spec, x, v, blocks: int, steps: int, device: str, precision: str) 
     return blocks * spec.system.n_particles * steps / elapsed, nbytes
 
 
+def tiled(spec, x, v, k: int, rng) -> tuple[specmod.Spec, np.ndarray, np.ndarray]:
+    """The configuration tiled k x k: (spec of k^2 N particles, positions, velocities), each species'
+    particles in random order."""
+    big = kam(spec.system.n_particles * k * k)
+    shifts = np.array([(i, j) for i in range(k) for j in range(k)]) * spec.box_length
+    xs, vs = [], []
+    for species in range(spec.n_species):
+        mine = spec.types == species
+        order = rng.permutation(mine.sum() * k * k)
+        xs.append(np.concatenate([x[mine] + s for s in shifts])[order])
+        vs.append(np.concatenate([v[mine]] * k * k)[order])
+    return big, np.concatenate(xs), np.concatenate(vs)
+
+
+def locality(spec, x, v, k: int, device: str, budget: float) -> None:
+    big, xb, vb = tiled(spec, x, v, k, np.random.default_rng(3))
+    n, nb = spec.system.n_particles, big.system.n_particles
+    small = warp_rate(spec, x, v, 1, max(2, int(budget / n)), device, "float64")[0]
+    steps = max(2, int(budget / nb))
+    plain = warp_rate(big, xb, vb, 1, steps, device, "float64", sortable=False)[0]
+    sorted_ = warp_rate(big, xb, vb, 1, steps, device, "float64")[0]
+    print(f"memory locality on {device}, 2D KAM float64, one system: N = {n}: {small:.3g} atom-steps/s; "
+          f"N = {nb} (tiled {k} x {k}, random order): unsorted {plain:.3g} ({plain / small:.2f} of N = {n}), "
+          f"sorted {sorted_:.3g} ({sorted_ / small:.2f}); sort gain x{sorted_ / plain:.2f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--blocks", default="1,10,100,1000")
     p.add_argument("--budget", type=float, default=1e7, help="atom-steps per CPU measurement (GPU: 100x)")
+    p.add_argument("--locality", type=int, metavar="K", help="tile the system K x K: sorted vs unsorted (above)")
+    p.add_argument("--device", default="cpu", help="--locality's device")
     args = p.parse_args()
     import tempfile
 
     spec = kam(args.n)
     x = random_minimum(spec, 1)
     v = draw_velocities(np.random.default_rng(2), T, np.ones(args.n), 2)
+    if args.locality:
+        return locality(spec, x, v, args.locality, args.device, args.budget * (100 if args.device == "cuda" else 1))
     blocks = [int(b) for b in args.blocks.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         ref = lammps_rate(spec, x, v, max(1, int(args.budget / args.n)), tmp)

@@ -61,7 +61,7 @@ def cmd_derive(args) -> int:
 def cmd_estimate(args) -> int:
     from .estimate import run
 
-    return run(args.dir, calibrate_now=args.calibrate, ranks=args.ranks)
+    return run(args.dir, calibrate_now=args.calibrate, ranks=args.ranks, gpu_check=args.calibration)
 
 
 def cmd_detach(args) -> int:
@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calibrate", action="store_true",
                    help="measure one task of each stage on this machine first (under a minute at N = 2000)")
     s.add_argument("--ranks", type=int, default=default_np(), help="ranks (or Dask workers) for the wall times")
+    s.add_argument("--calibration", metavar="GPU_JSON",
+                   help="time the GPU stages (quench, inherent, propensity, train, gradcam) from the JSON of "
+                        "benchmarks/gpu_check.py run on a GPU node: GPU-hours per stage")
     s.set_defaults(func=cmd_estimate)
 
     s = sub.add_parser("detach", help="copy the results a derived campaign reuses into it (it then no longer "

@@ -14,6 +14,12 @@ few training steps on random images of the campaign's grid, one Grad-CAM. Times 
 calibration's CPU time (a dedicated core's, however busy the machine was; wall time for work
 on a GPU). It is cached in ``DIR/estimate.json`` under the hash of what it depends on (every key but the counts and the
 lengths of the campaign) and of the machine. `glassdist submit` sizes walltimes from it.
+
+A **GPU calibration** (``--calibration FILE``: the JSON of benchmarks/gpu_check.py, measured on
+a GPU node) times the stages the GPU runs — quench, inherent and propensity on the batched Warp
+engine at the campaign's ``md.replicas_per_task`` and ``md.precision``, train and gradcam with
+torch — in GPU-hours, from the check's nearest case (:func:`gpu_parts`); the other stages keep
+this machine's calibration.
 """
 
 from __future__ import annotations
@@ -256,6 +262,50 @@ def cached(campaign_dir, spec: Spec) -> dict | None:
     return data if data.get("key") == calibration_key(spec) else None
 
 
+def _nearest(rows: list[dict], **target) -> dict:
+    """The row closest to ``target`` in log distance over its numeric keys."""
+    def distance(row):
+        return sum(abs(math.log(row[k] / v)) for k, v in target.items())
+    return min(rows, key=distance)
+
+
+def gpu_parts(spec: Spec, check: dict) -> dict:
+    """Seconds of one task of the GPU stages from a GPU check (benchmarks/gpu_check.py JSON), as
+    calibration parts {stage: {"seconds", "device", "basis"}}: quench and propensity from the NVT
+    rate of the check's case nearest in N and block size (same dim and precision; a replica's
+    steps / that rate), inherent from the nearest FIRE case scaled by N, train from the nearest
+    batch size and gradcam per map (two maps per test configuration; the mapping to particles is
+    CPU work the check does not time), both scaled by pixels to the campaign's grid."""
+    dim, N, block = spec.dim, spec.system.n_particles, max(1, spec.md.replicas_per_task)
+    device = check["device"]
+    md = [r for r in check["md"] if r["dim"] == dim and r["precision"] == spec.md.precision and r["graphs"] is not False]
+    if not md:
+        raise UsageError(f"the GPU check has no {dim}D {spec.md.precision} MD case; run benchmarks/gpu_check.py "
+                         "on the GPU node (it measures 2D and 3D in both precisions)")
+    nvt = _nearest(md, n=N, replicas=block)
+    per_step = N / nvt["atom_steps_per_s"]
+    q = spec.quench
+    quench_steps = int(round(q.equilibration_time / spec.md.dt)) + spec.cooling_steps
+    basis = f"{nvt['system']} {dim}D N = {nvt['n']} x {nvt['replicas']}: {nvt['atom_steps_per_s']:.3g} atom-steps/s"
+    parts = {"quench": {"seconds": quench_steps * per_step, "device": device, "basis": basis},
+             "propensity": {"seconds": spec.propensity.steps * per_step, "device": device, "basis": basis}}
+    fire = [r for r in check["fire"] if r["dim"] == dim]
+    if fire:
+        f = _nearest(fire, n=N)
+        parts["inherent"] = {"seconds": f["seconds_per_minimisation"] * N / f["n"], "device": device,
+                             "basis": f"FIRE {f['system']} {dim}D N = {f['n']}"}
+    pixels = spec.dataset.grid ** dim
+    t = _nearest(check["train"], batch_size=spec.train.batch_size)
+    n_train, n_val, _ = q.split
+    parts["train"] = {"seconds": t["seconds_per_sample"] * pixels / t["grid"] ** t["dim"]
+                      * 2 * (n_train + n_val) * spec.train.epochs, "device": device,
+                      "basis": f"batch {t['batch_size']} at grid {t['grid']}"}
+    g = check["gradcam"]
+    parts["gradcam"] = {"seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"], "device": device,
+                        "basis": f"Grad-CAM maps at grid {g['grid']}"}
+    return parts
+
+
 # ---- the estimate --------------------------------------------------------------------------
 @dataclass
 class StageEstimate:
@@ -314,10 +364,11 @@ def store_bytes(spec: Spec) -> dict[str, int]:
     return out
 
 
-def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
+def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> list[StageEstimate]:
+    """Every stage's estimate; times and memory only with a calibration; ``gpu`` (:func:`gpu_parts`)
+    times the stages it names on the GPU instead."""
     from .report.build import ARTEFACTS
 
-    """Every stage's estimate; times and memory only with a calibration."""
 
     q, p = spec.quench, spec.propensity
     N, R = spec.system.n_particles, q.replicas
@@ -329,6 +380,8 @@ def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
     def task_time(stage: str) -> float | None:
         """Seconds of one task of ``stage``: the calibration's CPU time (a dedicated core's time,
         whatever else ran beside the calibration), its wall time for work on a GPU."""
+        if gpu and stage in gpu:
+            return gpu[stage]["seconds"]
         part = parts.get(stage)
         if part is None:
             return None
@@ -352,8 +405,13 @@ def estimate(spec: Spec, calibration: dict | None) -> list[StageEstimate]:
             "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),
             "analyze": (2 * n_test_ + C * nTp, "configurations", STAGES["analyze"].tasks(spec)),
             "report": (len(ARTEFACTS), "tables and figures", len(ARTEFACTS))}
-    return [StageEstimate(name, units, unit, tasks, task_time(name), sizes[name], parts.get(name, {}).get("peak_mb"), parts.get(name, {}).get("device", "cpu"),
-                          serial=STAGES[name].kind in ("torch", "serial"))
+
+    def device(stage: str) -> str:
+        return (gpu[stage] if gpu and stage in gpu else parts.get(stage, {})).get("device", "cpu")
+
+    return [StageEstimate(name, units, unit, tasks, task_time(name), sizes[name],
+                          None if gpu and name in gpu else parts.get(name, {}).get("peak_mb"), device(name),
+                          serial=STAGES[name].kind in ("torch", "serial") or device(name).startswith("cuda"))
             for name, (units, unit, tasks) in work.items()]
 
 
@@ -405,25 +463,48 @@ def stage_walltime_seconds(campaign_dir, spec: Spec, stage: str, pending: int, r
     return row.wall_seconds(ranks)
 
 
-def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, out=print) -> int:
+def read_gpu_check(path) -> dict:
+    """The JSON of benchmarks/gpu_check.py; a clear error when it is not one."""
+    try:
+        check = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--calibration {path}: cannot read it as JSON ({exc}); give the file that "
+                         "benchmarks/gpu_check.py wrote") from None
+    missing = [k for k in ("device", "md", "fire", "train", "gradcam") if k not in check]
+    if missing:
+        raise UsageError(f"--calibration {path}: not a GPU check (no {', '.join(missing)}); give the file that "
+                         "benchmarks/gpu_check.py wrote")
+    return check
+
+
+def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, gpu_check: str | None = None, out=print) -> int:
     spec = load(campaign_dir)
     if ranks < 1:
         raise UsageError(f"--ranks {ranks}: give a number of ranks >= 1")
+    check = read_gpu_check(gpu_check) if gpu_check else None
     calibration = cached(campaign_dir, spec)
     if calibrate_now:
         calibration = calibrate(spec, out)
         (Path(campaign_dir) / CACHE).write_text(json.dumps(calibration, indent=1))
         out(f"calibration took {calibration['wall_seconds']:.0f} s; cached in {Path(campaign_dir) / CACHE}")
-    rows = estimate(spec, calibration)
+    gpu = gpu_parts(spec, check) if check else None
+    rows = estimate(spec, calibration, gpu)
     out(table(rows, ranks))
+    if gpu:
+        gpu_hours = sum(r.core_hours or 0 for r in rows if r.stage in gpu)
+        kind = "GPU" if check["device"].startswith("cuda") else "device"
+        out(f"GPU stages on {check['device']} ({check.get('device_name', '')}, benchmarks/gpu_check.py of "
+            f"{time.strftime('%Y-%m-%d', time.localtime(check.get('created', 0)))}): {gpu_hours:.3g} {kind}-hours "
+            f"on one device; MD as md.engine = \"warp\" with blocks of md.replicas_per_task = {spec.md.replicas_per_task} "
+            f"in {spec.md.precision}. " + "; ".join(f"{k}: {v['basis']}" for k, v in gpu.items()))
     if calibration is None:
         out(f"no calibration of this campaign on this machine: times and memory need `glassdist estimate "
             f"{campaign_dir} --calibrate`")
         return 0
-    total = sum(r.core_hours or 0 for r in rows)
+    total = sum(r.core_hours or 0 for r in rows if not (gpu and r.stage in gpu))
     m, quench = calibration["machine"], calibration["parts"]["quench"]
     busy = quench["seconds"][-1] / quench["cpu"][-1] if quench.get("cpu") else 1.0
-    out(f"total {total:.3g} core-hours; calibrated on {m['cpu']} ({m['host']}, {m['cores']} cores). Times are "
+    out(f"total {total:.3g} core-hours{' besides the GPU stages' if gpu else ''}; calibrated on {m['cpu']} ({m['host']}, {m['cores']} cores). Times are "
         "the calibration's CPU time: a dedicated core's" + (f" (the calibration ran {busy:.1f}x slower than "
         "that: this machine was busy)" if busy > 1.3 else "") + ". Wall times: farm stages run ceil(tasks / "
         "ranks) tasks per rank, train and gradcam one process (one core here). Store sizes are uncompressed "

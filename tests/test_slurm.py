@@ -174,7 +174,7 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     for text in ("#SBATCH --qos=normal\n", "#SBATCH --nodes=2\n#SBATCH --ntasks=8\n#SBATCH --ntasks-per-node=4\n",
                  "#SBATCH --cpus-per-task=16\n#SBATCH --mem=480G\n#SBATCH --gpus-per-node=4\n",
                  "#SBATCH --exclusive\n", "export NCCL_SOCKET_IFNAME=ib0\n", "export GLOO_SOCKET_IFNAME=ib0\n",
-                 f'export HPC_DDP_INIT="file://$secrets/ddp-$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom',
+                 'export HPC_DDP_INIT="file://$secrets/ddp-$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom',
                  f"umask 077\nsrun --ntasks-per-node=4 glassdist train {campaign} &\n"):
         assert text in train, text
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), profile, campaign)

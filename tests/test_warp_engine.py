@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import warp as wp
 
 from glassdist import spec as specmod
 from glassdist.md.isoconf import draw_velocities
@@ -105,6 +106,76 @@ def test_nose_hoover_trajectory_matches_lammps(system, tmp_path):
     np.testing.assert_allclose(chain_w, np.stack([chain_l, chain_l]), rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(batch.temperature(), T_l, rtol=1e-9)
     assert np.array_equal(x_w[0], x_w[1])  # replicas of a block do not interact
+
+
+def _nvt_run(spec, x0, v0, segments, graphs=None, device="cpu"):
+    """(x, v, chain state, device step counter) after NVT runs of ``segments`` steps each from one start."""
+    from glassdist.md.warp.integrate import NoseHooverNVT
+
+    batch = Batch(spec, 2, device=device)
+    batch.set_positions(np.stack([x0, x0]))
+    batch.set_velocities(np.stack([v0, v0]))
+    nvt = NoseHooverNVT(batch, spec.md.dt, spec.md.thermostat_damping)
+    nvt.start(1.2, 0.6, 0, sum(segments))
+    for n in segments:
+        nvt.run(n, graphs=graphs)
+    return batch.unwrapped(), batch.velocities(), nvt.chain_variables(), int(nvt.counter.numpy()[0]), nvt.step
+
+
+def _start(spec):
+    x0 = quench(spec, np.random.default_rng(5)).positions[0]
+    return x0, draw_velocities(np.random.default_rng(6), 1.2, np.ones(spec.system.n_particles), spec.dim)
+
+
+def test_step_number_on_the_device_follows_the_runs():
+    """Runs of 7 + 13 + 30 steps are bitwise one run of 50: the device step counter (which the
+    thermostat ramp reads) stays the host's step."""
+    spec = tiny_spec("kam")
+    x0, v0 = _start(spec)
+    *split, counter, step = _nvt_run(spec, x0, v0, [7, 13, 30])
+    *whole, counter1, step1 = _nvt_run(spec, x0, v0, [50])
+    assert counter == step == counter1 == step1 == 50
+    for a, b in zip(split, whole):
+        assert np.array_equal(a, b)
+
+
+def test_spatial_sort_is_invisible_outside_the_batch():
+    """The slots are really reordered by cell (a permutation with types following), yet positions,
+    velocities and forces leave the batch in particle order: forces equal an unsorted batch's to
+    round-off, velocities and positions bitwise."""
+    spec = tiny_spec("kam")
+    x0, v0 = _start(spec)
+    batches = []
+    for sortable in (True, False):
+        batch = Batch(spec, 1)
+        batch.sortable = sortable
+        batch.set_positions(x0[None])
+        batch.set_velocities(v0[None])
+        batches.append(batch)
+    sorted_, plain = batches
+    order = sorted_.order.numpy()
+    assert not np.array_equal(order, np.arange(len(order))) and np.array_equal(np.sort(order), np.arange(len(order)))
+    assert np.array_equal(sorted_.types.numpy(), spec.types[order])
+    assert np.array_equal(sorted_.positions(), plain.positions())
+    assert np.array_equal(sorted_.velocities(), plain.velocities())
+    np.testing.assert_allclose(sorted_.forces(), plain.forces(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not wp.get_cuda_device_count(), reason="CUDA graphs need a CUDA device; Warp sees none here")
+@pytest.mark.parametrize("system", ["kam", "ka3d"])
+def test_cuda_graph_replay_is_bitwise_the_loop(system):
+    """On a GPU: GRAPH_STEPS-step graphs replayed (with a remainder stepped launch by launch, and
+    neighbour rebuilds inside the graphs) give bitwise the uncaptured loop's trajectory."""
+    from glassdist.md.warp.integrate import GRAPH_STEPS
+
+    spec = tiny_spec(system)
+    x0, v0 = _start(spec)
+    segments = [3 * GRAPH_STEPS + 7, GRAPH_STEPS, 11]
+    *graph, c_graph, _ = _nvt_run(spec, x0, v0, segments, graphs=True, device="cuda")
+    *loop, c_loop, _ = _nvt_run(spec, x0, v0, segments, graphs=False, device="cuda")
+    assert c_graph == c_loop == sum(segments)
+    for a, b in zip(graph, loop):
+        assert np.array_equal(a, b)
 
 
 # ---- engine: minimisation, checkpoints -------------------------------------------------------
@@ -285,7 +356,7 @@ def lammps_equilibrium(spec, seed: int, T: float) -> np.ndarray:
 
 def warp_equilibrium(spec, seeds, T: float) -> np.ndarray:
     """(R, SAMPLES, 3) as lammps_equilibrium, the R runs as one Warp block."""
-    from glassdist.md.warp.engine import random_start
+    from glassdist.md.warp.start import random_start
 
     batch = Batch(spec, len(seeds))
     random_start(batch, [np.random.default_rng(s) for s in seeds], T)

@@ -28,37 +28,14 @@ from hpc.farm import Suspended
 
 from ...errors import SpecError, TaskError
 from ...spec import Spec
-from ..initial import random_positions
-from ..isoconf import DeltaStop, draw_velocities, output_steps
+from ..isoconf import DeltaStop, output_steps
 from ..quench import QuenchResult, empty_hold, hold_steps, record_hold, step_at, thermo_steps
 from .fire import fire_minimise
 from .integrate import NoseHooverNVT
+from .start import random_start
 from .system import Batch, resolve_device
 
 SEGMENT = 10_000        # longest run between two chances to checkpoint / stop (steps)
-# overlap removal of a random start, as the LAMMPS path: pair_style soft (A = 20, cutoff 0.8 sigma_ij)
-# to force tolerance 1e-4, then eq. (1) to 1e-6, at most 1000 iterations each (FIRE here, CG there)
-SOFT_A, SOFT_FTOL, START_FTOL, START_ITERATIONS = 20.0, 1e-4, 1e-6, 1000
-
-
-def random_start(batch: Batch, rngs: list[np.random.Generator], temperature: float) -> None:
-    """Every system of ``batch`` from its generator: random positions, overlaps removed by FIRE
-    (soft repulsion, then eq. (1)), Maxwell-Boltzmann velocities with zero momentum scaled to
-    ``temperature`` exactly (LAMMPS ``velocity create ... dist gaussian mom yes``)."""
-    spec = batch.spec
-    x0 = np.stack([random_positions(spec, rng) for rng in rngs])
-    masses = np.asarray(spec.system.masses, dtype=float)[spec.types]
-    v0 = np.stack([draw_velocities(rng, temperature, masses, spec.dim) for rng in rngs])
-    batch.soft = SOFT_A
-    batch.set_positions(x0)
-    fire_minimise(batch, spec.md.dt, 0.0, SOFT_FTOL, START_ITERATIONS)
-    batch.soft = 0.0
-    batch.compute_forces()
-    fire_minimise(batch, spec.md.dt, 0.0, START_FTOL, START_ITERATIONS)
-    batch.set_velocities(v0)
-    batch.set_velocities(v0 * np.sqrt(temperature / batch.temperature())[:, None, None])
-
-
 def _fingerprint(*items) -> str:
     h = hashlib.sha256()
     for item in items:
@@ -79,8 +56,8 @@ def _load(path: Path, fingerprint: str) -> dict | None:
     if not path.exists():
         return None
     with np.load(path) as z:
-        if str(z["fingerprint"]) != fingerprint:
-            return None
+        if str(z["fingerprint"]) != fingerprint or not set(Batch.STATE) <= set(z.files):
+            return None  # another run's, or older code's (no particle order): start the block afresh
         return {k: z[k] for k in z.files}
 
 

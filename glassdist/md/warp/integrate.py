@@ -6,6 +6,12 @@ temperature (eta_mass[0] = dof k T_target / w^2, eta_mass[i>0] = k T_target / w^
 dof = dim N - dim, target T ramped linearly from T0 to T1 over the run's [begin, end] steps.
 One step: chain half step (scales v), v += dt/2 f/m, x += dt v, forces, v += dt/2 f/m, kinetic
 temperature, chain half step (scales v). The chain updates run in float64 in every precision.
+
+The step number lives on the device (a counter the step's first launch increments), so one step is
+the same sequence of launches whatever its number: on a CUDA device :meth:`NoseHooverNVT.run`
+captures GRAPH_STEPS steps once in a CUDA graph and replays it (one launch instead of ~10 per
+step); the neighbour-list checks and rebuilds already run on the device, so the replay is the
+loop, launch for launch.
 """
 
 
@@ -14,9 +20,10 @@ import functools
 import numpy as np
 import warp as wp
 
-from .system import CHUNKS, Batch
+from .system import CHUNKS, SORT_EVERY, Batch
 
 CHAIN = 3
+GRAPH_STEPS = 50  # steps per captured CUDA graph
 
 
 @functools.cache
@@ -24,15 +31,20 @@ def _kernels(dim: int, dtype):
     vec = wp.types.vector(dim, dtype)
 
     @wp.kernel(module="unique")
-    def chain_half_step(step: int, begin: int, end: int, t_start: wp.float64, t_stop: wp.float64, t_freq: wp.float64,
+    def advance(counter: wp.array(dtype=wp.int32)):
+        """The step number: one more."""
+        counter[0] = counter[0] + 1
+
+    @wp.kernel(module="unique")
+    def chain_half_step(counter: wp.array(dtype=wp.int32), begin: int, end: int, t_start: wp.float64, t_stop: wp.float64, t_freq: wp.float64,
                         dt: wp.float64, tdof: wp.float64, from_partial: int, partial: wp.array2d(dtype=wp.float64),
                         t_current: wp.array(dtype=wp.float64), eta: wp.array2d(dtype=wp.float64),
                         eta_dot: wp.array2d(dtype=wp.float64), eta_dotdot: wp.array2d(dtype=wp.float64),
                         eta_mass: wp.array2d(dtype=wp.float64), factor: wp.array(dtype=wp.float64)):
-        """FixNH::nhc_temp_integrate of system b (after compute_temp_target; with from_partial,
-        t_current is first recomputed from the kinetic partial sums, as in final_integrate)."""
+        """FixNH::nhc_temp_integrate of system b at step counter[0] (after compute_temp_target; with
+        from_partial, t_current is first recomputed from the kinetic partial sums, as in final_integrate)."""
         b = wp.tid()
-        delta = wp.float64(step - begin)
+        delta = wp.float64(counter[0] - begin)
         if delta != wp.float64(0.0):
             delta = delta / wp.float64(end - begin)
         t_target = t_start + delta * (t_stop - t_start)
@@ -139,7 +151,7 @@ def _kernels(dim: int, dtype):
         p = wp.tid()
         v[p] = v[p] * dtype(factor[p // N])
 
-    return chain_half_step, chain_setup, kick_drift, kick_kinetic, scale
+    return advance, chain_half_step, chain_setup, kick_drift, kick_kinetic, scale
 
 
 class NoseHooverNVT:
@@ -153,7 +165,7 @@ class NoseHooverNVT:
 
     def __init__(self, batch: Batch, dt: float, damping: float):
         self.batch, self.dt, self.t_freq = batch, float(dt), 1.0 / float(damping)
-        (self._half, self._setup, self._kick_drift, self._kick_kinetic,
+        (self._advance, self._half, self._setup, self._kick_drift, self._kick_kinetic,
          self._scale) = _kernels(batch.dim, batch.dtype)
         dev, B = batch.device, batch.B
         self.eta = wp.zeros((B, CHAIN), dtype=wp.float64, device=dev)
@@ -162,8 +174,11 @@ class NoseHooverNVT:
         self.eta_mass = wp.zeros((B, CHAIN), dtype=wp.float64, device=dev)
         self.t_current = wp.zeros(B, dtype=wp.float64, device=dev)
         self.factor = wp.zeros(B, dtype=wp.float64, device=dev)
-        self.step = 0
+        self.counter = wp.zeros(1, dtype=wp.int32, device=dev)  # the step number on the device
+        self.step = 0  # its host copy
         self.schedule = (0.0, 0.0, 0, 1)
+        self.use_graphs = wp.get_device(dev).is_cuda
+        self._graph = None  # GRAPH_STEPS steps captured for the current schedule
 
     def start(self, t_start: float, t_stop: float, begin: int, end: int, step: int | None = None) -> None:
         """A fresh thermostat (``fix nvt temp t_start t_stop damp`` then ``run`` with start ``begin``
@@ -172,43 +187,66 @@ class NoseHooverNVT:
         for name in ("eta", "eta_dot", "eta_dotdot"):
             getattr(self, name).zero_()
         self.schedule = (float(t_start), float(t_stop), int(begin), int(end))
-        self.step = int(begin if step is None else step)
+        self._set_step(begin if step is None else step)
         b = self.batch
         wp.launch(b.k.kinetic_partials, (b.B, CHUNKS), [b.v, b.types, b.mass, b.N, b.partial], device=b.device)
         t0, t1, begin, end = self.schedule
         wp.launch(self._setup, b.B, [self.step, begin, end, t0, t1, self.t_freq, float(b.dof), b.partial,
                                      self.t_current, self.eta_dot, self.eta_dotdot, self.eta_mass], device=b.device)
 
-    def _program(self) -> tuple[list, list]:
-        """The recorded launches of one step and the chain launches whose step number changes."""
+    def _set_step(self, step: int) -> None:
+        self.step = int(step)
+        self.counter.assign(np.array([self.step], dtype=np.int32))
+        self._graph = None
+
+    def _program(self) -> list:
+        """The recorded launches of one step (the step number is read on the device)."""
         b = self.batch
         dtf, dtv = b.dtype(0.5 * self.dt), b.dtype(self.dt)
         t0, t1, begin, end = self.schedule
         total = b.B * b.N
 
         def chain(from_partial):
-            return b.launch(self._half, b.B, [self.step, begin, end, t0, t1, self.t_freq, self.dt, float(b.dof),
+            return b.launch(self._half, b.B, [self.counter, begin, end, t0, t1, self.t_freq, self.dt, float(b.dof),
                                               from_partial, b.partial, self.t_current, self.eta, self.eta_dot,
-                                              self.eta_dotdot, self.eta_mass, self.factor])
+                                              self.eta_dotdot, self.eta_mass, self.factor]).launch
 
-        chains = [chain(0), chain(1)]
-        calls = [chains[0].launch,
-                 b.launch(self._kick_drift, total, [b.x, b.v, b.f, b.types, b.mass, self.factor, b.N, dtf, dtv]).launch,
+        return [b.launch(self._advance, 1, [self.counter]).launch,
+                chain(0),
+                b.launch(self._kick_drift, total, [b.x, b.v, b.f, b.types, b.mass, self.factor, b.N, dtf, dtv]).launch,
                  *b.force_program(),
-                 b.launch(self._kick_kinetic, (b.B, CHUNKS), [b.v, b.f, b.types, b.mass, b.N, dtf, b.partial]).launch,
-                 chains[1].launch,
-                 b.launch(self._scale, total, [b.v, self.factor, b.N]).launch]
-        return calls, chains
+                b.launch(self._kick_kinetic, (b.B, CHUNKS), [b.v, b.f, b.types, b.mass, b.N, dtf, b.partial]).launch,
+                chain(1),
+                b.launch(self._scale, total, [b.v, self.factor, b.N]).launch]
 
-    def run(self, n_steps: int) -> None:
-        """Advance every system by ``n_steps`` steps (forces must be current on entry)."""
-        calls, chains = self._program()
-        for _ in range(n_steps):
-            self.step += 1
-            for cmd in chains:
-                cmd.set_param_at_index(0, self.step)
+    def run(self, n_steps: int, graphs: bool | None = None) -> None:
+        """Advance every system by ``n_steps`` steps (forces must be current on entry); the batch's
+        particles are sorted at every step number that is a multiple of SORT_EVERY. graphs: replay
+        CUDA graphs of GRAPH_STEPS steps (default: on a CUDA device); the rest steps launch by launch."""
+        calls = self._program()
+        stop = self.step + n_steps
+        while self.step < stop:
+            if self.step % SORT_EVERY == 0:
+                self.batch.sort()
+            self._steps(calls, min(stop, (self.step // SORT_EVERY + 1) * SORT_EVERY) - self.step, graphs)
+
+    def _steps(self, calls: list, n_steps: int, graphs: bool | None) -> None:
+        loop = n_steps
+        if self.use_graphs if graphs is None else graphs:
+            if n_steps >= GRAPH_STEPS and self._graph is None:
+                with wp.ScopedCapture(device=self.batch.device) as capture:
+                    for _ in range(GRAPH_STEPS):
+                        for call in calls:
+                            call()
+                self._graph = capture.graph
+            if self._graph is not None:
+                for _ in range(n_steps // GRAPH_STEPS):
+                    wp.capture_launch(self._graph)
+                loop = n_steps % GRAPH_STEPS
+        for _ in range(loop):
             for call in calls:
                 call()
+        self.step += n_steps
 
     # ---- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
@@ -219,9 +257,9 @@ class NoseHooverNVT:
         """Restore :meth:`state` arrays, the step and the (t_start, t_stop, begin, end) schedule."""
         for name in self.STATE:
             getattr(self, name).assign(np.asarray(state[name], dtype=np.float64))
-        self.step = int(step)
         t0, t1, begin, end = schedule
         self.schedule = (float(t0), float(t1), int(begin), int(end))
+        self._set_step(step)
 
     def chain_variables(self) -> np.ndarray:
         """(B, 6): eta[0..2] then eta_dot[0..2] per system (LAMMPS reports f_nvt[1..6] the same way)."""

@@ -15,6 +15,11 @@ Because the lists are sorted and the force sums skip pairs beyond r_c, forces do
 when a list was rebuilt; and every sum runs in a fixed order (on the CPU the half-list reactions
 are added in thread order), so results are bitwise reproducible on one device.
 
+Memory follows space: every SORT_EVERY MD steps (and after new positions are set) each system's
+particles are reordered by their cell (glassdist.md.warp.system.Batch.sort, as LAMMPS's
+``atom_modify sort``), so that a particle's neighbours lie near it in memory; ``order`` maps a
+storage slot back to the particle, and every array leaves the batch in particle order.
+
 Per-system sums (kinetic and potential energy, virial, FIRE dot products) are deterministic
 two-level reductions in float64: K chunk threads per system over strided particles, then one
 thread per system over the K partial sums.
@@ -107,22 +112,19 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             wp.atomic_max(overflow, 0, 1)
 
     @wp.kernel(module="unique")
-    def build(x_ref: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), N: int, nc: int, cell: dtype,
+    def build(x_ref: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), N: int, nc: int, cell: dtype, reach: int,
               L: dtype, prm: wp.array2d(dtype=dtype), S: int, flag: wp.array(dtype=wp.int32),
               cell_count: wp.array(dtype=wp.int32), cell_atoms: wp.array2d(dtype=wp.int32),
               nbr: wp.array(dtype=wp.int32), n_nbr: wp.array(dtype=wp.int32), maxnb: int, sp: int, sk: int,
               half: int, overflow: wp.array(dtype=wp.int32)):
-        """Neighbours of p within r_c + skin, ascending, from the 3^dim cells around p's cell (with
-        ``half``, only those with a higher index)."""
+        """Neighbours of p within r_c + skin, ascending, from the (2 reach + 1)^dim cells around p's
+        cell (with ``half``, only those with a higher index)."""
         p = wp.tid()
         b = p // N
         if flag[b] == 0:
             return
         xi = x_ref[p]
         ti = types[p]
-        reach = int(1)
-        if nc < 3:
-            reach = 0
         hx = cell_coord(xi[0], cell, nc)
         hy = cell_coord(xi[1], cell, nc)
         hz = int(0)
@@ -287,7 +289,39 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             acc += partial[b, k]
         out[b] = acc
 
+    @wp.kernel(module="unique")
+    def sort_keys(x: wp.array(dtype=vec), N: int, nc: int, cell: dtype, L: dtype, keys: wp.array(dtype=wp.int32),
+                  slots: wp.array(dtype=wp.int32)):
+        """Sort key of slot p: its system, then the cell of its position wrapped into the box."""
+        p = wp.tid()
+        xp = x[p]
+        for a in range(wp.static(dim)):
+            xp[a] = xp[a] - wp.floor(xp[a] / L) * L
+        n_cells = int(1)
+        for a in range(wp.static(dim)):
+            n_cells = n_cells * nc
+        keys[p] = (p // N) * n_cells + cell_of(xp, nc, cell)
+        slots[p] = p
+
+    @wp.kernel(module="unique")
+    def gather_vec(src: wp.array(dtype=vec), slots: wp.array(dtype=wp.int32), dst: wp.array(dtype=vec)):
+        p = wp.tid()
+        dst[p] = src[slots[p]]
+
+    @wp.kernel(module="unique")
+    def gather_int(src: wp.array(dtype=wp.int32), slots: wp.array(dtype=wp.int32), dst: wp.array(dtype=wp.int32)):
+        p = wp.tid()
+        dst[p] = src[slots[p]]
+
+    @wp.kernel(module="unique")
+    def gather_rows(src: wp.array2d(dtype=wp.int32), slots: wp.array(dtype=wp.int32),
+                    dst: wp.array2d(dtype=wp.int32)):
+        p = wp.tid()
+        for a in range(wp.static(dim)):
+            dst[p, a] = src[slots[p], a]
+
     return SimpleNamespace(vec=vec, dtype=dtype, check_moved=check_moved, refresh=refresh,
                            clear_cells=clear_cells, bin_particles=bin_particles, build=build,
                            pair_forces=pair_forces, zero_active=zero_active, soft_forces=soft_forces, partial_sums=partial_sums,
-                           kinetic_partials=kinetic_partials, finish_sums=finish_sums)
+                           kinetic_partials=kinetic_partials, finish_sums=finish_sums, sort_keys=sort_keys,
+                           gather_vec=gather_vec, gather_int=gather_int, gather_rows=gather_rows)

@@ -13,7 +13,11 @@ from ...spec import Spec
 from .kernels import DLJCUT, LJ1, LJ2, LJ3, LJ4, LJCUT, N_PARAMS, RBUILD2, RC, RC2, SIGMA, kernels
 
 DTYPES = {"float64": wp.float64, "float32": wp.float32}
+# cells per neighbour reach (r_c,max + skin): a list build scans (2 m + 1)^dim cells of side >= reach / m,
+# i.e. ((2 m + 1) / m)^dim reach^dim of candidates: 2D m = 1 (9 reach^2), 3D m = 2 (15.6 reach^3, not 27)
+CELLS_PER_REACH = {2: 1, 3: 2}
 CHUNKS = 32  # chunk threads per system in the per-system sums
+SORT_EVERY = 1000  # MD steps between two spatial sorts of the particles (LAMMPS's atom_modify sort default)
 
 
 def pair_table(spec: Spec, skin: float) -> np.ndarray:
@@ -47,7 +51,9 @@ class Batch:
 
     x: positions (wrapped into [0, L) at each neighbour rebuild, free in between), v: velocities,
     f: forces, image: (B*N, dim) box crossings, so that x + image*L is the unwrapped position;
-    x_ref: positions at the last neighbour rebuild.
+    x_ref: positions at the last neighbour rebuild. These arrays (and ``types``) are in storage
+    order: slot b*N + s holds particle ``order[b*N + s]`` of system b, reordered by :meth:`sort`;
+    the accessors (positions, velocities, ...) and setters speak particle order.
     """
 
     def __init__(self, spec: Spec, n_systems: int, device: str = "cpu", precision: str = "float64"):
@@ -62,9 +68,11 @@ class Batch:
         S, total = spec.n_species, n_systems * self.N
         self.S = S
         reach = float(spec.cutoff.max()) + skin
-        self.nc = int(self.L // reach)
-        if self.nc < 3:
-            self.nc = 1
+        m = CELLS_PER_REACH[self.dim]
+        self.nc = int(self.L // (reach / m))
+        self.stencil = m  # cells scanned on each side of a particle's own
+        if self.nc < 2 * m + 1:  # the stencil would wrap onto itself: one cell holds the whole box
+            self.nc, self.stencil = 1, 0
         self.cell = self.L / self.nc
         rho = spec.system.density
         ball = math.pi * reach**2 if self.dim == 2 else 4.0 / 3.0 * math.pi * reach**3
@@ -79,6 +87,8 @@ class Batch:
         vec = self.k.vec
         self.prm = wp.array(pair_table(spec, skin).astype(self.np_dtype), dtype=self.dtype, device=device)
         self.types = wp.array(np.tile(spec.types.astype(np.int32), n_systems), dtype=wp.int32, device=device)
+        self.order = wp.array(np.tile(np.arange(self.N, dtype=np.int32), n_systems), dtype=wp.int32, device=device)
+        self.sortable = self.nc > 1  # one cell: nothing to sort
         self.mass = wp.array(np.asarray(spec.system.masses, dtype=self.np_dtype), dtype=self.dtype, device=device)
         self.x, self.v, self.f, self.x_ref = (arr(total, vec) for _ in range(4))
         self.image = arr((total, self.dim), wp.int32)
@@ -97,51 +107,82 @@ class Batch:
         self.soft = 0.0  # > 0: forces of pair_style soft with this prefactor A instead of eq. (1)
 
     # ---- state in and out ------------------------------------------------------------
-    def _flat(self, a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(a).reshape(self.B * self.N, self.dim), dtype=self.np_dtype)
+    def _order(self) -> np.ndarray:
+        return self.order.numpy().reshape(self.B, self.N, 1)
+
+    def _to_slots(self, a: np.ndarray, dtype) -> np.ndarray:
+        """(B, N, dim) in particle order -> (B*N, dim) in storage order."""
+        a = np.broadcast_to(np.asarray(a), (self.B, self.N, self.dim))
+        return np.ascontiguousarray(np.take_along_axis(a, self._order(), axis=1).reshape(-1, self.dim), dtype=dtype)
 
     def set_positions(self, positions: np.ndarray, images: np.ndarray | None = None) -> None:
         """positions (B, N, dim) (any periodic image); images (B, N, dim) of these positions (default
-        0); then neighbour lists and forces are rebuilt from scratch."""
-        self.x.assign(self._flat(positions))
-        img = np.zeros((self.B * self.N, self.dim), np.int32) if images is None else \
-            np.asarray(images, np.int32).reshape(-1, self.dim)
-        self.image.assign(img)
+        0); then neighbour lists and forces are rebuilt from scratch (and the particles sorted)."""
+        self.x.assign(self._to_slots(positions, self.np_dtype))
+        self.image.assign(self._to_slots(0 if images is None else images, np.int32))
         self.compute_forces(rebuild="wrap")
+        self.sort()
 
     def set_velocities(self, velocities: np.ndarray) -> None:
-        self.v.assign(self._flat(velocities))
+        self.v.assign(self._to_slots(velocities, self.np_dtype))
 
-    STATE = ("x", "v", "image", "x_ref")
+    STATE = ("x", "v", "image", "x_ref", "order")
 
     def state(self) -> dict[str, np.ndarray]:
-        """Everything a resumed run needs: x, v, image, x_ref, each (B, N, dim)."""
+        """Everything a resumed run needs, in storage order: x, v, image, x_ref, each (B, N, dim),
+        and order (B, N, 1)."""
         return {name: self._shaped(getattr(self, name)).copy() for name in self.STATE}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state` (any subset of systems stacked to B); the neighbour lists are
         rebuilt from x_ref without wrapping and the forces recomputed: bitwise what they were."""
         for name in self.STATE:
-            flat = np.asarray(state[name]).reshape(self.B * self.N, self.dim)
-            getattr(self, name).assign(np.ascontiguousarray(flat, dtype=getattr(self, name).numpy().dtype))
+            a = getattr(self, name)
+            now = a.numpy()
+            a.assign(np.ascontiguousarray(np.asarray(state[name]).reshape(now.shape), dtype=now.dtype))
+        self.types.assign(np.ascontiguousarray(self.spec.types.astype(np.int32)[self.order.numpy()]))
         self.compute_forces(rebuild="keep")
 
     def _shaped(self, a: wp.array) -> np.ndarray:
         return a.numpy().reshape(self.B, self.N, -1)
 
+    def _particles(self, a: wp.array) -> np.ndarray:
+        """(B, N, k) in particle order of a per-slot array."""
+        out = np.empty_like(self._shaped(a))
+        np.put_along_axis(out, self._order(), self._shaped(a), axis=1)
+        return out
+
     def positions(self) -> np.ndarray:
         """Positions wrapped into [0, L), (B, N, dim) float64."""
-        return np.mod(self._shaped(self.x).astype(np.float64), self.L)
+        return np.mod(self._particles(self.x).astype(np.float64), self.L)
 
     def unwrapped(self) -> np.ndarray:
         """x + image*L, (B, N, dim) float64."""
-        return self._shaped(self.x).astype(np.float64) + self._shaped(self.image) * self.L
+        return self._particles(self.x).astype(np.float64) + self._particles(self.image) * self.L
 
     def velocities(self) -> np.ndarray:
-        return self._shaped(self.v).astype(np.float64)
+        return self._particles(self.v).astype(np.float64)
 
     def forces(self) -> np.ndarray:
-        return self._shaped(self.f).astype(np.float64)
+        return self._particles(self.f).astype(np.float64)
+
+    def sort(self) -> None:
+        """Reorder each system's slots by the cell of their positions (stable: ties keep their
+        order), so that neighbours lie near in memory; the neighbour lists are rebuilt from the
+        reordered x_ref and the forces recomputed. Deterministic: a function of the state only."""
+        if not self.sortable:
+            return
+        k, total, dev = self.k, self.B * self.N, self.device
+        keys, slots = wp.empty(2 * total, dtype=wp.int32, device=dev), wp.empty(2 * total, dtype=wp.int32, device=dev)
+        wp.launch(k.sort_keys, total, [self.x, self.N, self.nc, self.dtype(self.cell), self.dtype(self.L), keys, slots],
+                  device=dev)
+        wp.utils.radix_sort_pairs(keys, slots, total)
+        for a, gather in ((self.x, k.gather_vec), (self.v, k.gather_vec), (self.f, k.gather_vec),
+                          (self.x_ref, k.gather_vec), (self.types, k.gather_int), (self.order, k.gather_int),
+                          (self.image, k.gather_rows)):
+            src = wp.clone(a)
+            wp.launch(gather, total, [src, slots, a], device=dev)
+        self.compute_forces(rebuild="keep")
 
     # ---- neighbours and forces ---------------------------------------------------------
     def launch(self, kernel, dim, inputs) -> wp.Launch:
@@ -168,7 +209,7 @@ class Batch:
             self.launch(k.clear_cells, self.B * self.n_cells, [self.cell_count, self.n_cells, self.flag]).launch,
             self.launch(k.bin_particles, total, [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count,
                                                  self.cell_atoms, self.overflow]).launch,
-            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.dtype(self.L), self.prm,
+            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.stencil, self.dtype(self.L), self.prm,
                                          self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
                                          self.max_nbr, *self.nbr_strides, self.half, self.overflow]).launch,
         ]
