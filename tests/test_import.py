@@ -263,7 +263,7 @@ def test_analysis_only_campaign_runs_every_stage_without_md(quenched, tmp_path):
     assert "== inherent == skipped" in proc.stdout
     store = Store(campaign, mode="r")
     assert not store.stage_started("propensity") and not (campaign / "lammps").exists()  # no MD at all
-    assert store.stage_done("analyze") and np.isfinite(store.root["analyze/pairs/pearson"][:]).any()
+    assert store.stage_state("analyze").name == "done" and np.isfinite(store.root["analyze/pairs/pearson"][:]).any()
     manifest = store.root["report"].attrs["manifest"]
     assert manifest["table_II"]["file"] and manifest["table_S2"]["file"] and manifest["fig_6"]["file"]
     assert "system.interaction_known = false" in manifest["table_III"]["missing"]
@@ -279,7 +279,7 @@ def test_imported_campaign_with_its_interaction_runs_propensity(quenched, tmp_pa
                                "propensity.checkpoint_every=400")
     glassdist("propensity", campaign)
     store = Store(campaign, mode="r")
-    assert store.stage_done("propensity")
+    assert store.stage_state("propensity").name == "done"
     traj = store.root["propensity/traj"][0, 0]                       # (S, n_out, N, dim)
     start = store.root["quench/positions"][store.root["propensity"].attrs["replicas"][0], 1]
     L = load(campaign).box_length

@@ -243,6 +243,10 @@ def choose(store: Store, spec: Spec) -> analysis.XiChoice:
         return analysis.XiChoice("fixed", fixed["Delta"], fixed["alpha"], fixed["violin"], notes=[])
     r = analysis.correlation_radii(a.correlation_rmax, a.correlation_bins)
     group = store.root[NAME]
+    if group["dynamics/xi_Delta"].shape[0] == 0:  # no propensity runs (skipped): the rule has no Delta
+        return analysis.XiChoice("rule", float("nan"), float("nan"), 0.0, notes=[
+            "no propensity runs, so the paper's rule has no xi_Delta: Fig. 6 and Table S2 use the bare fields "
+            "(xi = 0); give fixed lengths (analyze.xi = {Delta = ..., alpha = ..., violin = ...}) to coarse-grain"])
     return analysis.choose_xi(group["dynamics/xi_Delta"][:], group["dynamics/scan"][:], a.deltas, a.xi_grid,
                               r_min=float(r[1]), half_box=min(a.correlation_rmax, spec.box_length / 2))
 

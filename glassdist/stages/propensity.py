@@ -73,7 +73,10 @@ def temperatures(spec: Spec, store: Store) -> tuple[np.ndarray, dict]:
 
 
 def stored_temperatures(store: Store) -> np.ndarray:
-    """The temperatures (nT,) the propensity stage ran at (its group's attribute)."""
+    """The temperatures (nT,) the propensity stage ran at (its group's attribute; none when it was
+    skipped)."""
+    if NAME not in store.root:
+        return np.zeros(0)
     return np.asarray(store.root[NAME].attrs["temperatures"], dtype=float)
 
 

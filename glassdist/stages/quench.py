@@ -65,7 +65,7 @@ def create_arrays(campaign_dir: Path, spec: Spec) -> Store:
     if k and nT:
         store.require_array("quench/snapshots", (k, nT, N, dim), (1, nT, N, dim), "float64")
         store.root["quench"].attrs["snapshot_temperatures"] = list(q.snapshot_temperatures)
-    held = hold_steps(spec)
+    held = [] if spec.imported else hold_steps(spec)  # imported liquids were not held here
     if len(held):
         n = len(held)
         for name in ("hold_fs", "hold_pe"):
