@@ -18,10 +18,9 @@ def test_departure_table_lists_a_changed_key(tmp_path):
     paper = table(tmp_path, "paper-kam")
     # the paper preset departs only where the paper is silent or where we chose otherwise
     departing = {name for name, row in paper.items() if row[3] == "yes"}
-    assert departing == {"input normalisation (dataset.normalise)", "liquid hold at T_L and τ_α (quench.hold_liquid)",
-                         "run length and δ reached (propensity.steps)"}
+    assert departing == {"input normalisation (dataset.normalise)", "run length and δ reached (propensity.steps)"}
     assert paper["grid (dataset.grid)"][3] == "paper silent"
-    assert "not held" in paper["liquid hold at T_L and τ_α (quench.hold_liquid)"][2]
+    assert "held 100 τ, τ_α not measured yet" in paper["liquid hold at T_L and τ_α (quench.hold_liquid)"][2]
     assert "not run yet" in paper["run length and δ reached (propensity.steps)"][2]
 
     changed = table(tmp_path, "paper-kam", "quench.cooling_rate=0.001", "quench.T_liquid=2.5", "train.epochs=50")

@@ -51,8 +51,11 @@ def _liquid_hold(ctx: Context) -> str:
     hold = ctx.spec.quench.get("hold_liquid")
     if not hold:
         return "not held (the liquid is saved while the thermostat passes T_L)"
-    tau = _attrs(ctx, "quench").get("tau_alpha")
-    return f"held {hold:g} τ" + (f", τ_α = {np.nanmean(tau):.3g}" if tau is not None else ", τ_α not stored yet")
+    if "quench/tau_alpha" not in ctx.store.root:
+        return f"held {hold:g} τ, τ_α not measured yet"
+    tau, held = ctx.store.root["quench/tau_alpha"][:], ctx.store.root["quench/liquid_held"][:]
+    return (f"held {hold:g} τ, median τ_α = {np.nanmedian(tau):.3g}" if np.isfinite(tau).any() else
+            f"held {hold:g} τ, τ_α not reached") + f"; {int(held.sum())} of {len(held)} liquids held ≥ the τ_α multiple"
 
 
 def _delta_reached(ctx: Context) -> np.ndarray | None:

@@ -207,7 +207,7 @@ def reduce(store: Store, spec: Spec) -> int:
             group["delta"][c, t] = _pad(delta, n_out)
             if ensembles:
                 group["Delta_ensembles"][c, t] = np.stack([_pad(field, n_out) for field, _ in subs])
-            _report_cap(spec, c, t, group["run_delta"][c, t], delta[-1])
+            _report_cap(spec, c, float(stored_temperatures(store)[t]), group["run_delta"][c, t], delta[-1])
 
     with dask_client(**spec.dask):
         result = run_farm(todo, reduce_block, ledger, max_attempts=spec.md.max_attempts, label=REDUCE)
@@ -221,13 +221,13 @@ def _pad(field: np.ndarray, n_out: int) -> np.ndarray:
     return out
 
 
-def _report_cap(spec: Spec, c: int, t: int, run_delta: np.ndarray, delta: float) -> None:
-    """The log line of a (configuration, temperature) whose runs hit the step cap before the
+def _report_cap(spec: Spec, c: int, T: float, run_delta: np.ndarray, delta: float) -> None:
+    """The log line of a (configuration, temperature T) whose runs hit the step cap before the
     until_delta target (run_delta (S,): each run's delta^s at its last output)."""
     target = until_delta_target(spec)
     capped = int((run_delta < target).sum()) if target is not None else 0
     if capped:
         p = spec.propensity
-        print(f"propensity: configuration {p.configurations[c]}, T = {p.temperatures[t]:g}: {capped} of "
+        print(f"propensity: configuration {p.configurations[c]}, T = {T:.4g}: {capped} of "
               f"{len(run_delta)} runs hit the step cap propensity.steps = {p.steps} below delta = {target:g} "
               f"(the ensemble reached delta = {delta:.3g}); raise propensity.steps to reach it")
