@@ -266,6 +266,6 @@ def table_glassbench(ctx: Context) -> Table:
                                   + [f"{fmt(p[k, a, kind, g, j])} ({fmt(s[k, a, kind, g, j])})"
                                      for j in range(len(times))])
     t.note = (f"Indicators bare, with the paper's sign (so positive = predicts mobility); propensity Δ_i(t) bare "
-              f"and coarse-grained at ξ = {axes['xi']:g}; mean over {pearson.shape[0]} propensity configuration(s). "
+              f"and coarse-grained at ξ = {ctx.store.root['analyze'].attrs['xi'][axes['xi']]:.3g} (the chosen ξ_Δ); mean over {pearson.shape[0]} propensity configuration(s). "
               "Compare with published predictors at the same t/τ_α and species (Jung et al., GlassBench).")
     return t

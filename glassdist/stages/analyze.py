@@ -140,7 +140,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
         "temperatures": stored_temperatures(store).tolist(), "replicas": glass_replicas(spec).tolist(),
         "glassbench": {"propensity": list(glassbench.PROPENSITY), "groups": glassbench.groups(spec.system.species),
-                       "xi": "the chosen xi_Delta (attribute xi)"},
+                       "xi": "Delta"},  # the coarse-graining of the propensity: attribute xi's "Delta"
         "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
