@@ -160,6 +160,8 @@ def _done(campaign: Path, stage: str) -> int:
     return int((zarr.open_group(path, mode="r")["state"][:] == 1).sum())
 
 
+@pytest.mark.slow
+@pytest.mark.vcluster_long
 def test_node_lost_mid_quench_costs_only_its_work(node_loss, tmp_path):
     """gdv-n2's PID 1 is killed while the 2-node quench runs: the job ends (FAILED, or NODE_FAIL
     and requeued); with the node back, the requeued job or `submit` again finishes the stage;
@@ -188,6 +190,7 @@ def _profile(tmp_path: Path, interface: str = "eth0", **stage_walltimes: str) ->
 
 
 @pytest.mark.slow
+@pytest.mark.vcluster_long
 def test_quench_over_several_allocations_equals_one_run(vcluster, tmp_path):
     """A 2-minute time limit for a stage of about 100 s on two nodes: SIGTERM before the limit
     (--signal=B:TERM@30, which SLURM sends up to 30 s earlier still), the replicas checkpoint,
@@ -271,6 +274,8 @@ def _finish_after_loss(vcluster: dict, campaign: Path, stages: str) -> None:
     assert list(final.values()) == ["COMPLETED"], (final, logs(campaign)[-3000:])
 
 
+@pytest.mark.slow
+@pytest.mark.vcluster_long
 def test_ddp_node_lost_mid_epoch_resumes_from_its_checkpoint(node_loss, tmp_path):
     """Training on two nodes (one process each) loses gdv-n2 after a few epochs: the job ends,
     runs again (requeued or submitted again) and resumes from its last epoch checkpoint."""
