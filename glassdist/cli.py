@@ -1,4 +1,4 @@
-"""The `glassdist` command line (DESIGN §3). Exit codes: 0 done, 1 failed work, 2 bad input,
+"""The `glassdist` command line (README, docs/campaign.md). Exit codes: 0 done, 1 failed work, 2 bad input,
 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Single-host runs that listen on loopback only (DESIGN §5; what listens where: docs/security.md).
+"""Single-host runs that listen on loopback only (what listens where: docs/security.md).
 
 Everything a one-node run needs to keep its sockets off the network, in one place:
 
