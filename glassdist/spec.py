@@ -162,8 +162,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "(exact symmetry of a periodic system; paper: none)"),
         "weight_decay": Key(NUMBER, 1e-4, help="L2 regularisation strength",
                             check=between(0.0, 1.0)),
-        "seed": Key(INT, 0, help="training seed (weights init, shuffling, dropout, translations)",
-                    check=non_negative),
+        "seed": Key(INT, 0, help="training seed (weights init, shuffling, dropout, translations) of member 0; "
+                    "member k > 0 seeds from (seed, k)", check=non_negative),
+        "ensemble": Key(INT, 1, help="K members trained on the same split, differing in initialisation and data "
+                        "order; Grad-CAM is their mean (consensus) and the report shows how far they agree "
+                        "(paper: one network; our presets: demos 3, paper 5)", check=between(1, 64)),
+        "shuffled_control": Key(BOOL, True, help="also train one model on randomly permuted labels (Adebayo et "
+                                "al. 2018's label randomisation): its Grad-CAM correlations are the report's "
+                                "no-learning baseline (not in the paper)"),
+        "members_together": Key(BOOL, True, help="train the members that are to do as one grouped network (one "
+                                "pass over the data for all; the same numbers as one by one, faster: "
+                                "benchmarks/ensemble_training.py); false = one member after another"),
     },
     "gradcam": {
         "target_class": Key(STRING, "", help="class (one of classes.names) whose score y^C is explained on "
@@ -238,6 +247,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "gradcam, voronoi; see glassdist.indicators)", check=distinct),
         "correlation_bins": Key(INT, 60, help="bins of C_X(r)", check=between(2, MAX_POINTS)),
         "correlation_rmax": Key(NUMBER, 10.0, help="range of C_X(r)", check=positive),
+        "bootstrap": Key(INT, 1000, help="bootstrap resamples of every 95 % interval (over configurations; over "
+                         "spatial blocks of particles where a value comes from one configuration)",
+                         check=between(10, 10**6)),
+        "null_samples": Key(INT, 200, help="random periodic shifts of the field behind each null band (the "
+                            "statistic between an indicator and a field of the same spatial smoothness that "
+                            "carries no information about it)", check=between(10, 10**6)),
+        "agreement_threshold": Key(NUMBER, 0.8, help="mean inter-member agreement (Pearson between the members' "
+                                   "coarse-grained Grad-CAM fields) above which the report calls Gamma a "
+                                   "property of the glass rather than of one training", check=between(0.0, 1.0)),
     },
     "dask": {
         "address": Key(STRING, "", help="existing scheduler address ('' = start a LocalCluster)"),

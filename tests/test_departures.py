@@ -18,7 +18,8 @@ def test_departure_table_lists_a_changed_key(tmp_path):
     paper = table(tmp_path, "paper-kam")
     # the paper preset departs only where the paper is silent or where we chose otherwise
     departing = {name for name, row in paper.items() if row[3] == "yes"}
-    assert departing == {"input normalisation (dataset.normalise)", "run length and δ reached (propensity.steps)"}
+    assert departing == {"input normalisation (dataset.normalise)", "run length and δ reached (propensity.steps)",
+                         "ensemble size (train.ensemble)"}  # our choice: K = 5 members, the paper trained one
     assert paper["grid (dataset.grid)"][3] == "paper silent"
     assert "held 100 τ, τ_α not measured yet" in paper["liquid hold at T_L and τ_α (quench.hold_liquid)"][2]
     assert "not run yet" in paper["run length and δ reached (propensity.steps)"][2]
