@@ -2,7 +2,7 @@
 
 Each stage is one batch job (MPI farms one MPI job of P ranks, not a job array: see
 docs/slurm.md) that waits for the jobs of the stages it needs (``--dependency=afterok``).
-The remainder only: stages whose ledgers are complete are skipped, a stage with a live job
+The remainder only: stages that are done (Store.stage_state: not stale) are skipped, a stage with a live job
 from an earlier call is not submitted again (its job id becomes the dependency), and jobs
 left waiting on a failed job (DependencyNeverSatisfied) are cancelled and replaced.
 """
@@ -49,13 +49,23 @@ def ledger_progress(campaign_dir: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def plan(stages: list[str], progress: dict, spec=None) -> list[str]:
-    """Stages to (re)submit, in pipeline order: the incomplete ones and every requested stage
-    downstream of one (its inputs are about to change)."""
+def stage_states(campaign_dir: Path, spec: Spec) -> dict[str, str]:
+    """{stage: Store.stage_state(stage, spec).name} ('not started' for all without a store)."""
+    if not (campaign_dir / "store.zarr").exists():
+        return {stage: "not started" for stage in PIPELINE}
+    store = Store(campaign_dir, mode="r")
+    return {stage: store.stage_state(stage, spec).name for stage in PIPELINE}
+
+
+def plan(stages: list[str], states: dict[str, str], spec=None) -> list[str]:
+    """Stages to (re)submit, in pipeline order: those not done (not started, incomplete, failed or
+    stale: Store.stage_state) and every requested stage downstream of one (its inputs are about to
+    change); never a stage that does not apply to the campaign (Stage.skipped)."""
     chosen: list[str] = []
     for stage in stages:
-        todo, total = progress.get(stage, (1, 0))
-        if todo or total == 0 or any(n in chosen for n in STAGES[stage].needs_of(spec)):
+        if spec is not None and STAGES[stage].skipped(spec):
+            continue
+        if states.get(stage, "not started") != "done" or any(n in chosen for n in STAGES[stage].needs_of(spec)):
             chosen.append(stage)
     return chosen
 
@@ -97,7 +107,7 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
             raise UsageError(f"unknown stage {stage!r}; stages are {', '.join(PIPELINE)}")
     stages = [s for s in PIPELINE if s in stages]
     progress = ledger_progress(campaign_dir)
-    chosen = plan(stages, progress, spec)
+    chosen = plan(stages, stage_states(campaign_dir, spec), spec)
     for stage in chosen:
         if stage not in profile.stages:
             raise UsageError(f"profile key 'stages.{stage}': is missing. Fix: add a [stages.{stage}] "

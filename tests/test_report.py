@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 import time
 
 import numpy as np
@@ -119,6 +120,35 @@ def test_second_run_finds_everything_done(campaign):
     assert before.keys() == after.keys() and all((before[n] == after[n]).all() for n in before)
     status = glassdist("status", d).stdout
     assert re.search(r"analyze\s+4\s+0\s+0", status) and re.search(rf"report\s+{len(ARTEFACTS)}\s+0\s+0", status)
+
+
+def test_report_in_a_real_browser(campaign):
+    """report/index.html in headless Chromium: every image decodes, no console error, and every
+    paper table and figure has its section."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
+    browser, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver_bin):
+        pytest.skip("no chromium/chromedriver (Debian's chromium and chromium-driver; .ci/run installs them as root)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_bin))
+    try:
+        driver.get((campaign["dir"] / "report" / "index.html").as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
+        sections = set(driver.execute_script("return Array.from(document.querySelectorAll('h2[id]'), h => h.id);"))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    figures = [a for a in ARTEFACTS if a.kind == "figure"]
+    assert len(images) >= len(figures)
+    assert [src for src, complete, width in images if not (complete and width > 0)] == []
+    assert errors == []
+    assert {a.key for a in ARTEFACTS} <= sections
 
 
 def test_3d_particle_map_shows_the_middle_slab():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,21 @@ def test_a_stage_whose_inputs_changed_is_stale_and_rerun(trained, tmp_path):
     out = glassdist("run", d, "--stages", "quench,dataset,train", "--np", "1").stdout
     assert "== dataset == done" in out and "its results are recomputed" in out and "epoch 2/2" in out
     assert "stale" not in glassdist("status", d).stdout
+
+
+def test_submit_resubmits_a_stale_stage(trained, tmp_path):
+    """`submit` plans from Store.stage_state: a done stage whose inputs changed is submitted again,
+    with the stages after it; done and fresh stages are not."""
+    d = copy(trained, tmp_path)
+
+    def planned():
+        code, out, err = cli("submit", d, "--profile", "generic-cpu", "--dry-run", "--stages", "quench,dataset,train")
+        assert code == 0, err
+        return re.findall(r"==> \S+/\d{3}-(\w+)\.sh", out)
+
+    assert planned() == []
+    Store(d).ledger("dataset").attempts[3] = 2  # replica 3's images were redone by another attempt
+    assert planned() == ["train"]
 
 
 def test_status_validates_like_run(trained, tmp_path):
