@@ -23,6 +23,7 @@ import numpy as np
 import zarr
 
 from .errors import UsageError
+from .stages import STAGES
 
 # ledger -> (array pattern, leading task axes, blocks from the end of the task range).
 # Task t owns, in every array matching the pattern whose chunks are 1 along the leading axes,
@@ -121,8 +122,6 @@ def check_needs(store, stage: str, needs: tuple[str, ...] | None = None) -> None
     """Before ``stage`` reads the stages it needs: every chunk file behind their done tasks
     exists; tasks whose chunks are gone are marked pending (printed, with the command that
     redoes them). Reused results of a derived campaign are checked in their own store."""
-    from .stages import STAGES
-
     for need in STAGES[stage].needs if needs is None else needs:
         for ledger in STAGES[need].ledgers:
             if not store.stage_started(ledger):
@@ -157,6 +156,4 @@ def verify(store) -> dict[str, dict[int, list[str]]]:
 
 
 def _ledgers_of(stage: str) -> tuple[str, ...]:
-    from .stages import STAGES
-
     return STAGES[stage].ledgers

@@ -23,6 +23,7 @@ from hpc.ledger import DONE, FAILED, PENDING, Ledger
 from . import __version__, integrity
 from .errors import StaleResultsError, UsageError
 from .spec import Spec, load
+from .stages import STAGES
 
 
 def software_versions() -> dict[str, str]:
@@ -75,8 +76,6 @@ class Store:
         """Refuse when ``stage`` has results computed with other values of the campaign sections
         it depends on (its registry record); otherwise record their hash and values for the stage,
         and the whole validated spec for the store."""
-        from .stages import STAGES
-
         if stage in self.reused_stages():
             raise UsageError(f"the '{stage}' results of {self.dir} are those of {self.upstream_dir()} (a derived "
                              f"campaign reuses them) and are not recomputed here; `glassdist detach {self.dir}` "
@@ -154,8 +153,6 @@ class Store:
     def fingerprint(self, stage: str) -> str:
         """Hash of a stage's results: its section hash and every task's state and attempts (under
         the campaign seed, what determines the data)."""
-        from .stages import STAGES
-
         h = hashlib.sha256(self.root.attrs.get("stages", {}).get(stage, {}).get("hash", "").encode())
         for name in STAGES[stage].ledgers:
             ledger = self.ledger(name)
@@ -165,8 +162,6 @@ class Store:
 
     def input_fingerprints(self, stage: str) -> dict[str, str]:
         """{need: fingerprint} of the started stages that ``stage`` reads."""
-        from .stages import STAGES
-
         return {n: self.fingerprint(n) for n in STAGES[stage].needs if self.stage_started(n)}
 
     def stage_state(self, stage: str, spec: Spec | None = None) -> StageState:
@@ -175,8 +170,6 @@ class Store:
         campaign sections than ``spec``'s, or the results it read changed since it ran),
         ``failed`` (a task failed after all attempts), ``incomplete`` (tasks pending), ``done``.
         A stage a derived campaign reuses is done (glassdist.derive.check guards it)."""
-        from .stages import STAGES
-
         if stage in self.reused_stages():
             return StageState("done", f"reused from {self.upstream_dir()}")
         ledgers = [self.ledger(n) for n in STAGES[stage].ledgers if self.stage_started(n)]
@@ -205,8 +198,6 @@ class Store:
         of ``complete``; default: all its needs) is not done (:meth:`stage_state`). Done tasks of
         those stages whose chunk files are gone are marked pending first
         (glassdist.integrity.check_needs)."""
-        from .stages import STAGES
-
         if spec is None and (self.dir / "campaign.toml").is_file():
             spec = load(self.dir)
         needs = tuple(n for n in STAGES[stage].needs_of(spec) if not (spec and STAGES[n].skipped(spec)))  # skipped: do without
