@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -97,8 +98,27 @@ def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1
         with sigint_ignored():  # its worker processes inherit that
             cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                                    processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
-        with cluster, Client(cluster) as client:
+        with cluster, Client(cluster) as client, quiet_on_interrupt(client):
             yield client
+
+
+def silence_distributed() -> None:
+    """Only critical messages from distributed's loggers in this process."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def quiet_on_interrupt(client) -> Iterator[None]:
+    """On Ctrl-C, silence distributed's loggers here and on the workers before the cluster closes:
+    the workers ignore SIGINT and are still computing, so their tasks end cancelled and the nannies
+    kill them, each with a warning the user need not read (the CLI says "interrupted" once)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        silence_distributed()
+        with suppress(Exception):  # best effort: a worker that is gone has nothing to say
+            client.run(silence_distributed)
+        raise
 
 
 @contextmanager

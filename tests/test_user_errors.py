@@ -153,25 +153,48 @@ def test_version():
     assert proc.stdout.strip().startswith("glassdist 0.")
 
 
-def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
-    """SIGINT to the process group of a real `glassdist run` (what Ctrl-C in a terminal sends)
-    during the MPI quench: exit 130, one line, no MPI_Abort noise; a rerun continues."""
-    d = init_tiny(tmp_path / "c", "kam", "quench.replicas=40", "quench.split=[30,5,5]")
-    proc = subprocess.Popen([BIN / "glassdist", "run", d, "--np", "2", "--stages", "quench"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    while not (d / "store.zarr" / "ledger" / "quench").exists() or \
-            not Store(d, mode="r").ledger("quench").done_mask().any():
+def interrupt(argv, started, timeout=120) -> tuple[int, str, str]:
+    """Start ``glassdist *argv`` in its own process group with SIGINT at its default (as in a
+    terminal), wait until ``started()`` is true, send SIGINT to the group (what Ctrl-C does):
+    (exit code, stdout, stderr)."""
+    proc = subprocess.Popen([BIN / "glassdist", *map(str, argv)], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + timeout
+    while not started():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
+    return proc.returncode, out, err
+
+
+def some_done(d, ledger):
+    """Whether the ledger exists and has a done task."""
+    return (d / "store.zarr" / "ledger" / ledger).exists() and Store(d, mode="r").ledger(ledger).done_mask().any()
+
+
+def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
+    """SIGINT to the process group of a real `glassdist run` (what Ctrl-C in a terminal sends)
+    during the MPI quench: exit 130, one line, no MPI_Abort noise; a rerun continues."""
+    d = init_tiny(tmp_path / "c", "kam", "quench.replicas=40", "quench.split=[30,5,5]")
+    code, out, err = interrupt(["run", d, "--np", "2", "--stages", "quench"], lambda: some_done(d, "quench"))
+    assert code == 130, out + err
     lines = [ln for ln in err.splitlines() if not ln.startswith("quench: ")]  # the progress lines
     assert lines == ["glassdist: interrupted; done work is kept, rerun to continue"], err
     assert "MPI_Abort" not in out + err and "Traceback" not in out + err
     done = Store(d, mode="r").ledger("quench").done_mask()
     assert 0 < done.sum() < 40
+
+
+def test_ctrl_c_in_a_dask_stage_is_one_line(tmp_path):
+    """The same during a Dask stage: no line of distributed's (nanny warnings, CancelledError)."""
+    d = init_tiny(tmp_path / "c", "kam", "quench.replicas=60", "quench.split=[40,10,10]")
+    glassdist("quench", d)
+    code, out, err = interrupt(["indicators", d], lambda: some_done(d, "indicators"))
+    assert code == 130, out + err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("indicators: ")]
+    assert lines == ["glassdist: interrupted; done work is kept, rerun to continue"], err
 
 
 def test_a_fit_without_a_kink_is_failed_in_the_log_status_and_report(tmp_path):
