@@ -78,8 +78,8 @@ def block_pearson(positions: np.ndarray, x: np.ndarray, y: np.ndarray, L, length
     x (N, F), y (N, G): fields; the periodic box is cut into blocks of side >= ``length``
     (:func:`blocks`), and each resample draws as many blocks as there are, with replacement,
     and recomputes every Pearson from the drawn blocks' particles (block sums of the moments, so
-    one resample costs O(blocks F G)). Returns (n_resamples, F, G); all NaN when there are fewer
-    than 2 blocks (the box is shorter than 2 ``length``). The same seed and blocks draw the same
+    one resample costs O(blocks F G)). Returns (n_resamples, F, G), NaN for a constant or
+    non-finite column; all NaN when there are fewer than 2 blocks (the box is shorter than 2 ``length``). The same seed and blocks draw the same
     resamples, so maxima over several calls (temperatures) share them.
     """
     x, y = (np.asarray(a, dtype=float).reshape(len(positions), -1) for a in (x, y))
@@ -99,7 +99,9 @@ def block_pearson(positions: np.ndarray, x: np.ndarray, y: np.ndarray, L, length
     vx, vy = (weight @ sxx) / n[:, None] - mx ** 2, (weight @ syy) / n[:, None] - my ** 2
     cov = np.einsum("rb,bfg->rfg", weight, sxy) / n[:, None, None] - mx[:, :, None] * my[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return cov / np.sqrt(np.maximum(vx, 0)[:, :, None] * np.maximum(vy, 0)[:, None, :])
+        out = cov / np.sqrt(np.maximum(vx, 0)[:, :, None] * np.maximum(vy, 0)[:, None, :])
+    constant = (np.ptp(x, axis=0) == 0)[:, None] | (np.ptp(y, axis=0) == 0)[None, :]   # (F, G): no correlation
+    return np.where(constant, np.nan, out)
 
 
 def shift_index(positions: np.ndarray, L, n_shifts: int, seed) -> np.ndarray:
