@@ -14,6 +14,8 @@ from glassdist.store import Store
 
 from .conftest import glassdist
 
+pytestmark = pytest.mark.slow  # three stores through the real `glassdist analyze` (Dask): about 45 s
+
 N, M, V = 400, 3, 5
 SETS = ["system.n_particles=400", "system.counts=[320,80]", "quench.replicas=8", "quench.split=[4,2,2]",
         "propensity.configurations=[0]", "propensity.temperatures=[0.5]", "propensity.samples=4",

@@ -23,9 +23,40 @@ Two phases, one ledger (``analyze``), each task writing only its own chunks:
    ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T): indicator, propensity
    [bare, coarse-grained at the chosen xi_Delta], group [each species, all], output time
    (attribute ``glassbench`` of group analyze names the axes).
+The evidence behind Gamma (``analyze/trust/*``; M = members: gradcam/members, or gradcam/gamma as
+the single member of a store without it; V = randomisation levels, attribute randomisation_levels
+of group gradcam; I = A - 1 structural indicators; S = analyze.null_samples; R = analyze.bootstrap;
+arrays of an absent gradcam variant are not made). Test replica t, at xi violin, no sign flips:
+``trust/agreement`` (Rt, 2) mean pairwise Pearson of the coarse-grained members; ``trust/members``
+(Rt, 2, M, I), ``trust/randomised`` (Rt, 2, M, V, I), ``trust/shuffled``, ``trust/input`` (Rt, 2, I):
+Pearson of each Gamma variant with each structural indicator; ``trust/partial`` (Rt, 2, 2, I):
+Gamma-bar with each indicator given Gamma^0 [0] and given the local composition [1] (the fraction
+of small particles coarse-grained at xi; at xi = 0 in a window of the first-shell radius 1.5 max
+sigma_ii); ``trust/pairs_null`` (Rt, 2, S, P): each Table S2 pair with its first field periodically
+shifted. Configuration c, temperature T: ``trust/propensity/members`` (C, nT, M, T),
+``randomised`` (C, nT, M, V, T), ``shuffled``, ``input`` (C, nT, T): C(variant, Delta)(t) as
+dynamics/pearson_t (Gamma's sign convention); ``partial`` (C, nT, 2, T); ``pearson_t_ci``,
+``pearson_t_null`` (C, nT, A, T, 2): spatial-block 95 % interval and shifted-field null band of each
+C_{alpha,Delta}(t) (Fig. 5); ``V_boot`` (C, nT, R, A), ``V_null`` (C, nT, S, A): their maxima over
+output times per block resample / shift; ``S1_boot`` (C, nT, R, 2, A), ``S1_null`` (C, nT, S, 2, A):
+the Table S1 maxima over (delta, xi) per resample / shift (every xi uses the same shift).
 When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
 the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
-``analyze/structure/mean`` and ``sem`` (A, B). A = the analysed indicators (attribute
+``analyze/structure/mean`` and ``sem`` (A, B). Intervals ([low, high] last axis; NaN = None:
+fewer than 2 values or blocks): ``S2_ci`` (2, P, 2) bootstrap of the mean over valid configurations,
+``S2_null`` (2, P, 2) band of that mean with shifted fields; ``III_ci`` (K, 2) mean resolved xi_Delta
+over configurations and temperatures; ``IV_ci`` (nT, 5, 2) over configurations; ``V_ci``, ``V_null``
+(C, A, 2) of the maximum over temperatures and times (block resamples; shifted fields, same grid);
+``S1_ci``, ``S1_null`` (C, nT, 2, A, 2); ``fig5_ci``, ``fig5_null`` (C, nT, A, T, 2); ``II_ci``
+(M, 2, 2) Clopper-Pearson of each member's class accuracies. ``trust``: {members, member_source,
+indicators, classes, agreement {mean, ci, n, median, quantiles {q, values}, hist {edges, counts},
+threshold}, verdict ("agree" | "disagree" | "one member"), sentence, member_mean (2, M, I),
+members_disagreeing_in_sign [{class, indicator, positive, negative, values}], consensus {mean, ci}
+(2, I) of Gamma-bar, randomised {mean, ci (V, 2, I), reproduces, levels, no_learnt_information
+(2, I)}, shuffled and input {mean, ci (2, I), reproduces} (or {absent: why}), partial {given_input,
+given_composition: {mean, ci}, composition_xi, note}, propensity {at, members (C, M), randomised
+(C, M, V), shuffled, input (C,), partial (C, 2)}, notes}; "reproduces": the variant's mean lies in
+Gamma-bar's 95 % interval or Gamma-bar's mean in the variant's. A = the analysed indicators (attribute
 ``indicators``: Grad-CAM first, then indicators.compute; glassdist.indicators), P = their pairs
 (attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid), B = correlation_bins + 1.
 """
