@@ -19,6 +19,10 @@ boolean ``flip`` per indicator, applied after normalisation. Correlation coeffic
   indicators at xi_violin (Fig. 6, Table S2) and the bare C_alpha(r) of the glass (Fig. 8).
 - :func:`ensemble_table`: Table IV from the sub-ensemble propensity fields.
 - :func:`table_v`, :func:`table_s1`, :func:`table_s2`, :func:`mean_correlation`: summaries.
+- :func:`composition`, :func:`gamma_variants`, :func:`variant_propensity`: the evidence behind
+  Gamma (inter-member agreement, the correlations of randomised / label-shuffled / input-only
+  Gamma variants, partial correlations given Gamma^0 and the local composition); intervals and
+  null bands: glassdist.fields.uncertainty.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .constants import bin_centres
 from .dynamics.crd import propensity_at_delta
 from .fields.coarse import coarse_grain, normalize
 from .fields.correlation import first_crossing, pearson, spatial_correlation, spearman
+from .fields.uncertainty import agreement, partial_pearson, pearson_matrix
 
 
 
@@ -347,3 +352,59 @@ def mean_correlation(c_r: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.nda
         mean = np.nanmean(c_r, axis=0)
         sem = np.nanstd(c_r, axis=0) / np.sqrt(len(c_r))
     return mean, sem, np.array([first_crossing(r, m, 0.0) for m in mean])
+
+
+#: The window of the local composition at xi = 0, in units of the largest sigma_ii: the first
+#: coordination shell (the first minimum of g(r), about 1.5 sigma in both paper systems).
+FIRST_SHELL = 1.5
+
+
+def composition_xi(sigma: np.ndarray, xi: float) -> float:
+    """The coarse-graining length of the local composition at the analysis length xi: xi itself,
+    or at xi = 0 half the first-shell radius FIRST_SHELL max(sigma_ii) (eq. 7's kernel reaches 2 xi)."""
+    return xi if xi > 0 else FIRST_SHELL * float(np.max(np.diag(sigma))) / 2
+
+
+def composition(positions: np.ndarray, types: np.ndarray, sigma: np.ndarray, L, xi: float) -> np.ndarray:
+    """Local composition (N,): the fraction of small particles (the species of smallest sigma_ii)
+    around each particle, the species indicator coarse-grained (eq. 7) at :func:`composition_xi`."""
+    small = (np.asarray(types) == int(np.argmin(np.diag(sigma)))).astype(float)
+    return coarse_grain(positions, small, L, composition_xi(sigma, xi))
+
+
+def gamma_variants(positions: np.ndarray, fields: np.ndarray, variants: dict, comp: np.ndarray, L, xi: float) -> dict:
+    """Evidence behind Gamma in one test configuration (N, dim) at the Fig. 6 length xi.
+
+    fields (N, A): bare indicators, Gamma-bar (the consensus) first; variants: name -> bare Gamma
+    fields (N, F) ("members" (N, K), and any of "randomised", "shuffled", "input"); comp (N,): the
+    local composition (:func:`composition`). Returns {"agreement": mean pairwise Pearson of the
+    coarse-grained members (NaN for K < 2), name: Pearson (F, A - 1) of each variant column with
+    each structural indicator (all coarse-grained at xi, no sign flips, as Table S2), "partial":
+    (2, A - 1) partial Pearson of Gamma-bar with each structural indicator given Gamma^0 [0] (NaN
+    without "input") and given comp [1]}.
+    """
+    cg = smooth(positions, fields, L, xi)
+    out = {"agreement": agreement(smooth(positions, variants["members"], L, xi).T)}
+    smoothed = {name: smooth(positions, v, L, xi) for name, v in variants.items()}
+    out.update({name: pearson_matrix(v, cg[:, 1:]) for name, v in smoothed.items()})
+    given = [smoothed["input"][:, 0] if "input" in smoothed else None, comp]
+    out["partial"] = np.array([[partial_pearson(cg[:, 0], cg[:, i], z) if z is not None else np.nan
+                                for i in range(1, cg.shape[1])] for z in given])
+    return out
+
+
+def variant_propensity(positions: np.ndarray, gamma: np.ndarray, variants: dict, comp: np.ndarray, Delta_t: np.ndarray,
+                       L, *, xi_alpha: float, xi_Delta: float, flip: bool) -> dict:
+    """The Gamma variants against the propensity at every output time (as
+    :func:`propensity_correlations`: Gamma at xi_alpha with Gamma's sign convention ``flip``, Delta
+    at xi_Delta). gamma (N,): Gamma-bar; variants: name -> (N, F) as :func:`gamma_variants`;
+    comp (N,); Delta_t (T, N). Returns {name: Pearson (F, T), "partial": (2, T) partial Pearson of
+    Gamma-bar with Delta given Gamma^0 [0] (NaN without "input") and given comp [1]}."""
+    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)                   # (N, T)
+    sm = {name: smooth(positions, v, L, xi_alpha, flip) for name, v in variants.items()}
+    out = {name: pearson_matrix(v, Delta_cg) for name, v in sm.items()}
+    g = smooth(positions, gamma, L, xi_alpha, flip)
+    given = [sm["input"][:, 0] if "input" in sm else None, comp]
+    out["partial"] = np.array([[partial_pearson(g, d, z) if z is not None and np.isfinite(d).all() and np.ptp(d) > 0 else np.nan
+                                for d in Delta_cg.T] for z in given])
+    return out

@@ -23,9 +23,40 @@ Two phases, one ledger (``analyze``), each task writing only its own chunks:
    ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T): indicator, propensity
    [bare, coarse-grained at the chosen xi_Delta], group [each species, all], output time
    (attribute ``glassbench`` of group analyze names the axes).
+The evidence behind Gamma (``analyze/trust/*``; M = members: gradcam/members, or gradcam/gamma as
+the single member of a store without it; V = randomisation levels, attribute randomisation_levels
+of group gradcam; I = A - 1 structural indicators; S = analyze.null_samples; R = analyze.bootstrap;
+arrays of an absent gradcam variant are not made). Test replica t, at xi violin, no sign flips:
+``trust/agreement`` (Rt, 2) mean pairwise Pearson of the coarse-grained members; ``trust/members``
+(Rt, 2, M, I), ``trust/randomised`` (Rt, 2, M, V, I), ``trust/shuffled``, ``trust/input`` (Rt, 2, I):
+Pearson of each Gamma variant with each structural indicator; ``trust/partial`` (Rt, 2, 2, I):
+Gamma-bar with each indicator given Gamma^0 [0] and given the local composition [1] (the fraction
+of small particles coarse-grained at xi; at xi = 0 in a window of the first-shell radius 1.5 max
+sigma_ii); ``trust/pairs_null`` (Rt, 2, S, P): each Table S2 pair with its first field periodically
+shifted. Configuration c, temperature T: ``trust/propensity/members`` (C, nT, M, T),
+``randomised`` (C, nT, M, V, T), ``shuffled``, ``input`` (C, nT, T): C(variant, Delta)(t) as
+dynamics/pearson_t (Gamma's sign convention); ``partial`` (C, nT, 2, T); ``pearson_t_ci``,
+``pearson_t_null`` (C, nT, A, T, 2): spatial-block 95 % interval and shifted-field null band of each
+C_{alpha,Delta}(t) (Fig. 5); ``V_boot`` (C, nT, R, A), ``V_null`` (C, nT, S, A): their maxima over
+output times per block resample / shift; ``S1_boot`` (C, nT, R, 2, A), ``S1_null`` (C, nT, S, 2, A):
+the Table S1 maxima over (delta, xi) per resample / shift (every xi uses the same shift).
 When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
 the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
-``analyze/structure/mean`` and ``sem`` (A, B). A = the analysed indicators (attribute
+``analyze/structure/mean`` and ``sem`` (A, B). Intervals ([low, high] last axis; NaN = None:
+fewer than 2 values or blocks): ``S2_ci`` (2, P, 2) bootstrap of the mean over valid configurations,
+``S2_null`` (2, P, 2) band of that mean with shifted fields; ``III_ci`` (K, 2) mean resolved xi_Delta
+over configurations and temperatures; ``IV_ci`` (nT, 5, 2) over configurations; ``V_ci``, ``V_null``
+(C, A, 2) of the maximum over temperatures and times (block resamples; shifted fields, same grid);
+``S1_ci``, ``S1_null`` (C, nT, 2, A, 2); ``fig5_ci``, ``fig5_null`` (C, nT, A, T, 2); ``II_ci``
+(M, 2, 2) Clopper-Pearson of each member's class accuracies. ``trust``: {members, member_source,
+indicators, classes, agreement {mean, ci, n, median, quantiles {q, values}, hist {edges, counts},
+threshold}, verdict ("agree" | "disagree" | "one member"), sentence, member_mean (2, M, I),
+members_disagreeing_in_sign [{class, indicator, positive, negative, values}], consensus {mean, ci}
+(2, I) of Gamma-bar, randomised {mean, ci (V, 2, I), reproduces, levels, no_learnt_information
+(2, I)}, shuffled and input {mean, ci (2, I), reproduces} (or {absent: why}), partial {given_input,
+given_composition: {mean, ci}, composition_xi, note}, propensity {at, members (C, M), randomised
+(C, M, V), shuffled, input (C,), partial (C, 2)}, notes}; "reproduces": the variant's mean lies in
+Gamma-bar's 95 % interval or Gamma-bar's mean in the variant's. A = the analysed indicators (attribute
 ``indicators``: Grad-CAM first, then indicators.compute; glassdist.indicators), P = their pairs
 (attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid), B = correlation_bins + 1.
 """
@@ -33,6 +64,7 @@ the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
 from __future__ import annotations
 
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +73,7 @@ from functools import partial
 
 from .. import analysis, glassbench
 from .. import indicators as registry
+from ..fields import uncertainty
 from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..md.isoconf import output_steps
 from ..spec import Spec, fixed_xi, load
@@ -52,14 +85,35 @@ from .propensity import glass_replicas, stored_temperatures
 NAME = "analyze"
 
 
-def dims(spec: Spec) -> dict[str, int]:
-    """Sizes of the analyze arrays (names as in the module docstring)."""
+#: Gamma variants of the gradcam stage besides the members: (Rt, M, V, 2, N), (Rt, 2, N), (Rt, 2, N).
+VARIANTS = ("randomised", "shuffled", "input")
+
+
+def gamma_arrays(store: Store | None) -> dict:
+    """The stored Gamma arrays the trust analysis reads: {"members": gradcam/members, or
+    gradcam/gamma as the single member of a store without members, name: gradcam/<name> for the
+    VARIANTS present}; None (no store): every array, for size estimates."""
+    if store is None:
+        return None
+    g = store.root["gradcam"]
+    out = {"members": g["members"] if "members" in g else None}
+    out.update({name: g[name] for name in VARIANTS if name in g})
+    return out
+
+
+def dims(spec: Spec, store: Store | None = None) -> dict[str, int]:
+    """Sizes of the analyze arrays (names as in the module docstring); M and V from the stored
+    Gamma arrays (:func:`gamma_arrays`; without a store, train.ensemble and the cascade of the
+    spec's model: output, hidden, each conv layer)."""
     p, a = spec.propensity, spec.analyze
     A = len(registry.analysed(spec))
+    g = gamma_arrays(store)
+    M = (spec.train.ensemble if g is None else g["members"].shape[1] if g["members"] is not None else 1)
+    V = (2 + len(spec.model.channels) if g is None else g["randomised"].shape[2] if "randomised" in g else 0)
     return {"Rt": len(spec.replicas_of("test")), "C": propensity_shape(spec)[0], "nT": n_temperatures(spec),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
             "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
-            "N": spec.system.n_particles}
+            "N": spec.system.n_particles, "M": M, "V": V, "I": A - 1, "S": a.null_samples, "R": a.bootstrap}
 
 
 def phases(spec: Spec) -> tuple[range, range, range]:
@@ -69,10 +123,12 @@ def phases(spec: Spec) -> tuple[range, range, range]:
     return range(Rt, Rt + CT), range(Rt), range(Rt + CT, Rt + 2 * CT)
 
 
-def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
-    """Every analyze array's shape; its chunks are one task's part (first one or two axes = 1)."""
-    d = dims(spec)
+def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int, ...]]:
+    """Every analyze array's shape; its chunks are one task's part (first one or two axes = 1:
+    :func:`per_replica`). With a store, the trust arrays of the Gamma variants it holds only."""
+    d = dims(spec, store)
     Rt, C, nT, T, K, X, A, P, B, N = (d[k] for k in ("Rt", "C", "nT", "T", "K", "X", "A", "P", "B", "N"))
+    M, V, I, S, R = (d[k] for k in ("M", "V", "I", "S", "R"))
     shapes = {
         "pairs/pearson": (Rt, 2, P), "pairs/spearman": (Rt, 2, P), "structure/C_r": (Rt, A, B),
         "dynamics/delta": (C, nT, T), "dynamics/reached": (C, nT, K), "dynamics/C_Delta_r": (C, nT, K, B),
@@ -85,7 +141,22 @@ def array_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
         shapes.update({"ensembles/table": (C, nT, 5), "ensembles/delta": (C, nT), "ensembles/maps": (C, nT, 4, 2, N)})
     per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.glassbench: propensity kind, group, time
     shapes.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
+    g = gamma_arrays(store)
+    present = VARIANTS if g is None else [n for n in VARIANTS if n in g]
+    trust = {"agreement": (Rt, 2), "members": (Rt, 2, M, I), "randomised": (Rt, 2, M, V, I), "shuffled": (Rt, 2, I),
+             "input": (Rt, 2, I), "partial": (Rt, 2, 2, I), "pairs_null": (Rt, 2, S, P),
+             "propensity/members": (C, nT, M, T), "propensity/randomised": (C, nT, M, V, T),
+             "propensity/shuffled": (C, nT, T), "propensity/input": (C, nT, T), "propensity/partial": (C, nT, 2, T),
+             "propensity/pearson_t_ci": (C, nT, A, T, 2), "propensity/pearson_t_null": (C, nT, A, T, 2),
+             "propensity/V_boot": (C, nT, R, A), "propensity/V_null": (C, nT, S, A),
+             "propensity/S1_boot": (C, nT, R, 2, A), "propensity/S1_null": (C, nT, S, 2, A)}
+    shapes.update({f"trust/{k}": v for k, v in trust.items() if k.split("/")[-1] not in VARIANTS or k.split("/")[-1] in present})
     return shapes
+
+
+def per_replica(name: str) -> bool:
+    """Whether an analyze array has one chunk per test replica (else per (configuration, temperature))."""
+    return not name.startswith(("dynamics", "maps", "ensembles", "glassbench", "trust/propensity"))
 
 
 def has_ensembles(spec: Spec) -> bool:
@@ -125,9 +196,9 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    for name, shape in array_shapes(spec).items():
+    for name, shape in array_shapes(spec, store).items():
         dtype = "bool" if name == "dynamics/reached" else "float64"
-        chunks = (1,) + shape[1:] if name.split("/")[0] in ("pairs", "structure") else (1, 1) + shape[2:]
+        chunks = (1,) + shape[1:] if per_replica(name) else (1, 1) + shape[2:]
         store.require_array(f"{NAME}/{name}", shape, chunks, dtype,
                             fill_value=False if dtype == "bool" else None)
     a = spec.analyze
@@ -183,8 +254,55 @@ def analyze_task(store: Store, spec: Spec, task: int) -> None:
             group["pairs/pearson"][t] = np.stack([r[0] for r in results])
             group["pairs/spearman"][t] = np.stack([r[1] for r in results])
             group["structure/C_r"][t] = results[1][2]
+            trust_replica(store, spec, t, positions, fields)
         else:
             correlation_task(store, spec, *divmod(task - correlations.start, dims(spec)["nT"]))
+
+
+def seed(spec: Spec, label: str, *index: int) -> list[int]:
+    """Seed of one resampling (bootstrap, shifts): the campaign seed, the label and indices."""
+    return [spec.campaign.seed, zlib.crc32(label.encode()), *index]
+
+
+def _variants(store: Store, t: int, cls: int) -> dict:
+    """The bare Gamma variants of test replica t, class cls: name -> (N, F) (members (N, M),
+    randomised (N, M V), shuffled and input (N, 1)) for those stored (:func:`gamma_arrays`)."""
+    g = gamma_arrays(store)
+    members = g["members"][t][:, cls] if g["members"] is not None else store.root["gradcam/gamma"][t, cls][None]
+    out = {"members": members.T}
+    if "randomised" in g:
+        r = g["randomised"][t][:, :, cls]                                            # (M, V, N)
+        out["randomised"] = r.reshape(-1, r.shape[-1]).T
+    out.update({name: g[name][t, cls][:, None] for name in ("shuffled", "input") if name in g})
+    return out
+
+
+def trust_replica(store: Store, spec: Spec, t: int, positions: np.ndarray, fields: np.ndarray) -> None:
+    """Phase 2, test replica t: inter-member agreement, the Gamma variants' Pearson with the
+    structural indicators, the partial correlations and the shifted-field null of every Table S2
+    pair at xi violin into ``analyze/trust/*`` (module docstring)."""
+    a, L, group = spec.analyze, spec.box_length, store.root[NAME]
+    xi, pairs = chosen_xi(store)["violin"], registry.pairs(fields.shape[-1])
+    rows = {}
+    for cls in (0, 1):
+        comp = analysis.composition(positions[cls], store.types(), spec.sigma, L, xi)
+        variants = _variants(store, t, cls)
+        res = analysis.gamma_variants(positions[cls], fields[cls], variants, comp, L, xi)
+        cg = analysis.smooth(positions[cls], fields[cls], L, xi)
+        null = uncertainty.shifted_pearson(cg, cg, uncertainty.shift_index(positions[cls], L, a.null_samples,
+                                                                           seed(spec, "null", t, cls)))
+        res["pairs_null"] = np.stack([null[:, i, j] for i, j in pairs], axis=-1)   # (S, P): pair's first field shifted
+        for name, value in res.items():
+            rows.setdefault(name, []).append(value)
+    M = rows["members"][0].shape[0]
+    group["trust/agreement"][t] = rows["agreement"]
+    for name in ("members", "partial", "pairs_null"):
+        group[f"trust/{name}"][t] = np.stack(rows[name])
+    if "randomised" in rows:
+        group["trust/randomised"][t] = np.stack([r.reshape(M, -1, r.shape[-1]) for r in rows["randomised"]])
+    for name in ("shuffled", "input"):
+        if name in rows:
+            group[f"trust/{name}"][t] = np.stack([r[0] for r in rows[name]])
 
 
 def _propensity_inputs(store: Store, spec: Spec, c: int, t: int):
@@ -208,6 +326,34 @@ def scan_task(store: Store, spec: Spec, c: int, t: int) -> None:
         group[f"dynamics/{key}"][c, t] = getattr(res, key)
     for key in ("Delta", "optimal"):
         group[f"maps/{key}"][c, t] = getattr(res, key)
+    trust_scan(store, spec, c, t, positions, fields, res, flip)
+
+
+def block_length(spec: Spec, *xi: float) -> float:
+    """Side of the spatial blocks of a one-configuration interval: twice the largest
+    coarse-graining length of the statistic (eq. 7's kernel reach), at least the first-shell radius."""
+    finite = [x for x in xi if np.isfinite(x)]
+    return max(2 * max(finite, default=0.0), analysis.FIRST_SHELL * float(np.max(np.diag(spec.sigma))))
+
+
+def trust_scan(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, fields: np.ndarray,
+               res: analysis.PropensityScan, flip: np.ndarray) -> None:
+    """Phase 1, configuration c at temperature index t: the Table S1 maxima over (delta, xi) of
+    spatial-block resamples (``trust/propensity/S1_boot`` (R, 2, A), blocks of :func:`block_length` of
+    the largest resolved xi_Delta) and of periodically shifted indicators (``S1_null`` (S, 2, A):
+    every xi of one shift uses the same shift index)."""
+    a, L, group = spec.analyze, spec.box_length, store.root[NAME]
+    X, A, K = len(a.xi_grid), fields.shape[1], len(a.deltas)
+    x = np.concatenate([analysis.smooth(positions, fields, L, xi, flip) for xi in a.xi_grid], axis=1)  # (N, X A)
+    y = np.moveaxis(res.Delta, 0, -1).reshape(2 * K, -1).T                                  # (N, 2 K): [cg][k]
+    boot = uncertainty.block_pearson(positions, x, y, L, block_length(spec, *res.xi_Delta), a.bootstrap,
+                                     seed(spec, "block", c))
+    null = uncertainty.shifted_pearson(x, y, uncertainty.shift_index(positions, L, a.null_samples, seed(spec, "null-glass", c)))
+
+    def grid_max(v):  # (n, X A, 2 K) -> (n, 2, A): max over xi and delta
+        return _nanmax(v.reshape(len(v), X, A, 2, K), (1, 4)).transpose(0, 2, 1)
+
+    group["trust/propensity/S1_boot"][c, t], group["trust/propensity/S1_null"][c, t] = grid_max(boot), grid_max(null)
 
 
 def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
@@ -221,6 +367,7 @@ def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
     group["maps/indicators"][c, t] = maps
     group["glassbench/pearson"][c, t], group["glassbench/spearman"][c, t] = glassbench.species_correlations(
         positions, fields, Delta_t, store.types(), spec.n_species, L, xi["Delta"], flip)
+    trust_propensity(store, spec, c, t, positions, fields, Delta_t, flip)
     if has_ensembles(spec):
         ens = store.root["propensity/Delta_ensembles"][c, t]                   # (4, T, N)
         delta = analysis.ensemble_delta(ens.mean(axis=2))
@@ -228,6 +375,44 @@ def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
         group["ensembles/table"][c, t], group["ensembles/maps"][c, t] = analysis.ensemble_table(
             positions, fields_at, L, xi["Delta"])
         group["ensembles/delta"][c, t] = delta
+
+
+def trust_propensity(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, fields: np.ndarray,
+                     Delta_t: np.ndarray, flip: np.ndarray) -> None:
+    """Phase 2, configuration c at temperature index t, at the chosen lengths: the Gamma variants'
+    C(., Delta)(t) and Gamma-bar's partial correlations (``trust/propensity/<variant>``, ``partial``),
+    the spatial-block interval and the shifted-field null band of every C_{alpha,Delta}(t) (Fig. 5:
+    ``pearson_t_ci``, ``pearson_t_null`` (A, T, 2)) and their maxima over the output times for Table V
+    (``V_boot`` (R, A), ``V_null`` (S, A); the same resamples and shifts at every temperature)."""
+    a, L, group, xi = spec.analyze, spec.box_length, store.root[NAME], chosen_xi(store)
+    conf = spec.propensity.configurations[c]
+    comp = analysis.composition(positions, store.types(), spec.sigma, L, xi["alpha"])
+    res = analysis.variant_propensity(positions, fields[:, 0], _variants(store, conf, 1), comp, Delta_t, L,
+                                      xi_alpha=xi["alpha"], xi_Delta=xi["Delta"], flip=bool(flip[0]))
+    M = res["members"].shape[0]
+    group["trust/propensity/members"][c, t], group["trust/propensity/partial"][c, t] = res["members"], res["partial"]
+    if "randomised" in res:
+        group["trust/propensity/randomised"][c, t] = res["randomised"].reshape(M, -1, res["randomised"].shape[-1])
+    for name in ("shuffled", "input"):
+        if name in res:
+            group[f"trust/propensity/{name}"][c, t] = res[name][0]
+    alpha = analysis.smooth(positions, fields, L, xi["alpha"], flip)                          # (N, A)
+    Delta_cg = analysis.smooth(positions, np.asarray(Delta_t).T, L, xi["Delta"])              # (N, T)
+    boot = uncertainty.block_pearson(positions, alpha, Delta_cg, L, block_length(spec, xi["alpha"], xi["Delta"]),
+                                     a.bootstrap, seed(spec, "block", c))                   # (R, A, T)
+    null = uncertainty.shifted_pearson(alpha, Delta_cg, uncertainty.shift_index(
+        positions, L, a.null_samples, seed(spec, "null-glass", c)))                          # (S, A, T)
+    group["trust/propensity/pearson_t_ci"][c, t] = uncertainty.interval(boot)
+    group["trust/propensity/pearson_t_null"][c, t] = uncertainty.interval(null)
+    group["trust/propensity/V_boot"][c, t] = _nanmax(boot, -1)
+    group["trust/propensity/V_null"][c, t] = _nanmax(null, -1)
+
+
+def _nanmax(x: np.ndarray, axis) -> np.ndarray:
+    """np.nanmax that gives NaN for an all-NaN slice without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(x, axis=axis)
 
 
 def chosen_xi(store: Store) -> dict:
@@ -288,8 +473,158 @@ def summarize(store: Store, spec: Spec) -> dict:
     if "ensembles/table" in group:
         tables["IV"] = _json(group["ensembles/table"][:])
         tables["IV_delta"] = _json(group["ensembles/delta"][:])
+    tables.update(interval_tables(store, spec, valid, tables))
+    tables["trust"] = trust_tables(store, spec, valid)
     group.attrs["tables"] = tables
     return tables
+
+
+def interval_tables(store: Store, spec: Spec, valid: np.ndarray, tables: dict) -> dict:
+    """95 % intervals and null bands of Tables II, III, IV, V, S1, S2 and Fig. 5 (``tables`` keys
+    ``<table>_ci``, ``<table>_null``: module docstring)."""
+    a, group, R = spec.analyze, store.root[NAME], spec.analyze.bootstrap
+    p, pairs_null = group["pairs/pearson"][:], group["trust/pairs_null"][:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class without valid configurations: NaN
+        s2_null = np.stack([uncertainty.interval(np.nanmean(pairs_null[valid[:, cls], cls], axis=0)) for cls in (0, 1)])
+    out = {"S2_ci": _json(np.stack([uncertainty.bootstrap_mean(p[valid[:, cls], cls], R, seed(spec, "S2", cls))
+                                    for cls in (0, 1)])),
+           "S2_null": _json(s2_null)}
+    xi_Delta = group["dynamics/xi_Delta"][:]
+    xi_Delta = np.where(np.array(tables["III"]["unresolved"], dtype=object).reshape(xi_Delta.shape) == "", xi_Delta, np.nan)
+    out["III_ci"] = _json(uncertainty.bootstrap_mean(xi_Delta.reshape(-1, len(a.deltas)), R, seed(spec, "III")))
+    if "ensembles/table" in group:
+        out["IV_ci"] = _json(uncertainty.bootstrap_mean(group["ensembles/table"][:], R, seed(spec, "IV")))
+    t = group["trust/propensity"]
+    out["V_ci"] = _json(uncertainty.interval(_nanmax(t["V_boot"][:], 1), axis=1))       # (C, A, 2)
+    out["V_null"] = _json(uncertainty.interval(_nanmax(t["V_null"][:], 1), axis=1))
+    out["S1_ci"] = _json(uncertainty.interval(t["S1_boot"][:], axis=2))                 # (C, nT, 2, A, 2)
+    out["S1_null"] = _json(uncertainty.interval(t["S1_null"][:], axis=2))
+    out["fig5_ci"], out["fig5_null"] = _json(t["pearson_t_ci"][:]), _json(t["pearson_t_null"][:])
+    acc = np.atleast_2d(store.root["train/test_accuracy"][:])                           # (M or 1, 2)
+    n = (store.root["train/test_counts"][:] if "train/test_counts" in store.root else np.full(2, valid.shape[0]))
+    out["II_ci"] = _json([[uncertainty.clopper_pearson(round(x * k), k) for x, k in zip(row, n)] for row in acc])
+    return out
+
+
+def _configuration_summary(values: np.ndarray, valid: np.ndarray, spec: Spec, label: str) -> dict:
+    """{"mean": (2, ...), "ci": (2, ..., 2)} over the valid test configurations of each class of
+    ``values`` (Rt, 2, ...): the mean and its bootstrap interval."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.stack([np.nanmean(values[valid[:, cls], cls], axis=0) for cls in (0, 1)])
+    ci = np.stack([uncertainty.bootstrap_mean(values[valid[:, cls], cls], spec.analyze.bootstrap,
+                                              seed(spec, label, cls)) for cls in (0, 1)])
+    return {"mean": mean, "ci": ci}
+
+
+def _reproduces(variant: dict, reference: dict) -> np.ndarray:
+    """(bool array) where the variant's mean lies in the reference's interval or the reference's
+    mean in the variant's: the variant reproduces the correlation within the 95 % interval."""
+    def inside(x, ci):
+        return (ci[..., 0] <= x) & (x <= ci[..., 1])
+    return inside(variant["mean"], reference["ci"]) | inside(reference["mean"], variant["ci"])
+
+
+def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
+    """``tables["trust"]``: what says whether Gamma is a property of the glass (module docstring)."""
+    a, group, classes = spec.analyze, store.root[NAME], list(spec.class_names)
+    names = list(group.attrs["indicators"])[1:]
+    t, I = group["trust"], len(names)
+    g = gamma_arrays(store)
+    agree = t["agreement"][:]                                                           # (Rt, 2)
+    members = t["members"][:]                                                           # (Rt, 2, M, I)
+    M = members.shape[2]
+    notes = [f"95 % intervals: percentile bootstrap, {a.bootstrap} resamples (analyze.bootstrap) over the correctly "
+             "classified test configurations, or over spatial blocks of one configuration (side: twice the largest "
+             "coarse-graining length, at least the first-shell radius); null bands: 2.5-97.5 % of the same statistic "
+             f"with one field periodically shifted ({a.null_samples} random shifts, analyze.null_samples; a maximum over "
+             f"a grid against the maximum over the same grid); seeds: campaign.seed = {spec.campaign.seed} and a label."]
+    out = {"members": M, "indicators": names, "classes": classes,
+           "member_source": "gradcam/members" if g["members"] is not None else
+           "gradcam/gamma as the only member (the store has no gradcam/members: one training)"}
+    hist_edges = np.linspace(-1, 1, 21)
+    q = [0.05, 0.25, 0.5, 0.75, 0.95]
+    per_class = [agree[valid[:, cls], cls] for cls in (0, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = _configuration_summary(agree, valid, spec, "agreement")
+        out["agreement"] = {
+            "mean": _json(summary["mean"]), "ci": _json(summary["ci"]), "n": [int(len(v)) for v in per_class],
+            "median": _json([np.nanmedian(v) if len(v) else np.nan for v in per_class]),
+            "quantiles": {"q": q, "values": _json([np.nanquantile(v, q) if len(v) else np.full(5, np.nan)
+                                                   for v in per_class])},
+            "hist": {"edges": hist_edges.tolist(),
+                     "counts": [np.histogram(v[np.isfinite(v)], hist_edges)[0].tolist() for v in per_class]},
+            "threshold": a.agreement_threshold}
+        member_mean = np.stack([np.nanmean(members[valid[:, cls], cls], axis=0) for cls in (0, 1)])  # (2, M, I)
+    if M < 2:
+        out["verdict"] = "one member"
+        out["sentence"] = ("One training only (train.ensemble = 1 or a store without gradcam/members): the agreement "
+                           "between trainings is not measured, so nothing here tells whether Γ is a property of the glass.")
+    else:
+        low = np.nanmin(summary["mean"]) if np.isfinite(summary["mean"]).any() else np.nan
+        out["verdict"] = "agree" if low >= a.agreement_threshold else "disagree"
+        out["sentence"] = (f"The {M} members agree (mean agreement {low:.2f} >= {a.agreement_threshold:g} in both classes): "
+                           "Γ̄ is a property of the glass at this training size." if out["verdict"] == "agree" else
+                           f"The {M} members disagree (mean agreement {low:.2f} < {a.agreement_threshold:g} in at least one "
+                           "class): the Γ results are not a property of the glass at this training size.")
+    out["member_mean"] = _json(member_mean)
+    out["members_disagreeing_in_sign"] = [
+        {"class": classes[cls], "indicator": names[i],
+         "positive": np.flatnonzero(member_mean[cls, :, i] > 0).tolist(),
+         "negative": np.flatnonzero(member_mean[cls, :, i] < 0).tolist(), "values": _json(member_mean[cls, :, i])}
+        for cls in (0, 1) for i in range(I)
+        if (member_mean[cls, :, i] > 0).any() and (member_mean[cls, :, i] < 0).any()]
+    consensus = _configuration_summary(group["pairs/pearson"][:][..., :I], valid, spec, "consensus")
+    out["consensus"] = {k: _json(v) for k, v in consensus.items()}
+    levels = list(store.root["gradcam"].attrs.get("randomisation_levels", [])) if "randomised" in g else []
+    for name in VARIANTS:
+        if name not in g:
+            out[name] = {"absent": f"no gradcam/{name} in the store (a gradcam stage without it)"}
+            continue
+        values = t[name][:]
+        if name == "randomised":                                                         # (Rt, 2, M, V, I)
+            values = np.nanmean(values, axis=2)                                          # (Rt, 2, V, I): member mean
+        res = _configuration_summary(values, valid, spec, name)
+        if name == "randomised":
+            res = {k: np.moveaxis(v, 1, 0) for k, v in res.items()}                      # (V, 2, I[, 2])
+        out[name] = {k: _json(v) for k, v in res.items()}
+        out[name]["reproduces"] = _reproduces(res, consensus).tolist()
+        if name == "randomised":
+            out[name]["levels"] = levels or [f"level {v}" for v in range(values.shape[2])]
+            out[name]["no_learnt_information"] = np.asarray(out[name]["reproduces"]).any(axis=0).tolist()
+    partial = _configuration_summary(t["partial"][:], valid, spec, "partial")           # (2, 2, I[, 2])
+    xi = chosen_xi(store)["violin"]
+    out["partial"] = {
+        "given_input": {k: _json(v[:, 0]) for k, v in partial.items()},
+        "given_composition": {k: _json(v[:, 1]) for k, v in partial.items()},
+        "composition_xi": analysis.composition_xi(spec.sigma, xi),
+        "note": ("local composition: the fraction of small particles (species of smallest σ_ii) coarse-grained at "
+                 + (f"ξ = {xi:g}" if xi > 0 else f"ξ = {analysis.composition_xi(spec.sigma, xi):.3g}: at ξ = 0 a "
+                    f"window of the first-shell radius {analysis.FIRST_SHELL:g} max σ_ii"))
+                + ("" if "input" in g else "; no gradcam/input: no partial correlation given Γ⁰")}
+    out["propensity"] = _propensity_trust(store, t, g)
+    out["notes"] = notes
+    return out
+
+
+def _propensity_trust(store: Store, t, g: dict) -> dict:
+    """The Gamma variants against Delta at Gamma-bar's Table V maximum (the temperature and output
+    time of each configuration's largest C(Gamma-bar, Delta)): members (C, M), randomised (C, M, V),
+    shuffled (C,), input (C,), partial (C, 2) [given Gamma^0, given the composition]."""
+    p = store.root[NAME]["dynamics/pearson_t"][:, :, 0]                                   # (C, nT, T)
+    out = {"at": "the temperature and output time of each configuration's largest C(Γ̄, Δ) (Table V)"}
+    names = ["members", "partial", *(n for n in VARIANTS if n in g)]
+    for c in range(p.shape[0]):
+        if not np.isfinite(p[c]).any():
+            at = None
+        else:
+            at = np.unravel_index(np.nanargmax(p[c]), p[c].shape)
+        for name in names:
+            v = t[f"propensity/{name}"][c]                                                # (nT, ..., T)
+            out.setdefault(name, []).append(_json(v[at[0], ..., at[1]] if at else np.full(v.shape[1:-1], np.nan)))
+    return out
 
 
 def run(campaign_dir, args=None) -> int:
