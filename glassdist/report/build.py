@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..stages import STAGES
-from . import departures, figures, tables
+from . import departures, figures, tables, trust
 from .context import Context, Missing
 
 
@@ -34,6 +34,8 @@ ARTEFACTS = (
     Artefact("departures", "Departures from the protocol of the paper", departures.table_departures, T),
     Artefact("table_I", "Table I", tables.table_i, T),
     Artefact("table_II", "Table II", tables.table_ii, T),
+    Artefact("gamma_trust", "Γ's evidence: training ensemble, sanity checks, baselines", trust.table_trust, T),
+    Artefact("fig_gamma_trust", "Γ's evidence: member agreement and baselines", trust.fig_trust, F),
     Artefact("liquid_hold", "Liquid hold", tables.table_hold, T),
     Artefact("training", "Training curves (Sec. IV A)", figures.fig_training, F),
     Artefact("fig_1_2", "Fig. 1 (KAM) / Fig. 2 (ABM)", figures.fig_maps, F, P),
@@ -91,7 +93,7 @@ def _table_html(path: Path) -> str:
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}
 table{border-collapse:collapse;font-size:85%;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 6px}
-tr:nth-child(even){background:#f4f4f4}img{max-width:100%}.missing{color:#a00}.scale{color:#555}"""
+tr:nth-child(even){background:#f4f4f4}img{max-width:100%}.missing{color:#a00}.verdict{border-left:4px solid #c60;padding-left:.6em}.scale{color:#555}"""
 
 
 def write_index(ctx: Context, manifest: dict[str, dict], out_dir: Path) -> Path:
@@ -104,7 +106,11 @@ def write_index(ctx: Context, manifest: dict[str, dict], out_dir: Path) -> Path:
              f"<p>{html.escape(spec.campaign.description)}</p>",
              f"<p>Campaign system: {system}, dimension {spec.dim}. Paper: Oyama, Koyama, Kawasaki, "
              "<i>What do deep neural networks find in disordered structures of glasses?</i></p>",
-             f"<p class='scale'>Scale: {html.escape(ctx.scale)}</p><h2>Contents</h2><ul>"]
+             f"<p class='scale'>Scale: {html.escape(ctx.scale)}</p>"]
+    sentence = trust.verdict(ctx)
+    if sentence:
+        parts.append(f"<p class='verdict'><b>Γ:</b> {html.escape(sentence)} (<a href='#gamma_trust'>the evidence</a>)</p>")
+    parts.append("<h2>Contents</h2><ul>")
     for a in ARTEFACTS:
         e = manifest[a.key]
         state = f" <span class='missing'>missing: {html.escape(e['missing'])}</span>" if e["missing"] else ""

@@ -178,9 +178,15 @@ def fig_gradcam_delta(ctx: Context, path) -> str:
     p, delta = ctx.need("analyze", "analyze/dynamics/pearson_t", "analyze/dynamics/delta")
     flip = ctx.flipped[0]
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    bands = "fig5_ci" in ctx.tables
     for t, T in enumerate(ctx.temperatures):
         ok = delta[0, t] > 0
-        ax.plot(delta[0, t, ok], p[0, t, 0, ok], MARKERS[t % len(MARKERS)] + "-", ms=4, label=f"T = {T:g}")
+        line, = ax.plot(delta[0, t, ok], p[0, t, 0, ok], MARKERS[t % len(MARKERS)] + "-", ms=4, label=f"T = {T:g}")
+        if bands:
+            ci, null = (np.array(ctx.tables[k][0][t][0], dtype=float)[ok] for k in ("fig5_ci", "fig5_null"))
+            ax.fill_between(delta[0, t, ok], ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.2, lw=0)
+            ax.fill_between(delta[0, t, ok], null[:, 0], null[:, 1], color="0.5", alpha=0.15, lw=0,
+                            label="null band (shifted Γ)" if t == 0 else None)
     _vlines(ax, ctx)
     paper = ctx.paper(pv.TABLE_V)
     if paper:
@@ -191,7 +197,9 @@ def fig_gradcam_delta(ctx: Context, path) -> str:
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
     return (f"Pearson C_Γ,Δ with Γ at ξ = {ctx.xi['alpha']:.3g} and Δ at ξ_Δ = "
-            f"{ctx.xi['Delta']:.3g} ({ctx.xi['rule']}); dotted: the δ of Figs. 1, 2.")
+            f"{ctx.xi['Delta']:.3g} ({ctx.xi['rule']}); dotted: the δ of Figs. 1, 2"
+            + ("; shaded: 95 % interval (spatial blocks of configuration 0 resampled) and, grey, the null band "
+               "(Γ periodically shifted)." if bands else "."))
 
 
 def fig_indicators_delta(ctx: Context, path) -> str:

@@ -25,6 +25,18 @@ class Table:
     note: str = ""
 
 
+INTERVALS_NOTE = ("Intervals: 95 %, percentile bootstrap (analyze.bootstrap resamples) over configurations, or over "
+                  "spatial blocks where a value comes from one configuration ('-': fewer than two configurations or "
+                  "blocks); null band: 2.5-97.5 % of the same statistic with one field periodically shifted "
+                  "(analyze.null_samples shifts): a value inside it is what a field of the same smoothness without "
+                  "information gives. ")
+
+
+def band(pair) -> str:
+    """'[low, high]' of an interval; '-' when it was not computed."""
+    return "-" if pair is None or None in pair else f"[{fmt(pair[0])}, {fmt(pair[1])}]"
+
+
 DEPARTURES_NOTE = ("Where this campaign departs from the paper's protocol, and which departures are known to "
                    "move the Γ correlations: the departure table, first section of this report.")
 
@@ -92,6 +104,15 @@ def table_iii(ctx: Context) -> Table:
                      for d, x, ok, why in zip(ctx.deltas, iii["xi_Delta"][c][i], iii["reached"][c][i],
                                               iii["unresolved"][c][i])]
             t.rows.append([f"configuration {conf}, T = {T:.4g}"] + cells + ["", "", "", ""])
+    if "III_ci" in ctx.tables:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a delta no run resolved
+            mean = np.nanmean(np.array([[[np.nan if x is None or why else x for x, why in zip(row, whys)]
+                                         for row, whys in zip(conf, unres)]
+                                        for conf, unres in zip(iii["xi_Delta"], iii["unresolved"])], dtype=float)
+                              .reshape(-1, len(ctx.deltas)), axis=0)
+        t.rows.append(["mean over runs [95 % interval over configurations and T]"]
+                      + [f"{fmt(m)} {band(b)}" for m, b in zip(mean, ctx.tables["III_ci"])] + ["", "", "", ""])
     derived = xi["rule"] == "rule"
     r_gamma = ctx.tables["r_alpha"][0] if ctx.tables["r_alpha"] else None
     t.rows.append([f"this campaign ({'derived by the paper' + chr(39) + 's rule' if derived else 'fixed: analyze.xi'})"]
@@ -177,6 +198,9 @@ def table_iv(ctx: Context) -> Table:
             d = deltas[c][i]
             label = "-" if d is None else (f"{d:g}" if d == PAPER_DELTA else f"{d:.3g} (largest reached; paper {PAPER_DELTA:g})")
             t.rows.append([f"configuration {conf}, T = {T:.4g}", label] + [fmt(x) for x in ctx.tables["IV"][c][i]])
+    for i, T in enumerate(ctx.temperatures):
+        if "IV_ci" in ctx.tables:
+            t.rows.append([f"95 % interval over configurations, T = {T:.4g}", ""] + [band(b) for b in ctx.tables["IV_ci"][i]])
     ref = ctx.paper(pv.TABLE_IV)
     if ref:
         t.rows.append([_paper_label(ctx), f"{PAPER_DELTA:g}"] + [fmt(x) for x in ref])
@@ -196,11 +220,16 @@ def table_v(ctx: Context) -> Table:
                          for c in ("C_max", "δ*")])
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         t.rows.append([f"configuration {conf}"] + [fmt(v[c][j][a]) for a in range(len(ctx.indicators)) for j in (0, 1)])
+        if "V_ci" in ctx.tables:
+            t.rows.append([f"configuration {conf}: 95 % interval; null band of the maximum"]
+                          + [x for a in range(len(ctx.indicators)) for x in (
+                              f"{band(ctx.tables['V_ci'][c][a])}; null {band(ctx.tables['V_null'][c][a])}", "")])
     ref = ctx.paper_indicators(pv.TABLE_V)
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(x) for n in ctx.indicators for x in ref[n]])
     t.note = ("Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear). "
-              + DEPARTURES_NOTE)
+              "Interval: spatial blocks of the configuration resampled; null band: the maximum over the same "
+              "temperatures and times with the indicator periodically shifted. " + INTERVALS_NOTE + DEPARTURES_NOTE)
     return t
 
 
@@ -209,18 +238,23 @@ def table_s1(ctx: Context) -> Table:
     without coarse-graining Delta."""
     s1 = ctx.tables["S1"]          # (C, nT, 2, A, 3), index 1 = with CG
     cols = ["row", "indicator"] + [f"{w}: {c}" for w in ("with CG of Δ", "without CG of Δ")
-                                   for c in ("C_max", "δ*", "ξ*")]
+                                   for c in ("C_max", "δ*", "ξ*", "95 % interval; null band of C_max")]
+    ci, null = ctx.tables.get("S1_ci"), ctx.tables.get("S1_null")
     t = Table("Table S1: maximum correlation and optimal δ and ξ", cols)
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
             for a, name in enumerate(ctx.indicators):
                 t.rows.append([f"configuration {conf}, T = {T:g}", ctx.symbol(name)]
-                              + [fmt(x) for cg in (1, 0) for x in s1[c][i][cg][a]])
+                              + [x for cg in (1, 0) for x in [fmt(y) for y in s1[c][i][cg][a]] + [
+                                  f"{band(ci[c][i][cg][a])}; null {band(null[c][i][cg][a])}" if ci else "-"]])
     ref = ctx.paper_indicators(pv.TABLE_S1)
     if ref:
         for name in ctx.indicators:
-            t.rows.append([_paper_label(ctx), ctx.symbol(name)] + [fmt(x) for w in ("cg", "bare") for x in ref[w][name]])
-    t.note = f"δ among {', '.join(f'{d:g}' for d in ctx.deltas)} (reached ones only); ξ among analyze.xi_grid."
+            t.rows.append([_paper_label(ctx), ctx.symbol(name)] + [x for w in ("cg", "bare")
+                                                                   for x in [fmt(y) for y in ref[w][name]] + [""]])
+    t.note = (f"δ among {', '.join(f'{d:g}' for d in ctx.deltas)} (reached ones only); ξ among analyze.xi_grid. "
+              "Interval: the maximum over the same (δ, ξ) grid in spatial-block resamples of the configuration; "
+              "null band: that maximum with the indicator periodically shifted. " + INTERVALS_NOTE)
     return t
 
 
@@ -237,12 +271,16 @@ def table_s2(ctx: Context) -> Table:
     for cls in (1, 0):
         name = ctx.spec.class_names[cls]
         t.rows.append([f"this campaign ({counts[cls]} configurations)", name] + [cell(v) for v in s2[cls]])
+        if "S2_ci" in ctx.tables:
+            t.rows.append(["95 % interval of the mean; null band", name]
+                          + [f"{band(ci)}; null {band(null)}" for ci, null in zip(ctx.tables["S2_ci"][cls],
+                                                                                  ctx.tables["S2_null"][cls])])
         ref = ctx.paper_indicators(pv.TABLE_S2) if ctx.spec.class_names == CLASSES else None
         if ref:
             t.rows.append([_paper_label(ctx), name] + [cell(v) for v in ref[name]])
     t.note = (f"Pearson mean ± std (Spearman mean ± std) over test configurations at ξ = "
               f"{ctx.xi['violin']:g}; {ctx.tables['misclassified']} misclassified configuration(s) excluded. "
-              + DEPARTURES_NOTE)
+              + INTERVALS_NOTE + DEPARTURES_NOTE)
     return t
 
 

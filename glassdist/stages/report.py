@@ -6,7 +6,9 @@ One task per artefact (glassdist.report.build.ARTEFACTS; ledger ``report``). An 
 data are not in the store stays pending and is listed in index.html as missing, with the
 command that makes its data; a later `glassdist report DIR` makes only what is not done yet
 and rewrites index.html. The manifest (label, title, caption, file or missing reason of each
-artefact) is the attribute ``manifest`` of group ``report``.
+artefact) is the attribute ``manifest`` of group ``report``; the attribute ``artefacts`` lists the
+artefact keys the ledger's tasks stand for (another list, from another glassdist: every artefact is
+made anew).
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ def run(campaign_dir, args=None) -> int:
     spec = load(campaign_dir)
     store = Store(campaign_dir)
     store.check_stage(NAME, spec)
-    ledger = store.ledger(NAME, len(ARTEFACTS))
     group = store.root.require_group(NAME)
+    keys = [a.key for a in ARTEFACTS]
+    if group.attrs.get("artefacts") != keys and store.stage_started(NAME):
+        del store.root[f"ledger/{NAME}"]  # the artefacts changed (another glassdist): all are made anew
+    group.attrs["artefacts"] = keys
+    ledger = store.ledger(NAME, len(ARTEFACTS))
     out = campaign_dir / NAME
     out.mkdir(exist_ok=True)
     todo = ledger.todo()
