@@ -40,11 +40,16 @@ TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
     "propensity": (("propensity/traj", 3, False),),
     "propensity_reduce": tuple((f"propensity/{a}", 2, False) for a in ("Delta", "delta", "Delta_ensembles")),
     "analyze": (("analyze/pairs/*", 1, False), ("analyze/structure/C_r", 1, False),   # test replicas, then
+                *((f"analyze/trust/{a}", 1, False) for a in ("agreement", "members", "randomised", "shuffled",
+                                                             "input", "partial", "pairs_null")),
                 *((f"analyze/{a}", 2, 2) for a in ("dynamics/delta", "dynamics/reached", "dynamics/C_Delta_r",  # scans
                                                    "dynamics/xi_Delta", "dynamics/scan", "dynamics/xi_star",
-                                                   "maps/Delta", "maps/optimal")),
+                                                   "maps/Delta", "maps/optimal", "trust/propensity/S1_*")),
                 *((f"analyze/{a}", 2, 1) for a in ("dynamics/pearson_t", "dynamics/spearman_t",  # correlations
-                                                   "maps/indicators", "ensembles/*"))),
+                                                   "maps/indicators", "ensembles/*", "glassbench/*",
+                                                   *(f"trust/propensity/{b}" for b in (
+                                                       "members", "randomised", "shuffled", "input", "partial",
+                                                       "pearson_t_*", "V_*"))))),
 }
 
 # every chunk of a done task is written, even when it equals the fill value (NaN results,
