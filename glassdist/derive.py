@@ -148,7 +148,7 @@ def check(store: Store, spec=None) -> None:
         records = store.root.attrs["stages"]
         for name in up["stages"]:
             stage = STAGES[name]
-            before, now = stage.values(records[name]["values"]), stage.values(spec.raw)
+            before, now = stage.values(spec.with_new_keys(records[name]["values"])), stage.values(spec.raw)
             changed = [s for s in stage.sections if before[s] != now[s]]
             changed += ["campaign.seed"] if spec.campaign.seed != up["seed"] else []
             if changed:

@@ -22,6 +22,7 @@ import numpy as np
 from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRINGS, Key, all_non_negative,
                         all_of, all_positive, at_most, between, distinct, non_empty, non_negative, one_of, positive,
                         NUMBER_TABLE, parse_toml, reference_table, table_of, toml_value, unless, word_or)
+from hpc.schema import REQUIRED
 from hpc.schema import validate as validate_file
 
 from .constants import CLASSES, SPLITS
@@ -283,6 +284,14 @@ class Spec:
         self.raw = validate(data)
         for section, values in self.raw.items():
             setattr(self, section, Section(values))
+
+    @staticmethod
+    def with_new_keys(values: dict) -> dict:
+        """Section values recorded by an older glassdist ({section: {key: value}}) with every key the
+        schema gained since at its default: a key added later, left at its default, computes what the
+        results were computed with (required keys, never added later, are left as they are)."""
+        return {s: {**{k: key.default for k, key in SCHEMA.get(s, {}).items() if key.default is not REQUIRED}, **v}
+                for s, v in values.items()}
 
     # ---- derived quantities -------------------------------------------------------
     @property

@@ -129,3 +129,32 @@ def test_a_store_without_recorded_values_is_reused_by_its_hash(quenched, tmp_pat
     glassdist("dataset", tmp_path / "new")
     out = glassdist("init", tmp_path / "other", "--from", old, "--set", "quench.thermo_points=30").stdout
     assert "reuses the results of no stage" in out
+
+
+def test_a_key_added_later_at_its_default_leaves_results_current(quenched, tmp_path):
+    """A store written before the schema gained a key (its record lacks the key, its hash differs) is
+    current when the campaign leaves the key at its default, and stale when it does not."""
+    from glassdist.spec import SCHEMA, load
+    from glassdist.stages import STAGES
+    from hpc.schema import REQUIRED
+
+    d = shutil.copytree(quenched["kam"], tmp_path / "c", symlinks=True)
+    spec = load(d)
+    store = Store(d)
+    at_default = [(s, k) for s in STAGES["quench"].sections for k, key in SCHEMA[s].items()
+                  if spec.raw[s][k] == key.default]
+    not_default = [(s, k) for s in STAGES["quench"].sections for k, key in SCHEMA[s].items()
+                   if key.default is not REQUIRED and spec.raw[s][k] != key.default]
+
+    def older(section, key):
+        """The record an older glassdist, without ``section.key``, would have written."""
+        stages = dict(store.root.attrs["stages"])
+        record = dict(stages["quench"], hash="written-by-an-older-glassdist")
+        record["values"] = {s: {k: v for k, v in vals.items() if (s, k) != (section, key)}
+                            for s, vals in record["values"].items()}
+        store.root.attrs["stages"] = {**stages, "quench": record}
+
+    older(*at_default[0])
+    assert store.stage_state("quench", spec).name == "done"
+    older(*not_default[0])
+    assert store.stage_state("quench", spec).name == "stale"

@@ -66,16 +66,17 @@ class Stage:
 
     def values(self, raw: dict) -> dict:
         """The values of its sections in a raw spec, without the keys it ignores."""
-        return {s: {k: v for k, v in raw[s].items() if f"{s}.{k}" not in self.ignores} for s in self.sections}
+        return {s: {k: v for k, v in raw.get(s, {}).items() if f"{s}.{k}" not in self.ignores} for s in self.sections}
 
     def computed_with(self, record: dict, spec) -> bool:
         """Whether results recorded as ``record`` (a store's ``stages`` attribute of this stage) hold
-        for ``spec``: the same section hash, or the same seed and values but for the keys it ignores.
+        for ``spec``: the same section hash, or the same seed and values but for the keys it ignores
+        (keys the schema gained after the record count at their default: Spec.with_new_keys).
         A record written before glassdist kept the values compares the hash only."""
         if record["hash"] == self.section_hash(spec):
             return True
         return ("values" in record and record.get("seed", spec.campaign.seed) == spec.campaign.seed
-                and self.values(record["values"]) == self.values(spec.raw))
+                and self.values(spec.with_new_keys(record["values"])) == self.values(spec.raw))
 
     def prepare(self, campaign_dir, spec):
         return self.module.prepare(campaign_dir, spec)
