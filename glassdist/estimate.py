@@ -42,7 +42,7 @@ import numpy as np
 
 from .errors import UsageError
 from .spec import Spec, load
-from .stages import STAGES, n_test, propensity_shape, snapshot_shape
+from .stages import STAGES, propensity_shape, snapshot_shape
 
 CACHE = "estimate.json"
 ATOM_STEPS = 4e5  # the shorter calibration run has at least this many atom-steps (200 steps at N = 2000)
@@ -285,7 +285,7 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
     nvt = _nearest(md, n=N, replicas=block)
     per_step = N / nvt["atom_steps_per_s"]
     q = spec.quench
-    quench_steps = int(round(q.equilibration_time / spec.md.dt)) + spec.cooling_steps
+    quench_steps = spec.equilibration_steps + spec.cooling_steps
     basis = f"{nvt['system']} {dim}D N = {nvt['n']} x {nvt['replicas']}: {nvt['atom_steps_per_s']:.3g} atom-steps/s"
     parts = {"quench": {"seconds": quench_steps * per_step, "device": device, "basis": basis},
              "propensity": {"seconds": spec.propensity.steps * per_step, "device": device, "basis": basis}}
@@ -346,7 +346,7 @@ def store_bytes(spec: Spec) -> dict[str, int]:
     from .md.quench import thermo_steps
 
     R, N, dim, S = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.n_species
-    (k, nT), (C, nTp, Sp), Rt = snapshot_shape(spec), propensity_shape(spec), n_test(spec)
+    (k, nT), (C, nTp, Sp), Rt = snapshot_shape(spec), propensity_shape(spec), spec.n_test
     image = spec.dataset.grid ** dim
     n_out = len(output_steps(spec.propensity.steps, spec.propensity.outputs))
     n_ind = len(registry.structural(spec))
@@ -373,7 +373,7 @@ def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> l
     q, p = spec.quench, spec.propensity
     N, R = spec.system.n_particles, q.replicas
     n_train, n_val, n_test_ = q.split
-    quench_steps = int(round(q.equilibration_time / spec.md.dt)) + spec.cooling_steps
+    quench_steps = spec.equilibration_steps + spec.cooling_steps
     train_images = 2 * (n_train + n_val) * spec.train.epochs
     parts = (calibration or {}).get("parts", {})
 

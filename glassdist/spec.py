@@ -357,6 +357,21 @@ class Spec:
         """MD steps of the linear cooling from T_start to T_glass (1 to MAX_STEPS, checked)."""
         return int(round(cooling_span(self.quench, self.md.dt)))
 
+    @property
+    def equilibration_steps(self) -> int:
+        """MD steps of the NVT equilibration at T_start before the cooling."""
+        return int(round(self.quench.equilibration_time / self.md.dt))
+
+    @property
+    def hold_liquid_steps(self) -> int:
+        """MD steps of the liquid hold at T_L (0: no hold)."""
+        return int(round(self.quench.hold_liquid / self.md.dt))
+
+    @property
+    def n_test(self) -> int:
+        """Test-split replicas (the Grad-CAM and analysis configurations)."""
+        return self.quench.split[2]
+
     def split_of(self) -> np.ndarray:
         """Split code (index into glassdist.constants.SPLITS) of each replica, shape (R,)."""
         return np.repeat(np.arange(len(SPLITS)), self.quench.split).astype(np.int8)

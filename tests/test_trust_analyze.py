@@ -122,6 +122,7 @@ def test_trust_tables_and_arrays(analysed):
     assert ((s2_ci[:, 0, 0] <= s2[:, 0, 0]) & (s2[:, 0, 0] <= s2_ci[:, 0, 1])).all()
     v, v_null = np.array(tables["V"], dtype=float), np.array(tables["V_null"], dtype=float)
     assert v_null.shape == (1, 3, 2) and np.isfinite(v_null).all() and (v_null[..., 0] <= v_null[..., 1]).all()
+    assert v.shape[0] == v_null.shape[0] and v.shape[-1] == v_null.shape[1]  # per configuration and indicator
     assert np.shape(tables["S1_ci"]) == (1, 1, 2, 3, 2) and np.shape(tables["fig5_ci"]) == (1, 1, 3, 5, 2)
     assert np.shape(trust["propensity"]["members"]) == (1, M) and np.shape(trust["propensity"]["partial"]) == (1, 2)
     assert np.isfinite(np.array(tables["II_ci"], dtype=float)).all()

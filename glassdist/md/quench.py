@@ -57,11 +57,6 @@ def thermo_steps(spec: Spec) -> list[int]:
     return sorted({step_at(spec, T) for T in np.linspace(q.T_start, q.T_glass, q.thermo_points)})
 
 
-def equilibration_steps(spec: Spec) -> int:
-    """Steps of the NVT equilibration at T_start before the cooling."""
-    return int(round(spec.quench.equilibration_time / spec.md.dt))
-
-
 def segments(spec: Spec, snapshots: bool) -> list[tuple[str, int]]:
     """The quench's LAMMPS runs, in order: (phase, step at its end), phase "equilibrate" (steps
     from the end of the random start), "cool" (cooling steps) or "hold" (steps of the liquid hold
@@ -69,7 +64,7 @@ def segments(spec: Spec, snapshots: bool) -> list[tuple[str, int]]:
     ``md.checkpoint_every`` inside a phase, the end of the equilibration, the cooling's recorded
     steps (thermo points, T_liquid, the snapshots, T_glass) and the hold's (:func:`hold_steps`)."""
     q, every = spec.quench, spec.md.checkpoint_every
-    E, total, liquid = equilibration_steps(spec), spec.cooling_steps, step_at(spec, q.T_liquid)
+    E, total, liquid = spec.equilibration_steps, spec.cooling_steps, step_at(spec, q.T_liquid)
     snap_T = q.snapshot_temperatures if snapshots else []
     cool = sorted({*thermo_steps(spec), liquid, total, *(step_at(spec, T) for T in snap_T),
                    *range(every, total, every)})
@@ -87,7 +82,7 @@ def segments(spec: Spec, snapshots: bool) -> list[tuple[str, int]]:
 def hold_steps(spec: Spec) -> np.ndarray:
     """Steps from the hold's start where it records F_s and the energy: 0, then HOLD_OUTPUTS
     log-spaced steps to its end; (HOLD_OUTPUTS + 1,), or (0,) without a hold."""
-    steps = int(round(spec.quench.hold_liquid / spec.md.dt))
+    steps = spec.hold_liquid_steps
     return output_steps(steps, HOLD_OUTPUTS) if steps else np.zeros(0, dtype=np.int64)
 
 
@@ -216,7 +211,7 @@ def checkpoint_prefix(label: str) -> str:
 
 def _global_step(spec: Spec, phase: str, end: int) -> int:
     """Steps since the random start at the end of a segment (names the restart file)."""
-    E, liquid, held = equilibration_steps(spec), step_at(spec, spec.quench.T_liquid), hold_steps(spec)
+    E, liquid, held = spec.equilibration_steps, step_at(spec, spec.quench.T_liquid), hold_steps(spec)
     if phase == "equilibrate":
         return end
     if phase == "hold":

@@ -124,10 +124,6 @@ def propensity_shape(spec) -> tuple[int, int, int]:
     return 0 if propensity_skip(spec) else len(p.configurations), n_temperatures(spec), p.samples
 
 
-def n_test(spec) -> int:
-    return spec.quench.split[2]
-
-
 _MD = ("system", "classes", "md", "quench")
 _LEARN = _MD + ("dataset", "model", "train")
 
@@ -144,7 +140,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "torchrun on several)",
           _LEARN, ("dataset",), "torch", lambda spec: 1),
     Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",
-          _LEARN + ("gradcam",), ("dataset", "train"), "serial", n_test),
+          _LEARN + ("gradcam",), ("dataset", "train"), "serial", lambda spec: spec.n_test),
     Stage("indicators", "structural indicators (indicators.compute: Voronoi volume, Tong-Tanaka, ...) "
           "and g(r) of every configuration (Dask)",
           _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
@@ -155,7 +151,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
           "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
           ("gradcam", "indicators", "propensity"), "dask",
-          lambda spec: n_test(spec) + 2 * math.prod(propensity_shape(spec)[:2])),
+          lambda spec: spec.n_test + 2 * math.prod(propensity_shape(spec)[:2])),
     Stage("report", "figures and tables of the paper from stored results: DIR/report/index.html",
           _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
           ("inherent", "analyze"), "serial"),

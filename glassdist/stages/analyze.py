@@ -110,7 +110,7 @@ def dims(spec: Spec, store: Store | None = None) -> dict[str, int]:
     g = gamma_arrays(store)
     M = (spec.train.ensemble if g is None else g["members"].shape[1] if g["members"] is not None else 1)
     V = (2 + len(spec.model.channels) if g is None else g["randomised"].shape[2] if "randomised" in g else 0)
-    return {"Rt": len(spec.replicas_of("test")), "C": propensity_shape(spec)[0], "nT": n_temperatures(spec),
+    return {"Rt": spec.n_test, "C": propensity_shape(spec)[0], "nT": n_temperatures(spec),
             "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
             "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
             "N": spec.system.n_particles, "M": M, "V": V, "I": A - 1, "S": a.null_samples, "R": a.bootstrap}

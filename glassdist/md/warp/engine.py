@@ -101,7 +101,7 @@ class WarpEngine:
         quench.hold_liquid; as glassdist.md.quench.quench."""
         q, md, N, dim = spec.quench, spec.md, spec.system.n_particles, spec.dim
         B, should_stop = len(rngs), should_stop or (lambda: False)
-        total, n_eq, every = spec.cooling_steps, int(round(q.equilibration_time / md.dt)), md.checkpoint_every
+        total, n_eq, every = spec.cooling_steps, spec.equilibration_steps, md.checkpoint_every
         chances = min(SEGMENT, every)
         record = thermo_steps(spec)
         snap_T = list(q.snapshot_temperatures)
