@@ -133,10 +133,11 @@ def test_identical_members_give_zero_spread(trained):
     c, spec, g = explained(trained, "identical", [states[0]] * K)
     members, gamma = g["members"][:], g["gamma"][:]
     assert members.shape == (2, K, 2, spec.system.n_particles) and (gamma.sum(-1) > 0).all()
-    for k in range(K):
-        np.testing.assert_array_equal(members[:, k], gamma)
-    np.testing.assert_array_equal(g["gamma_std"][:], 0.0)
-    np.testing.assert_array_equal(g["p_glass_members"][:], np.repeat(g["p_glass"][:][:, None], K, 1))
+    for k in range(1, K):  # the same weights give bitwise the same Gamma; the mean equals it to rounding
+        np.testing.assert_array_equal(members[:, k], members[:, 0])
+    np.testing.assert_allclose(gamma, members[:, 0], rtol=1e-15, atol=0)
+    assert (g["gamma_std"][:] <= 1e-15 * gamma).all()
+    np.testing.assert_allclose(g["p_glass_members"][:], np.repeat(g["p_glass"][:][:, None], K, 1), rtol=1e-15)
     assert "shuffled" not in g  # no control model saved
 
 
