@@ -25,7 +25,12 @@ from glassdist.learn.train import TrainConfig, train
 from glassdist.stages.gradcam import explain
 from glassdist.stages.train import load_split
 from glassdist.store import Store
-from glassdist.structure.grid import density, kernel_matrix, to_particles, to_particles_many
+from glassdist.structure.grid import (
+    density,
+    kernel_matrix,
+    to_particles,
+    to_particles_many,
+)
 
 from .test_import import init_import, random_configurations, write_extxyz
 
@@ -130,7 +135,7 @@ def explained(trained, name, states, shuffled=None):
 
 def test_identical_members_give_zero_spread(trained):
     _, states = trained
-    c, spec, g = explained(trained, "identical", [states[0]] * K)
+    _, spec, g = explained(trained, "identical", [states[0]] * K)
     members, gamma = g["members"][:], g["gamma"][:]
     assert members.shape == (2, K, 2, spec.system.n_particles) and (gamma.sum(-1) > 0).all()
     for k in range(1, K):  # the same weights give bitwise the same Gamma; the mean equals it to rounding
@@ -142,7 +147,7 @@ def test_identical_members_give_zero_spread(trained):
 
 
 def test_ensemble_consensus_sanity_checks_and_baseline(trained):
-    d, states = trained
+    _, states = trained
     c, spec, g = explained(trained, "ensemble", states[:K], shuffled=states[K])
     store = Store(c, mode="r")
     test = g["replicas"][:]
@@ -210,7 +215,8 @@ def test_export_has_the_ensemble_columns(trained, tmp_path, fmt):
         for name, values in expected.items():
             np.testing.assert_array_equal(data[name][rows], values)
         return
-    table = list(csv.DictReader(open(out)))
+    with open(out) as fh:
+        table = list(csv.DictReader(fh))
     assert set(expected) <= set(table[0])
     for t, replica in enumerate(test):
         for cls, name in enumerate(("liquid", "glass")):

@@ -15,7 +15,7 @@ images, not learnt weights.
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

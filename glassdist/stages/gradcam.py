@@ -100,7 +100,8 @@ def _digests(record: dict) -> list:
     return [m["sha256"] for m in record.get("members", [record])] + [(record.get("shuffled") or {}).get("sha256")]
 
 
-def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None, levels: list[str] | None = None) -> list[int]:
+def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None,
+            levels: list[str] | None = None) -> list[int]:
     """Check the spec and the models, create the arrays; return test indices to do (images
     done, gradcam not). With ``model_file`` (another campaign's model) this campaign's own
     training is not needed. ``levels``: the randomisation levels (default: those of this
@@ -119,20 +120,21 @@ def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None, leve
     levels = levels or level_names(build_model(spec))
     test = spec.replicas_of("test")
     T, N, K, V = len(test), spec.system.n_particles, len(record["members"]), len(levels)
-    particles = (T, 2, N)
-    arrays = {"gamma": (particles, "float64"), "gamma_std": (particles, "float64"),
+    per_particle = (T, 2, N)
+    arrays = {"gamma": (per_particle, "float64"), "gamma_std": (per_particle, "float64"),
               "members": ((T, K, 2, N), "float64"), "map": ((T, 2, *(spec.dataset.grid,) * spec.dim), "float32"),
               "p_glass": ((T, 2), "float64"), "p_glass_members": ((T, K, 2), "float64"),
               "correct": ((T, 2), "bool"), "randomised": ((T, K, V, 2, N), "float64"),
-              "input": (particles, "float64")}
+              "input": (per_particle, "float64")}
     if record["shuffled"]:
-        arrays["shuffled"] = (particles, "float64")
+        arrays["shuffled"] = (per_particle, "float64")
     group = store.root.require_group(NAME)
     for name in list(group.array_keys()) if not done else []:
         if name != "replicas" and (name not in arrays or group[name].shape != arrays[name][0]):
             del group[name]
     for name, (shape, dtype) in arrays.items():
-        store.require_array(f"{NAME}/{name}", shape, (1, *shape[1:]), dtype, fill_value=False if dtype == "bool" else None)
+        store.require_array(f"{NAME}/{name}", shape, (1, *shape[1:]), dtype,
+                            fill_value=False if dtype == "bool" else None)
     store.require_array(f"{NAME}/replicas", (T,), (T,), "int64")[:] = test
     group.attrs.update({"target_class": [spec.class_names[c] for c in targets(spec)], "model": record,
                         "randomisation_levels": levels})
@@ -223,7 +225,8 @@ def run(campaign_dir, args=None) -> int:
             raise UsageError("--discard and --model exclude each other: discard first, then run "
                              f"`glassdist {NAME} {campaign_dir} --model ...`")
         return discard(campaign_dir)
-    transferred = load_transferred(model_file, spec) if model_file else None  # refuses (exit 2) before anything is written
+    # a foreign model is refused (exit 2) before anything is written
+    transferred = load_transferred(model_file, spec) if model_file else None
     todo = prepare(campaign_dir, spec, model_file, level_names(transferred) if transferred else None)
     store = Store(campaign_dir)
     ledger, group, types = store.ledger(NAME), store.root[NAME], store.types()
