@@ -5,8 +5,9 @@ alone as CSV (one row per particle per configuration) or NPZ.
 
 Per-particle fields come from FIELD_SOURCES: each maps the store and the replica ids
 (R',) to named arrays of shape (R', 2, N) [class axis: liquid, glass], NaN where a field
-does not exist for a configuration: the Grad-CAM score, every structural indicator the
-campaign computed (glassdist.indicators, plugins included) and the dynamic propensity.
+does not exist for a configuration: the Grad-CAM score (consensus, spread over the training
+ensemble, members, input-only baseline), every structural indicator the campaign computed
+(glassdist.indicators, plugins included) and the dynamic propensity.
 """
 
 from __future__ import annotations
@@ -54,15 +55,32 @@ def _propensity(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _gradcam(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
-    """Grad-CAM score Gamma of the test-split configurations; NaN for other replicas."""
+    """Grad-CAM of the test-split configurations, NaN for other replicas: the consensus Gamma
+    (member mean, 'gradcam'), its standard deviation over the members ('gradcam_std'), each
+    member's Gamma ('gradcam_m0' ... 'gradcam_m{K-1}') and the input-only baseline Gamma^0
+    ('gradcam_input'); stores made before ensembles have 'gradcam' alone."""
     if "gradcam/gamma" not in store.root:
         return {}
     group = store.root["gradcam"]
     test = group["replicas"][:]
-    out = np.full((len(replicas), 2, group["gamma"].shape[-1]), np.nan)
     rows = np.flatnonzero(np.isin(replicas, test))
-    out[rows] = group["gamma"].get_orthogonal_selection((np.searchsorted(test, replicas[rows]),))
-    return {"gradcam": out}
+    index = (np.searchsorted(test, replicas[rows]),)
+
+    def column(values: np.ndarray) -> np.ndarray:
+        """(R'', 2, N) rows of the test replicas among ``replicas`` -> (R', 2, N), NaN elsewhere."""
+        out = np.full((len(replicas), *values.shape[1:]), np.nan)
+        out[rows] = values
+        return out
+
+    out = {"gradcam": column(group["gamma"].get_orthogonal_selection(index))}
+    if "gamma_std" in group:
+        out["gradcam_std"] = column(group["gamma_std"].get_orthogonal_selection(index))
+    if "members" in group:
+        members = group["members"].get_orthogonal_selection(index)                # (R'', K, 2, N)
+        out.update({f"gradcam_m{k}": column(members[:, k]) for k in range(members.shape[1])})
+    if "input" in group:
+        out["gradcam_input"] = column(group["input"].get_orthogonal_selection(index))
+    return out
 
 
 FIELD_SOURCES: list[Callable[[Store, np.ndarray], dict[str, np.ndarray]]] = [

@@ -37,3 +37,20 @@ def grad_cam(model: GlassCNN, images: torch.Tensor, target) -> torch.Tensor:
     pixels = tuple(range(2, activation.dim()))
     alpha = grads.mean(dim=pixels, keepdim=True)                   # eq. 3
     return torch.relu((alpha * activation).sum(1)).detach()        # eq. 4
+
+
+def input_map(images: torch.Tensor) -> torch.Tensor:
+    """The grid field of the input-only baseline Gamma^0: maps (B, grid, ..., grid) of images
+    (B, 1, grid, ...).
+
+    Grad-CAM's L^C has the resolution of the feature maps A^m, and every convolution keeps the
+    input size, so the input "smoothed to the feature-map resolution" is the image itself. The
+    field is the image as the network sees it, after its input normalisation, mapped to [0, 1]
+    per image: (x - min x) / (max x - min x). Every InputNorm mode is an increasing affine map
+    of the image (mode 'image' is this very map), so the field is the same for every model and
+    is a property of the configuration alone. No ReLU is applied (the field is >= 0). M^-1 of
+    this field (Gamma^0) measures what the inverse map's share 1/rho alone puts into Gamma.
+    """
+    pixels = tuple(range(1, images.dim()))
+    lo, hi = images.amin(pixels, keepdim=True), images.amax(pixels, keepdim=True)
+    return ((images - lo) / (hi - lo))[:, 0]

@@ -98,3 +98,12 @@ def to_particles(field, positions, types, box_length: float, sigma_ii,
     w = kernel_matrix(positions, types, box_length, field.shape[0], sigma_ii, cutoff_factor)
     return redistribute(w, field)
 
+
+
+def to_particles_many(fields, positions, types, box_length: float, sigma_ii,
+                      cutoff_factor: float = 2.5) -> np.ndarray:
+    """M^-1 (eq. S4) of several grid fields (F, grid, ...) of one configuration: Gamma (F, N),
+    row f equal to ``to_particles(fields[f], ...)``; the kernel is built once."""
+    fields = np.asarray(fields)
+    w = kernel_matrix(positions, types, box_length, fields.shape[1], sigma_ii, cutoff_factor)
+    return np.array([redistribute(w, field) for field in fields])
