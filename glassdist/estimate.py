@@ -202,14 +202,16 @@ def _gradcam_part(spec: Spec, images: np.ndarray, positions: np.ndarray) -> dict
     import torch
 
     from .learn.model import build_model
-    from .stages.gradcam import explain
+    from .stages.gradcam import explain_ensemble
 
     torch.set_num_threads(1)
-    model = build_model(spec)
-    model.norm.fit(torch.from_numpy(images.reshape(2, 1, *images.shape[1:])))
+    models = [build_model(spec) for _ in range(spec.train.ensemble + spec.train.shuffled_control)]
+    for model in models:
+        model.norm.fit(torch.from_numpy(images.reshape(2, 1, *images.shape[1:])))
+    shuffled = models.pop() if spec.train.shuffled_control else None
     times = {}
-    with _Clock(times):
-        explain(model, images[None], positions[None], spec.types, spec)
+    with _Clock(times):  # what one test configuration costs: every member, its randomisations, the control, Γ⁰
+        explain_ensemble(models, images[None], positions[None], spec.types, spec, shuffled=shuffled)
     return _single(times)
 
 
@@ -298,11 +300,11 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
     t = _nearest(check["train"], batch_size=spec.train.batch_size)
     n_train, n_val, _ = q.split
     parts["train"] = {"seconds": t["seconds_per_sample"] * pixels / t["grid"] ** t["dim"]
-                      * 2 * (n_train + n_val) * spec.train.epochs, "device": device,
-                      "basis": f"batch {t['batch_size']} at grid {t['grid']}"}
+                      * 2 * (n_train + n_val) * spec.train.epochs * trainings(spec), "device": device,
+                      "basis": f"batch {t['batch_size']} at grid {t['grid']}, {trainings(spec)} networks one by one"}
     g = check["gradcam"]
-    parts["gradcam"] = {"seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"], "device": device,
-                        "basis": f"Grad-CAM maps at grid {g['grid']}"}
+    parts["gradcam"] = {"seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"] * maps_per_image(spec),
+                        "device": device, "basis": f"Grad-CAM maps at grid {g['grid']}, {maps_per_image(spec)} per image"}
     return parts
 
 
@@ -339,6 +341,26 @@ def _linear(seconds: list[float], at: list[int], steps: int) -> float:
     return max(seconds[0] + b * (steps - at[0]), 0.0)
 
 
+def trainings(spec: Spec) -> int:
+    """Networks the train stage trains: the K members and the label-shuffled control."""
+    return spec.train.ensemble + int(spec.train.shuffled_control)
+
+
+def maps_per_image(spec: Spec) -> int:
+    """Grad-CAM maps of one image: each member and its randomisation levels (output, hidden, each
+    conv), and the control."""
+    return spec.train.ensemble * (3 + len(spec.model.channels)) + int(spec.train.shuffled_control)
+
+
+def gradcam_bytes(spec: Spec) -> int:
+    """The gradcam arrays (glassdist.stages.gradcam): per test configuration and class the members'
+    Gamma, the consensus, its spread, Gamma^0, the control's Gamma, the randomisation levels (one per
+    layer of the network: output, hidden, each conv), the map, the probabilities and the flag."""
+    Rt, N, K = spec.n_test, spec.system.n_particles, spec.train.ensemble
+    fields = maps_per_image(spec) + 3  # and the consensus, its spread, Gamma^0
+    return Rt * (2 * (8 * N * fields + 4 * spec.dataset.grid ** spec.dim + 8 * (K + 1) + 1) + 8)
+
+
 def store_bytes(spec: Spec) -> dict[str, int]:
     """Uncompressed bytes of every stage's arrays (docs/store.md): an upper bound on disk."""
     from . import indicators as registry
@@ -354,7 +376,7 @@ def store_bytes(spec: Spec) -> dict[str, int]:
            "inherent": 8 * k * nT * (N * dim + 1),
            "dataset": R * (2 * image * 4 + 1),
            "train": 8 * 4 * spec.train.epochs,
-           "gradcam": Rt * 2 * (8 * N + 4 * image + 9),
+           "gradcam": gradcam_bytes(spec),
            "indicators": 8 * R * 2 * (n_ind * N + S * S * spec.indicators.rdf_bins),
            "propensity": 8 * C * nTp * (Sp * n_out * N * dim + n_out * (N + 1) + (4 * n_out * N if Sp >= 100 else 0))}
     from .stages.analyze import array_shapes
@@ -390,8 +412,8 @@ def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> l
             return _linear(t, calibration["steps"], quench_steps)
         if stage == "propensity":
             return _linear(t, calibration["steps"], p.steps)
-        if stage == "train":
-            return t / part["n_images"] * train_images
+        if stage == "train":  # an upper bound: trained together (train.members_together) the members take less
+            return t / part["n_images"] * train_images * trainings(spec)
         return t
 
     sizes = store_bytes(spec)
