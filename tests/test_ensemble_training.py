@@ -24,7 +24,15 @@ from glassdist.store import Store
 
 from .conftest import BIN, glassdist, init_tiny
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the same float reductions in every process, no oversubscription
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def learnable(n: int, seed: int, grid: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +140,7 @@ def imaged(tmp_path_factory):
     """A tiny KAM campaign (K = 3, control on) after quench and dataset."""
     d = init_tiny(tmp_path_factory.mktemp("ensemble") / "c", "kam", "quench.snapshot_replicas=0",
                   "train.ensemble=3", "train.shuffled_control=true", "train.epochs=3", "dask.workers=1")
-    glassdist("run", d, "--stages", "quench,dataset", "--np", "2")
+    glassdist("run", d, "--stages", "quench,dataset", "--np", "2", env=ONE_THREAD)
     return d
 
 
@@ -149,7 +157,7 @@ def model_files(d: Path) -> dict[str, bytes]:
 
 def test_stage_trains_the_ensemble_and_its_control(imaged, tmp_path):
     d = campaign_copy(imaged, tmp_path)
-    out = glassdist("train", d).stdout
+    out = glassdist("train", d, env=ONE_THREAD).stdout
     assert all(f"train: member {k} test accuracy" in out for k in range(3)), out
     assert "train: consensus of 3 test accuracy" in out and "label-shuffled control test accuracy" in out
     root = Store(d, mode="r").root
@@ -189,23 +197,18 @@ def test_one_member_trains_as_the_single_network(imaged, tmp_path):
     spec, store = specmod.load(d), Store(d, mode="r")
     from glassdist.stages.train import load_split
     assert store.ledger("train").done_mask().tolist() == [True]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = build_model(spec)
-        train(model, load_split(store, spec, "train"), load_split(store, spec, "val"), TrainConfig.from_spec(spec))
-    finally:
-        torch.set_num_threads(threads)
+    model = build_model(spec)
+    train(model, load_split(store, spec, "train"), load_split(store, spec, "val"), TrainConfig.from_spec(spec))
     stored = torch.load(d / "train" / "member-0.pt", weights_only=True)
     assert all(torch.equal(stored[k], model.state_dict()[k]) for k in stored)
 
 
-@pytest.mark.slow  # four trainings of 150 epochs on 2 cores
+@pytest.mark.slow  # four trainings of 40 epochs on 2 cores
 @pytest.mark.parametrize("together", ["true", "false"])
 def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
     """SIGTERM to a real `glassdist train` while member 1 (one by one) or the group trains: it
     stops (exit 1); the rerun trains only what is missing and gives the uninterrupted files."""
-    sets = ("train.epochs=150", f"train.members_together={together}")
+    sets = ("train.epochs=40", f"train.members_together={together}")
     reference = campaign_copy(imaged, tmp_path / "reference", *sets)
     glassdist("train", reference, env=ONE_THREAD)
     d = campaign_copy(imaged, tmp_path / "killed", *sets)
@@ -225,7 +228,7 @@ def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
     assert ledger.done_mask().tolist() == ([True, False, False, False] if together == "false" else [False] * 4)
     finished = ledger.finished[:]
     rerun = glassdist("train", d, env=ONE_THREAD).stdout
-    assert ("epoch 1/150 member 0" not in rerun) and ("epoch 1/150 member 1" not in rerun), rerun
+    assert ("epoch 1/40 member 0" not in rerun) and ("epoch 1/40 member 1" not in rerun), rerun
     ledger = Store(d, mode="r").ledger("train")
     assert ledger.done_mask().all()
     if together == "false":

@@ -79,10 +79,10 @@ class GroupedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(members * out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.members
-        w = self.weight.view(k, self.out_features, self.in_features)
-        out = torch.einsum("bki,koi->bko", x.reshape(len(x), k, self.in_features), w)
-        return (out + self.bias.view(k, self.out_features)).flatten(1)
+        k, i, o = self.members, self.in_features, self.out_features
+        # (K, O, I) @ (K, I, B): the weight gradient comes out in the weight's own layout (no copy)
+        out = torch.bmm(self.weight.view(k, o, i), x.reshape(len(x), k, i).permute(1, 2, 0))
+        return (out + self.bias.view(k, o, 1)).permute(2, 0, 1).reshape(len(x), k * o)
 
 
 class GlassCNN(nn.Module):
