@@ -62,8 +62,8 @@ def main() -> None:
     start = time.perf_counter()
     train_members(group, (x, y.repeat(K, 1)), (x[:val], y[:val].repeat(K, 1)), config, seeds, device=args.device)
     grouped = time.perf_counter() - start
-    worst = max(float((a[k] - b[k]).norm() / a[k].norm()) for (a, _), b in zip(sequential, split_members(group.cpu()))
-                for k in a if a[k].norm() > 0)
+    worst = max((float((a[k] - b[k]).norm() / a[k].norm()), k) for (a, _), b in
+                zip(sequential, split_members(group.cpu())) for k in a if a[k].norm() > 0)
     seq_total = sum(t for _, t in sequential)
     print(f"{args.preset} network, grid {grid}^{dim}, {args.samples} training images, {args.epochs} epochs, "
           f"batch {config.batch_size}, {args.device}, {args.threads} torch thread(s), K = {K}")
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"sequential, {K} members     {seq_total:8.2f} s   per member / single = {seq_total / K / single:.3f}")
     print(f"grouped, {K} members        {grouped:8.2f} s   per member / single = {grouped / K / single:.3f}")
     print(f"grouped / sequential       {grouped / seq_total:.3f}")
-    print(f"largest relative weight difference grouped vs sequential: {worst:.2e}")
+    print(f"largest relative weight difference grouped vs sequential: {worst[0]:.2e} ({worst[1]}; |a - b| / |a|)")
 
 
 if __name__ == "__main__":

@@ -190,13 +190,15 @@ def test_stage_trains_the_ensemble_and_its_control(imaged, tmp_path):
     assert "already done" in glassdist("train", d).stdout
 
 
-def test_one_member_trains_as_the_single_network(imaged, tmp_path):
-    """K = 1, no control: member-0.pt is train() of build_model(spec) with train.seed, bitwise."""
-    d = campaign_copy(imaged, tmp_path, "train.ensemble=1", "train.shuffled_control=false")
+@pytest.mark.parametrize("control", ["false", "true"])
+def test_one_member_trains_as_the_single_network(imaged, tmp_path, control):
+    """K = 1 (with or without the control, trained apart): member-0.pt is train() of
+    build_model(spec) with train.seed, bitwise."""
+    d = campaign_copy(imaged, tmp_path, "train.ensemble=1", f"train.shuffled_control={control}")
     glassdist("train", d, env=ONE_THREAD)
     spec, store = specmod.load(d), Store(d, mode="r")
     from glassdist.stages.train import load_split
-    assert store.ledger("train").done_mask().tolist() == [True]
+    assert store.ledger("train").done_mask().tolist() == [True] * (1 + (control == "true"))
     model = build_model(spec)
     train(model, load_split(store, spec, "train"), load_split(store, spec, "val"), TrainConfig.from_spec(spec))
     stored = torch.load(d / "train" / "member-0.pt", weights_only=True)
@@ -237,3 +239,20 @@ def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
     for key in ("test_accuracy", "consensus_accuracy", "shuffled_accuracy", "history/val_loss"):
         np.testing.assert_array_equal(Store(d, mode="r").root[f"train/{key}"][:],
                                       Store(reference, mode="r").root[f"train/{key}"][:])
+
+
+@pytest.mark.slow  # two trainings, one of them under torchrun
+def test_grouped_members_under_ddp_equal_one_process(imaged, tmp_path):
+    """`torchrun --nproc_per_node 2 -m glassdist train` trains the grouped members data-parallel:
+    the members equal those of one process up to float summation order."""
+    one = campaign_copy(imaged, tmp_path / "one", "train.epochs=2")
+    two = campaign_copy(imaged, tmp_path / "two", "train.epochs=2")
+    glassdist("train", one, env=ONE_THREAD)
+    proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "glassdist", "train",
+                           str(two)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **ONE_THREAD, "GLOO_SOCKET_IFNAME": "lo"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert Store(two, mode="r").root["train"].attrs["model_card"][0]["world_size"] == 2
+    for name in ("member-0.pt", "member-1.pt", "member-2.pt", "shuffled.pt"):
+        a, b = (torch.load(d / "train" / name, weights_only=True) for d in (one, two))
+        assert all(relative_difference(a[k], b[k]) < 1e-5 for k in a), name

@@ -6,9 +6,9 @@ train.seed, k)``; member 0 uses train.seed: K = 1 trains the single network of e
 versions), task K = the control (train.shuffled_control: the same network and images, training
 and validation labels permuted by a generator seeded with member_seed(train.seed, K); its test
 accuracy is against the true labels, so about 0.5). Every member reads the same split. With
-train.members_together (default) the tasks still to do are trained as one grouped network
-(glassdist.learn.ensemble, the same numbers as one by one up to float summation order), else
-one after another.
+train.members_together (default) and K > 1 the tasks still to do are trained as one grouped
+network (glassdist.learn.ensemble, the same numbers as one by one up to float summation order),
+else one after another (K = 1: member 0 is bitwise the single network of earlier versions).
 
 One process, or data-parallel: ``glassdist train DIR --nproc P`` on one node (P processes,
 file rendezvous, loopback only: hpc.ddp.spawn), or under ``torchrun`` on several nodes
@@ -217,7 +217,8 @@ def train_stage(campaign_dir) -> int:
         store = Store(campaign_dir, mode="r")
         train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
         config, K = TrainConfig.from_spec(spec), spec.train.ensemble
-        groups = [todo] if spec.train.members_together else [[t] for t in todo]
+        together = spec.train.members_together and K > 1  # K = 1: the single network exactly, the control alone
+        groups = [todo] if together else [[t] for t in todo]
         for tasks in groups:
             if not train_tasks(campaign_dir, spec, store, tasks, config, (train_set, val_set, test_set), device):
                 return 1
