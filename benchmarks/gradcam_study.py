@@ -219,7 +219,7 @@ def check(campaign: Path, n_configs: int) -> None:
     L, sigma_ii, cut, grid = spec.box_length, np.diag(spec.sigma), spec.dataset.kernel_cutoff, spec.dataset.grid
     types = store.types()
     model = build_model(spec)
-    model.load_state_dict(torch.load(campaign / "train" / "model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(campaign / "train" / "member-0.pt", map_location="cpu", weights_only=True))
     model.eval()
     cam = LayerGradCam(model, model.features[-1])
     g = store.root["gradcam"]

@@ -142,7 +142,7 @@ def test_demo_ka3d_campaign_runs_to_a_complete_report(tmp_path):
 
 @pytest.mark.slow
 def test_gradcam_with_a_model_of_another_campaign(tmp_path):
-    """`glassdist gradcam DIR --model OTHER/train/model.pt`: a gap model trained in one campaign
+    """`glassdist gradcam DIR --model OTHER/train/member-0.pt`: a gap model trained in one campaign
     explains another campaign of the same mixture; one of another image resolution is refused."""
     gap = ['model.head="gap"', "quench.replicas=6", "quench.split=[2,2,2]", "train.epochs=2"]
     a = init_tiny(tmp_path / "a", "kam", *gap)
@@ -150,13 +150,13 @@ def test_gradcam_with_a_model_of_another_campaign(tmp_path):
     b = init_tiny(tmp_path / "b", "kam", *gap, "campaign.seed=7", "system.n_particles=800",
                   "system.counts=[520,280]", "dataset.grid=48")  # twice the box and the grid: same pixel
     glassdist("run", b, "--np", "1", "--stages", "quench,dataset")
-    glassdist("gradcam", b, "--model", a / "train" / "model.pt")
+    glassdist("gradcam", b, "--model", a / "train" / "member-0.pt")
     root = zarr.open_group(b / "store.zarr", mode="r")
-    assert root["gradcam"].attrs["model"]["path"] == str((a / "train" / "model.pt").resolve())
+    assert root["gradcam"].attrs["model"]["path"] == str((a / "train" / "member-0.pt").resolve())
     assert np.isfinite(root["gradcam/gamma"][:]).all() and root["gradcam/gamma"].shape[-1] == 800
     c = init_tiny(tmp_path / "c", "kam", *gap, "dataset.grid=20")
     glassdist("run", c, "--np", "1", "--stages", "quench,dataset")
-    bad = glassdist("gradcam", c, "--model", a / "train" / "model.pt", check=False)
+    bad = glassdist("gradcam", c, "--model", a / "train" / "member-0.pt", check=False)
     assert bad.returncode == 2 and "grid" in bad.stderr, bad.stderr
 
 

@@ -96,7 +96,7 @@ def test_killed_training_resumes_to_the_same_weights(random_data):
     subprocess.run(run_script(random_data, resumed, ckpt, epochs=4), check=True, env=ENV, timeout=120)
     a, b = load_weights(ref), load_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert len(torch.load(ckpt, weights_only=True)["history"]["val_loss"]) == 4
+    assert len(torch.load(ckpt, weights_only=True)["history"][0]["val_loss"]) == 4
 
 
 def test_stop_inside_an_epoch_abandons_it_and_resumes_exactly(random_data, tmp_path):

@@ -108,7 +108,7 @@ def test_ddp_training_listens_on_loopback_only(prepared, tmp_path):
     assert sockets and public(sockets) == [], sockets  # gloo's listeners, on loopback
     store = Store(d, mode="r")
     assert store.ledger("train").done_mask().all()
-    assert store.root["train"].attrs["model_card"]["world_size"] == 2
+    assert store.root["train"].attrs["model_card"][0]["world_size"] == 2
 
 
 @pytest.mark.slow

@@ -250,7 +250,7 @@ def test_a_foreign_gradcam_is_discarded_in_place(trained, tmp_path):
     other = tmp_path / "other"
     glassdist("init", other, "--from", d, "--set", "train.seed=1")
     glassdist("train", other)
-    foreign = other / "train" / "model.pt"
+    foreign = other / "train" / "member-0.pt"
     glassdist("gradcam", d, "--model", foreign)
     status = glassdist("status", d).stdout
     assert f"gradcam: explains the model of another campaign (--model) {foreign.resolve()}" in status
@@ -260,7 +260,7 @@ def test_a_foreign_gradcam_is_discarded_in_place(trained, tmp_path):
     assert "gradcam: explains" not in glassdist("status", d).stdout
     glassdist("run", d, "--stages", "quench,dataset,train,gradcam", "--np", "1")
     status = glassdist("status", d).stdout
-    assert f"gradcam: explains this campaign's own model {(d / 'train' / 'model.pt').resolve()}" in status
+    assert f"gradcam: explains this campaign's own model {(d / 'train' / 'member-0.pt').resolve()}" in status
     assert [ln.split()[-1] for ln in status.splitlines() if ln.startswith("gradcam ")] == ["done"]
 
 

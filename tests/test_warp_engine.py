@@ -465,6 +465,6 @@ def test_demo_campaign_runs_on_the_warp_engine(tmp_path):
     glassdist("run", d, "--np", "1")
     root = zarr.open_group(d / "store.zarr", mode="r")
     assert root["quench"].attrs["engine"]["engine"] == "warp"
-    assert root["train"].attrs["model_card"]["md_engine"]["device"] == "cpu"
+    assert root["train"].attrs["model_card"][0]["md_engine"]["device"] == "cpu"
     assert np.isfinite(root["quench/positions"][:]).all() and np.isfinite(root["propensity/Delta"][:]).all()
     assert (d / "report" / "index.html").is_file() and "MD: warp on cpu" in (d / "report" / "index.html").read_text()

@@ -71,16 +71,16 @@ def check_transfer(model_spec: Spec, target_spec: Spec) -> None:
 
 
 def load_transferred(model_file: str | Path, target_spec: Spec) -> GlassCNN:
-    """The trained model ``OTHER_DIR/train/model.pt`` of another campaign, built from
+    """The trained model ``OTHER_DIR/train/member-0.pt`` of another campaign, built from
     ``OTHER_DIR/campaign.toml`` and checked against ``target_spec`` (UsageError if it cannot
     explain its configurations)."""
     model_file = Path(model_file)
     if not model_file.is_file():
-        raise UsageError(f"model file {model_file} does not exist: give OTHER_DIR/train/model.pt of a "
+        raise UsageError(f"model file {model_file} does not exist: give OTHER_DIR/train/member-0.pt of a "
                          "campaign whose train stage is done")
     if not (model_file.parent.parent / "campaign.toml").is_file():
-        raise UsageError(f"--model {model_file}: not the train/model.pt of a campaign ({model_file.parent.parent} "
-                         "has no campaign.toml, which says how the model was built); give OTHER_DIR/train/model.pt")
+        raise UsageError(f"--model {model_file}: not a model file of a campaign ({model_file.parent.parent} "
+                         "has no campaign.toml, which says how the model was built); give OTHER_DIR/train/member-0.pt")
     model_spec = load(model_file.parent.parent)
     check_transfer(model_spec, target_spec)
     model = build_model(model_spec)

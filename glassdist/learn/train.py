@@ -17,8 +17,13 @@ last batch does not split evenly. Hence P processes compute what one process com
 checkpoint needs no RNG state. (torch's DistributedSampler is not used: it pads the data
 set with repeated samples to a multiple of the world size.)
 
+Members (:func:`train_members`): K networks of one architecture (GlassCNN ``members = K``)
+trained in one pass on the same images, each with its own seed and labels: member k draws as
+a training of it alone would, so the pass gives the K trainings (the training ensemble,
+:mod:`glassdist.learn.ensemble`); :func:`train` is the case K = 1.
+
 Checkpoint (every epoch, written atomically by rank 0): model, optimizer, completed
-epochs, history, and the hyperparameters it was made with.
+epochs, the members' histories (a list), and the hyperparameters and seeds it was made with.
 """
 
 from __future__ import annotations
@@ -91,19 +96,34 @@ def translate(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
 
 
 def _counts(model, images, labels, index, device, chunk=256) -> torch.Tensor:
-    """[sum of CE, correct liquid, liquid, correct glass, glass] over images[index]."""
-    out = torch.zeros(5, dtype=torch.float64)
+    """Per member (K, 5): [sum of CE, correct liquid, liquid, correct glass, glass] over
+    images[index], for a model of K members (labels (K, n): member k's labels)."""
+    members = len(labels)
+    out = torch.zeros(members, 5, dtype=torch.float64)
     model.eval()
     with torch.no_grad():
         for part in torch.split(index, chunk):
-            x, y = images[part].to(device), labels[part].to(device)
-            logits = model(x)
-            out[0] += F.cross_entropy(logits, y, reduction="sum").item()
-            hit = logits.argmax(1) == y
+            x = images[part]
+            x, y = x.expand(-1, members, *x.shape[2:]).to(device), labels[:, part].T.to(device)  # (b, K)
+            logits = model(x).view(-1, members, len(CLASSES))
+            out[:, 0] += F.cross_entropy(logits.transpose(1, 2), y, reduction="none").sum(0).cpu().double()
+            hit = logits.argmax(2) == y
             for c in range(len(CLASSES)):
-                out[1 + 2 * c] += (hit & (y == c)).sum().item()
-                out[2 + 2 * c] += (y == c).sum().item()
+                out[:, 1 + 2 * c] += (hit & (y == c)).sum(0).cpu().double()
+                out[:, 2 + 2 * c] += (y == c).sum(0).cpu().double()
     return out
+
+
+def evaluate_members(model: GlassCNN, images: torch.Tensor, labels: torch.Tensor,
+                     device: torch.device | str = "cpu") -> list[dict]:
+    """:func:`evaluate` of each member of a model of K members (labels (K, n)); K dicts."""
+    rank, world = rank_and_world()
+    index = torch.tensor_split(torch.arange(labels.shape[1]), world)[rank]
+    counts = _all_sum(_counts(model, images, labels, index, device).to(device)).cpu()
+    n = labels.shape[1]
+    return [{"loss": float(c[0] / n), "accuracy": float((c[1] + c[3]) / n),
+             "class_accuracy": [float(c[1 + 2 * k] / c[2 + 2 * k]) if c[2 + 2 * k] else float("nan")
+                                for k in range(len(CLASSES))]} for c in counts]
 
 
 def evaluate(model: GlassCNN, images: torch.Tensor, labels: torch.Tensor,
@@ -112,13 +132,7 @@ def evaluate(model: GlassCNN, images: torch.Tensor, labels: torch.Tensor,
 
     Under DDP every rank evaluates its share and the counts are summed.
     """
-    rank, world = rank_and_world()
-    index = torch.tensor_split(torch.arange(len(labels)), world)[rank]
-    c = _all_sum(_counts(model, images, labels, index, device).to(device)).cpu()
-    per_class = [float(c[1 + 2 * k] / c[2 + 2 * k]) if c[2 + 2 * k] else float("nan")
-                 for k in range(len(CLASSES))]
-    return {"loss": float(c[0] / len(labels)), "accuracy": float((c[1] + c[3]) / len(labels)),
-            "class_accuracy": per_class}
+    return evaluate_members(model, images, labels[None], device)[0]
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -152,61 +166,92 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
     walltime); a stop inside an epoch abandons it (the checkpoint holds the epoch before), so a
     long epoch never delays a clean stop.
     """
+    report = None if on_epoch is None else (lambda epoch, histories: on_epoch(epoch, histories[0]))
+    return train_members(model, (train_set[0], train_set[1][None]), (val_set[0], val_set[1][None]), config,
+                         (config.seed,), checkpoint, device, report, stop)[0]
+
+
+def train_members(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
+                  val_set: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, seeds,
+                  checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
+                  on_epoch: Callable[[int, list], None] | None = None,
+                  stop: Callable[[], bool] = lambda: False) -> list[dict]:
+    """:func:`train` of a model of K = len(seeds) members (GlassCNN ``members = K``) in one pass;
+    returns the K histories. Labels (K, n): member k's labels (the same images for every member).
+    Member k draws everything (its data order, dropout masks and translations) from its own
+    epoch generators ``epoch_generator(seeds[k], epoch)`` exactly as a training of that member
+    alone with ``config.seed = seeds[k]`` does, and the members' parameters are disjoint (the loss
+    is the sum of theirs; Adam is elementwise), so member k ends where that training ends, up to
+    float summation order. ``config.seed`` is not used.
+    """
     rank, world = rank_and_world()
     device = torch.device(device)
-    images, labels = train_set
+    (images, labels), seeds = train_set, [int(s) for s in seeds]
+    members, n = labels.shape
+    if members != model.members or len(seeds) != members:
+        raise ValueError(f"{len(seeds)} seeds and labels of {members} members for a model of {model.members}")
     model.norm.fit(images)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
                                  weight_decay=config.weight_decay)
-    history = {k: [] for k in HISTORY_KEYS}
-    start = 0
+    histories = [{k: [] for k in HISTORY_KEYS} for _ in seeds]
+    start, wanted = 0, {**{k: v for k, v in asdict(config).items() if k not in ("epochs", "seed")}, "seeds": seeds}
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
         made_with = {k: v for k, v in state["config"].items() if k != "epochs"}
-        wanted = {k: v for k, v in asdict(config).items() if k != "epochs"}
         if made_with != wanted:
             raise StaleResultsError(f"checkpoint {checkpoint} was made with {made_with}, not {wanted}; "
                                     "delete it to train from scratch")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, history = state["epoch"], state["history"]
+        start, histories = state["epoch"], state["history"]
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
-    p, width, grid = model.dropout.p, model.output.in_features, images.shape[-1]
+    width, grid, axes = model.output.in_features, images.shape[-1], images.dim() - 2
     for epoch in range(start, config.epochs):
-        generator = epoch_generator(config.seed, epoch)
+        generators = [epoch_generator(seed, epoch) for seed in seeds]
+        orders = [global_batches(n, config.batch_size, g) for g in generators]
         net.train()
-        totals = torch.zeros(2, dtype=torch.float64)  # sum of CE, correct
-        for count, batch in enumerate(global_batches(len(labels), config.batch_size, generator)):
+        totals = torch.zeros(members, 2, dtype=torch.float64)  # sum of CE, correct
+        for count, batches in enumerate(zip(*orders)):
             if count and count % STOP_POLL == 0 and _all_sum(torch.tensor([float(stop())], device=device)).item() > 0:
-                return history  # a stop mid-epoch abandons it: the rerun redoes it from the last checkpoint
-            mask = (torch.rand(len(batch), width, generator=generator) >= p).float() / (1 - p)
-            shifts = torch.randint(grid, (len(batch), images.dim() - 2), generator=generator)
-            mine = torch.tensor_split(torch.arange(len(batch)), world)[rank]
-            x, y = images[batch[mine]], labels[batch[mine]].to(device)
-            x = (translate(x, shifts[mine]) if config.augment else x).to(device)
-            logits = net(x, dropout_mask=mask[mine].to(device))
-            ce = F.cross_entropy(logits, y, reduction="sum")
+                return histories  # a stop mid-epoch abandons it: the rerun redoes it from the last checkpoint
+            size = len(batches[0])
+            draws = [batch_draws(g, size, width, axes, grid, model.dropout.p) for g in generators]
+            mine = torch.tensor_split(torch.arange(size), world)[rank]
+            x = torch.cat([translate(images[b[mine]], shifts[mine]) if config.augment else images[b[mine]]
+                           for b, (_, shifts) in zip(batches, draws)], 1).to(device)
+            y = torch.stack([labels[k, b[mine]] for k, b in enumerate(batches)], 1).to(device)   # (b, K)
+            mask = torch.cat([m[mine] for m, _ in draws], 1).to(device)
+            logits = net(x, dropout_mask=mask).view(-1, members, len(CLASSES))
+            ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").sum(0)   # (K,)
             optimizer.zero_grad(set_to_none=True)
-            (ce * (world / len(batch))).backward()
+            (ce.sum() * (world / size)).backward()
             optimizer.step()
-            totals += torch.tensor([ce.item(), (logits.argmax(1) == y).sum().item()], dtype=torch.float64)
+            totals += torch.stack([ce.detach().cpu().double(), (logits.argmax(2) == y).sum(0).cpu().double()], 1)
         totals = _all_sum(totals.to(device)).cpu()
-        val = evaluate(model, *val_set, device=device)
-        for key, value in zip(HISTORY_KEYS, (totals[0].item() / len(labels), totals[1].item() / len(labels),
-                                             val["loss"], val["accuracy"])):
-            history[key].append(value)
+        val = evaluate_members(model, *val_set, device=device)
+        for history, total, v in zip(histories, totals, val):
+            for key, value in zip(HISTORY_KEYS, (total[0].item() / n, total[1].item() / n, v["loss"], v["accuracy"])):
+                history[key].append(value)
         if rank == 0:
             if checkpoint is not None:
                 save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                             "epoch": epoch + 1, "history": history,
-                                             "config": asdict(config)})
+                                             "epoch": epoch + 1, "history": histories,
+                                             "config": {"epochs": config.epochs, **wanted}})
             if on_epoch is not None:
-                on_epoch(epoch, history)
+                on_epoch(epoch, histories)
         if _all_sum(torch.tensor([float(stop())], device=device)).item() > 0:  # every rank stops
             break
-    return history
+    return histories
+
+
+def batch_draws(generator: torch.Generator, size: int, width: int, axes: int, grid: int,
+                p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random draws of one global batch of `size` samples, in order: the dropout mask
+    (size, width), scaled by 1/(1-p), and the translations (size, axes) in pixels."""
+    mask = (torch.rand(size, width, generator=generator) >= p).float() / (1 - p)
+    return mask, torch.randint(grid, (size, axes), generator=generator)
 
 
 def model_card(model: GlassCNN, spec, config: TrainConfig, device, world: int) -> dict:

@@ -138,7 +138,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ignores=("dataset.normalise",)),  # the images are unnormalised; the scaling is the model's
     Stage("train", "train the glass/liquid CNN (one process; data-parallel: --nproc P on one node, "
           "torchrun on several)",
-          _LEARN, ("dataset",), "torch", lambda spec: 1),
+          _LEARN, ("dataset",), "torch", lambda spec: spec.train.ensemble + spec.train.shuffled_control,
+          ignores=("train.members_together",)),  # grouped or one by one: the same members
     Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",
           _LEARN + ("gradcam",), ("dataset", "train"), "serial", lambda spec: spec.n_test),
     Stage("indicators", "structural indicators (indicators.compute: Voronoi volume, Tong-Tanaka, ...) "

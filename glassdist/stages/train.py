@@ -1,16 +1,30 @@
-"""Stage `train`: the glass/liquid CNN (Sec. III A, Supp. I B-C) on the stored images.
+"""Stage `train`: the glass/liquid CNN (Sec. III A, Supp. I B-C) on the stored images, as a
+training ensemble of K = train.ensemble members and a label-shuffled control.
+
+Tasks of ledger ``train``: task k < K = member k (seed ``glassdist.learn.ensemble.member_seed(
+train.seed, k)``; member 0 uses train.seed: K = 1 trains the single network of earlier
+versions), task K = the control (train.shuffled_control: the same network and images, training
+and validation labels permuted by a generator seeded with member_seed(train.seed, K); its test
+accuracy is against the true labels, so about 0.5). Every member reads the same split. With
+train.members_together (default) and K > 1 the tasks still to do are trained as one grouped
+network (glassdist.learn.ensemble, the same numbers as one by one up to float summation order),
+else one after another (K = 1: member 0 is bitwise the single network of earlier versions).
 
 One process, or data-parallel: ``glassdist train DIR --nproc P`` on one node (P processes,
 file rendezvous, loopback only: hpc.ddp.spawn), or under ``torchrun`` on several nodes
 (``torchrun --nnodes N --nproc_per_node P ... -m glassdist train DIR``); one process per
-GPU, gloo on CPU. Every epoch rank 0 rewrites the checkpoint
-``DIR/train/checkpoint-<hash>-<inputs>.pt`` (hashes of the sections the training depends on
-and of the images it read: a changed campaign or changed images never resume a stale run);
-a killed or SIGTERMed run resumes there.
-Results: ``DIR/train/model.pt`` (state_dict, read with weights_only=True),
-``DIR/train/history.png``, and in the store ``train/history/*`` (epochs,),
-``train/test_accuracy`` (2,) [liquid, glass] (Table II) and the model card in the
-attributes of group ``train``; ledger ``train`` (one task).
+GPU, gloo on CPU; the grouped network is data-parallel as a single one is. Every epoch rank 0
+rewrites the checkpoint ``DIR/train/checkpoint-<hash>-<inputs>-tasks-<ids>.pt`` of the tasks in
+training (hashes of the sections the training depends on and of the images it read: a changed
+campaign or changed images never resume a stale run); a killed or SIGTERMed run resumes there,
+and a task whose done-mark is set is never retrained.
+Results: ``DIR/train/member-<k>.pt`` and ``DIR/train/shuffled.pt`` (state_dicts, read with
+weights_only=True), ``DIR/train/history.png``, and in the store ``train/history/<key>`` (K,
+epochs), ``train/test_accuracy`` (K, 2) [member, liquid/glass] (Table II),
+``train/consensus_accuracy`` (2,) (argmax of the member-mean softmax), ``train/test_counts``
+(2,) (test configurations per class), ``train/shuffled_accuracy`` (2,) and
+``train/shuffled_history/<key>`` (epochs,); attributes of group ``train``: ``model_card`` and
+``test`` (lists, one per member), ``shuffled`` (the control's card and test).
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +42,10 @@ import torch.distributed as dist
 from hpc import ddp, signals
 
 from ..errors import GlassdistError, UsageError
+from ..learn.ensemble import (class_probabilities, consensus_accuracy, member_seed, shuffled_labels, split_members,
+                              stack_members)
 from ..learn.model import build_model
-from ..learn.train import HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint, train
+from ..learn.train import HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint, train_members
 from ..spec import Spec, load
 from ..constants import SPLITS
 from ..store import Store
@@ -45,25 +62,42 @@ def load_split(store: Store, spec: Spec, split: str) -> tuple[torch.Tensor, torc
     return x, torch.arange(2).repeat(len(replicas))
 
 
+def member_paths(campaign_dir, spec: Spec) -> list[Path]:
+    """The K members' model files ``DIR/train/member-<k>.pt``."""
+    return [Path(campaign_dir) / NAME / f"member-{k}.pt" for k in range(spec.train.ensemble)]
+
+
+def shuffled_path(campaign_dir) -> Path:
+    """The label-shuffled control's model file."""
+    return Path(campaign_dir) / NAME / "shuffled.pt"
+
+
 def model_path(campaign_dir) -> Path:
-    return Path(campaign_dir) / NAME / "model.pt"
+    """The campaign's model: member 0's file (what another campaign's ``gradcam --model`` takes)."""
+    return Path(campaign_dir) / NAME / "member-0.pt"
 
 
-def checkpoint_path(campaign_dir: Path, spec: Spec, store: Store) -> Path:
-    """The training checkpoint of these campaign sections and these input results (a retraining
+def task_path(campaign_dir, spec: Spec, task: int) -> Path:
+    """The model file of a task of ledger train (member k < K, or the control)."""
+    return member_paths(campaign_dir, spec)[task] if task < spec.train.ensemble else shuffled_path(campaign_dir)
+
+
+def checkpoint_path(campaign_dir: Path, spec: Spec, store: Store, tasks) -> Path:
+    """The training checkpoint of these tasks, campaign sections and input results (a retraining
     on changed images never resumes the old run)."""
     inputs = hashlib.sha256(json.dumps(store.input_fingerprints(NAME), sort_keys=True).encode()).hexdigest()[:8]
-    return Path(campaign_dir) / NAME / f"checkpoint-{STAGES[NAME].section_hash(spec)}-{inputs}.pt"
+    ids = "-".join(map(str, tasks))
+    return Path(campaign_dir) / NAME / f"checkpoint-{STAGES[NAME].section_hash(spec)}-{inputs}-tasks-{ids}.pt"
 
 
-def prepare(campaign_dir: Path, spec: Spec) -> bool:
-    """Rank 0: check the spec, create the group and ledger; True when training is to do."""
+def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
+    """Rank 0: check the spec, create the group and ledger; the tasks still to do."""
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     store.root.require_group(NAME)
     (Path(campaign_dir) / NAME).mkdir(exist_ok=True)
-    return not store.ledger(NAME, 1).done_mask()[0]
+    return store.ledger(NAME, STAGES[NAME].tasks(spec)).todo().tolist()
 
 
 def _on_rank0(fn):
@@ -83,29 +117,78 @@ def _on_rank0(fn):
     return box[0][1]
 
 
-def plot_history(history: dict, path: Path) -> None:
-    """Loss and accuracy per epoch, train and validation, as a PNG."""
+def plot_history(campaign_dir: Path) -> None:
+    """Loss and accuracy per epoch of every member, train and validation, as DIR/train/history.png."""
     import matplotlib.pyplot as plt
 
     from ..learn.plots import history_figure
 
-    fig = history_figure(history)
-    fig.savefig(path, dpi=120)
+    store = Store(campaign_dir, mode="r")
+    fig = history_figure({k: store.root[f"{NAME}/history/{k}"][:] for k in HISTORY_KEYS})
+    fig.savefig(Path(campaign_dir) / NAME / "history.png", dpi=120)
     plt.close(fig)
 
 
-def write_results(campaign_dir: Path, spec: Spec, model, history: dict, test: dict, card: dict,
-                  seconds: float) -> None:
-    """Rank 0: model file, plot, store arrays and attributes, then the done-mark."""
-    save_checkpoint(model_path(campaign_dir), model.state_dict())
-    plot_history(history, Path(campaign_dir) / NAME / "history.png")
-    store = Store(campaign_dir)
+def write_task(campaign_dir: Path, spec: Spec, task: int, state: dict, history: dict, test: dict, card: dict) -> None:
+    """Rank 0: one task's model file, store arrays and attributes (not its done-mark)."""
+    save_checkpoint(task_path(campaign_dir, spec, task), state)
+    store, K = Store(campaign_dir), spec.train.ensemble
+    epochs = len(history[HISTORY_KEYS[0]])
+    group = store.root[NAME]
+    if task == K:
+        for key in HISTORY_KEYS:
+            store.require_array(f"{NAME}/shuffled_history/{key}", (epochs,), (epochs,), "float64")[:] = history[key]
+        store.require_array(f"{NAME}/shuffled_accuracy", (2,), (2,), "float64")[:] = test["class_accuracy"]
+        store.save_json(NAME, {"shuffled": {"model_card": card, "test": test}})
+        return
     for key in HISTORY_KEYS:
-        n = len(history[key])
-        store.require_array(f"{NAME}/history/{key}", (n,), (n,), "float64")[:] = history[key]
-    store.require_array(f"{NAME}/test_accuracy", (2,), (2,), "float64")[:] = test["class_accuracy"]
-    store.save_json(NAME, {"model_card": card, "test": test})
-    store.ledger(NAME).mark_done(0, 1, seconds)
+        store.require_array(f"{NAME}/history/{key}", (K, epochs), (1, epochs), "float64")[task] = history[key]
+    store.require_array(f"{NAME}/test_accuracy", (K, 2), (1, 2), "float64")[task] = test["class_accuracy"]
+    cards, tests = (list(group.attrs.get(a) or [None] * K) for a in ("model_card", "test"))
+    cards[task], tests[task] = card, test
+    store.save_json(NAME, {"model_card": cards, "test": tests})
+
+
+def write_consensus(campaign_dir: Path, spec: Spec, test_set) -> np.ndarray:
+    """Rank 0, once every member's file is written: the consensus (argmax of the member-mean
+    softmax) accuracy (2,) on the test set, stored with the test counts (2,) and the plot."""
+    probabilities = []
+    for path in member_paths(campaign_dir, spec):
+        model = build_model(spec)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        probabilities.append(class_probabilities(model, test_set[0]).numpy())
+    labels = test_set[1].numpy()
+    consensus = consensus_accuracy(np.stack(probabilities), labels)
+    store = Store(campaign_dir)
+    store.require_array(f"{NAME}/consensus_accuracy", (2,), (2,), "float64")[:] = consensus
+    store.require_array(f"{NAME}/test_counts", (2,), (2,), "int64")[:] = np.bincount(labels, minlength=2)
+    plot_history(campaign_dir)
+    return consensus
+
+
+def task_labels(spec: Spec, task: int, train_labels: torch.Tensor, val_labels: torch.Tensor):
+    """(training, validation) labels of a task: the true ones for a member, permuted ones for the
+    control (one generator seeded with its seed, training labels first)."""
+    if task < spec.train.ensemble:
+        return train_labels, val_labels
+    seed = member_seed(spec.train.seed, task)
+    return shuffled_labels(train_labels, seed), shuffled_labels(val_labels, seed + 1)
+
+
+def print_accuracy(campaign_dir: Path, spec: Spec) -> None:
+    """The test accuracy of each member, of the consensus and of the control."""
+    root, names = Store(campaign_dir, mode="r").root, spec.class_names
+
+    def cells(acc) -> str:
+        return f"{names[0]} {acc[0]:.4f}, {names[1]} {acc[1]:.4f}"
+
+    for k, acc in enumerate(root[f"{NAME}/test_accuracy"][:]):
+        print(f"{NAME}: member {k} test accuracy {cells(acc)}")
+    counts = root[f"{NAME}/test_counts"][:]
+    print(f"{NAME}: consensus of {spec.train.ensemble} test accuracy {cells(root[f'{NAME}/consensus_accuracy'][:])} "
+          f"({int(counts.sum())} configurations)")
+    if spec.train.shuffled_control:
+        print(f"{NAME}: label-shuffled control test accuracy {cells(root[f'{NAME}/shuffled_accuracy'][:])} (chance: 0.5)")
 
 
 def run(campaign_dir, args=None) -> int:
@@ -126,34 +209,67 @@ def train_stage(campaign_dir) -> int:
     signals.install()
     with ddp.ddp_context() as device:
         rank, world = rank_and_world()
-        if not _on_rank0(lambda: prepare(campaign_dir, spec)):
+        todo = _on_rank0(lambda: prepare(campaign_dir, spec))
+        if not todo:
             if rank == 0:
                 print(f"{NAME}: already done ({model_path(campaign_dir)})")
             return 0
-        start = time.perf_counter()
         store = Store(campaign_dir, mode="r")
         train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
-        config = TrainConfig.from_spec(spec)
-        model = build_model(spec)
-        checkpoint = checkpoint_path(campaign_dir, spec, store)
+        config, K = TrainConfig.from_spec(spec), spec.train.ensemble
+        together = spec.train.members_together and K > 1  # K = 1: the single network exactly, the control alone
+        groups = [todo] if together else [[t] for t in todo]
+        for tasks in groups:
+            if not train_tasks(campaign_dir, spec, store, tasks, config, (train_set, val_set, test_set), device):
+                return 1
+        if rank == 0:
+            print_accuracy(campaign_dir, spec)
+    return 0
 
-        def report(epoch, history):
-            print(f"{NAME}: epoch {epoch + 1}/{config.epochs} " + " ".join(
+
+def train_tasks(campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], config: TrainConfig, data,
+                device) -> bool:
+    """Train the tasks (ledger ids) as one network (one task: an ordinary GlassCNN), write their
+    results, then (rank 0) the consensus when every member is written, then their done-marks.
+    False when stopped on request (the checkpoint keeps the last epoch)."""
+    rank, world = rank_and_world()
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = data
+    start = time.perf_counter()
+    seeds = [member_seed(spec.train.seed, t) for t in tasks]
+    labels = [task_labels(spec, t, train_y, val_y) for t in tasks]
+    models = [build_model(spec, seed) for seed in seeds]
+    model = models[0] if len(tasks) == 1 else stack_members(models)
+    who = {t: f"member {t}" if t < spec.train.ensemble else "shuffled control" for t in tasks}
+
+    def report(epoch, histories):
+        for t, history in zip(tasks, histories):
+            print(f"{NAME}: epoch {epoch + 1}/{config.epochs} {who[t]} " + " ".join(
                 f"{k}={history[k][-1]:.4f}" for k in HISTORY_KEYS), flush=True)
 
-        history = train(model, train_set, val_set, config, checkpoint=checkpoint, device=device,
-                        on_epoch=report, stop=signals.stop_requested)
-        if len(history["train_loss"]) < config.epochs:
-            if rank == 0:
-                print(f"{NAME}: stopped on request after {len(history['train_loss'])} epochs; rerun to continue")
-            return 1
-        test = evaluate(model, *test_set, device=device)
+    histories = train_members(model, (train_x, torch.stack([y for y, _ in labels])),
+                              (val_x, torch.stack([v for _, v in labels])), config, seeds,
+                              checkpoint=checkpoint_path(campaign_dir, spec, store, tasks), device=device,
+                              on_epoch=report, stop=signals.stop_requested)
+    if len(histories[0]["train_loss"]) < config.epochs:
         if rank == 0:
-            card = model_card(model, spec, config, device, world)
-            card["samples"] = {"train": len(train_set[1]), "val": len(val_set[1]), "test": len(test_set[1])}
+            print(f"{NAME}: stopped on request after {len(histories[0]['train_loss'])} epochs; rerun to continue")
+        return False
+    states = [model.cpu().state_dict()] if len(tasks) == 1 else split_members(model.cpu())
+    member, tests = build_model(spec), []
+    for state in states:
+        member.load_state_dict(state)
+        tests.append(evaluate(member, test_x, test_y, device=device))  # the true labels, also for the control
+    if rank == 0:
+        seconds = (time.perf_counter() - start) / len(tasks)
+        for t, state, history, test in zip(tasks, states, histories, tests):
+            card = model_card(member, spec, replace(config, seed=member_seed(spec.train.seed, t)), device, world)
+            card["samples"] = {"train": len(train_y), "val": len(val_y), "test": len(test_y)}
             card["md_engine"] = dict(store.root["quench"].attrs.get("engine", {}))  # what made the data
-            write_results(campaign_dir, spec, model.cpu(), history, test, card, time.perf_counter() - start)
-            names = spec.class_names
-            print(f"{NAME}: test accuracy {names[0]} {test['class_accuracy'][0]:.4f}, "
-                  f"{names[1]} {test['class_accuracy'][1]:.4f} ({len(test_set[1])} configurations)")
-    return 0
+            write_task(campaign_dir, spec, t, state, history, test, card)
+        ledger = Store(campaign_dir).ledger(NAME)
+        members = set(range(spec.train.ensemble))
+        if members <= set(np.flatnonzero(ledger.done_mask()).tolist()) | set(tasks):
+            write_consensus(campaign_dir, spec, (test_x, test_y))
+        for t in tasks:
+            ledger.mark_done(t, 1, seconds)
+    return True
