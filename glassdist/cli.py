@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
         if name == "gradcam":
-            s.add_argument("--model", metavar="OTHER_DIR/train/model.pt",
+            s.add_argument("--model", metavar="OTHER_DIR/train/member-0.pt",
                            help="explain this campaign's test configurations with the model trained in another "
                                 "campaign of the same mixture and image resolution (refused otherwise)")
             s.add_argument("--discard", action="store_true",

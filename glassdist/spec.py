@@ -168,9 +168,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ensemble": Key(INT, 1, help="K members trained on the same split, differing in initialisation and data "
                         "order; Grad-CAM is their mean (consensus) and the report shows how far they agree "
                         "(paper: one network; our presets: demos 3, paper 5)", check=between(1, 64)),
-        "shuffled_control": Key(BOOL, True, help="also train one model on randomly permuted labels (Adebayo et "
+        "shuffled_control": Key(BOOL, False, help="also train one model on randomly permuted labels (Adebayo et "
                                 "al. 2018's label randomisation): its Grad-CAM correlations are the report's "
-                                "no-learning baseline (not in the paper)"),
+                                "no-learning baseline (not in the paper; on in every preset)"),
         "members_together": Key(BOOL, True, help="train the members that are to do as one grouped network (one "
                                 "pass over the data for all; the same numbers as one by one, faster: "
                                 "benchmarks/ensemble_training.py); false = one member after another"),

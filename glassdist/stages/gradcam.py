@@ -43,19 +43,11 @@ from ..spec import Spec, load
 from ..store import Store
 from ..structure.grid import to_particles_many
 from .common import exit_code, farm
+from .train import member_paths, shuffled_path
 
 NAME = "gradcam"
 BLOCK = 32  # test replicas per batched forward/backward pass (one farm block)
 LEGACY_MODEL = "model.pt"  # the one model of a campaign trained before ensembles: explained as member 0
-
-
-# i19a provides these in stages/train.py; the lead swaps them at the merge
-def _member_paths(campaign_dir, spec: Spec) -> list[Path]:
-    return [Path(campaign_dir) / "train" / f"member-{k}.pt" for k in range(spec.train.ensemble)]
-
-
-def _shuffled_path(campaign_dir) -> Path:
-    return Path(campaign_dir) / "train" / "shuffled.pt"
 
 
 def targets(spec: Spec) -> list[int]:
@@ -69,7 +61,7 @@ def model_files(campaign_dir: Path, spec: Spec, model_file: Path | None = None) 
     campaign trained before ensembles has DIR/train/model.pt only: it is member 0."""
     if model_file:
         return [Path(model_file)], None
-    members = _member_paths(campaign_dir, spec)
+    members = member_paths(campaign_dir, spec)
     legacy = Path(campaign_dir) / "train" / LEGACY_MODEL
     if not members[0].is_file() and legacy.is_file():
         members = [legacy]
@@ -77,7 +69,7 @@ def model_files(campaign_dir: Path, spec: Spec, model_file: Path | None = None) 
     if missing:
         raise UsageError(f"train.ensemble = {spec.train.ensemble}: the model files {missing} are missing; "
                          f"`glassdist train {campaign_dir}` trains them")
-    shuffled = _shuffled_path(campaign_dir)
+    shuffled = shuffled_path(campaign_dir)
     return members, shuffled if spec.train.shuffled_control and shuffled.is_file() else None
 
 
