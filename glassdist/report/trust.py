@@ -16,8 +16,8 @@ from .tables import Table, fmt
 def trust(ctx: Context) -> dict:
     """``tables["trust"]``, or Missing when the analysis predates it."""
     if "trust" not in ctx.tables:
-        raise Missing(f"the analysis predates the evidence behind Γ: rerun it with `glassdist analyze "
-                      f"{ctx.campaign_dir}` after reopening it (`glassdist run {ctx.campaign_dir}` on a new campaign)")
+        raise Missing(f"the analysis predates the evidence behind Γ: `glassdist analyze {ctx.campaign_dir}` "
+                      "redoes it")
     return ctx.tables["trust"]
 
 

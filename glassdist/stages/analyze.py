@@ -196,6 +196,8 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
+    before_trust = NAME in store.root and "trust" not in store.root[NAME] and store.stage_started(NAME) \
+        and store.ledger(NAME).done_mask().any()
     for name, shape in array_shapes(spec, store).items():
         dtype = "bool" if name == "dynamics/reached" else "float64"
         chunks = (1,) + shape[1:] if per_replica(name) else (1, 1) + shape[2:]
@@ -213,6 +215,10 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "glassbench": {"propensity": list(glassbench.PROPENSITY), "groups": glassbench.groups(spec.system.species),
                        "xi": "Delta"},  # the coarse-graining of the propensity: attribute xi's "Delta"
         "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
+    if before_trust:  # an analysis of a glassdist without the evidence behind Gamma: every task again
+        print(f"{NAME}: this analysis predates the evidence behind Gamma (analyze/trust): it is redone")
+        store.ledger(NAME).reopen_all()
+        store.root[NAME].attrs.pop("tables", None)
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
     return [int(t) for t in todo if ok[t]], int((~ok[todo]).sum())
