@@ -127,6 +127,7 @@ def explained(trained, name, states, shuffled=None):
     shutil.copytree(d, c)
     for k, state in enumerate(states):
         torch.save(state, c / "train" / f"member-{k}.pt")
+    (c / "train" / "shuffled.pt").unlink(missing_ok=True)  # the train stage's own control: only the given one
     if shuffled is not None:
         torch.save(shuffled, c / "train" / "shuffled.pt")
     assert main(["gradcam", str(c)]) == 0
@@ -189,7 +190,14 @@ def test_ensemble_consensus_sanity_checks_and_baseline(trained):
 
 def test_campaign_before_ensembles_is_explained_by_its_one_model(trained):
     """DIR/train/model.pt alone (no member files): member 0, K = 1, no control."""
-    c, spec, g = explained(trained, "legacy", [])
+    d, states = trained
+    c = d.parent / "legacy"
+    shutil.copytree(d, c)
+    for old in [*(c / "train").glob("member-*.pt"), c / "train" / "shuffled.pt"]:
+        old.unlink()
+    torch.save(states[0], c / "train" / "model.pt")   # what the train stage wrote before ensembles
+    assert main(["gradcam", str(c)]) == 0
+    spec, g = specmod.load(c), Store(c, mode="r").root["gradcam"]
     assert g["members"].shape == (2, 1, 2, spec.system.n_particles) and "shuffled" not in g
     np.testing.assert_array_equal(g["members"][:, 0], g["gamma"][:])
     np.testing.assert_array_equal(g["gamma_std"][:], 0.0)
