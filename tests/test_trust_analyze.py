@@ -5,6 +5,8 @@ reads them like those of the gradcam, indicators and propensity stages."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,19 @@ def test_a_store_without_members_says_so(analysed):
     assert "trust/randomised" not in an and "trust/input" not in an and an["trust/members"].shape == (2, 2, 1, 2)
     assert np.isnan(an["trust/agreement"][:]).all() and np.isnan(an["trust/partial"][:, :, 0]).all()
     assert np.isfinite(an["trust/partial"][:, :, 1]).all()                 # given the composition
+
+
+def test_an_analysis_before_the_trust_arrays_is_redone(analysed, tmp_path):
+    """A store analysed by a glassdist without analyze/trust (its group and tables removed here): the
+    next `glassdist analyze` says so once and redoes every task; the report's evidence is then there."""
+    d = shutil.copytree(analysed["old"].dir, tmp_path / "c", symlinks=True)
+    store = Store(d)
+    del store.root["analyze/trust"]
+    tables = dict(store.root["analyze"].attrs["tables"])
+    store.root["analyze"].attrs["tables"] = {k: v for k, v in tables.items() if k in ("III", "V", "S1", "S2")}
+    out = glassdist("analyze", d, timeout=300).stdout
+    assert out.count("predates the evidence behind Gamma") == 1
+    store = Store(d, mode="r")
+    assert store.ledger("analyze").done_mask().all() and "trust" in store.root["analyze"].attrs["tables"]
+    assert "trust/agreement" in store.root["analyze"]
+    assert "predates" not in glassdist("analyze", d).stdout  # and once only
