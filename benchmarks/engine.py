@@ -24,8 +24,8 @@ import warp as wp
 
 from glassdist import spec as specmod
 from glassdist.md.isoconf import draw_velocities
-from glassdist.md.lammps import LammpsSession, num, pair_commands, random_minimum, read_data_commands, write_data_file, \
-    dynamics_fixes
+from glassdist.md.lammps import LammpsSession, num, pair_commands, random_minimum, read_data_commands, \
+    write_data_file, dynamics_fixes
 from glassdist.md.warp.integrate import NoseHooverNVT
 from glassdist.md.warp.system import Batch
 
@@ -113,7 +113,8 @@ def main():
         ref = lammps_rate(spec, x, v, max(1, int(args.budget / args.n)), tmp)
     print(f"N = {args.n}, 2D KAM, NVT at T = {T}; Warp {wp.config.version}")
     print(f"LAMMPS (1 core, same run): {ref:.3g} atom-steps/s")
-    print(f"{'device':6} {'precision':9} {'replicas':>8} {'steps':>6} {'atom-steps/s':>13} {'vs LAMMPS':>9} {'MB/replica':>10}")
+    print(f"{'device':6} {'precision':9} {'replicas':>8} {'steps':>6} {'atom-steps/s':>13} {'vs LAMMPS':>9} "
+          f"{'MB/replica':>10}")
     devices = ["cpu"] + (["cuda"] if wp.get_cuda_device_count() else [])
     for device in devices:
         for precision in ("float64", "float32"):

@@ -24,7 +24,8 @@ BIN = Path(sys.executable).parent
 SETS = ["system.n_particles=200", "system.counts=[130,70]", "quench.replicas=12", "quench.split=[6,2,4]",
         "quench.cooling_rate=0.4", "quench.equilibration_time=2.0", "quench.thermo_points=20",
         "quench.snapshot_replicas=2",
-        "dataset.grid=24", "train.epochs=3", "propensity.samples=3", "propensity.main_samples=0", "propensity.steps=400",
+        "dataset.grid=24", "train.epochs=3", "propensity.samples=3", "propensity.main_samples=0",
+        "propensity.steps=400",
         "propensity.outputs=8", "propensity.checkpoint_every=200", "analyze.deltas=[0.01,0.05]",
         "analyze.xi_grid=[0.0,1.0,2.0]", "analyze.xi={Delta = 2.0, alpha = 2.0, violin = 2.0}",
         "analyze.correlation_rmax=4.0", "analyze.correlation_bins=10",
@@ -60,7 +61,8 @@ def main() -> int:
         print(f"saved {len(arrays)} arrays to {path}")
         return 0
     ref = {k.replace("__", "/"): v for k, v in np.load(path).items()}
-    bad = [k for k in ref if k not in arrays or not np.array_equal(ref[k], arrays[k], equal_nan=ref[k].dtype.kind == "f")]
+    bad = [k for k in ref
+           if k not in arrays or not np.array_equal(ref[k], arrays[k], equal_nan=ref[k].dtype.kind == "f")]
     for k in ref:
         print(f"{k:28s} {'DIFFERS' if k in bad else 'identical'} {ref[k].shape}")
     return 1 if bad else 0

@@ -248,7 +248,8 @@ def table(result: dict) -> str:
     lines += [f"| train, batch {t['batch_size']} | {t['seconds_per_sample'] * 1e3:.3g} ms |" for t in result["train"]]
     lines.append(f"| Grad-CAM map | {result['gradcam']['seconds_per_map'] * 1e3:.3g} ms |")
     d = result["ddp"]
-    lines.append(f"| DDP train, batch 256, world {d['world']} ({d['backend']}) | {d['seconds_per_sample'] * 1e3:.3g} ms |"
+    lines.append(f"| DDP train, batch 256, world {d['world']} ({d['backend']}) | "
+                 f"{d['seconds_per_sample'] * 1e3:.3g} ms |"
                  if "error" not in d else f"| DDP | {d['error']} |")
     return "\n".join(lines)
 

@@ -16,8 +16,8 @@ Subcommands (PYTHONPATH=<worktree>, OMP_NUM_THREADS=1):
 
     python benchmarks/gradcam_study.py table DIR [DIR ...]
         Per campaign, from its store: Table II (test accuracy per class) and Table S2 (glass
-        and liquid, Pearson and Spearman at the analysis's Fig. 6 length (analyze attribute xi), mean and std over the correctly
-        classified test configurations), plus the diagnostics of the study:
+        and liquid, Pearson and Spearman at the analysis's Fig. 6 length (analyze attribute xi), mean and std over
+        the correctly classified test configurations), plus the diagnostics of the study:
         - C(Γ⁰, Υ): Γ⁰ = M⁻¹ of a UNIFORM map (the inverse map's own bias);
         - C(Γᴸ, Υ): Γᴸ_i = Σ_g W_ig L_g / Σ_g W_ig, the Grad-CAM map read at the particle
           (kernel-weighted mean: M⁻¹ without the 1/ρ share);
@@ -237,7 +237,8 @@ def check(campaign: Path, n_configs: int) -> None:
             stored = g["map"][t, c]
             worst["map"] = max(worst["map"], np.abs(lmap - stored).max() / max(stored.max(), 1e-30))
             gamma = np.einsum("ikl,kl->i", f, np.divide(lmap, rho, out=np.zeros_like(rho), where=rho > 0))
-            worst["gamma"] = max(worst["gamma"], np.abs(gamma - g["gamma"][t, c]).max() / max(np.abs(gamma).max(), 1e-30))
+            worst["gamma"] = max(worst["gamma"],
+                                 np.abs(gamma - g["gamma"][t, c]).max() / max(np.abs(gamma).max(), 1e-30))
     sums = g["gamma"][:].sum(-1), g["map"][:].astype(np.float64).sum((-2, -1))
     done = np.isfinite(sums[0])
     rel = np.abs(sums[0][done] - sums[1][done]) / np.maximum(np.abs(sums[1][done]), 1e-30)

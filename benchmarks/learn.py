@@ -54,7 +54,8 @@ def main() -> None:
           f"hidden {spec.model.hidden}; torch {torch.__version__}, {args.threads} CPU thread(s)")
 
     seconds, images = timed(lambda: [gridize(p, types, L, grid, sigma_ii) for p in positions])
-    print(f"gridization M:        {len(positions) / seconds:8.1f} images/s ({1e3 * seconds / len(positions):.1f} ms each)")
+    print(f"gridization M:        {len(positions) / seconds:8.1f} images/s "
+          f"({1e3 * seconds / len(positions):.1f} ms each)")
 
     x = torch.tensor(np.array(images), dtype=torch.float32)[:, None]
     x = x[torch.arange(args.samples) % len(x)]
@@ -64,7 +65,8 @@ def main() -> None:
         for batch in (spec.train.batch_size, 32):
             config = dataclasses.replace(TrainConfig.from_spec(spec), epochs=1, batch_size=batch)
             model = build_model(spec)
-            seconds, _ = timed(lambda: train(model, (x, y), (x[:10], y[:10]), config, device=device))
+            seconds, _ = timed(lambda model=model, config=config, device=device:
+                               train(model, (x, y), (x[:10], y[:10]), config, device=device))
             print(f"training ({device}, batch {batch:2d}): {args.samples / seconds:8.1f} images/s "
                   f"({1e3 * seconds / args.samples:.1f} ms per training sample; paper 14 ms on a P4000)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -405,6 +405,7 @@ def variant_propensity(positions: np.ndarray, gamma: np.ndarray, variants: dict,
     out = {name: pearson_matrix(v, Delta_cg) for name, v in sm.items()}
     g = smooth(positions, gamma, L, xi_alpha, flip)
     given = [sm["input"][:, 0] if "input" in sm else None, comp]
-    out["partial"] = np.array([[partial_pearson(g, d, z) if z is not None and np.isfinite(d).all() and np.ptp(d) > 0 else np.nan
+    out["partial"] = np.array([[partial_pearson(g, d, z)
+                                if z is not None and np.isfinite(d).all() and np.ptp(d) > 0 else np.nan
                                 for d in Delta_cg.T] for z in given])
     return out

@@ -280,7 +280,8 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
     CPU work the check does not time), both scaled by pixels to the campaign's grid."""
     dim, N, block = spec.dim, spec.system.n_particles, max(1, spec.md.replicas_per_task)
     device = check["device"]
-    md = [r for r in check["md"] if r["dim"] == dim and r["precision"] == spec.md.precision and r["graphs"] is not False]
+    md = [r for r in check["md"]
+          if r["dim"] == dim and r["precision"] == spec.md.precision and r["graphs"] is not False]
     if not md:
         raise UsageError(f"the GPU check has no {dim}D {spec.md.precision} MD case; run benchmarks/gpu_check.py "
                          "on the GPU node (it measures 2D and 3D in both precisions)")
@@ -304,7 +305,8 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
                       "basis": f"batch {t['batch_size']} at grid {t['grid']}, {trainings(spec)} networks one by one"}
     g = check["gradcam"]
     parts["gradcam"] = {"seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"] * maps_per_image(spec),
-                        "device": device, "basis": f"Grad-CAM maps at grid {g['grid']}, {maps_per_image(spec)} per image"}
+                        "device": device,
+                        "basis": f"Grad-CAM maps at grid {g['grid']}, {maps_per_image(spec)} per image"}
     return parts
 
 
@@ -368,7 +370,7 @@ def store_bytes(spec: Spec) -> dict[str, int]:
     from .md.quench import thermo_steps
 
     R, N, dim, S = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.n_species
-    (k, nT), (C, nTp, Sp), Rt = snapshot_shape(spec), propensity_shape(spec), spec.n_test
+    (k, nT), (C, nTp, Sp) = snapshot_shape(spec), propensity_shape(spec)
     image = spec.dataset.grid ** dim
     n_out = len(output_steps(spec.propensity.steps, spec.propensity.outputs))
     n_ind = len(registry.structural(spec))
@@ -517,7 +519,8 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, gpu_check: st
         kind = "GPU" if check["device"].startswith("cuda") else "device"
         out(f"GPU stages on {check['device']} ({check.get('device_name', '')}, benchmarks/gpu_check.py of "
             f"{time.strftime('%Y-%m-%d', time.localtime(check.get('created', 0)))}): {gpu_hours:.3g} {kind}-hours "
-            f"on one device; MD as md.engine = \"warp\" with blocks of md.replicas_per_task = {spec.md.replicas_per_task} "
+            f"on one device; MD as md.engine = \"warp\" with blocks of md.replicas_per_task = "
+            f"{spec.md.replicas_per_task} "
             f"in {spec.md.precision}. " + "; ".join(f"{k}: {v['basis']}" for k, v in gpu.items()))
     if calibration is None:
         out(f"no calibration of this campaign on this machine: times and memory need `glassdist estimate "
@@ -526,7 +529,8 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, gpu_check: st
     total = sum(r.core_hours or 0 for r in rows if not (gpu and r.stage in gpu))
     m, quench = calibration["machine"], calibration["parts"]["quench"]
     busy = quench["seconds"][-1] / quench["cpu"][-1] if quench.get("cpu") else 1.0
-    out(f"total {total:.3g} core-hours{' besides the GPU stages' if gpu else ''}; calibrated on {m['cpu']} ({m['host']}, {m['cores']} cores). Times are "
+    out(f"total {total:.3g} core-hours{' besides the GPU stages' if gpu else ''}; calibrated on {m['cpu']} "
+        f"({m['host']}, {m['cores']} cores). Times are "
         "the calibration's CPU time: a dedicated core's" + (f" (the calibration ran {busy:.1f}x slower than "
         "that: this machine was busy)" if busy > 1.3 else "") + ". Wall times: farm stages run ceil(tasks / "
         "ranks) tasks per rank, train and gradcam one process (one core here). Store sizes are uncompressed "

@@ -214,7 +214,7 @@ def write_lammps_dump(out: Path, frames) -> None:
     per axis (z: [-0.5, 0.5] in 2D), positions written exactly (repr); types are the LAMMPS atom
     types (species index + 1). ``frames`` as for write_gsd."""
     with open(out, "w") as fh:
-        for positions, L, dim, species, typeid, fields, step in frames:
+        for positions, L, dim, _species, typeid, fields, step in frames:
             names = [property_name(k) for k in fields]
             n = len(typeid)
             bounds = [(0.0, L)] * dim + [(-0.5, 0.5)] * (3 - dim)

@@ -28,8 +28,8 @@ from .stages import STAGES
 # ledger -> (array pattern, leading task axes, blocks from the end of the task range).
 # Task t owns, in every array matching the pattern whose chunks are 1 along the leading axes,
 # the chunks at np.unravel_index(t - offset, shape[:axes]) (offset = 0, or n_tasks - k prod(shape[:axes])
-# for k blocks from the end: 1 (True) = aligned at the end); axes = 0: task 0 owns every chunk. Tasks beyond an array own none of
-# its chunks (quench/snapshots: the first k replicas only).
+# for k blocks from the end: 1 (True) = aligned at the end); axes = 0: task 0 owns every chunk. Tasks beyond an array
+# own none of its chunks (quench/snapshots: the first k replicas only).
 TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
     "quench": (("quench/*", 1, False),),
     "inherent": (("inherent/E0", 2, False), ("inherent/positions", 2, False)),

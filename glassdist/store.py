@@ -200,7 +200,8 @@ class Store:
         (glassdist.integrity.check_needs)."""
         if spec is None and (self.dir / "campaign.toml").is_file():
             spec = load(self.dir)
-        needs = tuple(n for n in STAGES[stage].needs_of(spec) if not (spec and STAGES[n].skipped(spec)))  # skipped: do without
+        needs = tuple(n for n in STAGES[stage].needs_of(spec)
+                      if not (spec and STAGES[n].skipped(spec)))  # skipped: do without
         integrity.check_needs(self, stage, needs)
         for need in needs if complete is None else complete:
             state = self.stage_state(need, spec)

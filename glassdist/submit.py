@@ -175,8 +175,9 @@ WALLTIME_FLOOR = 900    # ... and never below 15 minutes (start-up, imports, a s
 
 def estimated_walltime(job: slurm.Job, tasks: int, campaign_dir: Path, spec: Spec, profile: Profile) -> str:
     """A time limit from the cached `glassdist estimate --calibrate` of this campaign (made on a
-    node like the cluster's): WALLTIME_SAFETY x the estimated wall time of ``tasks`` on the job's ranks (or Dask workers) plus the profile's signal margin, at least
-    WALLTIME_FLOOR, at most the profile's walltime. '' (the profile's) without an estimate."""
+    node like the cluster's): WALLTIME_SAFETY x the estimated wall time of ``tasks`` on the job's ranks (or Dask
+    workers) plus the profile's signal margin, at least WALLTIME_FLOOR, at most the profile's walltime. '' (the
+    profile's) without an estimate."""
     from .estimate import stage_walltime_seconds
 
     size = slurm.size(job, profile)
@@ -221,7 +222,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--profile", required=True,
                         help="cluster profile: a name (generic-cpu, gpu-cluster, localhost-slurm) or a .toml path")
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(PIPELINE)}")
-    parser.add_argument("--dry-run", action="store_true", help="print the batch scripts and sbatch lines; submit nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the batch scripts and sbatch lines; submit nothing")
     parser.add_argument("--templates", default=str(slurm.TEMPLATE_DIR),
                         help="directory of job templates (default: the templates shipped in hpc/jobs)")
     parser.set_defaults(func=cmd_submit)

@@ -143,7 +143,8 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
         shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
         log_dir=log_dir, env=env,
         srun_step=job.kind == "ddp" or job.kind == "mpi" and e["mpi_launcher"] == "srun",
-        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV, secrets=secrets,
+        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV,
+        secrets=secrets,
         **asdict(s))
 
 

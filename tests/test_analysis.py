@@ -209,7 +209,8 @@ def test_xi_rule_recovers_known_lengths_within_a_grid_step():
     # recomputed directly (np.corrcoef on eq. 7); Upsilon = z + noise peaks there, the unrelated Theta
     # at some xi; xi_alpha is the larger of the two (the paper: "the largest value in Table S1")
     at, _ = propensity_at_delta(delta_t, Delta_t, [0.3, 1.0])
-    ref = [max(((np.corrcoef(coarse_grain(pos, fields[:, a], L, x), coarse_grain(pos, at[k], L, scans[0].xi_Delta[k]))[0, 1], x)
+    ref = [max(((np.corrcoef(coarse_grain(pos, fields[:, a], L, x),
+                             coarse_grain(pos, at[k], L, scans[0].xi_Delta[k]))[0, 1], x)
                 for k in (0, 1) for x in xi_grid))[1] for a in (0, 1)]
     assert choice.alpha_star == ref and choice.alpha == max(ref) and choice.violin == choice.Delta
     # delta = 1 not reached by any run: the analysed delta closest to it, said so

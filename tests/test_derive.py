@@ -104,7 +104,8 @@ def test_reuse_follows_the_sections_and_the_campaign_file_keeps_them(quenched, t
     assert not (tmp_path / "new" / "store.zarr").exists()
     # the campaign file of a derived campaign keeps the values its reused results were computed with
     same = tmp_path / "same"
-    assert "reuses the results of quench;" in glassdist("init", same, "--from", trained, "--set", "dataset.grid=16").stdout
+    assert "reuses the results of quench;" in glassdist("init", same, "--from", trained,
+                                                         "--set", "dataset.grid=16").stdout
     text = (same / "campaign.toml").read_text()
     (same / "campaign.toml").write_text(apply_overrides(text, ["quench.thermo_points=30"]))
     proc = glassdist("dataset", same, check=False)

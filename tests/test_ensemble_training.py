@@ -88,8 +88,8 @@ def test_grouped_training_equals_members_trained_one_by_one(head):
         history = train(model, (x, yt), (xv, yvt), TrainConfig(3, 4, 3e-3, 1e-3, seed, augment=True))
         alone.append((model.state_dict(), history))
     group = stack_members([network(s, head) for s in seeds])
-    histories = train_members(group, (x, torch.stack([a for a, _ in labels])), (xv, torch.stack([b for _, b in labels])),
-                              config, seeds)
+    histories = train_members(group, (x, torch.stack([a for a, _ in labels])),
+                              (xv, torch.stack([b for _, b in labels])), config, seeds)
     start = network(seeds[0], head).state_dict()
     assert not torch.allclose(alone[0][0]["output.weight"], start["output.weight"])  # trained weights moved
     for (reference, history), state, grouped in zip(alone, split_members(group), histories):
@@ -179,7 +179,8 @@ def test_stage_trains_the_ensemble_and_its_control(imaged, tmp_path):
         model = build_model(spec)
         model.load_state_dict(state)
         probabilities.append(class_probabilities(model, x).numpy())
-    np.testing.assert_array_equal(root["train/consensus_accuracy"][:], consensus_accuracy(np.stack(probabilities), y.numpy()))
+    np.testing.assert_array_equal(root["train/consensus_accuracy"][:],
+                                  consensus_accuracy(np.stack(probabilities), y.numpy()))
     # Table II renders its rows
     from glassdist.report.context import Context
     from glassdist.report.tables import table_ii

@@ -274,9 +274,9 @@ def test_analysis_only_campaign_runs_every_stage_without_md(quenched, tmp_path):
 @pytest.mark.slow
 def test_imported_campaign_with_its_interaction_runs_propensity(quenched, tmp_path):
     """Declared interaction (the default): the isoconfigurational runs start from the imported glass."""
-    campaign = import_quenched(quenched["kam"], tmp_path / "known", tmp_path, "propensity.samples=2", "propensity.main_samples=0",
-                               "propensity.temperatures=[0.5]", "propensity.steps=400", "propensity.outputs=4",
-                               "propensity.checkpoint_every=400")
+    campaign = import_quenched(quenched["kam"], tmp_path / "known", tmp_path, "propensity.samples=2",
+                               "propensity.main_samples=0", "propensity.temperatures=[0.5]", "propensity.steps=400",
+                               "propensity.outputs=4", "propensity.checkpoint_every=400")
     glassdist("propensity", campaign)
     store = Store(campaign, mode="r")
     assert store.stage_state("propensity").name == "done"

@@ -141,7 +141,8 @@ def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
 
     # a refit (here of an E0 kinked at 0.55) moves T*: the temperatures follow it, and the stage
     # refuses to add runs at them to the runs at the old ones
-    E0[:] = np.where(T < 0.55, -3.0 + 0.05 * T, -3.0825 + 0.2 * T) + 1e-3 * np.random.default_rng(1).normal(size=E0.shape)
+    E0[:] = (np.where(T < 0.55, -3.0 + 0.05 * T, -3.0825 + 0.2 * T)
+             + 1e-3 * np.random.default_rng(1).normal(size=E0.shape))
     inherent.fit(store, spec)
     moved = store.root["inherent"].attrs["t_star"]
     assert not np.isclose(moved, t_star)

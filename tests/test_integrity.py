@@ -64,7 +64,8 @@ def test_verify_finds_truncated_and_deleted_chunks_and_rerun_restores_bitwise(qu
     assert ledger.done_mask().all()
     redone = np.flatnonzero(ledger.finished[:] != finished).tolist()
     assert redone == [1, 3, 5]  # exactly those, nothing else ran
-    new, ref = zarr.open_group(str(d / "store.zarr"), mode="r"), zarr.open_group(str(quenched["kam"] / "store.zarr"), mode="r")
+    new, ref = (zarr.open_group(str(d / "store.zarr"), mode="r"),
+                zarr.open_group(str(quenched["kam"] / "store.zarr"), mode="r"))
     for name in QUENCH_ARRAYS:
         np.testing.assert_array_equal(new[f"quench/{name}"][:], ref[f"quench/{name}"][:], err_msg=name)
     assert glassdist("status", d, "--verify").returncode == 0

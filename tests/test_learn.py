@@ -152,7 +152,8 @@ def test_input_norm(mode):
     norm.fit(images)
     out = norm(images)
     if mode == "image":
-        assert torch.allclose(out.amin((1, 2, 3)), torch.zeros(10)) and torch.allclose(out.amax((1, 2, 3)), torch.ones(10))
+        assert (torch.allclose(out.amin((1, 2, 3)), torch.zeros(10))
+                and torch.allclose(out.amax((1, 2, 3)), torch.ones(10)))
     elif mode == "dataset":
         assert out.min() == 0 and out.max() == 1
     else:

@@ -68,7 +68,7 @@ def test_lammps_energy_and_forces_match_numpy_eq1(quenched, system, tmp_path):
 
 
 def test_composition_density_and_box(quenched):
-    for system, d in quenched.items():
+    for _system, d in quenched.items():
         spec = specmod.load(d)
         store = Store(d, mode="r")
         types = store.types()

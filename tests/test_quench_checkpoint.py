@@ -181,7 +181,8 @@ def test_sigterm_ends_a_long_minimisation_inside_lammps(quenched, tmp_path):
     d = tmp_path / "long"
     glassdist("init", d, "--from", quenched["kam"], "--set", "inherent.ftol=0", "--set", "inherent.etol=0",
               "--set", "inherent.max_iterations=10000000")
-    proc = start_and_wait_for([BIN / "glassdist", "inherent", d], d / "lammps" / "inherent" / "replica-000000-T000.data")
+    proc = start_and_wait_for([BIN / "glassdist", "inherent", d],
+                              d / "lammps" / "inherent" / "replica-000000-T000.data")
     time.sleep(2)  # well inside the first minimisation
     sent = time.time()
     proc.send_signal(signal.SIGTERM)

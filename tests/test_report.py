@@ -21,10 +21,13 @@ from .conftest import glassdist, init_tiny
 pytestmark = pytest.mark.slow  # a whole tiny campaign with 100 isoconfigurational runs
 
 # 100 isoconfigurational runs (Table IV, Fig. 4) of 600 steps at one temperature; deltas the
-# runs reach and one they do not (5.0, also until_delta: every run hits the cap); a short T grid for the T* fit; 4 epochs.
+# runs reach and one they do not (5.0, also until_delta: every run hits the cap); a short T grid for the T* fit;
+# 4 epochs.
 EXTRA = ["quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
-         "propensity.samples=100", "propensity.main_samples=30", "propensity.temperatures=[0.55]", "propensity.steps=600",
-         "propensity.outputs=8", "propensity.until_delta=5.0", "analyze.deltas=[0.03, 0.06, 5.0]", "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
+         "propensity.samples=100", "propensity.main_samples=30", "propensity.temperatures=[0.55]",
+         "propensity.steps=600",
+         "propensity.outputs=8", "propensity.until_delta=5.0", "analyze.deltas=[0.03, 0.06, 5.0]",
+         "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
          "analyze.correlation_rmax=4.0", "analyze.correlation_bins=16", "train.epochs=4"]
 
 
@@ -60,7 +63,8 @@ def test_report_has_every_table_and_figure(campaign):
     pngs = {p.name for p in out.glob("*.png")}
     assert pngs == set(re.findall(r"src='([^']+\.png)'", index))
     # the scale of the run and the paper's values beside ours
-    assert "N = 200 (paper 2000)" in index and "N_s = 100 runs (paper 100), the main Δ from the first 30 of them (paper 30)" in index
+    assert ("N = 200 (paper 2000)" in index
+            and "N_s = 100 runs (paper 100), the main Δ from the first 30 of them (paper 30)" in index)
     rows = list(csv.reader(open(out / "table_V.csv")))
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][1:3] == ["0.925", "1.17"]
     rows = list(csv.reader(open(out / "table_III.csv")))

@@ -106,7 +106,10 @@ def test_unknown_profile_lists_the_shipped_ones():
 # ---- sizing ---------------------------------------------------------------------------------
 def test_mpi_job_size_follows_pending_work_and_profile_limits():
     p = load_profile("generic-cpu")  # 128 cores per node, quench at most 8 nodes
-    quench = lambda pending, k=1: slurm.size(slurm.Job("quench", "mpi", ["x"], pending, k), p)
+
+    def quench(pending, k=1):
+        return slurm.size(slurm.Job("quench", "mpi", ["x"], pending, k), p)
+
     assert (quench(6).nodes, quench(6).ntasks) == (1, 6)            # fewer tasks than cores
     assert (quench(300).nodes, quench(300).ntasks) == (3, 300)      # ceil(300 / 128) nodes
     assert (quench(5000).nodes, quench(5000).ntasks) == (8, 1024)   # capped at max_nodes

@@ -30,7 +30,10 @@ def random_config(n, dim, L, seed=0):
     return np.random.default_rng(seed).uniform(0, L, (n, dim))
 
 
-def triangular_lattice(nx, ny, b=1.0, h=np.sqrt(3) / 2):
+TRIANGULAR_ROW_SPACING = np.sqrt(3) / 2  # of unit spacing
+
+
+def triangular_lattice(nx, ny, b=1.0, h=TRIANGULAR_ROW_SPACING):
     """nx x ny (ny even) triangular lattice, row spacing h, spacing b along x; box (nx b, ny h)."""
     pts = np.array([[(x + 0.5 * (y % 2)) * b, y * h] for y in range(ny) for x in range(nx)])
     return pts, np.array([nx * b, ny * h])

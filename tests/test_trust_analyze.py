@@ -106,7 +106,8 @@ def test_trust_tables_and_arrays(analysed):
         assert key in tables, key
     assert an["trust/agreement"].shape == (2, 2) and an["trust/members"].shape == (2, 2, M, 2)
     assert an["trust/randomised"].shape == (2, 2, M, V, 2) and an["trust/pairs_null"].shape == (2, 2, 50, 3)
-    assert an["trust/propensity/V_boot"].shape == (1, 1, 200, 3) and an["trust/propensity/S1_null"].shape == (1, 1, 50, 2, 3)
+    assert (an["trust/propensity/V_boot"].shape == (1, 1, 200, 3)
+            and an["trust/propensity/S1_null"].shape == (1, 1, 50, 2, 3))
     assert trust["randomised"]["levels"][0] == "output" and np.shape(trust["randomised"]["mean"]) == (V, 2, 2)
     # the members share Gamma^0 and differ by 1 % noise: they agree
     assert trust["verdict"] == "agree" and min(trust["agreement"]["mean"]) > 0.99

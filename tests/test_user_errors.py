@@ -237,7 +237,8 @@ def test_non_keys_are_not_called_campaign_keys_and_a_wide_xi_is_warned(tmp_path)
     assert "campaign key" not in proc.stderr
     proc = glassdist("status", tmp_path, check=False)
     assert proc.returncode == 2 and "campaign key" not in proc.stderr and "campaign.toml does not exist" in proc.stderr
-    proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam", "--set", "analyze.xi={Delta = 4.0, alpha = 8.0, violin = 4.0}")
+    proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam",
+                     "--set", "analyze.xi={Delta = 4.0, alpha = 8.0, violin = 4.0}")
     assert "warning: analyze.xi.alpha = 8: the coarse-graining cutoff 2 xi = 16 exceeds L/2" in proc.stderr
     assert glassdist("init", tmp_path / "d", "--preset", "demo-kam").stderr == ""
 

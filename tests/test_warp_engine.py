@@ -295,7 +295,8 @@ def test_isoconf_block_resumes_bitwise(tmp_path):
     dirs = [tmp_path / f"run{b}" for b in range(3)]
     calls = []
     with pytest.raises(Suspended):
-        engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs, should_stop=lambda: calls.append(1) or len(calls) > 3)
+        engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs,
+                             should_stop=lambda: calls.append(1) or len(calls) > 3)
     assert all((d / "ckpt-warp.npz").exists() for d in dirs)
     resumed = engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs)
     fresh = engine.isoconf_block(spec, start, spec.types, vel, 0.5, [tmp_path / f"new{b}" for b in range(3)])

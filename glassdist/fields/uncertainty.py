@@ -79,8 +79,8 @@ def block_pearson(positions: np.ndarray, x: np.ndarray, y: np.ndarray, L, length
     (:func:`blocks`), and each resample draws as many blocks as there are, with replacement,
     and recomputes every Pearson from the drawn blocks' particles (block sums of the moments, so
     one resample costs O(blocks F G)). Returns (n_resamples, F, G), NaN for a constant or
-    non-finite column; all NaN when there are fewer than 2 blocks (the box is shorter than 2 ``length``). The same seed and blocks draw the same
-    resamples, so maxima over several calls (temperatures) share them.
+    non-finite column; all NaN when there are fewer than 2 blocks (the box is shorter than 2 ``length``). The
+    same seed and blocks draw the same resamples, so maxima over several calls (temperatures) share them.
     """
     x, y = (np.asarray(a, dtype=float).reshape(len(positions), -1) for a in (x, y))
     label, nb = blocks(positions, L, length)
@@ -117,7 +117,8 @@ def shift_index(positions: np.ndarray, L, n_shifts: int, seed) -> np.ndarray:
 def shifted_pearson(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Null distribution (S, F, G): Pearson of x (N, F) taken at the shifted particles
     ``index`` (S, N) (:func:`shift_index`) with y (N, G) as it is."""
-    x, yz = np.asarray(x, dtype=float).reshape(index.shape[1], -1), _standardise(np.asarray(y).reshape(index.shape[1], -1))
+    x, yz = (np.asarray(x, dtype=float).reshape(index.shape[1], -1),
+             _standardise(np.asarray(y).reshape(index.shape[1], -1)))
     return np.stack([_standardise(x[i]).T @ yz for i in index])
 
 

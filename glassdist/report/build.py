@@ -93,7 +93,8 @@ def _table_html(path: Path) -> str:
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}
 table{border-collapse:collapse;font-size:85%;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 6px}
-tr:nth-child(even){background:#f4f4f4}img{max-width:100%}.missing{color:#a00}.verdict{border-left:4px solid #c60;padding-left:.6em}.scale{color:#555}"""
+tr:nth-child(even){background:#f4f4f4}img{max-width:100%}.missing{color:#a00}\
+.verdict{border-left:4px solid #c60;padding-left:.6em}.scale{color:#555}"""
 
 
 def write_index(ctx: Context, manifest: dict[str, dict], out_dir: Path) -> Path:
@@ -109,7 +110,8 @@ def write_index(ctx: Context, manifest: dict[str, dict], out_dir: Path) -> Path:
              f"<p class='scale'>Scale: {html.escape(ctx.scale)}</p>"]
     sentence = trust.verdict(ctx)
     if sentence:
-        parts.append(f"<p class='verdict'><b>Γ:</b> {html.escape(sentence)} (<a href='#gamma_trust'>the evidence</a>)</p>")
+        parts.append(f"<p class='verdict'><b>Γ:</b> {html.escape(sentence)} "
+                     "(<a href='#gamma_trust'>the evidence</a>)</p>")
     parts.append("<h2>Contents</h2><ul>")
     for a in ARTEFACTS:
         e = manifest[a.key]

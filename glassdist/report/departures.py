@@ -87,7 +87,8 @@ def rows(ctx: Context) -> list[list[str]]:
     xi = _attrs(ctx, "analyze").get("xi", {})
     paper_net = {"hidden_activation": P["hidden_activation"], "head": P["head"], "dropout": P["dropout"]}
     table = [
-        ("N (system.n_particles)", P["n_particles"], s.system.n_particles, s.system.n_particles != P["n_particles"], ""),
+        ("N (system.n_particles)", P["n_particles"], s.system.n_particles, s.system.n_particles != P["n_particles"],
+         ""),
         ("replicas and split (quench.replicas, quench.split)", f"{P['replicas']}: {P['split']}",
          f"{q.replicas}: {q.split}", q.split[0] < P["split"][0], "replicas"),
         ("test-set size (quench.split[2])", P["split"][2], q.split[2], q.split[2] != P["split"][2], ""),

@@ -84,7 +84,8 @@ def fig_maps(ctx: Context, path) -> str:
     fig.suptitle(f"Fig. {ctx.figure_number('maps')}: glass configuration, T = {ctx.temperatures[t]:g}")
     _save(fig, ctx, path)
     return ("Coarse-grained, normalised indicators of the propensity configuration (glass at T_G) and its "
-            f"dynamic propensity at T = {ctx.temperatures[t]:g} (the temperature whose runs reached the most, then the largest, δ).")
+            f"dynamic propensity at T = {ctx.temperatures[t]:g} (the temperature whose runs reached the most, then the "
+            "largest, δ).")
 
 
 def fig_propensity_maps(ctx: Context, path) -> str:
@@ -229,7 +230,8 @@ def fig_violins(ctx: Context, path) -> str:
         pos = np.arange(len(ctx.pairs)) + (cls - 0.5) * 0.35
         data = [p[ok, cls, j] for j in range(len(ctx.pairs))]
         if ok.sum() >= 2:
-            parts = ax.violinplot(data, positions=pos, widths=0.33, showextrema=False, quantiles=[[0.25, 0.5, 0.75]] * len(ctx.pairs))
+            parts = ax.violinplot(data, positions=pos, widths=0.33, showextrema=False,
+                                  quantiles=[[0.25, 0.5, 0.75]] * len(ctx.pairs))
             for body in parts["bodies"]:
                 body.set(facecolor=color, alpha=0.9)
             parts["cquantiles"].set(color="k", linestyle="--", linewidth=0.8)
@@ -242,7 +244,8 @@ def fig_violins(ctx: Context, path) -> str:
             means = [row[0] for row in paper[("liquid", "glass")[cls]]]
             ax.plot(np.arange(len(ctx.pairs)) + (cls - 0.5) * 0.35, means, marker, color="r", ms=9,
                     label=f"paper mean ({('liquid', 'glass')[cls]})")
-    ax.set_xticks(range(len(ctx.pairs)), [f"C({ctx.symbol(ctx.indicators[i])}, {ctx.symbol(ctx.indicators[j])})" for i, j in ctx.pairs])
+    ax.set_xticks(range(len(ctx.pairs)),
+                  [f"C({ctx.symbol(ctx.indicators[i])}, {ctx.symbol(ctx.indicators[j])})" for i, j in ctx.pairs])
     ax.set(ylabel="Pearson", ylim=(-1.05, 1.05),
            title=f"Fig. 6: indicator correlations, ξ = {ctx.xi['violin']:.3g}")
     ax.legend(fontsize=7)
@@ -256,7 +259,8 @@ def fig_structure_correlation(ctx: Context, path) -> str:
     r_alpha = ctx.tables["r_alpha"]
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     for a, name in enumerate(ctx.indicators):
-        ax.errorbar(r, mean[a], yerr=sem[a], fmt=["-", "--", ":", "-."][a % 4], capsize=2, label=f"C_{ctx.symbol(name)}")
+        ax.errorbar(r, mean[a], yerr=sem[a], fmt=["-", "--", ":", "-."][a % 4], capsize=2,
+                    label=f"C_{ctx.symbol(name)}")
     ax.axhline(0, color="k", lw=0.6)
     ax.axvspan(*pv.R_GAMMA, color="0.9", label="paper r_Γ ≈ 3-4")
     if r_alpha[0] is not None:

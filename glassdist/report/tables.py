@@ -100,7 +100,8 @@ def table_ii(ctx: Context) -> Table:
             if np.isfinite(a) and counts[c] else fmt(a)
 
     spread = np.std(acc, axis=0, ddof=1) if K > 1 else np.full(2, np.nan)
-    t.rows.append([f"members (K = {K}): mean ± std"] + [f"{fmt(acc[:, c].mean())} ± {fmt(spread[c], 2)}" for c in order])
+    t.rows.append([f"members (K = {K}): mean ± std"]
+                  + [f"{fmt(acc[:, c].mean())} ± {fmt(spread[c], 2)}" for c in order])
     t.rows.append([f"consensus of the {K} members"] + [with_interval(consensus[c], c) for c in order])
     if "train/shuffled_accuracy" in ctx.store.root:
         (shuffled,) = ctx.need("train", "train/shuffled_accuracy")
@@ -143,7 +144,8 @@ def table_iii(ctx: Context) -> Table:
     t.rows.append([f"this campaign ({'derived by the paper' + chr(39) + 's rule' if derived else 'fixed: analyze.xi'})"]
                   + [""] * len(ctx.deltas)
                   + [fmt(xi["Delta"]) + (f" (from δ = {xi['Delta_at']:g})" if derived else ""), fmt(xi["alpha"]),
-                     fmt(xi["violin"]), fmt(r_gamma) + (f" ({iii['r_Gamma_unresolved']})" if iii["r_Gamma_unresolved"] else "")])
+                     fmt(xi["violin"]),
+                     fmt(r_gamma) + (f" ({iii['r_Gamma_unresolved']})" if iii["r_Gamma_unresolved"] else "")])
     ref = ctx.paper(pv.TABLE_III)
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(ref["xi_Delta"].get(float(d))) for d in ctx.deltas]
@@ -221,11 +223,13 @@ def table_iv(ctx: Context) -> Table:
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
             d = deltas[c][i]
-            label = "-" if d is None else (f"{d:g}" if d == PAPER_DELTA else f"{d:.3g} (largest reached; paper {PAPER_DELTA:g})")
+            label = "-" if d is None else (f"{d:g}" if d == PAPER_DELTA
+                                           else f"{d:.3g} (largest reached; paper {PAPER_DELTA:g})")
             t.rows.append([f"configuration {conf}, T = {T:.4g}", label] + [fmt(x) for x in ctx.tables["IV"][c][i]])
     for i, T in enumerate(ctx.temperatures):
         if "IV_ci" in ctx.tables:
-            t.rows.append([f"95 % interval over configurations, T = {T:.4g}", ""] + [band(b) for b in ctx.tables["IV_ci"][i]])
+            t.rows.append([f"95 % interval over configurations, T = {T:.4g}", ""]
+                          + [band(b) for b in ctx.tables["IV_ci"][i]])
     ref = ctx.paper(pv.TABLE_IV)
     if ref:
         t.rows.append([_paper_label(ctx), f"{PAPER_DELTA:g}"] + [fmt(x) for x in ref])
@@ -252,8 +256,8 @@ def table_v(ctx: Context) -> Table:
     ref = ctx.paper_indicators(pv.TABLE_V)
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(x) for n in ctx.indicators for x in ref[n]])
-    t.note = ("Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot appear). "
-              "Interval: spatial blocks of the configuration resampled; null band: the maximum over the same "
+    t.note = ("Over every temperature and output time of the propensity runs (δ* beyond the runs' reach cannot "
+              "appear). Interval: spatial blocks of the configuration resampled; null band: the maximum over the same "
               "temperatures and times with the indicator periodically shifted. " + INTERVALS_NOTE + DEPARTURES_NOTE)
     return t
 
@@ -329,6 +333,7 @@ def table_glassbench(ctx: Context) -> Table:
                                   + [f"{fmt(p[k, a, kind, g, j])} ({fmt(s[k, a, kind, g, j])})"
                                      for j in range(len(times))])
     t.note = (f"Indicators bare, with the paper's sign (so positive = predicts mobility); propensity Δ_i(t) bare "
-              f"and coarse-grained at ξ = {ctx.store.root['analyze'].attrs['xi'][axes['xi']]:.3g} (the chosen ξ_Δ); mean over {pearson.shape[0]} propensity configuration(s). "
+              f"and coarse-grained at ξ = {ctx.store.root['analyze'].attrs['xi'][axes['xi']]:.3g} (the chosen ξ_Δ); "
+              f"mean over {pearson.shape[0]} propensity configuration(s). "
               "Compare with published predictors at the same t/τ_α and species (Jung et al., GlassBench).")
     return t

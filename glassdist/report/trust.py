@@ -62,7 +62,8 @@ def table_trust(ctx: Context) -> Table:
         name = tr["classes"][cls]
         glass = cls == 1  # the propensity runs start from glasses
         consensus = tr["consensus"]
-        agreement = interval(a["mean"][cls], a["ci"][cls]) + f" (median {fmt(a['median'][cls])}, {a['n'][cls]} configurations)"
+        agreement = (interval(a["mean"][cls], a["ci"][cls])
+                     + f" (median {fmt(a['median'][cls])}, {a['n'][cls]} configurations)")
         vmax = table_v[0][0][0] if glass and table_v and table_v[0] else None
         t.rows.append(_row(f"consensus Γ̄ (mean of {M})", name, agreement,
                            [interval(consensus["mean"][cls][i], consensus["ci"][cls][i]) for i in range(len(names))],
@@ -165,7 +166,8 @@ def fig_trust(ctx: Context, path) -> str:
         right.axvspan(ci[0], ci[1], color="C0", alpha=0.15, label="Γ̄'s 95 % interval")
         right.legend(fontsize=7)
     right.set_yticks(y, labels, fontsize=7)
-    right.set(xlabel=f"C(·, {ctx.symbol(name)}) on {tr['classes'][cls]} configurations (Pearson, Fig. 6's ξ)", xlim=(-1, 1),
+    right.set(xlabel=f"C(·, {ctx.symbol(name)}) on {tr['classes'][cls]} configurations (Pearson, Fig. 6's ξ)",
+              xlim=(-1, 1),
               title="trained vs randomised vs baselines")
     _save(fig, ctx, path)
     return tr["sentence"] + " Right: mean over test configurations with 95 % bootstrap intervals."

@@ -58,7 +58,8 @@ given_composition: {mean, ci}, composition_xi, note}, propensity {at, members (C
 (C, M, V), shuffled, input (C,), partial (C, 2)}, notes}; "reproduces": the variant's mean lies in
 Gamma-bar's 95 % interval or Gamma-bar's mean in the variant's. A = the analysed indicators (attribute
 ``indicators``: Grad-CAM first, then indicators.compute; glassdist.indicators), P = their pairs
-(attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid), B = correlation_bins + 1.
+(attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid),
+B = correlation_bins + 1.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int,
     :func:`per_replica`). With a store, the trust arrays of the Gamma variants it holds only."""
     d = dims(spec, store)
     Rt, C, nT, T, K, X, A, P, B, N = (d[k] for k in ("Rt", "C", "nT", "T", "K", "X", "A", "P", "B", "N"))
-    M, V, I, S, R = (d[k] for k in ("M", "V", "I", "S", "R"))
+    # E741: I is the structural indicator count, the letter the module docstring's shapes use
+    M, V, I, S, R = (d[k] for k in ("M", "V", "I", "S", "R"))  # noqa: E741
     shapes = {
         "pairs/pearson": (Rt, 2, P), "pairs/spearman": (Rt, 2, P), "structure/C_r": (Rt, A, B),
         "dynamics/delta": (C, nT, T), "dynamics/reached": (C, nT, K), "dynamics/C_Delta_r": (C, nT, K, B),
@@ -150,7 +152,8 @@ def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int,
              "propensity/pearson_t_ci": (C, nT, A, T, 2), "propensity/pearson_t_null": (C, nT, A, T, 2),
              "propensity/V_boot": (C, nT, R, A), "propensity/V_null": (C, nT, S, A),
              "propensity/S1_boot": (C, nT, R, 2, A), "propensity/S1_null": (C, nT, S, 2, A)}
-    shapes.update({f"trust/{k}": v for k, v in trust.items() if k.split("/")[-1] not in VARIANTS or k.split("/")[-1] in present})
+    shapes.update({f"trust/{k}": v for k, v in trust.items()
+                   if k.split("/")[-1] not in VARIANTS or k.split("/")[-1] in present})
     return shapes
 
 
@@ -214,7 +217,8 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         "temperatures": stored_temperatures(store).tolist(), "replicas": glass_replicas(spec).tolist(),
         "glassbench": {"propensity": list(glassbench.PROPENSITY), "groups": glassbench.groups(spec.system.species),
                        "xi": "Delta"},  # the coarse-graining of the propensity: attribute xi's "Delta"
-        "test_replicas": spec.replicas_of("test").tolist(), "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
+        "test_replicas": spec.replicas_of("test").tolist(),
+        "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
     if before_trust:  # an analysis of a glassdist without the evidence behind Gamma: every task again
         print(f"{NAME}: this analysis predates the evidence behind Gamma (analyze/trust): it is redone")
         store.ledger(NAME).reopen_all()
@@ -354,7 +358,8 @@ def trust_scan(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, 
     y = np.moveaxis(res.Delta, 0, -1).reshape(2 * K, -1).T                                  # (N, 2 K): [cg][k]
     boot = uncertainty.block_pearson(positions, x, y, L, block_length(spec, *res.xi_Delta), a.bootstrap,
                                      seed(spec, "block", c))
-    null = uncertainty.shifted_pearson(x, y, uncertainty.shift_index(positions, L, a.null_samples, seed(spec, "null-glass", c)))
+    null = uncertainty.shifted_pearson(x, y, uncertainty.shift_index(positions, L, a.null_samples,
+                                                                     seed(spec, "null-glass", c)))
 
     def grid_max(v):  # (n, X A, 2 K) -> (n, 2, A): max over xi and delta
         return _nanmax(v.reshape(len(v), X, A, 2, K), (1, 4)).transpose(0, 2, 1)
@@ -467,7 +472,8 @@ def summarize(store: Store, spec: Spec) -> dict:
         "III": {"xi_Delta": _json(dyn["xi_Delta"]), "reached": dyn["reached"].tolist(),
                 "unresolved": [[[analysis.unresolved(x, r_min, half_box) for x in row] for row in conf]
                                for conf in dyn["xi_Delta"]],
-                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1) if C else np.zeros((0, dyn["delta"].shape[1]))), "xi": chosen_xi(store),
+                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1) if C else np.zeros((0, dyn["delta"].shape[1]))),
+                "xi": chosen_xi(store),
                 "r_Gamma_unresolved": analysis.unresolved(r_alpha[0], r_min, half_box) if len(r_alpha) else ""},
         "V": [[_json(v) for v in analysis.table_v(dyn["pearson_t"][c], dyn["delta"][c])] for c in range(C)],
         "S1": _json([[analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
@@ -497,7 +503,8 @@ def interval_tables(store: Store, spec: Spec, valid: np.ndarray, tables: dict) -
                                     for cls in (0, 1)])),
            "S2_null": _json(s2_null)}
     xi_Delta = group["dynamics/xi_Delta"][:]
-    xi_Delta = np.where(np.array(tables["III"]["unresolved"], dtype=object).reshape(xi_Delta.shape) == "", xi_Delta, np.nan)
+    xi_Delta = np.where(np.array(tables["III"]["unresolved"], dtype=object).reshape(xi_Delta.shape) == "",
+                        xi_Delta, np.nan)
     out["III_ci"] = _json(uncertainty.bootstrap_mean(xi_Delta.reshape(-1, len(a.deltas)), R, seed(spec, "III")))
     if "ensembles/table" in group:
         out["IV_ci"] = _json(uncertainty.bootstrap_mean(group["ensembles/table"][:], R, seed(spec, "IV")))
@@ -536,7 +543,7 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
     """``tables["trust"]``: what says whether Gamma is a property of the glass (module docstring)."""
     a, group, classes = spec.analyze, store.root[NAME], list(spec.class_names)
     names = list(group.attrs["indicators"])[1:]
-    t, I = group["trust"], len(names)
+    t, n_ind = group["trust"], len(names)
     g = gamma_arrays(store)
     agree = t["agreement"][:]                                                           # (Rt, 2)
     members = t["members"][:]                                                           # (Rt, 2, M, I)
@@ -544,8 +551,9 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
     notes = [f"95 % intervals: percentile bootstrap, {a.bootstrap} resamples (analyze.bootstrap) over the correctly "
              "classified test configurations, or over spatial blocks of one configuration (side: twice the largest "
              "coarse-graining length, at least the first-shell radius); null bands: 2.5-97.5 % of the same statistic "
-             f"with one field periodically shifted ({a.null_samples} random shifts, analyze.null_samples; a maximum over "
-             f"a grid against the maximum over the same grid); seeds: campaign.seed = {spec.campaign.seed} and a label."]
+             f"with one field periodically shifted ({a.null_samples} random shifts, analyze.null_samples; a maximum "
+             f"over a grid against the maximum over the same grid); seeds: campaign.seed = {spec.campaign.seed} and a "
+             "label."]
     out = {"members": M, "indicators": names, "classes": classes,
            "member_source": "gradcam/members" if g["members"] is not None else
            "gradcam/gamma as the only member (the store has no gradcam/members: one training)"}
@@ -567,22 +575,24 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
     if M < 2:
         out["verdict"] = "one member"
         out["sentence"] = ("One training only (train.ensemble = 1 or a store without gradcam/members): the agreement "
-                           "between trainings is not measured, so nothing here tells whether Γ is a property of the glass.")
+                           "between trainings is not measured, so nothing here tells whether Γ is a property of the "
+                           "glass.")
     else:
         low = np.nanmin(summary["mean"]) if np.isfinite(summary["mean"]).any() else np.nan
         out["verdict"] = "agree" if low >= a.agreement_threshold else "disagree"
-        out["sentence"] = (f"The {M} members agree (mean agreement {low:.2f} >= {a.agreement_threshold:g} in both classes): "
-                           "Γ̄ is a property of the glass at this training size." if out["verdict"] == "agree" else
-                           f"The {M} members disagree (mean agreement {low:.2f} < {a.agreement_threshold:g} in at least one "
-                           "class): the Γ results are not a property of the glass at this training size.")
+        out["sentence"] = (f"The {M} members agree (mean agreement {low:.2f} >= {a.agreement_threshold:g} in both "
+                           "classes): Γ̄ is a property of the glass at this training size."
+                           if out["verdict"] == "agree" else
+                           f"The {M} members disagree (mean agreement {low:.2f} < {a.agreement_threshold:g} in at "
+                           "least one class): the Γ results are not a property of the glass at this training size.")
     out["member_mean"] = _json(member_mean)
     out["members_disagreeing_in_sign"] = [
         {"class": classes[cls], "indicator": names[i],
          "positive": np.flatnonzero(member_mean[cls, :, i] > 0).tolist(),
          "negative": np.flatnonzero(member_mean[cls, :, i] < 0).tolist(), "values": _json(member_mean[cls, :, i])}
-        for cls in (0, 1) for i in range(I)
+        for cls in (0, 1) for i in range(n_ind)
         if (member_mean[cls, :, i] > 0).any() and (member_mean[cls, :, i] < 0).any()]
-    consensus = _configuration_summary(group["pairs/pearson"][:][..., :I], valid, spec, "consensus")
+    consensus = _configuration_summary(group["pairs/pearson"][:][..., :n_ind], valid, spec, "consensus")
     out["consensus"] = {k: _json(v) for k, v in consensus.items()}
     levels = list(store.root["gradcam"].attrs.get("randomisation_levels", [])) if "randomised" in g else []
     for name in VARIANTS:

@@ -79,7 +79,8 @@ def stored_fit(store: Store) -> StoredFit | None:
         return None
     error = attrs.get("t_star_error")
     return StoredFit(float(attrs["t_star"]), bool(attrs.get("fit_ok", True)), str(attrs.get("fit_reason", "")),
-                     tuple(attrs["low_line"]), tuple(attrs["mid_line"]), float("nan") if error is None else float(error))
+                     tuple(attrs["low_line"]), tuple(attrs["mid_line"]),
+                     float("nan") if error is None else float(error))
 
 
 def fit(store: Store, spec: Spec) -> None:

@@ -82,7 +82,8 @@ def imported_todo(campaign_dir: Path, spec: Spec) -> list[int]:
     """An imported campaign (quench.source = 'import') runs no MD: nothing to do once every replica
     has both its configurations; otherwise a UsageError says how many are missing."""
     store = Store(campaign_dir) if (Path(campaign_dir) / "store.zarr").exists() else None
-    done = store.ledger(NAME).done_mask() if store and store.stage_started(NAME) else np.zeros(spec.quench.replicas, bool)
+    done = (store.ledger(NAME).done_mask() if store and store.stage_started(NAME)
+            else np.zeros(spec.quench.replicas, bool))
     if not done.all():
         a, b = spec.class_names
         raise UsageError(f"{campaign_dir}: {int((~done).sum())} of {spec.quench.replicas} replicas lack imported "

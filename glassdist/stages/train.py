@@ -45,7 +45,8 @@ from ..errors import GlassdistError, UsageError
 from ..learn.ensemble import (class_probabilities, consensus_accuracy, member_seed, shuffled_labels, split_members,
                               stack_members)
 from ..learn.model import build_model
-from ..learn.train import HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint, train_members
+from ..learn.train import (HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint,
+                           train_members)
 from ..spec import Spec, load
 from ..constants import SPLITS
 from ..store import Store
@@ -188,7 +189,8 @@ def print_accuracy(campaign_dir: Path, spec: Spec) -> None:
     print(f"{NAME}: consensus of {spec.train.ensemble} test accuracy {cells(root[f'{NAME}/consensus_accuracy'][:])} "
           f"({int(counts.sum())} configurations)")
     if spec.train.shuffled_control:
-        print(f"{NAME}: label-shuffled control test accuracy {cells(root[f'{NAME}/shuffled_accuracy'][:])} (chance: 0.5)")
+        print(f"{NAME}: label-shuffled control test accuracy {cells(root[f'{NAME}/shuffled_accuracy'][:])} "
+              "(chance: 0.5)")
 
 
 def run(campaign_dir, args=None) -> int:

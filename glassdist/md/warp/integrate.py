@@ -36,7 +36,8 @@ def _kernels(dim: int, dtype):
         counter[0] = counter[0] + 1
 
     @wp.kernel(module="unique")
-    def chain_half_step(counter: wp.array(dtype=wp.int32), begin: int, end: int, t_start: wp.float64, t_stop: wp.float64, t_freq: wp.float64,
+    def chain_half_step(counter: wp.array(dtype=wp.int32), begin: int, end: int, t_start: wp.float64,
+                        t_stop: wp.float64, t_freq: wp.float64,
                         dt: wp.float64, tdof: wp.float64, from_partial: int, partial: wp.array2d(dtype=wp.float64),
                         t_current: wp.array(dtype=wp.float64), eta: wp.array2d(dtype=wp.float64),
                         eta_dot: wp.array2d(dtype=wp.float64), eta_dotdot: wp.array2d(dtype=wp.float64),

@@ -102,7 +102,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         if flag[b] == 0:
             return
         n_cells = int(1)
-        for a in range(wp.static(dim)):
+        for _a in range(wp.static(dim)):
             n_cells = n_cells * nc
         c = b * n_cells + cell_of(x_ref[p], nc, cell)
         slot = wp.atomic_add(cell_count, c, 1)
@@ -131,7 +131,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         if wp.static(dim == 3):
             hz = cell_coord(xi[2], cell, nc)
         n_cells = int(1)
-        for a in range(wp.static(dim)):
+        for _a in range(wp.static(dim)):
             n_cells = n_cells * nc
         count = int(0)
         base = p * sp
@@ -167,8 +167,8 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
 
     @wp.kernel(module="unique")
     def pair_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
-                    n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype, prm: wp.array2d(dtype=dtype), S: int,
-                    active: wp.array(dtype=wp.int32), want_energy: int, half: int,
+                    n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype, prm: wp.array2d(dtype=dtype),
+                    S: int, active: wp.array(dtype=wp.int32), want_energy: int, half: int,
                     f: wp.array(dtype=vec), e_atom: wp.array(dtype=dtype), w_atom: wp.array(dtype=dtype)):
         """Eq. (1) (LAMMPS lj/smooth/linear, same operation order): force on p; with want_energy
         also p's share of the pair energies and pair virials r.f. With ``half`` lists (CPU only,
@@ -298,7 +298,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         for a in range(wp.static(dim)):
             xp[a] = xp[a] - wp.floor(xp[a] / L) * L
         n_cells = int(1)
-        for a in range(wp.static(dim)):
+        for _a in range(wp.static(dim)):
             n_cells = n_cells * nc
         keys[p] = (p // N) * n_cells + cell_of(xp, nc, cell)
         slots[p] = p
@@ -322,6 +322,7 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
 
     return SimpleNamespace(vec=vec, dtype=dtype, check_moved=check_moved, refresh=refresh,
                            clear_cells=clear_cells, bin_particles=bin_particles, build=build,
-                           pair_forces=pair_forces, zero_active=zero_active, soft_forces=soft_forces, partial_sums=partial_sums,
+                           pair_forces=pair_forces, zero_active=zero_active, soft_forces=soft_forces,
+                           partial_sums=partial_sums,
                            kinetic_partials=kinetic_partials, finish_sums=finish_sums, sort_keys=sort_keys,
                            gather_vec=gather_vec, gather_int=gather_int, gather_rows=gather_rows)

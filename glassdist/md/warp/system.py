@@ -98,7 +98,8 @@ class Batch:
         # CPU: rows, half lists (see kernels.pair_forces); GPU: columns (coalesced), full lists
         self.half = int(device == "cpu")
         self.nbr_strides = (max_nbr, 1) if self.half else (1, total)
-        self.cell_count, self.cell_atoms = arr(n_systems * n_cells, wp.int32), arr((n_systems * n_cells, cell_cap), wp.int32)
+        self.cell_count, self.cell_atoms = (arr(n_systems * n_cells, wp.int32),
+                                            arr((n_systems * n_cells, cell_cap), wp.int32))
         self.flag, self.overflow = arr(n_systems, wp.int32), arr(1, wp.int32)
         self.all_active = wp.array(np.ones(n_systems, dtype=np.int32), dtype=wp.int32, device=device)
         self.partial, self.sums = arr((n_systems, CHUNKS), wp.float64), arr(n_systems, wp.float64)
@@ -209,9 +210,10 @@ class Batch:
             self.launch(k.clear_cells, self.B * self.n_cells, [self.cell_count, self.n_cells, self.flag]).launch,
             self.launch(k.bin_particles, total, [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count,
                                                  self.cell_atoms, self.overflow]).launch,
-            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.stencil, self.dtype(self.L), self.prm,
-                                         self.S, self.flag, self.cell_count, self.cell_atoms, self.nbr, self.n_nbr,
-                                         self.max_nbr, *self.nbr_strides, self.half, self.overflow]).launch,
+            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.stencil,
+                                         self.dtype(self.L), self.prm, self.S, self.flag, self.cell_count,
+                                         self.cell_atoms, self.nbr, self.n_nbr, self.max_nbr, *self.nbr_strides,
+                                         self.half, self.overflow]).launch,
         ]
         active = self.all_active if active is None else active
         if self.half:
