@@ -74,7 +74,15 @@ def test_report_has_every_table_and_figure(campaign):
     assert float(derived[4].split(" (")[0]) > 0 and float(derived[5]) in (0.0, 1.0, 2.0, 3.0)  # xi_Delta, xi_alpha
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][4:7] == ["4", "8", "4"]
     iv = list(csv.reader(open(out / "table_IV.csv")))
-    assert "Table IV" in index and len(iv) == 3 and "largest reached" in iv[1][1]  # the runs stop below delta = 1
+    assert "Table IV" in index and len(iv) == 4 and "largest reached" in iv[1][1]  # the runs stop below delta = 1
+    assert iv[2][0].startswith("95 % interval over configurations") and iv[2][2] == "-"  # one configuration: none
+    # the evidence behind Gamma: its verdict under the title, members, sanity checks, baselines, intervals
+    assert index.index("class='verdict'") < index.index("<h2>Contents</h2>") and "members" in index
+    trust = {r[0] for r in csv.reader(open(out / "gamma_trust.csv"))}
+    assert {"consensus Γ̄ (mean of 3)", "member 0", "member 2", "trained on shuffled labels", "input only, Γ⁰",
+            "partial: Γ̄ given Γ⁰", "randomised from the output down to conv1"} <= trust
+    s2 = list(csv.reader(open(out / "table_S2.csv")))
+    assert any(r[0] == "95 % interval of the mean; null band" and "null [" in r[2] for r in s2)
     # the report opens with the departure table: the demo preset's T_L, tiny training set, N, ...
     first = index.index("<h2 id='departures'>")
     assert first < index.index("<h2 id='table_I'>")
