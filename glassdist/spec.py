@@ -39,7 +39,8 @@ count = between(1, MAX_COUNT)
 HOLD_OUTPUTS = 40      # log-spaced F_s samples of the liquid hold (quench.hold_liquid), after t = 0
 
 
-AUTO_TEMPERATURES = "auto"
+AUTO = "auto"
+AUTO_TEMPERATURES = AUTO
 XI_RULE = "rule"
 XI_KEYS = ("Delta", "alpha", "violin")
 
@@ -171,9 +172,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "shuffled_control": Key(BOOL, False, help="also train one model on randomly permuted labels (Adebayo et "
                                 "al. 2018's label randomisation): its Grad-CAM correlations are the report's "
                                 "no-learning baseline (not in the paper; on in every preset)"),
-        "members_together": Key(BOOL, True, help="train the members that are to do as one grouped network (one "
-                                "pass over the data for all; the same numbers as one by one, faster: "
-                                "benchmarks/ensemble_training.py); false = one member after another"),
+        "members_together": Key(word_or(AUTO, BOOL), AUTO, help="true: train the members that are to do as one "
+                                "grouped network (grouped convolutions; the same members as one by one up to float "
+                                "summation order); false: one member after another; 'auto': grouped on a GPU, one "
+                                "after another on the CPU, where grouping is not faster (benchmarks/"
+                                "ensemble_training.py: 1.0-1.5x the sequential time on 2 cores)"),
     },
     "gradcam": {
         "target_class": Key(STRING, "", help="class (one of classes.names) whose score y^C is explained on "

@@ -6,7 +6,7 @@ train.seed, k)``; member 0 uses train.seed: K = 1 trains the single network of e
 versions), task K = the control (train.shuffled_control: the same network and images, training
 and validation labels permuted by a generator seeded with member_seed(train.seed, K); its test
 accuracy is against the true labels, so about 0.5). Every member reads the same split. With
-train.members_together (default) and K > 1 the tasks still to do are trained as one grouped
+train.members_together (true, or 'auto' on a GPU) and K > 1 the tasks still to do are trained as one grouped
 network (glassdist.learn.ensemble, the same numbers as one by one up to float summation order),
 else one after another (K = 1: member 0 is bitwise the single network of earlier versions).
 
@@ -204,6 +204,14 @@ def run(campaign_dir, args=None) -> int:
     return ddp.spawn(nproc, train_stage, str(campaign_dir)) if nproc > 1 else train_stage(campaign_dir)
 
 
+def grouped(spec: Spec, device) -> bool:
+    """Whether the members still to do train as one grouped network (train.members_together: 'auto' =
+    on a GPU only, where one network of K members beats K networks; K = 1: the single network exactly)."""
+    together = spec.train.members_together
+    on_gpu = torch.device(device).type == "cuda"
+    return spec.train.ensemble > 1 and (together is True or (together == "auto" and on_gpu))
+
+
 def train_stage(campaign_dir) -> int:
     """The stage in this process: alone, or as one DDP worker."""
     campaign_dir = Path(campaign_dir)
@@ -218,8 +226,8 @@ def train_stage(campaign_dir) -> int:
             return 0
         store = Store(campaign_dir, mode="r")
         train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
-        config, K = TrainConfig.from_spec(spec), spec.train.ensemble
-        together = spec.train.members_together and K > 1  # K = 1: the single network exactly, the control alone
+        config = TrainConfig.from_spec(spec)
+        together = grouped(spec, device)
         groups = [todo] if together else [[t] for t in todo]
         for tasks in groups:
             if not train_tasks(campaign_dir, spec, store, tasks, config, (train_set, val_set, test_set), device):
