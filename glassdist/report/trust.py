@@ -72,9 +72,9 @@ def table_trust(ctx: Context) -> Table:
             t.rows.append(_row(f"member {k}", name, "", [fmt(x) for x in tr["member_mean"][cls][k]],
                                dcell(prop["members"][0][k]) if glass and has_prop else ""))
         rnd = tr["randomised"]
-        for v, level in enumerate(levels):
+        for v in range(len(levels)):
             marks = rnd["reproduces"][v][cls]
-            t.rows.append(_row(f"randomised from the output down to {level}", name, "",
+            t.rows.append(_row(randomised_label(levels, v), name, "",
                                [interval(rnd["mean"][v][cls][i], rnd["ci"][v][cls][i]) + (" ≈ Γ̄" if marks[i] else "")
                                 for i in range(len(names))],
                                dcell(np.nanmean(np.array(prop["randomised"][0], dtype=float)[:, v]))
@@ -100,6 +100,11 @@ def table_trust(ctx: Context) -> Table:
                        "'≈ Γ̄': the value is inside Γ̄'s 95 % interval or Γ̄'s inside its own, so that baseline "
                        "reproduces the correlation.", tr["partial"]["note"] + ".", *tr["notes"]])
     return t
+
+
+def randomised_label(levels: list[str], v: int) -> str:
+    """'randomised: output … conv2': the layers level v re-initialised (the cascade from the output down)."""
+    return f"randomised: {levels[0]}" + (f" … {levels[v]}" if v else "")
 
 
 def _disagreeing(ctx: Context, tr: dict) -> str:
@@ -152,8 +157,9 @@ def fig_trust(ctx: Context, path) -> str:
     add("Γ̄", tr["consensus"]["mean"][cls][0], tr["consensus"]["ci"][cls][0])
     for k in range(tr["members"] if tr["members"] > 1 else 0):
         add(f"member {k}", tr["member_mean"][cls][k][0])
-    for v, level in enumerate(tr["randomised"].get("levels", [])):
-        add(f"rand. ↓{level}", tr["randomised"]["mean"][v][cls][0], tr["randomised"]["ci"][v][cls][0])
+    for v in range(len(tr["randomised"].get("levels", []))):
+        add(randomised_label(tr["randomised"]["levels"], v), tr["randomised"]["mean"][v][cls][0],
+            tr["randomised"]["ci"][v][cls][0])
     for key, label in (("shuffled", "shuffled labels"), ("input", "Γ⁰ (input)")):
         if "absent" not in tr[key]:
             add(label, tr[key]["mean"][cls][0], tr[key]["ci"][cls][0])

@@ -126,6 +126,7 @@ def propensity_shape(spec) -> tuple[int, int, int]:
 
 _MD = ("system", "classes", "md", "quench")
 _LEARN = _MD + ("dataset", "model", "train")
+_HOW_TRAINED = ("train.members_together",)  # grouped or one by one: the same members (up to float summation order)
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("quench", "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",
@@ -139,9 +140,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("train", "train the glass/liquid CNN (one process; data-parallel: --nproc P on one node, "
           "torchrun on several)",
           _LEARN, ("dataset",), "torch", lambda spec: spec.train.ensemble + spec.train.shuffled_control,
-          ignores=("train.members_together",)),  # grouped or one by one: the same members
+          ignores=_HOW_TRAINED),
     Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",
-          _LEARN + ("gradcam",), ("dataset", "train"), "serial", lambda spec: spec.n_test),
+          _LEARN + ("gradcam",), ("dataset", "train"), "serial", lambda spec: spec.n_test, ignores=_HOW_TRAINED),
     Stage("indicators", "structural indicators (indicators.compute: Voronoi volume, Tong-Tanaka, ...) "
           "and g(r) of every configuration (Dask)",
           _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
@@ -152,10 +153,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
           "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
           ("gradcam", "indicators", "propensity"), "dask",
-          lambda spec: spec.n_test + 2 * math.prod(propensity_shape(spec)[:2])),
+          lambda spec: spec.n_test + 2 * math.prod(propensity_shape(spec)[:2]), ignores=_HOW_TRAINED),
     Stage("report", "figures and tables of the paper from stored results: DIR/report/index.html",
           _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
-          ("inherent", "analyze"), "serial"),
+          ("inherent", "analyze"), "serial", ignores=_HOW_TRAINED),
 )}
 PIPELINE = tuple(STAGES)
 

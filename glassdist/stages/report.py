@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hpc.farm import Deferred, run_farm
 
 from ..spec import load
@@ -39,12 +41,15 @@ def run(campaign_dir, args=None) -> int:
     ledger = store.ledger(NAME, len(ARTEFACTS))
     out = campaign_dir / NAME
     out.mkdir(exist_ok=True)
+    manifest = dict(group.attrs.get("manifest", {}))
+    for t in np.flatnonzero(ledger.done_mask()):  # a done artefact whose file is gone (DIR/report deleted) again
+        if not (out / manifest.get(ARTEFACTS[t].key, {}).get("file", "")).is_file():
+            ledger.reopen(int(t))
     todo = ledger.todo()
     if not len(todo) and (out / "index.html").exists():
         print(f"{NAME}: already done ({out / 'index.html'})")
         return 0
     ctx = Context(campaign_dir, store, spec)
-    manifest = dict(group.attrs.get("manifest", {}))
 
     def make_artefact(block, comm=None) -> None:
         """One artefact per task: its file and manifest entry; Deferred while its data are missing."""
