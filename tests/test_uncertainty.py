@@ -116,3 +116,10 @@ def test_agreement_and_binomial_interval():
     low, high = u.clopper_pearson(8, 10)
     assert low == pytest.approx(0.4439, abs=1e-4) and high == pytest.approx(0.9748, abs=1e-4)
     assert np.isnan(u.clopper_pearson(0, 0)).all()
+
+
+def test_bootstrap_of_no_configuration_is_nan():
+    """Every test configuration misclassified (none valid): NaN intervals of the right shape, no error."""
+    out = u.bootstrap_mean(np.zeros((0, 3)), 100, 0)
+    assert out.shape == (3, 2) and np.isnan(out).all()
+    assert np.isnan(u.bootstrap_mean(np.ones((1, 2, 2)), 100, 0)).all()  # one is not enough

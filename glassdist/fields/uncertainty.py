@@ -15,6 +15,7 @@ bands, partial correlations, inter-member agreement and binomial intervals. Arra
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -36,7 +37,7 @@ def bootstrap_mean(values: np.ndarray, n_resamples: int, seed, confidence: float
     (..., 2) [low, high]. NaN entries are left out column by column; a column with fewer than
     2 finite values gives NaN. ``seed``: anything np.random.default_rng takes (fixed = reproducible)."""
     values = np.asarray(values, dtype=float)
-    flat = values.reshape(len(values), -1)
+    flat = values.reshape(len(values), math.prod(values.shape[1:]))  # also with no configuration at all
     out = np.full((flat.shape[1], 2), np.nan)
     rng = np.random.default_rng(seed)
     for col in range(flat.shape[1]):
