@@ -80,6 +80,7 @@ CAMPAIGN_ACCEPTS = {
     ("propensity.until_delta", "zero"): "0 = every run lasts propensity.steps (documented)",
     ("quench.hold_liquid", "zero"): "0 = no liquid hold (documented)",
     ("analyze.xi", "zero entries"): "xi = 0: no coarse-graining",
+    ("analyze.agreement_threshold", "zero"): "0: any non-negative mean agreement counts as agreement",
     **{(k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"
        for k in ("quench.snapshot_temperatures", "system.contact_sigma", "analyze.one_minus")},
     **{(k, "shorter"): "a list of any non-empty length" for k in (
