@@ -114,7 +114,7 @@ def test_ddp_training_listens_on_loopback_only(prepared, tmp_path):
 @pytest.mark.slow
 def test_ddp_training_stops_on_sigterm_exit_1_then_resumes(prepared, tmp_path):
     """SIGTERM to `glassdist train --nproc 2` reaches both workers: they stop together after
-    an epoch (exit 1, nothing marked done); the rerun continues to exit 0."""
+    an epoch of member 0 (exit 1, nothing marked done); the rerun continues to exit 0."""
     d = copy_of(prepared, tmp_path)
     (d / "campaign.toml").write_text(specmod.apply_overrides((d / "campaign.toml").read_text(),
                                                              ["train.epochs=20"]))
@@ -129,7 +129,9 @@ def test_ddp_training_stops_on_sigterm_exit_1_then_resumes(prepared, tmp_path):
     assert any("stopped on request" in line for line in lines) and not any("Traceback" in x for x in lines)
     assert not Store(d, mode="r").ledger("train").done_mask().any()
     out = glassdist("train", d, "--nproc", "2", env={"OMP_NUM_THREADS": "1"})
-    assert "epoch 1/20" not in out.stdout and "epoch 20/20" in out.stdout
+    # the interrupted member resumes from its checkpoint; the members after it train from their start
+    assert "epoch 1/20 member 0 " not in out.stdout and "epoch 20/20 member 0 " in out.stdout
+    assert "epoch 1/20 member 1 " in out.stdout
     assert Store(d, mode="r").ledger("train").done_mask().all()
 
 
