@@ -119,14 +119,17 @@ def arrays(campaign: Path) -> dict[str, np.ndarray]:
 
 def assert_same_store(got: Path, want: Path, prefixes_bitwise: tuple[str, ...]) -> None:
     """Both stores hold the same arrays; those under ``prefixes_bitwise`` bit for bit, the others
-    within float32 rounding of a differently ordered sum (rtol 1e-4)."""
+    within float32 rounding of a differently ordered sum (rtol 1e-4). The analysis's correlation
+    coefficients (scale 1) are compared absolutely: a coefficient near 0, e.g. of a randomised
+    network's Gamma, carries the weights' rounding differences without a relative bound."""
     a, b = arrays(got), arrays(want)
     assert sorted(a) == sorted(b)
     for path in b:
         if path.startswith(prefixes_bitwise) or b[path].dtype.kind not in "fc":
             np.testing.assert_array_equal(a[path], b[path], err_msg=path)
         else:
-            np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-6, err_msg=path)
+            atol = 1e-4 if path.startswith("analyze/") else 1e-6
+            np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=atol, err_msg=path)
 
 
 # The MD stages and the images are bitwise whatever the ranks (per-task seeds, one task per
