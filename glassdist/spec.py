@@ -177,6 +177,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "summation order); false: one member after another; 'auto': grouped on a GPU, one "
                                 "after another on the CPU, where grouping is not faster (benchmarks/"
                                 "ensemble_training.py: 1.0-1.5x the sequential time on 2 cores)"),
+        "member_processes": Key(word_or(AUTO, INT), AUTO, help="processes that train members (and the control) at "
+                                "the same time on a CPU, each with cores / processes torch threads: 'auto' = one "
+                                "per core, at most one per network; 1 = one after another in the stage's process "
+                                "(on a GPU and under data-parallel training always 1)",
+                                check=unless(AUTO, between(1, 1024))),
     },
     "gradcam": {
         "target_class": Key(STRING, "", help="class (one of classes.names) whose score y^C is explained on "

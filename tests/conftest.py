@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,29 @@ def mpi_glassdist(np_: int, *args, check=True, env=None, timeout=600) -> subproc
         raise AssertionError(f"mpiexec glassdist {' '.join(map(str, args))} -> {proc.returncode}\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def interrupt(argv, started, timeout=120) -> tuple[int, str, str]:
+    """Start ``glassdist *argv`` in its own process group with SIGINT at its default (as in a
+    terminal), wait until ``started()`` is true, send SIGINT to the group (what Ctrl-C does):
+    (exit code, stdout, stderr), once no process of the group is left."""
+    proc = subprocess.Popen([BIN / "glassdist", *map(str, argv)], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + timeout
+    while not started():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    deadline = time.time() + 10  # and no process it started outlives it (MPI ranks, training processes)
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return proc.returncode, out, err
+        time.sleep(0.1)
+    raise AssertionError(f"processes of the interrupted `glassdist {' '.join(map(str, argv))}` still run")
 
 
 def init_tiny(directory: Path, system: str = "kam", *extra: str) -> Path:

@@ -22,9 +22,11 @@ from glassdist.learn.model import GlassCNN, build_model
 from glassdist.learn.train import TrainConfig, evaluate, train, train_members
 from glassdist.store import Store
 
-from .conftest import BIN, glassdist, init_tiny
+from .conftest import BIN, glassdist, init_tiny, interrupt
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the same float reductions in every process, no oversubscription
+# torch threads of each of the stage's two training processes (train.member_processes = 2)
+WORKER_THREADS = max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 @pytest.fixture(autouse=True)
@@ -137,9 +139,10 @@ def test_consensus_is_the_argmax_of_the_mean_softmax():
 
 @pytest.fixture(scope="module")
 def imaged(tmp_path_factory):
-    """A tiny KAM campaign (K = 3, control on) after quench and dataset."""
+    """A tiny KAM campaign (K = 3, control on, two training processes) after quench and dataset."""
     d = init_tiny(tmp_path_factory.mktemp("ensemble") / "c", "kam", "quench.snapshot_replicas=0",
-                  "train.ensemble=3", "train.shuffled_control=true", "train.epochs=3", "dask.workers=1")
+                  "train.ensemble=3", "train.shuffled_control=true", "train.epochs=3", "dask.workers=1",
+                  "train.member_processes=2")
     glassdist("run", d, "--stages", "quench,dataset", "--np", "2", env=ONE_THREAD)
     return d
 
@@ -189,13 +192,19 @@ def test_stage_trains_the_ensemble_and_its_control(imaged, tmp_path):
                                               "label-shuffled control"]
     assert all("±" in c for c in table.rows[0][1:]) and all("[" in c for c in table.rows[1][1:])
     assert "already done" in glassdist("train", d).stdout
+    # two processes at once train what one process trains one network after another with as many threads
+    assert f"train: 4 networks in 2 processes of {WORKER_THREADS} torch thread(s)" in out, out
+    alone = campaign_copy(imaged, tmp_path / "alone", "train.member_processes=1")
+    assert "processes" not in glassdist("train", alone, env={"OMP_NUM_THREADS": str(WORKER_THREADS)}).stdout
+    assert model_files(alone) == model_files(d)
 
 
 @pytest.mark.parametrize("control", ["false", "true"])
 def test_one_member_trains_as_the_single_network(imaged, tmp_path, control):
     """K = 1 (with or without the control, trained apart): member-0.pt is train() of
     build_model(spec) with train.seed, bitwise."""
-    d = campaign_copy(imaged, tmp_path, "train.ensemble=1", f"train.shuffled_control={control}")
+    d = campaign_copy(imaged, tmp_path, "train.ensemble=1", f"train.shuffled_control={control}",
+                      "train.member_processes=1")
     glassdist("train", d, env=ONE_THREAD)
     spec, store = specmod.load(d), Store(d, mode="r")
     from glassdist.stages.train import load_split
@@ -209,15 +218,16 @@ def test_one_member_trains_as_the_single_network(imaged, tmp_path, control):
 @pytest.mark.slow  # four trainings of 40 epochs on 2 cores
 @pytest.mark.parametrize("together", ["true", "false"])
 def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
-    """SIGTERM to a real `glassdist train` while member 1 (one by one) or the group trains: it
-    stops (exit 1); the rerun trains only what is missing and gives the uninterrupted files."""
+    """SIGTERM to a real `glassdist train` while member 2 (two processes, members 0 and 2 in the
+    first: member 0 is done) or the group trains: it stops (exit 1); the rerun trains only what is
+    missing and gives the uninterrupted files."""
     sets = ("train.epochs=40", f"train.members_together={together}")
     reference = campaign_copy(imaged, tmp_path / "reference", *sets)
     glassdist("train", reference, env=ONE_THREAD)
     d = campaign_copy(imaged, tmp_path / "killed", *sets)
     proc = subprocess.Popen([str(BIN / "glassdist"), "train", str(d)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **ONE_THREAD})
-    wanted = "tasks-1.pt" if together == "false" else "tasks-0-1-2-3.pt"
+    wanted = "tasks-2.pt" if together == "false" else "tasks-0-1-2-3.pt"
     try:
         deadline = time.monotonic() + 300
         while not list((d / "train").glob(f"checkpoint-*-{wanted}")) and time.monotonic() < deadline:
@@ -228,10 +238,15 @@ def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
         proc.kill()
     assert proc.returncode == 1 and "stopped on request" in out, out
     ledger = Store(d, mode="r").ledger("train")
-    assert ledger.done_mask().tolist() == ([True, False, False, False] if together == "false" else [False] * 4)
+    done = ledger.done_mask().tolist()
+    if together == "false":  # member 1 trained beside member 0 and may have finished
+        assert done[0] and not done[2] and not done[3], done
+        assert f"train: 4 networks in 2 processes of {WORKER_THREADS} torch thread(s)" in out, out
+    else:
+        assert done == [False] * 4
     finished = ledger.finished[:]
     rerun = glassdist("train", d, env=ONE_THREAD).stdout
-    assert ("epoch 1/40 member 0" not in rerun) and ("epoch 1/40 member 1" not in rerun), rerun
+    assert all(f"epoch 1/40 member {k}" not in rerun for k in (0, 1, 2)), rerun
     ledger = Store(d, mode="r").ledger("train")
     assert ledger.done_mask().all()
     if together == "false":
@@ -257,3 +272,17 @@ def test_grouped_members_under_ddp_equal_one_process(imaged, tmp_path):
     for name in ("member-0.pt", "member-1.pt", "member-2.pt", "shuffled.pt"):
         a, b = (torch.load(d / "train" / name, weights_only=True) for d in (one, two))
         assert all(relative_difference(a[k], b[k]) < 1e-5 for k in a), name
+
+
+def test_ctrl_c_stops_the_training_processes_with_one_line(imaged, tmp_path):
+    """SIGINT to the process group of `glassdist train` (Ctrl-C) while two processes train: exit
+    130, one line on stderr, no worker left running (conftest.interrupt), no traceback; the rerun resumes the members
+    from their checkpoints."""
+    d = campaign_copy(imaged, tmp_path, "train.epochs=40")
+    code, out, err = interrupt(["train", d], lambda: len(list((d / "train").glob("checkpoint-*-tasks-*.pt"))) == 2)
+    assert code == 130, out + err
+    assert err.splitlines() == ["glassdist: interrupted; done work is kept, rerun to continue"], err
+    assert "stopped on request" in out and "Traceback" not in out + err
+    rerun = glassdist("train", d, env=ONE_THREAD).stdout
+    assert "epoch 1/40 member 0 " not in rerun and "epoch 1/40 member 1 " not in rerun, rerun
+    assert Store(d, mode="r").ledger("train").done_mask().all()

@@ -5,12 +5,9 @@ validating like `run`, Ctrl-C as exit 130, a foreign Grad-CAM discarded in place
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
-import signal
 import subprocess
-import time
 from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
@@ -21,7 +18,7 @@ from glassdist.spec import apply_overrides, load
 from glassdist.stages import PIPELINE
 from glassdist.store import Store
 
-from .conftest import BIN, glassdist, init_tiny
+from .conftest import BIN, glassdist, init_tiny, interrupt
 
 EXTRA = ["train.epochs=2", "dask.workers=1", "quench.snapshot_replicas=0"]
 
@@ -151,22 +148,6 @@ def test_a_stage_on_a_fresh_campaign_writes_nothing(tmp_path):
 def test_version():
     proc = glassdist("--version")
     assert proc.stdout.strip().startswith("glassdist 0.")
-
-
-def interrupt(argv, started, timeout=120) -> tuple[int, str, str]:
-    """Start ``glassdist *argv`` in its own process group with SIGINT at its default (as in a
-    terminal), wait until ``started()`` is true, send SIGINT to the group (what Ctrl-C does):
-    (exit code, stdout, stderr)."""
-    proc = subprocess.Popen([BIN / "glassdist", *map(str, argv)], text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + timeout
-    while not started():
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, out, err
 
 
 def some_done(d, ledger):

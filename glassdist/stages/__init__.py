@@ -126,7 +126,8 @@ def propensity_shape(spec) -> tuple[int, int, int]:
 
 _MD = ("system", "classes", "md", "quench")
 _LEARN = _MD + ("dataset", "model", "train")
-_HOW_TRAINED = ("train.members_together",)  # grouped or one by one: the same members (up to float summation order)
+# grouped or one by one, in one process or several: the same members (up to float summation order)
+_HOW_TRAINED = ("train.members_together", "train.member_processes")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("quench", "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",

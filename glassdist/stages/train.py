@@ -30,9 +30,15 @@ epochs), ``train/test_accuracy`` (K, 2) [member, liquid/glass] (Table II),
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import queue
+import signal
 import time
-from dataclasses import replace
+import traceback
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +53,7 @@ from ..learn.ensemble import (class_probabilities, consensus_accuracy, member_se
 from ..learn.model import build_model
 from ..learn.train import (HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint,
                            train_members)
-from ..spec import Spec, load
+from ..spec import AUTO, Spec, load
 from ..constants import SPLITS
 from ..store import Store
 from . import STAGES
@@ -212,6 +218,20 @@ def grouped(spec: Spec, device) -> bool:
     return spec.train.ensemble > 1 and (together is True or (together == "auto" and on_gpu))
 
 
+def cores() -> int:
+    """CPU cores this process may run on (its affinity: a SLURM allocation's, not the node's)."""
+    return len(os.sched_getaffinity(0))
+
+
+def member_processes(spec: Spec, device) -> int:
+    """Processes that train networks at the same time (train.member_processes; 'auto' = one per
+    core, at most one per network); 1 on a GPU, under DDP and for a grouped network."""
+    wanted = spec.train.member_processes
+    if torch.device(device).type == "cuda" or rank_and_world()[1] > 1 or grouped(spec, device):
+        return 1
+    return min(STAGES[NAME].tasks(spec), cores() if wanted == AUTO else wanted)
+
+
 def train_stage(campaign_dir) -> int:
     """The stage in this process: alone, or as one DDP worker."""
     campaign_dir = Path(campaign_dir)
@@ -225,23 +245,40 @@ def train_stage(campaign_dir) -> int:
                 print(f"{NAME}: already done ({model_path(campaign_dir)})")
             return 0
         store = Store(campaign_dir, mode="r")
-        train_set, val_set, test_set = (load_split(store, spec, s) for s in SPLITS)
-        config = TrainConfig.from_spec(spec)
-        together = grouped(spec, device)
-        groups = [todo] if together else [[t] for t in todo]
-        for tasks in groups:
-            if not train_tasks(campaign_dir, spec, store, tasks, config, (train_set, val_set, test_set), device):
+        data = tuple(load_split(store, spec, s) for s in SPLITS)
+        processes = member_processes(spec, device)
+        if processes > 1:
+            if not train_concurrently(campaign_dir, spec, todo, processes, data[2]):
                 return 1
+        else:
+            config = TrainConfig.from_spec(spec)
+            for tasks in [todo] if grouped(spec, device) else [[t] for t in todo]:
+                trained = fit_tasks(campaign_dir, spec, store, tasks, config, data, device)
+                if trained is None:
+                    return 1
+                if rank == 0:
+                    record(campaign_dir, spec, trained, data[2])
         if rank == 0:
             print_accuracy(campaign_dir, spec)
     return 0
 
 
-def train_tasks(campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], config: TrainConfig, data,
-                device) -> bool:
-    """Train the tasks (ledger ids) as one network (one task: an ordinary GlassCNN), write their
-    results, then (rank 0) the consensus when every member is written, then their done-marks.
-    False when stopped on request (the checkpoint keeps the last epoch)."""
+@dataclass
+class Trained:
+    """One trained network: its ledger task, weights, history, test result (true labels), model
+    card, and the wall seconds its training took."""
+    task: int
+    state: dict
+    history: dict
+    test: dict
+    card: dict
+    seconds: float
+
+
+def fit_tasks(campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], config: TrainConfig, data,
+              device) -> list[Trained] | None:
+    """Train the tasks (ledger ids) as one network (one task: an ordinary GlassCNN) and test them;
+    None when stopped on request (the checkpoint keeps the last epoch)."""
     rank, world = rank_and_world()
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = data
     start = time.perf_counter()
@@ -262,24 +299,107 @@ def train_tasks(campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], 
                               on_epoch=report, stop=signals.stop_requested)
     if len(histories[0]["train_loss"]) < config.epochs:
         if rank == 0:
-            print(f"{NAME}: stopped on request after {len(histories[0]['train_loss'])} epochs; rerun to continue")
-        return False
+            print(f"{NAME}: {', '.join(who.values())} stopped on request after {len(histories[0]['train_loss'])} "
+                  "epochs; rerun to continue", flush=True)
+        return None
     states = [model.cpu().state_dict()] if len(tasks) == 1 else split_members(model.cpu())
-    member, tests = build_model(spec), []
-    for state in states:
+    member, trained = build_model(spec), []
+    seconds = (time.perf_counter() - start) / len(tasks)
+    for t, state, history in zip(tasks, states, histories):
         member.load_state_dict(state)
-        tests.append(evaluate(member, test_x, test_y, device=device))  # the true labels, also for the control
-    if rank == 0:
-        seconds = (time.perf_counter() - start) / len(tasks)
-        for t, state, history, test in zip(tasks, states, histories, tests):
-            card = model_card(member, spec, replace(config, seed=member_seed(spec.train.seed, t)), device, world)
-            card["samples"] = {"train": len(train_y), "val": len(val_y), "test": len(test_y)}
-            card["md_engine"] = dict(store.root["quench"].attrs.get("engine", {}))  # what made the data
-            write_task(campaign_dir, spec, t, state, history, test, card)
-        ledger = Store(campaign_dir).ledger(NAME)
-        members = set(range(spec.train.ensemble))
-        if members <= set(np.flatnonzero(ledger.done_mask()).tolist()) | set(tasks):
-            write_consensus(campaign_dir, spec, (test_x, test_y))
-        for t in tasks:
-            ledger.mark_done(t, 1, seconds)
-    return True
+        test = evaluate(member, test_x, test_y, device=device)  # the true labels, also for the control
+        card = model_card(member, spec, replace(config, seed=member_seed(spec.train.seed, t)), device, world)
+        card["samples"] = {"train": len(train_y), "val": len(val_y), "test": len(test_y)}
+        card["md_engine"] = dict(store.root["quench"].attrs.get("engine", {}))  # what made the data
+        card["threads"] = torch.get_num_threads()
+        trained.append(Trained(t, state, history, test, card, seconds))
+    return trained
+
+
+def record(campaign_dir: Path, spec: Spec, trained: list[Trained], test_set) -> None:
+    """Rank 0: the trained networks' files, arrays and attributes, then (once every member is
+    written) the consensus, then their done-marks."""
+    for t in trained:
+        write_task(campaign_dir, spec, t.task, t.state, t.history, t.test, t.card)
+    ledger = Store(campaign_dir).ledger(NAME)
+    if set(range(spec.train.ensemble)) <= set(np.flatnonzero(ledger.done_mask()).tolist()) | {t.task for t in trained}:
+        write_consensus(campaign_dir, spec, test_set)
+    for t in trained:
+        ledger.mark_done(t.task, 1, t.seconds)
+
+
+def train_concurrently(campaign_dir: Path, spec: Spec, todo: list[int], processes: int, test_set) -> bool:
+    """Train the tasks in ``processes`` worker processes at once (task j of ``todo`` in worker j mod
+    processes), each with cores // processes torch threads whatever is left to do (so that a
+    resumed stage gives the numbers of an uninterrupted one); this process records each network
+    as it arrives. A stop request (SIGTERM) or Ctrl-C is passed on to the workers, which keep
+    their checkpoints. False when stopped."""
+    context = get_context("spawn")
+    threads = max(1, cores() // processes)
+    results = context.Queue()
+    workers = [context.Process(target=_train_worker, args=(str(campaign_dir), todo[j::processes], threads, results),
+                               daemon=True) for j in range(min(processes, len(todo)))]
+    print(f"{NAME}: {len(todo)} networks in {len(workers)} processes of {threads} torch thread(s)", flush=True)
+
+    def stop_workers():
+        for w in workers:
+            if w.is_alive():
+                os.kill(w.pid, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C reaches this process only,
+    try:                                                      # which stops the workers
+        for w in workers:
+            w.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    left, error = set(todo), None
+    try:
+        with signals.on_stop(stop_workers):
+            while left:
+                try:
+                    kind, item = results.get(timeout=0.5)
+                except queue.Empty:
+                    if any(w.is_alive() for w in workers) or not results.empty():
+                        continue
+                    break  # every worker has ended
+                if kind == "trained":
+                    item = replace(item, state=torch.load(io.BytesIO(item.state), weights_only=True))
+                    record(campaign_dir, spec, [item], test_set)
+                    left.discard(item.task)
+                elif kind == "error" and error is None:
+                    error = item
+                    stop_workers()
+    except KeyboardInterrupt:
+        stop_workers()
+        raise
+    finally:
+        for w in workers:
+            w.join(timeout=60)
+    if isinstance(error, BaseException):
+        raise error
+    if error is not None:
+        raise RuntimeError(f"a training process failed:\n{error}")
+    return not left
+
+
+def _train_worker(campaign_dir: str, tasks: list[int], threads: int, results) -> None:
+    """A process of :func:`train_concurrently`: trains its tasks one after another and puts
+    ("trained", Trained), or ("error", a glassdist error or a traceback) on ``results``."""
+    torch.set_num_threads(threads)
+    signals.install()
+    try:
+        spec, store = load(campaign_dir), Store(campaign_dir, mode="r")
+        data = tuple(load_split(store, spec, s) for s in SPLITS)
+        for task in tasks:
+            trained = fit_tasks(Path(campaign_dir), spec, store, [task], TrainConfig.from_spec(spec), data, "cpu")
+            if trained is None:
+                return
+            # the weights as torch.save's bytes (the state_dict with its metadata): a tensor would travel
+            # through torch's shared memory, which needs this process alive until the other has read it
+            buffer = io.BytesIO()
+            torch.save(trained[0].state, buffer)
+            results.put(("trained", replace(trained[0], state=buffer.getvalue())))
+    except GlassdistError as exc:
+        results.put(("error", exc))
+    except Exception:  # noqa: BLE001 - reported by the stage's process
+        results.put(("error", traceback.format_exc()))
