@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from hpc import localhost
@@ -315,6 +318,14 @@ def check_counts(args) -> None:
             raise UsageError(f"--{name} {value}: give a count of 1 or more")
 
 
+def _interrupt(signum, frame):
+    """SIGINT: KeyboardInterrupt, as Python's own handler, after silencing asyncio's logger: the
+    interrupt cancels pending zarr or Dask tasks, whose "Task was destroyed but it is pending!"
+    would bury the one line that says what happened."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
 def _describe(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, message) of the errors glassdist reports without a traceback."""
     if isinstance(exc, GlassdistError):
@@ -342,6 +353,9 @@ def main(argv=None) -> int:
     on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
     file) end each rank normally, printed by rank 0."""
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
+        signal.signal(signal.SIGINT, _interrupt)
     if args.command != "submit":  # jobs inherit submit's environment; they may span nodes
         localhost.alone_on_loopback()
     comm = None

@@ -2,8 +2,9 @@
 Dask, torch training, DDP under torchrun), checked against independent computations.
 
 The campaign is the demo-kam preset itself (N = 500, grid 32, 100 quenches, T_L = 2.5; see
-the preset's header for why T_L is raised at demo scale), without cooling snapshots: the
-classifier is checked on the demo data.
+the preset's header for why T_L is raised at demo scale), without cooling snapshots and with an
+ensemble of two members and no label-shuffled control (tests/test_ensemble_training.py trains
+three and the control): the classifier is checked on the demo data.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .conftest import BIN, glassdist
 
 pytestmark = pytest.mark.slow  # the demo-kam campaign itself: 100 quenches, 50 epochs
 
-SETS = ["quench.snapshot_replicas=0", "dask.workers=1"]
+SETS = ["quench.snapshot_replicas=0", "dask.workers=1", "train.ensemble=2", "train.shuffled_control=false"]
 
 
 @pytest.fixture(scope="module")
