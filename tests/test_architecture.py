@@ -114,7 +114,8 @@ def test_plugin_indicator_reaches_export_and_table_s2(tmp_path, plugin_env):
 @pytest.mark.slow
 def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
     d = init_tiny(tmp_path / "c3", "kam", *WHOLE, "system.dim=3", "system.n_particles=300",
-                  "system.counts=[195,105]", "dataset.grid=12", "indicators.compute=[\"voronoi\"]")
+                  "system.counts=[195,105]", "dataset.grid=12", "indicators.compute=[\"voronoi\"]",
+                  "quench.snapshot_replicas=0")  # no E0(T) (the ka3d test below has it)
     glassdist("run", d, "--np", "2")
     root = zarr.open_group(d / "store.zarr", mode="r")
     assert root["quench/positions"].shape[-1] == 3 and "ttop" not in root["indicators"]
@@ -131,7 +132,7 @@ def test_demo_ka3d_campaign_runs_to_a_complete_report(tmp_path):
     """The 3D preset end to end (3D Theta, Conv3d, Grad-CAM in 3D, slab maps), Table IV included."""
     d = init_tiny(tmp_path / "ka3d", "ka3d", *WHOLE, "system.n_particles=300", "system.counts=[240,60]",
                   "dataset.grid=12", "analyze.correlation_rmax=2.5",
-                  "propensity.samples=6", "propensity.main_samples=2")
+                  "propensity.samples=6", "propensity.main_samples=2", "quench.snapshot_replicas=1")
     glassdist("run", d, "--np", "2")
     root = zarr.open_group(d / "store.zarr", mode="r")
     assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop"]
