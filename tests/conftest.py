@@ -23,6 +23,20 @@ TINY = ["system.n_particles=200", "quench.replicas=8", "quench.split=[4,2,2]",
 TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]", "ka3d": "system.counts=[160,40]"}
 
 
+# The fast lane, `pytest -m unit`: the science functions checked against independent computations,
+# in this process (no MPI, SLURM, Dask cluster or `glassdist` process; LAMMPS only as a library in
+# test_structure.py's minimisations): under a minute on 2 cores.
+UNIT_FILES = {"test_analysis.py", "test_departures.py", "test_dynamics.py", "test_fields.py", "test_glassbench.py",
+              "test_gradcam_ensemble.py", "test_grid.py", "test_layers.py", "test_scattering.py",
+              "test_structure.py", "test_tongtanaka3d.py", "test_uncertainty.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in UNIT_FILES:
+            item.add_marker(pytest.mark.unit)
+
+
 def glassdist(*args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the real `glassdist` console script."""
     proc = subprocess.run([str(BIN / "glassdist"), *map(str, args)], capture_output=True, text=True,
