@@ -8,7 +8,10 @@ and validation labels permuted by a generator seeded with member_seed(train.seed
 accuracy is against the true labels, so about 0.5). Every member reads the same split. With
 train.members_together (true, or 'auto' on a GPU) and K > 1 the tasks still to do are trained as one grouped
 network (glassdist.learn.ensemble, the same numbers as one by one up to float summation order),
-else one after another (K = 1: member 0 is bitwise the single network of earlier versions).
+else one after another (K = 1: member 0 is bitwise the single network of earlier versions): on a
+CPU by train.member_processes processes at once ('auto': one per core, at most one per network;
+each trains its share one after another with cores / processes torch threads, and this process
+writes each network's results as it arrives), otherwise in this process.
 
 One process, or data-parallel: ``glassdist train DIR --nproc P`` on one node (P processes,
 file rendezvous, loopback only: hpc.ddp.spawn), or under ``torchrun`` on several nodes
