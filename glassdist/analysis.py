@@ -34,7 +34,7 @@ import numpy as np
 
 from .constants import bin_centres
 from .dynamics.crd import propensity_at_delta
-from .fields.coarse import coarse_grain, normalize
+from .fields.coarse import coarse_grain, normalise
 from .fields.correlation import first_crossing, pearson, spatial_correlation, spearman
 from .fields.uncertainty import agreement, partial_pearson, pearson_matrix
 
@@ -58,7 +58,7 @@ def smooth(positions: np.ndarray, fields: np.ndarray, L, xi: float, flip=False) 
 
     fields: (N,) or (N, F); flip: a bool or (F,) bools. Same shape as fields.
     """
-    out = normalize(coarse_grain(positions, fields, L, xi))
+    out = normalise(coarse_grain(positions, fields, L, xi))
     return np.where(flip, 1.0 - out, out)
 
 
@@ -161,7 +161,7 @@ def propensity_scan(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarr
     Delta_maps = np.full((k_dim, 2, n), np.nan)
     for k in np.flatnonzero(reached):
         C_Delta_r[k], xi_Delta[k] = correlation_length(positions, at_delta[k], L, r_max, bins)
-        Delta_maps[k, 0] = normalize(at_delta[k])
+        Delta_maps[k, 0] = normalise(at_delta[k])
         if not unresolved(xi_Delta[k], r[1], min(r_max, np.min(L) / 2)):
             Delta_maps[k, 1] = smooth(positions, at_delta[k], L, xi_Delta[k])
         for cg in (0, 1):
@@ -187,7 +187,7 @@ def propensity_correlations(positions: np.ndarray, fields: np.ndarray, Delta_t: 
     Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)           # (N, T)
     pearson_t, spearman_t = (np.array([_coefficients(alpha, d, fn) for d in Delta_cg.T]).T
                              for fn in (pearson, spearman))                    # (A, T) each
-    maps = np.stack([np.where(flip, 1.0 - normalize(fields), normalize(fields)).T, alpha.T])
+    maps = np.stack([np.where(flip, 1.0 - normalise(fields), normalise(fields)).T, alpha.T])
     return pearson_t, spearman_t, maps
 
 
@@ -284,7 +284,7 @@ def ensemble_table(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> t
     three sub-ensembles or their three pairs) and the fields (4, 2, N), normalised, bare
     and coarse-grained (Fig. 4).
     """
-    bare = normalize(np.asarray(fields, dtype=float).T).T                # (4, N)
+    bare = normalise(np.asarray(fields, dtype=float).T).T                # (4, N)
     cg = smooth(positions, np.asarray(fields, dtype=float).T, L, xi).T   # (4, N)
     pairs = ((0, 1), (0, 2), (1, 2))
     row = np.array([

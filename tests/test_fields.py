@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from glassdist.fields.coarse import coarse_grain, normalize
+from glassdist.fields.coarse import coarse_grain, normalise
 from glassdist.fields.correlation import first_crossing, pearson, spatial_correlation, spearman
 
 
@@ -52,8 +52,8 @@ def test_coarse_grain_constant_and_bare():
 
 def test_normalize_per_column():
     x = np.array([[1.0, 5.0, 3.0], [3.0, 1.0, 3.0], [2.0, 3.0, 3.0]])
-    np.testing.assert_allclose(normalize(x), [[0, 1, 0], [1, 0, 0], [0.5, 0.5, 0]])
-    np.testing.assert_allclose(normalize(np.array([2.0, 4.0, 3.0])), [0, 1, 0.5])
+    np.testing.assert_allclose(normalise(x), [[0, 1, 0], [1, 0, 0], [0.5, 0.5, 0]])
+    np.testing.assert_allclose(normalise(np.array([2.0, 4.0, 3.0])), [0, 1, 0.5])
 
 
 def brute_correlation(pos, x, L, r_max, bins):

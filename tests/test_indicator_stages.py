@@ -10,7 +10,7 @@ import pytest
 
 from glassdist import spec as specmod
 from glassdist.store import Store
-from glassdist.md.minimise import minimize
+from glassdist.md.minimise import minimise
 from glassdist.structure.inherent import fit_t_star
 from glassdist.structure.rdf import partial_rdf
 from glassdist.structure.tongtanaka import tong_tanaka
@@ -75,7 +75,7 @@ def test_inherent_stage_minimises_snapshots_and_fits_t_star(campaign, tmp_path):
 
     # an inherent structure is a minimum: minimising it again returns its energy
     inherent = store.root["inherent/positions"][0, 3]
-    e, _ = minimize(spec, inherent, store.types(), tmp_path / "again.data")
+    e, _ = minimise(spec, inherent, store.types(), tmp_path / "again.data")
     assert e == pytest.approx(E0[0, 3], abs=1e-7)
 
     attrs = dict(store.root["inherent"].attrs)

@@ -11,7 +11,7 @@ import scipy.spatial
 
 from glassdist import spec as specmod
 from glassdist.errors import GlassdistError
-from glassdist.md.minimise import minimize
+from glassdist.md.minimise import minimise
 from glassdist.structure.inherent import FitError, fit_t_star
 from glassdist.structure.pairs import pair_blocks, periodic_pairs
 from glassdist.structure.rdf import partial_rdf
@@ -250,9 +250,9 @@ def test_minimising_a_minimum_returns_its_energy(tmp_path):
     side = int(np.ceil(np.sqrt(n)))
     grid = np.array(list(itertools.product(range(side), repeat=2)))[:n] * (L / side)
     pts = grid + np.random.default_rng(0).uniform(-0.05, 0.05, grid.shape)
-    e1, x1 = minimize(spec, pts, spec.types, tmp_path / "a.data", input_path=tmp_path / "a.in")
+    e1, x1 = minimise(spec, pts, spec.types, tmp_path / "a.data", input_path=tmp_path / "a.in")
     assert x1.shape == (n, 2)
-    e2, x2 = minimize(spec, x1, spec.types, tmp_path / "b.data")
+    e2, x2 = minimise(spec, x1, spec.types, tmp_path / "b.data")
     assert "min_style fire" in (tmp_path / "a.in").read_text()
     assert e1 < 0
     assert e2 == pytest.approx(e1, abs=1e-8)

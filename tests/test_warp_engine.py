@@ -190,13 +190,13 @@ def warp_engine(spec, **kw):
 
 def test_minimise_block_finds_lammps_inherent_structures(stored, tmp_path):
     """FIRE as LAMMPS min_style fire: from the same glasses, the same minima."""
-    from glassdist.md.minimise import minimize
+    from glassdist.md.minimise import minimise
 
     spec, configs = stored
     glasses = configs[[1, len(configs) // 2 + 1]] if spec.dim == 2 else configs[[1]]
     e0, minima = warp_engine(spec).minimise_block(spec, glasses, spec.types)
     for c, x in enumerate(glasses):
-        e_l, x_l = minimize(spec, x, spec.types, tmp_path / "m.data")
+        e_l, x_l = minimise(spec, x, spec.types, tmp_path / "m.data")
         assert abs(e0[c] - e_l) <= 1e-9 * abs(e_l)
         d = minima[c] - x_l
         d -= spec.box_length * np.round(d / spec.box_length)
@@ -406,7 +406,7 @@ def test_fast_quench_and_inherent_energies_match_lammps(tmp_path):
     structure energies of the glasses (FIRE) have the same distribution (KS p > 0.01)."""
     from scipy.stats import ks_2samp
 
-    from glassdist.md.minimise import minimize
+    from glassdist.md.minimise import minimise
 
     spec = tiny_spec("kam")
     R = 100
@@ -419,7 +419,7 @@ def test_fast_quench_and_inherent_energies_match_lammps(tmp_path):
         ok, z = agree(e_w[:, p], e_l[:, p], 4.0)
         assert ok, (p, wrp[0].thermo_target[p], z)
     e0_w, _ = engine.minimise_block(spec, np.stack([r.positions[1] for r in wrp]), spec.types)
-    e0_l = np.array([minimize(spec, r.positions[1], spec.types, tmp_path / "m.data")[0] for r in lmp])
+    e0_l = np.array([minimise(spec, r.positions[1], spec.types, tmp_path / "m.data")[0] for r in lmp])
     assert ks_2samp(e0_w, e0_l).pvalue > 0.01
 
 

@@ -28,7 +28,7 @@ def coarse_grain(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> np.
     return total / norm.reshape((n,) + (1,) * (fields.ndim - 1))
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
+def normalise(x: np.ndarray) -> np.ndarray:
     """(x - min) / (max - min) along axis 0 (each column of an (N, F) array); a constant gives 0."""
     x = np.asarray(x, dtype=float)
     low, span = x.min(axis=0), np.ptp(x, axis=0)

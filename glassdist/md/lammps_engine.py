@@ -14,7 +14,7 @@ from ..spec import Spec
 from .checkpoint import clear_checkpoint, stopping
 from .isoconf import run_isoconf
 from .lammps import lammps_version, require_styles
-from .minimise import minimize
+from .minimise import minimise
 from .quench import QuenchResult, checkpoint_prefix, quench
 
 
@@ -52,7 +52,7 @@ class LammpsEngine:
     def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None,
                        should_stop=None):
         """Minimisations one after another, never checkpointed inside LAMMPS's minimiser: a
-        stop request ends a one-rank minimisation at once (see :func:`minimize`), otherwise the
+        stop request ends a one-rank minimisation at once (see :func:`minimise`), otherwise the
         block stops before its next item; either way it raises Suspended and its rerun starts
         the block over."""
         labels = labels or [str(b) for b in range(len(positions))]
@@ -61,7 +61,7 @@ class LammpsEngine:
         for x, label in zip(positions, labels):
             if stopping(should_stop or (lambda: False), comm):
                 raise Suspended(f"minimisation stopped before {label}")
-            out.append(minimize(spec, x, types, workdir / f"{label}.data", comm=comm,
+            out.append(minimise(spec, x, types, workdir / f"{label}.data", comm=comm,
                                 input_path=workdir / f"{label}.in" if _leader(comm) else None))
         return np.array([e for e, _ in out]), np.stack([x for _, x in out])
 

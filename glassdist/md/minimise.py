@@ -13,7 +13,7 @@ from ..spec import Spec
 from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
 
 
-def minimize(spec: Spec, positions: np.ndarray, types: np.ndarray, data_path, comm=None,
+def minimise(spec: Spec, positions: np.ndarray, types: np.ndarray, data_path, comm=None,
              input_path=None) -> tuple[float, np.ndarray]:
     """Minimise a configuration (N, dim) with LAMMPS (spec.inherent) -> (E0 per particle,
     inherent-structure positions (N, dim)). The configuration goes through the LAMMPS data
