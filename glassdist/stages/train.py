@@ -248,12 +248,12 @@ def train_stage(campaign_dir) -> int:
                 print(f"{NAME}: already done ({model_path(campaign_dir)})")
             return 0
         store = Store(campaign_dir, mode="r")
-        data = tuple(load_split(store, spec, s) for s in SPLITS)
         processes = member_processes(spec, device)
-        if processes > 1:
-            if not train_concurrently(campaign_dir, spec, todo, processes, data[2]):
+        if processes > 1:  # the workers load the data; this process needs the test set for the consensus
+            if not train_concurrently(campaign_dir, spec, todo, processes, load_split(store, spec, "test")):
                 return 1
         else:
+            data = tuple(load_split(store, spec, s) for s in SPLITS)
             config = TrainConfig.from_spec(spec)
             for tasks in [todo] if grouped(spec, device) else [[t] for t in todo]:
                 trained = fit_tasks(campaign_dir, spec, store, tasks, config, data, device)
