@@ -275,8 +275,8 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
     """Seconds of one task of the GPU stages from a GPU check (benchmarks/gpu_check.py JSON), as
     calibration parts {stage: {"seconds", "device", "basis"}}: quench and propensity from the NVT
     rate of the check's case nearest in N and block size (same dim and precision; a replica's
-    steps / that rate), inherent from the nearest FIRE case scaled by N, train from the nearest
-    batch size and gradcam per map (two maps per test configuration; the mapping to particles is
+    steps / that rate), inherent from the nearest FIRE case scaled by N, train (one network) from the
+    nearest batch size and gradcam per map (two maps per test configuration; the mapping to particles is
     CPU work the check does not time), both scaled by pixels to the campaign's grid."""
     dim, N, block = spec.dim, spec.system.n_particles, max(1, spec.md.replicas_per_task)
     device = check["device"]
@@ -301,8 +301,8 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
     t = _nearest(check["train"], batch_size=spec.train.batch_size)
     n_train, n_val, _ = q.split
     parts["train"] = {"seconds": t["seconds_per_sample"] * pixels / t["grid"] ** t["dim"]
-                      * 2 * (n_train + n_val) * spec.train.epochs * trainings(spec), "device": device,
-                      "basis": f"batch {t['batch_size']} at grid {t['grid']}, {trainings(spec)} networks one by one"}
+                      * 2 * (n_train + n_val) * spec.train.epochs, "device": device,
+                      "basis": f"batch {t['batch_size']} at grid {t['grid']}, per network"}
     g = check["gradcam"]
     parts["gradcam"] = {"seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"] * maps_per_image(spec),
                         "device": device,
@@ -414,8 +414,8 @@ def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> l
             return _linear(t, calibration["steps"], quench_steps)
         if stage == "propensity":
             return _linear(t, calibration["steps"], p.steps)
-        if stage == "train":  # an upper bound: trained together (train.members_together) the members take less
-            return t / part["n_images"] * train_images * trainings(spec)
+        if stage == "train":  # one network; trained together (train.members_together) the members take less
+            return t / part["n_images"] * train_images
         return t
 
     sizes = store_bytes(spec)
@@ -423,7 +423,7 @@ def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> l
     work = {"quench": (R * N * quench_steps, "atom-steps", R),
             "inherent": (k * nT * N, "atoms minimised", k * nT),
             "dataset": (2 * R, "images", R),
-            "train": (train_images, "images x epochs", 1),
+            "train": (train_images * trainings(spec), "images x epochs", trainings(spec)),
             "gradcam": (2 * n_test_, "images", n_test_),
             "indicators": (2 * R, "configurations", R),
             "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),

@@ -50,8 +50,8 @@ def test_gpu_parts_follow_the_nearest_measured_case():
     assert math.isclose(parts["propensity"]["seconds"], spec.propensity.steps * 2000 / 2e9)
     assert math.isclose(parts["inherent"]["seconds"], 3.0)
     n_train, n_val, _ = spec.quench.split
-    networks = 5 + 1  # the paper preset's members and the label-shuffled control, one after another
-    assert math.isclose(parts["train"]["seconds"], 1e-3 * 2 * (n_train + n_val) * spec.train.epochs * networks)
+    one_network = 1e-3 * 2 * (n_train + n_val) * spec.train.epochs
+    assert math.isclose(parts["train"]["seconds"], one_network)
     one = gpu_parts(paper_spec("md.replicas_per_task=1"), check_json())  # the single-replica case
     assert math.isclose(one["quench"]["seconds"], steps * 2000 / 2e6)
     coarse = gpu_parts(paper_spec("dataset.grid=32"), check_json())
@@ -61,6 +61,9 @@ def test_gpu_parts_follow_the_nearest_measured_case():
     assert rows["quench"].device == "cuda:0" and math.isclose(rows["quench"].core_hours,
                                                               spec.quench.replicas * steps * 2000 / 2e9 / 3600)
     assert rows["dataset"].task_seconds is None  # not a GPU stage, no CPU calibration
+    networks = 5 + 1  # the paper preset's members and the label-shuffled control: one task each
+    assert rows["train"].tasks == networks and math.isclose(rows["train"].core_hours, networks * one_network / 3600)
+    assert rows["train"].wall_seconds(ranks=8) == networks * one_network  # one after another on the GPU
 
 
 def test_estimate_calibration_prints_gpu_hours_and_refuses_other_files(tmp_path):
