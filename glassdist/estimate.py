@@ -367,7 +367,7 @@ def store_bytes(spec: Spec) -> dict[str, int]:
     """Uncompressed bytes of every stage's arrays (docs/store.md): an upper bound on disk."""
     from . import indicators as registry
     from .md.isoconf import output_steps
-    from .md.quench import thermo_steps
+    from .md.schedule import thermo_steps
 
     R, N, dim, S = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.n_species
     (k, nT), (C, nTp, Sp) = snapshot_shape(spec), propensity_shape(spec)

@@ -54,11 +54,6 @@ TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
                                                        "pearson_t_*", "V_*"))))),
 }
 
-# every chunk of a done task is written, even when it equals the fill value (NaN results,
-# all-False masks), so a missing chunk file always means lost data
-zarr.config.set({"array.write_empty_chunks": True})
-
-
 def _matching(root: zarr.Group, pattern: str) -> Iterator[zarr.Array]:
     """Arrays of the store whose path (e.g. 'quench/positions') matches ``pattern``."""
     group = pattern.split("/")[0]

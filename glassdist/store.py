@@ -47,6 +47,14 @@ class StageState:
     reason: str = ""
 
 
+def _open_group(path: Path, **kwargs) -> zarr.Group:
+    """The store's root group. Every chunk of a done task is written, even when it equals the fill
+    value (NaN results, all-False masks), so that a missing chunk file always means lost data
+    (glassdist.integrity, `status --verify`); zarr keeps that setting per process, not per store."""
+    zarr.config.set({"array.write_empty_chunks": True})
+    return zarr.open_group(path, **kwargs)
+
+
 class Store:
     """A campaign store. ``Store(DIR)`` opens an existing one; ``Store.create(DIR, spec)``
     opens or creates it for writing."""
@@ -57,12 +65,12 @@ class Store:
         if not self.path.exists():
             raise UsageError(f"{self.path} does not exist: run a stage first (e.g. `glassdist quench "
                              f"{self.dir}`)")
-        self.root = zarr.open_group(self.path, mode=mode)
+        self.root = _open_group(self.path, mode=mode)
 
     @classmethod
     def create(cls, campaign_dir: str | Path, spec: Spec) -> "Store":
         path = Path(campaign_dir) / "store.zarr"
-        root = zarr.open_group(path, mode="a", zarr_format=3)
+        root = _open_group(path, mode="a", zarr_format=3)
         if "spec" not in root.attrs:
             root.attrs.update({"spec": spec.raw, "spec_hash": spec.hash, "created": time.time(),
                                "versions": software_versions(), "stages": {}})

@@ -225,5 +225,5 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the batch scripts and sbatch lines; submit nothing")
     parser.add_argument("--templates", default=str(slurm.TEMPLATE_DIR),
-                        help="directory of job templates (default: the templates shipped in hpc/jobs)")
+                        help="directory of job templates (default: the templates shipped in jobs/)")
     parser.set_defaults(func=cmd_submit)

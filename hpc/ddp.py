@@ -1,5 +1,5 @@
 """DDP: one process per GPU (or CPU process), started by :func:`spawn` (one node, nothing
-listening beyond loopback), by ``srun`` (several nodes: hpc/jobs/ddp.sh), or by ``torchrun``.
+listening beyond loopback), by ``srun`` (several nodes: jobs/ddp.sh), or by ``torchrun``.
 
 ``with ddp_context() as device:`` joins the process group described in the environment
 (WORLD_SIZE > 1): NCCL with one GPU per process (cuda:LOCAL_RANK) when CUDA is available,
@@ -41,7 +41,7 @@ INIT_ENV = network.DDP_INIT_ENV
 
 
 def adopt_srun_task() -> None:
-    """In a task of an srun step with a file rendezvous (hpc/jobs/ddp.sh): RANK, WORLD_SIZE,
+    """In a task of an srun step with a file rendezvous (jobs/ddp.sh): RANK, WORLD_SIZE,
     LOCAL_RANK and LOCAL_WORLD_SIZE from SLURM's variables, unless a launcher set them."""
     env = os.environ
     if INIT_ENV in env and "RANK" not in env and "SLURM_STEP_NUM_TASKS" in env:
@@ -77,6 +77,24 @@ def ddp_context() -> Iterator[torch.device]:
         dist.barrier()  # after an error on one rank the others would wait here: no barrier then
     finally:
         dist.destroy_process_group()
+
+
+class ObjectComm:
+    """The two calls of an mpi4py communicator that rank-0 work needs (``Get_rank``, ``bcast`` of a
+    picklable object), over the torch.distributed process group."""
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's spelling
+        return dist.get_rank()
+
+    def bcast(self, obj, root: int = 0):
+        box = [obj]
+        dist.broadcast_object_list(box, src=root)
+        return box[0]
+
+
+def comm() -> ObjectComm | None:
+    """The DDP process group as an :class:`ObjectComm`; None outside a job of several processes."""
+    return ObjectComm() if dist.is_initialized() and dist.get_world_size() > 1 else None
 
 
 def worker(fn: Callable[..., int], *args) -> None:

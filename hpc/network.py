@@ -8,7 +8,7 @@ on loopback (hpc.localhost).
 from __future__ import annotations
 
 # the init_method of a DDP job's processes (file://...) when the rendezvous is a file:
-# hpc.ddp.spawn's (one node) or a multi-node job's (hpc/jobs/ddp.sh); unset: torchrun's env://
+# hpc.ddp.spawn's (one node) or a multi-node job's (jobs/ddp.sh); unset: torchrun's env://
 DDP_INIT_ENV = "HPC_DDP_INIT"
 
 

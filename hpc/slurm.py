@@ -1,4 +1,4 @@
-"""SLURM batch jobs: size, render (Jinja2 templates in hpc/jobs/), submit, query, record.
+"""SLURM batch jobs: size, render (Jinja2 templates in jobs/), submit, query, record.
 
 The caller (``glassdist submit``) says what a job runs and how much work is pending
 (:class:`Job`); this module sizes it from the cluster profile, renders the template of its
@@ -31,8 +31,8 @@ from .dask_cluster import LOG_ENV, PROFILE_ENV, SECRETS_ENV
 from .network import DDP_INIT_ENV, interface_env
 from .profile import Profile
 
-# the job templates shipped as package data of hpc (hpc/jobs/*.sh)
-TEMPLATE_DIR = Path(str(resources.files("hpc").joinpath("jobs")))
+# the job templates: the repository's jobs/, installed as the package hpc.jobs
+TEMPLATE_DIR = Path(str(resources.files("hpc.jobs")))
 KINDS = ("mpi", "dask", "ddp", "serial")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
@@ -86,7 +86,7 @@ def size(job: Job, profile: Profile) -> Size:
         ranks = min(max(job.pending, 1) * k, shape.max_nodes * per_node)
         ranks = max(ranks // k * k, k)
         return Size(math.ceil(ranks / per_node), ranks, 0, 1, 1, gpus, memory)
-    if job.kind == "ddp":  # several nodes: srun starts every process (hpc/jobs/ddp.sh)
+    if job.kind == "ddp":  # several nodes: srun starts every process (jobs/ddp.sh)
         procs = shape.tasks_per_node or max(gpus, 1)
         if shape.max_nodes == 1:
             return Size(1, 1, 1, profile.node["cores"], procs, gpus, memory)

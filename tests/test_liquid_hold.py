@@ -94,10 +94,11 @@ def test_warp_hold_resumes_bitwise(tmp_path):
     spec = warp_spec("quench.hold_liquid=2.0", "md.checkpoint_every=100")
     engine, rngs = WarpEngine(spec), lambda: [np.random.default_rng(s) for s in range(2)]
     fresh = engine.quench_block(spec, rngs(), [False] * 2)
-    from glassdist.md.quench import segments
+    from glassdist.md.schedule import QuenchPlan
 
-    # the block's stops are the LAMMPS quench's segment ends; stop at the 20th step of the hold
-    chance, calls = segments(spec, snapshots=True).index(("hold", 20)) + 1, []
+    # the block runs the quench's plan (no replica keeps snapshots); stop at the 20th step of the hold
+    plan = QuenchPlan.of(spec, False, spec.md.checkpoint_every)
+    chance, calls = plan.segments.index(("hold", 20)) + 1, []
     with pytest.raises(Suspended):
         engine.quench_block(spec, rngs(), [False] * 2, workdir=tmp_path,
                             should_stop=lambda: calls.append(1) or len(calls) >= chance)

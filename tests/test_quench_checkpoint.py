@@ -14,7 +14,8 @@ import zarr
 
 from glassdist.md.lammps import random_minimum
 from glassdist.md.lammps_engine import LammpsEngine
-from glassdist.md.quench import quench, segments
+from glassdist.md.quench import quench
+from glassdist.md.schedule import QuenchPlan
 from glassdist.spec import apply_overrides, loads, preset_text
 from hpc.farm import Suspended
 
@@ -39,6 +40,11 @@ def reference(spec):
 def assert_identical(a, b):
     for name, value in vars(a).items():
         np.testing.assert_array_equal(value, getattr(b, name), err_msg=name)
+
+
+def segments(spec, snapshots: bool) -> list[tuple[str, int]]:
+    """The segments both engines run (at the checkpoint interval md.checkpoint_every)."""
+    return list(QuenchPlan.of(spec, snapshots, spec.md.checkpoint_every).segments)
 
 
 def test_segments_cut_both_phases_at_checkpoints(spec):
@@ -98,6 +104,11 @@ def test_hold_sits_in_the_cooling_at_T_liquid(held_spec, spec, held_reference, r
     assert plan[first - 1] == ("cool", 750) and plan[last] == ("hold", 400) and plan[last + 1][0] == "cool"
     assert {150, 300} <= {s for p, s in plan[first:last + 1]}
     assert [p for p in plan if p[0] != "hold"] == segments(spec, snapshots=True)
+    # steps since the random start (LAMMPS restart files are named by them) grow to the whole quench
+    full = QuenchPlan.of(held_spec, True, held_spec.md.checkpoint_every)
+    steps = [full.global_step(k) for k in range(len(plan))]
+    assert all(b >= a for a, b in zip(steps, steps[1:])) and len(set(steps)) == len(steps) - 1  # one `run 0`
+    assert steps[-1] == held_spec.equilibration_steps + held_spec.cooling_steps + 400
     r = held_reference
     assert r.hold_fs.shape == r.hold_pe.shape == (41,) and r.hold_fs[0] == 1.0 and r.hold_fs[-1] < 0.5
     assert 5.5 < r.k_star[0] < 8.5

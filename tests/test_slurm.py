@@ -18,6 +18,7 @@ import pytest
 import zarr
 
 from glassdist.cli import main
+from glassdist.stages import PIPELINE
 from hpc import localhost, slurm
 from hpc.dask_cluster import LOG_ENV, dask_client
 from hpc.profile import PROFILE_DIR, ProfileError, load_profile, walltime_seconds
@@ -210,6 +211,55 @@ def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
     out = _submit(campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run",
                   "--templates", templates)
     assert "\necho custom 2 &\n" in out and "from quench.sh with profile" in out
+
+
+EXAMPLES = ROOT / "jobs" / "examples"
+EXAMPLE_DIR = "/path/to/campaigns"  # the campaign directory of the shipped example scripts
+
+
+def rendered_examples(preset: str, where: Path) -> dict[str, str]:
+    """{script name: text} of `glassdist submit --dry-run` for a fresh campaign of ``preset`` in
+    EXAMPLE_DIR on the generic-cpu profile."""
+    code, _, err = _cli("init", where / preset, "--preset", preset)
+    assert code == 0, err
+    out = _submit(where / preset, "--profile", "generic-cpu", "--dry-run").replace(str(where), EXAMPLE_DIR)
+    parts = re.split(r"^==> \S+/(\d{3}-\w+\.sh) \(dry run: not written\)\n(\$ [^\n]*)\n", out, flags=re.M)
+    scripts = dict(zip(parts[1::3], parts[3::3]))
+    scripts["sbatch.txt"] = ("# the submissions in order; <stage>: the job id of that stage's submission\n"
+                             + "".join(f"{line}\n" for line in parts[2::3]))
+    return scripts
+
+
+@pytest.mark.parametrize("preset", ["paper-kam", "paper-abm", "ka3d"])
+def test_shipped_example_scripts_are_what_submit_renders(tmp_path, preset):
+    """jobs/examples/PRESET/ holds the batch scripts `glassdist submit --dry-run` renders for a fresh
+    campaign of the preset (every stage) and their sbatch lines with the dependencies
+    (GLASSDIST_WRITE_EXAMPLES=1 rewrites them after a change of the templates or presets)."""
+    scripts = rendered_examples(preset, tmp_path)
+    assert list(scripts) == [f"{i + 1:03d}-{s}.sh" for i, s in enumerate(PIPELINE)] + ["sbatch.txt"]
+    shipped = EXAMPLES / preset
+    if os.environ.get("GLASSDIST_WRITE_EXAMPLES") == "1":
+        shutil.rmtree(shipped, ignore_errors=True)
+        shipped.mkdir(parents=True)
+        for name, text in scripts.items():
+            (shipped / name).write_text(text)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(scripts)
+    for name, text in scripts.items():
+        assert (shipped / name).read_text() == text, f"{shipped / name} is stale: rerun this test with " \
+            "GLASSDIST_WRITE_EXAMPLES=1"
+    assert f"cd {EXAMPLE_DIR}/{preset}\n" in scripts["001-quench.sh"]
+
+
+def test_setup_lists_every_package():
+    """setup.cfg lists the packages by name (jobs/ is mapped to hpc.jobs): the list is the tree's."""
+    import configparser
+
+    from setuptools import find_packages
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = config["options"]["packages"].split()
+    assert sorted(listed) == sorted(find_packages(ROOT, include=["glassdist*", "hpc*"]) + ["hpc.jobs"])
 
 
 def test_submit_bad_input_exits_2(campaign):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..spec import Spec
-from .quench import QuenchResult
+from .schedule import QuenchResult
 
 ENGINES = ("lammps", "warp")
 

@@ -15,7 +15,8 @@ from .checkpoint import clear_checkpoint, stopping
 from .isoconf import run_isoconf
 from .lammps import lammps_version, require_styles
 from .minimise import minimise
-from .quench import QuenchResult, checkpoint_prefix, quench
+from .quench import checkpoint_prefix, quench
+from .schedule import QuenchResult
 
 
 def _leader(comm) -> bool:

@@ -33,7 +33,8 @@ def rank_of(comm) -> int:
 def on_root(comm, fn):
     """Run ``fn()`` on rank 0 only and give every rank its result, or raise its GlassdistError on
     every rank as a collective one (so a bad spec stops all ranks, printed once, and nothing else
-    runs; any other error of ``fn`` aborts every rank: hpc.mpi)."""
+    runs; any other error of ``fn`` aborts every rank: hpc.mpi). ``comm``: an MPI communicator,
+    hpc.ddp.comm() in a DDP job, or None in one process."""
     if comm is None:
         return fn()
     outcome = None

@@ -29,7 +29,7 @@ from hpc.farm import task_rng
 from ..dynamics.scattering import relaxation_time
 from ..errors import UsageError
 from ..md.engine import get_engine
-from ..md.quench import hold_steps, thermo_steps
+from ..md.schedule import hold_steps, thermo_steps
 from ..spec import Spec
 from ..store import Store
 from .common import exit_code, farm, rank_of, start_mpi_stage

@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from hpc import ddp, signals
 
@@ -60,6 +59,7 @@ from ..spec import AUTO, Spec, load
 from ..constants import SPLITS
 from ..store import Store
 from . import STAGES
+from .common import on_root
 
 NAME = "train"
 
@@ -108,23 +108,6 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.root.require_group(NAME)
     (Path(campaign_dir) / NAME).mkdir(exist_ok=True)
     return store.ledger(NAME, STAGES[NAME].tasks(spec)).todo().tolist()
-
-
-def _on_rank0(fn):
-    """fn() on rank 0; its result (or its error) on every rank."""
-    rank, world = rank_and_world()
-    if world == 1:
-        return fn()
-    box = [None]
-    if rank == 0:
-        try:
-            box = [("ok", fn())]
-        except GlassdistError as exc:
-            box = [("error", exc)]
-    dist.broadcast_object_list(box, src=0)
-    if box[0][0] == "error":
-        raise box[0][1]
-    return box[0][1]
 
 
 def plot_history(campaign_dir: Path) -> None:
@@ -242,7 +225,7 @@ def train_stage(campaign_dir) -> int:
     signals.install()
     with ddp.ddp_context() as device:
         rank, world = rank_and_world()
-        todo = _on_rank0(lambda: prepare(campaign_dir, spec))
+        todo = on_root(ddp.comm(), lambda: prepare(campaign_dir, spec))
         if not todo:
             if rank == 0:
                 print(f"{NAME}: already done ({model_path(campaign_dir)})")

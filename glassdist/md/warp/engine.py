@@ -15,8 +15,6 @@ identical to an uninterrupted one on the same device and precision.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -28,20 +26,15 @@ from hpc.farm import Suspended
 
 from ...errors import SpecError, TaskError
 from ...spec import Spec
+from ..checkpoint import fingerprint
 from ..isoconf import DeltaStop, output_steps
-from ..quench import QuenchResult, empty_hold, hold_steps, record_hold, step_at, thermo_steps
+from ..schedule import QuenchPlan, QuenchResult, empty_hold, record_hold
 from .fire import fire_minimise
 from .integrate import NoseHooverNVT
 from .start import random_start
 from .system import Batch, resolve_device
 
 SEGMENT = 10_000        # longest run between two chances to checkpoint / stop (steps)
-def _fingerprint(*items) -> str:
-    h = hashlib.sha256()
-    for item in items:
-        h.update(np.ascontiguousarray(item).tobytes() if isinstance(item, np.ndarray) else
-                 json.dumps(item, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 def _save(path: Path, **arrays) -> None:
@@ -96,87 +89,68 @@ class WarpEngine:
     def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *, labels=None,
                      comm=None, workdir: Path | None = None,
                      should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
-        """Random start, FIRE, NVT at T_start for quench.equilibration_time, then the linear NVT
-        cooling to T_glass of every replica (one per generator), with the hold at T_L of
-        quench.hold_liquid; as glassdist.md.quench.quench."""
+        """Random start, FIRE, then the segments of the quench's plan (glassdist.md.schedule.QuenchPlan:
+        NVT at T_start, the linear NVT cooling to T_glass, the hold at T_L) for every replica (one
+        per generator) at once; as glassdist.md.quench.quench on LAMMPS."""
         q, md, N, dim = spec.quench, spec.md, spec.system.n_particles, spec.dim
-        B, should_stop = len(rngs), should_stop or (lambda: False)
-        total, n_eq, every = spec.cooling_steps, spec.equilibration_steps, md.checkpoint_every
-        chances = min(SEGMENT, every)
-        record = thermo_steps(spec)
-        snap_T = list(q.snapshot_temperatures)
-        snap_steps = [step_at(spec, T) for T in snap_T]
-        liquid_step = step_at(spec, q.T_liquid)
-        cool_stops = sorted(set(record) | {liquid_step, total} | set(snap_steps) | set(range(0, total, chances)))
-        eq_stops = sorted(set(range(chances, n_eq, chances)) | {n_eq})
-        held = hold_steps(spec)  # the liquid hold at T_L (quench.hold_liquid), inside the cooling
-        hold_index = {int(s): i for i, s in enumerate(held)}
-        hold_stops = sorted({*map(int, held[1:]), *range(chances, int(held[-1]), chances)}) if len(held) else []
-        stops = ([("eq", s) for s in eq_stops if s > 0] + [("cool", s) for s in cool_stops if s <= liquid_step]
-                 + [("hold", s) for s in hold_stops] + [("cool", s) for s in cool_stops if s > liquid_step])
-
+        B, should_stop, every = len(rngs), should_stop or (lambda: False), md.checkpoint_every
+        keep = np.flatnonzero(np.asarray(snapshots, dtype=bool))  # replicas that keep cooling snapshots
+        plan = QuenchPlan.of(spec, bool(len(keep)), min(SEGMENT, every))
+        segments, total = plan.segments, plan.targets["cool"][2]
         batch = self._batch(spec, B)
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
         ckpt = Path(workdir) / "warp-quench.npz" if workdir is not None else None
-        fingerprint = _fingerprint([r.bit_generator.state for r in rngs], spec.raw["system"], spec.raw["md"],
-                                   spec.raw["quench"], self.device, self.precision)
-        P = len(record)
+        fingerprint = plan.fingerprint(spec, [r.bit_generator.state for r in rngs], list(snapshots), self.device,
+                                       self.precision)
+        P = len(plan.thermo)
         rec = {"th_T": np.full((B, P), np.nan), "th_pe": np.full((B, P), np.nan),
                "pos": np.full((B, 2, N, dim), np.nan), "pe": np.full((B, 2), np.nan), "T": np.full((B, 2), np.nan),
-               "snaps": np.full((sum(map(bool, snapshots)), len(snap_T), N, dim), np.nan),
+               "snaps": np.full((len(keep), len(plan.snapshots), N, dim), np.nan),
                **{k: np.stack([v] * B) for k, v in empty_hold(spec).items()}}
-        keep = np.flatnonzero(np.asarray(snapshots, dtype=bool))  # replicas that keep cooling snapshots
         saved = _load(ckpt, fingerprint) if ckpt is not None else None
         if saved is None:
             done = -1
             random_start(batch, rngs, q.T_start)
-            nvt.start(q.T_start, q.T_start, 0, n_eq)
+            nvt.start(*plan.targets["equilibrate"][:2], 0, plan.targets["equilibrate"][2])
         else:
             done = int(saved["done"])
             for key in rec:
                 rec[key] = saved[key]
             batch.load({k: saved[k] for k in batch.STATE})
             nvt.load({k: saved[k] for k in nvt.STATE}, saved["step"], saved["schedule"])
-        for index, (phase, stop) in enumerate(stops):
+        for index, (phase, stop) in enumerate(segments):
             if index <= done:
                 continue
-            previous = stops[index - 1][0] if index else "eq"
-            if phase == "cool" and stop == 0:
-                nvt.start(q.T_start, q.T_glass, 0, total)
-            elif phase == "hold" and previous != "hold":  # fresh thermostats, as LAMMPS's new fixes
-                nvt.start(q.T_liquid, q.T_liquid, 0, int(held[-1]))
-            elif phase == "cool" and previous == "hold":
-                nvt.start(q.T_start, q.T_glass, 0, total, step=liquid_step)
+            if phase != (segments[index - 1][0] if index else "equilibrate"):  # fresh thermostats, as LAMMPS's
+                T_begin, T_end, steps = plan.targets[phase]                     # new fixes
+                nvt.start(T_begin, T_end, 0, steps, step=plan.begin(index))
             while nvt.step < stop:
                 nvt.run(min(SEGMENT, stop - nvt.step))
             if phase == "cool":
-                self._record_quench(batch, stop, record, None if len(held) else liquid_step, total, snap_steps,
-                                    keep, rec)
-                if len(held) and stop == liquid_step:
+                self._record_quench(batch, plan, stop, keep, rec)
+                if plan.holds and stop == plan.liquid:
                     self._record_hold(batch, rec, 0)
             elif phase == "hold":
-                if stop in hold_index:
-                    self._record_hold(batch, rec, hold_index[stop])
-                if stop == held[-1]:  # the liquid, saved after the hold
+                if stop in plan.hold:
+                    self._record_hold(batch, rec, plan.hold[stop])
+                if stop == plan.hold_end:  # the liquid, saved after the hold
                     rec["pos"][:, 0], rec["pe"][:, 0], rec["T"][:, 0] = batch.positions(), rec["hold_pe"][:, -1], \
                         batch.temperature()
             stopping = should_stop()
-            if ckpt is not None and index < len(stops) - 1 and (stopping or (stop and stop % every == 0)):
+            if ckpt is not None and index < len(segments) - 1 and (stopping or (stop and stop % every == 0)):
                 _save(ckpt, fingerprint=fingerprint, done=index, step=nvt.step, schedule=nvt.schedule, **rec,
                       **batch.state(), **nvt.state())
-            if stopping and index < len(stops) - 1:
+            if stopping and index < len(segments) - 1:
                 raise Suspended(f"quench block checkpointed at cooling step {stop}")
         batch.check()
-        targets = np.array([q.T_start + (q.T_glass - q.T_start) * s / total for s in record])
+        targets = np.array([q.T_start + (q.T_glass - q.T_start) * s / total for s in plan.thermo])
         snaps = {b: rec["snaps"][k] for k, b in enumerate(keep)}
         results = [QuenchResult(rec["pos"][b], rec["pe"][b], rec["T"][b], rec["th_T"][b], targets, rec["th_pe"][b],
                                 snaps.get(b, np.zeros((0, N, dim))),
                                 **{k: rec[k][b] for k in ("hold_fs", "hold_pe", "k_star", "hold_origin")})
                    for b in range(B)]
         for result in results:
-            for name, arr in vars(result).items():
-                if not np.isfinite(arr).all():
-                    raise TaskError(f"warp quench produced non-finite {name}")
+            result.check("warp")
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
         return results
@@ -188,20 +162,19 @@ class WarpEngine:
         record_hold(rec, i, batch.unwrapped(), pe, batch.spec.box_length)
 
     @staticmethod
-    def _record_quench(batch, step, record, liquid_step, total, snap_steps, keep, rec) -> None:
-        needed = step in record or step in (liquid_step, total) or step in snap_steps
-        if not needed:
+    def _record_quench(batch, plan: QuenchPlan, step: int, keep: np.ndarray, rec: dict) -> None:
+        """What the plan keeps at cooling step ``step``, of every replica (snapshots of ``keep``)."""
+        if step not in plan.thermo and step not in plan.saves and step not in plan.snapshots:
             return
         pe, _ = batch.energy_virial()
         T, pos = batch.temperature(), batch.positions()
-        if step in record:
-            rec["th_T"][:, record.index(step)], rec["th_pe"][:, record.index(step)] = T, pe
-        for cls, at in ((0, liquid_step), (1, total)):
-            if step == at:
-                rec["pos"][:, cls], rec["pe"][:, cls], rec["T"][:, cls] = pos, pe, T
-        for k, s in enumerate(snap_steps):
-            if s == step:
-                rec["snaps"][:, k] = pos[keep]
+        if step in plan.thermo:
+            rec["th_T"][:, plan.thermo[step]], rec["th_pe"][:, plan.thermo[step]] = T, pe
+        if step in plan.saves:
+            cls = plan.saves[step]
+            rec["pos"][:, cls], rec["pe"][:, cls], rec["T"][:, cls] = pos, pe, T
+        if step in plan.snapshots:
+            rec["snaps"][:, plan.snapshots[step]] = pos[keep]
 
     # ---- inherent structures -------------------------------------------------------------
     def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *, labels=None, comm=None,
@@ -240,7 +213,7 @@ class WarpEngine:
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
         paths = [Path(w) / "ckpt-warp.npz" for w in workdirs]
         until = DeltaStop(spec, start)
-        prints = [_fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
+        prints = [fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
                                until.target, self.device, self.precision) for b in range(B)]
         saved = [_load(path, fp) for path, fp in zip(paths, prints)]
         out = np.full((B, len(steps), len(types), spec.dim), np.nan)

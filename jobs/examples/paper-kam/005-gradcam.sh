@@ -1,0 +1,47 @@
+#!/bin/bash
+# gd-gradcam-paper-kam: stage 'gradcam' of campaign /path/to/campaigns/paper-kam
+# Rendered by `glassdist submit` from serial.sh with profile 'generic-cpu'.
+#SBATCH --job-name=gd-gradcam-paper-kam
+#SBATCH --partition=compute
+#SBATCH --account=myproject
+#SBATCH --time=02:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=8
+#SBATCH --signal=B:TERM@300
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=/path/to/campaigns/paper-kam/slurm/logs/%x-%j.out
+
+module load openmpi/4.1
+source $HOME/venvs/glassdist/bin/activate
+cd /path/to/campaigns/paper-kam
+echo "job $SLURM_JOB_ID (gradcam) on $SLURM_JOB_NODELIST, restart ${SLURM_RESTART_COUNT:-0}, $(date -Is)"
+export UCX_NET_DEVICES=ib0
+export GLOO_SOCKET_IFNAME=ib0
+export NCCL_SOCKET_IFNAME=ib0
+
+# Walltime safety: SLURM sends SIGTERM to this script 300 s before the time limit
+# (--signal=B:TERM@...). The step runs in the background so that the trap fires at once and
+# passes SIGTERM on to every process of the step (a plain kill; mpiexec forwards it to every rank); the stage finishes or
+# checkpoints its current tasks, marks them in the ledger and exits.
+# The job then requeues itself (at most 5 times) and continues from the ledger;
+# jobs waiting on it (afterok) keep waiting.
+# `glassdist submit` run again submits whatever is left.
+walltime_hit=0
+trap 'walltime_hit=1; echo "SIGTERM (walltime near, or scancel): asking gradcam to checkpoint"
+      kill -TERM "${step:-}" 2>/dev/null' TERM
+
+glassdist gradcam /path/to/campaigns/paper-kam &
+
+step=$!
+wait "$step"
+status=$?
+while kill -0 "$step" 2>/dev/null; do wait "$step"; status=$?; done
+echo "gradcam exited with status $status at $(date -Is)"
+if [[ $walltime_hit == 1 && $status != 0 && ${SLURM_RESTART_COUNT:-0} -lt 5 ]]; then
+    echo "requeueing job $SLURM_JOB_ID to continue gradcam"
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status"
+
