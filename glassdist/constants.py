@@ -8,6 +8,18 @@ import numpy as np
 CLASSES = ("liquid", "glass")
 #: Replica splits in the order of ``quench.split``; a replica's split code is its index here.
 SPLITS = ("train", "val", "test")
+#: MD engines shipped with glassdist (``md.engine``); others register under ENGINE_ENTRY_POINTS
+BUILTIN_ENGINES = ("lammps", "warp")
+#: entry-point group of engine plugins: ``name = module:factory``, factory(spec) -> glassdist.md.engine.Engine
+ENGINE_ENTRY_POINTS = "glassdist.engines"
+
+
+def engine_names() -> tuple[str, ...]:
+    """Every MD engine ``md.engine`` may name: the built-in ones, then installed plugins."""
+    from importlib.metadata import entry_points
+
+    return BUILTIN_ENGINES + tuple(ep.name for ep in entry_points(group=ENGINE_ENTRY_POINTS)
+                                   if ep.name not in BUILTIN_ENGINES)
 
 
 def bin_centres(r_max: float, bins: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from hpc.schema import (BOOL, INT, INTS, MATRIX, NUMBER, NUMBERS, STRING, STRING
 from hpc.schema import REQUIRED
 from hpc.schema import validate as validate_file
 
-from .constants import CLASSES, SPLITS
+from .constants import CLASSES, SPLITS, engine_names
 from .errors import SpecError, UsageError
 
 # Limits of values a run can represent (every other limit is a cross-key check below).
@@ -90,9 +90,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             check=between(1, MAX_ATTEMPTS)),
         "lammps_suffix": Key(STRING, "", help="LAMMPS accelerator suffix ('' or 'omp')",
                              check=one_of("", "omp")),
-        "engine": Key(STRING, "lammps", help="MD engine: 'lammps' (one LAMMPS instance per replica, CPU) or "
-                      "'warp' (blocks of replicas stepped together, GPU or CPU; validated against LAMMPS)",
-                      check=one_of("lammps", "warp")),
+        "engine": Key(STRING, "lammps", help="MD engine: 'lammps' (one LAMMPS instance per replica, CPU), "
+                      "'warp' (blocks of replicas stepped together, GPU or CPU; validated against LAMMPS), or "
+                      "an installed plugin's (entry-point group glassdist.engines)",
+                      check=lambda v: one_of(*engine_names())(v)),
         "device": Key(STRING, "auto", help="device of the warp engine: 'auto' (a GPU when there is one), "
                       "'cpu' or 'cuda'", check=one_of("auto", "cpu", "cuda")),
         "precision": Key(STRING, "float64", help="floating-point precision of the warp engine",

@@ -18,7 +18,7 @@ import zarr
 from glassdist import indicators as registry
 from glassdist.stages import PIPELINE, STAGES
 
-from .conftest import glassdist, init_tiny
+from .conftest import TINY, TINY_COUNTS, glassdist, init_tiny
 
 # a campaign small enough to run every stage in a test (N = 200)
 WHOLE = ["quench.replicas=10", "quench.split=[6,2,2]", "train.epochs=2", "propensity.samples=3",
@@ -75,17 +75,52 @@ DENSITY = Indicator("density", "ρ", "local density", (2, 3), local_density, {})
 '''
 
 
+def plugin_site(tmp_path, package: str, source: str, entry_points: str) -> dict:
+    """An installed plugin package ``package`` (one file, a dist-info with ``entry_points``) on
+    PYTHONPATH: the environment to run glassdist with."""
+    site = tmp_path / "site"
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(textwrap.dedent(source))
+    info = site / f"{package}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
 @pytest.fixture
 def plugin_env(tmp_path):
-    """An installed plugin package (a dist-info with an entry point) on PYTHONPATH."""
-    site = tmp_path / "site"
-    (site / "toy_density").mkdir(parents=True)
-    (site / "toy_density" / "__init__.py").write_text(textwrap.dedent(PLUGIN))
-    info = site / "toy_density-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-density\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[glassdist.indicators]\ndensity = toy_density:DENSITY\n")
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return plugin_site(tmp_path, "toy_density", PLUGIN, "[glassdist.indicators]\ndensity = toy_density:DENSITY\n")
+
+
+ENGINE_PLUGIN = '''
+"""A third MD engine in one file: LAMMPS's physics under its own name."""
+from glassdist.md.lammps_engine import LammpsEngine
+
+
+class ToyEngine(LammpsEngine):
+    name = "toy"
+
+
+def toy_engine(spec):
+    return ToyEngine()
+'''
+
+
+def test_an_engine_plugin_is_one_file(tmp_path, quenched):
+    """An engine registered by an installed package (entry point glassdist.engines) is a valid
+    md.engine, runs the quench stage and is recorded with its results; without the package the
+    name is refused (exit 2, the key and the engines there are)."""
+    env = plugin_site(tmp_path, "toy_engine", ENGINE_PLUGIN, "[glassdist.engines]\ntoy = toy_engine:toy_engine\n")
+    sets = [a for x in [*TINY, TINY_COUNTS["kam"], 'md.engine="toy"'] for a in ("--set", x)]
+    refused = glassdist("init", tmp_path / "refused", "--preset", "demo-kam", *sets, check=False)
+    assert refused.returncode == 2 and "md.engine" in refused.stderr and "'lammps', 'warp'" in refused.stderr
+    d = tmp_path / "toy"
+    glassdist("init", d, "--preset", "demo-kam", *sets, env=env)
+    glassdist("quench", d, env=env)
+    root, reference = (zarr.open_group(c / "store.zarr", mode="r") for c in (d, quenched["kam"]))
+    assert root["quench"].attrs["engine"]["engine"] == "toy"
+    np.testing.assert_array_equal(root["quench/positions"][:], reference["quench/positions"][:])
 
 
 @pytest.mark.slow

@@ -5,22 +5,24 @@ NVT, FIRE) and write the same results.
 An engine works on **blocks** (several replicas or configurations in one call: the LAMMPS
 engine runs them one after another, a batched engine steps them together) and, where a run is
 long, checkpoints in its work directory and raises :class:`hpc.farm.Suspended` after a
-checkpoint when ``should_stop()`` turns true; the rerun of the same block resumes there.
+checkpoint when ``should_stop()`` turns true; the rerun of the same block resumes there. A
+quench follows its :class:`~glassdist.md.schedule.QuenchPlan`, whichever engine runs it. Engines
+beyond the built-in two are plugins: an installed package's entry point of group
+``glassdist.engines`` (``name = module:factory``, ``factory(spec) -> Engine``).
 """
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 
+from ..constants import ENGINE_ENTRY_POINTS, engine_names
 from ..errors import SpecError
 from ..spec import Spec
 from .schedule import QuenchResult
-
-ENGINES = ("lammps", "warp")
-
 
 class Engine(Protocol):
     name: str
@@ -56,7 +58,8 @@ class Engine(Protocol):
 
 
 def get_engine(spec: Spec) -> Engine:
-    """The engine named by ``md.engine``."""
+    """The engine named by ``md.engine``: a built-in one, or a plugin's (an entry point of group
+    ``glassdist.engines`` naming a factory ``spec -> Engine``; a third engine is one file)."""
     name = spec.md.engine
     if name == "lammps":
         from .lammps_engine import LammpsEngine
@@ -69,4 +72,7 @@ def get_engine(spec: Spec) -> Engine:
             raise SpecError("md.engine", f"the warp engine cannot be imported ({exc})",
                             "install it with `pip install warp-lang`, or set md.engine = \"lammps\"") from None
         return WarpEngine(spec)
-    raise SpecError("md.engine", f"unknown engine {name!r}", f"use one of {', '.join(ENGINES)}")
+    plugins = {ep.name: ep for ep in entry_points(group=ENGINE_ENTRY_POINTS)}
+    if name not in plugins:
+        raise SpecError("md.engine", f"unknown engine {name!r}", f"use one of {', '.join(engine_names())}")
+    return plugins[name].load()(spec)
