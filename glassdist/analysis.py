@@ -286,15 +286,22 @@ def ensemble_table(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> t
     """
     bare = normalise(np.asarray(fields, dtype=float).T).T                # (4, N)
     cg = smooth(positions, np.asarray(fields, dtype=float).T, L, xi).T   # (4, N)
-    pairs = ((0, 1), (0, 2), (1, 2))
-    row = np.array([
-        np.mean([pearson(bare[i], bare[j]) for i, j in pairs]),
-        np.mean([pearson(cg[i], cg[j]) for i, j in pairs]),
-        np.mean([pearson(bare[i], cg[i]) for i in range(3)]),
-        pearson(bare[3], cg[3]),
-        np.mean([pearson(cg[i], cg[3]) for i in range(3)]),
-    ])
+    both = np.concatenate([bare, cg])                                    # (8, N)
+    row = ensemble_row(np.array([[pearson(a, b) for b in both] for a in both]))
     return row, np.stack([bare, cg], axis=1)
+
+
+def ensemble_row(matrix: np.ndarray) -> np.ndarray:
+    """The five numbers of Table IV from the Pearson matrix (..., 8, 8) of the fields [e(eMA), e(eMB),
+    e(eMC), e(eS), cg(eMA), ..., cg(eS)]: (..., 5) (see :func:`ensemble_columns`)."""
+    pairs, cg = ((0, 1), (0, 2), (1, 2)), 4
+    return np.stack([
+        np.mean([matrix[..., i, j] for i, j in pairs], axis=0),
+        np.mean([matrix[..., cg + i, cg + j] for i, j in pairs], axis=0),
+        np.mean([matrix[..., i, cg + i] for i in range(3)], axis=0),
+        matrix[..., 3, cg + 3],
+        np.mean([matrix[..., cg + i, cg + 3] for i in range(3)], axis=0),
+    ], axis=-1)
 
 
 def table_v(pearson_t: np.ndarray, delta_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

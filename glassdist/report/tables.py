@@ -225,18 +225,17 @@ def table_iv(ctx: Context) -> Table:
             d = deltas[c][i]
             label = "-" if d is None else (f"{d:g}" if d == PAPER_DELTA
                                            else f"{d:.3g} (largest reached; paper {PAPER_DELTA:g})")
-            t.rows.append([f"configuration {conf}, T = {T:.4g}", label] + [fmt(x) for x in ctx.tables["IV"][c][i]])
-    for i, T in enumerate(ctx.temperatures):
-        if "IV_ci" in ctx.tables:
-            t.rows.append([f"95 % interval over configurations, T = {T:.4g}", ""]
-                          + [band(b) for b in ctx.tables["IV_ci"][i]])
+            ci = ctx.tables["IV_ci"][c][i] if "IV_ci" in ctx.tables else [None] * len(ctx.tables["IV"][c][i])
+            t.rows.append([f"configuration {conf}, T = {T:.4g}", label]
+                          + [f"{fmt(x)} {band(b)}" for x, b in zip(ctx.tables["IV"][c][i], ci)])
     ref = ctx.paper(pv.TABLE_IV)
     if ref:
         t.rows.append([_paper_label(ctx), f"{PAPER_DELTA:g}"] + [fmt(x) for x in ref])
     p = ctx.spec.propensity
     t.note = (f"ē: coarse-grained at ξ_Δ = {ctx.xi['Delta']:g}; e{p.main_samples} entries: mean over "
               f"the disjoint sub-ensembles A, B, C of {p.main_samples} runs each, e{p.samples}: all {p.samples} runs "
-              f"(paper: 30 and 100).")
+              f"(paper: 30 and 100). Brackets: 95 % interval, spatial blocks of the configuration resampled "
+              f"(analyze.bootstrap resamples).")
     return t
 
 

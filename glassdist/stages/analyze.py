@@ -17,7 +17,8 @@ Two phases, one ledger (``analyze``), each task writing only its own chunks:
    output time in ``analyze/dynamics/pearson_t``, ``spearman_t`` (C, nT, A, T), the maps of
    Figs. 1, 2 in ``analyze/maps/indicators`` (C, nT, 2, A, N) and, when the propensity stage
    stored sub-ensembles, Table IV at delta = 1 (or the largest delta all four ensembles reached)
-   in ``analyze/ensembles/table`` (C, nT, 5), that delta in ``analyze/ensembles/delta`` (C, nT),
+   in ``analyze/ensembles/table`` (C, nT, 5) with its spatial-block 95 % interval in
+   ``analyze/ensembles/ci`` (C, nT, 5, 2), that delta in ``analyze/ensembles/delta`` (C, nT),
    and the fields of Fig. 4 in ``analyze/ensembles/maps`` (C, nT, 4, 2, N).
    The GlassBench-layout correlations (glassdist.glassbench) of the same task in
    ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T): indicator, propensity
@@ -45,8 +46,9 @@ the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
 ``analyze/structure/mean`` and ``sem`` (A, B). Intervals ([low, high] last axis; NaN = None:
 fewer than 2 values or blocks): ``S2_ci`` (2, P, 2) bootstrap of the mean over valid configurations,
 ``S2_null`` (2, P, 2) band of that mean with shifted fields; ``III_ci`` (K, 2) mean resolved xi_Delta
-over configurations and temperatures; ``IV_ci`` (nT, 5, 2) over configurations; ``V_ci``, ``V_null``
-(C, A, 2) of the maximum over temperatures and times (block resamples; shifted fields, same grid);
+over configurations and temperatures; ``IV_ci`` (C, nT, 5, 2) of each Table IV entry (block
+resamples); ``V_ci``, ``V_null`` (C, A, 2) of the maximum over temperatures and times (block
+resamples; shifted fields, same grid);
 ``S1_ci``, ``S1_null`` (C, nT, 2, A, 2); ``fig5_ci``, ``fig5_null`` (C, nT, A, T, 2); ``II_ci``
 (M, 2, 2) Clopper-Pearson of each member's class accuracies. ``trust``: {members, member_source,
 indicators, classes, agreement {mean, ci, n, median, quantiles {q, values}, hist {edges, counts},
@@ -140,7 +142,8 @@ def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int,
         "maps/Delta": (C, nT, K, 2, N), "maps/optimal": (C, nT, 2, A, N),
     }
     if has_ensembles(spec):
-        shapes.update({"ensembles/table": (C, nT, 5), "ensembles/delta": (C, nT), "ensembles/maps": (C, nT, 4, 2, N)})
+        shapes.update({"ensembles/table": (C, nT, 5), "ensembles/ci": (C, nT, 5, 2), "ensembles/delta": (C, nT),
+                       "ensembles/maps": (C, nT, 4, 2, N)})
     per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.glassbench: propensity kind, group, time
     shapes.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
     g = gamma_arrays(store)
@@ -383,9 +386,12 @@ def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
         ens = store.root["propensity/Delta_ensembles"][c, t]                   # (4, T, N)
         delta = analysis.ensemble_delta(ens.mean(axis=2))
         fields_at = np.stack([propensity_at_delta(e.mean(axis=1), e, [delta])[0][0] for e in ens])  # (4, N)
-        group["ensembles/table"][c, t], group["ensembles/maps"][c, t] = analysis.ensemble_table(
-            positions, fields_at, L, xi["Delta"])
-        group["ensembles/delta"][c, t] = delta
+        row, maps = analysis.ensemble_table(positions, fields_at, L, xi["Delta"])
+        group["ensembles/table"][c, t], group["ensembles/maps"][c, t], group["ensembles/delta"][c, t] = row, maps, delta
+        both = np.concatenate([maps[:, 0], maps[:, 1]]).T                               # (N, 8): bare, then cg
+        boot = uncertainty.block_pearson(positions, both, both, L, block_length(spec, xi["Delta"]),
+                                         spec.analyze.bootstrap, seed(spec, "ensembles", c))  # (R, 8, 8)
+        group["ensembles/ci"][c, t] = uncertainty.interval(analysis.ensemble_row(boot))  # (5, 2)
 
 
 def trust_propensity(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, fields: np.ndarray,
@@ -506,8 +512,8 @@ def interval_tables(store: Store, spec: Spec, valid: np.ndarray, tables: dict) -
     xi_Delta = np.where(np.array(tables["III"]["unresolved"], dtype=object).reshape(xi_Delta.shape) == "",
                         xi_Delta, np.nan)
     out["III_ci"] = _json(uncertainty.bootstrap_mean(xi_Delta.reshape(-1, len(a.deltas)), R, seed(spec, "III")))
-    if "ensembles/table" in group:
-        out["IV_ci"] = _json(uncertainty.bootstrap_mean(group["ensembles/table"][:], R, seed(spec, "IV")))
+    if "ensembles/ci" in group:
+        out["IV_ci"] = _json(group["ensembles/ci"][:])                                   # (C, nT, 5, 2)
     t = group["trust/propensity"]
     out["V_ci"] = _json(uncertainty.interval(_nanmax(t["V_boot"][:], 1), axis=1))       # (C, A, 2)
     out["V_null"] = _json(uncertainty.interval(_nanmax(t["V_null"][:], 1), axis=1))
