@@ -43,7 +43,7 @@ TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
     "propensity_reduce": tuple((f"propensity/{a}", 2, False) for a in ("Delta", "delta", "Delta_ensembles")),
     "analyze": (("analyze/pairs/*", 1, False), ("analyze/structure/C_r", 1, False),   # test replicas, then
                 *((f"analyze/trust/{a}", 1, False) for a in ("agreement", "members", "randomised", "shuffled",
-                                                             "input", "partial", "pairs_null")),
+                                                             "input", "partial", "pairs_null", "C_r_members")),
                 *((f"analyze/{a}", 2, 2) for a in ("dynamics/delta", "dynamics/reached", "dynamics/C_Delta_r",  # scans
                                                    "dynamics/xi_Delta", "dynamics/scan", "dynamics/xi_star",
                                                    "maps/Delta", "maps/optimal", "trust/propensity/S1_*")),

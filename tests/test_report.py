@@ -67,6 +67,10 @@ def test_report_has_every_table_and_figure(campaign):
             and "N_s = 100 runs (paper 100), the main Δ from the first 30 of them (paper 30)" in index)
     rows = list(csv.reader(open(out / "table_V.csv")))
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][1:3] == ["0.925", "1.17"]
+    spread = next(r for r in rows if "members' C_max of Γ" in r[0])   # the spread over the 3 members
+    low, high = map(float, spread[1].split("-", 1)) if spread[1].count("-") == 1 else (None, None)
+    assert spread[0].startswith("configuration 0: the 3 members") and (low is None or low <= high), spread
+    assert index.count("thin lines: each member") == 2                 # Figs. 5 and 8
     rows = list(csv.reader(open(out / "table_III.csv")))
     assert rows[1][3].startswith("not reached")             # delta = 5 is beyond the runs
     assert float(rows[1][1].split(" (")[0]) > 0                # xi_Delta of a reached delta
@@ -115,6 +119,10 @@ def test_analysis_results_in_the_store(campaign):
     assert 0 < tables["IV_delta"][0][0] < 1.0 and tables["IV_delta"][0][0] <= an["dynamics/delta"][0, 0].max()
     # e100 holds the runs of each e30: closer to each e30 than the disjoint e30s are to each other
     assert np.isfinite(row).all() and (np.abs(row) <= 1).all() and row[4] > row[1]
+    members = an["trust/C_r_members"][:]                     # (R_test, M, B): each member's C_Gamma(r), glass
+    bins = an["structure/C_r"].shape[-1]
+    assert members.shape == (2, 3, bins) and np.isfinite(members[:, :, 0]).all()
+    assert len(tables["r_Gamma_members"]) == 3 and an["structure/members_mean"].shape == (3, bins)
     ci = an["ensembles/ci"][0, 0]                            # (5, 2) spatial-block interval of each entry
     assert np.isfinite(ci).all() and (ci[:, 0] <= row).all() and (row <= ci[:, 1]).all()
     gb = an["glassbench/pearson"][0, 0]                      # (A, [bare, cg], [A, B, all], T)
@@ -133,7 +141,8 @@ def test_every_task_array_is_owned_by_its_ledger(campaign):
     from glassdist import integrity
 
     store = Store(campaign["dir"], mode="r")
-    summaries = {"analyze/structure/mean", "analyze/structure/sem", "analyze/structure/r"}
+    summaries = {"analyze/structure/mean", "analyze/structure/sem", "analyze/structure/r",
+                 "analyze/structure/members_mean"}
     for ledger in ("gradcam", "analyze"):
         owned = {}
         for _, arr, chunk in integrity.owned_chunks(store.root, ledger, len(store.ledger(ledger).states())):

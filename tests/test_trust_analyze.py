@@ -151,15 +151,16 @@ def test_a_store_without_members_says_so(analysed):
 
 
 def test_an_analysis_before_the_trust_arrays_is_redone(analysed, tmp_path):
-    """A store analysed by a glassdist without analyze/trust (its group and tables removed here): the
-    next `glassdist analyze` says so once and redoes every task; the report's evidence is then there."""
+    """A store analysed by a glassdist without analyze/trust (its group and tables removed here), or
+    without any other array of today's analysis: the next `glassdist analyze` says so once and redoes
+    every task; the report's evidence is then there."""
     d = shutil.copytree(analysed["old"].dir, tmp_path / "c", symlinks=True)
     store = Store(d)
     del store.root["analyze/trust"]
     tables = dict(store.root["analyze"].attrs["tables"])
     store.root["analyze"].attrs["tables"] = {k: v for k, v in tables.items() if k in ("III", "V", "S1", "S2")}
     out = glassdist("analyze", d, timeout=300).stdout
-    assert out.count("predates the evidence behind Gamma") == 1
+    assert out.count("predates arrays of this glassdist (trust/agreement") == 1
     store = Store(d, mode="r")
     assert store.ledger("analyze").done_mask().all() and "trust" in store.root["analyze"].attrs["tables"]
     assert "trust/agreement" in store.root["analyze"]

@@ -103,6 +103,15 @@ class Context:
                 f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})")
 
     # ---- stored data --------------------------------------------------------------
+    def optional(self, path: str):
+        """The array at ``path`` (read whole), or None when the store has none or it holds no number
+        (an analysis made before it existed)."""
+        root = self.store.root
+        if path not in root:
+            return None
+        value = root[path][...]
+        return value if np.isfinite(value).any() else None
+
     def need(self, stage: str, *paths: str):
         """The arrays at ``paths`` (read whole), or Missing naming the command that makes them."""
         root = self.store.root

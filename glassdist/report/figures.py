@@ -180,9 +180,14 @@ def fig_gradcam_delta(ctx: Context, path) -> str:
     flip = ctx.flipped[0]
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     bands = "fig5_ci" in ctx.tables
+    members = ctx.optional("analyze/trust/propensity/members")                   # (C, nT, M, T)
     for t, T in enumerate(ctx.temperatures):
         ok = delta[0, t] > 0
         line, = ax.plot(delta[0, t, ok], p[0, t, 0, ok], MARKERS[t % len(MARKERS)] + "-", ms=4, label=f"T = {T:g}")
+        if members is not None and members.shape[2] > 1:
+            for m, curve in enumerate(members[0, t]):
+                ax.plot(delta[0, t, ok], curve[ok], "-", color=line.get_color(), lw=0.6, alpha=0.6,
+                        label=f"the {members.shape[2]} members" if t == 0 and m == 0 else None)
         if bands:
             ci, null = (np.array(ctx.tables[k][0][t][0], dtype=float)[ok] for k in ("fig5_ci", "fig5_null"))
             ax.fill_between(delta[0, t, ok], ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.2, lw=0)
@@ -197,8 +202,8 @@ def fig_gradcam_delta(ctx: Context, path) -> str:
            title="Fig. 5: Grad-CAM vs dynamic propensity")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
-    return (f"Pearson C_Γ,Δ with Γ at ξ = {ctx.xi['alpha']:.3g} and Δ at ξ_Δ = "
-            f"{ctx.xi['Delta']:.3g} ({ctx.xi['rule']}); dotted: the δ of Figs. 1, 2"
+    return (f"Pearson C_Γ,Δ with Γ̄ (the members' consensus) at ξ = {ctx.xi['alpha']:.3g} and Δ at ξ_Δ = "
+            f"{ctx.xi['Delta']:.3g} ({ctx.xi['rule']}); thin lines: each member's Γ; dotted: the δ of Figs. 1, 2"
             + ("; shaded: 95 % interval (spatial blocks of configuration 0 resampled) and, grey, the null band "
                "(Γ periodically shifted)." if bands else "."))
 
@@ -224,6 +229,7 @@ def fig_indicators_delta(ctx: Context, path) -> str:
 def fig_violins(ctx: Context, path) -> str:
     """Fig. 6: distributions over test configurations of the indicator correlations."""
     p, correct = ctx.need("analyze", "analyze/pairs/pearson", "gradcam/correct")
+    members, labelled = ctx.optional("analyze/trust/members"), False
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for cls, (name, color) in enumerate(zip(ctx.spec.class_names, ("0.75", "0.35"))):
         ok = correct[:, cls] & np.isfinite(p[:, cls]).all(axis=-1)
@@ -238,6 +244,13 @@ def fig_violins(ctx: Context, path) -> str:
         for x, values in zip(pos, data):
             ax.plot(np.full(len(values), x), values, ".", color="k", ms=2)
         ax.plot([], [], "s", color=color, label=f"{name} ({int(ok.sum())} configurations)")
+        if members is not None and members.shape[2] > 1 and ok.any():  # (Rt, 2, M, I): Gamma_m with each indicator
+            means = np.nanmean(members[ok, cls], axis=0)                             # (M, I)
+            for j, (i, k) in enumerate(ctx.pairs):
+                if i == 0:  # the pairs (Gamma, indicator k)
+                    ax.plot(np.full(len(means), pos[j]), means[:, k - 1], "D", mfc="none", mec="C0", ms=5,
+                            label=None if labelled else f"member means ({members.shape[2]})")
+                    labelled = True
     paper = ctx.paper_indicators(pv.TABLE_S2) if ctx.spec.class_names == CLASSES else None
     if paper:
         for cls, marker in ((0, "x"), (1, "+")):
@@ -250,7 +263,8 @@ def fig_violins(ctx: Context, path) -> str:
            title=f"Fig. 6: indicator correlations, ξ = {ctx.xi['violin']:.3g}")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
-    return "Test configurations, misclassified ones excluded; dashed lines: quartiles; dots: configurations."
+    return ("Test configurations, misclassified ones excluded; dashed lines: quartiles; dots: configurations; "
+            "Γ is the members' consensus Γ̄, open diamonds: each member's mean over the same configurations.")
 
 
 def fig_structure_correlation(ctx: Context, path) -> str:
@@ -263,6 +277,11 @@ def fig_structure_correlation(ctx: Context, path) -> str:
                     label=f"C_{ctx.symbol(name)}")
     ax.axhline(0, color="k", lw=0.6)
     ax.axvspan(*pv.R_GAMMA, color="0.9", label="paper r_Γ ≈ 3-4")
+    members = ctx.optional("analyze/structure/members_mean")                     # (M, B)
+    if members is not None and len(members) > 1:
+        for m, curve in enumerate(members):
+            ax.plot(r, curve, "-", color="C0", lw=0.6, alpha=0.6, label=f"C_Γ of the {len(members)} members"
+                    if m == 0 else None)
     if r_alpha[0] is not None:
         ax.axvline(r_alpha[0], color="C0", ls=":", label=f"r_Γ = {r_alpha[0]:.2f}")
     inset = ax.inset_axes([0.5, 0.45, 0.45, 0.3])
@@ -275,7 +294,12 @@ def fig_structure_correlation(ctx: Context, path) -> str:
     _save(fig, ctx, path)
     names = ", ".join(f"r_{ctx.symbol(n)} = {v:.2f}" if v is not None else f"r_{ctx.symbol(n)}: no zero within range"
                       for n, v in zip(ctx.indicators, r_alpha))
-    return f"Mean ± standard error over correctly classified test glasses; first zero crossings: {names}."
+    spread = ctx.tables.get("r_Gamma_members") or []
+    found = [x for x in spread if x is not None]
+    members_text = (f"; the members' r_Γ: {min(found):.2f}-{max(found):.2f} ({len(found)} of {len(spread)} cross zero)"
+                    if len(spread) > 1 and found else "")
+    return (f"Mean ± standard error over correctly classified test glasses (Γ: the consensus Γ̄; thin lines: each "
+            f"member's Γ); first zero crossings: {names}{members_text}.")
 
 
 def _xi_scan(ctx: Context, path, cg: int, number: str) -> str:

@@ -145,7 +145,8 @@ def table_iii(ctx: Context) -> Table:
                   + [""] * len(ctx.deltas)
                   + [fmt(xi["Delta"]) + (f" (from δ = {xi['Delta_at']:g})" if derived else ""), fmt(xi["alpha"]),
                      fmt(xi["violin"]),
-                     fmt(r_gamma) + (f" ({iii['r_Gamma_unresolved']})" if iii["r_Gamma_unresolved"] else "")])
+                     fmt(r_gamma) + (f" ({iii['r_Gamma_unresolved']})" if iii["r_Gamma_unresolved"] else "")
+                     + _members_range(ctx.tables.get("r_Gamma_members"))])
     ref = ctx.paper(pv.TABLE_III)
     if ref:
         t.rows.append([_paper_label(ctx)] + [fmt(ref["xi_Delta"].get(float(d))) for d in ctx.deltas]
@@ -159,6 +160,15 @@ def table_iii(ctx: Context) -> Table:
         "The lengths of Figs. 5-7 and Table IV are the campaign's fixed analyze.xi; ξ_Δ(δ) is measured."
     t.note = rule + " A length in parentheses could not be resolved and is not used."
     return t
+
+
+def _members_range(values) -> str:
+    """' (members a-b)' for the per-member values of a Γ statistic (None: not resolved); '' for one member."""
+    found = [x for x in values or [] if x is not None]
+    if len(values or []) < 2 or not found:
+        return ""
+    return f" (members {fmt(min(found))}-{fmt(max(found))}" + (
+        f", {len(values) - len(found)} unresolved)" if len(found) < len(values) else ")")
 
 
 def table_hold(ctx: Context) -> Table:
@@ -246,8 +256,16 @@ def table_v(ctx: Context) -> Table:
     t = Table("Table V: maximum values of correlations and their locations",
               ["row"] + [f"{'1 - ' if f else ''}{ctx.symbol(n)}: {c}" for n, f in zip(ctx.indicators, flip)
                          for c in ("C_max", "δ*")])
+    members = ctx.optional("analyze/trust/propensity/members")                   # (C, nT, M, T)
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         t.rows.append([f"configuration {conf}"] + [fmt(v[c][j][a]) for a in range(len(ctx.indicators)) for j in (0, 1)])
+        if members is not None and members.shape[2] > 1:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a member whose every C is NaN
+                best = np.nanmax(members[c], axis=(0, 2))                                  # (M,)
+            t.rows.append([f"configuration {conf}: the {len(best)} members' C_max of Γ (min-max)",
+                           f"{fmt(np.nanmin(best))}-{fmt(np.nanmax(best))}", ""]
+                          + [""] * (2 * len(ctx.indicators) - 2))
         if "V_ci" in ctx.tables:
             t.rows.append([f"configuration {conf}: 95 % interval; null band of the maximum"]
                           + [x for a in range(len(ctx.indicators)) for x in (

@@ -34,7 +34,9 @@ Pearson of each Gamma variant with each structural indicator; ``trust/partial`` 
 Gamma-bar with each indicator given Gamma^0 [0] and given the local composition [1] (the fraction
 of small particles coarse-grained at xi; at xi = 0 in a window of the first-shell radius 1.5 max
 sigma_ii); ``trust/pairs_null`` (Rt, 2, S, P): each Table S2 pair with its first field periodically
-shifted. Configuration c, temperature T: ``trust/propensity/members`` (C, nT, M, T),
+shifted; ``trust/C_r_members`` (Rt, M, B): each member's bare C_Gamma(r) of the glass (Fig. 8; their
+mean over the valid glasses in ``structure/members_mean`` (M, B), first zeros in the tables'
+``r_Gamma_members``). Configuration c, temperature T: ``trust/propensity/members`` (C, nT, M, T),
 ``randomised`` (C, nT, M, V, T), ``shuffled``, ``input`` (C, nT, T): C(variant, Delta)(t) as
 dynamics/pearson_t (Gamma's sign convention); ``partial`` (C, nT, 2, T); ``pearson_t_ci``,
 ``pearson_t_null`` (C, nT, A, T, 2): spatial-block 95 % interval and shifted-field null band of each
@@ -149,7 +151,7 @@ def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int,
     g = gamma_arrays(store)
     present = VARIANTS if g is None else [n for n in VARIANTS if n in g]
     trust = {"agreement": (Rt, 2), "members": (Rt, 2, M, I), "randomised": (Rt, 2, M, V, I), "shuffled": (Rt, 2, I),
-             "input": (Rt, 2, I), "partial": (Rt, 2, 2, I), "pairs_null": (Rt, 2, S, P),
+             "input": (Rt, 2, I), "partial": (Rt, 2, 2, I), "pairs_null": (Rt, 2, S, P), "C_r_members": (Rt, M, B),
              "propensity/members": (C, nT, M, T), "propensity/randomised": (C, nT, M, V, T),
              "propensity/shuffled": (C, nT, T), "propensity/input": (C, nT, T), "propensity/partial": (C, nT, 2, T),
              "propensity/pearson_t_ci": (C, nT, A, T, 2), "propensity/pearson_t_null": (C, nT, A, T, 2),
@@ -202,9 +204,10 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    before_trust = NAME in store.root and "trust" not in store.root[NAME] and store.stage_started(NAME) \
-        and store.ledger(NAME).done_mask().any()
-    for name, shape in array_shapes(spec, store).items():
+    shapes = array_shapes(spec, store)
+    missing = [name for name in shapes if f"{NAME}/{name}" not in store.root]  # made by a newer glassdist
+    older = bool(missing) and store.stage_started(NAME) and store.ledger(NAME).done_mask().any()
+    for name, shape in shapes.items():
         dtype = "bool" if name == "dynamics/reached" else "float64"
         chunks = (1,) + shape[1:] if per_replica(name) else (1, 1) + shape[2:]
         store.require_array(f"{NAME}/{name}", shape, chunks, dtype,
@@ -222,8 +225,9 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
                        "xi": "Delta"},  # the coarse-graining of the propensity: attribute xi's "Delta"
         "test_replicas": spec.replicas_of("test").tolist(),
         "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
-    if before_trust:  # an analysis of a glassdist without the evidence behind Gamma: every task again
-        print(f"{NAME}: this analysis predates the evidence behind Gamma (analyze/trust): it is redone")
+    if older:  # an analysis by a glassdist that did not make some of today's arrays: every task again
+        print(f"{NAME}: this analysis predates arrays of this glassdist ({', '.join(missing[:3])}"
+              f"{', ...' if len(missing) > 3 else ''}): it is redone")
         store.ledger(NAME).reopen_all()
         store.root[NAME].attrs.pop("tables", None)
     todo = store.ledger(NAME, n_tasks(spec)).todo()
@@ -308,6 +312,9 @@ def trust_replica(store: Store, spec: Spec, t: int, positions: np.ndarray, field
         for name, value in res.items():
             rows.setdefault(name, []).append(value)
     M = rows["members"][0].shape[0]
+    glass = _variants(store, t, 1)["members"]                                               # (N, M)
+    group["trust/C_r_members"][t] = np.stack([analysis.spatial_correlation(
+        positions[1], glass[:, m], L, a.correlation_rmax, a.correlation_bins)[1] for m in range(M)])
     group["trust/agreement"][t] = rows["agreement"]
     for name in ("members", "partial", "pairs_null"):
         group[f"trust/{name}"][t] = np.stack(rows[name])
@@ -471,6 +478,9 @@ def summarize(store: Store, spec: Spec) -> dict:
     mean, sem, r_alpha = analysis.mean_correlation(C_r, r)
     for name, value in (("mean", mean), ("sem", sem)):
         store.require_array(f"{NAME}/structure/{name}", value.shape, value.shape, "float64")[:] = value
+    members_mean, _, r_members = analysis.mean_correlation(group["trust/C_r_members"][:][valid[:, 1]], r)
+    store.require_array(f"{NAME}/structure/members_mean", members_mean.shape, members_mean.shape,
+                        "float64")[:] = members_mean
     dyn = {k: group[f"dynamics/{k}"][:] for k in ("delta", "reached", "xi_Delta", "scan", "pearson_t")}
     C = dyn["delta"].shape[0]
     half_box, r_min = min(a.correlation_rmax, spec.box_length / 2), float(r[1])
@@ -486,7 +496,7 @@ def summarize(store: Store, spec: Spec) -> dict:
                      for c in range(C)]),
         "S2": _json(analysis.table_s2(p, s, valid)),
         "S2_counts": valid.sum(axis=0).tolist(), "misclassified": int((~correct).sum()),
-        "r_alpha": _json(r_alpha),
+        "r_alpha": _json(r_alpha), "r_Gamma_members": _json(r_members),
     }
     if "ensembles/table" in group:
         tables["IV"] = _json(group["ensembles/table"][:])
