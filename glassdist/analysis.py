@@ -89,6 +89,18 @@ def xi_scan(smoothed: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.array([_coefficients(s, target, pearson) for s in smoothed])
 
 
+def scan_against(smoothed: np.ndarray, Delta_maps: np.ndarray) -> np.ndarray:
+    """The xi scans (2, K, X, A) of indicators smoothed at each xi (X, N, A) against the propensity
+    maps (K, 2, N) [bare, coarse-grained] of each delta; NaN where a map is not finite (delta not
+    reached, xi_Delta unresolved)."""
+    scan = np.full((2, len(Delta_maps), *smoothed.shape[::2]), np.nan)
+    for k, maps in enumerate(Delta_maps):
+        for cg in (0, 1):
+            if np.isfinite(maps[cg]).all():
+                scan[cg, k] = xi_scan(smoothed, maps[cg])
+    return scan
+
+
 def best(scan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maximum over the leading axes of ``scan`` (K, X, A) for each indicator (last axis).
 
@@ -151,22 +163,19 @@ def propensity_scan(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarr
     indicators; delta_t (T,), Delta_t (T, N): delta(t) and the propensity at each output time.
     """
     n, a_dim = fields.shape
-    k_dim, x_dim = len(deltas), len(xi_grid)
+    k_dim = len(deltas)
     at_delta, reached = propensity_at_delta(delta_t, Delta_t, deltas)        # (K, N), (K,)
     smoothed = np.stack([smooth(positions, fields, L, xi, flip) for xi in xi_grid])  # (X, N, A)
     r = correlation_radii(r_max, bins)
     C_Delta_r = np.full((k_dim, bins + 1), np.nan)
     xi_Delta = np.full(k_dim, np.nan)
-    scan = np.full((2, k_dim, x_dim, a_dim), np.nan)
     Delta_maps = np.full((k_dim, 2, n), np.nan)
     for k in np.flatnonzero(reached):
         C_Delta_r[k], xi_Delta[k] = correlation_length(positions, at_delta[k], L, r_max, bins)
         Delta_maps[k, 0] = normalise(at_delta[k])
         if not unresolved(xi_Delta[k], r[1], min(r_max, np.min(L) / 2)):
             Delta_maps[k, 1] = smooth(positions, at_delta[k], L, xi_Delta[k])
-        for cg in (0, 1):
-            if np.isfinite(Delta_maps[k, cg]).all():
-                scan[cg, k] = xi_scan(smoothed, Delta_maps[k, cg])
+    scan = scan_against(smoothed, Delta_maps)
     xi_star = np.full((2, a_dim), np.nan)
     optimal = np.full((2, a_dim, n), np.nan)
     for cg in (0, 1):

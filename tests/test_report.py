@@ -68,9 +68,11 @@ def test_report_has_every_table_and_figure(campaign):
     rows = list(csv.reader(open(out / "table_V.csv")))
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][1:3] == ["0.925", "1.17"]
     spread = next(r for r in rows if "members' C_max of Γ" in r[0])   # the spread over the 3 members
-    low, high = map(float, spread[1].split("-", 1)) if spread[1].count("-") == 1 else (None, None)
-    assert spread[0].startswith("configuration 0: the 3 members") and (low is None or low <= high), spread
+    low, high = map(float, spread[1].split(" to "))
+    assert spread[0].startswith("configuration 0: the 3 members") and low <= high, spread
     assert index.count("thin lines: each member") == 2                 # Figs. 5 and 8
+    s1 = list(csv.reader(open(out / "table_S1.csv")))
+    assert any(r[1] == "Γ of the 3 members (min to max)" and r[2] != "-" for r in s1)  # C_max range, with CG of Δ
     rows = list(csv.reader(open(out / "table_III.csv")))
     assert rows[1][3].startswith("not reached")             # delta = 5 is beyond the runs
     assert float(rows[1][1].split(" (")[0]) > 0                # xi_Delta of a reached delta
@@ -89,6 +91,7 @@ def test_report_has_every_table_and_figure(campaign):
             "partial: Γ̄ given Γ⁰", "randomised: output … conv1"} <= trust
     s2 = list(csv.reader(open(out / "table_S2.csv")))
     assert any(r[0] == "95 % interval of the mean; null band" and "null [" in r[2] for r in s2)
+    assert any(r[0].startswith("Γ of each of the 3 members") and r[1] == "liquid" and " to " in r[2] for r in s2)
     # the report opens with the departure table: the demo preset's T_L, tiny training set, N, ...
     first = index.index("<h2 id='departures'>")
     assert first < index.index("<h2 id='table_I'>")

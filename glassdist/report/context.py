@@ -3,6 +3,7 @@ matches, the scale it ran at, and which stored results exist."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -111,6 +112,21 @@ class Context:
             return None
         value = root[path][...]
         return value if np.isfinite(value).any() else None
+
+    def member_means(self, cls: int) -> np.ndarray | None:
+        """Each member's Pearson with each structural indicator at xi violin, mean over the
+        configurations of Table S2 and Fig. 6 (correctly classified, every pair finite): (M, I);
+        None with one member, none stored, or no such configuration."""
+        members = self.optional("analyze/trust/members")                            # (Rt, 2, M, I)
+        if members is None or members.shape[2] < 2:
+            return None
+        p, correct = self.need("analyze", "analyze/pairs/pearson", "gradcam/correct")
+        ok = correct[:, cls] & np.isfinite(p[:, cls]).all(axis=-1)
+        if not ok.any():
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a member without a finite value
+            return np.nanmean(members[ok, cls], axis=0)
 
     def need(self, stage: str, *paths: str):
         """The arrays at ``paths`` (read whole), or Missing naming the command that makes them."""

@@ -213,9 +213,14 @@ def fig_indicators_delta(ctx: Context, path) -> str:
     p, delta = ctx.need("analyze", "analyze/dynamics/pearson_t", "analyze/dynamics/delta")
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     paper = ctx.paper_indicators(pv.TABLE_V)
+    members = ctx.optional("analyze/trust/propensity/members")                   # (C, nT, M, T)
     for a, (name, flip) in enumerate(zip(ctx.indicators, ctx.flipped)):
         ok = delta[0] > 0
         ax.plot(delta[0][ok], p[0, :, a][ok], MARKERS[a], ms=4, color=f"C{a}", ls="none", label=ctx.label(name, flip))
+        if a == 0 and members is not None and members.shape[2] > 1:
+            for m in range(members.shape[2]):
+                ax.plot(delta[0][ok], members[0, :, m][ok], ".", ms=2, color="C0", alpha=0.5,
+                        label=f"each of the {members.shape[2]} members' Γ" if m == 0 else None)
         if paper:
             c, d = paper[name]
             ax.plot([d], [c], "*", color=f"C{a}", ms=11, mec="k", label=f"paper max ({ctx.symbol(name)})")
@@ -223,13 +228,14 @@ def fig_indicators_delta(ctx: Context, path) -> str:
     ax.set(xscale="log", xlabel="δ", ylabel="C(α, Δ)", title="Fig. 7: structural indicators vs propensity")
     ax.legend(fontsize=7)
     _save(fig, ctx, path)
-    return "All temperatures together; stars: the paper's maxima (Table V)."
+    return ("All temperatures together; Γ is the members' consensus Γ̄, small dots each member's Γ; stars: the "
+            "paper's maxima (Table V).")
 
 
 def fig_violins(ctx: Context, path) -> str:
     """Fig. 6: distributions over test configurations of the indicator correlations."""
     p, correct = ctx.need("analyze", "analyze/pairs/pearson", "gradcam/correct")
-    members, labelled = ctx.optional("analyze/trust/members"), False
+    labelled = False
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for cls, (name, color) in enumerate(zip(ctx.spec.class_names, ("0.75", "0.35"))):
         ok = correct[:, cls] & np.isfinite(p[:, cls]).all(axis=-1)
@@ -244,12 +250,12 @@ def fig_violins(ctx: Context, path) -> str:
         for x, values in zip(pos, data):
             ax.plot(np.full(len(values), x), values, ".", color="k", ms=2)
         ax.plot([], [], "s", color=color, label=f"{name} ({int(ok.sum())} configurations)")
-        if members is not None and members.shape[2] > 1 and ok.any():  # (Rt, 2, M, I): Gamma_m with each indicator
-            means = np.nanmean(members[ok, cls], axis=0)                             # (M, I)
+        means = ctx.member_means(cls)                                               # (M, I) or None
+        if means is not None:
             for j, (i, k) in enumerate(ctx.pairs):
                 if i == 0:  # the pairs (Gamma, indicator k)
                     ax.plot(np.full(len(means), pos[j]), means[:, k - 1], "D", mfc="none", mec="C0", ms=5,
-                            label=None if labelled else f"member means ({members.shape[2]})")
+                            label=None if labelled else f"member means ({len(means)})")
                     labelled = True
     paper = ctx.paper_indicators(pv.TABLE_S2) if ctx.spec.class_names == CLASSES else None
     if paper:
@@ -296,7 +302,8 @@ def fig_structure_correlation(ctx: Context, path) -> str:
                       for n, v in zip(ctx.indicators, r_alpha))
     spread = ctx.tables.get("r_Gamma_members") or []
     found = [x for x in spread if x is not None]
-    members_text = (f"; the members' r_Γ: {min(found):.2f}-{max(found):.2f} ({len(found)} of {len(spread)} cross zero)"
+    members_text = (f"; the members' r_Γ: {min(found):.2f} to {max(found):.2f} ({len(found)} of {len(spread)} cross "
+                    "zero)"
                     if len(spread) > 1 and found else "")
     return (f"Mean ± standard error over correctly classified test glasses (Γ: the consensus Γ̄; thin lines: each "
             f"member's Γ); first zero crossings: {names}{members_text}.")

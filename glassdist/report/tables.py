@@ -162,12 +162,21 @@ def table_iii(ctx: Context) -> Table:
     return t
 
 
+def _span(values) -> str:
+    """'a to b' of the finite values (one: 'a'); '-' when none is."""
+    found = [x for x in values if x is not None and np.isfinite(x)]
+    if not found:
+        return "-"
+    low, high = min(found), max(found)
+    return fmt(low) if low == high else f"{fmt(low)} to {fmt(high)}"
+
+
 def _members_range(values) -> str:
-    """' (members a-b)' for the per-member values of a Γ statistic (None: not resolved); '' for one member."""
+    """' (members a to b)' for the per-member values of a Γ statistic (None: not resolved); '' for one member."""
     found = [x for x in values or [] if x is not None]
     if len(values or []) < 2 or not found:
         return ""
-    return f" (members {fmt(min(found))}-{fmt(max(found))}" + (
+    return f" (members {_span(found)}" + (
         f", {len(values) - len(found)} unresolved)" if len(found) < len(values) else ")")
 
 
@@ -263,8 +272,8 @@ def table_v(ctx: Context) -> Table:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a member whose every C is NaN
                 best = np.nanmax(members[c], axis=(0, 2))                                  # (M,)
-            t.rows.append([f"configuration {conf}: the {len(best)} members' C_max of Γ (min-max)",
-                           f"{fmt(np.nanmin(best))}-{fmt(np.nanmax(best))}", ""]
+            t.rows.append([f"configuration {conf}: the {len(best)} members' C_max of Γ (min to max)",
+                           _span(best), ""]
                           + [""] * (2 * len(ctx.indicators) - 2))
         if "V_ci" in ctx.tables:
             t.rows.append([f"configuration {conf}: 95 % interval; null band of the maximum"]
@@ -287,12 +296,18 @@ def table_s1(ctx: Context) -> Table:
                                    for c in ("C_max", "δ*", "ξ*", "95 % interval; null band of C_max")]
     ci, null = ctx.tables.get("S1_ci"), ctx.tables.get("S1_null")
     t = Table("Table S1: maximum correlation and optimal δ and ξ", cols)
+    members = ctx.tables.get("S1_members")           # (C, nT, 2, M, 3)
     for c, conf in enumerate(ctx.spec.propensity.configurations):
         for i, T in enumerate(ctx.temperatures):
             for a, name in enumerate(ctx.indicators):
                 t.rows.append([f"configuration {conf}, T = {T:g}", ctx.symbol(name)]
                               + [x for cg in (1, 0) for x in [fmt(y) for y in s1[c][i][cg][a]] + [
                                   f"{band(ci[c][i][cg][a])}; null {band(null[c][i][cg][a])}" if ci else "-"]])
+                if a == 0 and members and len(members[c][i][0]) > 1:
+                    t.rows.append([f"configuration {conf}, T = {T:g}",
+                                   f"{ctx.symbol(name)} of the {len(members[c][i][0])} members (min to max)"]
+                                  + [x for cg in (1, 0) for x in [_span([m[j] for m in members[c][i][cg]])
+                                                                  for j in range(3)] + [""]])
     ref = ctx.paper_indicators(pv.TABLE_S1)
     if ref:
         for name in ctx.indicators:
@@ -317,6 +332,10 @@ def table_s2(ctx: Context) -> Table:
     for cls in (1, 0):
         name = ctx.spec.class_names[cls]
         t.rows.append([f"this campaign ({counts[cls]} configurations)", name] + [cell(v) for v in s2[cls]])
+        spread = ctx.member_means(cls)                                          # (M, I) or None
+        if spread is not None:
+            t.rows.append([f"Γ of each of the {len(spread)} members: mean (min to max)", name]
+                          + [_span(spread[:, j - 1]) if i == 0 else "" for i, j in ctx.pairs])
         if "S2_ci" in ctx.tables:
             t.rows.append(["95 % interval of the mean; null band", name]
                           + [f"{band(ci)}; null {band(null)}" for ci, null in zip(ctx.tables["S2_ci"][cls],

@@ -42,7 +42,8 @@ dynamics/pearson_t (Gamma's sign convention); ``partial`` (C, nT, 2, T); ``pears
 ``pearson_t_null`` (C, nT, A, T, 2): spatial-block 95 % interval and shifted-field null band of each
 C_{alpha,Delta}(t) (Fig. 5); ``V_boot`` (C, nT, R, A), ``V_null`` (C, nT, S, A): their maxima over
 output times per block resample / shift; ``S1_boot`` (C, nT, R, 2, A), ``S1_null`` (C, nT, S, 2, A):
-the Table S1 maxima over (delta, xi) per resample / shift (every xi uses the same shift).
+the Table S1 maxima over (delta, xi) per resample / shift (every xi uses the same shift);
+``S1_members`` (C, nT, 2, M, 3): Table S1's (C_max, delta*, xi*) of each member's Gamma.
 When every task is done, the summaries (Tables III, IV, V, S1, S2, r_alpha of Fig. 8) go to
 the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
 ``analyze/structure/mean`` and ``sem`` (A, B). Intervals ([low, high] last axis; NaN = None:
@@ -156,7 +157,8 @@ def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int,
              "propensity/shuffled": (C, nT, T), "propensity/input": (C, nT, T), "propensity/partial": (C, nT, 2, T),
              "propensity/pearson_t_ci": (C, nT, A, T, 2), "propensity/pearson_t_null": (C, nT, A, T, 2),
              "propensity/V_boot": (C, nT, R, A), "propensity/V_null": (C, nT, S, A),
-             "propensity/S1_boot": (C, nT, R, 2, A), "propensity/S1_null": (C, nT, S, 2, A)}
+             "propensity/S1_boot": (C, nT, R, 2, A), "propensity/S1_null": (C, nT, S, 2, A),
+             "propensity/S1_members": (C, nT, 2, M, 3)}
     shapes.update({f"trust/{k}": v for k, v in trust.items()
                    if k.split("/")[-1] not in VARIANTS or k.split("/")[-1] in present})
     return shapes
@@ -375,6 +377,10 @@ def trust_scan(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, 
         return _nanmax(v.reshape(len(v), X, A, 2, K), (1, 4)).transpose(0, 2, 1)
 
     group["trust/propensity/S1_boot"][c, t], group["trust/propensity/S1_null"][c, t] = grid_max(boot), grid_max(null)
+    members = _variants(store, spec.propensity.configurations[c], 1)["members"]            # (N, M)
+    smoothed = np.stack([analysis.smooth(positions, members, L, xi, bool(flip[0])) for xi in a.xi_grid])
+    group["trust/propensity/S1_members"][c, t] = analysis.table_s1(analysis.scan_against(smoothed, res.Delta),
+                                                                   a.deltas, a.xi_grid)  # (2, M, 3)
 
 
 def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
@@ -492,6 +498,7 @@ def summarize(store: Store, spec: Spec) -> dict:
                 "xi": chosen_xi(store),
                 "r_Gamma_unresolved": analysis.unresolved(r_alpha[0], r_min, half_box) if len(r_alpha) else ""},
         "V": [[_json(v) for v in analysis.table_v(dyn["pearson_t"][c], dyn["delta"][c])] for c in range(C)],
+        "S1_members": _json(group["trust/propensity/S1_members"][:]),
         "S1": _json([[analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
                      for c in range(C)]),
         "S2": _json(analysis.table_s2(p, s, valid)),
