@@ -20,9 +20,6 @@ from ..spec import HOLD_OUTPUTS, Spec
 from .checkpoint import fingerprint
 from .isoconf import output_steps
 
-PHASES = ("equilibrate", "cool", "hold")
-
-
 @dataclass
 class QuenchResult:
     positions: np.ndarray      # (2, N, dim): wrapped positions at T_liquid, T_glass
@@ -72,7 +69,7 @@ class QuenchPlan:
     its start (it sits in the cooling at T_liquid's step). Segment ends: every multiple of
     ``every`` inside a phase (the chances to checkpoint), the end of the equilibration, the
     cooling's recorded steps (thermo points, T_liquid, the snapshots when kept, T_glass) and the
-    hold's (:func:`hold_steps`). A phase change starts a fresh thermostat (:meth:`thermostat`)."""
+    hold's (:func:`hold_steps`). A phase change starts a fresh thermostat (``targets[phase]``)."""
 
     segments: tuple[tuple[str, int], ...]
     thermo: dict[int, int]       # cooling step -> index of the thermo point (P of them)
