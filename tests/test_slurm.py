@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -201,6 +202,53 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), local, campaign)
     assert "#SBATCH --cpus-per-task=2\n" in analyze  # jobs = 0: the workers run in this job
     assert "# Dask stage: 2 worker process(es) on this job's 2 core(s).\n" in analyze
+
+
+RANK_SCRIPT = """
+import os, subprocess, sys
+import torch
+import torch.distributed as dist
+
+rank, url = int(sys.argv[1]), os.environ["HPC_DDP_INIT"]
+dist.init_process_group("gloo", init_method=url, rank=rank, world_size=2)
+total = torch.ones(1)
+dist.all_reduce(total)
+if rank == 0:  # while the rendezvous file exists: its mode, and what another user can do
+    path = url.removeprefix("file://")
+    print("sum", int(total.item()), "mode", oct(os.stat(path).st_mode & 0o777),
+          "directory", oct(os.stat(os.path.dirname(path)).st_mode & 0o777), flush=True)
+    outsider = "import os, sys\\nfor f in (lambda: os.listdir(sys.argv[1]), lambda: open(sys.argv[2])):\\n" \\
+               "    try:\\n        f(); print('allowed')\\n    except PermissionError:\\n        print('refused')"
+    print(subprocess.run(["/usr/bin/python3", "-c", outsider, os.path.dirname(path), path], capture_output=True,
+                         text=True, user="nobody", group="nogroup", extra_groups=[]).stdout, flush=True)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the outsider as another user (nobody)")
+def test_ddp_rendezvous_is_closed_to_another_user(tmp_path):
+    """The multi-node DDP job's own rendezvous lines (jobs/ddp.sh), run by bash: two processes that
+    know the secret meet through the file and reduce a tensor; a process of another user, which
+    knows the shared directory but not the secret, can neither list the directory (to learn the
+    file's name) nor open the file (directory 700, file 600)."""
+    shared = Path(tempfile.mkdtemp(prefix="gd-shared-"))  # a shared filesystem: everyone may enter it
+    try:
+        shared.chmod(0o755)
+        campaign = shared / "c"
+        text = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]),
+                            load_profile("gpu-cluster"), campaign)
+        rendezvous = text[text.index("secrets="):text.index("umask 077\n") + len("umask 077\n")]
+        (tmp_path / "rank.py").write_text(RANK_SCRIPT)
+        ranks = " & ".join(f"{sys.executable} {tmp_path / 'rank.py'} {r}" for r in (0, 1))
+        script = f"set -e\nexport SLURM_JOB_ID=4242\n{rendezvous}{ranks} & wait -n && wait -n"  # both ranks ok
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "GLOO_SOCKET_IFNAME": "lo"})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "sum 2 mode 0o600 directory 0o700" in proc.stdout, proc.stdout
+        assert proc.stdout.split().count("refused") == 2 and "allowed" not in proc.stdout, proc.stdout
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
