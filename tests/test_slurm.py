@@ -226,7 +226,8 @@ dist.destroy_process_group()
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the outsider as another user (nobody)")
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root, to run the outsider as another user (nobody) with the system's python3")
 def test_ddp_rendezvous_is_closed_to_another_user(tmp_path):
     """The multi-node DDP job's own rendezvous lines (jobs/ddp.sh), run by bash: two processes that
     know the secret meet through the file and reduce a tensor; a process of another user, which
