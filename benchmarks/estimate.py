@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glassdist.estimate import cached, estimate
+from glassdist.commands.estimate import cached, estimate
 from glassdist.spec import load
 from glassdist.stages import STAGES
 from glassdist.store import Store

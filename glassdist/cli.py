@@ -39,9 +39,9 @@ def cmd_init(args) -> int:
 
 
 def cmd_derive(args) -> int:
-    """`init NEW --from OLD [--set ...]`: a derived campaign (glassdist.derive); on an existing
+    """`init NEW --from OLD [--set ...]`: a derived campaign (glassdist.commands.derive); on an existing
     derived NEW, point it to its (moved) upstream again."""
-    from .derive import derive, relink
+    from .commands.derive import derive, relink
     from .store import Store
 
     new = Path(args.dir)
@@ -62,13 +62,13 @@ def cmd_derive(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from .estimate import run
+    from .commands.estimate import run
 
     return run(args.dir, calibrate_now=args.calibrate, ranks=args.ranks, gpu_check=args.calibration)
 
 
 def cmd_detach(args) -> int:
-    from .derive import detach
+    from .commands.derive import detach
 
     stages = detach(args.dir)
     print(f"{args.dir}: copied in the results of {', '.join(stages)}; it no longer needs its upstream campaign")
@@ -160,19 +160,19 @@ def mark_complete(campaign_dir, name: str, spec) -> None:
 
 
 def cmd_status(args) -> int:
-    from .status import print_status
+    from .commands.status import print_status
 
     return print_status(args.dir, show_spec=args.spec, verify=args.verify)
 
 
 def cmd_import(args) -> int:
-    from .importer import run
+    from .commands.importer import run
 
     return run(args)
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from .commands.export import export
 
     return export(args)
 
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.set_defaults(func=cmd_detach)
 
-    from .submit import add_arguments as add_submit_arguments
+    from .commands.submit import add_arguments as add_submit_arguments
 
     add_submit_arguments(sub.add_parser("submit", help="run the stages as SLURM jobs (docs/slurm.md)"))
 
@@ -337,11 +337,11 @@ def _describe(exc: BaseException) -> tuple[int, str] | None:
 
 def check_upstream(args) -> None:
     """Every command on a derived campaign first checks that the results it reuses are still
-    there and unchanged (glassdist.derive.check; exit 2 otherwise)."""
+    there and unchanged (glassdist.commands.derive.check; exit 2 otherwise)."""
     directory = getattr(args, "dir", None)
     if args.command in ("init", "demo") or not directory or not (Path(directory) / "store.zarr").is_dir():
         return
-    from .derive import check
+    from .commands.derive import check
     from .store import Store
 
     store = Store(directory, mode="r")

@@ -119,7 +119,7 @@ class Store:
 
     # ---- derived campaigns -----------------------------------------------------------
     def upstream(self) -> dict:
-        """The root attribute ``upstream`` of a derived campaign ({} otherwise): see glassdist.derive."""
+        """The root attribute ``upstream`` of a derived campaign ({} otherwise): see glassdist.commands.derive."""
         return dict(self.root.attrs.get("upstream") or {})
 
     def reused_stages(self) -> tuple[str, ...]:
@@ -177,7 +177,7 @@ class Store:
         input check): ``not started`` (no ledger), ``stale`` (computed with other values of its
         campaign sections than ``spec``'s, or the results it read changed since it ran),
         ``failed`` (a task failed after all attempts), ``incomplete`` (tasks pending), ``done``.
-        A stage a derived campaign reuses is done (glassdist.derive.check guards it)."""
+        A stage a derived campaign reuses is done (glassdist.commands.derive.check guards it)."""
         if stage in self.reused_stages():
             return StageState("done", f"reused from {self.upstream_dir()}")
         ledgers = [self.ledger(n) for n in STAGES[stage].ledgers if self.stage_started(n)]

@@ -42,7 +42,7 @@ def test_registry_is_the_pipeline():
 @pytest.mark.parametrize("code", [
     "from glassdist.cli import build_parser; build_parser()",
     "import glassdist.stages.quench, glassdist.stages.inherent, glassdist.stages.propensity",
-    "from glassdist.status import print_status",
+    "from glassdist.commands.status import print_status",
 ])
 def test_cli_status_and_mpi_stages_start_without_torch_or_dask_distributed(code):
     """`glassdist --help`, `status` and every rank of an MPI stage import neither torch nor

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from glassdist.estimate import cached, estimate, store_bytes
+from glassdist.commands.estimate import cached, estimate, store_bytes
 from glassdist.spec import apply_overrides, load
 
 from .conftest import glassdist, init_tiny
@@ -68,7 +68,7 @@ def test_submit_sizes_walltime_from_the_estimate(tmp_path):
     dry = glassdist("submit", d, "--profile", "generic-cpu", "--dry-run", "--stages", "quench").stdout
     assert "#SBATCH --time=1-00:00:00" in dry  # the profile's
     spec = load(d)
-    from glassdist.estimate import calibration_key, calibration_steps, machine
+    from glassdist.commands.estimate import calibration_key, calibration_steps, machine
 
     # a calibration as `estimate --calibrate` writes it: 0.5 s + 1 ms per step per quench
     steps = list(calibration_steps(spec))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from glassdist.cli import main
-from glassdist.formats import property_name
+from glassdist.commands.formats import property_name
 from glassdist.spec import load
 from glassdist.store import Store
 

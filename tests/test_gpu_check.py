@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from glassdist import spec as specmod
-from glassdist.estimate import estimate, gpu_parts
+from glassdist.commands.estimate import estimate, gpu_parts
 
 from .conftest import glassdist
 

@@ -16,13 +16,12 @@ LAYERS = (
     ("base", ("glassdist", "glassdist.constants", "glassdist.errors",
               "glassdist.stages")),  # the stage registry: names, needs, kinds; stage modules load lazily
     ("science", ("glassdist.structure", "glassdist.fields", "glassdist.dynamics", "glassdist.analysis",
-                 "glassdist.glassbench", "glassdist.indicators", "glassdist.formats")),
+                 "glassdist.glassbench", "glassdist.indicators")),
     ("campaign", ("glassdist.spec",)),
     ("engines and learning", ("glassdist.md", "glassdist.learn")),
     ("store", ("glassdist.store", "glassdist.integrity")),
     ("stages", ("glassdist.stages.*", "glassdist.report")),
-    ("pipeline", ("glassdist.status", "glassdist.derive", "glassdist.estimate", "glassdist.submit",
-                  "glassdist.export", "glassdist.importer")),
+    ("commands", ("glassdist.commands",)),  # status, estimate, submit, derive, import, export
     ("cli", ("glassdist.cli", "glassdist.__main__")),
 )
 

@@ -170,7 +170,7 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
 
 def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     from glassdist.stages import STAGES
-    from glassdist.submit import job_kind
+    from glassdist.commands.submit import job_kind
     from hpc.dask_cluster import PROFILE_ENV
 
     profile = load_profile("gpu-cluster")

@@ -27,7 +27,7 @@ class Stage:
     tasks: number of tasks of its main ledger for a spec (sizes SLURM jobs before it ran).
     ledgers: names of its ledgers in the store (its own name first).
     ignores: keys ("section.key") of its sections its results do not depend on (a derived
-    campaign, glassdist.derive, reuses them when only those changed).
+    campaign, glassdist.commands.derive, reuses them when only those changed).
     Its arrays live in the store group of its name, its other files in ``DIR/<name>/`` and
     ``DIR/lammps/<name>/``.
     """

@@ -14,7 +14,7 @@ the potential energy per particle at the hold times, attribute ``hold_times``).
 
 With ``classes.cooling_rates`` each replica is quenched once per class (class c: the glass after
 cooling at rate c). A campaign with ``quench.source = 'import'`` runs no MD: `glassdist import`
-(glassdist.importer) fills the same arrays.
+(glassdist.commands.importer) fills the same arrays.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
 
 def create_arrays(campaign_dir: Path, spec: Spec) -> Store:
     """Open (create) the store, check the spec against stored results, create the quench arrays and
-    ledger (also used by `glassdist import`, glassdist.importer)."""
+    ledger (also used by `glassdist import`, glassdist.commands.importer)."""
     store = Store.create(campaign_dir, spec)
     store.check_stage(NAME, spec)
     R, N, dim, q = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.quench

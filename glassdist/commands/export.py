@@ -1,6 +1,6 @@
 """`glassdist export`: configurations as extended XYZ (OVITO, ASE), HOOMD GSD (OVITO, gsd.hoomd),
 LAMMPS dump text (OVITO, ASE, LAMMPS `read_dump`) or NPZ, the per-particle fields as named
-properties of every particle (writers of GSD and dumps: glassdist.formats); per-particle fields
+properties of every particle (writers of GSD and dumps: glassdist.commands.formats); per-particle fields
 alone as CSV (one row per particle per configuration) or NPZ.
 
 Per-particle fields come from FIELD_SOURCES: each maps the store and the replica ids
@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from . import formats
-from .errors import UsageError
-from .spec import load
-from .store import Store
+from ..errors import UsageError
+from ..spec import load
+from ..store import Store
 
 
 def _indicators(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
@@ -35,7 +35,7 @@ def _indicators(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
 def _propensity(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
     """Dynamic propensity of the glass configurations at the campaign's analyze.deltas, one
     column per (temperature, delta); NaN where not computed or delta not reached."""
-    from .dynamics.crd import propensity_at_delta
+    from ..dynamics.crd import propensity_at_delta
 
     if "propensity/Delta" not in store.root:
         return {}
@@ -151,7 +151,7 @@ def _frames(replicas, classes):
 
 def particle_frames(spec, store, positions, replicas, classes, fields):
     """(positions (N, dim), L, dim, species, type ids (N,), {field: (N,)}, step = 2 replica + class) of
-    each exported configuration: the frames glassdist.formats writes."""
+    each exported configuration: the frames glassdist.commands.formats writes."""
     types = store.types()
     for r_index, replica, cls in _frames(replicas, classes):
         yield (positions[r_index, cls], spec.box_length, spec.dim, list(spec.system.species), types,
@@ -160,7 +160,7 @@ def particle_frames(spec, store, positions, replicas, classes, fields):
 
 def write_extxyz(out: Path, spec, store, positions, replicas, classes, fields) -> None:
     """Extended XYZ: Lattice, Properties=species:S:1:pos:R:3:Z:I:1 and one column per field
-    (glassdist.formats.property_name), per-frame replica, class, T (generated data), pe. Z is the
+    (glassdist.commands.formats.property_name), per-frame replica, class, T (generated data), pe. Z is the
     type number (species index + 1): ASE reads species through it (it takes species names for
     chemical elements), OVITO reads the species names."""
     L, dim, N = spec.box_length, spec.dim, spec.system.n_particles

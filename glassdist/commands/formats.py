@@ -3,7 +3,7 @@ XYZ, LAMMPS dump text and LAMMPS data; the `gsd` package for HOOMD GSD; NumPy fo
 npz layout) and the GSD and LAMMPS-dump writers of `glassdist export` (docs/import.md).
 
 A reader yields :class:`Frame` records as the file has them (positions (n, 3), its cell and origin);
-glassdist.importer checks them against the campaign.
+glassdist.commands.importer checks them against the campaign.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: --format names and the suffixes that select them when --format is not given.
 SUFFIXES = {".xyz": "extxyz", ".extxyz": "extxyz", ".dump": "lammps-dump", ".lammpstrj": "lammps-dump",

@@ -21,10 +21,10 @@ import os
 import shutil
 from pathlib import Path
 
-from . import spec as specmod
-from .errors import StaleResultsError, UsageError
-from .stages import PIPELINE, STAGES
-from .store import Store
+from .. import spec as specmod
+from ..errors import StaleResultsError, UsageError
+from ..stages import PIPELINE, STAGES
+from ..store import Store
 
 
 def fingerprint(store: Store, stage: str) -> str:

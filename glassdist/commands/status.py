@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import UsageError
-from .spec import load
-from .stages import PIPELINE, STAGES, stage_of_ledger
-from .store import StageState, Store
+from ..errors import UsageError
+from ..spec import load
+from ..stages import PIPELINE, STAGES, stage_of_ledger
+from ..store import StageState, Store
 from .submit import job_column
 
 
@@ -23,7 +23,7 @@ def stage_counts(campaign_dir) -> dict[str, dict[str, int]]:
 def print_verify(campaign_dir) -> int:
     """`status --verify`: decode every chunk behind every done task; report damaged tasks, mark
     them pending. 0 when the store is whole, 1 otherwise."""
-    from .integrity import verify
+    from ..integrity import verify
 
     store = Store(campaign_dir)
     bad = verify(store)
@@ -95,7 +95,7 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
 def stage_notes(store: Store) -> list[str]:
     """One line per stored result a user should know about: the T* fit (or why it failed) and
     the model the Grad-CAM explains."""
-    from .stages.inherent import stored_fit
+    from ..stages.inherent import stored_fit
 
     fit = stored_fit(store)
     lines = [f"inherent: {fit.summary(store.dir)}"] if fit else []

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
-from .errors import UsageError
-from .spec import Spec, load
-from .store import Store
+from ..errors import UsageError
+from ..spec import Spec, load
+from ..store import Store
 
 BOX_RTOL = 1e-6  # relative tolerance of a file's box side against the campaign's L (text precision)
 
@@ -153,7 +153,7 @@ def import_files(campaign_dir, files, cls: str, frames_text: str | None = None, 
 
 def _store(campaign_dir: Path, spec: Spec, c: int, configs, replicas: np.ndarray, records) -> list[int]:
     """Write the checked configurations into the replicas, then the done-marks of complete replicas."""
-    from .stages.quench import NAME, create_arrays
+    from ..stages.quench import NAME, create_arrays
 
     start = time.time()
     store = create_arrays(campaign_dir, spec)

@@ -16,10 +16,10 @@ from hpc import slurm
 from hpc.ledger import DONE
 from hpc.profile import Profile, ProfileError, load_profile, walltime_seconds
 
-from .errors import UsageError
-from .spec import Spec, load
-from .stages import PIPELINE, STAGES, stage_of_ledger
-from .store import Store
+from ..errors import UsageError
+from ..spec import Spec, load
+from ..stages import PIPELINE, STAGES, stage_of_ledger
+from ..store import Store
 
 # The SLURM job template of each stage kind (hpc.slurm.KINDS).
 JOB_KINDS = {"mpi": "mpi", "dask": "dask", "torch": "ddp", "serial": "serial"}

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
-from .spec import Spec, load
-from .stages import STAGES, propensity_shape, snapshot_shape
+from ..errors import UsageError
+from ..spec import Spec, load
+from ..stages import STAGES, propensity_shape, snapshot_shape
 
 CACHE = "estimate.json"
 ATOM_STEPS = 4e5  # the shorter calibration run has at least this many atom-steps (200 steps at N = 2000)
@@ -115,7 +115,7 @@ def _single(times: dict) -> dict:
 
 
 def _quench_part(spec: Spec) -> dict:
-    from .md.engine import get_engine
+    from ..md.engine import get_engine
 
     engine = get_engine(spec)
     snapshots = bool(spec.quench.snapshot_temperatures)
@@ -128,9 +128,9 @@ def _quench_part(spec: Spec) -> dict:
 
 
 def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
-    from .md.engine import get_engine
-    from .md.isoconf import draw_velocities
-    from .stages import auto_temperatures
+    from ..md.engine import get_engine
+    from ..md.isoconf import draw_velocities
+    from ..stages import auto_temperatures
 
     engine, types = get_engine(spec), spec.types
     # fixed: the first; 'auto' (T* unknown before the runs): T_L (the cost of a step hardly depends on T)
@@ -147,7 +147,7 @@ def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
 
 
 def _minimise_part(spec: Spec, positions: np.ndarray) -> dict:
-    from .md.engine import get_engine
+    from ..md.engine import get_engine
 
     engine, times = get_engine(spec), {}
     engine.quench_block(_short_quench(spec, WARMUP), [np.random.default_rng(0)], [False])  # warm-up
@@ -158,7 +158,7 @@ def _minimise_part(spec: Spec, positions: np.ndarray) -> dict:
 
 
 def _dataset_part(spec: Spec, positions: np.ndarray) -> dict:
-    from .stages.dataset import replica_images
+    from ..stages.dataset import replica_images
 
     times = {}
     with _Clock(times):
@@ -169,7 +169,7 @@ def _dataset_part(spec: Spec, positions: np.ndarray) -> dict:
 def _indicators_part(spec: Spec, positions: np.ndarray) -> dict:
     import freud
 
-    from .stages.indicators import configuration_indicators
+    from ..stages.indicators import configuration_indicators
 
     freud.parallel.set_num_threads(1)
     times = {}
@@ -183,8 +183,8 @@ def _train_part(spec: Spec, images: int) -> dict:
     """One epoch on ``images`` random images (and a quarter as many for validation)."""
     import torch
 
-    from .learn.model import build_model
-    from .learn.train import TrainConfig, train
+    from ..learn.model import build_model
+    from ..learn.train import TrainConfig, train
 
     torch.set_num_threads(1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,8 +201,8 @@ def _train_part(spec: Spec, images: int) -> dict:
 def _gradcam_part(spec: Spec, images: np.ndarray, positions: np.ndarray) -> dict:
     import torch
 
-    from .learn.model import build_model
-    from .stages.gradcam import explain_ensemble
+    from ..learn.model import build_model
+    from ..stages.gradcam import explain_ensemble
 
     torch.set_num_threads(1)
     models = [build_model(spec) for _ in range(spec.train.ensemble + spec.train.shuffled_control)]
@@ -365,9 +365,9 @@ def gradcam_bytes(spec: Spec) -> int:
 
 def store_bytes(spec: Spec) -> dict[str, int]:
     """Uncompressed bytes of every stage's arrays (docs/store.md): an upper bound on disk."""
-    from . import indicators as registry
-    from .md.isoconf import output_steps
-    from .md.schedule import thermo_steps
+    from .. import indicators as registry
+    from ..md.isoconf import output_steps
+    from ..md.schedule import thermo_steps
 
     R, N, dim, S = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.n_species
     (k, nT), (C, nTp, Sp) = snapshot_shape(spec), propensity_shape(spec)
@@ -381,7 +381,7 @@ def store_bytes(spec: Spec) -> dict[str, int]:
            "gradcam": gradcam_bytes(spec),
            "indicators": 8 * R * 2 * (n_ind * N + S * S * spec.indicators.rdf_bins),
            "propensity": 8 * C * nTp * (Sp * n_out * N * dim + n_out * (N + 1) + (4 * n_out * N if Sp >= 100 else 0))}
-    from .stages.analyze import array_shapes
+    from ..stages.analyze import array_shapes
 
     out["analyze"] = 8 * sum(math.prod(s) for s in array_shapes(spec).values())
     out["report"] = 0
@@ -391,7 +391,7 @@ def store_bytes(spec: Spec) -> dict[str, int]:
 def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> list[StageEstimate]:
     """Every stage's estimate; times and memory only with a calibration; ``gpu`` (:func:`gpu_parts`)
     times the stages it names on the GPU instead."""
-    from .report.build import ARTEFACTS
+    from ..report.build import ARTEFACTS
 
 
     q, p = spec.quench, spec.propensity
