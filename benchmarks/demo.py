@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glassdist.stages import PIPELINE
+from glassdist.pipeline import PIPELINE
 from glassdist.store import Store
 
 GLASSDIST = Path(sys.executable).parent / "glassdist"

@@ -24,7 +24,7 @@ import numpy as np
 
 from glassdist.commands.estimate import cached, estimate
 from glassdist.spec import load
-from glassdist.stages import STAGES
+from glassdist.pipeline import STAGES
 from glassdist.store import Store
 
 BIN = Path(sys.executable).parent

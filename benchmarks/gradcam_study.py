@@ -45,7 +45,7 @@ import zarr
 
 from glassdist import analysis
 from glassdist import indicators as registry
-from glassdist.stages import STAGES
+from glassdist.pipeline import STAGES
 from glassdist import spec as specmod
 from glassdist.fields.correlation import pearson, spearman
 from glassdist.learn.model import build_model

@@ -16,7 +16,7 @@ from hpc.mpi import abort_on_error
 
 from . import spec as specmod
 from .errors import GlassdistError, UsageError
-from .stages import PIPELINE, STAGES
+from .pipeline import PIPELINE, STAGES
 
 
 def cmd_init(args) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 
 from .errors import UsageError
-from .stages import STAGES
+from .pipeline import STAGES
 
 # ledger -> (array pattern, leading task axes, blocks from the end of the task range).
 # Task t owns, in every array matching the pattern whose chunks are 1 along the leading axes,

@@ -23,7 +23,7 @@ from hpc.ledger import DONE, FAILED, PENDING, Ledger
 from . import __version__, integrity
 from .errors import StaleResultsError, UsageError
 from .spec import Spec, load
-from .stages import STAGES
+from .pipeline import STAGES
 
 
 def software_versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ import pytest
 import zarr
 
 from glassdist import indicators as registry
-from glassdist.stages import PIPELINE, STAGES
+from glassdist.pipeline import PIPELINE, STAGES
 
 from .conftest import TINY, TINY_COUNTS, glassdist, init_tiny
 

@@ -136,7 +136,7 @@ def test_a_key_added_later_at_its_default_leaves_results_current(quenched, tmp_p
     """A store written before the schema gained a key (its record lacks the key, its hash differs) is
     current when the campaign leaves the key at its default, and stale when it does not."""
     from glassdist.spec import SCHEMA, load
-    from glassdist.stages import STAGES
+    from glassdist.pipeline import STAGES
     from hpc.schema import REQUIRED
 
     d = shutil.copytree(quenched["kam"], tmp_path / "c", symlinks=True)

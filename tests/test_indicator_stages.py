@@ -105,7 +105,8 @@ def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
     stage fitted; the propensity stage needs the inherent stage only then, a refit that moves T*
     refuses to mix temperatures, and a failed fit is an exit-2 error naming the fix."""
     from glassdist.errors import SpecError, StaleResultsError
-    from glassdist.stages import STAGES, inherent, propensity
+    from glassdist.pipeline import STAGES
+    from glassdist.stages import inherent, propensity
 
     toml = campaign / "campaign.toml"
     toml.write_text(specmod.apply_overrides(toml.read_text(), [

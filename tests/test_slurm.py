@@ -19,7 +19,7 @@ import pytest
 import zarr
 
 from glassdist.cli import main
-from glassdist.stages import PIPELINE
+from glassdist.pipeline import PIPELINE
 from hpc import localhost, slurm
 from hpc.dask_cluster import LOG_ENV, dask_client
 from hpc.profile import PROFILE_DIR, ProfileError, load_profile, walltime_seconds
@@ -169,7 +169,7 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
 
 
 def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
-    from glassdist.stages import STAGES
+    from glassdist.pipeline import STAGES
     from glassdist.commands.submit import job_kind
     from hpc.dask_cluster import PROFILE_ENV
 

@@ -15,7 +15,7 @@ import pytest
 
 from glassdist.cli import main
 from glassdist.spec import apply_overrides, load
-from glassdist.stages import PIPELINE
+from glassdist.pipeline import PIPELINE
 from glassdist.store import Store
 
 from .conftest import BIN, glassdist, init_tiny, interrupt

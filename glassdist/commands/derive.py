@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import spec as specmod
 from ..errors import StaleResultsError, UsageError
-from ..stages import PIPELINE, STAGES
+from ..pipeline import PIPELINE, STAGES
 from ..store import Store
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..spec import Spec, load
-from ..stages import STAGES, propensity_shape, snapshot_shape
+from ..pipeline import STAGES, propensity_shape, snapshot_shape
 
 CACHE = "estimate.json"
 ATOM_STEPS = 4e5  # the shorter calibration run has at least this many atom-steps (200 steps at N = 2000)
@@ -130,7 +130,7 @@ def _quench_part(spec: Spec) -> dict:
 def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
     from ..md.engine import get_engine
     from ..md.isoconf import draw_velocities
-    from ..stages import auto_temperatures
+    from ..pipeline import auto_temperatures
 
     engine, types = get_engine(spec), spec.types
     # fixed: the first; 'auto' (T* unknown before the runs): T_L (the cost of a step hardly depends on T)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..spec import load
-from ..stages import PIPELINE, STAGES, stage_of_ledger
+from ..pipeline import PIPELINE, STAGES, stage_of_ledger
 from ..store import StageState, Store
 from .submit import job_column
 

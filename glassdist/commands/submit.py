@@ -18,7 +18,7 @@ from hpc.profile import Profile, ProfileError, load_profile, walltime_seconds
 
 from ..errors import UsageError
 from ..spec import Spec, load
-from ..stages import PIPELINE, STAGES, stage_of_ledger
+from ..pipeline import PIPELINE, STAGES, stage_of_ledger
 from ..store import Store
 
 # The SLURM job template of each stage kind (hpc.slurm.KINDS).

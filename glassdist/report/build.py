@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..stages import STAGES
+from ..pipeline import STAGES
 from . import departures, figures, tables, trust
 from .context import Context, Missing
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stages import auto_temperatures
+from ..pipeline import auto_temperatures
 from . import paper_values as pv
 from .context import Context
 from .tables import Table, fmt

@@ -84,7 +84,7 @@ from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..md.isoconf import output_steps
 from ..spec import Spec, fixed_xi, load
 from ..store import Store
-from . import n_temperatures, propensity_shape
+from ..pipeline import n_temperatures, propensity_shape
 from .common import exit_code, farm
 from .propensity import glass_replicas, stored_temperatures
 

@@ -13,7 +13,7 @@ from hpc.mpi import raise_collective
 from ..errors import GlassdistError
 from ..spec import load
 from ..store import Store
-from . import STAGES
+from ..pipeline import STAGES
 
 
 def world():

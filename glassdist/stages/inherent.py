@@ -25,7 +25,7 @@ from ..md.engine import get_engine
 from ..spec import Spec
 from ..store import Store
 from ..structure.inherent import FitError, fit_t_star, t_star_error
-from . import snapshot_shape
+from ..pipeline import snapshot_shape
 from .common import exit_code, farm, mpi_spec, on_root, rank_of
 
 NAME = "inherent"

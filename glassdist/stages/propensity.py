@@ -45,7 +45,7 @@ from ..errors import SpecError, StaleResultsError
 from ..md.isoconf import draw_velocities, output_steps, reached_outputs, run_delta, until_delta_target
 from ..spec import Spec, load
 from ..store import Store
-from . import STAGES, auto_temperatures, propensity_shape as shape
+from ..pipeline import STAGES, auto_temperatures, propensity_shape as shape
 from .common import exit_code, farm, rank_of, start_mpi_stage
 
 NAME = "propensity"

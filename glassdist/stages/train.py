@@ -58,7 +58,7 @@ from ..learn.train import (HISTORY_KEYS, TrainConfig, evaluate, model_card, rank
 from ..spec import AUTO, Spec, load
 from ..constants import SPLITS
 from ..store import Store
-from . import STAGES
+from ..pipeline import STAGES
 from .common import on_root
 
 NAME = "train"
