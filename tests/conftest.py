@@ -27,7 +27,7 @@ TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]"
 # in this process (no MPI, SLURM, Dask cluster or `glassdist` process; LAMMPS only as a library in
 # test_structure.py's minimisations): under a minute on 2 cores.
 UNIT_FILES = {"test_analysis.py", "test_departures.py", "test_dynamics.py", "test_fields.py", "test_glassbench.py",
-              "test_gradcam_ensemble.py", "test_grid.py", "test_import_layers.py", "test_layers.py",
+              "test_gradcam_ensemble.py", "test_grid.py", "test_layers.py",
               "test_scattering.py", "test_structure.py", "test_tongtanaka3d.py", "test_uncertainty.py"}
 
 
