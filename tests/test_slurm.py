@@ -264,14 +264,16 @@ def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
 
 EXAMPLES = ROOT / "jobs" / "examples"
 EXAMPLE_DIR = "/path/to/campaigns"  # the campaign directory of the shipped example scripts
+EXAMPLE_PROFILES = "/path/to/glassdist/hpc/profiles"  # where glassdist's profiles are installed
 
 
 def rendered_examples(preset: str, where: Path) -> dict[str, str]:
     """{script name: text} of `glassdist submit --dry-run` for a fresh campaign of ``preset`` in
-    EXAMPLE_DIR on the generic-cpu profile."""
+    EXAMPLE_DIR on the generic-cpu profile (installed in EXAMPLE_PROFILES): no path of this machine."""
     code, _, err = _cli("init", where / preset, "--preset", preset)
     assert code == 0, err
-    out = _submit(where / preset, "--profile", "generic-cpu", "--dry-run").replace(str(where), EXAMPLE_DIR)
+    out = _submit(where / preset, "--profile", "generic-cpu", "--dry-run").replace(str(where), EXAMPLE_DIR) \
+        .replace(str(PROFILE_DIR.resolve()), EXAMPLE_PROFILES)
     parts = re.split(r"^==> \S+/(\d{3}-\w+\.sh) \(dry run: not written\)\n(\$ [^\n]*)\n", out, flags=re.M)
     scripts = dict(zip(parts[1::3], parts[3::3]))
     scripts["sbatch.txt"] = ("# the submissions in order; <stage>: the job id of that stage's submission\n"
@@ -297,6 +299,7 @@ def test_shipped_example_scripts_are_what_submit_renders(tmp_path, preset):
         assert (shipped / name).read_text() == text, f"{shipped / name} is stale: rerun this test with " \
             "GLASSDIST_WRITE_EXAMPLES=1"
     assert f"cd {EXAMPLE_DIR}/{preset}\n" in scripts["001-quench.sh"]
+    assert not [name for name, text in scripts.items() if str(ROOT) in text]  # no path of this checkout
 
 
 def test_setup_lists_every_package():

@@ -17,7 +17,7 @@ module load openmpi/4.1
 source $HOME/venvs/glassdist/bin/activate
 cd /path/to/campaigns/paper-kam
 echo "job $SLURM_JOB_ID (analyze) on $SLURM_JOB_NODELIST, restart ${SLURM_RESTART_COUNT:-0}, $(date -Is)"
-export HPC_DASK_PROFILE=/work/main/hpc/profiles/generic-cpu.toml
+export HPC_DASK_PROFILE=/path/to/glassdist/hpc/profiles/generic-cpu.toml
 export HPC_DASK_LOG_DIR=/path/to/campaigns/paper-kam/slurm/logs
 export HPC_SECRETS_DIR=/path/to/campaigns/paper-kam/slurm/secrets
 export UCX_NET_DEVICES=ib0
