@@ -16,7 +16,7 @@ from glassdist.store import Store
 
 from .conftest import glassdist
 
-pytestmark = pytest.mark.slow  # three stores through the real `glassdist analyze` (Dask): about 45 s
+pytestmark = pytest.mark.slow  # four stores through the real `glassdist analyze` (Dask): about a minute
 
 N, M, V = 400, 3, 5
 SETS = ["system.n_particles=400", "system.counts=[320,80]", "quench.replicas=8", "quench.split=[4,2,2]",
@@ -39,10 +39,11 @@ def write(store: Store, path: str, value, chunks=None) -> None:
     store.root.create_array(path, shape=value.shape, chunks=chunks, dtype=value.dtype)[...] = value
 
 
-def synthetic_campaign(directory, *, identical: bool, variants: bool = True):
+def synthetic_campaign(directory, *, identical: bool, variants: bool = True, flat: int | None = None):
     """A campaign whose quench, gradcam, indicators and propensity results are synthetic fields:
     Upsilon = smoothed noise; Gamma^0 = Upsilon + noise; every member's Gamma = Gamma^0 + 0.01 noise
-    (so Gamma-bar is a function of Gamma^0 up to that noise), identical members or independent noise."""
+    (so Gamma-bar is a function of Gamma^0 up to that noise), identical members or independent noise;
+    member ``flat`` (if given) drew no map: its Gamma is zero everywhere."""
     glassdist("init", directory, "--preset", "demo-kam", *[a for s in SETS for a in ("--set", s)])
     spec = load(directory)
     store = Store.create(directory, spec)
@@ -58,6 +59,8 @@ def synthetic_campaign(directory, *, identical: bool, variants: bool = True):
     gamma0 = ups[test] + 0.3 * ups.std() * rng.normal(size=(len(test), 2, N))
     noise = rng.normal(size=(len(test), 1 if identical else M, 2, N)) * 0.01 * gamma0.std()
     members = gamma0[:, None] + noise * np.ones((1, M, 1, 1))
+    if flat is not None:
+        members[:, flat] = 0.0
     write(store, "gradcam/gamma", members.mean(axis=1))
     write(store, "gradcam/replicas", test.astype(np.int64), chunks=(len(test),))
     write(store, "gradcam/correct", np.ones((len(test), 2), bool))
@@ -86,7 +89,7 @@ def synthetic_campaign(directory, *, identical: bool, variants: bool = True):
 def analysed(tmp_path_factory):
     out = {}
     for name, kw in (("identical", dict(identical=True)), ("independent", dict(identical=False)),
-                     ("old", dict(identical=True, variants=False))):
+                     ("old", dict(identical=True, variants=False)), ("flat", dict(identical=False, flat=1))):
         d = tmp_path_factory.mktemp(name) / "c"
         synthetic_campaign(d, **kw)
         glassdist("analyze", d, timeout=300)
@@ -129,6 +132,17 @@ def test_trust_tables_and_arrays(analysed):
     assert np.shape(tables["S1_ci"]) == (1, 1, 2, 3, 2) and np.shape(tables["fig5_ci"]) == (1, 1, 3, 5, 2)
     assert np.shape(trust["propensity"]["members"]) == (1, M) and np.shape(trust["propensity"]["partial"]) == (1, 2)
     assert np.isfinite(np.array(tables["II_ci"], dtype=float)).all()
+
+
+def test_a_member_that_drew_no_map_is_named_and_left_out_of_the_agreement(analysed):
+    """Member 1's Gamma is zero everywhere (a training that did not learn): it correlates with
+    nothing, the agreement is that of members 0 and 2 (1 % noise apart: > 0.99) and the verdict
+    sentence names the member; with no flat member the list is empty."""
+    trust = analysed["flat"].root["analyze"].attrs["tables"]["trust"]
+    assert trust["flat_members"] == [1] and "Member(s) 1 drew no map" in trust["sentence"]
+    assert min(trust["agreement"]["mean"]) > 0.99 and trust["verdict"] == "agree"
+    assert np.isnan(np.array(trust["member_mean"], dtype=float)[:, 1]).all()
+    assert analysed["independent"].root["analyze"].attrs["tables"]["trust"]["flat_members"] == []
 
 
 def test_identical_members_agree_exactly(analysed):

@@ -113,6 +113,10 @@ def test_agreement_and_binomial_interval():
     assert u.agreement(np.stack([f, 2 * f + 1])) == pytest.approx(1.0)
     assert abs(u.agreement(rng.normal(size=(4, 5000)))) < 0.05
     assert u.agreement(np.stack([f, -f])) == pytest.approx(-1.0) and np.isnan(u.agreement(f[None]))
+    # a member that drew no map (constant Γ) has no correlation: the agreement is the other pairs'
+    g = f + rng.normal(size=500)
+    assert u.agreement(np.stack([f, np.zeros(500), g])) == pytest.approx(np.corrcoef(f, g)[0, 1])
+    assert np.isnan(u.agreement(np.stack([f, np.zeros(500)])))
     low, high = u.clopper_pearson(8, 10)
     assert low == pytest.approx(0.4439, abs=1e-4) and high == pytest.approx(0.9748, abs=1e-4)
     assert np.isnan(u.clopper_pearson(0, 0)).all()

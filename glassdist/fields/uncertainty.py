@@ -134,12 +134,13 @@ def partial_pearson(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
 
 def agreement(fields: np.ndarray) -> float:
     """Inter-member agreement of K fields (K, N): the mean over the K (K - 1) / 2 member pairs of
-    their Pearson correlation (1 for identical members; NaN for K < 2)."""
+    their Pearson correlation (1 for identical members). A pair with a constant field (a member
+    whose Γ is zero everywhere) has no correlation and is left out; NaN for K < 2 or no such pair."""
     fields = np.asarray(fields, dtype=float)
     if len(fields) < 2:
         return float("nan")
-    c = pearson_matrix(fields.T, fields.T)
-    return float(c[np.triu_indices(len(fields), 1)].mean())
+    pairs = pearson_matrix(fields.T, fields.T)[np.triu_indices(len(fields), 1)]
+    return float(pairs[np.isfinite(pairs)].mean()) if np.isfinite(pairs).any() else float("nan")
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> np.ndarray:

@@ -55,7 +55,8 @@ resamples; shifted fields, same grid);
 ``S1_ci``, ``S1_null`` (C, nT, 2, A, 2); ``fig5_ci``, ``fig5_null`` (C, nT, A, T, 2); ``II_ci``
 (M, 2, 2) Clopper-Pearson of each member's class accuracies. ``trust``: {members, member_source,
 indicators, classes, agreement {mean, ci, n, median, quantiles {q, values}, hist {edges, counts},
-threshold}, verdict ("agree" | "disagree" | "one member"), sentence, member_mean (2, M, I),
+threshold}, verdict ("agree" | "disagree" | "one member"), sentence, flat_members (members whose Gamma
+is constant everywhere), member_mean (2, M, I),
 members_disagreeing_in_sign [{class, indicator, positive, negative, values}], consensus {mean, ci}
 (2, I) of Gamma-bar, randomised {mean, ci (V, 2, I), reproduces, levels, no_learnt_information
 (2, I)}, shuffled and input {mean, ci (2, I), reproduces} (or {absent: why}), partial {given_input,
@@ -608,6 +609,15 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
                            if out["verdict"] == "agree" else
                            f"The {M} members disagree (mean agreement {low:.2f} < {a.agreement_threshold:g} in at "
                            "least one class): the Γ results are not a property of the glass at this training size.")
+    # a member whose Gamma correlates with nothing in any configuration drew no map (a constant Gamma:
+    # a training that did not learn); the agreement leaves its pairs out, so say so
+    drew = np.isfinite(member_mean).any(axis=(0, 2))                                    # (M,)
+    out["flat_members"] = np.flatnonzero(~drew).tolist() if M > 1 and drew.any() else []
+    if out["flat_members"]:
+        out["sentence"] += (f" Member(s) {', '.join(map(str, out['flat_members']))} drew no map (Γ constant in every "
+                            "test configuration: a training that did not learn, see Table II and the learning curves); "
+                            "the agreement is over the other members' pairs, and a constant map does not change Γ̄'s "
+                            "correlations.")
     out["member_mean"] = _json(member_mean)
     out["members_disagreeing_in_sign"] = [
         {"class": classes[cls], "indicator": names[i],
