@@ -319,10 +319,12 @@ def check_counts(args) -> None:
 
 
 def _interrupt(signum, frame):
-    """SIGINT: KeyboardInterrupt, as Python's own handler, after silencing asyncio's logger: the
-    interrupt cancels pending zarr or Dask tasks, whose "Task was destroyed but it is pending!"
-    would bury the one line that says what happened."""
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    """SIGINT: KeyboardInterrupt, as Python's own handler, after silencing the loggers of the event
+    loops: the interrupt cancels pending zarr or Dask tasks, whose "Task was destroyed but it is
+    pending!" (asyncio), or a traceback of distributed's own cancel callback when the interrupt
+    lands inside its `sync` (tornado), would bury the one line that says what happened."""
+    for name in ("asyncio", "tornado.application"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     raise KeyboardInterrupt
 
 
