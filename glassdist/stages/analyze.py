@@ -315,7 +315,7 @@ def trust_replica(store: Store, spec: Spec, t: int, positions: np.ndarray, field
         for name, value in res.items():
             rows.setdefault(name, []).append(value)
     M = rows["members"][0].shape[0]
-    glass = _variants(store, t, 1)["members"]                                               # (N, M)
+    glass = variants["members"]                       # (N, M): the loop ends on the glass (cls = 1)
     group["trust/C_r_members"][t] = np.stack([analysis.spatial_correlation(
         positions[1], glass[:, m], L, a.correlation_rmax, a.correlation_bins)[1] for m in range(M)])
     group["trust/agreement"][t] = rows["agreement"]
