@@ -8,6 +8,8 @@ import numpy as np
 CLASSES = ("liquid", "glass")
 #: Replica splits in the order of ``quench.split``; a replica's split code is its index here.
 SPLITS = ("train", "val", "test")
+#: What a training records per epoch (train/history/<key>).
+HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 #: MD engines shipped with glassdist (``md.engine``); others register under ENGINE_ENTRY_POINTS
 BUILTIN_ENGINES = ("lammps", "warp")
 #: entry-point group of engine plugins: ``name = module:factory``, factory(spec) -> glassdist.md.engine.Engine

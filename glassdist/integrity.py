@@ -22,8 +22,9 @@ from typing import Iterator
 import numpy as np
 import zarr
 
+from . import layout
 from .errors import UsageError
-from .pipeline import STAGES
+from .pipeline import STAGES, stage_of_ledger
 
 # ledger -> (array pattern, leading task axes, blocks from the end of the task range).
 # Task t owns, in every array matching the pattern whose chunks are 1 along the leading axes,
@@ -142,18 +143,47 @@ def check_needs(store, stage: str, needs: tuple[str, ...] | None = None) -> None
                   file=sys.stderr)
 
 
-def verify(store) -> dict[str, dict[int, list[str]]]:
-    """`status --verify`: decode every chunk behind every done task of every ledger of this
-    store (not of reused results); damaged tasks are marked pending. {ledger: {task: problems}}."""
+def verify(store, spec) -> dict[str, dict[int, list[str]]]:
+    """`status --verify`: every array a started stage writes (glassdist.layout) is there with its
+    declared shape and dtype, and every chunk behind every done task of every ledger decodes (not
+    of reused results; the shapes of stale stages, whose spec changed, are not checked); damaged
+    tasks are marked pending (all done tasks of the ledger that owns a missing or misshapen array,
+    or of the stage's first ledger for an array no task owns). {ledger: {task: problems}}."""
     reused = {name for stage in store.reused_stages() for name in _ledgers_of(stage)}
-    out = {}
+    out: dict[str, dict[int, list[str]]] = {}
     for name in store.ledgers():
         if name in reused:
             continue
         bad = damaged(store, name, deep=True)
+        stage = stage_of_ledger(name)
+        shapes_hold = stage is not None and store.stage_state(stage, spec).name != "stale"  # else: redone anyway
+        for path, problem in misshapen(store, spec, stage).items() if shapes_hold else ():
+            if owner(path, stage) == name:
+                for task in np.flatnonzero(store.ledger(name).done_mask()):
+                    bad.setdefault(int(task), []).append(f"{path} {problem}")
         if bad:
             reopen(store, name, bad)
             out[name] = bad
+    return out
+
+
+def owner(path: str, stage: str) -> str:
+    """The ledger of ``stage`` whose tasks write the array ``path`` (TASK_ARRAYS), else its first."""
+    return next((ledger for ledger in STAGES[stage].ledgers
+                 if any(fnmatch.fnmatch(path, pattern) for pattern, _, _ in TASK_ARRAYS.get(ledger, ()))),
+                STAGES[stage].ledgers[0])
+
+
+def misshapen(store, spec, stage: str) -> dict[str, str]:
+    """{path: problem} of the arrays ``stage`` writes (glassdist.layout) that are missing or have
+    another shape or dtype than declared."""
+    out = {}
+    for path, array in layout.arrays(stage, spec, store).items():
+        if path not in store.root:
+            out[path] = "missing"
+        elif (tuple(store.root[path].shape), str(store.root[path].dtype)) != (array.shape, array.dtype):
+            found = store.root[path]
+            out[path] = f"is {found.dtype} {tuple(found.shape)}, declared {array.dtype} {array.shape}"
     return out
 
 

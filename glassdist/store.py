@@ -2,8 +2,8 @@
 
 Rank 0 (or the single process) opens the store for writing, records the spec, its hash and
 the software versions, checks that the stages it is about to extend were computed with the
-same relevant spec sections, and creates every array a stage needs (``require_array``);
-then tasks write only their own chunks.
+same relevant spec sections, and creates every array a stage writes (as glassdist.layout declares
+them: ``require``); then tasks write only their own chunks.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import zarr
 
 from hpc.ledger import DONE, FAILED, PENDING, Ledger
 
-from . import __version__, integrity
+from . import __version__, integrity, layout
 from .errors import StaleResultsError, UsageError
 from .spec import Spec, load
 from .pipeline import STAGES
@@ -74,9 +74,9 @@ class Store:
         if "spec" not in root.attrs:
             root.attrs.update({"spec": spec.raw, "spec_hash": spec.hash, "created": time.time(),
                                "versions": software_versions(), "stages": {}})
-            types = root.require_array("system/types", shape=(spec.system.n_particles,),
-                                       dtype="int8", chunks=(spec.system.n_particles,))
-            types[:] = spec.types
+            types = layout.system(spec)["system/types"]
+            root.create_array("system/types", shape=types.shape, chunks=types.chunk_shape,
+                              dtype=types.dtype)[:] = spec.types
         return cls(campaign_dir)
 
     # ---- spec consistency ------------------------------------------------------------
@@ -132,18 +132,22 @@ class Store:
         return (self.dir / up["path"]) if up else None
 
     # ---- arrays and ledgers ----------------------------------------------------------
-    def require_array(self, path: str, shape, chunks, dtype, fill_value=None) -> zarr.Array:
-        """Open ``path``, creating it when absent (call on rank 0 before tasks start)."""
+    def require(self, path: str, array: layout.Array) -> zarr.Array:
+        """Open the array ``path`` (declared as ``array``: glassdist.layout), creating it when absent
+        (call on rank 0 before tasks start)."""
         if path in self.root:
             arr = self.root[path]
-            if tuple(arr.shape) != tuple(shape):
-                raise UsageError(f"{self.path}/{path} has shape {arr.shape}, expected {tuple(shape)}; "
+            if tuple(arr.shape) != array.shape:
+                raise UsageError(f"{self.path}/{path} has shape {arr.shape}, expected {array.shape}; "
                                  f"the campaign changed size: start a new campaign")
             return arr
-        if fill_value is None:
-            fill_value = np.nan if np.dtype(dtype).kind == "f" else 0
-        return self.root.create_array(path, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
-                                      fill_value=fill_value)
+        return self.root.create_array(path, shape=array.shape, chunks=array.chunk_shape, dtype=array.dtype,
+                                      fill_value=array.fill)
+
+    def create_arrays(self, stage: str, spec: Spec, **given) -> dict[str, zarr.Array]:
+        """Open every array ``stage`` writes (glassdist.layout.arrays), creating the absent ones;
+        {path: array}."""
+        return {path: self.require(path, array) for path, array in layout.arrays(stage, spec, self, **given).items()}
 
     def ledger(self, stage: str, n_tasks: int | None = None) -> Ledger:
         """The stage's ledger; with n_tasks, created when absent."""

@@ -71,6 +71,21 @@ def test_verify_finds_truncated_and_deleted_chunks_and_rerun_restores_bitwise(qu
     assert glassdist("status", d, "--verify").returncode == 0
 
 
+def test_verify_finds_a_whole_array_gone_and_rerun_restores_it(quenched, tmp_path):
+    """A deleted array directory leaves no chunk to miss: `status --verify` finds it against the
+    declared layout (glassdist.layout), marks every task that wrote it pending, and the rerun makes
+    it again, equal to the original."""
+    d = _copy(quenched, tmp_path)
+    shutil.rmtree(d / "store.zarr" / "quench" / "pe")
+    proc = glassdist("status", d, "--verify", check=False)
+    assert proc.returncode == 1 and "quench task 0: quench/pe missing" in proc.stdout, proc.stdout
+    assert not Store(d, mode="r").ledger("quench").done_mask().any()
+    glassdist("quench", d)
+    np.testing.assert_array_equal(Store(d, mode="r").root["quench/pe"][:],
+                                  Store(quenched["kam"], mode="r").root["quench/pe"][:])
+    assert glassdist("status", d, "--verify").returncode == 0
+
+
 def test_stage_start_marks_lost_upstream_tasks_pending(quenched, tmp_path, capsys):
     """The cheap check before a stage reads its upstream: a deleted chunk file behind a done
     quench task makes that task pending and says how to redo it; the stage then refuses to

@@ -19,7 +19,7 @@ LAYERS = (
                  "glassdist.glassbench", "glassdist.indicators")),
     ("campaign", ("glassdist.spec",)),
     ("engines and learning", ("glassdist.md", "glassdist.learn")),
-    ("store", ("glassdist.store", "glassdist.integrity")),
+    ("store", ("glassdist.layout", "glassdist.store", "glassdist.integrity")),  # layout: every stage's arrays
     ("stages", ("glassdist.stages", "glassdist.report")),
     ("commands", ("glassdist.commands",)),  # status, estimate, submit, derive, import, export
     ("cli", ("glassdist.cli", "glassdist.__main__")),

@@ -155,6 +155,30 @@ def test_every_task_array_is_owned_by_its_ledger(campaign):
                 assert len(owned.get(arr.path, ())) == np.prod(arr.cdata_shape), path
 
 
+def test_the_store_is_its_declared_layout_and_estimate_counts_its_bytes(campaign):
+    """Every array of the finished campaign is one glassdist.layout declares, with its shape, dtype
+    and chunks, and none is missing; `estimate`'s store size of each stage equals the bytes its
+    arrays hold; on disk (compressed) they take at most that, plus zarr's metadata."""
+    from glassdist import integrity, layout
+    from glassdist.commands.estimate import store_bytes
+    from glassdist.spec import load
+
+    d = campaign["dir"]
+    store, spec = Store(d, mode="r"), load(d)
+    sizes = store_bytes(spec)
+    for stage in layout.LAYOUTS:
+        declared = layout.arrays(stage, spec, store)
+        found = dict(integrity._walk(store.root[stage], stage)) if stage in store.root else {}
+        assert sorted(found) == sorted(declared), stage
+        for path, arr in found.items():
+            a = declared[path]
+            assert (tuple(arr.shape), str(arr.dtype), tuple(arr.chunks)) == (a.shape, a.dtype, a.chunk_shape), path
+        assert sizes[stage] == sum(arr.nbytes for arr in found.values()), stage
+        on_disk = sum(f.stat().st_size for path in found for f in (d / "store.zarr" / path).rglob("*")
+                      if f.is_file())  # chunks and each array's zarr.json
+        assert on_disk <= sizes[stage] + 2000 * len(found), (stage, on_disk, sizes[stage])
+
+
 def test_second_run_finds_everything_done(campaign):
     d = campaign["dir"]
     before = {n: ledger.states().copy() for n, ledger in Store(d, mode="r").ledgers().items()}

@@ -158,7 +158,7 @@ def _store(campaign_dir: Path, spec: Spec, c: int, configs, replicas: np.ndarray
     start = time.time()
     store = create_arrays(campaign_dir, spec)
     group = store.root[NAME]
-    imported = store.require_array(f"{NAME}/imported", (spec.quench.replicas, 2), (1, 2), "bool", fill_value=False)
+    imported = group["imported"]
     hashes, ledger = dict(group.attrs.get("hashes", {})), store.ledger(NAME)
     nan_row = np.full(group["thermo_T"].shape[1], np.nan)
     for (x, h), r in zip(configs, replicas.tolist()):

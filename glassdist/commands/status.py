@@ -26,7 +26,7 @@ def print_verify(campaign_dir) -> int:
     from ..integrity import verify
 
     store = Store(campaign_dir)
-    bad = verify(store)
+    bad = verify(store, load(campaign_dir))
     for ledger, tasks in bad.items():
         stage = stage_of_ledger(ledger) or ledger
         for task, problems in sorted(tasks.items())[:20]:

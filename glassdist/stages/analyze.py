@@ -78,49 +78,17 @@ import numpy as np
 
 from functools import partial
 
-from .. import analysis, glassbench
+from .. import analysis, glassbench, layout
 from .. import indicators as registry
 from ..fields import uncertainty
 from ..dynamics.crd import propensity_at_delta, sub_ensembles
-from ..md.isoconf import output_steps
 from ..spec import Spec, fixed_xi, load
+from ..layout import VARIANTS, dims, gamma_arrays, has_ensembles
 from ..store import Store
-from ..pipeline import n_temperatures, propensity_shape
 from .common import exit_code, farm
 from .propensity import glass_replicas, stored_temperatures
 
 NAME = "analyze"
-
-
-#: Gamma variants of the gradcam stage besides the members: (Rt, M, V, 2, N), (Rt, 2, N), (Rt, 2, N).
-VARIANTS = ("randomised", "shuffled", "input")
-
-
-def gamma_arrays(store: Store | None) -> dict:
-    """The stored Gamma arrays the trust analysis reads: {"members": gradcam/members, or
-    gradcam/gamma as the single member of a store without members, name: gradcam/<name> for the
-    VARIANTS present}; None (no store): every array, for size estimates."""
-    if store is None:
-        return None
-    g = store.root["gradcam"]
-    out = {"members": g["members"] if "members" in g else None}
-    out.update({name: g[name] for name in VARIANTS if name in g})
-    return out
-
-
-def dims(spec: Spec, store: Store | None = None) -> dict[str, int]:
-    """Sizes of the analyze arrays (names as in the module docstring); M and V from the stored
-    Gamma arrays (:func:`gamma_arrays`; without a store, train.ensemble and the cascade of the
-    spec's model: output, hidden, each conv layer)."""
-    p, a = spec.propensity, spec.analyze
-    A = len(registry.analysed(spec))
-    g = gamma_arrays(store)
-    M = (spec.train.ensemble if g is None else g["members"].shape[1] if g["members"] is not None else 1)
-    V = (2 + len(spec.model.channels) if g is None else g["randomised"].shape[2] if "randomised" in g else 0)
-    return {"Rt": spec.n_test, "C": propensity_shape(spec)[0], "nT": n_temperatures(spec),
-            "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
-            "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
-            "N": spec.system.n_particles, "M": M, "V": V, "I": A - 1, "S": a.null_samples, "R": a.bootstrap}
 
 
 def phases(spec: Spec) -> tuple[range, range, range]:
@@ -128,51 +96,6 @@ def phases(spec: Spec) -> tuple[range, range, range]:
     d = dims(spec)
     Rt, CT = d["Rt"], d["C"] * d["nT"]
     return range(Rt, Rt + CT), range(Rt), range(Rt + CT, Rt + 2 * CT)
-
-
-def array_shapes(spec: Spec, store: Store | None = None) -> dict[str, tuple[int, ...]]:
-    """Every analyze array's shape; its chunks are one task's part (first one or two axes = 1:
-    :func:`per_replica`). With a store, the trust arrays of the Gamma variants it holds only."""
-    d = dims(spec, store)
-    Rt, C, nT, T, K, X, A, P, B, N = (d[k] for k in ("Rt", "C", "nT", "T", "K", "X", "A", "P", "B", "N"))
-    # E741: I is the structural indicator count, the letter the module docstring's shapes use
-    M, V, I, S, R = (d[k] for k in ("M", "V", "I", "S", "R"))  # noqa: E741
-    shapes = {
-        "pairs/pearson": (Rt, 2, P), "pairs/spearman": (Rt, 2, P), "structure/C_r": (Rt, A, B),
-        "dynamics/delta": (C, nT, T), "dynamics/reached": (C, nT, K), "dynamics/C_Delta_r": (C, nT, K, B),
-        "dynamics/xi_Delta": (C, nT, K), "dynamics/scan": (C, nT, 2, K, X, A),
-        "dynamics/pearson_t": (C, nT, A, T), "dynamics/spearman_t": (C, nT, A, T),
-        "dynamics/xi_star": (C, nT, 2, A), "maps/indicators": (C, nT, 2, A, N),
-        "maps/Delta": (C, nT, K, 2, N), "maps/optimal": (C, nT, 2, A, N),
-    }
-    if has_ensembles(spec):
-        shapes.update({"ensembles/table": (C, nT, 5), "ensembles/ci": (C, nT, 5, 2), "ensembles/delta": (C, nT),
-                       "ensembles/maps": (C, nT, 4, 2, N)})
-    per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.glassbench: propensity kind, group, time
-    shapes.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
-    g = gamma_arrays(store)
-    present = VARIANTS if g is None else [n for n in VARIANTS if n in g]
-    trust = {"agreement": (Rt, 2), "members": (Rt, 2, M, I), "randomised": (Rt, 2, M, V, I), "shuffled": (Rt, 2, I),
-             "input": (Rt, 2, I), "partial": (Rt, 2, 2, I), "pairs_null": (Rt, 2, S, P), "C_r_members": (Rt, M, B),
-             "propensity/members": (C, nT, M, T), "propensity/randomised": (C, nT, M, V, T),
-             "propensity/shuffled": (C, nT, T), "propensity/input": (C, nT, T), "propensity/partial": (C, nT, 2, T),
-             "propensity/pearson_t_ci": (C, nT, A, T, 2), "propensity/pearson_t_null": (C, nT, A, T, 2),
-             "propensity/V_boot": (C, nT, R, A), "propensity/V_null": (C, nT, S, A),
-             "propensity/S1_boot": (C, nT, R, 2, A), "propensity/S1_null": (C, nT, S, 2, A),
-             "propensity/S1_members": (C, nT, 2, M, 3)}
-    shapes.update({f"trust/{k}": v for k, v in trust.items()
-                   if k.split("/")[-1] not in VARIANTS or k.split("/")[-1] in present})
-    return shapes
-
-
-def per_replica(name: str) -> bool:
-    """Whether an analyze array has one chunk per test replica (else per (configuration, temperature))."""
-    return not name.startswith(("dynamics", "maps", "ensembles", "glassbench", "trust/propensity"))
-
-
-def has_ensembles(spec: Spec) -> bool:
-    """Whether the propensity stage stores the Table IV sub-ensembles."""
-    return bool(sub_ensembles(spec.propensity.samples, spec.propensity.main_samples))
 
 
 def n_tasks(spec: Spec) -> int:
@@ -207,18 +130,13 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    shapes = array_shapes(spec, store)
-    missing = [name for name in shapes if f"{NAME}/{name}" not in store.root]  # made by a newer glassdist
+    tasks_write = [path for path, array in layout.arrays(NAME, spec, store).items() if array.chunks is not None]
+    missing = [path for path in tasks_write if path not in store.root]  # made by a newer glassdist
     older = bool(missing) and store.stage_started(NAME) and store.ledger(NAME).done_mask().any()
-    for name, shape in shapes.items():
-        dtype = "bool" if name == "dynamics/reached" else "float64"
-        chunks = (1,) + shape[1:] if per_replica(name) else (1, 1) + shape[2:]
-        store.require_array(f"{NAME}/{name}", shape, chunks, dtype,
-                            fill_value=False if dtype == "bool" else None)
     a = spec.analyze
     ensembles = sub_ensembles(spec.propensity.samples, spec.propensity.main_samples)
-    r = analysis.correlation_radii(a.correlation_rmax, a.correlation_bins)
-    store.require_array(f"{NAME}/structure/r", r.shape, r.shape, "float64")[:] = r
+    store.create_arrays(NAME, spec)[f"{NAME}/structure/r"][:] = analysis.correlation_radii(a.correlation_rmax,
+                                                                                          a.correlation_bins)
     store.root[NAME].attrs.update({
         "indicators": [i.name for i in registry.analysed(spec)],
         "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
@@ -483,11 +401,9 @@ def summarize(store: Store, spec: Spec) -> dict:
     r = group["structure/r"][:]
     C_r = group["structure/C_r"][:][valid[:, 1]]
     mean, sem, r_alpha = analysis.mean_correlation(C_r, r)
-    for name, value in (("mean", mean), ("sem", sem)):
-        store.require_array(f"{NAME}/structure/{name}", value.shape, value.shape, "float64")[:] = value
     members_mean, _, r_members = analysis.mean_correlation(group["trust/C_r_members"][:][valid[:, 1]], r)
-    store.require_array(f"{NAME}/structure/members_mean", members_mean.shape, members_mean.shape,
-                        "float64")[:] = members_mean
+    group["structure/mean"][:], group["structure/sem"][:] = mean, sem
+    group["structure/members_mean"][:] = members_mean
     dyn = {k: group[f"dynamics/{k}"][:] for k in ("delta", "reached", "xi_Delta", "scan", "pearson_t")}
     C = dyn["delta"].shape[0]
     half_box, r_min = min(a.correlation_rmax, spec.box_length / 2), float(r[1])

@@ -46,11 +46,9 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    R, image = spec.quench.replicas, (spec.dataset.grid,) * spec.dim
-    store.require_array(f"{NAME}/images", (R, 2, *image), (1, 2, *image), "float32")
-    store.require_array(f"{NAME}/split", (R,), (R,), "int8")[:] = spec.split_of()
+    store.create_arrays(NAME, spec)[f"{NAME}/split"][:] = spec.split_of()
     store.root[NAME].attrs.update({"classes": list(spec.class_names), "splits": list(SPLITS)})
-    return quenched_todo(store, NAME, R)
+    return quenched_todo(store, NAME, spec.quench.replicas)
 
 
 def run(campaign_dir, args=None) -> int:

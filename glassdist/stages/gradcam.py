@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import layout
 from ..errors import UsageError
 from ..learn.compat import load_transferred
 from ..learn.gradcam import grad_cam, input_map
@@ -111,27 +112,18 @@ def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None,
                          f"{campaign_dir}`, then `glassdist {NAME} NEWDIR --model ...`)")
     levels = levels or level_names(build_model(spec))
     test = spec.replicas_of("test")
-    T, N, K, V = len(test), spec.system.n_particles, len(record["members"]), len(levels)
-    per_particle = (T, 2, N)
-    arrays = {"gamma": (per_particle, "float64"), "gamma_std": (per_particle, "float64"),
-              "members": ((T, K, 2, N), "float64"), "map": ((T, 2, *(spec.dataset.grid,) * spec.dim), "float32"),
-              "p_glass": ((T, 2), "float64"), "p_glass_members": ((T, K, 2), "float64"),
-              "correct": ((T, 2), "bool"), "randomised": ((T, K, V, 2, N), "float64"),
-              "input": (per_particle, "float64")}
-    if record["shuffled"]:
-        arrays["shuffled"] = (per_particle, "float64")
+    model = {"members": len(record["members"]), "levels": len(levels), "shuffled": bool(record["shuffled"])}
+    arrays = layout.arrays(NAME, spec, **model)
     group = store.root.require_group(NAME)
     for name in list(group.array_keys()) if not done else []:
-        if name != "replicas" and (name not in arrays or group[name].shape != arrays[name][0]):
+        path = f"{NAME}/{name}"
+        if path not in arrays or group[name].shape != arrays[path].shape:
             del group[name]
-    for name, (shape, dtype) in arrays.items():
-        store.require_array(f"{NAME}/{name}", shape, (1, *shape[1:]), dtype,
-                            fill_value=False if dtype == "bool" else None)
-    store.require_array(f"{NAME}/replicas", (T,), (T,), "int64")[:] = test
+    store.create_arrays(NAME, spec, **model)[f"{NAME}/replicas"][:] = test
     group.attrs.update({"target_class": [spec.class_names[c] for c in targets(spec)], "model": record,
                         "randomisation_levels": levels})
     imaged = store.ledger("dataset").done_mask()[test]
-    return [int(t) for t in store.ledger(NAME, T).todo() if imaged[t]]
+    return [int(t) for t in store.ledger(NAME, len(test)).todo() if imaged[t]]
 
 
 def network(model: GlassCNN, images: np.ndarray, spec: Spec) -> tuple[np.ndarray, np.ndarray]:

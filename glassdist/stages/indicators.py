@@ -59,14 +59,10 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    R, N, S, bins = spec.quench.replicas, spec.system.n_particles, spec.n_species, spec.indicators.rdf_bins
-    names = [ind.name for ind in registry.structural(spec)]
-    for name in names:
-        store.require_array(f"{NAME}/{name}", (R, 2, N), (1, 2, N), "float64")
-    store.require_array(f"{NAME}/rdf", (R, 2, S, S, bins), (1, 2, S, S, bins), "float64")
-    store.require_array(f"{NAME}/rdf_r", (bins,), (bins,), "float64")[:] = bin_centres(spec.indicators.rdf_rmax, bins)
-    store.root[NAME].attrs["computed"] = names
-    return quenched_todo(store, NAME, R)
+    made = store.create_arrays(NAME, spec)
+    made[f"{NAME}/rdf_r"][:] = bin_centres(spec.indicators.rdf_rmax, spec.indicators.rdf_bins)
+    store.root[NAME].attrs["computed"] = [ind.name for ind in registry.structural(spec)]
+    return quenched_todo(store, NAME, spec.quench.replicas)
 
 
 def run(campaign_dir, args=None) -> int:

@@ -39,10 +39,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    N, dim = spec.system.n_particles, spec.dim
-    store.require_array(f"{NAME}/E0", (k, nT), (1, 1), "float64")
-    store.require_array(f"{NAME}/positions", (k, nT, N, dim), (1, 1, N, dim), "float64")
-    store.require_array(f"{NAME}/temperatures", (nT,), (nT,), "float64")[:] = spec.quench.snapshot_temperatures
+    store.create_arrays(NAME, spec)[f"{NAME}/temperatures"][:] = spec.quench.snapshot_temperatures
     (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
     quenched = store.ledger("quench").done_mask()
     return [int(t) for t in store.ledger(NAME, k * nT).todo() if quenched[t // nT]]
@@ -94,8 +91,8 @@ def fit(store: Store, spec: Spec) -> None:
     except FitError as exc:
         raise SpecError(exc.key, exc.problem, exc.fix) from None
     error = t_star_error(T, E0, result)
-    store.require_array(f"{NAME}/E0_mean", (len(T),), (len(T),), "float64")[:] = E0
-    store.require_array(f"{NAME}/fit_residuals", (len(T),), (len(T),), "float64")[:] = result.residuals
+    group = store.root[NAME]
+    group["E0_mean"][:], group["fit_residuals"][:] = E0, result.residuals
     store.root[NAME].attrs.update({
         "t_star": result.t_star, "t_star_error": error if np.isfinite(error) else None,
         "low_line": list(result.low), "mid_line": list(result.mid),

@@ -107,21 +107,11 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.check_stage(NAME, spec)
     store.configurations(glass_replicas(spec))  # refuses when a needed quench is not done
     C, nT, S = shape(spec)
-    N, dim = spec.system.n_particles, spec.dim
     steps = output_steps(spec.propensity.steps, spec.propensity.outputs)
-    n_out = len(steps)
-    store.require_array("propensity/traj", (C, nT, S, n_out, N, dim), (1, 1, 1, n_out, N, dim), "float64")
-    store.require_array("propensity/steps", (n_out,), (n_out,), "int64")[:] = steps
-    store.require_array("propensity/times", (n_out,), (n_out,), "float64")[:] = steps * spec.md.dt
-    store.require_array("propensity/Delta", (C, nT, n_out, N), (1, 1, n_out, N), "float64")
-    store.require_array("propensity/delta", (C, nT, n_out), (1, 1, n_out), "float64")
-    store.require_array("propensity/run_outputs", (C, nT, S), (1, 1, 1), "int64")
-    store.require_array("propensity/run_delta", (C, nT, S), (1, 1, 1), "float64")
-    ensembles = sub_ensembles(S, spec.propensity.main_samples)
-    if ensembles:
-        arr = store.require_array("propensity/Delta_ensembles", (C, nT, len(ensembles), n_out, N),
-                                  (1, 1, 1, n_out, N), "float64")
-        arr.attrs["ensembles"] = list(ensembles)
+    made = store.create_arrays(NAME, spec)
+    made["propensity/steps"][:], made["propensity/times"][:] = steps, steps * spec.md.dt
+    if "propensity/Delta_ensembles" in made:
+        made["propensity/Delta_ensembles"].attrs["ensembles"] = list(sub_ensembles(S, spec.propensity.main_samples))
     store.root["propensity"].attrs.update({"replicas": glass_replicas(spec).tolist(),
                                            "temperatures": T.tolist(), **origin,
                                            "until_delta": until_delta_target(spec)})

@@ -29,7 +29,7 @@ from hpc.farm import task_rng
 from ..dynamics.scattering import relaxation_time
 from ..errors import UsageError
 from ..md.engine import get_engine
-from ..md.schedule import hold_steps, thermo_steps
+from ..md.schedule import hold_steps
 from ..spec import Spec
 from ..store import Store
 from .common import exit_code, farm, rank_of, start_mpi_stage
@@ -55,26 +55,13 @@ def create_arrays(campaign_dir: Path, spec: Spec) -> Store:
     ledger (also used by `glassdist import`, glassdist.commands.importer)."""
     store = Store.create(campaign_dir, spec)
     store.check_stage(NAME, spec)
-    R, N, dim, q = spec.quench.replicas, spec.system.n_particles, spec.dim, spec.quench
-    P, k, nT = len(thermo_steps(spec)), q.snapshot_replicas, len(q.snapshot_temperatures)
-    store.require_array("quench/positions", (R, 2, N, dim), (1, 2, N, dim), "float64")
-    for name in ("pe", "temperature"):
-        store.require_array(f"quench/{name}", (R, 2), (1, 2), "float64")
-    for name in ("thermo_T", "thermo_target", "thermo_pe"):
-        store.require_array(f"quench/{name}", (R, P), (1, P), "float64")
-    if k and nT:
-        store.require_array("quench/snapshots", (k, nT, N, dim), (1, nT, N, dim), "float64")
-        store.root["quench"].attrs["snapshot_temperatures"] = list(q.snapshot_temperatures)
-    held = [] if spec.imported else hold_steps(spec)  # imported liquids were not held here
-    if len(held):
-        n = len(held)
-        for name in ("hold_fs", "hold_pe"):
-            store.require_array(f"quench/{name}", (R, n), (1, n), "float64")
-        for name in ("k_star", "tau_alpha"):
-            store.require_array(f"quench/{name}", (R,), (1,), "float64")
-        store.require_array("quench/liquid_held", (R,), (1,), "bool", fill_value=False)
-        store.root["quench"].attrs.update({"hold_times": (held * spec.md.dt).tolist(), "tau_multiple": TAU_MULTIPLE})
-    store.ledger(NAME, R)
+    made = store.create_arrays(NAME, spec)
+    if "quench/snapshots" in made:
+        store.root[NAME].attrs["snapshot_temperatures"] = list(spec.quench.snapshot_temperatures)
+    if "quench/hold_fs" in made:
+        held = hold_steps(spec)
+        store.root[NAME].attrs.update({"hold_times": (held * spec.md.dt).tolist(), "tau_multiple": TAU_MULTIPLE})
+    store.ledger(NAME, spec.quench.replicas)
     return store
 
 

@@ -53,10 +53,10 @@ from ..errors import GlassdistError, UsageError
 from ..learn.ensemble import (class_probabilities, consensus_accuracy, member_seed, shuffled_labels, split_members,
                               stack_members)
 from ..learn.model import build_model
-from ..learn.train import (HISTORY_KEYS, TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint,
+from ..learn.train import (TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint,
                            train_members)
 from ..spec import AUTO, Spec, load
-from ..constants import SPLITS
+from ..constants import HISTORY_KEYS, SPLITS
 from ..store import Store
 from ..pipeline import STAGES
 from .common import on_root
@@ -105,7 +105,7 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
-    store.root.require_group(NAME)
+    store.create_arrays(NAME, spec)
     (Path(campaign_dir) / NAME).mkdir(exist_ok=True)
     return store.ledger(NAME, STAGES[NAME].tasks(spec)).todo().tolist()
 
@@ -126,17 +126,16 @@ def write_task(campaign_dir: Path, spec: Spec, task: int, state: dict, history: 
     """Rank 0: one task's model file, store arrays and attributes (not its done-mark)."""
     save_checkpoint(task_path(campaign_dir, spec, task), state)
     store, K = Store(campaign_dir), spec.train.ensemble
-    epochs = len(history[HISTORY_KEYS[0]])
     group = store.root[NAME]
     if task == K:
         for key in HISTORY_KEYS:
-            store.require_array(f"{NAME}/shuffled_history/{key}", (epochs,), (epochs,), "float64")[:] = history[key]
-        store.require_array(f"{NAME}/shuffled_accuracy", (2,), (2,), "float64")[:] = test["class_accuracy"]
+            group[f"shuffled_history/{key}"][:] = history[key]
+        group["shuffled_accuracy"][:] = test["class_accuracy"]
         store.save_json(NAME, {"shuffled": {"model_card": card, "test": test}})
         return
     for key in HISTORY_KEYS:
-        store.require_array(f"{NAME}/history/{key}", (K, epochs), (1, epochs), "float64")[task] = history[key]
-    store.require_array(f"{NAME}/test_accuracy", (K, 2), (1, 2), "float64")[task] = test["class_accuracy"]
+        group[f"history/{key}"][task] = history[key]
+    group["test_accuracy"][task] = test["class_accuracy"]
     cards, tests = (list(group.attrs.get(a) or [None] * K) for a in ("model_card", "test"))
     cards[task], tests[task] = card, test
     store.save_json(NAME, {"model_card": cards, "test": tests})
@@ -152,9 +151,8 @@ def write_consensus(campaign_dir: Path, spec: Spec, test_set) -> np.ndarray:
         probabilities.append(class_probabilities(model, test_set[0]).numpy())
     labels = test_set[1].numpy()
     consensus = consensus_accuracy(np.stack(probabilities), labels)
-    store = Store(campaign_dir)
-    store.require_array(f"{NAME}/consensus_accuracy", (2,), (2,), "float64")[:] = consensus
-    store.require_array(f"{NAME}/test_counts", (2,), (2,), "int64")[:] = np.bincount(labels, minlength=2)
+    group = Store(campaign_dir).root[NAME]
+    group["consensus_accuracy"][:], group["test_counts"][:] = consensus, np.bincount(labels, minlength=2)
     plot_history(campaign_dir)
     return consensus
 
