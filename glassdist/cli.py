@@ -104,7 +104,7 @@ def run_stage(name: str, campaign_dir: str, np_: int = 1) -> int:
             return localhost.run_mpi(np_, [sys.executable, "-m", "glassdist", name, str(campaign_dir)])
         except FileNotFoundError as exc:  # no MPI launcher
             raise UsageError(f"{exc}; or run with --np 1") from None
-    return stage.run(campaign_dir, argparse.Namespace(np=np_))
+    return stage.run(campaign_dir, stage.arguments(np=np_))
 
 
 def cmd_run(args) -> int:
@@ -232,17 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, stage in STAGES.items():
         s = sub.add_parser(name, help=stage.help)
         s.add_argument("dir")
-        if name == "gradcam":
-            s.add_argument("--model", metavar="OTHER_DIR/train/member-0.pt",
-                           help="explain this campaign's test configurations with the model trained in another "
-                                "campaign of the same mixture and image resolution (refused otherwise)")
-            s.add_argument("--discard", action="store_true",
-                           help="drop the stored Grad-CAM (e.g. one made with --model) so that the next "
-                                "`gradcam` or `run` recomputes it")
-        if stage.kind == "torch":
-            s.add_argument("--nproc", type=int, default=1,
-                           help="data-parallel processes on this host (one per GPU; gloo on CPU); "
-                                "several nodes: torchrun, docs/slurm.md")
+        for option in stage.options:
+            option.add_to(s)
         s.set_defaults(func=lambda a, stage=stage: cmd_stage(a, stage))
 
     s = sub.add_parser("status", help="per stage: done / failed / pending")

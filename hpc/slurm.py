@@ -45,7 +45,9 @@ class SlurmError(RuntimeError):
 @dataclass(frozen=True)
 class Job:
     """What one stage's job runs: ``command`` (argv), for MPI farms the tasks pending, and its
-    time limit when the caller sized one (``''``: the profile's ``stages.NAME.walltime``)."""
+    time limit when the caller sized one (``''``: the profile's ``stages.NAME.walltime``).
+    ``array`` K > 0: a job array of K elements (MPI farms), element I running ``command`` with
+    ``--chunk I/K`` (part I of the tasks), at most ``array_limit`` at once (0: SLURM decides)."""
 
     stage: str
     kind: str
@@ -53,6 +55,8 @@ class Job:
     pending: int = 1
     ranks_per_task: int = 1
     walltime: str = ""
+    array: int = 0
+    array_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ def size(job: Job, profile: Profile) -> Size:
     if job.kind == "mpi":
         per_node = shape.tasks_per_node or profile.node["cores"]
         k = job.ranks_per_task
-        ranks = min(max(job.pending, 1) * k, shape.max_nodes * per_node)
+        pending = math.ceil(job.pending / job.array) if job.array else job.pending  # one element's part
+        ranks = min(max(pending, 1) * k, shape.max_nodes * per_node)
         ranks = max(ranks // k * k, k)
         return Size(math.ceil(ranks / per_node), ranks, 0, 1, 1, gpus, memory)
     if job.kind == "ddp":  # several nodes: srun starts every process (jobs/ddp.sh)
@@ -144,7 +149,7 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
         log_dir=log_dir, env=env,
         srun_step=job.kind == "ddp" or job.kind == "mpi" and e["mpi_launcher"] == "srun",
         command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV,
-        secrets=secrets,
+        secrets=secrets, array=job.array, array_limit=job.array_limit,
         **asdict(s))
 
 
@@ -200,14 +205,31 @@ def job_states(job_ids: list[str]) -> dict[str, JobState]:
     for line in res.stdout.splitlines():
         jid, state, reason = line.strip().split("|", 2)
         out[jid] = JobState(state, reason)
-    missing = [j for j in job_ids if j not in out]
+    missing = [j for j in job_ids if j not in out and not _elements(out, j)]
     if missing and shutil.which("sacct"):
         res = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(missing), "-o", "JobID,State"],
                              capture_output=True, text=True)
         for line in res.stdout.splitlines() if res.returncode == 0 else []:
             jid, state = line.strip().split("|", 1)
-            out[jid] = JobState(state.split()[0], "None")
-    return {j: out.get(j, JobState("UNKNOWN", "None")) for j in job_ids}
+            out.setdefault(jid, JobState(state.split()[0], "None"))
+    return {j: out.get(j) or array_state(_elements(out, j)) for j in job_ids}
+
+
+def _elements(states: dict[str, JobState], job_id: str) -> list[JobState]:
+    """The states of the elements of job array ``job_id`` (ids ``<id>_<i>`` or ``<id>_[...]``)."""
+    return [s for jid, s in states.items() if jid.startswith(f"{job_id}_")]
+
+
+def array_state(elements: list[JobState]) -> JobState:
+    """One state for a job array: the first active element's (running before pending), else
+    COMPLETED when every element completed, else the first element's that did not; UNKNOWN
+    without elements."""
+    if not elements:
+        return JobState("UNKNOWN", "None")
+    active = sorted((s for s in elements if s.active), key=lambda s: s.state != "RUNNING")
+    if active:
+        return active[0]
+    return next((s for s in elements if s.state != "COMPLETED"), elements[0])
 
 
 # ---- the campaign's record of submitted jobs ------------------------------------------------

@@ -15,12 +15,14 @@
 {% endif %}#SBATCH --signal=B:TERM@{{ profile.slurm.signal_seconds }}
 #SBATCH --requeue
 #SBATCH --open-mode=append
-#SBATCH --output={{ log_dir }}/%x-%j.out
-{% for line in profile.slurm.extra_directives %}#SBATCH {{ line }}
+{% if array %}#SBATCH --array=0-{{ array - 1 }}{% if array_limit %}%{{ array_limit }}{% endif %}
+#SBATCH --output={{ log_dir }}/%x-%A_%a.out
+{% else %}#SBATCH --output={{ log_dir }}/%x-%j.out
+{% endif %}{% for line in profile.slurm.extra_directives %}#SBATCH {{ line }}
 {% endfor %}
 {% for line in profile.environment.setup %}{{ line }}
 {% endfor %}cd {{ campaign | q }}
-echo "job $SLURM_JOB_ID ({{ stage }}) on $SLURM_JOB_NODELIST, restart ${SLURM_RESTART_COUNT:-0}, $(date -Is)"
+echo "job $SLURM_JOB_ID ({{ stage }}{% if array %}, part ${SLURM_ARRAY_TASK_ID} of {{ array }} of array $SLURM_ARRAY_JOB_ID{% endif %}) on $SLURM_JOB_NODELIST, restart ${SLURM_RESTART_COUNT:-0}, $(date -Is)"
 {% for key, value in env.items() %}export {{ key }}={{ value | q }}
 {% endfor %}
 # Walltime safety: SLURM sends SIGTERM to this script {{ profile.slurm.signal_seconds }} s before the time limit

@@ -39,6 +39,21 @@ def test_registry_is_the_pipeline():
         assert hasattr(stage.module, "run")
 
 
+def test_stage_options_are_declared_once_in_the_records():
+    """Each stage's command line is its record's options, and a stage run by `glassdist run` gets
+    their defaults (switches off)."""
+    from glassdist.cli import build_parser
+
+    parser = build_parser()
+    for stage in STAGES.values():
+        args = parser.parse_args([stage.name, "DIR"])
+        defaults = stage.arguments()
+        assert {o.name for o in stage.options} == set(vars(defaults)), stage.name
+        assert all(getattr(args, name) == value for name, value in vars(defaults).items()), stage.name
+    assert vars(STAGES["gradcam"].arguments()) == {"model": None, "discard": False}
+    assert parser.parse_args(["train", "DIR", "--nproc", "3"]).nproc == 3 and STAGES["train"].arguments().nproc == 1
+
+
 @pytest.mark.parametrize("code", [
     "from glassdist.cli import build_parser; build_parser()",
     "import glassdist.stages.quench, glassdist.stages.inherent, glassdist.stages.propensity",

@@ -168,6 +168,44 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
 
 
+def test_dry_run_array_makes_the_mpi_stages_job_arrays(campaign):
+    """`submit --array 4%2`: quench and inherent become job arrays of 4 elements, at most 2 at once,
+    element I running part I of 4 (its own log, ranks for its part); the Dask stage stays one job."""
+    scripts = _scripts(_submit(campaign, "--profile", "generic-cpu", "--dry-run", "--array", "4%2"))
+    for stage in ("quench", "inherent"):
+        text = scripts[stage][1]
+        assert "#SBATCH --array=0-3%2\n" in text and f"{campaign}/slurm/logs/%x-%A_%a.out\n" in text, stage
+        assert f'glassdist {stage} {campaign} --chunk "${{SLURM_ARRAY_TASK_ID}}/4" &\n' in text, stage
+        subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    assert "#SBATCH --ntasks=2\n" in scripts["quench"][1]  # 6 replicas: 2 per part
+    assert "--array" not in scripts["dataset"][1] and "--chunk" not in scripts["dataset"][1]
+    assert scripts["inherent"][0].startswith("$ sbatch --parsable --dependency=afterok:<quench> ")
+    for bad in ("0", "4%0", "x", "-2"):
+        code, out, err = _cli("submit", campaign, "--profile", "generic-cpu", "--dry-run", "--array", bad)
+        assert code == 2 and "--array" in err and "K%M" in err, (bad, err)
+
+
+def test_chunks_cover_every_task_once_and_bad_chunks_exit_2(campaign):
+    from glassdist.stages.common import chunk_tasks
+
+    todo = [0, 1, 2, 4, 5, 6, 9]
+    parts = [chunk_tasks(todo, 10, i, 3) for i in range(3)]
+    assert parts == [[0, 1, 2], [4, 5, 6], [9]] and sum(parts, []) == todo
+    assert chunk_tasks(todo, 2, 3, 4) == []  # more parts than tasks: some do nothing
+    for bad in ("3/3", "1", "a/b", "2/1"):
+        code, _, err = _cli("quench", campaign, "--chunk", bad)
+        assert code == 2 and "0 <= I < K" in err, (bad, err)
+
+
+def test_array_state_is_one_state_for_the_elements():
+    S = slurm.JobState
+    assert slurm.array_state([S("COMPLETED", "None")] * 3).state == "COMPLETED"
+    assert slurm.array_state([S("COMPLETED", "None"), S("PENDING", "Dependency"), S("RUNNING", "None")]).state \
+        == "RUNNING"
+    assert slurm.array_state([S("COMPLETED", "None"), S("FAILED", "None")]).state == "FAILED"
+    assert slurm.array_state([]).state == "UNKNOWN"
+
+
 def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     from glassdist.pipeline import STAGES
     from glassdist.commands.submit import job_kind
@@ -450,6 +488,30 @@ def test_scancel_mid_run_resubmit_completes_and_equals_local_run(slurm_env, tmp_
     assert "nothing to submit" in _submit(c, "--profile", "localhost-slurm", "--stages", "quench,inherent")
     assert len(slurm.submissions(c)) == 4
     _same_quench(c, _local_twin(c, tmp_path))
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_job_arrays_run_the_parts_at_once_and_equal_a_local_run(slurm_env, tmp_path):
+    """`submit --array 3`: quench and inherent as job arrays of 3 elements on the real SLURM; every
+    element does its part (its own log), inherent waits for the whole quench array, the last part
+    fits T*, and the store equals a local run."""
+    c = _init(tmp_path / "c", "quench.replicas=6", "quench.split=[2,2,2]", "quench.snapshot_replicas=2",
+              "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+    out = _submit(c, "--profile", "localhost-slurm", "--stages", "quench,inherent", "--array", "3")
+    quench, inherent = slurm.submissions(c)
+    assert f"quench: submitted job {quench.job_id} (job array of 3, each 1 node(s), 2 task(s))" in out, out
+    assert inherent.after == [quench.job_id]
+    states = _wait([quench.job_id, inherent.job_id])
+    assert all(s.state == "COMPLETED" for s in states.values()), states
+    for stage, job in (("quench", quench), ("inherent", inherent)):
+        for i in range(3):
+            log = (c / "slurm" / "logs" / f"gd-{stage}-c-{job.job_id}_{i}.out").read_text()
+            assert f"part {i} of 3 of array {job.job_id}" in log and f"{stage} exited with status 0" in log, log
+    assert _done(c) == 6 and _done(c, "inherent") == 12
+    assert "t_star" in zarr.open_group(c / "store.zarr", mode="r")["inherent"].attrs
+    _same_quench(c, _local_twin(c, tmp_path))
+    assert "nothing to submit" in _submit(c, "--profile", "localhost-slurm", "--stages", "quench,inherent")
 
 
 def _square(x):

@@ -156,6 +156,23 @@ def test_campaign_across_two_nodes_equals_a_local_run(vcluster, tmp_path):
     assert_same_store(multi, local, BITWISE)
 
 
+def test_job_arrays_across_nodes_equal_a_local_run(vcluster, tmp_path):
+    """`submit --array 2`: the quench and inherent job arrays' elements run on the virtual nodes, each
+    its part (inherent after the whole quench array), and the stores equal a local run bit for bit."""
+    multi = init_tiny(tmp_path / "multi", "kam")
+    local = init_tiny(tmp_path / "local", "kam")
+    out = glassdist("submit", multi, "--profile", PROFILE, "--stages", "quench,inherent", "--array", "2",
+                    env=vcluster).stdout
+    assert "quench: submitted job" in out and "job array of 2" in out, out
+    glassdist("run", local, "--np", "2", "--stages", "quench,inherent")
+    final = wait_done(vcluster, multi)
+    text = logs(multi)
+    assert set(final.values()) == {"COMPLETED"} and len(final) == 4, f"{final}\n{text[-4000:]}"
+    for part in (0, 1):
+        assert f"quench, part {part} of 2 of array" in text and f"inherent, part {part} of 2 of array" in text
+    assert_same_store(multi, local, BITWISE)
+
+
 def _done(campaign: Path, stage: str) -> int:
     path = campaign / "store.zarr" / "ledger" / stage
     if not path.exists():

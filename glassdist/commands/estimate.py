@@ -509,5 +509,6 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, gpu_check: st
         "the calibration's CPU time: a dedicated core's" + (f" (the calibration ran {busy:.1f}x slower than "
         "that: this machine was busy)" if busy > 1.3 else "") + ". Wall times: farm stages run ceil(tasks / "
         "ranks) tasks per rank, train and gradcam one process (one core here). Store sizes are the bytes "
-        "the arrays hold (exact; Zarr compresses them on disk, to 0.77-0.96 per stage on the demo). analyze and report are not calibrated.")
+        "the arrays hold (exact; Zarr compresses them on disk, to 0.77-0.96 per stage on the demo). analyze and "
+        "report are not calibrated.")
     return 0

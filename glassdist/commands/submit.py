@@ -1,7 +1,9 @@
 """`glassdist submit DIR --profile P`: the campaign's stages as SLURM jobs (docs/slurm.md).
 
-Each stage is one batch job (MPI farms one MPI job of P ranks, not a job array: see
-docs/slurm.md) that waits for the jobs of the stages it needs (``--dependency=afterok``).
+Each stage is one batch job (MPI farms one MPI job of P ranks; with ``--array K[%M]`` a job array
+of K elements, each an MPI job doing part I of K of the tasks, at most M at once: docs/slurm.md
+compares the two) that waits for the jobs of the stages it needs (``--dependency=afterok``: a job
+array counts as done when every element is).
 The remainder only: stages that are done (Store.stage_state: not stale) are skipped, a stage with a live job
 from an earlier call is not submitted again (its job id becomes the dependency), and jobs
 left waiting on a failed job (DependencyNeverSatisfied) are cancelled and replaced.
@@ -9,6 +11,7 @@ left waiting on a failed job (DependencyNeverSatisfied) are cancelled and replac
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,9 +98,22 @@ def _profile(name: str) -> Profile:
         raise UsageError(str(exc)) from None
 
 
+def parse_array(text: str | None) -> tuple[int, int]:
+    """``--array`` "K" or "K%M" -> (K, M) (M = 0: no limit); None -> (0, 0)."""
+    if text is None:
+        return 0, 0
+    match = re.fullmatch(r"(\d+)(?:%(\d+))?", text.strip())
+    if not match or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
+        raise UsageError(f"--array {text!r}: give K or K%M (K >= 1 parts per MPI stage, at most M running at "
+                         f"once), e.g. --array 16%4")
+    return int(match[1]), int(match[2] or 0)
+
+
 def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry_run: bool = False,
-           templates: str | Path = slurm.TEMPLATE_DIR, out=print) -> list[slurm.Submission]:
-    """Render and submit the unfinished stages; returns the new submissions (none in a dry run)."""
+           templates: str | Path = slurm.TEMPLATE_DIR, out=print, array: str | None = None) -> list[slurm.Submission]:
+    """Render and submit the unfinished stages; returns the new submissions (none in a dry run).
+    ``array`` "K[%M]": the MPI stages as job arrays (:func:`parse_array`)."""
+    parts, limit = parse_array(array)
     campaign_dir = Path(campaign_dir).resolve()
     spec = load(campaign_dir)
     profile = _profile(profile_name)
@@ -128,7 +144,7 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
         if stage in job_of:
             out(f"{stage}: job {job_of[stage]} is still {states[job_of[stage]].state.lower()}; not resubmitted")
             continue
-        job = stage_job(stage, campaign_dir, spec, profile, progress)
+        job = stage_job(stage, campaign_dir, spec, profile, progress, parts, limit)
         text = slurm.render(job, profile, campaign_dir, templates=templates)
         after = [job_of[n] for n in STAGES[stage].needs_of(spec) if n in job_of]
         number += 1
@@ -149,24 +165,31 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
         new.append(sub)
         job_of[stage] = job_id
         wait = f" after {','.join(after)}" if after else ""
-        out(f"{stage}: submitted job {job_id} ({size.nodes} node(s), {size.ntasks} task(s)){wait}")
+        each = f"job array of {job.array}, each " if job.array else ""
+        out(f"{stage}: submitted job {job_id} ({each}{size.nodes} node(s), {size.ntasks} task(s)){wait}")
     if not chosen:
         out("nothing to submit: every requested stage is complete")
     return new
 
 
-def stage_job(stage: str, campaign_dir: Path, spec: Spec, profile: Profile, progress: dict) -> slurm.Job:
-    """The job that runs ``stage``: its kind, command line and pending tasks (for sizing)."""
+def stage_job(stage: str, campaign_dir: Path, spec: Spec, profile: Profile, progress: dict,
+              parts: int = 0, limit: int = 0) -> slurm.Job:
+    """The job that runs ``stage``: its kind, command line and pending tasks (for sizing); an MPI
+    stage with ``parts`` > 0 as a job array of that many elements, at most ``limit`` at once."""
     todo, total = progress.get(stage, (0, 0))
     pending = todo if total else expected_tasks(stage, spec)
     if pending is None:  # unknown until the stage starts: as large as the profile allows
         shape = profile.stage(stage)
         pending = shape.max_nodes * (shape.tasks_per_node or profile.node["cores"])
-    job = slurm.Job(stage=stage, kind=job_kind(stage), pending=pending, ranks_per_task=spec.md.ranks_per_task,
-                    command=[profile.environment["command"], stage, str(campaign_dir)])
+    kind = job_kind(stage)
+    parts = parts if kind == "mpi" else 0
+    job = slurm.Job(stage=stage, kind=kind, pending=pending, ranks_per_task=spec.md.ranks_per_task,
+                    command=[profile.environment["command"], stage, str(campaign_dir)], array=parts,
+                    array_limit=limit if parts else 0)
     record = STAGES[stage]
     tasks = todo if total else (record.tasks(spec) if record.tasks else 1)
-    return replace(job, walltime=estimated_walltime(job, tasks, campaign_dir, spec, profile))
+    per_job = -(-tasks // parts) if parts else tasks  # one element's part
+    return replace(job, walltime=estimated_walltime(job, per_job, campaign_dir, spec, profile))
 
 
 WALLTIME_SAFETY = 2.0   # the estimate times this, plus the signal margin ...
@@ -211,7 +234,7 @@ def job_column(campaign_dir) -> dict[str, str]:
 def cmd_submit(args) -> int:
     stages = args.stages.split(",") if args.stages else None
     try:
-        submit(args.dir, args.profile, stages, dry_run=args.dry_run, templates=args.templates)
+        submit(args.dir, args.profile, stages, dry_run=args.dry_run, templates=args.templates, array=args.array)
     except slurm.SlurmError as exc:  # sbatch refused a job, or SLURM is not reachable
         raise UsageError(str(exc)) from None
     return 0
@@ -224,6 +247,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(PIPELINE)}")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the batch scripts and sbatch lines; submit nothing")
+    parser.add_argument("--array", metavar="K[%M]",
+                        help="submit each MPI stage (quench, inherent, propensity) as a job array of K elements, "
+                             "element I doing part I of K of its tasks, at most M at once (docs/slurm.md)")
     parser.add_argument("--templates", default=str(slurm.TEMPLATE_DIR),
                         help="directory of job templates (default: the templates shipped in jobs/)")
     parser.set_defaults(func=cmd_submit)

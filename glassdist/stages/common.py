@@ -1,16 +1,22 @@
 """What every stage shares: the MPI world, rank-0 preparation, the farm call with the campaign's
-settings, exit codes."""
+settings, exit codes, and the parts of an MPI stage that run as the elements of a SLURM job array
+(``--chunk I/K``)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from hpc.farm import FarmResult, run_farm
 from hpc.mpi import raise_collective
 
-from ..errors import GlassdistError
+from ..errors import GlassdistError, UsageError
 from ..spec import load
 from ..store import Store
 from ..pipeline import STAGES
@@ -57,11 +63,56 @@ def mpi_spec(campaign_dir):
     return comm, on_root(comm, lambda: load(campaign_dir))
 
 
-def start_mpi_stage(campaign_dir, name: str):
-    """(comm, spec, tasks to do) of an MPI-farm stage: rank 0 loads the campaign file and runs
-    the stage's ``prepare(campaign_dir, spec)`` (checks, arrays, ledger), every rank gets both."""
+def start_mpi_stage(campaign_dir, name: str, chunk: str | None = None):
+    """(comm, spec, tasks to do) of an MPI-farm stage: rank 0 loads the campaign file and prepares
+    the stage (:func:`prepare_part`), every rank gets both."""
     comm, spec = mpi_spec(campaign_dir)
-    return comm, spec, on_root(comm, lambda: STAGES[name].prepare(campaign_dir, spec))
+    return comm, spec, on_root(comm, lambda: prepare_part(campaign_dir, spec, name, chunk))
+
+
+def prepare_part(campaign_dir, spec, name: str, chunk: str | None = None) -> list[int]:
+    """The stage's ``prepare(campaign_dir, spec)`` (checks, arrays, ledger) -> tasks to do; with
+    ``chunk`` "I/K" only those of part I (:func:`chunk_tasks`), prepared under the campaign's lock
+    (:func:`campaign_lock`): the elements of a job array prepare one at a time."""
+    part = parse_chunk(chunk)
+    with campaign_lock(campaign_dir, part is not None):
+        todo = STAGES[name].prepare(campaign_dir, spec)
+    return todo if part is None else chunk_tasks(todo, STAGES[name].tasks(spec), *part)
+
+
+def parse_chunk(text: str | None) -> tuple[int, int] | None:
+    """"I/K" (0 <= I < K) -> (I, K); None -> None; anything else: UsageError (exit 2)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise UsageError(f"--chunk {text!r}: give I/K with 0 <= I < K (part I of K, e.g. 0/4), as "
+                         f"`glassdist submit --array K` does")
+    return int(match[1]), int(match[2])
+
+
+def chunk_tasks(todo, n_tasks: int, part: int, parts: int) -> list[int]:
+    """The tasks of ``todo`` in part ``part`` of ``parts`` nearly equal contiguous ranges of the
+    task ids 0 .. n_tasks - 1 (the parts of a job array: together every task, once)."""
+    ids = np.array_split(np.arange(n_tasks), parts)[part]
+    lo, hi = (int(ids[0]), int(ids[-1]) + 1) if len(ids) else (0, 0)
+    return [int(t) for t in todo if lo <= t < hi]
+
+
+@contextlib.contextmanager
+def campaign_lock(campaign_dir, wanted: bool = True):
+    """An exclusive lock on ``DIR/.lock`` (flock; on a cluster file system it needs flock support,
+    e.g. Lustre's ``flock`` mount option): the elements of a job array prepare the stage and run its
+    last steps one at a time, as one job would. A no-op unless ``wanted``."""
+    if not wanted:
+        yield
+        return
+    with open(Path(campaign_dir) / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def farm(stage: str, tasks, work, ledger, spec, *, comm=None, block_size: int = 1) -> FarmResult:

@@ -203,8 +203,8 @@ def discard(campaign_dir: Path) -> int:
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
-    model_file = getattr(args, "model", None)
-    if getattr(args, "discard", False):
+    model_file = args.model
+    if args.discard:
         if model_file:
             raise UsageError("--discard and --model exclude each other: discard first, then run "
                              f"`glassdist {NAME} {campaign_dir} --model ...`")

@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..store import Store
 from ..structure.inherent import FitError, fit_t_star, t_star_error
 from ..pipeline import snapshot_shape
-from .common import exit_code, farm, mpi_spec, on_root, rank_of
+from .common import campaign_lock, exit_code, farm, mpi_spec, on_root, prepare_part, rank_of
 
 NAME = "inherent"
 
@@ -124,7 +124,7 @@ def run(campaign_dir, args=None) -> int:
             print(f"{NAME}: no cooling snapshots in this campaign (quench.snapshot_replicas = 0 or no "
                   "quench.snapshot_temperatures): nothing to do")
         return 0
-    todo = on_root(comm, lambda: prepare(campaign_dir, spec))
+    todo = on_root(comm, lambda: prepare_part(campaign_dir, spec, NAME, args.chunk))
     store = Store(campaign_dir)
     ledger = store.ledger(NAME)
     group = store.root[NAME]
@@ -148,10 +148,11 @@ def run(campaign_dir, args=None) -> int:
     code = exit_code(result, NAME, comm)
 
     def finish():
-        if ledger.done_mask().all():
-            fit(store, spec)
-        else:
-            print(f"{NAME}: the T* fit waits until every snapshot is minimised")
+        with campaign_lock(campaign_dir, args.chunk is not None):  # one part of a job array at a time
+            if ledger.done_mask().all():
+                fit(store, spec)
+            else:
+                print(f"{NAME}: the T* fit waits until every snapshot is minimised")
 
     on_root(comm, finish)
     return code

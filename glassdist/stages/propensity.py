@@ -46,7 +46,7 @@ from ..md.isoconf import draw_velocities, output_steps, reached_outputs, run_del
 from ..spec import Spec, load
 from ..store import Store
 from ..pipeline import STAGES, auto_temperatures, propensity_shape as shape
-from .common import exit_code, farm, rank_of, start_mpi_stage
+from .common import campaign_lock, exit_code, farm, rank_of, start_mpi_stage
 
 NAME = "propensity"
 REDUCE = STAGES[NAME].extra_ledgers[0]
@@ -125,7 +125,7 @@ def run(campaign_dir, args=None) -> int:
     if why := STAGES[NAME].skipped(load(campaign_dir)):
         print(f"{NAME}: skipped: {why}")
         return 0
-    comm, spec, todo = start_mpi_stage(campaign_dir, NAME)
+    comm, spec, todo = start_mpi_stage(campaign_dir, NAME, args.chunk)
     store = Store(campaign_dir)
     glass = store.configurations(glass_replicas(spec))[0][:, 1]  # (C, N, dim) at T_G
     types = store.types()
@@ -159,7 +159,8 @@ def run(campaign_dir, args=None) -> int:
                   block_size=np.gcd(spec.md.replicas_per_task, dims[2]))
     code = exit_code(result, NAME, comm)
     if rank_of(comm) == 0 and not signals.stop_requested():
-        code = max(code, reduce(store, spec))
+        with campaign_lock(campaign_dir, args.chunk is not None):  # one part of a job array at a time
+            code = max(code, reduce(store, spec))
     return code
 
 

@@ -83,7 +83,7 @@ def imported_todo(campaign_dir: Path, spec: Spec) -> list[int]:
 
 def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
-    comm, spec, todo = start_mpi_stage(campaign_dir, NAME)
+    comm, spec, todo = start_mpi_stage(campaign_dir, NAME, args.chunk)
     store = Store(campaign_dir)
     group = store.root["quench"]
     engine = get_engine(spec)

@@ -188,7 +188,7 @@ def run(campaign_dir, args=None) -> int:
     one worker of a DDP job, which ends its process (hpc.ddp.worker)."""
     if ddp.is_worker():
         ddp.worker(train_stage, str(campaign_dir))
-    nproc = getattr(args, "nproc", 1) or 1
+    nproc = args.nproc or 1
     if nproc < 1:
         raise UsageError(f"--nproc {nproc}: give the number of training processes, 1 or more")
     return ddp.spawn(nproc, train_stage, str(campaign_dir)) if nproc > 1 else train_stage(campaign_dir)
