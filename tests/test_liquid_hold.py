@@ -62,6 +62,27 @@ def test_held_liquid_is_at_equilibrium_at_T_L(held):
     assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
 
 
+def test_one_line_names_the_liquids_held_too_short(held, tmp_path):
+    """The quench stage says once, over every done replica, how many liquids were held less than
+    TAU_MULTIPLE tau_alpha (nothing when all were): here two made short by hand, one never decayed."""
+    import shutil
+
+    from glassdist.stages.quench import hold_summary
+    from glassdist.store import Store
+
+    d = tmp_path / "c"
+    shutil.copytree(held, d)
+    store = Store(d)
+    assert hold_summary(load(d), store) == ""
+    store.root["quench/liquid_held"][1:3] = False
+    store.root["quench/tau_alpha"][2] = np.nan
+    tau = store.root["quench/tau_alpha"][1]
+    line = hold_summary(load(d), store)
+    assert line.startswith(f"quench: 2 of 4 liquids held {HOLD:g} < {TAU_MULTIPLE} tau_alpha at T_L = {T_L:g} "
+                           f"(tau_alpha {tau:.3g} ({tau:.3g} to {tau:.3g}); 1 never decayed to 1/e)"), line
+    assert "raise quench.hold_liquid" in line
+
+
 @pytest.mark.slow  # the report stage
 def test_report_shows_tau_alpha_and_the_held_energy(held):
     """The report's table: tau_alpha, the held count and the energies beside the equilibrium estimate."""

@@ -129,6 +129,8 @@ def run(campaign_dir, args=None) -> int:
 
     result = farm(NAME, todo, quench_block, store.ledger(NAME), spec, comm=comm,
                   block_size=spec.md.replicas_per_task)
+    if rank_of(comm) == 0 and (line := hold_summary(spec, store)):
+        print(line)
     return exit_code(result, NAME, comm)
 
 
@@ -137,18 +139,30 @@ def run(campaign_dir, args=None) -> int:
 
 def _store_hold(spec: Spec, group, replicas, results) -> None:
     """k*, F_s(k*, t), the energy, tau_alpha (F_s = 1/e) and the held flag (hold >= TAU_MULTIPLE
-    tau_alpha) of each replica of a block; one log line for the replicas not held long enough."""
+    tau_alpha) of each replica of a block."""
     times = hold_steps(spec) * spec.md.dt
-    short = []
     for replica, res in zip(replicas, results):
         tau = relaxation_time(times, res.hold_fs)
-        held = bool(times[-1] >= TAU_MULTIPLE * tau)  # False when F_s never reached 1/e (tau NaN)
         group["hold_fs"][replica], group["hold_pe"][replica] = res.hold_fs, res.hold_pe
         group["k_star"][replica], group["tau_alpha"][replica] = res.k_star[0], tau
-        group["liquid_held"][replica] = held
-        if not held:
-            short.append(f"{replica} (tau_alpha {tau:.3g})")
-    if short:
-        print(f"{NAME}: replica(s) {', '.join(short)} held {times[-1]:g} < {TAU_MULTIPLE} tau_alpha at T_L = "
-              f"{spec.quench.T_liquid:g}: their liquids may not be equilibrated (quench/liquid_held false); "
-              f"raise quench.hold_liquid")
+        group["liquid_held"][replica] = bool(times[-1] >= TAU_MULTIPLE * tau)  # False when tau is NaN
+
+
+def hold_summary(spec: Spec, store: Store) -> str:
+    """One line on the done replicas whose liquid was held less than TAU_MULTIPLE tau_alpha ('' when
+    none was, or without a hold)."""
+    if "quench/liquid_held" not in store.root:
+        return ""
+    done = store.ledger(NAME).done_mask()
+    held, tau = store.root["quench/liquid_held"][:][done], store.root["quench/tau_alpha"][:][done]
+    short = ~held
+    if not short.any():
+        return ""
+    hold = hold_steps(spec)[-1] * spec.md.dt
+    reached = tau[short & np.isfinite(tau)]
+    taus = f"tau_alpha {np.median(reached):.3g} ({reached.min():.3g} to {reached.max():.3g})" if reached.size else ""
+    never = int((short & ~np.isfinite(tau)).sum())
+    return (f"{NAME}: {int(short.sum())} of {int(done.sum())} liquids held {hold:g} < {TAU_MULTIPLE} tau_alpha at "
+            f"T_L = {spec.quench.T_liquid:g} ({taus}{'; ' if taus and never else ''}"
+            f"{f'{never} never decayed to 1/e' if never else ''}): they may not be equilibrated "
+            f"(quench/liquid_held false); raise quench.hold_liquid")
