@@ -48,6 +48,9 @@ def security(interface: str):
     return Security.temporary()
 
 
+WORKER_TTL = "60s"  # a worker job silent this long (its node lost) is dropped, its tasks redone elsewhere
+
+
 def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None,
                   secrets: str | Path | None = None):
     """A dask_jobqueue.SLURMCluster (not yet scaled) built from a profile's [dask] table;
@@ -60,8 +63,11 @@ def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = Non
     d = p.dask
     tls = security(p.cluster["interface"])
     directives = [f"--qos={p.slurm['qos']}"] if p.slurm["qos"] else []
-    # dask-jobqueue's default dashboard address ':8787' binds every interface: always override
-    scheduler = {"dashboard_address": d["dashboard"] or None, "dashboard": bool(d["dashboard"])}
+    # dask-jobqueue's default dashboard address ':8787' binds every interface: always override.
+    # A worker whose node is lost sends no more heartbeats: it is dropped after WORKER_TTL and its
+    # tasks go to the other workers (distributed's default waits 5 minutes)
+    scheduler = {"dashboard_address": d["dashboard"] or None, "dashboard": bool(d["dashboard"]),
+                 "worker_ttl": WORKER_TTL}
     return SLURMCluster(
         queue=p.slurm["partition"], account=p.slurm["account"] or None,
         cores=d["cores"], processes=d["processes"], memory=d["memory"], walltime=d["walltime"],

@@ -252,8 +252,10 @@ def _outcome(future, block: Block) -> tuple[str, str, float]:
 
 
 def _timed(work: Callable, block: Block) -> float:
-    """Dask worker side: run the block, return its seconds."""
+    """Dask worker side: run the block, return its seconds. Test hook: HPC_INJECT_DELAY=S makes
+    each block take S seconds longer (a stage long enough to lose a node during)."""
     start = time.perf_counter()
+    time.sleep(float(os.environ.get("HPC_INJECT_DELAY", 0)))
     work(block, None)
     return time.perf_counter() - start
 

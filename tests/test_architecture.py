@@ -5,6 +5,7 @@ campaign without the 2D-only Tong-Tanaka parameter running to its report."""
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import subprocess
@@ -36,7 +37,10 @@ def test_registry_is_the_pipeline():
         # a stage's results depend on the sections of every stage it reads
         for need in stage.needs:
             assert set(STAGES[need].sections) <= set(stage.sections), (stage.name, need)
-        assert hasattr(stage.module, "run")
+        # one contract: prepare(campaign_dir, spec) -> list[int] and run(campaign_dir, args) -> int
+        prepare, run = (inspect.signature(getattr(stage.module, f)) for f in ("prepare", "run"))
+        assert list(prepare.parameters)[:2] == ["campaign_dir", "spec"] and prepare.return_annotation == "list[int]"
+        assert list(run.parameters) == ["campaign_dir", "args"] and run.return_annotation == "int", stage.name
 
 
 def test_stage_options_are_declared_once_in_the_records():

@@ -296,6 +296,29 @@ def _finish_after_loss(vcluster: dict, campaign: Path, stages: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.vcluster_long
+def test_dask_worker_node_lost_mid_stage_redoes_its_tasks(node_loss, tmp_path):
+    """gdv-n2 is killed while the indicators stage runs on Dask worker jobs on both nodes (each
+    block made 4 s longer by the HPC_INJECT_DELAY test hook): the lost worker's tasks are redone
+    by the other (the scheduler drops a silent worker after hpc.dask_cluster.WORKER_TTL), or, when
+    the node held the stage's own job, the requeued job or `submit` again finishes; every replica
+    is done once and the indicators equal an undisturbed run bit for bit."""
+    vcluster = node_loss
+    lost = init_tiny(tmp_path / "lost", "kam")
+    calm = init_tiny(tmp_path / "calm", "kam")
+    for d in (lost, calm):
+        glassdist("quench", d)
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "indicators",
+              env={**vcluster, "HPC_INJECT_DELAY": "4"})
+    glassdist("indicators", calm)
+    assert _kill_when(lost, "indicators", 2, "gdv-n2") < 8  # mid-stage
+    _finish_after_loss(vcluster, lost, "indicators")
+    ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "indicators", mode="r")
+    assert (ledger["state"][:] == 1).all()
+    assert_same_store(lost, calm, ("quench/", "indicators/"))
+
+
+@pytest.mark.slow
+@pytest.mark.vcluster_long
 def test_ddp_node_lost_mid_epoch_resumes_from_its_checkpoint(node_loss, tmp_path):
     """Training on two nodes (one process each) loses gdv-n2 after a few epochs: the job ends,
     runs again (requeued or submitted again) and resumes from its last epoch checkpoint."""

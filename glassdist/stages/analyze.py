@@ -124,14 +124,14 @@ def ready(store: Store, spec: Spec) -> np.ndarray:
     return out
 
 
-def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
-    """Check the spec, create the arrays and the ledger; return (tasks to do now, tasks that
-    wait for an upstream stage)."""
+def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
+    """Check the spec, create the arrays and the ledger; return the tasks to do now (the others
+    wait for an upstream stage or the coarse-graining lengths: :func:`waiting`)."""
     store = Store(campaign_dir)
     store.require_needs(NAME, spec=spec)
     store.check_stage(NAME, spec)
     tasks_write = [path for path, array in layout.arrays(NAME, spec, store).items() if array.chunks is not None]
-    missing = [path for path in tasks_write if path not in store.root]  # made by a newer glassdist
+    missing = [path.removeprefix(f"{NAME}/") for path in tasks_write if path not in store.root]  # a newer glassdist's
     older = bool(missing) and store.stage_started(NAME) and store.ledger(NAME).done_mask().any()
     a = spec.analyze
     ensembles = sub_ensembles(spec.propensity.samples, spec.propensity.main_samples)
@@ -153,7 +153,12 @@ def prepare(campaign_dir: Path, spec: Spec) -> tuple[list[int], int]:
         store.root[NAME].attrs.pop("tables", None)
     todo = store.ledger(NAME, n_tasks(spec)).todo()
     ok = ready(store, spec)
-    return [int(t) for t in todo if ok[t]], int((~ok[todo]).sum())
+    return [int(t) for t in todo if ok[t]]
+
+
+def waiting(store: Store, spec: Spec) -> int:
+    """Tasks not done whose inputs are not ready (:func:`ready`)."""
+    return int((~ready(store, spec)[store.ledger(NAME).todo()]).sum())
 
 
 def _fields(store: Store, spec: Spec, t: int) -> np.ndarray:
@@ -596,7 +601,7 @@ def run(campaign_dir, args=None) -> int:
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
     store = Store(campaign_dir)
-    todo, waiting = prepare(campaign_dir, spec)
+    todo = prepare(campaign_dir, spec)
     ledger = store.ledger(NAME)
     if not todo and "tables" in store.root[NAME].attrs and ledger.done_mask().all():
         print(f"{NAME}: already done")
@@ -618,13 +623,12 @@ def run(campaign_dir, args=None) -> int:
             print(f"{NAME}: {note}")
         print(f"{NAME}: coarse-graining lengths ({xi.rule}): xi_Delta = {xi.Delta:.3g}, xi_alpha = {xi.alpha:.3g}, "
               f"Fig. 6 xi = {xi.violin:.3g}")
-        todo, waiting = prepare(campaign_dir, spec)
-        result = farm(NAME, todo, work, ledger, spec)
+        result = farm(NAME, prepare(campaign_dir, spec), work, ledger, spec)
     if ledger.done_mask().all():
         tables = summarize(store, spec)
         report_reach(spec, tables, stored_temperatures(store))
-    elif waiting and not result.failed:
-        print(f"{NAME}: {waiting} task(s) wait for gradcam/indicators/propensity results; rerun after those stages")
+    elif (left := waiting(store, spec)) and not result.failed:
+        print(f"{NAME}: {left} task(s) wait for gradcam/indicators/propensity results; rerun after those stages")
     return exit_code(result, NAME)
 
 

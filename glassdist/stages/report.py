@@ -25,12 +25,11 @@ from ..store import Store
 NAME = "report"
 
 
-def run(campaign_dir, args=None) -> int:
-    from ..report.build import ARTEFACTS, make, write_index
-    from ..report.context import Context
+def prepare(campaign_dir: Path, spec) -> list[int]:
+    """Check the spec, create the group and the ledger; return the artefacts to make (those not
+    done, and done ones whose file is gone)."""
+    from ..report.build import ARTEFACTS
 
-    campaign_dir = Path(campaign_dir)
-    spec = load(campaign_dir)
     store = Store(campaign_dir)
     store.check_stage(NAME, spec)
     group = store.root.require_group(NAME)
@@ -39,13 +38,24 @@ def run(campaign_dir, args=None) -> int:
         del store.root[f"ledger/{NAME}"]  # the artefacts changed (another glassdist): all are made anew
     group.attrs["artefacts"] = keys
     ledger = store.ledger(NAME, len(ARTEFACTS))
-    out = campaign_dir / NAME
-    out.mkdir(exist_ok=True)
-    manifest = dict(group.attrs.get("manifest", {}))
+    (Path(campaign_dir) / NAME).mkdir(exist_ok=True)
+    manifest = group.attrs.get("manifest", {})
     for t in np.flatnonzero(ledger.done_mask()):  # a done artefact whose file is gone (DIR/report deleted) again
-        if not (out / manifest.get(ARTEFACTS[t].key, {}).get("file", "")).is_file():
+        if not (Path(campaign_dir) / NAME / manifest.get(ARTEFACTS[t].key, {}).get("file", "")).is_file():
             ledger.reopen(int(t))
-    todo = ledger.todo()
+    return ledger.todo().tolist()
+
+
+def run(campaign_dir, args=None) -> int:
+    from ..report.build import ARTEFACTS, make, write_index
+    from ..report.context import Context
+
+    campaign_dir = Path(campaign_dir)
+    spec = load(campaign_dir)
+    todo = prepare(campaign_dir, spec)
+    store = Store(campaign_dir)
+    group, ledger, out = store.root[NAME], store.ledger(NAME), campaign_dir / NAME
+    manifest = dict(group.attrs.get("manifest", {}))
     if not len(todo) and (out / "index.html").exists():
         print(f"{NAME}: already done ({out / 'index.html'})")
         return 0
