@@ -311,6 +311,7 @@ def test_dask_worker_node_lost_mid_stage_redoes_its_tasks(node_loss, tmp_path):
               env={**vcluster, "HPC_INJECT_DELAY": "4"})
     glassdist("indicators", calm)
     assert _kill_when(lost, "indicators", 2, "gdv-n2") < 8  # mid-stage
+    assert re.search(r"Listening to:\s+tls://10\.77\.0\.12:", logs(lost))  # gdv-n2 had a worker to lose
     _finish_after_loss(vcluster, lost, "indicators")
     ledger = zarr.open_group(lost / "store.zarr" / "ledger" / "indicators", mode="r")
     assert (ledger["state"][:] == 1).all()
