@@ -1,5 +1,5 @@
 """`glassdist estimate`: a cached calibration on this machine drives the stage times; store sizes
-are upper bounds; `submit` sizes walltimes from it (how close the times come: benchmarks/estimate.py)."""
+are the arrays' bytes; `submit` sizes walltimes from it (how close the times come: benchmarks/estimate.py)."""
 
 from __future__ import annotations
 

@@ -3,9 +3,8 @@
 Per stage: work units (atom-steps of the MD stages, images, configurations), core-hours (and
 GPU-hours where the work ran on a GPU), wall time on P ranks (farm stages: ceil(tasks / P)
 tasks one after another per rank), store size (the bytes of the stage's arrays, from their
-declaration in glassdist.layout: exact uncompressed; on disk zarr's compression makes them
-0.75-0.95 of that on the demo and study stores, which depends on the data and is not predicted)
-and the peak memory of a process running one task.
+declaration in glassdist.layout: exact, and the size of their chunk files, the store being
+uncompressed) and the peak memory of a process running one task.
 
 Times and memory come from a **calibration** on this machine (``--calibrate``, well under a
 minute at N = 2000), each part in a fresh process (its peak RSS is a task's memory): two short
@@ -358,8 +357,8 @@ def maps_per_image(spec: Spec) -> int:
 
 
 def store_bytes(spec: Spec) -> dict[str, int]:
-    """Bytes of every stage's arrays (glassdist.layout.store_bytes: exact, what they hold
-    uncompressed; zarr's compression makes the files on disk smaller)."""
+    """Bytes of every stage's arrays (glassdist.layout.store_bytes: exact, and the bytes of their
+    chunk files: the store is uncompressed, glassdist.store)."""
     return layout.store_bytes(spec)
 
 
@@ -509,6 +508,6 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, gpu_check: st
         "the calibration's CPU time: a dedicated core's" + (f" (the calibration ran {busy:.1f}x slower than "
         "that: this machine was busy)" if busy > 1.3 else "") + ". Wall times: farm stages run ceil(tasks / "
         "ranks) tasks per rank, train and gradcam one process (one core here). Store sizes are the bytes "
-        "the arrays hold (exact; Zarr compresses them on disk, to 0.77-0.96 per stage on the demo). analyze and "
+        "the arrays hold (exact: the store is uncompressed, so also their files on disk). analyze and "
         "report are not calibrated.")
     return 0
