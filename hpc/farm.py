@@ -38,6 +38,7 @@ from .progress import Progress
 
 REQUEST, TASK = 11, 12
 STOP = None
+POLL_S = 0.01  # how often a rank waiting for its next block looks for it
 BACKENDS = ("serial", "mpi", "dask")
 
 
@@ -280,10 +281,11 @@ def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, la
     while True:
         if leader:
             comm.send(report, dest=0, tag=REQUEST)
-            job = comm.recv(source=0, tag=TASK)
+            job = _receive(comm, 0, TASK)
+            for member in range(1, group.Get_size()):
+                group.send(job, dest=member, tag=TASK)
         else:
-            job = None
-        job = group.bcast(job, root=0)
+            job = _receive(group, 0, TASK)
         if job is STOP:
             break
         block, tries = job
@@ -296,6 +298,15 @@ def _mpi(tasks, work, ledger, comm, ranks_per_task, block_size, max_attempts, la
         dispatcher.join()
         return dispatcher.tally.close()
     return FarmResult()
+
+
+def _receive(comm, source: int, tag: int):
+    """``comm.recv`` that Ctrl-C can interrupt: a blocking MPI receive keeps the interpreter in C,
+    where a SIGINT is only noted, and the rank would wait for ever for a block that the
+    interrupted sender never sends."""
+    while not comm.Iprobe(source=source, tag=tag):
+        time.sleep(POLL_S)
+    return comm.recv(source=source, tag=tag)
 
 
 def placement(hosts: list[str]) -> str:

@@ -14,6 +14,11 @@ Everything a one-node run needs to keep its sockets off the network, in one plac
   a rank killed by a signal as exit status 0, so each rank runs under this module's guard
   (``python -m hpc.localhost CMD...``): it passes signals on and exits 128+N when the rank
   dies of signal N.
+- :func:`remove_stale_segments`: MPICH keeps a node's shared memory in ``/dev/shm``, named
+  after gforker's pid (``kvs_<pid>_0``); a job killed by a signal leaves it behind, and pids
+  recycle (``pid_max`` 32768 on many machines), so a later job whose gforker gets the same pid
+  would attach the dead job's memory and fail in ``MPI_Init`` (UCX "Invalid parameter" or
+  "Message ... truncated"). The guard removes such leftovers before its rank starts.
 - DDP on one node: :func:`hpc.ddp.spawn` (a file rendezvous, no TCP store).
 """
 
@@ -24,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .network import interface_env
@@ -35,6 +41,10 @@ LAUNCHED = ("PMI_RANK", "PMI_FD", "PMI_PORT", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE
 # signals the guard passes on to its rank; SIGINT is not among them: a terminal's Ctrl-C
 # reaches the rank directly (same process group), and gforker's copy would be a second one
 FORWARDED = (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+SHARED_MEMORY = Path("/dev/shm")
+SEGMENTS = ("mpich_shm_", "mpich_vci_")  # MPICH's per-job, per-node shared memory, in SHARED_MEMORY
+STALE_AFTER_S = 60  # a segment this old that no process maps is a dead job's (a job in MPI_Init made its own just now)
 
 
 def environ(base: dict | None = None) -> dict:
@@ -79,6 +89,45 @@ def run_mpi(nranks: int, argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def remove_stale_segments(directory: Path = SHARED_MEMORY, older_than_s: float = STALE_AFTER_S) -> list[str]:
+    """Unlink this user's MPICH segments in ``directory`` that are older than ``older_than_s``
+    seconds and mapped by no process (a killed job's): the names removed."""
+    now, uid = time.time(), os.getuid()
+    candidates = []
+    for path in directory.glob("mpich_*"):
+        try:
+            info = path.stat()
+        except FileNotFoundError:  # another guard removed it
+            continue
+        if path.name.startswith(SEGMENTS) and info.st_uid == uid and now - info.st_mtime > older_than_s:
+            candidates.append(path)
+    if not candidates:
+        return []
+    mapped = _mapped(candidates)
+    removed = []
+    for path in candidates:
+        if path not in mapped:
+            try:
+                path.unlink()
+                removed.append(path.name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _mapped(paths: list[Path]) -> set[Path]:
+    """Those of ``paths`` that a process this user may inspect maps (its /proc/PID/maps names them;
+    a name that is the prefix of another's counts too: such a segment is kept)."""
+    found = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except (OSError, UnicodeDecodeError):  # gone, or another user's
+            continue
+        found.update(path for path in paths if str(path) in text)
+    return found
+
+
 def _die_with_parent() -> None:  # in the rank, before exec: SIGKILL when the guard dies
     import ctypes
 
@@ -86,7 +135,9 @@ def _die_with_parent() -> None:  # in the rank, before exec: SIGKILL when the gu
 
 
 def guard(argv: list[str]) -> int:
-    """Run one rank ``argv``; pass FORWARDED signals on; its exit status, 128+N for signal N."""
+    """Run one rank ``argv`` (after removing stale MPICH segments); pass FORWARDED signals on;
+    its exit status, 128+N for signal N."""
+    remove_stale_segments()
     pmi = [int(os.environ["PMI_FD"])] if "PMI_FD" in os.environ else []  # gforker's socket pair
     rank = subprocess.Popen(argv, pass_fds=pmi, preexec_fn=_die_with_parent)
     for signum in FORWARDED:
