@@ -43,8 +43,8 @@ import numpy as np
 import torch
 import zarr
 
-from glassdist import analysis
-from glassdist import indicators as registry
+from glassdist.fields import analysis
+from glassdist.structure import indicators as registry
 from glassdist.pipeline import STAGES
 from glassdist import spec as specmod
 from glassdist.fields.correlation import pearson, spearman

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import indicators as registry
+from .structure import indicators as registry
 from .constants import HISTORY_KEYS
 from .dynamics.crd import sub_ensembles
 from .md.isoconf import output_steps
@@ -218,7 +218,7 @@ def analyze(spec: Spec, store=None) -> dict[str, Array]:
     if has_ensembles(spec):
         per_run.update({"ensembles/table": (C, nT, 5), "ensembles/ci": (C, nT, 5, 2), "ensembles/delta": (C, nT),
                         "ensembles/maps": (C, nT, 4, 2, N)})
-    per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.glassbench: propensity kind, group, time
+    per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.fields.glassbench: propensity kind, group, time
     per_run.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
     g = gamma_arrays(store)
     present = VARIANTS if g is None else [n for n in VARIANTS if n in g]

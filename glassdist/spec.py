@@ -192,7 +192,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    "say; our default glass)"),
     },
     "indicators": {
-        "compute": Key(STRINGS, [], help="structural indicators to compute (glassdist.indicators: "
+        "compute": Key(STRINGS, [], help="structural indicators to compute (glassdist.structure.indicators: "
                        "'voronoi', 'ttop', or an installed plugin); empty = every registered one that "
                        "supports system.dim", check=distinct),
         "rdf_rmax": Key(NUMBER, 5.0, help="g(r) range", check=positive),
@@ -254,7 +254,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                   check=unless(XI_RULE, table_of(XI_KEYS, non_negative))),
         "one_minus": Key(STRINGS, ["gradcam", "ttop"],
                          help="indicators shown and correlated as 1 - X (the paper: KAM gradcam, ttop; ABM "
-                         "gradcam, voronoi; see glassdist.indicators)", check=distinct),
+                         "gradcam, voronoi; see glassdist.structure.indicators)", check=distinct),
         "correlation_bins": Key(INT, 60, help="bins of C_X(r)", check=between(2, MAX_POINTS)),
         "correlation_rmax": Key(NUMBER, 10.0, help="range of C_X(r)", check=positive),
         "bootstrap": Key(INT, 1000, help="bootstrap resamples of every 95 % interval (over configurations; over "
@@ -563,7 +563,7 @@ def _check_consistency(d: dict) -> None:
     if fit and (len(fit) != 2 or fit[0] >= fit[1]):
         raise SpecError("inherent.fit_mid_T", "must be [] or [T_min, T_max] with T_min < T_max",
                         "e.g. fit_mid_T = [0.4, 0.8]")
-    from . import indicators
+    from .structure import indicators
 
     indicators.check(d)
 

@@ -1,11 +1,11 @@
-"""The paper's analysis (glassdist.analysis) on synthetic fields with known correlation lengths
+"""The paper's analysis (glassdist.fields.analysis) on synthetic fields with known correlation lengths
 and known correlations, and the summaries (Tables IV, V, S1, S2, Fig. 8) on hand-made arrays."""
 
 import numpy as np
 import pytest
 
-from glassdist import analysis
-from glassdist import indicators as registry
+from glassdist.fields import analysis
+from glassdist.structure import indicators as registry
 from glassdist.dynamics.crd import propensity_at_delta
 from glassdist.fields.coarse import coarse_grain
 from glassdist.fields.correlation import spatial_correlation

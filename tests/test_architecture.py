@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
-from glassdist import indicators as registry
+from glassdist.structure import indicators as registry
 from glassdist.pipeline import PIPELINE, STAGES
 
 from .conftest import TINY, TINY_COUNTS, glassdist, init_tiny
@@ -80,7 +80,7 @@ def test_pairs_rule():
 PLUGIN = '''
 import numpy as np
 
-from glassdist.indicators import Indicator
+from glassdist.structure.indicators import Indicator
 from glassdist.structure.pairs import periodic_pairs
 
 

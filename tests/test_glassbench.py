@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from glassdist.glassbench import species_correlations
+from glassdist.fields.glassbench import species_correlations
 
 
 def brute_coarse(positions, values, L, xi):

@@ -15,8 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("base", ("glassdist", "glassdist.constants", "glassdist.errors",
               "glassdist.pipeline")),  # the stage records: names, needs, kinds; stage modules load lazily
-    ("science", ("glassdist.structure", "glassdist.fields", "glassdist.dynamics", "glassdist.analysis",
-                 "glassdist.glassbench", "glassdist.indicators")),
+    ("science", ("glassdist.structure", "glassdist.fields", "glassdist.dynamics")),
     ("campaign", ("glassdist.spec",)),
     ("engines and learning", ("glassdist.md", "glassdist.learn")),
     ("store", ("glassdist.layout", "glassdist.store", "glassdist.integrity")),  # layout: every stage's arrays

@@ -7,7 +7,7 @@ Per-particle fields come from FIELD_SOURCES: each maps the store and the replica
 (R',) to named arrays of shape (R', 2, N) [class axis: liquid, glass], NaN where a field
 does not exist for a configuration: the Grad-CAM score (consensus, spread over the training
 ensemble, members, input-only baseline), every structural indicator the campaign computed
-(glassdist.indicators, plugins included) and the dynamic propensity.
+(glassdist.structure.indicators, plugins included) and the dynamic propensity.
 """
 
 from __future__ import annotations

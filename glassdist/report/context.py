@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import indicators as registry
-from ..analysis import flips
+from ..fields.analysis import flips
+from ..structure import indicators as registry
 from ..spec import Spec
 from ..store import Store
 from . import paper_values as pv

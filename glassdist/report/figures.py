@@ -12,7 +12,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..constants import CLASSES  # noqa: E402
 from ..learn.plots import history_figure  # noqa: E402
-from ..analysis import PAPER_DELTA  # noqa: E402
+from ..fields.analysis import PAPER_DELTA  # noqa: E402
 from . import paper_values as pv  # noqa: E402
 from ..stages.inherent import stored_fit  # noqa: E402
 from .context import Context, Missing, ensembles_missing, not_reached  # noqa: E402

@@ -41,8 +41,8 @@ TABLE_III = {
             "xi_violin": 3.0},
 }
 
-#: Table IV (KAM only; columns as glassdist.analysis.ensemble_columns), at delta = 1
-#: (glassdist.analysis.PAPER_DELTA)
+#: Table IV (KAM only; columns as glassdist.fields.analysis.ensemble_columns), at delta = 1
+#: (glassdist.fields.analysis.PAPER_DELTA)
 TABLE_IV = {"KAM": [0.769, 0.958, 0.820, 0.878, 0.985]}
 
 #: Table V: (C_max, delta*) of C_{alpha,Delta}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis import PAPER_DELTA
+from ..fields.analysis import PAPER_DELTA
 from ..constants import CLASSES
 from . import paper_values as pv
 from .context import Context, Missing, ensembles_missing, not_reached
@@ -350,7 +350,7 @@ def table_s2(ctx: Context) -> Table:
 
 
 def table_glassbench(ctx: Context) -> Table:
-    """GlassBench layout (glassdist.glassbench): Pearson (Spearman) between each signed bare indicator
+    """GlassBench layout (glassdist.fields.glassbench): Pearson (Spearman) between each signed bare indicator
     and the propensity per output time, per species and for all particles, propensity bare and
     coarse-grained; the mean over the propensity configurations."""
     pearson, spearman, times = ctx.need("analyze", "analyze/glassbench/pearson", "analyze/glassbench/spearman",

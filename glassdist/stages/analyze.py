@@ -1,13 +1,13 @@
 """Stage `analyze`: the paper's analysis (Sec. IV, supp. I E-F, III) from stored fields only,
-in parallel with Dask (hpc.dask_farm on hpc.dask_cluster). Science: glassdist.analysis.
+in parallel with Dask (hpc.dask_farm on hpc.dask_cluster). Science: glassdist.fields.analysis.
 
 Two phases, one ledger (``analyze``), each task writing only its own chunks:
 1. Scans, task ``R_test + c nT + T``: propensity configuration c at temperature index T:
-   :class:`glassdist.analysis.PropensityScan` under ``analyze/dynamics/*`` (reached, C_Delta_r,
+   :class:`glassdist.fields.analysis.PropensityScan` under ``analyze/dynamics/*`` (reached, C_Delta_r,
    xi_Delta, scan, xi_star) and ``analyze/maps/Delta``, ``maps/optimal`` with leading axes
    (C, nT), and ``analyze/dynamics/delta`` (C, nT, n_out).
    When every scan is done the coarse-graining lengths are chosen (``analyze.xi``: the paper's
-   rule, :func:`glassdist.analysis.choose_xi`, or fixed values) and stored as the attribute
+   rule, :func:`glassdist.fields.analysis.choose_xi`, or fixed values) and stored as the attribute
    ``xi`` of group ``analyze`` ({rule, Delta, alpha, violin, Delta_at, alpha_star, notes}).
 2. With those lengths: task ``t`` < R_test: test replica t (row t of ``gradcam/*``):
    Pearson and Spearman between the indicators at xi violin for its liquid and glass (Fig. 6,
@@ -20,7 +20,7 @@ Two phases, one ledger (``analyze``), each task writing only its own chunks:
    in ``analyze/ensembles/table`` (C, nT, 5) with its spatial-block 95 % interval in
    ``analyze/ensembles/ci`` (C, nT, 5, 2), that delta in ``analyze/ensembles/delta`` (C, nT),
    and the fields of Fig. 4 in ``analyze/ensembles/maps`` (C, nT, 4, 2, N).
-   The GlassBench-layout correlations (glassdist.glassbench) of the same task in
+   The GlassBench-layout correlations (glassdist.fields.glassbench) of the same task in
    ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T): indicator, propensity
    [bare, coarse-grained at the chosen xi_Delta], group [each species, all], output time
    (attribute ``glassbench`` of group analyze names the axes).
@@ -63,7 +63,7 @@ members_disagreeing_in_sign [{class, indicator, positive, negative, values}], co
 given_composition: {mean, ci}, composition_xi, note}, propensity {at, members (C, M), randomised
 (C, M, V), shuffled, input (C,), partial (C, 2)}, notes}; "reproduces": the variant's mean lies in
 Gamma-bar's 95 % interval or Gamma-bar's mean in the variant's. A = the analysed indicators (attribute
-``indicators``: Grad-CAM first, then indicators.compute; glassdist.indicators), P = their pairs
+``indicators``: Grad-CAM first, then indicators.compute; glassdist.structure.indicators), P = their pairs
 (attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid),
 B = correlation_bins + 1.
 """
@@ -78,8 +78,9 @@ import numpy as np
 
 from functools import partial
 
-from .. import analysis, glassbench, layout
-from .. import indicators as registry
+from .. import layout
+from ..fields import analysis, glassbench
+from ..structure import indicators as registry
 from ..fields import uncertainty
 from ..dynamics.crd import propensity_at_delta, sub_ensembles
 from ..spec import Spec, fixed_xi, load
@@ -163,7 +164,7 @@ def waiting(store: Store, spec: Spec) -> int:
 
 def _fields(store: Store, spec: Spec, t: int) -> np.ndarray:
     """Bare indicators of test replica t: (2, N, A) [class axis: liquid, glass], A in the order
-    of glassdist.indicators.analysed (Grad-CAM first)."""
+    of glassdist.structure.indicators.analysed (Grad-CAM first)."""
     replica = int(store.root["gradcam/replicas"][t])
     ind = store.root["indicators"]
     return np.stack([store.root["gradcam/gamma"][t]]

@@ -1,4 +1,4 @@
-"""Stage `indicators`: the campaign's structural indicators (glassdist.indicators: Voronoi volume
+"""Stage `indicators`: the campaign's structural indicators (glassdist.structure.indicators: Voronoi volume
 Upsilon, Sec. III C; Tong-Tanaka Theta, Sec. III D; plugins) per particle and partial g(r)
 (supp. II D) of every done quench configuration, in parallel with Dask (hpc.dask_cluster:
 local workers, a scheduler address or SLURM worker jobs).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import indicators as registry
+from ..structure import indicators as registry
 from ..constants import bin_centres
 from ..spec import Spec
 from ..store import Store

@@ -1,6 +1,6 @@
 """The paper's analysis (Sec. IV, supplement I E-F, III) on particle fields: arrays in, arrays out.
 
-Indicators alpha are the campaign's analysed indicators (glassdist.indicators.analysed: Grad-CAM
+Indicators alpha are the campaign's analysed indicators (glassdist.structure.indicators.analysed: Grad-CAM
 Gamma first, then Voronoi Upsilon, Tong-Tanaka Theta, ...); ``fields`` arrays are (N, A) in
 that order. Every field is
 coarse-grained (eq. 7, :func:`glassdist.fields.coarse.coarse_grain`) and normalised to
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .constants import bin_centres
-from .dynamics.crd import propensity_at_delta
-from .fields.coarse import coarse_grain, normalise
-from .fields.correlation import first_crossing, pearson, spatial_correlation, spearman
-from .fields.uncertainty import agreement, partial_pearson, pearson_matrix
+from ..constants import bin_centres
+from ..dynamics.crd import propensity_at_delta
+from .coarse import coarse_grain, normalise
+from .correlation import first_crossing, pearson, spatial_correlation, spearman
+from .uncertainty import agreement, partial_pearson, pearson_matrix
 
 
 

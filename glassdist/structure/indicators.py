@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import SpecError
+from ..errors import SpecError
 
 ENTRY_POINTS = "glassdist.indicators"
 
@@ -42,7 +42,7 @@ def _voronoi_volume(positions, types, spec, cells) -> np.ndarray:
 
 
 def _tong_tanaka(positions, types, spec, cells) -> np.ndarray:
-    from .structure.tongtanaka import tong_tanaka
+    from .tongtanaka import tong_tanaka
 
     return tong_tanaka(positions, types, spec.box_length, spec.contact_sigma, cells=cells)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import smooth
-from .fields.coarse import coarse_grain
-from .fields.correlation import pearson, spearman
+from .coarse import coarse_grain
+from .correlation import pearson, spearman
 
 PROPENSITY = ("bare", "coarse-grained")
 
