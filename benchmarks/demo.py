@@ -61,11 +61,15 @@ def main() -> None:
         second, _, log = timed_demo(base, args.np)
         stages = [line for line in log.splitlines() if line.startswith("== ")]
         skipped = [line for line in stages if line.endswith("== done")]
-        print(f"glassdist demo, --np {args.np}: first call {first:.0f} s wall (target <= 600 s: "
-              f"{'ok' if first <= 600 else 'MISSED'}), {cpu:.0f} CPU s; load average now "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work slows the wall time)")
-        print(f"second call {second:.1f} s ({first / second:.0f}x faster; {len(skipped)} of {len(stages)} "
-              f"stage runs skipped as done)")
+        print(
+            f"glassdist demo, --np {args.np}: first call {first:.0f} s wall (target <= 600 s: "
+            f"{'ok' if first <= 600 else 'MISSED'}), {cpu:.0f} CPU s; load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work slows the wall time)"
+        )
+        print(
+            f"second call {second:.1f} s ({first / second:.0f}x faster; {len(skipped)} of {len(stages)} "
+            f"stage runs skipped as done)"
+        )
         for system in ("kam", "abm"):
             walls = stage_walls(base / system)
             order = [n for n in PIPELINE if n in walls] + sorted(set(walls) - set(PIPELINE))

@@ -24,8 +24,15 @@ import warp as wp
 
 from glassdist import spec as specmod
 from glassdist.md.isoconf import draw_velocities
-from glassdist.md.lammps import LammpsSession, num, pair_commands, random_minimum, read_data_commands, \
-    write_data_file, dynamics_fixes
+from glassdist.md.lammps import (
+    LammpsSession,
+    num,
+    pair_commands,
+    random_minimum,
+    read_data_commands,
+    write_data_file,
+    dynamics_fixes,
+)
 from glassdist.md.warp.integrate import NoseHooverNVT
 from glassdist.md.warp.system import Batch
 
@@ -34,22 +41,30 @@ T = 0.8  # the paper's KAM T_L: a dense liquid
 
 def kam(n: int) -> specmod.Spec:
     a = int(round(0.65 * n))
-    return specmod.loads(specmod.apply_overrides(specmod.preset_text("demo-kam"), [
-        f"system.n_particles={n}", f"system.counts=[{a},{n - a}]"]))
+    return specmod.loads(
+        specmod.apply_overrides(
+            specmod.preset_text("demo-kam"), [f"system.n_particles={n}", f"system.counts=[{a},{n - a}]"]
+        )
+    )
 
 
 def lammps_rate(spec, x, v, steps: int, tmp: str) -> float:
     write_data_file(f"{tmp}/bench.data", spec, x, spec.types, v)
     with LammpsSession(spec) as lmp:
-        lmp.run(read_data_commands(spec, f"{tmp}/bench.data") + pair_commands(spec) + dynamics_fixes(spec) +
-                [f"fix nvt all nvt temp {T} {T} {num(spec.md.thermostat_damping)}", "run 10"])
+        lmp.run(
+            read_data_commands(spec, f"{tmp}/bench.data")
+            + pair_commands(spec)
+            + dynamics_fixes(spec)
+            + [f"fix nvt all nvt temp {T} {T} {num(spec.md.thermostat_damping)}", "run 10"]
+        )
         start = time.perf_counter()
         lmp.run(f"run {steps}")
         return spec.system.n_particles * steps / (time.perf_counter() - start)
 
 
-def warp_rate(spec, x, v, blocks: int, steps: int, device: str, precision: str,
-              sortable: bool = True) -> tuple[float, float]:
+def warp_rate(
+    spec, x, v, blocks: int, steps: int, device: str, precision: str, sortable: bool = True
+) -> tuple[float, float]:
     """(atom-steps/s, device bytes per replica) of one block of ``blocks`` replicas."""
     batch = Batch(spec, blocks, device=device, precision=precision)
     batch.sortable = batch.sortable and sortable
@@ -88,9 +103,11 @@ def locality(spec, x, v, k: int, device: str, budget: float) -> None:
     steps = max(2, int(budget / nb))
     plain = warp_rate(big, xb, vb, 1, steps, device, "float64", sortable=False)[0]
     sorted_ = warp_rate(big, xb, vb, 1, steps, device, "float64")[0]
-    print(f"memory locality on {device}, 2D KAM float64, one system: N = {n}: {small:.3g} atom-steps/s; "
-          f"N = {nb} (tiled {k} x {k}, random order): unsorted {plain:.3g} ({plain / small:.2f} of N = {n}), "
-          f"sorted {sorted_:.3g} ({sorted_ / small:.2f}); sort gain x{sorted_ / plain:.2f}")
+    print(
+        f"memory locality on {device}, 2D KAM float64, one system: N = {n}: {small:.3g} atom-steps/s; "
+        f"N = {nb} (tiled {k} x {k}, random order): unsorted {plain:.3g} ({plain / small:.2f} of N = {n}), "
+        f"sorted {sorted_:.3g} ({sorted_ / small:.2f}); sort gain x{sorted_ / plain:.2f}"
+    )
 
 
 def main():
@@ -113,8 +130,10 @@ def main():
         ref = lammps_rate(spec, x, v, max(1, int(args.budget / args.n)), tmp)
     print(f"N = {args.n}, 2D KAM, NVT at T = {T}; Warp {wp.config.version}")
     print(f"LAMMPS (1 core, same run): {ref:.3g} atom-steps/s")
-    print(f"{'device':6} {'precision':9} {'replicas':>8} {'steps':>6} {'atom-steps/s':>13} {'vs LAMMPS':>9} "
-          f"{'MB/replica':>10}")
+    print(
+        f"{'device':6} {'precision':9} {'replicas':>8} {'steps':>6} {'atom-steps/s':>13} {'vs LAMMPS':>9} "
+        f"{'MB/replica':>10}"
+    )
     devices = ["cpu"] + (["cuda"] if wp.get_cuda_device_count() else [])
     for device in devices:
         for precision in ("float64", "float32"):
@@ -122,8 +141,10 @@ def main():
                 budget = args.budget * (100 if device == "cuda" else 1)
                 steps = max(2, int(budget / (b * args.n)))
                 rate, nbytes = warp_rate(spec, x, v, b, steps, device, precision)
-                print(f"{device:6} {precision:9} {b:8d} {steps:6d} {rate:13.3g} {rate / ref:9.2f} {nbytes / 1e6:10.2f}",
-                      flush=True)
+                print(
+                    f"{device:6} {precision:9} {b:8d} {steps:6d} {rate:13.3g} {rate / ref:9.2f} {nbytes / 1e6:10.2f}",
+                    flush=True,
+                )
     if "cuda" not in devices:
         print("GPU: not measured (Warp sees no CUDA device here)")
 

@@ -45,8 +45,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--preset", default="demo-kam")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)),
-                        help="processes training at once in part 2 (train.member_processes; 1 skips it)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes training at once in part 2 (train.member_processes; 1 skips it)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     spec = specmod.loads(specmod.preset_text(args.preset))
@@ -69,11 +73,17 @@ def main() -> None:
     start = time.perf_counter()
     train_members(group, (x, y.repeat(K, 1)), (x[:val], y[:val].repeat(K, 1)), config, seeds, device=args.device)
     grouped = time.perf_counter() - start
-    worst = max((float((a[k] - b[k]).norm() / a[k].norm()), k) for (a, _), b in
-                zip(sequential, split_members(group.cpu())) for k in a if a[k].norm() > 0)
+    worst = max(
+        (float((a[k] - b[k]).norm() / a[k].norm()), k)
+        for (a, _), b in zip(sequential, split_members(group.cpu()))
+        for k in a
+        if a[k].norm() > 0
+    )
     seq_total = sum(t for _, t in sequential)
-    print(f"{args.preset} network, grid {grid}^{dim}, {args.samples} training images, {args.epochs} epochs, "
-          f"batch {config.batch_size}, {args.device}, {args.threads} torch thread(s), K = {K}")
+    print(
+        f"{args.preset} network, grid {grid}^{dim}, {args.samples} training images, {args.epochs} epochs, "
+        f"batch {config.batch_size}, {args.device}, {args.threads} torch thread(s), K = {K}"
+    )
     print(f"single training            {single:8.2f} s")
     print(f"sequential, {K} members     {seq_total:8.2f} s   per member / single = {seq_total / K / single:.3f}")
     print(f"grouped, {K} members        {grouped:8.2f} s   per member / single = {grouped / K / single:.3f}")
@@ -87,8 +97,12 @@ def images(spec, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Random images (samples, 1, grid, ...) with a learnable class signal, and their labels (samples,)."""
     rng = np.random.default_rng(0)
     y = torch.arange(samples) % 2
-    x = torch.from_numpy((rng.normal(size=(samples, 1) + (spec.dataset.grid,) * spec.dim)
-                          + 0.5 * y.numpy().reshape((-1,) + (1,) * (spec.dim + 1))).astype(np.float32))
+    x = torch.from_numpy(
+        (
+            rng.normal(size=(samples, 1) + (spec.dataset.grid,) * spec.dim)
+            + 0.5 * y.numpy().reshape((-1,) + (1,) * (spec.dim + 1))
+        ).astype(np.float32)
+    )
     return x, y
 
 
@@ -116,8 +130,10 @@ def concurrent_processes(args, seeds: list[int]) -> None:
         list(pool.map(train_share, *zip(*[(*share, seeds[j::P], max(1, cores // P)) for j in range(P)])))
         concurrent = time.perf_counter() - start
     print(f"one process, {cores} threads, {len(seeds)} members   {sequential:8.2f} s")
-    print(f"{P} processes of {max(1, cores // P)} thread(s)         {concurrent:8.2f} s   "
-          f"concurrent / sequential = {concurrent / sequential:.3f}")
+    print(
+        f"{P} processes of {max(1, cores // P)} thread(s)         {concurrent:8.2f} s   "
+        f"concurrent / sequential = {concurrent / sequential:.3f}"
+    )
 
 
 if __name__ == "__main__":

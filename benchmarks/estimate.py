@@ -31,8 +31,7 @@ BIN = Path(sys.executable).parent
 
 
 def glassdist(*args) -> str:
-    return subprocess.run([str(BIN / "glassdist"), *map(str, args)], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run([str(BIN / "glassdist"), *map(str, args)], check=True, capture_output=True, text=True).stdout
 
 
 def cpu_seconds(*args) -> float:
@@ -52,11 +51,23 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.dir, ignore_errors=True)
     a = int(round(0.65 * args.n))
-    sets = [f"system.n_particles={args.n}", f"system.counts=[{a},{args.n - a}]", "quench.replicas=8",
-            "quench.split=[4,2,2]", "quench.cooling_rate=0.4", "quench.equilibration_time=2.0",
-            "quench.snapshot_replicas=0", "quench.hold_liquid=0.0", "propensity.main_samples=0",
-            f"propensity.samples={args.samples}", f"propensity.steps={args.steps}", "propensity.outputs=6",
-            f"propensity.checkpoint_every={args.steps}", "propensity.temperatures=[0.5]", "dask.workers=1"]
+    sets = [
+        f"system.n_particles={args.n}",
+        f"system.counts=[{a},{args.n - a}]",
+        "quench.replicas=8",
+        "quench.split=[4,2,2]",
+        "quench.cooling_rate=0.4",
+        "quench.equilibration_time=2.0",
+        "quench.snapshot_replicas=0",
+        "quench.hold_liquid=0.0",
+        "propensity.main_samples=0",
+        f"propensity.samples={args.samples}",
+        f"propensity.steps={args.steps}",
+        "propensity.outputs=6",
+        f"propensity.checkpoint_every={args.steps}",
+        "propensity.temperatures=[0.5]",
+        "dask.workers=1",
+    ]
     d = args.dir / "c"
     glassdist("init", d, "--preset", "demo-kam", *[x for s in sets for x in ("--set", s)])
     glassdist("estimate", d, "--calibrate", "--ranks", "1")
@@ -72,8 +83,9 @@ def main() -> None:
         cpu = (cpu_seconds(stage, d) - cpu_seconds(stage, d)) / rows[stage].tasks
         predicted = rows[stage].task_seconds
         wall = float(np.median(Store(d, mode="r").ledger(stage).seconds[:]))
-        print(f"| {stage} | {predicted:.3f} | {cpu:.3f} | {predicted / cpu:.2f} | {wall:.3f} | "
-              f"{wall / predicted:.2f} |")
+        print(
+            f"| {stage} | {predicted:.3f} | {cpu:.3f} | {predicted / cpu:.2f} | {wall:.3f} | {wall / predicted:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ from glassdist.structure.tongtanaka import tong_tanaka
 from glassdist.structure.voronoi import voronoi
 from hpc.dask_cluster import dask_client
 
-KAM_2000 = ["system.n_particles=2000", "system.counts=[1300, 700]", "quench.cooling_rate=0.4",
-            "quench.equilibration_time=2.0", "quench.snapshot_replicas=0", "quench.thermo_points=10"]
+KAM_2000 = [
+    "system.n_particles=2000",
+    "system.counts=[1300, 700]",
+    "quench.cooling_rate=0.4",
+    "quench.equilibration_time=2.0",
+    "quench.snapshot_replicas=0",
+    "quench.thermo_points=10",
+]
 
 
 def best_of(repeat, fn, *args, **kwargs) -> float:
@@ -78,22 +84,29 @@ def main() -> None:
     freud.parallel.set_num_threads(1)
     print(f"per configuration, one thread (best of {args.repeat}):")
     cells = voronoi(glass, L)
-    rows = [("Voronoi volume Upsilon", best_of(args.repeat, voronoi, glass, L)),
-            ("Tong-Tanaka Theta (given the cells)",
-             best_of(args.repeat, tong_tanaka, glass, types, L, spec.contact_sigma, cells=cells)),
-            (f"partial g(r) (r_max {spec.indicators.rdf_rmax}, {spec.indicators.rdf_bins} bins)",
-             best_of(args.repeat, partial_rdf, glass, types, L, spec.indicators.rdf_rmax,
-                     spec.indicators.rdf_bins))]
+    rows = [
+        ("Voronoi volume Upsilon", best_of(args.repeat, voronoi, glass, L)),
+        (
+            "Tong-Tanaka Theta (given the cells)",
+            best_of(args.repeat, tong_tanaka, glass, types, L, spec.contact_sigma, cells=cells),
+        ),
+        (
+            f"partial g(r) (r_max {spec.indicators.rdf_rmax}, {spec.indicators.rdf_bins} bins)",
+            best_of(args.repeat, partial_rdf, glass, types, L, spec.indicators.rdf_rmax, spec.indicators.rdf_bins),
+        ),
+    ]
     fields3 = np.random.default_rng(1).normal(size=(len(types), 3))
     for xi in (3.0, 5.0, 8.0):
-        rows.append((f"coarse-graining xi = {xi:g}, 1 field", best_of(args.repeat, coarse_grain, glass,
-                                                                      fields3[:, 0], L, xi)))
-        rows.append((f"coarse-graining xi = {xi:g}, 3 fields", best_of(args.repeat, coarse_grain, glass,
-                                                                       fields3, L, xi)))
-    rows.append(("pair search r_max = 16 (xi = 8): structure.pairs", best_of(args.repeat, periodic_pairs,
-                                                                             glass, L, 16.0)))
-    rows.append(("pair search r_max = 16 (xi = 8): freud AABBQuery", best_of(args.repeat, freud_pairs,
-                                                                             glass, L, 16.0)))
+        rows.append(
+            (f"coarse-graining xi = {xi:g}, 1 field", best_of(args.repeat, coarse_grain, glass, fields3[:, 0], L, xi))
+        )
+        rows.append(
+            (f"coarse-graining xi = {xi:g}, 3 fields", best_of(args.repeat, coarse_grain, glass, fields3, L, xi))
+        )
+    rows.append(
+        ("pair search r_max = 16 (xi = 8): structure.pairs", best_of(args.repeat, periodic_pairs, glass, L, 16.0))
+    )
+    rows.append(("pair search r_max = 16 (xi = 8): freud AABBQuery", best_of(args.repeat, freud_pairs, glass, L, 16.0)))
     for name, seconds in rows:
         print(f"  {name:<52s} {1e3 * seconds:9.1f} ms")
 

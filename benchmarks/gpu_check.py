@@ -53,13 +53,17 @@ from glassdist.md.warp.integrate import NoseHooverNVT
 from glassdist.md.warp.start import random_start
 from glassdist.md.warp.system import Batch
 
-T = 0.8                # NVT temperature of every throughput case (the KAM T_L: a dense liquid)
+T = 0.8  # NVT temperature of every throughput case (the KAM T_L: a dense liquid)
 AGREEMENT_STEPS = 300
-BUDGET = 1e9           # atom-steps per throughput case on a GPU (the CPU: BUDGET / 1000)
+BUDGET = 1e9  # atom-steps per throughput case on a GPU (the CPU: BUDGET / 1000)
 MIN_STEPS, MAX_STEPS = 100, 5000
 # (system, dim, N, replicas per block)
-CASES = [("kam", 2, 2000, (1, 10, 100, 1000, 4000)), ("kam", 2, 20_000, (100,)), ("kam", 2, 100_000, (20,)),
-         ("ka3d", 3, 8000, (1, 100))]
+CASES = [
+    ("kam", 2, 2000, (1, 10, 100, 1000, 4000)),
+    ("kam", 2, 20_000, (100,)),
+    ("kam", 2, 100_000, (20,)),
+    ("ka3d", 3, 8000, (1, 100)),
+]
 QUICK_CASES = [("kam", 2, 200, (1, 4)), ("ka3d", 3, 400, (1, 2))]
 
 
@@ -67,8 +71,11 @@ def system_spec(system: str, n: int) -> specmod.Spec:
     """The demo preset of ``system`` at N particles (its composition fractions kept)."""
     small = 0.35 if system == "kam" else 0.2
     b = int(round(small * n))
-    return specmod.loads(specmod.apply_overrides(specmod.preset_text(f"demo-{system}"), [
-        f"system.n_particles={n}", f"system.counts=[{n - b},{b}]"]))
+    return specmod.loads(
+        specmod.apply_overrides(
+            specmod.preset_text(f"demo-{system}"), [f"system.n_particles={n}", f"system.counts=[{n - b},{b}]"]
+        )
+    )
 
 
 def liquid(spec: specmod.Spec, device: str) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +113,14 @@ def agreement(system, dim, spec, x, v, device) -> dict:
         nvt.run(AGREEMENT_STEPS)
         out.append((batch.unwrapped(), batch.velocities()))
     (xd, vd), (xc, vc) = out
-    return {"system": system, "dim": dim, "n": spec.system.n_particles, "steps": AGREEMENT_STEPS,
-            "max_dx": float(np.abs(xd - xc).max()), "max_dv": float(np.abs(vd - vc).max())}
+    return {
+        "system": system,
+        "dim": dim,
+        "n": spec.system.n_particles,
+        "steps": AGREEMENT_STEPS,
+        "max_dx": float(np.abs(xd - xc).max()),
+        "max_dv": float(np.abs(vd - vc).max()),
+    }
 
 
 def md_rate(system, dim, spec, x, v, replicas, device, precision, graphs, budget) -> dict:
@@ -117,8 +130,17 @@ def md_rate(system, dim, spec, x, v, replicas, device, precision, graphs, budget
     nvt.run(100, graphs=graphs)  # warm-up: kernels loaded, the graph captured
     seconds = timed(device, lambda: nvt.run(steps, graphs=graphs))
     batch.check()
-    return {"system": system, "dim": dim, "n": n, "replicas": replicas, "precision": precision, "graphs": graphs,
-            "steps": steps, "seconds": seconds, "atom_steps_per_s": replicas * n * steps / seconds}
+    return {
+        "system": system,
+        "dim": dim,
+        "n": n,
+        "replicas": replicas,
+        "precision": precision,
+        "graphs": graphs,
+        "steps": steps,
+        "seconds": seconds,
+        "atom_steps_per_s": replicas * n * steps / seconds,
+    }
 
 
 def fire_rate(system, dim, spec, x, v, replicas, device) -> dict:
@@ -126,10 +148,17 @@ def fire_rate(system, dim, spec, x, v, replicas, device) -> dict:
     seconds per minimisation (the inherent stage minimises cooling snapshots the same way)."""
     batch, nvt = nvt_block(spec, x, v, replicas, device, "float64")
     nvt.run(200)
-    seconds = timed(device, lambda: fire_minimise(batch, spec.md.dt, 0.0, spec.inherent.ftol,
-                                                  spec.inherent.max_iterations))
-    return {"system": system, "dim": dim, "n": spec.system.n_particles, "replicas": replicas, "seconds": seconds,
-            "seconds_per_minimisation": seconds / replicas}
+    seconds = timed(
+        device, lambda: fire_minimise(batch, spec.md.dt, 0.0, spec.inherent.ftol, spec.inherent.max_iterations)
+    )
+    return {
+        "system": system,
+        "dim": dim,
+        "n": spec.system.n_particles,
+        "replicas": replicas,
+        "seconds": seconds,
+        "seconds_per_minimisation": seconds / replicas,
+    }
 
 
 def paper_model_spec(quick: bool) -> specmod.Spec:
@@ -153,8 +182,14 @@ def train_rate(spec, batch_size: int, batches: int, device: str) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"batch_size": batch_size, "grid": grid, "dim": 2, "samples": n, "seconds": seconds,
-            "seconds_per_sample": seconds / n}
+    return {
+        "batch_size": batch_size,
+        "grid": grid,
+        "dim": 2,
+        "samples": n,
+        "seconds": seconds,
+        "seconds_per_sample": seconds / n,
+    }
 
 
 def gradcam_rate(spec, device: str, maps: int) -> dict:
@@ -203,9 +238,17 @@ def ddp_rate(quick: bool, device: str) -> dict:
 def run(device: str, quick: bool, out=print) -> dict:
     budget = BUDGET if device.startswith("cuda") else BUDGET / 1000
     cases = QUICK_CASES if quick else CASES
-    result = {"device": device, "device_name": str(wp.get_device(device).name), "warp": wp.config.version,
-              "torch": torch.__version__, "created": time.time(), "quick": quick,
-              "agreement": [], "md": [], "fire": []}
+    result = {
+        "device": device,
+        "device_name": str(wp.get_device(device).name),
+        "warp": wp.config.version,
+        "torch": torch.__version__,
+        "created": time.time(),
+        "quick": quick,
+        "agreement": [],
+        "md": [],
+        "fire": [],
+    }
     for system, dim, n, blocks in cases:
         spec = system_spec(system, n)
         x, v = liquid(spec, device)
@@ -215,42 +258,57 @@ def run(device: str, quick: bool, out=print) -> dict:
                 out(f"agreement {system} N = {n}: max |dx| {result['agreement'][-1]['max_dx']:.2e}")
         for precision in ("float32", "float64"):
             for replicas in blocks:
-                for graphs in ((True, False) if replicas == 1 and device.startswith("cuda") else (None,)):
+                for graphs in (True, False) if replicas == 1 and device.startswith("cuda") else (None,):
                     row = md_rate(system, dim, spec, x, v, replicas, device, precision, graphs, budget)
                     result["md"].append(row)
-                    out(f"md {system} {dim}D N = {n} x {replicas} {precision} graphs {graphs}: "
-                        f"{row['atom_steps_per_s']:.3g} atom-steps/s")
+                    out(
+                        f"md {system} {dim}D N = {n} x {replicas} {precision} graphs {graphs}: "
+                        f"{row['atom_steps_per_s']:.3g} atom-steps/s"
+                    )
         if n == cases[0][2] or dim == 3:
             result["fire"].append(fire_rate(system, dim, spec, x, v, 1 if quick else min(max(blocks), 100), device))
     model_spec = paper_model_spec(quick)
     torch_device = "cuda" if device.startswith("cuda") else "cpu"
-    result["train"] = [train_rate(model_spec, b, k, torch_device) for b, k in ((5, 4 if quick else 200),
-                                                                           (256, 1 if quick else 20))]
+    result["train"] = [
+        train_rate(model_spec, b, k, torch_device) for b, k in ((5, 4 if quick else 200), (256, 1 if quick else 20))
+    ]
     result["gradcam"] = gradcam_rate(model_spec, torch_device, 4 if quick else 32)
     result["ddp"] = ddp_rate(quick, torch_device)
     return result
 
 
 def table(result: dict) -> str:
-    lines = [f"GPU check on {result['device']} ({result['device_name']}), Warp {result['warp']}, "
-             f"torch {result['torch']}" + (" (quick sizes)" if result["quick"] else ""), "",
-             "| agreement (float64, device vs CPU) | N | steps | max abs dx | max abs dv |", "|---|---|---|---|---|"]
-    lines += [f"| {a['system']} {a['dim']}D | {a['n']} | {a['steps']} | {a['max_dx']:.1e} | {a['max_dv']:.1e} |"
-              for a in result["agreement"]]
+    lines = [
+        f"GPU check on {result['device']} ({result['device_name']}), Warp {result['warp']}, "
+        f"torch {result['torch']}" + (" (quick sizes)" if result["quick"] else ""),
+        "",
+        "| agreement (float64, device vs CPU) | N | steps | max abs dx | max abs dv |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {a['system']} {a['dim']}D | {a['n']} | {a['steps']} | {a['max_dx']:.1e} | {a['max_dv']:.1e} |"
+        for a in result["agreement"]
+    ]
     lines += ["", "| MD (NVT) | N | replicas | precision | CUDA graphs | atom-steps/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {m['system']} {m['dim']}D | {m['n']} | {m['replicas']} | {m['precision']} | "
-              f"{'-' if m['graphs'] is None else ('on' if m['graphs'] else 'off')} | {m['atom_steps_per_s']:.3g} |"
-              for m in result["md"]]
+    lines += [
+        f"| {m['system']} {m['dim']}D | {m['n']} | {m['replicas']} | {m['precision']} | "
+        f"{'-' if m['graphs'] is None else ('on' if m['graphs'] else 'off')} | {m['atom_steps_per_s']:.3g} |"
+        for m in result["md"]
+    ]
     lines += ["", "| FIRE to inherent.ftol | N | replicas | s per minimisation |", "|---|---|---|---|"]
-    lines += [f"| {f['system']} {f['dim']}D | {f['n']} | {f['replicas']} | {f['seconds_per_minimisation']:.3g} |"
-              for f in result["fire"]]
+    lines += [
+        f"| {f['system']} {f['dim']}D | {f['n']} | {f['replicas']} | {f['seconds_per_minimisation']:.3g} |"
+        for f in result["fire"]
+    ]
     lines += ["", "| CNN (paper-kam) | per sample |", "|---|---|"]
     lines += [f"| train, batch {t['batch_size']} | {t['seconds_per_sample'] * 1e3:.3g} ms |" for t in result["train"]]
     lines.append(f"| Grad-CAM map | {result['gradcam']['seconds_per_map'] * 1e3:.3g} ms |")
     d = result["ddp"]
-    lines.append(f"| DDP train, batch 256, world {d['world']} ({d['backend']}) | "
-                 f"{d['seconds_per_sample'] * 1e3:.3g} ms |"
-                 if "error" not in d else f"| DDP | {d['error']} |")
+    lines.append(
+        f"| DDP train, batch 256, world {d['world']} ({d['backend']}) | {d['seconds_per_sample'] * 1e3:.3g} ms |"
+        if "error" not in d
+        else f"| DDP | {d['error']} |"
+    )
     return "\n".join(lines)
 
 

@@ -54,12 +54,18 @@ from glassdist.store import Store, software_versions
 from glassdist.structure.grid import kernel_matrix
 
 
-PER_REPLICA_EXCEPT = {"indicators/rdf_r"}      # arrays of a kept stage that are not indexed by replica
+PER_REPLICA_EXCEPT = {"indicators/rdf_r"}  # arrays of a kept stage that are not indexed by replica
 
 
 # ---- derived campaigns -----------------------------------------------------------------------
-def derive(old: Path, new: Path, overrides: list[str], keep: list[str], n_train: int | None = None,
-           split: list[int] | None = None) -> None:
+def derive(
+    old: Path,
+    new: Path,
+    overrides: list[str],
+    keep: list[str],
+    n_train: int | None = None,
+    split: list[int] | None = None,
+) -> None:
     """Campaign `new` = `old`'s campaign.toml + overrides, with copies of the kept stages' results.
 
     n_train: keep the first n_train training replicas and every validation and test replica;
@@ -90,14 +96,30 @@ def derive(old: Path, new: Path, overrides: list[str], keep: list[str], n_train:
     (new / "campaign.toml").write_text(text)
     src = zarr.open_group(old / "store.zarr", mode="r")
     dst = zarr.open_group(new / "store.zarr", mode="w", zarr_format=3)
-    stages = {s: {"hash": STAGES[s].section_hash(spec), "sections": list(STAGES[s].sections),
-                  "versions": software_versions(), "values": {k: spec.raw[k] for k in STAGES[s].sections}}
-              for s in keep}
-    dst.attrs.update({"spec": spec.raw, "spec_hash": spec.hash, "created": src.attrs["created"],
-                      "versions": src.attrs["versions"], "stages": stages,
-                      "completed": {s: stages[s]["hash"] for s in keep},
-                      "derived_from": {"campaign": str(old.resolve()), "kept": keep,
-                                       "replica_rows": rows.tolist() if split is not None else None}})
+    stages = {
+        s: {
+            "hash": STAGES[s].section_hash(spec),
+            "sections": list(STAGES[s].sections),
+            "versions": software_versions(),
+            "values": {k: spec.raw[k] for k in STAGES[s].sections},
+        }
+        for s in keep
+    }
+    dst.attrs.update(
+        {
+            "spec": spec.raw,
+            "spec_hash": spec.hash,
+            "created": src.attrs["created"],
+            "versions": src.attrs["versions"],
+            "stages": stages,
+            "completed": {s: stages[s]["hash"] for s in keep},
+            "derived_from": {
+                "campaign": str(old.resolve()),
+                "kept": keep,
+                "replica_rows": rows.tolist() if split is not None else None,
+            },
+        }
+    )
     _copy(src, dst, "system/types", None)
     for stage in keep:
         for group in (stage, f"ledger/{stage}"):
@@ -130,8 +152,10 @@ def _copy(src, dst, path: str, rows) -> None:
 def _pairs(cg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson (P,) and Spearman (P,) of the Table S2 pairs of coarse-grained fields (N, 3)."""
     pairs = registry.pairs(cg.shape[1])
-    return (np.array([pearson(cg[:, i], cg[:, j]) for i, j in pairs]),
-            np.array([spearman(cg[:, i], cg[:, j]) for i, j in pairs]))
+    return (
+        np.array([pearson(cg[:, i], cg[:, j]) for i, j in pairs]),
+        np.array([spearman(cg[:, i], cg[:, j]) for i, j in pairs]),
+    )
 
 
 def campaign_tables(campaign: Path) -> dict:
@@ -145,8 +169,8 @@ def campaign_tables(campaign: Path) -> dict:
     replicas, correct = g["replicas"][:], g["correct"][:]
     T = len(replicas)
     p, s = np.full((T, 2, 3), np.nan), np.full((T, 2, 3), np.nan)
-    bias = np.full((T, 2, 2), np.nan)          # [C(Γ⁰, Υ), C(Γᴸ, Υ)] Pearson
-    contrast = np.full((T, 2, 2), np.nan)      # [std/mean of L, fraction of L == 0]
+    bias = np.full((T, 2, 2), np.nan)  # [C(Γ⁰, Υ), C(Γᴸ, Υ)] Pearson
+    contrast = np.full((T, 2, 2), np.nan)  # [std/mean of L, fraction of L == 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for t, rep in enumerate(replicas):
@@ -164,10 +188,18 @@ def campaign_tables(campaign: Path) -> dict:
                 bias[t, c] = [pearson(cg[:, 3], cg[:, 1]), pearson(cg[:, 4], cg[:, 1])]
                 contrast[t, c] = [lmap.std() / lmap.mean() if lmap.mean() > 0 else np.nan, (lmap == 0).mean()]
     valid = correct & np.isfinite(p).all(-1)
-    return {"name": campaign.name, "accuracy": store.root["train/test_accuracy"][:],
-            "s2": analysis.table_s2(p, s, valid), "valid": valid, "bias": bias, "contrast": contrast,
-            "n_train": int(spec.quench.split[0]), "N": spec.system.n_particles, "grid": spec.dataset.grid,
-            "targets": store.root["gradcam"].attrs.get("target_class")}
+    return {
+        "name": campaign.name,
+        "accuracy": store.root["train/test_accuracy"][:],
+        "s2": analysis.table_s2(p, s, valid),
+        "valid": valid,
+        "bias": bias,
+        "contrast": contrast,
+        "n_train": int(spec.quench.split[0]),
+        "N": spec.system.n_particles,
+        "grid": spec.dataset.grid,
+        "targets": store.root["gradcam"].attrs.get("target_class"),
+    }
 
 
 def _ms(x) -> str:
@@ -179,23 +211,29 @@ def _ms(x) -> str:
 def print_tables(campaigns: list[Path]) -> None:
     """Markdown tables: Table II + Table S2 (Pearson, Spearman) + diagnostics, one row per campaign."""
     rows = [campaign_tables(c) for c in campaigns]
-    print("| campaign | N | grid | train | acc. L / G (test) | class | C(Γ,Υ) P (S) | C(Γ,Θ) P (S) "
-          "| C(Θ,Υ) P (S) | C(Γ⁰,Υ) | C(Γᴸ,Υ) | L std/mean | L zero | n |")
+    print(
+        "| campaign | N | grid | train | acc. L / G (test) | class | C(Γ,Υ) P (S) | C(Γ,Θ) P (S) "
+        "| C(Θ,Υ) P (S) | C(Γ⁰,Υ) | C(Γᴸ,Υ) | L std/mean | L zero | n |"
+    )
     print("|---" * 14 + "|")
     for r in rows:
         for c in (1, 0):
             v = r["valid"][:, c]
             s2 = r["s2"][c]
             cells = [f"{s2[k, 0]:+.3f} ± {s2[k, 1]:.3f} ({s2[k, 2]:+.3f})" for k in range(3)]
-            print(f"| {r['name']} | {r['N']} | {r['grid']} | {r['n_train']} | "
-                  f"{r['accuracy'][0]:.3f} / {r['accuracy'][1]:.3f} | {CLASSES[c]} (target {r['targets'][c]}) | "
-                  + " | ".join(cells) + f" | {_ms(r['bias'][v, c, 0])} | {_ms(r['bias'][v, c, 1])} | "
-                  f"{_ms(r['contrast'][v, c, 0])} | {_ms(r['contrast'][v, c, 1])} | {int(v.sum())} |")
+            print(
+                f"| {r['name']} | {r['N']} | {r['grid']} | {r['n_train']} | "
+                f"{r['accuracy'][0]:.3f} / {r['accuracy'][1]:.3f} | {CLASSES[c]} (target {r['targets'][c]}) | "
+                + " | ".join(cells)
+                + f" | {_ms(r['bias'][v, c, 0])} | {_ms(r['bias'][v, c, 1])} | "
+                f"{_ms(r['contrast'][v, c, 0])} | {_ms(r['contrast'][v, c, 1])} | {int(v.sum())} |"
+            )
 
 
 # ---- independent route -------------------------------------------------------------------------
-def dense_kernels(positions: np.ndarray, types: np.ndarray, L: float, grid: int, sigma_ii: np.ndarray,
-                  cutoff_factor: float) -> np.ndarray:
+def dense_kernels(
+    positions: np.ndarray, types: np.ndarray, L: float, grid: int, sigma_ii: np.ndarray, cutoff_factor: float
+) -> np.ndarray:
     """f(|r_i - r_kl|) (N, grid, grid) by minimum image: grid point (k, l) at x = (k + 1/2) h,
     y = (l + 1/2) h; kernel width a sigma_ii with a = L / sqrt(0.64 N); zero beyond the cutoff."""
     n = len(positions)
@@ -205,7 +243,7 @@ def dense_kernels(positions: np.ndarray, types: np.ndarray, L: float, grid: int,
     dy = centres[None, :] - positions[:, 1:2]
     dx -= L * np.round(dx / L)
     dy -= L * np.round(dy / L)
-    r2 = dx[:, :, None] ** 2 + dy[:, None, :] ** 2                          # (N, k, l)
+    r2 = dx[:, :, None] ** 2 + dy[:, None, :] ** 2  # (N, k, l)
     s = sigma_ii[types][:, None, None]
     return np.where(r2 < (cutoff_factor * s) ** 2, np.exp(-r2 / (a * s) ** 2), 0.0)
 
@@ -237,15 +275,18 @@ def check(campaign: Path, n_configs: int) -> None:
             stored = g["map"][t, c]
             worst["map"] = max(worst["map"], np.abs(lmap - stored).max() / max(stored.max(), 1e-30))
             gamma = np.einsum("ikl,kl->i", f, np.divide(lmap, rho, out=np.zeros_like(rho), where=rho > 0))
-            worst["gamma"] = max(worst["gamma"],
-                                 np.abs(gamma - g["gamma"][t, c]).max() / max(np.abs(gamma).max(), 1e-30))
+            worst["gamma"] = max(
+                worst["gamma"], np.abs(gamma - g["gamma"][t, c]).max() / max(np.abs(gamma).max(), 1e-30)
+            )
     sums = g["gamma"][:].sum(-1), g["map"][:].astype(np.float64).sum((-2, -1))
     done = np.isfinite(sums[0])
     rel = np.abs(sums[0][done] - sums[1][done]) / np.maximum(np.abs(sums[1][done]), 1e-30)
-    print(f"{campaign.name}: {n_configs} test configurations x 2 classes, relative max deviation of the "
-          f"independent route: image M {worst['image']:.1e}, Grad-CAM map (captum LayerGradCam) "
-          f"{worst['map']:.1e}, Γ (independent M⁻¹ of the captum map) {worst['gamma']:.1e}; "
-          f"Σ_i Γ_i vs Σ_kl L_kl over {done.sum()} stored maps: max relative deviation {rel.max():.1e}")
+    print(
+        f"{campaign.name}: {n_configs} test configurations x 2 classes, relative max deviation of the "
+        f"independent route: image M {worst['image']:.1e}, Grad-CAM map (captum LayerGradCam) "
+        f"{worst['map']:.1e}, Γ (independent M⁻¹ of the captum map) {worst['gamma']:.1e}; "
+        f"Σ_i Γ_i vs Σ_kl L_kl over {done.sum()} stored maps: max relative deviation {rel.max():.1e}"
+    )
 
 
 def main() -> None:

@@ -50,12 +50,15 @@ def main() -> None:
     sigma_ii, types = np.diag(spec.sigma), spec.types
     rng = np.random.default_rng(0)
     positions = rng.uniform(0, L, (20, N, dim))
-    print(f"paper-kam: N = {N}, grid = {grid}^{dim}, model {spec.model.channels} / {spec.model.kernel_sizes} / "
-          f"hidden {spec.model.hidden}; torch {torch.__version__}, {args.threads} CPU thread(s)")
+    print(
+        f"paper-kam: N = {N}, grid = {grid}^{dim}, model {spec.model.channels} / {spec.model.kernel_sizes} / "
+        f"hidden {spec.model.hidden}; torch {torch.__version__}, {args.threads} CPU thread(s)"
+    )
 
     seconds, images = timed(lambda: [gridize(p, types, L, grid, sigma_ii) for p in positions])
-    print(f"gridization M:        {len(positions) / seconds:8.1f} images/s "
-          f"({1e3 * seconds / len(positions):.1f} ms each)")
+    print(
+        f"gridization M:        {len(positions) / seconds:8.1f} images/s ({1e3 * seconds / len(positions):.1f} ms each)"
+    )
 
     x = torch.tensor(np.array(images), dtype=torch.float32)[:, None]
     x = x[torch.arange(args.samples) % len(x)]
@@ -65,20 +68,27 @@ def main() -> None:
         for batch in (spec.train.batch_size, 32):
             config = dataclasses.replace(TrainConfig.from_spec(spec), epochs=1, batch_size=batch)
             model = build_model(spec)
-            seconds, _ = timed(lambda model=model, config=config, device=device:
-                               train(model, (x, y), (x[:10], y[:10]), config, device=device))
-            print(f"training ({device}, batch {batch:2d}): {args.samples / seconds:8.1f} images/s "
-                  f"({1e3 * seconds / args.samples:.1f} ms per training sample; paper 14 ms on a P4000)")
+            seconds, _ = timed(
+                lambda model=model, config=config, device=device: train(
+                    model, (x, y), (x[:10], y[:10]), config, device=device
+                )
+            )
+            print(
+                f"training ({device}, batch {batch:2d}): {args.samples / seconds:8.1f} images/s "
+                f"({1e3 * seconds / args.samples:.1f} ms per training sample; paper 14 ms on a P4000)"
+            )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "checkpoint.pt"
         seconds, _ = timed(lambda: train(model, (x[:2], y[:2]), (x[:2], y[:2]), config, checkpoint=path))
-        print(f"one epoch of 2 images with its checkpoint ({path.stat().st_size / 2**20:.0f} MiB): "
-              f"{seconds:.2f} s (once per epoch)")
+        print(
+            f"one epoch of 2 images with its checkpoint ({path.stat().st_size / 2**20:.0f} MiB): "
+            f"{seconds:.2f} s (once per epoch)"
+        )
 
     model = build_model(spec).to(devices[-1])
 
     def one_configuration(i):
-        cam = grad_cam(model, x[i:i + 1].to(devices[-1]), 1)[0].cpu().numpy().astype(float)
+        cam = grad_cam(model, x[i : i + 1].to(devices[-1]), 1)[0].cpu().numpy().astype(float)
         return to_particles(cam, positions[i], types, L, sigma_ii)
 
     one_configuration(0)

@@ -36,9 +36,18 @@ def start_configuration(spec) -> np.ndarray:
 
 
 def md_throughput(steps: int, lmp_binary: str) -> None:
-    spec = loads(apply_overrides(preset_text("demo-kam"), [
-        "system.n_particles=2000", "system.counts=[1300,700]", f"propensity.steps={steps}",
-        "propensity.outputs=40", f"propensity.checkpoint_every={steps // 4}"]))
+    spec = loads(
+        apply_overrides(
+            preset_text("demo-kam"),
+            [
+                "system.n_particles=2000",
+                "system.counts=[1300,700]",
+                f"propensity.steps={steps}",
+                "propensity.outputs=40",
+                f"propensity.checkpoint_every={steps // 4}",
+            ],
+        )
+    )
     N = spec.system.n_particles
     positions = start_configuration(spec)
     v = draw_velocities(np.random.default_rng(0), 0.5, np.ones(N), spec.dim)
@@ -50,14 +59,14 @@ def md_throughput(steps: int, lmp_binary: str) -> None:
         assert res.status == "done"
         run_in = work / "glassdist" / "run.in"
         t0 = time.perf_counter()
-        subprocess.run([lmp_binary, "-in", str(run_in), "-screen", "none", "-log", "none", "-nocite"],
-                       check=True, cwd=work)
+        subprocess.run(
+            [lmp_binary, "-in", str(run_in), "-screen", "none", "-log", "none", "-nocite"], check=True, cwd=work
+        )
         t_lmp = time.perf_counter() - t0
     finally:
         shutil.rmtree(work)
     checkpoints = len(range(spec.propensity.checkpoint_every, steps, spec.propensity.checkpoint_every))
-    print(f"MD: N = {N}, {steps} steps, {len(res.steps)} outputs (incl. step 0), {checkpoints} checkpoints, "
-          f"1 rank")
+    print(f"MD: N = {N}, {steps} steps, {len(res.steps)} outputs (incl. step 0), {checkpoints} checkpoints, 1 rank")
     print(f"  glassdist (Python LAMMPS module): {t_glassdist:7.2f} s  {N * steps / t_glassdist:.3e} atom-steps/s")
     print(f"  raw lmp binary, same input:       {t_lmp:7.2f} s  {N * steps / t_lmp:.3e} atom-steps/s")
     print(f"  ratio glassdist / lmp wall time:  {t_glassdist / t_lmp:.3f}")
@@ -77,12 +86,13 @@ def crd_rate(samples: int = 30, times: int = 61, n: int = 2000, dim: int = 2) ->
     t_np = time.perf_counter() - t0
     lazy = da.from_array(traj, chunks=(1, times, n, dim))
     t0 = time.perf_counter()
-    dfield, ddelta = dask.compute(*propensity(cage_relative_displacement(r0, lazy, cage)),
-                                  scheduler="threads")
+    dfield, ddelta = dask.compute(*propensity(cage_relative_displacement(r0, lazy, cage)), scheduler="threads")
     t_da = time.perf_counter() - t0
     assert np.allclose(dfield, field) and np.allclose(ddelta, delta)
-    print(f"CRD: S = {samples}, T = {times}, N = {n}, dim = {dim} ({work:.2e} particle-sample-times); "
-          f"Voronoi cage {t_cage * 1e3:.1f} ms")
+    print(
+        f"CRD: S = {samples}, T = {times}, N = {n}, dim = {dim} ({work:.2e} particle-sample-times); "
+        f"Voronoi cage {t_cage * 1e3:.1f} ms"
+    )
     print(f"  numpy:                 {t_np:6.3f} s  {work / t_np:.3e} particle-sample-times/s")
     print(f"  dask (threads, S chunks): {t_da:6.3f} s  {work / t_da:.3e} particle-sample-times/s")
 

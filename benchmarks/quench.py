@@ -29,11 +29,20 @@ BIN = Path(sys.executable).parent
 
 def campaign(directory: Path, n: int, replicas: int, rate: float) -> Path:
     counts = [int(round(0.65 * n)), n - int(round(0.65 * n))]
-    sets = [f"system.n_particles={n}", f"system.counts={counts}", f"quench.replicas={replicas}",
-            f"quench.split=[{replicas - 2},1,1]", f"quench.cooling_rate={rate}",
-            "quench.equilibration_time=5.0", "quench.snapshot_replicas=0"]
-    subprocess.run([BIN / "glassdist", "init", directory, "--preset", "demo-kam",
-                    *[a for s in sets for a in ("--set", s)]], check=True, capture_output=True)
+    sets = [
+        f"system.n_particles={n}",
+        f"system.counts={counts}",
+        f"quench.replicas={replicas}",
+        f"quench.split=[{replicas - 2},1,1]",
+        f"quench.cooling_rate={rate}",
+        "quench.equilibration_time=5.0",
+        "quench.snapshot_replicas=0",
+    ]
+    subprocess.run(
+        [BIN / "glassdist", "init", directory, "--preset", "demo-kam", *[a for s in sets for a in ("--set", s)]],
+        check=True,
+        capture_output=True,
+    )
     return directory
 
 
@@ -67,16 +76,20 @@ def main():
             t_lmp.append(timed([BIN / "lmp", "-in", inp, "-log", "none", "-screen", "none", "-nocite"]))
         t_glassdist, t_lmp = min(t_glassdist), min(t_lmp)
         print(f"N = {args.n}, {steps} MD steps per replica (+ minimisation)")
-        print(f"per-replica time (best of {args.repeats}): glassdist {t_glassdist:.2f} s, lmp binary "
-              f"{t_lmp:.2f} s, throughput ratio glassdist/lmp = {t_lmp / t_glassdist:.3f}  (goal >= 0.97)")
+        print(
+            f"per-replica time (best of {args.repeats}): glassdist {t_glassdist:.2f} s, lmp binary "
+            f"{t_lmp:.2f} s, throughput ratio glassdist/lmp = {t_lmp / t_glassdist:.3f}  (goal >= 0.97)"
+        )
 
         # 2. farm at P = 1 and P = 2 on the same campaign
         two = work / "two"
         shutil.copytree(work / "one", two)
         t1 = timed([BIN / "glassdist", "quench", work / "one"])
         t2 = timed([BIN / "mpiexec", "-n", "2", BIN / "glassdist", "quench", two])
-        print(f"farm, {args.replicas} replicas: P=1 {t1:.1f} s, P=2 {t2:.1f} s, "
-              f"throughput ratio P2/P1 = {t1 / t2:.2f}  (goal >= 1.9)")
+        print(
+            f"farm, {args.replicas} replicas: P=1 {t1:.1f} s, P=2 {t2:.1f} s, "
+            f"throughput ratio P2/P1 = {t1 / t2:.2f}  (goal >= 1.9)"
+        )
 
         # 3. atom-steps per second per core (farm at P = 1, MD steps only)
         print(f"atom-steps/s per core: {args.n * steps * args.replicas / t1:.3e}")

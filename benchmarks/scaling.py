@@ -32,9 +32,16 @@ import numpy as np
 
 SIZES = "2d:2000,2d:20000,2d:100000,3d:100000"
 STEPS = ("quench", "image", "train", "gradcam", "voronoi", "theta", "coarse", "crd")
-LABELS = {"quench": "quench / 1000 steps", "image": "image M", "train": "train step (gap)",
-          "gradcam": "Grad-CAM + M^-1", "voronoi": "Voronoi", "theta": "Theta", "coarse": "coarse-grain",
-          "crd": "CRD (30 samples)"}
+LABELS = {
+    "quench": "quench / 1000 steps",
+    "image": "image M",
+    "train": "train step (gap)",
+    "gradcam": "Grad-CAM + M^-1",
+    "voronoi": "Voronoi",
+    "theta": "Theta",
+    "coarse": "coarse-grain",
+    "crd": "CRD (30 samples)",
+}
 CHANNELS, KERNELS, HIDDEN = [16, 32, 32], [5, 3, 3], 64
 
 
@@ -43,12 +50,16 @@ def make_spec(dim: int, n: int):
 
     if dim == 2:
         n_a = round(0.65 * n)
-        text = specmod.apply_overrides(specmod.preset_text("demo-kam"), [
-            f"system.n_particles={n}", f"system.counts=[{n_a}, {n - n_a}]", "quench.snapshot_replicas=0"])
+        text = specmod.apply_overrides(
+            specmod.preset_text("demo-kam"),
+            [f"system.n_particles={n}", f"system.counts=[{n_a}, {n - n_a}]", "quench.snapshot_replicas=0"],
+        )
     else:
         n_a = round(0.8 * n)
-        text = specmod.apply_overrides(specmod.preset_text("demo-ka3d"), [
-            f"system.n_particles={n}", f"system.counts=[{n_a}, {n - n_a}]", "quench.snapshot_replicas=0"])
+        text = specmod.apply_overrides(
+            specmod.preset_text("demo-ka3d"),
+            [f"system.n_particles={n}", f"system.counts=[{n_a}, {n - n_a}]", "quench.snapshot_replicas=0"],
+        )
     return specmod.loads(text)
 
 
@@ -84,9 +95,14 @@ def child(dim: int, n: int, step: str, work: Path) -> dict:
     if step == "quench":
         lmp = LammpsSession(spec)
         lmp.run(random_start_commands(spec, rng) + dynamics_fixes(spec))
-        lmp.run(["velocity all create 1.0 12345 dist gaussian mom yes rot no",
-                 "fix nvt all nvt temp 1.0 1.0 0.5", "run 100"])
-        action = lambda: lmp.run("run 1000")                       # noqa: E731
+        lmp.run(
+            [
+                "velocity all create 1.0 12345 dist gaussian mom yes rot no",
+                "fix nvt all nvt temp 1.0 1.0 0.5",
+                "run 100",
+            ]
+        )
+        action = lambda: lmp.run("run 1000")  # noqa: E731
     else:
         x = np.load(config)
     if step == "image":
@@ -104,12 +120,15 @@ def child(dim: int, n: int, step: str, work: Path) -> dict:
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(batch), labels).backward()
             optimizer.step()
+
         action()  # first step allocates Adam's state
     if step == "gradcam":
-        action = lambda: to_particles(grad_cam(model, image[None, None], 1)[0].numpy().astype(float),  # noqa: E731
-                                      x, types, L, sigma_ii)
+
+        def action():
+            return to_particles(grad_cam(model, image[None, None], 1)[0].numpy().astype(float), x, types, L, sigma_ii)
+
     if step == "voronoi":
-        action = lambda: voronoi(x, L)                             # noqa: E731
+        action = lambda: voronoi(x, L)  # noqa: E731
     if step == "theta":
         cells = voronoi(x, L)
         action = lambda: tong_tanaka(x, types, L, spec.contact_sigma, cells=cells)  # noqa: E731
@@ -149,18 +168,25 @@ def main() -> None:
         for size in args.sizes.split(","):
             dim, n = int(size.split(":")[0][0]), int(size.split(":")[1])
             spec = make_spec(dim, n)
-            row = {"size": f"{dim}D N = {n}", "L": spec.box_length, "grid": grid_of(spec),
-                   "dense_weights": CHANNELS[-1] * grid_of(spec) ** dim * HIDDEN}
+            row = {
+                "size": f"{dim}D N = {n}",
+                "L": spec.box_length,
+                "grid": grid_of(spec),
+                "dense_weights": CHANNELS[-1] * grid_of(spec) ** dim * HIDDEN,
+            }
             for step in steps:
-                proc = subprocess.run([sys.executable, __file__, "--child", str(dim), str(n), step, work],
-                                      capture_output=True, text=True, env=env)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", str(dim), str(n), step, work],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
                 if proc.returncode:
                     row[step] = None
                     print(f"{size} {step} failed:\n{proc.stderr[-2000:]}", file=sys.stderr, flush=True)
                 else:
                     row[step] = json.loads(proc.stdout.strip().splitlines()[-1])
-                    print(f"{size:>10s} {step:<8s} {row[step]['seconds']:9.3f} s {row[step]['mb']:9.1f} MB",
-                          flush=True)
+                    print(f"{size:>10s} {step:<8s} {row[step]['seconds']:9.3f} s {row[step]['mb']:9.1f} MB", flush=True)
             rows.append(row)
     print()
     print("| system | L | grid | " + " | ".join(LABELS[s] for s in steps) + " |")
@@ -169,8 +195,10 @@ def main() -> None:
         cells = [f"{row[s]['seconds']:.3g} s, {row[s]['mb']:.0f} MB" if row.get(s) else "failed" for s in steps]
         print(f"| {row['size']} | {row['L']:.1f} | {row['grid']} | " + " | ".join(cells) + " |")
     print()
-    print("Dense head (the paper's) first layer: " + ", ".join(
-        f"{r['size']}: {r['dense_weights'] / 1e6:.3g} M weights" for r in rows))
+    print(
+        "Dense head (the paper's) first layer: "
+        + ", ".join(f"{r['size']}: {r['dense_weights'] / 1e6:.3g} M weights" for r in rows)
+    )
 
 
 if __name__ == "__main__":

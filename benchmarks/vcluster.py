@@ -49,12 +49,20 @@ def profile(directory: Path, nodes: int, per_node: int) -> Path:
 
 def one_run(directory: Path, prof: Path, replicas: int) -> tuple[float, float]:
     """(throughput in tasks/s, submit-to-first-task latency in s) of one quench job."""
-    campaign = init_tiny(directory, "kam", f"quench.replicas={replicas}",
-                         f"quench.split=[{replicas // 2},{replicas // 4},{replicas - replicas // 2 - replicas // 4}]",
-                         "quench.cooling_rate=0.1")
+    campaign = init_tiny(
+        directory,
+        "kam",
+        f"quench.replicas={replicas}",
+        f"quench.split=[{replicas // 2},{replicas // 4},{replicas - replicas // 2 - replicas // 4}]",
+        "quench.cooling_rate=0.1",
+    )
     before = time.time()
-    subprocess.run([BIN / "glassdist", "submit", campaign, "--profile", prof, "--stages", "quench"],
-                   check=True, capture_output=True, env=ENV)
+    subprocess.run(
+        [BIN / "glassdist", "submit", campaign, "--profile", prof, "--stages", "quench"],
+        check=True,
+        capture_output=True,
+        env=ENV,
+    )
     ledger = campaign / "store.zarr" / "ledger" / "quench"
     while True:
         if ledger.exists():
@@ -82,9 +90,11 @@ def main() -> None:
         runs = [one_run(work / f"{nodes}x{per_node}-{i}", prof, args.replicas) for i in range(args.repeats)]
         results[name] = np.array(runs)
         rate, latency = results[name].T
-        print(f"{name}: {rate.mean():.3f} +- {rate.std():.3f} tasks/s, submit to first task "
-              f"{latency.mean():.2f} +- {latency.std():.2f} s ({args.repeats} runs of {args.replicas} replicas)",
-              flush=True)
+        print(
+            f"{name}: {rate.mean():.3f} +- {rate.std():.3f} tasks/s, submit to first task "
+            f"{latency.mean():.2f} +- {latency.std():.2f} s ({args.repeats} runs of {args.replicas} replicas)",
+            flush=True,
+        )
     two, one = (results[n][:, 0].mean() for n in LAYOUTS)
     print(f"throughput ratio 2 nodes / 1 node: {two / one:.3f}")
 

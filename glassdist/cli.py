@@ -23,8 +23,10 @@ def cmd_init(args) -> int:
     if getattr(args, "from_", None):
         return cmd_derive(args)
     if not args.preset:
-        raise UsageError("init needs --preset NAME (a new campaign) or --from OLDDIR (a campaign derived from "
-                         "another, reusing its results)")
+        raise UsageError(
+            "init needs --preset NAME (a new campaign) or --from OLDDIR (a campaign derived from "
+            "another, reusing its results)"
+        )
     target = Path(args.dir) / "campaign.toml"
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; edit it, or pass --force to overwrite it")
@@ -56,8 +58,10 @@ def cmd_derive(args) -> int:
     if (new / "campaign.toml").exists() and not args.force:
         raise UsageError(f"{new / 'campaign.toml'} exists; derive into a new directory")
     stages = derive(new, args.from_, args.set or [])
-    print(f"wrote {new / 'campaign.toml'} from {args.from_}; reuses the results of "
-          f"{', '.join(stages) or 'no stage (every stage depends on what changed)'}; next: glassdist run {new}")
+    print(
+        f"wrote {new / 'campaign.toml'} from {args.from_}; reuses the results of "
+        f"{', '.join(stages) or 'no stage (every stage depends on what changed)'}; next: glassdist run {new}"
+    )
     return 0
 
 
@@ -125,8 +129,7 @@ def cmd_run(args) -> int:
         if code == INTERRUPTED:  # its ranks were interrupted (Ctrl-C): said once, by main
             raise KeyboardInterrupt
         if code:
-            print(f"stage {name} exited with {code}; fix and rerun `glassdist run {args.dir}` "
-                  f"(done work is kept)")
+            print(f"stage {name} exited with {code}; fix and rerun `glassdist run {args.dir}` (done work is kept)")
             return code
         mark_complete(args.dir, name, spec)
     return 0
@@ -189,8 +192,7 @@ def cmd_demo(args) -> int:
     for system in systems:
         cdir = base / system
         if not (cdir / "campaign.toml").exists():
-            cmd_init(argparse.Namespace(dir=str(cdir), preset=f"demo-{system}", set=[], force=False,
-                                        from_=None))
+            cmd_init(argparse.Namespace(dir=str(cdir), preset=f"demo-{system}", set=[], force=False, from_=None))
     for system in systems:
         print(f"=== demo: {system.upper()} ({base / system}) ===", flush=True)
         code = cmd_run(argparse.Namespace(dir=str(base / system), stages=None, np=args.np))
@@ -215,10 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("init", help="write DIR/campaign.toml from a preset")
     s.add_argument("dir")
     s.add_argument("--preset", help=f"one of {', '.join(specmod.PRESETS)}")
-    s.add_argument("--from", dest="from_", metavar="OLDDIR",
-                   help="derive from the campaign OLDDIR: its campaign.toml with the --set changes; the results "
-                        "of every stage the changes leave valid are reused, not copied (docs/store.md); on an "
-                        "existing derived DIR, point it to its moved upstream again")
+    s.add_argument(
+        "--from",
+        dest="from_",
+        metavar="OLDDIR",
+        help="derive from the campaign OLDDIR: its campaign.toml with the --set changes; the results "
+        "of every stage the changes leave valid are reused, not copied (docs/store.md); on an "
+        "existing derived DIR, point it to its moved upstream again",
+    )
     s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key (repeatable)")
     s.add_argument("--force", action="store_true", help="overwrite an existing campaign.toml")
     s.set_defaults(func=cmd_init)
@@ -239,24 +245,38 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="per stage: done / failed / pending")
     s.add_argument("dir")
     s.add_argument("--spec", action="store_true", help="also print the spec stored with the results")
-    s.add_argument("--verify", action="store_true",
-                   help="read back every chunk behind every done task; mark tasks whose data are missing "
-                        "or damaged pending (exit 1 when there were any)")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="read back every chunk behind every done task; mark tasks whose data are missing "
+        "or damaged pending (exit 1 when there were any)",
+    )
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("estimate", help="per stage: work, core-hours, wall time, store size, memory (from a "
-                                        "calibration on this machine, cached in DIR/estimate.json)")
+    s = sub.add_parser(
+        "estimate",
+        help="per stage: work, core-hours, wall time, store size, memory (from a "
+        "calibration on this machine, cached in DIR/estimate.json)",
+    )
     s.add_argument("dir")
-    s.add_argument("--calibrate", action="store_true",
-                   help="measure one task of each stage on this machine first (under a minute at N = 2000)")
+    s.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure one task of each stage on this machine first (under a minute at N = 2000)",
+    )
     s.add_argument("--ranks", type=int, default=default_np(), help="ranks (or Dask workers) for the wall times")
-    s.add_argument("--calibration", metavar="GPU_JSON",
-                   help="time the GPU stages (quench, inherent, propensity, train, gradcam) from the JSON of "
-                        "benchmarks/gpu_check.py run on a GPU node: GPU-hours per stage")
+    s.add_argument(
+        "--calibration",
+        metavar="GPU_JSON",
+        help="time the GPU stages (quench, inherent, propensity, train, gradcam) from the JSON of "
+        "benchmarks/gpu_check.py run on a GPU node: GPU-hours per stage",
+    )
     s.set_defaults(func=cmd_estimate)
 
-    s = sub.add_parser("detach", help="copy the results a derived campaign reuses into it (it then no longer "
-                                      "needs its upstream campaign)")
+    s = sub.add_parser(
+        "detach",
+        help="copy the results a derived campaign reuses into it (it then no longer needs its upstream campaign)",
+    )
     s.add_argument("dir")
     s.set_defaults(func=cmd_detach)
 
@@ -264,34 +284,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_submit_arguments(sub.add_parser("submit", help="run the stages as SLURM jobs (docs/slurm.md)"))
 
-    s = sub.add_parser("import", help="configurations from other tools (extended XYZ, LAMMPS dump or data, HOOMD "
-                                      "GSD, npz) into a campaign with quench.source = 'import' (docs/import.md)")
+    s = sub.add_parser(
+        "import",
+        help="configurations from other tools (extended XYZ, LAMMPS dump or data, HOOMD "
+        "GSD, npz) into a campaign with quench.source = 'import' (docs/import.md)",
+    )
     s.add_argument("dir")
     s.add_argument("files", nargs="+", metavar="FILE")
-    s.add_argument("--class", dest="cls", required=True, metavar="NAME",
-                   help="the class of these configurations (one of classes.names)")
+    s.add_argument(
+        "--class",
+        dest="cls",
+        required=True,
+        metavar="NAME",
+        help="the class of these configurations (one of classes.names)",
+    )
     s.add_argument("--frames", help="frames of each file: K, A:B[:S] or I,J,K (default: all)")
     s.add_argument("--format", help="extxyz, lammps-dump, lammps-data, gsd or npz (default: from the suffix)")
-    s.add_argument("--types", metavar="MAP", help="file types to species, e.g. 1=A,2=B (default: by name, else "
-                                                  "type number k = the k-th species)")
+    s.add_argument(
+        "--types",
+        metavar="MAP",
+        help="file types to species, e.g. 1=A,2=B (default: by name, else type number k = the k-th species)",
+    )
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("export", help="data out: extended XYZ (OVITO, ASE), HOOMD GSD, LAMMPS dump, CSV, NPZ")
     s.add_argument("dir")
     s.add_argument("--what", required=True, choices=("configurations", "fields"))
-    s.add_argument("--format", required=True, choices=("extxyz", "gsd", "lammps-dump", "csv", "npz"),
-                   help="configurations: extxyz, gsd, lammps-dump (each with the per-particle fields as named "
-                        "properties) or npz; fields: csv or npz")
+    s.add_argument(
+        "--format",
+        required=True,
+        choices=("extxyz", "gsd", "lammps-dump", "csv", "npz"),
+        help="configurations: extxyz, gsd, lammps-dump (each with the per-particle fields as named "
+        "properties) or npz; fields: csv or npz",
+    )
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--replicas", help="e.g. 0,3,10-19 (default: all done)")
     s.add_argument("--class", dest="cls", metavar="NAME", help="one of classes.names (default: both)")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("demo", help="init the demo presets in DIR/kam and DIR/abm (and more with --systems), "
-                                    "run all, report")
+    s = sub.add_parser(
+        "demo", help="init the demo presets in DIR/kam and DIR/abm (and more with --systems), run all, report"
+    )
     s.add_argument("dir", nargs="?", default="glassdist-demo")
-    s.add_argument("--systems", default="kam,abm", help=f"comma-separated subset of {','.join(DEMO_SYSTEMS)} "
-                                                          "(default kam,abm)")
+    s.add_argument(
+        "--systems", default="kam,abm", help=f"comma-separated subset of {','.join(DEMO_SYSTEMS)} (default kam,abm)"
+    )
     s.add_argument("--np", type=int, default=default_np(), help="MPI ranks for MPI stages")
     s.set_defaults(func=cmd_demo)
     return p
@@ -346,8 +383,10 @@ def main(argv=None) -> int:
     on one rank only aborts every rank (printed once); errors every rank shares (a bad campaign
     file) end each rank normally, printed by rank 0."""
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):  # not where SIGINT is ignored
         signal.signal(signal.SIGINT, _interrupt)
     if args.command != "submit":  # jobs inherit submit's environment; they may span nodes
         localhost.alone_on_loopback()

@@ -20,8 +20,9 @@ def engine_names() -> tuple[str, ...]:
     """Every MD engine ``md.engine`` may name: the built-in ones, then installed plugins."""
     from importlib.metadata import entry_points
 
-    return BUILTIN_ENGINES + tuple(ep.name for ep in entry_points(group=ENGINE_ENTRY_POINTS)
-                                   if ep.name not in BUILTIN_ENGINES)
+    return BUILTIN_ENGINES + tuple(
+        ep.name for ep in entry_points(group=ENGINE_ENTRY_POINTS) if ep.name not in BUILTIN_ENGINES
+    )
 
 
 def bin_centres(r_max: float, bins: int) -> np.ndarray:

@@ -36,24 +36,62 @@ TASK_ARRAYS: dict[str, tuple[tuple[str, int, bool], ...]] = {
     "inherent": (("inherent/E0", 2, False), ("inherent/positions", 2, False)),
     "dataset": (("dataset/images", 1, False),),
     "train": (("train/*", 0, False),),
-    "gradcam": tuple((f"gradcam/{a}", 1, False) for a in ("gamma", "gamma_std", "members", "map", "p_glass",
-                                                           "p_glass_members", "correct", "randomised", "shuffled",
-                                                           "input")),
+    "gradcam": tuple(
+        (f"gradcam/{a}", 1, False)
+        for a in (
+            "gamma",
+            "gamma_std",
+            "members",
+            "map",
+            "p_glass",
+            "p_glass_members",
+            "correct",
+            "randomised",
+            "shuffled",
+            "input",
+        )
+    ),
     "indicators": (("indicators/*", 1, False),),
     "propensity": (("propensity/traj", 3, False),),
     "propensity_reduce": tuple((f"propensity/{a}", 2, False) for a in ("Delta", "delta", "Delta_ensembles")),
-    "analyze": (("analyze/pairs/*", 1, False), ("analyze/structure/C_r", 1, False),   # test replicas, then
-                *((f"analyze/trust/{a}", 1, False) for a in ("agreement", "members", "randomised", "shuffled",
-                                                             "input", "partial", "pairs_null", "C_r_members")),
-                *((f"analyze/{a}", 2, 2) for a in ("dynamics/delta", "dynamics/reached", "dynamics/C_Delta_r",  # scans
-                                                   "dynamics/xi_Delta", "dynamics/scan", "dynamics/xi_star",
-                                                   "maps/Delta", "maps/optimal", "trust/propensity/S1_*")),
-                *((f"analyze/{a}", 2, 1) for a in ("dynamics/pearson_t", "dynamics/spearman_t",  # correlations
-                                                   "maps/indicators", "ensembles/*", "glassbench/*",
-                                                   *(f"trust/propensity/{b}" for b in (
-                                                       "members", "randomised", "shuffled", "input", "partial",
-                                                       "pearson_t_*", "V_*"))))),
+    "analyze": (
+        ("analyze/pairs/*", 1, False),
+        ("analyze/structure/C_r", 1, False),  # test replicas, then
+        *(
+            (f"analyze/trust/{a}", 1, False)
+            for a in ("agreement", "members", "randomised", "shuffled", "input", "partial", "pairs_null", "C_r_members")
+        ),
+        *(
+            (f"analyze/{a}", 2, 2)
+            for a in (
+                "dynamics/delta",
+                "dynamics/reached",
+                "dynamics/C_Delta_r",  # scans
+                "dynamics/xi_Delta",
+                "dynamics/scan",
+                "dynamics/xi_star",
+                "maps/Delta",
+                "maps/optimal",
+                "trust/propensity/S1_*",
+            )
+        ),
+        *(
+            (f"analyze/{a}", 2, 1)
+            for a in (
+                "dynamics/pearson_t",
+                "dynamics/spearman_t",  # correlations
+                "maps/indicators",
+                "ensembles/*",
+                "glassbench/*",
+                *(
+                    f"trust/propensity/{b}"
+                    for b in ("members", "randomised", "shuffled", "input", "partial", "pearson_t_*", "V_*")
+                ),
+            )
+        ),
+    ),
 }
+
 
 def _matching(root: zarr.Group, pattern: str) -> Iterator[zarr.Array]:
     """Arrays of the store whose path (e.g. 'quench/positions') matches ``pattern``."""
@@ -133,14 +171,18 @@ def check_needs(store, stage: str, needs: tuple[str, ...] | None = None) -> None
             if not bad:
                 continue
             if need in store.reused_stages():
-                raise UsageError(f"the '{need}' results this campaign reuses from {store.upstream_dir()} have "
-                                 f"missing chunks (tasks {sorted(bad)[:20]}): run `glassdist status "
-                                 f"{store.upstream_dir()} --verify` and redo them there, then `glassdist init "
-                                 f"{store.dir} --from {store.upstream_dir()}` again")
+                raise UsageError(
+                    f"the '{need}' results this campaign reuses from {store.upstream_dir()} have "
+                    f"missing chunks (tasks {sorted(bad)[:20]}): run `glassdist status "
+                    f"{store.upstream_dir()} --verify` and redo them there, then `glassdist init "
+                    f"{store.dir} --from {store.upstream_dir()}` again"
+                )
             reopen(store, ledger, bad)
-            print(f"glassdist: {ledger}: the data of done task(s) {sorted(bad)[:20]} are missing from "
-                  f"{store.path}; marked pending: run `glassdist {need} {store.dir}` to redo them",
-                  file=sys.stderr)
+            print(
+                f"glassdist: {ledger}: the data of done task(s) {sorted(bad)[:20]} are missing from "
+                f"{store.path}; marked pending: run `glassdist {need} {store.dir}` to redo them",
+                file=sys.stderr,
+            )
 
 
 def verify(store, spec) -> dict[str, dict[int, list[str]]]:
@@ -169,9 +211,14 @@ def verify(store, spec) -> dict[str, dict[int, list[str]]]:
 
 def owner(path: str, stage: str) -> str:
     """The ledger of ``stage`` whose tasks write the array ``path`` (TASK_ARRAYS), else its first."""
-    return next((ledger for ledger in STAGES[stage].ledgers
-                 if any(fnmatch.fnmatch(path, pattern) for pattern, _, _ in TASK_ARRAYS.get(ledger, ()))),
-                STAGES[stage].ledgers[0])
+    return next(
+        (
+            ledger
+            for ledger in STAGES[stage].ledgers
+            if any(fnmatch.fnmatch(path, pattern) for pattern, _, _ in TASK_ARRAYS.get(ledger, ()))
+        ),
+        STAGES[stage].ledgers[0],
+    )
 
 
 def misshapen(store, spec, stage: str) -> dict[str, str]:

@@ -71,8 +71,11 @@ def stored_model(store) -> dict:
     attrs = store.root["gradcam"].attrs if store is not None and "gradcam" in store.root else {}
     if "model" not in attrs:
         return {}
-    return {"members": len(attrs["model"]["members"]), "levels": len(attrs["randomisation_levels"]),
-            "shuffled": bool(attrs["model"]["shuffled"])}
+    return {
+        "members": len(attrs["model"]["members"]),
+        "levels": len(attrs["randomisation_levels"]),
+        "shuffled": bool(attrs["model"]["shuffled"]),
+    }
 
 
 def system(spec: Spec) -> dict[str, Array]:
@@ -83,8 +86,11 @@ def system(spec: Spec) -> dict[str, Array]:
 def quench(spec: Spec) -> dict[str, Array]:
     R, N, dim = spec.quench.replicas, spec.system.n_particles, spec.dim
     P, (k, nT) = len(thermo_steps(spec)), snapshot_shape(spec)
-    out = {"quench/positions": per_task((R, 2, N, dim)), "quench/pe": per_task((R, 2)),
-           "quench/temperature": per_task((R, 2))}
+    out = {
+        "quench/positions": per_task((R, 2, N, dim)),
+        "quench/pe": per_task((R, 2)),
+        "quench/temperature": per_task((R, 2)),
+    }
     out.update({f"quench/{name}": per_task((R, P)) for name in ("thermo_T", "thermo_target", "thermo_pe")})
     if k and nT:
         out["quench/snapshots"] = per_task((k, nT, N, dim))
@@ -92,9 +98,15 @@ def quench(spec: Spec) -> dict[str, Array]:
         out["quench/imported"] = per_task((R, 2), "bool", fill_value=False)
     held = 0 if spec.imported else len(hold_steps(spec))  # imported liquids were not held here
     if held:
-        out.update({"quench/hold_fs": per_task((R, held)), "quench/hold_pe": per_task((R, held)),
-                    "quench/k_star": per_task((R,)), "quench/tau_alpha": per_task((R,)),
-                    "quench/liquid_held": per_task((R,), "bool", fill_value=False)})
+        out.update(
+            {
+                "quench/hold_fs": per_task((R, held)),
+                "quench/hold_pe": per_task((R, held)),
+                "quench/k_star": per_task((R,)),
+                "quench/tau_alpha": per_task((R,)),
+                "quench/liquid_held": per_task((R,), "bool", fill_value=False),
+            }
+        )
     return out
 
 
@@ -102,9 +114,13 @@ def inherent(spec: Spec) -> dict[str, Array]:
     if spec.imported:
         return {}
     (k, nT), N = snapshot_shape(spec), spec.system.n_particles
-    return {"inherent/E0": per_task((k, nT), axes=2), "inherent/positions": per_task((k, nT, N, spec.dim), axes=2),
-            "inherent/temperatures": Array((nT,)), "inherent/E0_mean": Array((nT,)),
-            "inherent/fit_residuals": Array((nT,))}
+    return {
+        "inherent/E0": per_task((k, nT), axes=2),
+        "inherent/positions": per_task((k, nT, N, spec.dim), axes=2),
+        "inherent/temperatures": Array((nT,)),
+        "inherent/E0_mean": Array((nT,)),
+        "inherent/fit_residuals": Array((nT,)),
+    }
 
 
 def dataset(spec: Spec) -> dict[str, Array]:
@@ -115,28 +131,47 @@ def dataset(spec: Spec) -> dict[str, Array]:
 def train(spec: Spec) -> dict[str, Array]:
     K, epochs = spec.train.ensemble, spec.train.epochs
     out = {f"train/history/{key}": per_task((K, epochs)) for key in HISTORY_KEYS}
-    out.update({"train/test_accuracy": per_task((K, 2)), "train/consensus_accuracy": Array((2,)),
-                "train/test_counts": Array((2,), "int64")})
+    out.update(
+        {
+            "train/test_accuracy": per_task((K, 2)),
+            "train/consensus_accuracy": Array((2,)),
+            "train/test_counts": Array((2,), "int64"),
+        }
+    )
     if spec.train.shuffled_control:
         out.update({f"train/shuffled_history/{key}": Array((epochs,)) for key in HISTORY_KEYS})
         out["train/shuffled_accuracy"] = Array((2,))
     return out
 
 
-def gradcam(spec: Spec, members: int | None = None, levels: int | None = None,
-            shuffled: bool | None = None) -> dict[str, Array]:
+def gradcam(
+    spec: Spec, members: int | None = None, levels: int | None = None, shuffled: bool | None = None
+) -> dict[str, Array]:
     """Per test configuration (first axis): the model's K members, its V randomisation levels
     (output, hidden, each convolution) and whether it has a label-shuffled control default to
     this campaign's network (train.ensemble, model.channels, train.shuffled_control)."""
     T, N, grid = spec.n_test, spec.system.n_particles, spec.dataset.grid
     K = spec.train.ensemble if members is None else members
     V = 2 + len(spec.model.channels) if levels is None else levels
-    out = {f"gradcam/{name}": per_task(shape) for name, shape in (
-        ("gamma", (T, 2, N)), ("gamma_std", (T, 2, N)), ("members", (T, K, 2, N)), ("p_glass", (T, 2)),
-        ("p_glass_members", (T, K, 2)), ("randomised", (T, K, V, 2, N)), ("input", (T, 2, N)))}
-    out.update({"gradcam/map": per_task((T, 2, *(grid,) * spec.dim), "float32"),
-                "gradcam/correct": per_task((T, 2), "bool", fill_value=False),
-                "gradcam/replicas": Array((T,), "int64")})
+    out = {
+        f"gradcam/{name}": per_task(shape)
+        for name, shape in (
+            ("gamma", (T, 2, N)),
+            ("gamma_std", (T, 2, N)),
+            ("members", (T, K, 2, N)),
+            ("p_glass", (T, 2)),
+            ("p_glass_members", (T, K, 2)),
+            ("randomised", (T, K, V, 2, N)),
+            ("input", (T, 2, N)),
+        )
+    }
+    out.update(
+        {
+            "gradcam/map": per_task((T, 2, *(grid,) * spec.dim), "float32"),
+            "gradcam/correct": per_task((T, 2), "bool", fill_value=False),
+            "gradcam/replicas": Array((T,), "int64"),
+        }
+    )
     if spec.train.shuffled_control if shuffled is None else shuffled:
         out["gradcam/shuffled"] = per_task((T, 2, N))
     return out
@@ -155,12 +190,15 @@ def propensity(spec: Spec) -> dict[str, Array]:
         return {}
     N, dim = spec.system.n_particles, spec.dim
     n_out = len(output_steps(spec.propensity.steps, spec.propensity.outputs))
-    out = {"propensity/traj": per_task((C, nT, S, n_out, N, dim), axes=3),
-           "propensity/steps": Array((n_out,), "int64"), "propensity/times": Array((n_out,)),
-           "propensity/Delta": per_task((C, nT, n_out, N), axes=2),
-           "propensity/delta": per_task((C, nT, n_out), axes=2),
-           "propensity/run_outputs": per_task((C, nT, S), "int64", axes=3),
-           "propensity/run_delta": per_task((C, nT, S), axes=3)}
+    out = {
+        "propensity/traj": per_task((C, nT, S, n_out, N, dim), axes=3),
+        "propensity/steps": Array((n_out,), "int64"),
+        "propensity/times": Array((n_out,)),
+        "propensity/Delta": per_task((C, nT, n_out, N), axes=2),
+        "propensity/delta": per_task((C, nT, n_out), axes=2),
+        "propensity/run_outputs": per_task((C, nT, S), "int64", axes=3),
+        "propensity/run_delta": per_task((C, nT, S), axes=3),
+    }
     ensembles = sub_ensembles(S, spec.propensity.main_samples)
     if ensembles:
         out["propensity/Delta_ensembles"] = per_task((C, nT, len(ensembles), n_out, N), axes=3)
@@ -191,12 +229,25 @@ def dims(spec: Spec, store=None) -> dict[str, int]:
     p, a = spec.propensity, spec.analyze
     A = len(registry.analysed(spec))
     g = gamma_arrays(store)
-    M = (spec.train.ensemble if g is None else g["members"].shape[1] if g["members"] is not None else 1)
-    V = (2 + len(spec.model.channels) if g is None else g["randomised"].shape[2] if "randomised" in g else 0)
-    return {"Rt": spec.n_test, "C": propensity_shape(spec)[0], "nT": n_temperatures(spec),
-            "T": len(output_steps(p.steps, p.outputs)), "K": len(a.deltas), "X": len(a.xi_grid),
-            "A": A, "P": len(registry.pairs(A)), "B": a.correlation_bins + 1,
-            "N": spec.system.n_particles, "M": M, "V": V, "I": A - 1, "S": a.null_samples, "R": a.bootstrap}
+    M = spec.train.ensemble if g is None else g["members"].shape[1] if g["members"] is not None else 1
+    V = 2 + len(spec.model.channels) if g is None else g["randomised"].shape[2] if "randomised" in g else 0
+    return {
+        "Rt": spec.n_test,
+        "C": propensity_shape(spec)[0],
+        "nT": n_temperatures(spec),
+        "T": len(output_steps(p.steps, p.outputs)),
+        "K": len(a.deltas),
+        "X": len(a.xi_grid),
+        "A": A,
+        "P": len(registry.pairs(A)),
+        "B": a.correlation_bins + 1,
+        "N": spec.system.n_particles,
+        "M": M,
+        "V": V,
+        "I": A - 1,
+        "S": a.null_samples,
+        "R": a.bootstrap,
+    }
 
 
 def analyze(spec: Spec, store=None) -> dict[str, Array]:
@@ -209,34 +260,68 @@ def analyze(spec: Spec, store=None) -> dict[str, Array]:
     M, V, I, S, R = (d[k] for k in ("M", "V", "I", "S", "R"))  # noqa: E741
     per_replica = {"pairs/pearson": (Rt, 2, P), "pairs/spearman": (Rt, 2, P), "structure/C_r": (Rt, A, B)}
     per_run = {
-        "dynamics/delta": (C, nT, T), "dynamics/C_Delta_r": (C, nT, K, B),
-        "dynamics/xi_Delta": (C, nT, K), "dynamics/scan": (C, nT, 2, K, X, A),
-        "dynamics/pearson_t": (C, nT, A, T), "dynamics/spearman_t": (C, nT, A, T),
-        "dynamics/xi_star": (C, nT, 2, A), "maps/indicators": (C, nT, 2, A, N),
-        "maps/Delta": (C, nT, K, 2, N), "maps/optimal": (C, nT, 2, A, N),
+        "dynamics/delta": (C, nT, T),
+        "dynamics/C_Delta_r": (C, nT, K, B),
+        "dynamics/xi_Delta": (C, nT, K),
+        "dynamics/scan": (C, nT, 2, K, X, A),
+        "dynamics/pearson_t": (C, nT, A, T),
+        "dynamics/spearman_t": (C, nT, A, T),
+        "dynamics/xi_star": (C, nT, 2, A),
+        "maps/indicators": (C, nT, 2, A, N),
+        "maps/Delta": (C, nT, K, 2, N),
+        "maps/optimal": (C, nT, 2, A, N),
     }
     if has_ensembles(spec):
-        per_run.update({"ensembles/table": (C, nT, 5), "ensembles/ci": (C, nT, 5, 2), "ensembles/delta": (C, nT),
-                        "ensembles/maps": (C, nT, 4, 2, N)})
+        per_run.update(
+            {
+                "ensembles/table": (C, nT, 5),
+                "ensembles/ci": (C, nT, 5, 2),
+                "ensembles/delta": (C, nT),
+                "ensembles/maps": (C, nT, 4, 2, N),
+            }
+        )
     per_species = (C, nT, A, 2, spec.n_species + 1, T)  # glassdist.fields.glassbench: propensity kind, group, time
     per_run.update({"glassbench/pearson": per_species, "glassbench/spearman": per_species})
     g = gamma_arrays(store)
     present = VARIANTS if g is None else [n for n in VARIANTS if n in g]
     wanted = lambda name: name.split("/")[-1] not in VARIANTS or name.split("/")[-1] in present  # noqa: E731
-    trust_replica = {"agreement": (Rt, 2), "members": (Rt, 2, M, I), "randomised": (Rt, 2, M, V, I),
-                     "shuffled": (Rt, 2, I), "input": (Rt, 2, I), "partial": (Rt, 2, 2, I),
-                     "pairs_null": (Rt, 2, S, P), "C_r_members": (Rt, M, B)}
-    trust_run = {"members": (C, nT, M, T), "randomised": (C, nT, M, V, T), "shuffled": (C, nT, T),
-                 "input": (C, nT, T), "partial": (C, nT, 2, T), "pearson_t_ci": (C, nT, A, T, 2),
-                 "pearson_t_null": (C, nT, A, T, 2), "V_boot": (C, nT, R, A), "V_null": (C, nT, S, A),
-                 "S1_boot": (C, nT, R, 2, A), "S1_null": (C, nT, S, 2, A), "S1_members": (C, nT, 2, M, 3)}
+    trust_replica = {
+        "agreement": (Rt, 2),
+        "members": (Rt, 2, M, I),
+        "randomised": (Rt, 2, M, V, I),
+        "shuffled": (Rt, 2, I),
+        "input": (Rt, 2, I),
+        "partial": (Rt, 2, 2, I),
+        "pairs_null": (Rt, 2, S, P),
+        "C_r_members": (Rt, M, B),
+    }
+    trust_run = {
+        "members": (C, nT, M, T),
+        "randomised": (C, nT, M, V, T),
+        "shuffled": (C, nT, T),
+        "input": (C, nT, T),
+        "partial": (C, nT, 2, T),
+        "pearson_t_ci": (C, nT, A, T, 2),
+        "pearson_t_null": (C, nT, A, T, 2),
+        "V_boot": (C, nT, R, A),
+        "V_null": (C, nT, S, A),
+        "S1_boot": (C, nT, R, 2, A),
+        "S1_null": (C, nT, S, 2, A),
+        "S1_members": (C, nT, 2, M, 3),
+    }
     per_replica.update({f"trust/{k}": v for k, v in trust_replica.items() if wanted(k)})
     per_run.update({f"trust/propensity/{k}": v for k, v in trust_run.items() if wanted(k)})
     out = {f"analyze/{k}": per_task(v) for k, v in per_replica.items()}
     out.update({f"analyze/{k}": per_task(v, axes=2) for k, v in per_run.items()})
     out["analyze/dynamics/reached"] = per_task((C, nT, K), "bool", axes=2, fill_value=False)
-    out.update({"analyze/structure/r": Array((B,)), "analyze/structure/mean": Array((A, B)),
-                "analyze/structure/sem": Array((A, B)), "analyze/structure/members_mean": Array((M, B))})
+    out.update(
+        {
+            "analyze/structure/r": Array((B,)),
+            "analyze/structure/mean": Array((A, B)),
+            "analyze/structure/sem": Array((A, B)),
+            "analyze/structure/members_mean": Array((M, B)),
+        }
+    )
     return out
 
 
@@ -244,8 +329,17 @@ def report(spec: Spec) -> dict[str, Array]:
     return {}
 
 
-LAYOUTS = {"quench": quench, "inherent": inherent, "dataset": dataset, "train": train, "gradcam": gradcam,
-           "indicators": indicators, "propensity": propensity, "analyze": analyze, "report": report}
+LAYOUTS = {
+    "quench": quench,
+    "inherent": inherent,
+    "dataset": dataset,
+    "train": train,
+    "gradcam": gradcam,
+    "indicators": indicators,
+    "propensity": propensity,
+    "analyze": analyze,
+    "report": report,
+}
 
 
 def create(store, stage: str, spec: Spec, **kwargs) -> dict:

@@ -101,8 +101,11 @@ class Stage:
         A record written before glassdist kept the values compares the hash only."""
         if record["hash"] == self.section_hash(spec):
             return True
-        return ("values" in record and record.get("seed", spec.campaign.seed) == spec.campaign.seed
-                and self.values(spec.with_new_keys(record["values"])) == self.values(spec.raw))
+        return (
+            "values" in record
+            and record.get("seed", spec.campaign.seed) == spec.campaign.seed
+            and self.values(spec.with_new_keys(record["values"])) == self.values(spec.raw)
+        )
 
     def prepare(self, campaign_dir, spec):
         return self.module.prepare(campaign_dir, spec)
@@ -133,10 +136,17 @@ def n_temperatures(spec) -> int:
     p = spec.propensity
     return len(p.t_star_multiples if auto_temperatures(spec) else p.temperatures)
 
+
 def inherent_skip(spec) -> str:
     """Why the inherent stage does not run ('' when it does)."""
-    return ("the configurations are imported (quench.source = 'import'): there is no cooling to take snapshots "
-            "from, so no E0(T) and no T* fit") if spec.imported else ""
+    return (
+        (
+            "the configurations are imported (quench.source = 'import'): there is no cooling to take snapshots "
+            "from, so no E0(T) and no T* fit"
+        )
+        if spec.imported
+        else ""
+    )
 
 
 def propensity_skip(spec) -> str:
@@ -144,9 +154,11 @@ def propensity_skip(spec) -> str:
     interaction the configurations were made with."""
     if spec.system.interaction_known:
         return ""
-    return ("the configurations are imported with an unknown interaction (system.interaction_known = false), so "
-            "there are no isoconfigurational runs; declare the mixture ([system] sigma, epsilon, cutoff_factor) "
-            "they were made with and set interaction_known = true to run them")
+    return (
+        "the configurations are imported with an unknown interaction (system.interaction_known = false), so "
+        "there are no isoconfigurational runs; declare the mixture ([system] sigma, epsilon, cutoff_factor) "
+        "they were made with and set interaction_known = true to run them"
+    )
 
 
 def propensity_shape(spec) -> tuple[int, int, int]:
@@ -157,51 +169,131 @@ def propensity_shape(spec) -> tuple[int, int, int]:
 
 
 # the part of an MPI farm's tasks one element of a SLURM job array does (`glassdist submit --array K`)
-CHUNK = Option("chunk", "do only part I of K of the stage's tasks (contiguous ranges of task ids, 0 <= I < K): one "
-               "element of a SLURM job array (`glassdist submit --array K`); the parts may run at once: each "
-               "prepares the stage and runs its last steps under a lock on DIR/.lock", str, metavar="I/K")
+CHUNK = Option(
+    "chunk",
+    "do only part I of K of the stage's tasks (contiguous ranges of task ids, 0 <= I < K): one "
+    "element of a SLURM job array (`glassdist submit --array K`); the parts may run at once: each "
+    "prepares the stage and runs its last steps under a lock on DIR/.lock",
+    str,
+    metavar="I/K",
+)
 _MD = ("system", "classes", "md", "quench")
 _LEARN = _MD + ("dataset", "model", "train")
 # grouped or one by one, in one process or several: the same members (up to float summation order)
 _HOW_TRAINED = ("train.members_together", "train.member_processes")
 
-STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("quench", "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",
-          _MD, (), "mpi", lambda spec: spec.quench.replicas, options=(CHUNK,)),
-    Stage("inherent", "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
-          _MD + ("inherent",), ("quench",), "mpi", lambda spec: math.prod(snapshot_shape(spec)),
-          skip=inherent_skip, options=(CHUNK,)),
-    Stage("dataset", "density images M(rho) of every configuration, labelled and split (Dask)",
-          _MD + ("dataset",), ("quench",), "dask", lambda spec: spec.quench.replicas,
-          ignores=("dataset.normalise",)),  # the images are unnormalised; the scaling is the model's
-    Stage("train", "train the glass/liquid CNN (one process; data-parallel: --nproc P on one node, "
-          "torchrun on several)",
-          _LEARN, ("dataset",), "torch", lambda spec: spec.train.ensemble + spec.train.shuffled_control,
-          ignores=_HOW_TRAINED, options=(Option(
-              "nproc", "data-parallel processes on this host (one per GPU; gloo on CPU); several nodes: "
-              "torchrun, docs/slurm.md", int, 1),)),
-    Stage("gradcam", "Grad-CAM of every test configuration mapped back to particles (Gamma)",
-          _LEARN + ("gradcam",), ("dataset", "train"), "serial", lambda spec: spec.n_test, ignores=_HOW_TRAINED,
-          options=(Option("model", "explain this campaign's test configurations with the model trained in another "
-                          "campaign of the same mixture and image resolution (refused otherwise)", str,
-                          metavar="OTHER_DIR/train/member-0.pt"),
-                   Option("discard", "drop the stored Grad-CAM (e.g. one made with --model) so that the next "
-                          "`gradcam` or `run` recomputes it"))),
-    Stage("indicators", "structural indicators (indicators.compute: Voronoi volume, Tong-Tanaka, ...) "
-          "and g(r) of every configuration (Dask)",
-          _MD + ("indicators",), ("quench",), "dask", lambda spec: spec.quench.replicas),
-    Stage("propensity", "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
-          _MD + ("propensity",), ("quench",), "mpi", lambda spec: math.prod(propensity_shape(spec)),
-          extra_ledgers=("propensity_reduce",), skip=propensity_skip, options=(CHUNK,),
-          needs_when=lambda spec: ("inherent",) if auto_temperatures(spec) else ()),  # T* sets the temperatures
-    Stage("analyze", "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, "
-          "S1, S2 (Dask)", _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
-          ("gradcam", "indicators", "propensity"), "dask",
-          lambda spec: spec.n_test + 2 * math.prod(propensity_shape(spec)[:2]), ignores=_HOW_TRAINED),
-    Stage("report", "figures and tables of the paper from stored results: DIR/report/index.html",
-          _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
-          ("inherent", "analyze"), "serial", ignores=_HOW_TRAINED),
-)}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(
+            "quench",
+            "quench R replicas (MPI farm; run under mpiexec -n P for parallel)",
+            _MD,
+            (),
+            "mpi",
+            lambda spec: spec.quench.replicas,
+            options=(CHUNK,),
+        ),
+        Stage(
+            "inherent",
+            "minimise the cooling snapshots to inherent structures: E0(T) and the T* fit (MPI farm)",
+            _MD + ("inherent",),
+            ("quench",),
+            "mpi",
+            lambda spec: math.prod(snapshot_shape(spec)),
+            skip=inherent_skip,
+            options=(CHUNK,),
+        ),
+        Stage(
+            "dataset",
+            "density images M(rho) of every configuration, labelled and split (Dask)",
+            _MD + ("dataset",),
+            ("quench",),
+            "dask",
+            lambda spec: spec.quench.replicas,
+            ignores=("dataset.normalise",),
+        ),  # the images are unnormalised; the scaling is the model's
+        Stage(
+            "train",
+            "train the glass/liquid CNN (one process; data-parallel: --nproc P on one node, torchrun on several)",
+            _LEARN,
+            ("dataset",),
+            "torch",
+            lambda spec: spec.train.ensemble + spec.train.shuffled_control,
+            ignores=_HOW_TRAINED,
+            options=(
+                Option(
+                    "nproc",
+                    "data-parallel processes on this host (one per GPU; gloo on CPU); several nodes: "
+                    "torchrun, docs/slurm.md",
+                    int,
+                    1,
+                ),
+            ),
+        ),
+        Stage(
+            "gradcam",
+            "Grad-CAM of every test configuration mapped back to particles (Gamma)",
+            _LEARN + ("gradcam",),
+            ("dataset", "train"),
+            "serial",
+            lambda spec: spec.n_test,
+            ignores=_HOW_TRAINED,
+            options=(
+                Option(
+                    "model",
+                    "explain this campaign's test configurations with the model trained in another "
+                    "campaign of the same mixture and image resolution (refused otherwise)",
+                    str,
+                    metavar="OTHER_DIR/train/member-0.pt",
+                ),
+                Option(
+                    "discard",
+                    "drop the stored Grad-CAM (e.g. one made with --model) so that the next "
+                    "`gradcam` or `run` recomputes it",
+                ),
+            ),
+        ),
+        Stage(
+            "indicators",
+            "structural indicators (indicators.compute: Voronoi volume, Tong-Tanaka, ...) "
+            "and g(r) of every configuration (Dask)",
+            _MD + ("indicators",),
+            ("quench",),
+            "dask",
+            lambda spec: spec.quench.replicas,
+        ),
+        Stage(
+            "propensity",
+            "isoconfigurational runs (MPI farm) and dynamic propensity (Dask)",
+            _MD + ("propensity",),
+            ("quench",),
+            "mpi",
+            lambda spec: math.prod(propensity_shape(spec)),
+            extra_ledgers=("propensity_reduce",),
+            skip=propensity_skip,
+            options=(CHUNK,),
+            needs_when=lambda spec: ("inherent",) if auto_temperatures(spec) else (),
+        ),  # T* sets the temperatures
+        Stage(
+            "analyze",
+            "correlation lengths, xi scans, indicator and propensity correlations, Tables III-V, S1, S2 (Dask)",
+            _LEARN + ("gradcam", "indicators", "propensity", "analyze"),
+            ("gradcam", "indicators", "propensity"),
+            "dask",
+            lambda spec: spec.n_test + 2 * math.prod(propensity_shape(spec)[:2]),
+            ignores=_HOW_TRAINED,
+        ),
+        Stage(
+            "report",
+            "figures and tables of the paper from stored results: DIR/report/index.html",
+            _LEARN + ("gradcam", "indicators", "inherent", "propensity", "analyze"),
+            ("inherent", "analyze"),
+            "serial",
+            ignores=_HOW_TRAINED,
+        ),
+    )
+}
 PIPELINE = tuple(STAGES)
 
 

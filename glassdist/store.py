@@ -67,8 +67,7 @@ class Store:
         self.dir = Path(campaign_dir)
         self.path = self.dir / "store.zarr"
         if not self.path.exists():
-            raise UsageError(f"{self.path} does not exist: run a stage first (e.g. `glassdist quench "
-                             f"{self.dir}`)")
+            raise UsageError(f"{self.path} does not exist: run a stage first (e.g. `glassdist quench {self.dir}`)")
         self.root = _open_group(self.path, mode=mode)
 
     @classmethod
@@ -76,11 +75,19 @@ class Store:
         path = Path(campaign_dir) / "store.zarr"
         root = _open_group(path, mode="a", zarr_format=3)
         if "spec" not in root.attrs:
-            root.attrs.update({"spec": spec.raw, "spec_hash": spec.hash, "created": time.time(),
-                               "versions": software_versions(), "stages": {}})
+            root.attrs.update(
+                {
+                    "spec": spec.raw,
+                    "spec_hash": spec.hash,
+                    "created": time.time(),
+                    "versions": software_versions(),
+                    "stages": {},
+                }
+            )
             types = layout.system(spec)["system/types"]
-            root.create_array("system/types", shape=types.shape, chunks=types.chunk_shape,
-                              dtype=types.dtype, compressors=None)[:] = spec.types
+            root.create_array(
+                "system/types", shape=types.shape, chunks=types.chunk_shape, dtype=types.dtype, compressors=None
+            )[:] = spec.types
         return cls(campaign_dir)
 
     # ---- spec consistency ------------------------------------------------------------
@@ -89,9 +96,11 @@ class Store:
         it depends on (its registry record); otherwise record their hash and values for the stage,
         and the whole validated spec for the store."""
         if stage in self.reused_stages():
-            raise UsageError(f"the '{stage}' results of {self.dir} are those of {self.upstream_dir()} (a derived "
-                             f"campaign reuses them) and are not recomputed here; `glassdist detach {self.dir}` "
-                             f"copies them in, or derive anew with `glassdist init NEWDIR --from ...`")
+            raise UsageError(
+                f"the '{stage}' results of {self.dir} are those of {self.upstream_dir()} (a derived "
+                f"campaign reuses them) and are not recomputed here; `glassdist detach {self.dir}` "
+                f"copies them in, or derive anew with `glassdist init NEWDIR --from ...`"
+            )
         sections = STAGES[stage].sections
         stages = dict(self.root.attrs.get("stages", {}))
         digest = spec.section_hash(*sections)
@@ -104,15 +113,21 @@ class Store:
                 f"results in {self.path} were computed, which invalidates them. Restore the old values "
                 f"(`glassdist status {self.dir} --spec` prints them) or start a new campaign from this one "
                 f"with `glassdist init NEWDIR --from {self.dir} --set ...` (it reuses every result your "
-                f"change leaves valid).")
+                f"change leaves valid)."
+            )
         state = self.stage_state(stage)
         if old and state.name == "stale":  # what it read changed: redo it whole
             print(f"{stage}: {state.reason}; its results are recomputed", flush=True)
             for name in (n for n in STAGES[stage].ledgers if self.stage_started(n)):
                 self.ledger(name).reopen_all()
-        stages[stage] = {"hash": digest, "sections": list(sections), "versions": software_versions(),
-                         "values": {s: spec.raw[s] for s in sections}, "seed": spec.campaign.seed,
-                         "inputs": self.input_fingerprints(stage)}
+        stages[stage] = {
+            "hash": digest,
+            "sections": list(sections),
+            "versions": software_versions(),
+            "values": {s: spec.raw[s] for s in sections},
+            "seed": spec.campaign.seed,
+            "inputs": self.input_fingerprints(stage),
+        }
         self.root.attrs.update({"stages": stages, "spec": spec.raw, "spec_hash": spec.hash})
 
     def _has_results(self, stage: str) -> bool:
@@ -142,11 +157,19 @@ class Store:
         if path in self.root:
             arr = self.root[path]
             if tuple(arr.shape) != array.shape:
-                raise UsageError(f"{self.path}/{path} has shape {arr.shape}, expected {array.shape}; "
-                                 f"the campaign changed size: start a new campaign")
+                raise UsageError(
+                    f"{self.path}/{path} has shape {arr.shape}, expected {array.shape}; "
+                    f"the campaign changed size: start a new campaign"
+                )
             return arr
-        return self.root.create_array(path, shape=array.shape, chunks=array.chunk_shape, dtype=array.dtype,
-                                      fill_value=array.fill, compressors=None)
+        return self.root.create_array(
+            path,
+            shape=array.shape,
+            chunks=array.chunk_shape,
+            dtype=array.dtype,
+            fill_value=array.fill,
+            compressors=None,
+        )
 
     def create_arrays(self, stage: str, spec: Spec, **given) -> dict[str, zarr.Array]:
         """Open every array ``stage`` writes (glassdist.layout.arrays), creating the absent ones;
@@ -157,8 +180,7 @@ class Store:
         """The stage's ledger; with n_tasks, created when absent."""
         if n_tasks is None:
             if f"ledger/{stage}" not in self.root:
-                raise UsageError(f"stage '{stage}' has not run yet in {self.dir}: run `glassdist "
-                                 f"{stage} {self.dir}`")
+                raise UsageError(f"stage '{stage}' has not run yet in {self.dir}: run `glassdist {stage} {self.dir}`")
             return Ledger(self.root[f"ledger/{stage}"])
         return Ledger.create(self.root.require_group("ledger"), stage, n_tasks)
 
@@ -192,8 +214,7 @@ class Store:
         if not ledgers:
             return StageState("not started", "it has not run")
         record = self.root.attrs.get("stages", {}).get(stage, {})
-        if spec is not None and record and not STAGES[stage].computed_with(record, spec) \
-                and self._has_results(stage):
+        if spec is not None and record and not STAGES[stage].computed_with(record, spec) and self._has_results(stage):
             before = record.get("values", {})
             changed = [s for s in STAGES[stage].sections if before.get(s) != spec.raw[s]] or ["campaign.seed"]
             return StageState("stale", f"campaign.toml changed [{', '.join(changed)}] since it ran")
@@ -203,8 +224,10 @@ class Store:
             return StageState("stale", f"the results of {', '.join(changed)} changed since it ran")
         states = np.concatenate([ledger.states() for ledger in ledgers])
         if len(ledgers) < len(STAGES[stage].ledgers) or (states == PENDING).any():
-            return StageState("failed" if (states == FAILED).any() else "incomplete",
-                              f"{int((states == DONE).sum())} of {states.size} tasks done")
+            return StageState(
+                "failed" if (states == FAILED).any() else "incomplete",
+                f"{int((states == DONE).sum())} of {states.size} tasks done",
+            )
         if (states == FAILED).any():
             return StageState("failed", f"{int((states == FAILED).sum())} task(s) failed after all attempts")
         return StageState("done")
@@ -216,15 +239,18 @@ class Store:
         (glassdist.integrity.check_needs)."""
         if spec is None and (self.dir / "campaign.toml").is_file():
             spec = load(self.dir)
-        needs = tuple(n for n in STAGES[stage].needs_of(spec)
-                      if not (spec and STAGES[n].skipped(spec)))  # skipped: do without
+        needs = tuple(
+            n for n in STAGES[stage].needs_of(spec) if not (spec and STAGES[n].skipped(spec))
+        )  # skipped: do without
         integrity.check_needs(self, stage, needs)
         for need in needs if complete is None else complete:
             state = self.stage_state(need, spec)
             if state.name != "done":
-                raise UsageError(f"stage '{stage}' reads the results of '{need}', which is {state.name} in "
-                                 f"{self.dir} ({state.reason}): finish it first with `glassdist {need} "
-                                 f"{self.dir}` (or `glassdist run {self.dir}`)")
+                raise UsageError(
+                    f"stage '{stage}' reads the results of '{need}', which is {state.name} in "
+                    f"{self.dir} ({state.reason}): finish it first with `glassdist {need} "
+                    f"{self.dir}` (or `glassdist run {self.dir}`)"
+                )
 
     def ledgers(self) -> dict[str, Ledger]:
         if "ledger" not in self.root:
@@ -240,8 +266,9 @@ class Store:
         if replicas is not None:
             missing = np.setdiff1d(replicas, done)
             if missing.size:
-                raise UsageError(f"replicas {missing[:10].tolist()} are not done: run `glassdist quench "
-                                 f"{self.dir}` first")
+                raise UsageError(
+                    f"replicas {missing[:10].tolist()} are not done: run `glassdist quench {self.dir}` first"
+                )
             done = np.asarray(replicas, dtype=int)
         pos = self.root["quench/positions"]
         return pos.get_orthogonal_selection((done,)), done

@@ -51,8 +51,7 @@ def security(interface: str):
 WORKER_TTL = "60s"  # a worker job silent this long (its node lost) is dropped, its tasks redone elsewhere
 
 
-def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None,
-                  secrets: str | Path | None = None):
+def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = None, secrets: str | Path | None = None):
     """A dask_jobqueue.SLURMCluster (not yet scaled) built from a profile's [dask] table;
     worker job output goes to ``log_directory`` (default: $HPC_DASK_LOG_DIR, else the cwd).
     Off loopback every connection is TLS with per-cluster certificates (:func:`security`),
@@ -66,24 +65,34 @@ def slurm_cluster(profile: str | Path | Profile, log_directory: str | None = Non
     # dask-jobqueue's default dashboard address ':8787' binds every interface: always override.
     # A worker whose node is lost sends no more heartbeats: it is dropped after WORKER_TTL and its
     # tasks go to the other workers (distributed's default waits 5 minutes)
-    scheduler = {"dashboard_address": d["dashboard"] or None, "dashboard": bool(d["dashboard"]),
-                 "worker_ttl": WORKER_TTL}
+    scheduler = {
+        "dashboard_address": d["dashboard"] or None,
+        "dashboard": bool(d["dashboard"]),
+        "worker_ttl": WORKER_TTL,
+    }
     return SLURMCluster(
-        queue=p.slurm["partition"], account=p.slurm["account"] or None,
-        cores=d["cores"], processes=d["processes"], memory=d["memory"], walltime=d["walltime"],
-        interface=p.cluster["interface"], scheduler_options=scheduler,
+        queue=p.slurm["partition"],
+        account=p.slurm["account"] or None,
+        cores=d["cores"],
+        processes=d["processes"],
+        memory=d["memory"],
+        walltime=d["walltime"],
+        interface=p.cluster["interface"],
+        scheduler_options=scheduler,
         job_extra_directives=directives + list(p.slurm["extra_directives"]),
         job_script_prologue=list(p.environment["setup"]),
         job_name=f"{p.slurm['job_prefix']}-dask",
         log_directory=log_directory or os.environ.get(LOG_ENV) or None,
-        security=tls, protocol="tls://" if tls else None,
+        security=tls,
+        protocol="tls://" if tls else None,
         shared_temp_directory=str(secrets_directory(secrets)) if tls else None,
     )
 
 
 @contextmanager
-def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1,
-                profile: str | Path | Profile | None = None) -> Iterator:
+def dask_client(
+    address: str = "", workers: int = 2, threads_per_worker: int = 1, profile: str | Path | Profile | None = None
+) -> Iterator:
     """A distributed.Client on a local cluster, a given scheduler, or SLURM worker jobs."""
     from distributed import Client, LocalCluster
 
@@ -102,8 +111,13 @@ def dask_client(address: str = "", workers: int = 2, threads_per_worker: int = 1
             yield client
     else:
         with sigint_ignored():  # its worker processes inherit that
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                                   processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+            )
         with cluster, Client(cluster) as client, quiet_on_interrupt(client):
             yield client
 

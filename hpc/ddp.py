@@ -45,9 +45,12 @@ def adopt_srun_task() -> None:
     LOCAL_RANK and LOCAL_WORLD_SIZE from SLURM's variables, unless a launcher set them."""
     env = os.environ
     if INIT_ENV in env and "RANK" not in env and "SLURM_STEP_NUM_TASKS" in env:
-        env.update(RANK=env["SLURM_PROCID"], WORLD_SIZE=env["SLURM_STEP_NUM_TASKS"],
-                   LOCAL_RANK=env.get("SLURM_LOCALID", "0"),
-                   LOCAL_WORLD_SIZE=env.get("SLURM_STEP_TASKS_PER_NODE", "1").split("(")[0].split(",")[0])
+        env.update(
+            RANK=env["SLURM_PROCID"],
+            WORLD_SIZE=env["SLURM_STEP_NUM_TASKS"],
+            LOCAL_RANK=env.get("SLURM_LOCALID", "0"),
+            LOCAL_WORLD_SIZE=env.get("SLURM_STEP_TASKS_PER_NODE", "1").split("(")[0].split(",")[0],
+        )
 
 
 def is_worker() -> bool:
@@ -67,11 +70,18 @@ def ddp_context() -> Iterator[torch.device]:
     if not is_worker():
         yield device
         return
-    dist.init_process_group("nccl" if cuda else "gloo", init_method=os.environ.get(INIT_ENV, "env://"),
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            device_id=device if cuda else None)
-    print(f"DDP rank {dist.get_rank()} of {dist.get_world_size()} on {socket.gethostname()} "
-          f"({dist.get_backend()})", file=sys.stderr, flush=True)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo",
+        init_method=os.environ.get(INIT_ENV, "env://"),
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        device_id=device if cuda else None,
+    )
+    print(
+        f"DDP rank {dist.get_rank()} of {dist.get_world_size()} on {socket.gethostname()} ({dist.get_backend()})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         yield device
         dist.barrier()  # after an error on one rank the others would wait here: no barrier then
@@ -117,8 +127,14 @@ def worker(fn: Callable[..., int], *args) -> None:
 
 
 def _spawned(index: int, nproc: int, init: str, fn: Callable[..., int], args: tuple) -> None:
-    os.environ.update(localhost.ENV, RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(nproc),
-                      LOCAL_WORLD_SIZE=str(nproc), **{INIT_ENV: init})
+    os.environ.update(
+        localhost.ENV,
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE=str(nproc),
+        LOCAL_WORLD_SIZE=str(nproc),
+        **{INIT_ENV: init},
+    )
     worker(fn, *args)
 
 
@@ -134,8 +150,8 @@ def spawn(nproc: int, fn: Callable[..., int], *args) -> int:
     """
     with tempfile.TemporaryDirectory(prefix="hpc-ddp-") as tmp:
         context = torch.multiprocessing.start_processes(
-            _spawned, args=(nproc, f"file://{tmp}/rendezvous", fn, args), nprocs=nproc, join=False,
-            start_method="spawn")
+            _spawned, args=(nproc, f"file://{tmp}/rendezvous", fn, args), nprocs=nproc, join=False, start_method="spawn"
+        )
 
         def forward(signum, _frame):
             for process in context.processes:

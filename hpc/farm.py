@@ -90,13 +90,25 @@ def make_blocks(tasks, ledger: Ledger, block_size: int) -> list[Block]:
     """Consecutive runs of ``block_size`` task ids with their next attempt from the ledger."""
     tasks = [int(t) for t in tasks]
     attempts = ledger.attempts[:] if tasks else []
-    return [Block(tuple(chunk), tuple(int(attempts[t]) for t in chunk))
-            for chunk in (tasks[i:i + block_size] for i in range(0, len(tasks), block_size))]
+    return [
+        Block(tuple(chunk), tuple(int(attempts[t]) for t in chunk))
+        for chunk in (tasks[i : i + block_size] for i in range(0, len(tasks), block_size))
+    ]
 
 
-def run_farm(tasks, work: Callable, ledger: Ledger, *, backend: str = "serial", comm=None,
-             ranks_per_task: int = 1, block_size: int = 1, max_attempts: int = 3,
-             dask_options: dict | None = None, label: str = "tasks") -> FarmResult:
+def run_farm(
+    tasks,
+    work: Callable,
+    ledger: Ledger,
+    *,
+    backend: str = "serial",
+    comm=None,
+    ranks_per_task: int = 1,
+    block_size: int = 1,
+    max_attempts: int = 3,
+    dask_options: dict | None = None,
+    label: str = "tasks",
+) -> FarmResult:
     """Run every task id in ``tasks`` as blocks of ``work(block, comm)``. With ``backend="mpi"``
     the call is collective over ``comm`` and the result is on world rank 0 (empty elsewhere)."""
     if backend not in BACKENDS:
@@ -158,13 +170,17 @@ class _Tally:
         if outcome == "done":
             self.progress.update(done=len(block))
         elif outcome == "failed":
-            self.progress.note(f"task(s) {_ids(block)} failed after attempt {block.attempts[0] + 1}: "
-                               f"{err.splitlines()[0] if err else '?'}")
+            self.progress.note(
+                f"task(s) {_ids(block)} failed after attempt {block.attempts[0] + 1}: "
+                f"{err.splitlines()[0] if err else '?'}"
+            )
             self.progress.update(failed=len(block))
 
     def retrying(self, block: Block, err: str) -> None:
-        self.progress.note(f"task(s) {_ids(block)} attempt {block.attempts[0] + 1} failed: "
-                           f"{err.splitlines()[0] if err else '?'}; retrying")
+        self.progress.note(
+            f"task(s) {_ids(block)} attempt {block.attempts[0] + 1} failed: "
+            f"{err.splitlines()[0] if err else '?'}; retrying"
+        )
 
     def close(self) -> FarmResult:
         self.progress.close()
@@ -210,6 +226,7 @@ def _dask(blocks, work, ledger, max_attempts, dask_options, label) -> FarmResult
     from .dask_cluster import dask_client
 
     with dask_client(**dask_options) as client:
+
         def submit(block, tries):
             key = f"{label}-{block.tasks[0]}-{len(block)}-{block.attempts[0]}"
             return client.submit(_timed, work, block, pure=False, key=key), (block, tries)
@@ -247,8 +264,7 @@ def _outcome(future, block: Block) -> tuple[str, str, float]:
             return "failed", str(exc), 0.0
         return "done", "", future.result()
     exc = future.exception()
-    outcome = ("suspended" if isinstance(exc, Suspended) else
-               "deferred" if isinstance(exc, Deferred) else "failed")
+    outcome = "suspended" if isinstance(exc, Suspended) else "deferred" if isinstance(exc, Deferred) else "failed"
     return outcome, f"{type(exc).__name__}: {exc}", 0.0
 
 
@@ -320,8 +336,11 @@ def placement(hosts: list[str]) -> str:
 
 
 def _span(ranks: list[int]) -> str:
-    return f"{ranks[0]}-{ranks[-1]}" if len(ranks) > 1 and ranks[-1] - ranks[0] == len(ranks) - 1 \
+    return (
+        f"{ranks[0]}-{ranks[-1]}"
+        if len(ranks) > 1 and ranks[-1] - ranks[0] == len(ranks) - 1
         else ",".join(map(str, ranks))
+    )
 
 
 class _Dispatcher(threading.Thread):

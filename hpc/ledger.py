@@ -36,8 +36,12 @@ class Ledger:
                 raise ValueError(f"ledger {name} has {group['state'].shape[0]} tasks, expected {n_tasks}")
             return cls(group)
         group = parent.require_group(name)
-        for key, dtype, fill in (("state", "int8", PENDING), ("attempts", "int16", 0),
-                                 ("seconds", "float64", np.nan), ("finished", "float64", np.nan)):
+        for key, dtype, fill in (
+            ("state", "int8", PENDING),
+            ("attempts", "int16", 0),
+            ("seconds", "float64", np.nan),
+            ("finished", "float64", np.nan),
+        ):
             group.create_array(key, shape=(n_tasks,), chunks=(1,), dtype=dtype, fill_value=fill)
         group.create_array("error", shape=(n_tasks,), chunks=(1,), dtype=str, fill_value="")
         return cls(group)

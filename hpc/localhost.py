@@ -67,8 +67,9 @@ def gforker() -> str:
     local = Path(sys.executable).parent / "mpiexec.gforker"
     found = str(local) if local.exists() else shutil.which("mpiexec.gforker")
     if not found:
-        raise FileNotFoundError("no mpiexec.gforker found: install the MPICH wheel (pip install mpich), "
-                                "which LAMMPS' MPI build uses")
+        raise FileNotFoundError(
+            "no mpiexec.gforker found: install the MPICH wheel (pip install mpich), which LAMMPS' MPI build uses"
+        )
     return found
 
 

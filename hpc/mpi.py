@@ -39,8 +39,12 @@ def abort(comm, code: int, message: str) -> None:
     """Print ``message`` (this rank's, once) and end every rank of COMM_WORLD with ``code``."""
     from mpi4py import MPI
 
-    print(f"[rank {comm.Get_rank()} of {comm.Get_size()}] {message.rstrip()}\n"
-          f"[rank {comm.Get_rank()}] aborting every rank (MPI_Abort)", file=sys.stderr, flush=True)
+    print(
+        f"[rank {comm.Get_rank()} of {comm.Get_size()}] {message.rstrip()}\n"
+        f"[rank {comm.Get_rank()}] aborting every rank (MPI_Abort)",
+        file=sys.stderr,
+        flush=True,
+    )
     time.sleep(ABORT_GRACE)  # the launcher stops forwarding output at the abort: let it drain first
     MPI.COMM_WORLD.Abort(code)
 

@@ -21,9 +21,14 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
             from rich.progress import TextColumn, TimeRemainingColumn
 
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[extra]}"), TimeRemainingColumn(),
-                                    transient=False)
+            self.bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[extra]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task(label, total=total, extra="")
         elif total:
@@ -35,8 +40,10 @@ class Progress:
         pending = self.total - finished
         rate = finished / elapsed if elapsed > 0 else 0.0
         eta = f"{pending / rate:.0f}s" if rate > 0 else "?"
-        return (f"{self.label}: {self.done}/{self.total} done, {self.failed} failed, {pending} pending, "
-                f"{rate:.2f}/s, ETA {eta}")
+        return (
+            f"{self.label}: {self.done}/{self.total} done, {self.failed} failed, {pending} pending, "
+            f"{rate:.2f}/s, ETA {eta}"
+        )
 
     def _line(self, force=False):
         now = time.monotonic()

@@ -29,7 +29,7 @@ class Type:
 
     name: str
     problem: Callable[[Any], str | None]
-    word: str = ""                     # a type made by word_or: the word ...
+    word: str = ""  # a type made by word_or: the word ...
     alternative: "Type | None" = None  # ... or a value of this type
 
     def __str__(self) -> str:
@@ -60,6 +60,7 @@ def _list_of(item: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
         if not isinstance(v, list):
             return "not a list"
         return next((f"entry {i}: {p}" for i, x in enumerate(v) if (p := item(x))), None)
+
     return problem
 
 
@@ -79,9 +80,14 @@ NUMBERS = Type("list of numbers", _list_of(_number_problem))
 INTS = Type("list of integers", _list_of(_int_problem))
 STRINGS = Type("list of strings", _list_of(_str_problem))
 MATRIX = Type("matrix of numbers", _list_of(_list_of(_number_problem)))
-NUMBER_TABLE = Type("table of numbers",
-                    lambda v: "not a table" if not isinstance(v, dict) else
-                    next((f"{k}: {p}" for k, x in v.items() if (p := _number_problem(x))), None))
+NUMBER_TABLE = Type(
+    "table of numbers",
+    lambda v: (
+        "not a table"
+        if not isinstance(v, dict)
+        else next((f"{k}: {p}" for k, x in v.items() if (p := _number_problem(x))), None)
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -143,10 +149,12 @@ def unless(word: str, check):
 
 def table_of(keys: tuple[str, ...], check):
     """A table with exactly ``keys``, each value passing ``check``."""
+
     def problem(v):
         if sorted(v) != sorted(keys):
             return f"needs exactly the keys {', '.join(keys)}"
         return next((f"{k}: {p}" for k in keys if (p := check(v[k]))), None)
+
     return problem
 
 
@@ -174,8 +182,7 @@ def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict
     for key in given:
         if key not in keys:
             close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.75)
-            hint = f"did you mean '{name}.{close[0]}'?" if close else \
-                f"known keys in [{name}]: {', '.join(keys)}"
+            hint = f"did you mean '{name}.{close[0]}'?" if close else f"known keys in [{name}]: {', '.join(keys)}"
             raise error(f"{name}.{key}", "unknown key", f"remove it; {hint}")
     out = {}
     for key, entry in keys.items():
@@ -188,8 +195,11 @@ def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict
             value = copy.deepcopy(entry.default)
         if problem := entry.type.problem(value):
             article = "an" if str(entry.type)[0] in "aeiou" else "a"
-            raise error(full, f"must be {article} {entry.type}, got {value!r} ({problem})",
-                        f"set it to {article} {entry.type} ({entry.help})")
+            raise error(
+                full,
+                f"must be {article} {entry.type}, got {value!r} ({problem})",
+                f"set it to {article} {entry.type} ({entry.help})",
+            )
         if entry.type is NUMBER:
             value = float(value)
         if entry.check and (problem := entry.check(value)):
@@ -198,8 +208,15 @@ def validate_section(given: Any, keys: dict[str, Key], name: str, error) -> dict
     return out
 
 
-def validate(data: Any, schema: dict[str, dict[str, Key]], error, *, source: str = "<file>",
-             fix: str = "", extra: tuple[str, ...] = ()) -> dict:
+def validate(
+    data: Any,
+    schema: dict[str, dict[str, Key]],
+    error,
+    *,
+    source: str = "<file>",
+    fix: str = "",
+    extra: tuple[str, ...] = (),
+) -> dict:
     """A whole file: ``{section: {key: value}}`` for every section of ``schema``. Sections named
     in ``extra`` are allowed and left to the caller (not in the result)."""
     if not isinstance(data, dict):
@@ -208,8 +225,7 @@ def validate(data: Any, schema: dict[str, dict[str, Key]], error, *, source: str
     for section in data:
         if section not in known:
             raise error(section, "unknown section", f"remove it; known sections: {', '.join(known)}")
-    return {section: validate_section(data.get(section, {}), keys, section, error)
-            for section, keys in schema.items()}
+    return {section: validate_section(data.get(section, {}), keys, section, error) for section, keys in schema.items()}
 
 
 # ---- rendering ----------------------------------------------------------------------------------

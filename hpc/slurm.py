@@ -34,8 +34,19 @@ from .profile import Profile
 # the job templates: the repository's jobs/, installed as the package hpc.jobs
 TEMPLATE_DIR = Path(str(resources.files("hpc.jobs")))
 KINDS = ("mpi", "dask", "ddp", "serial")
-ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
-          "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+ACTIVE = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SUSPENDED",
+    "STAGE_OUT",
+    "SIGNALING",
+}
 
 
 class SlurmError(RuntimeError):
@@ -95,8 +106,9 @@ def size(job: Job, profile: Profile) -> Size:
         procs = shape.tasks_per_node or max(gpus, 1)
         if shape.max_nodes == 1:
             return Size(1, 1, 1, profile.node["cores"], procs, gpus, memory)
-        return Size(shape.max_nodes, shape.max_nodes * procs, procs, max(profile.node["cores"] // procs, 1),
-                    procs, gpus, memory)
+        return Size(
+            shape.max_nodes, shape.max_nodes * procs, procs, max(profile.node["cores"] // procs, 1), procs, gpus, memory
+        )
     if job.kind == "dask" and profile.dask["jobs"] == 0:  # the Dask workers run in this job
         return Size(1, 1, 0, profile.dask["cores"], 1, gpus, memory)
     return Size(1, 1, 0, shape.tasks_per_node or 1, 1, gpus, memory)
@@ -109,8 +121,12 @@ def format_walltime(seconds: float) -> str:
 
 
 def _environment(templates: Path) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     env.filters["q"] = lambda v: shlex.quote(str(v))
     return env
 
@@ -120,20 +136,30 @@ def template_name(job: Job, templates: Path = TEMPLATE_DIR) -> str:
     return f"{job.stage}.sh" if (templates / f"{job.stage}.sh").is_file() else f"{job.kind}.sh"
 
 
-def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str = "glassdist",
-           templates: str | Path = TEMPLATE_DIR) -> str:
+def render(
+    job: Job,
+    profile: Profile,
+    campaign_dir: str | Path,
+    *,
+    program: str = "glassdist",
+    templates: str | Path = TEMPLATE_DIR,
+) -> str:
     """The batch script of ``job`` as text."""
     templates = Path(templates)
     if not (templates / "_base.sh").is_file():
-        raise SlurmError(f"no job templates in {templates}: pass a copy of the shipped templates "
-                         f"({TEMPLATE_DIR}) with --templates")
+        raise SlurmError(
+            f"no job templates in {templates}: pass a copy of the shipped templates ({TEMPLATE_DIR}) with --templates"
+        )
     campaign = Path(campaign_dir).resolve()
     s = size(job, profile)
     name = template_name(job, templates)
     log_dir = campaign / "slurm" / "logs"
     secrets = campaign / "slurm" / "secrets"
-    env = {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir), SECRETS_ENV: str(secrets)} \
-        if job.kind == "dask" else {}
+    env = (
+        {PROFILE_ENV: str(profile.path.resolve()), LOG_ENV: str(log_dir), SECRETS_ENV: str(secrets)}
+        if job.kind == "dask"
+        else {}
+    )
     e = profile.environment
     if e["mpi_launcher"] == "localhost":  # one node, nothing listening beyond loopback
         mpi_launch = shlex.join(localhost.mpiexec_argv(s.ntasks, []))
@@ -142,21 +168,37 @@ def render(job: Job, profile: Profile, campaign_dir: str | Path, *, program: str
         count = f"--ntasks={s.ntasks}" if e["mpi_launcher"] == "srun" else f"-n {s.ntasks}"
         mpi_launch = " ".join(filter(None, (e["mpi_launcher"], count, e["mpi_args"])))
         env = {**env, **interface_env(profile.cluster["interface"])}
-    return _environment(templates).get_template(name).render(
-        job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}", stage=job.stage,
-        campaign=campaign, program=program, template=name, profile=profile,
-        shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
-        log_dir=log_dir, env=env,
-        srun_step=job.kind == "ddp" or job.kind == "mpi" and e["mpi_launcher"] == "srun",
-        command=shlex.join(job.command), mpi_launch=mpi_launch, tasks_pending=job.pending, init_env=DDP_INIT_ENV,
-        secrets=secrets, array=job.array, array_limit=job.array_limit,
-        **asdict(s))
+    return (
+        _environment(templates)
+        .get_template(name)
+        .render(
+            job_name=f"{profile.slurm['job_prefix']}-{job.stage}-{campaign.name}",
+            stage=job.stage,
+            campaign=campaign,
+            program=program,
+            template=name,
+            profile=profile,
+            shape=replace(profile.stage(job.stage), walltime=job.walltime or profile.stage(job.stage).walltime),
+            log_dir=log_dir,
+            env=env,
+            srun_step=job.kind == "ddp" or job.kind == "mpi" and e["mpi_launcher"] == "srun",
+            command=shlex.join(job.command),
+            mpi_launch=mpi_launch,
+            tasks_pending=job.pending,
+            init_env=DDP_INIT_ENV,
+            secrets=secrets,
+            array=job.array,
+            array_limit=job.array_limit,
+            **asdict(s),
+        )
+    )
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
     if shutil.which(argv[0]) is None:
-        raise SlurmError(f"'{argv[0]}' not found: run this on a SLURM login node (or use --dry-run "
-                         f"to only write the scripts)")
+        raise SlurmError(
+            f"'{argv[0]}' not found: run this on a SLURM login node (or use --dry-run to only write the scripts)"
+        )
     return subprocess.run(argv, capture_output=True, text=True)
 
 
@@ -181,7 +223,7 @@ def cancel(job_ids: list[str]) -> None:
 
 @dataclass(frozen=True)
 class JobState:
-    state: str   # SLURM state: PENDING, RUNNING, COMPLETED, FAILED, ... or UNKNOWN (forgotten)
+    state: str  # SLURM state: PENDING, RUNNING, COMPLETED, FAILED, ... or UNKNOWN (forgotten)
     reason: str  # why pending (e.g. Dependency, DependencyNeverSatisfied), else 'None'
 
     @property
@@ -207,8 +249,9 @@ def job_states(job_ids: list[str]) -> dict[str, JobState]:
         out[jid] = JobState(state, reason)
     missing = [j for j in job_ids if j not in out and not _elements(out, j)]
     if missing and shutil.which("sacct"):
-        res = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(missing), "-o", "JobID,State"],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", ",".join(missing), "-o", "JobID,State"], capture_output=True, text=True
+        )
         for line in res.stdout.splitlines() if res.returncode == 0 else []:
             jid, state = line.strip().split("|", 1)
             out.setdefault(jid, JobState(state.split()[0], "None"))

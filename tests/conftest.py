@@ -16,19 +16,38 @@ from hpc import localhost
 BIN = Path(sys.executable).parent
 
 # A campaign small enough for tests: N = 200, 8 replicas, a fast quench (about 0.2 s each).
-TINY = ["system.n_particles=200", "quench.replicas=8", "quench.split=[4,2,2]",
-        "quench.cooling_rate=0.4", "quench.equilibration_time=2.0", "quench.thermo_points=20",
-        "quench.snapshot_replicas=2", "dataset.grid=24", "propensity.main_samples=0",
-        "quench.hold_liquid=0.0"]  # no liquid hold (tests/test_liquid_hold.py holds liquids)
+TINY = [
+    "system.n_particles=200",
+    "quench.replicas=8",
+    "quench.split=[4,2,2]",
+    "quench.cooling_rate=0.4",
+    "quench.equilibration_time=2.0",
+    "quench.thermo_points=20",
+    "quench.snapshot_replicas=2",
+    "dataset.grid=24",
+    "propensity.main_samples=0",
+    "quench.hold_liquid=0.0",
+]  # no liquid hold (tests/test_liquid_hold.py holds liquids)
 TINY_COUNTS = {"kam": "system.counts=[130,70]", "abm": "system.counts=[100,100]", "ka3d": "system.counts=[160,40]"}
 
 
 # The fast lane, `pytest -m unit`: the science functions checked against independent computations,
 # in this process (no MPI, SLURM, Dask cluster or `glassdist` process; LAMMPS only as a library in
 # test_structure.py's minimisations): under a minute on 2 cores.
-UNIT_FILES = {"test_analysis.py", "test_departures.py", "test_dynamics.py", "test_fields.py", "test_glassbench.py",
-              "test_gradcam_ensemble.py", "test_grid.py", "test_layers.py",
-              "test_scattering.py", "test_structure.py", "test_tongtanaka3d.py", "test_uncertainty.py"}
+UNIT_FILES = {
+    "test_analysis.py",
+    "test_departures.py",
+    "test_dynamics.py",
+    "test_fields.py",
+    "test_glassbench.py",
+    "test_gradcam_ensemble.py",
+    "test_grid.py",
+    "test_layers.py",
+    "test_scattering.py",
+    "test_structure.py",
+    "test_tongtanaka3d.py",
+    "test_uncertainty.py",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,21 +58,31 @@ def pytest_collection_modifyitems(config, items):
 
 def glassdist(*args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the real `glassdist` console script."""
-    proc = subprocess.run([str(BIN / "glassdist"), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    proc = subprocess.run(
+        [str(BIN / "glassdist"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"glassdist {' '.join(map(str, args))} -> {proc.returncode}\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"glassdist {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
 def mpi_glassdist(np_: int, *args, check=True, env=None, timeout=600) -> subprocess.CompletedProcess:
     """`glassdist ...` as np_ MPI ranks on this host, loopback only (as `glassdist run` starts them)."""
-    proc = subprocess.run(localhost.mpiexec_argv(np_, [BIN / "glassdist", *args]), capture_output=True, text=True,
-                          env=localhost.environ({**os.environ, **(env or {})}), timeout=timeout)
+    proc = subprocess.run(
+        localhost.mpiexec_argv(np_, [BIN / "glassdist", *args]),
+        capture_output=True,
+        text=True,
+        env=localhost.environ({**os.environ, **(env or {})}),
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"mpiexec glassdist {' '.join(map(str, args))} -> {proc.returncode}\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"mpiexec glassdist {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -61,9 +90,14 @@ def interrupt(argv, started, timeout=120) -> tuple[int, str, str]:
     """Start ``glassdist *argv`` in its own process group with SIGINT at its default (as in a
     terminal), wait until ``started()`` is true, send SIGINT to the group (what Ctrl-C does):
     (exit code, stdout, stderr), once no process of the group is left."""
-    proc = subprocess.Popen([BIN / "glassdist", *map(str, argv)], text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [BIN / "glassdist", *map(str, argv)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + timeout
     while not started():
         assert proc.poll() is None and time.time() < deadline

@@ -25,7 +25,7 @@ def expected_crossing(xi, level=1 / np.e, h=0.02):
     n = int(np.ceil(8 * xi / h))
     x = (np.arange(n) - n // 2) * h
     r = np.hypot(*np.meshgrid(x, x, indexing="ij"))
-    kernel = np.where(r < 2 * xi, np.exp(-(r / xi) ** 2), 0.0)
+    kernel = np.where(r < 2 * xi, np.exp(-((r / xi) ** 2)), 0.0)
     auto = np.real(np.fft.ifft2(np.abs(np.fft.fft2(kernel)) ** 2))
     profile = auto[0, : n // 2] / auto[0, 0]
     k = np.argmax(profile <= level)
@@ -38,8 +38,9 @@ def test_correlation_length_of_coarse_grained_noise(xi):
     field = coarse_grain(pos, rng.normal(size=len(pos)), L, xi)
     c, length = analysis.correlation_length(pos, field, L, r_max=10.0, bins=50)
     assert c[0] == 1 and c.shape == (51,)
-    np.testing.assert_allclose(analysis.correlation_radii(10.0, 50),
-                               spatial_correlation(pos, field, L, r_max=10.0, bins=50)[0])
+    np.testing.assert_allclose(
+        analysis.correlation_radii(10.0, 50), spatial_correlation(pos, field, L, r_max=10.0, bins=50)[0]
+    )
     assert length == pytest.approx(expected_crossing(xi), rel=0.06)
     assert np.isnan(analysis.correlation_length(pos, field, L, r_max=0.5, bins=5)[1])
 
@@ -89,15 +90,23 @@ def test_propensity_analysis_recovers_lengths_and_correlations():
     xi0 = 2.5
     z, Delta_t, delta_t = synthetic_propensity(pos, L, rng, xi0, np.geomspace(0.05, 1.5, 12))
     # Gamma ~ -z (shown as 1 - Gamma), Upsilon = z buried in white noise, Theta unrelated
-    fields = np.stack([-(z + 0.5 * coarse_grain(pos, rng.normal(size=len(pos)), L, 1.0)),
-                       z + 2.0 * rng.normal(size=len(pos)), rng.normal(size=len(pos))], axis=1)
+    fields = np.stack(
+        [
+            -(z + 0.5 * coarse_grain(pos, rng.normal(size=len(pos)), L, 1.0)),
+            z + 2.0 * rng.normal(size=len(pos)),
+            rng.normal(size=len(pos)),
+        ],
+        axis=1,
+    )
     xi_grid = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
     flip = analysis.flips(["gradcam"], ["gradcam", "voronoi", "ttop"])
-    res = analysis.propensity_scan(pos, fields, delta_t, Delta_t, L, deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid,
-                                   flip=flip, r_max=10.0, bins=50)
-    pearson_t, _, maps = analysis.propensity_correlations(pos, fields, Delta_t, L, xi_alpha=2.0, xi_Delta=2.0,
-                                                          flip=flip)
-    np.testing.assert_array_equal(res.reached, [True, True, False])   # delta(t) stops at 1.5
+    res = analysis.propensity_scan(
+        pos, fields, delta_t, Delta_t, L, deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid, flip=flip, r_max=10.0, bins=50
+    )
+    pearson_t, _, maps = analysis.propensity_correlations(
+        pos, fields, Delta_t, L, xi_alpha=2.0, xi_Delta=2.0, flip=flip
+    )
+    np.testing.assert_array_equal(res.reached, [True, True, False])  # delta(t) stops at 1.5
     assert np.isnan(res.xi_Delta[2]) and np.isnan(res.scan[:, 2]).all() and np.isnan(res.Delta[2]).all()
     # Delta(delta) = delta (1 + 0.3 z): its C(r) is that of z, smoothed white noise at xi0
     np.testing.assert_allclose(res.xi_Delta[:2], expected_crossing(xi0), rtol=0.08)
@@ -196,8 +205,8 @@ def test_xi_rule_recovers_known_lengths_within_a_grid_step():
     xi_grid = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
     kw = dict(deltas=[0.3, 1.0, 3.0], xi_grid=xi_grid, flip=np.array([False, False]), r_max=r_max, bins=bins)
     scans = [analysis.propensity_scan(pos, fields, delta_t, Delta_t, L, **kw) for _ in range(2)]  # two "temperatures"
-    xi_Delta = np.stack([s.xi_Delta for s in scans])[None]          # (C = 1, nT = 2, K = 3)
-    scan = np.stack([s.scan for s in scans])[None]                  # (1, 2, 2, K, X, A)
+    xi_Delta = np.stack([s.xi_Delta for s in scans])[None]  # (C = 1, nT = 2, K = 3)
+    scan = np.stack([s.scan for s in scans])[None]  # (1, 2, 2, K, X, A)
     r = analysis.correlation_radii(r_max, bins)
     choice = analysis.choose_xi(xi_Delta, scan, kw["deltas"], xi_grid, r_min=r[1], half_box=L / 2)
     assert not choice.problem and choice.rule == "rule"
@@ -209,9 +218,21 @@ def test_xi_rule_recovers_known_lengths_within_a_grid_step():
     # recomputed directly (np.corrcoef on eq. 7); Upsilon = z + noise peaks there, the unrelated Theta
     # at some xi; xi_alpha is the larger of the two (the paper: "the largest value in Table S1")
     at, _ = propensity_at_delta(delta_t, Delta_t, [0.3, 1.0])
-    ref = [max(((np.corrcoef(coarse_grain(pos, fields[:, a], L, x),
-                             coarse_grain(pos, at[k], L, scans[0].xi_Delta[k]))[0, 1], x)
-                for k in (0, 1) for x in xi_grid))[1] for a in (0, 1)]
+    ref = [
+        max(
+            (
+                (
+                    np.corrcoef(
+                        coarse_grain(pos, fields[:, a], L, x), coarse_grain(pos, at[k], L, scans[0].xi_Delta[k])
+                    )[0, 1],
+                    x,
+                )
+                for k in (0, 1)
+                for x in xi_grid
+            )
+        )[1]
+        for a in (0, 1)
+    ]
     assert choice.alpha_star == ref and choice.alpha == max(ref) and choice.violin == choice.Delta
     # delta = 1 not reached by any run: the analysed delta closest to it, said so
     short = xi_Delta.copy()

@@ -22,11 +22,22 @@ from glassdist.pipeline import PIPELINE, STAGES
 from .conftest import TINY, TINY_COUNTS, glassdist, init_tiny
 
 # a campaign small enough to run every stage in a test (N = 200)
-WHOLE = ["quench.replicas=10", "quench.split=[6,2,2]", "train.epochs=2", "propensity.samples=3",
-         "propensity.steps=300", "propensity.outputs=6", "propensity.checkpoint_every=300",
-         "propensity.temperatures=[0.5]", "analyze.deltas=[0.01,0.05]", "analyze.xi_grid=[0.0,1.0,2.0]",
-         "analyze.xi={Delta = 2.0, alpha = 2.0, violin = 2.0}",
-         "analyze.correlation_rmax=3.0", "analyze.correlation_bins=6", "dask.workers=1"]
+WHOLE = [
+    "quench.replicas=10",
+    "quench.split=[6,2,2]",
+    "train.epochs=2",
+    "propensity.samples=3",
+    "propensity.steps=300",
+    "propensity.outputs=6",
+    "propensity.checkpoint_every=300",
+    "propensity.temperatures=[0.5]",
+    "analyze.deltas=[0.01,0.05]",
+    "analyze.xi_grid=[0.0,1.0,2.0]",
+    "analyze.xi={Delta = 2.0, alpha = 2.0, violin = 2.0}",
+    "analyze.correlation_rmax=3.0",
+    "analyze.correlation_bins=6",
+    "dask.workers=1",
+]
 
 
 def test_registry_is_the_pipeline():
@@ -58,11 +69,14 @@ def test_stage_options_are_declared_once_in_the_records():
     assert parser.parse_args(["train", "DIR", "--nproc", "3"]).nproc == 3 and STAGES["train"].arguments().nproc == 1
 
 
-@pytest.mark.parametrize("code", [
-    "from glassdist.cli import build_parser; build_parser()",
-    "import glassdist.stages.quench, glassdist.stages.inherent, glassdist.stages.propensity",
-    "from glassdist.commands.status import print_status",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from glassdist.cli import build_parser; build_parser()",
+        "import glassdist.stages.quench, glassdist.stages.inherent, glassdist.stages.propensity",
+        "from glassdist.commands.status import print_status",
+    ],
+)
 def test_cli_status_and_mpi_stages_start_without_torch_or_dask_distributed(code):
     """`glassdist --help`, `status` and every rank of an MPI stage import neither torch nor
     dask.distributed (seconds per rank, and nothing a rank does not need)."""
@@ -151,7 +165,7 @@ def test_plugin_indicator_reaches_export_and_table_s2(tmp_path, plugin_env):
     density = root["indicators/density"][:]
     assert np.isfinite(density).all() and density.max() > 0
     assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop", "density"]
-    pearson = root["analyze/pairs/pearson"][:]           # (R_test, 2, P) per configuration
+    pearson = root["analyze/pairs/pearson"][:]  # (R_test, 2, P) per configuration
     assert pearson.shape[-1] == 6  # (Γ,Υ) (Γ,Θ) (Γ,ρ) (Θ,Υ) (ρ,Υ) (ρ,Θ); Γ of a barely trained net may be 0
     assert np.isfinite(pearson[..., 3:]).all()
     assert (pearson[..., 4] < 0).all()  # more neighbours within 1.5, smaller Voronoi cell
@@ -167,9 +181,17 @@ def test_plugin_indicator_reaches_export_and_table_s2(tmp_path, plugin_env):
 
 @pytest.mark.slow
 def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
-    d = init_tiny(tmp_path / "c3", "kam", *WHOLE, "system.dim=3", "system.n_particles=300",
-                  "system.counts=[195,105]", "dataset.grid=12", "indicators.compute=[\"voronoi\"]",
-                  "quench.snapshot_replicas=0")  # no E0(T) (the ka3d test below has it)
+    d = init_tiny(
+        tmp_path / "c3",
+        "kam",
+        *WHOLE,
+        "system.dim=3",
+        "system.n_particles=300",
+        "system.counts=[195,105]",
+        "dataset.grid=12",
+        'indicators.compute=["voronoi"]',
+        "quench.snapshot_replicas=0",
+    )  # no E0(T) (the ka3d test below has it)
     glassdist("run", d, "--np", "2")
     root = zarr.open_group(d / "store.zarr", mode="r")
     assert root["quench/positions"].shape[-1] == 3 and "ttop" not in root["indicators"]
@@ -184,9 +206,18 @@ def test_3d_campaign_without_tong_tanaka_runs_to_its_report(tmp_path):
 @pytest.mark.slow
 def test_demo_ka3d_campaign_runs_to_a_complete_report(tmp_path):
     """The 3D preset end to end (3D Theta, Conv3d, Grad-CAM in 3D, slab maps), Table IV included."""
-    d = init_tiny(tmp_path / "ka3d", "ka3d", *WHOLE, "system.n_particles=300", "system.counts=[240,60]",
-                  "dataset.grid=12", "analyze.correlation_rmax=2.5",
-                  "propensity.samples=6", "propensity.main_samples=2", "quench.snapshot_replicas=1")
+    d = init_tiny(
+        tmp_path / "ka3d",
+        "ka3d",
+        *WHOLE,
+        "system.n_particles=300",
+        "system.counts=[240,60]",
+        "dataset.grid=12",
+        "analyze.correlation_rmax=2.5",
+        "propensity.samples=6",
+        "propensity.main_samples=2",
+        "quench.snapshot_replicas=1",
+    )
     glassdist("run", d, "--np", "2")
     root = zarr.open_group(d / "store.zarr", mode="r")
     assert root["analyze"].attrs["indicators"] == ["gradcam", "voronoi", "ttop"]
@@ -202,8 +233,15 @@ def test_gradcam_with_a_model_of_another_campaign(tmp_path):
     gap = ['model.head="gap"', "quench.replicas=6", "quench.split=[2,2,2]", "train.epochs=2"]
     a = init_tiny(tmp_path / "a", "kam", *gap)
     glassdist("run", a, "--np", "1", "--stages", "quench,dataset,train")
-    b = init_tiny(tmp_path / "b", "kam", *gap, "campaign.seed=7", "system.n_particles=800",
-                  "system.counts=[520,280]", "dataset.grid=48")  # twice the box and the grid: same pixel
+    b = init_tiny(
+        tmp_path / "b",
+        "kam",
+        *gap,
+        "campaign.seed=7",
+        "system.n_particles=800",
+        "system.counts=[520,280]",
+        "dataset.grid=48",
+    )  # twice the box and the grid: same pixel
     glassdist("run", b, "--np", "1", "--stages", "quench,dataset")
     glassdist("gradcam", b, "--model", a / "train" / "member-0.pt")
     root = zarr.open_group(b / "store.zarr", mode="r")
@@ -216,8 +254,7 @@ def test_gradcam_with_a_model_of_another_campaign(tmp_path):
 
 
 def test_indicators_compute_is_validated(tmp_path):
-    bad = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", 'indicators.compute=["nope"]',
-                    check=False)
+    bad = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", 'indicators.compute=["nope"]', check=False)
     assert bad.returncode == 2 and "indicators.compute" in bad.stderr and "nope" in bad.stderr
     assert not (tmp_path / "x").exists()
 
@@ -227,4 +264,5 @@ def test_stored_spec_is_the_whole_validated_spec(quenched):
     stored = root.attrs["spec"]
     assert set(stored) >= {"system", "md", "quench", "dataset", "analyze"}
     assert json.dumps(stored["quench"], sort_keys=True) == json.dumps(
-        root.attrs["stages"]["quench"]["values"]["quench"], sort_keys=True)
+        root.attrs["stages"]["quench"]["values"]["quench"], sort_keys=True
+    )

@@ -34,20 +34,41 @@ def bad_values(key: Key, value) -> dict:
     if t is NUMBER_TABLE:
         base = value if isinstance(value, dict) else dict.fromkeys(specmod.XI_KEYS, 1.0)
         first = next(iter(base))
-        return {"not a table": 1.0, "wrong entry type": {**base, first: "x"},
-                "missing key": {k: v for k, v in base.items() if k != first}, "unknown key": {**base, "bogus": 1.0},
-                **{f"{kind} entries": dict.fromkeys(base, x) for kind, x in (
-                    ("negative", -1.0), ("zero", 0.0), ("huge", 1e300), ("inf", math.inf), ("nan", math.nan))}}
+        return {
+            "not a table": 1.0,
+            "wrong entry type": {**base, first: "x"},
+            "missing key": {k: v for k, v in base.items() if k != first},
+            "unknown key": {**base, "bogus": 1.0},
+            **{
+                f"{kind} entries": dict.fromkeys(base, x)
+                for kind, x in (
+                    ("negative", -1.0),
+                    ("zero", 0.0),
+                    ("huge", 1e300),
+                    ("inf", math.inf),
+                    ("nan", math.nan),
+                )
+            },
+        }
     if t in (INT, NUMBER):
-        out = {"string": "x", "bool": True, "negative": -1, "zero": 0, "beyond 64 bits": 2**63,
-               "huge": 2**62 if t is INT else 1e300}
+        out = {
+            "string": "x",
+            "bool": True,
+            "negative": -1,
+            "zero": 0,
+            "beyond 64 bits": 2**63,
+            "huge": 2**62 if t is INT else 1e300,
+        }
         return out | ({"fraction": 1.5} if t is INT else {"inf": math.inf, "-inf": -math.inf, "nan": math.nan})
     if t is STRING:
         return {"number": 1} | ({"not an option": "bogus"} if key.check else {})
     if t is BOOL:
         return {"number": 1, "string": "yes"}
-    out = {"not a list": "A" if t is STRINGS else 1.0, "empty": [],
-           "wrong entry type": {NUMBERS: ["x"], INTS: [1.5], STRINGS: [1], MATRIX: [1.0]}[t]}
+    out = {
+        "not a list": "A" if t is STRINGS else 1.0,
+        "empty": [],
+        "wrong entry type": {NUMBERS: ["x"], INTS: [1.5], STRINGS: [1], MATRIX: [1.0]}[t],
+    }
     if value:
         out |= {"shorter": value[:-1], "longer (repeats the last entry)": value + value[-1:]}
     if t is MATRIX and value:
@@ -59,8 +80,12 @@ def bad_values(key: Key, value) -> dict:
     def every(x):  # the same shape with every entry x (a matrix stays symmetric)
         return [[x] * len(r) for r in shape] if t is MATRIX else [x] * len(shape)
 
-    out |= {"negative entries": every(-1), "zero entries": every(0), "entries beyond 64 bits": every(2**63),
-            "huge entries": every(2**62 if t is INTS else 1e300)}
+    out |= {
+        "negative entries": every(-1),
+        "zero entries": every(0),
+        "entries beyond 64 bits": every(2**63),
+        "huge entries": every(2**62 if t is INTS else 1e300),
+    }
     if t is not INTS:
         out |= {"inf entries": every(math.inf), "nan entries": every(math.nan)}
     return out
@@ -81,17 +106,28 @@ CAMPAIGN_ACCEPTS = {
     ("quench.hold_liquid", "zero"): "0 = no liquid hold (documented)",
     ("analyze.xi", "zero entries"): "xi = 0: no coarse-graining",
     ("analyze.agreement_threshold", "zero"): "0: any non-negative mean agreement counts as agreement",
-    **{(k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"
-       for k in ("quench.snapshot_temperatures", "system.contact_sigma", "analyze.one_minus")},
-    **{(k, "shorter"): "a list of any non-empty length" for k in (
-        "quench.snapshot_temperatures", "propensity.temperatures", "propensity.t_star_multiples", "analyze.deltas",
-        "analyze.xi_grid",
-        "analyze.one_minus")},
+    **{
+        (k, "empty"): "[] is documented (no snapshots / use sigma / none flipped)"
+        for k in ("quench.snapshot_temperatures", "system.contact_sigma", "analyze.one_minus")
+    },
+    **{
+        (k, "shorter"): "a list of any non-empty length"
+        for k in (
+            "quench.snapshot_temperatures",
+            "propensity.temperatures",
+            "propensity.t_star_multiples",
+            "analyze.deltas",
+            "analyze.xi_grid",
+            "analyze.one_minus",
+        )
+    },
 }
 PROFILE_ACCEPTS = {
     ("slurm.signal_seconds", "zero"): "no SIGTERM margin before the time limit",
-    **{(k, "huge"): "a count the batch script passes to SLURM as is (sbatch judges it)"
-       for k in ("slurm.requeue_limit", "node.cores", "node.gpus", "dask.jobs", "stages.quench.tasks_per_node")},
+    **{
+        (k, "huge"): "a count the batch script passes to SLURM as is (sbatch judges it)"
+        for k in ("slurm.requeue_limit", "node.cores", "node.gpus", "dask.jobs", "stages.quench.tasks_per_node")
+    },
 }
 
 
@@ -104,8 +140,13 @@ def _cli(*args) -> tuple[int, str]:
 
 
 def _cases(schema: dict[str, dict[str, Key]], base: dict, accepts: dict):
-    cases = [(f"{s}.{k}", kind, v) for s, keys in schema.items() for k, key in keys.items()
-             for kind, v in bad_values(key, base[s][k]).items() if v != base[s][k]]  # a change
+    cases = [
+        (f"{s}.{k}", kind, v)
+        for s, keys in schema.items()
+        for k, key in keys.items()
+        for kind, v in bad_values(key, base[s][k]).items()
+        if v != base[s][k]
+    ]  # a change
     assert set(accepts) <= {(name, kind) for name, kind, _ in cases}  # the table names real cases
     return [pytest.param(name, kind, v, id=f"{name}-{kind}") for name, kind, v in cases]
 
@@ -137,8 +178,8 @@ def test_bad_campaign_value(tmp_path, name, kind, value):
 PROFILE_SCHEMA = profmod.SCHEMA | {"stages.quench": profmod.STAGE_KEYS}
 PROFILE_BASE = tomllib.loads((profmod.PROFILE_DIR / f"{PROFILE}.toml").read_text())
 PROFILE_VALUES = {s: PROFILE_BASE[s] for s in profmod.SCHEMA} | {
-    "stages.quench": {k: PROFILE_BASE["stages"]["quench"].get(k, key.default)
-                      for k, key in profmod.STAGE_KEYS.items()}}
+    "stages.quench": {k: PROFILE_BASE["stages"]["quench"].get(k, key.default) for k, key in profmod.STAGE_KEYS.items()}
+}
 
 
 def _profile_text(data: dict) -> str:
@@ -194,8 +235,9 @@ def _hand_written(d: Path, override: str) -> Path:
     return d
 
 
-@pytest.mark.parametrize("override,key", [("quench.T_start=inf", "quench.T_start"),
-                                          ("quench.cooling_rate=1e-12", "quench.cooling_rate")])
+@pytest.mark.parametrize(
+    "override,key", [("quench.T_start=inf", "quench.T_start"), ("quench.cooling_rate=1e-12", "quench.cooling_rate")]
+)
 def test_console_script_refuses_without_traceback(tmp_path, override, key):
     d = _hand_written(tmp_path / "c", override)
     res = glassdist("quench", d, check=False)
@@ -212,10 +254,15 @@ def test_every_mpi_rank_refuses(tmp_path):
 
 def test_accepted_values_run_a_quench(tmp_path):
     """The accepted quench-section values of the table, together, in a real (tiny) quench."""
-    accepted = ["campaign.seed=4611686018427387904", "quench.equilibration_time=0",
-                "quench.snapshot_replicas=0", "quench.snapshot_temperatures=[]"]
-    assert all((s.split("=")[0], kind) in CAMPAIGN_ACCEPTS for s, kind in
-               zip(accepted, ("huge", "zero", "zero", "empty")))
+    accepted = [
+        "campaign.seed=4611686018427387904",
+        "quench.equilibration_time=0",
+        "quench.snapshot_replicas=0",
+        "quench.snapshot_temperatures=[]",
+    ]
+    assert all(
+        (s.split("=")[0], kind) in CAMPAIGN_ACCEPTS for s, kind in zip(accepted, ("huge", "zero", "zero", "empty"))
+    )
     sets = [*TINY, TINY_COUNTS["kam"], "quench.replicas=3", "quench.split=[1,1,1]", *accepted]
     d = tmp_path / "c"
     assert _cli("init", d, "--preset", PRESET, *[a for x in sets for a in ("--set", x)])[0] == 0

@@ -14,9 +14,15 @@ from glassdist.store import Store
 
 from .conftest import glassdist, init_tiny
 
-TWO_RATES = ['classes.names=["fast","slow"]', "classes.cooling_rates=[1.0,0.2]", "gradcam.target_class=slow",
-             "gradcam.liquid_target_class=slow", "quench.replicas=3", "quench.split=[1,1,1]",
-             "quench.snapshot_replicas=1"]
+TWO_RATES = [
+    'classes.names=["fast","slow"]',
+    "classes.cooling_rates=[1.0,0.2]",
+    "gradcam.target_class=slow",
+    "gradcam.liquid_target_class=slow",
+    "quench.replicas=3",
+    "quench.split=[1,1,1]",
+    "quench.snapshot_replicas=1",
+]
 
 
 def spec_with(*sets: str):
@@ -30,13 +36,16 @@ def test_paper_presets_keep_liquid_glass():
         assert s.class_names == expected and s.target_classes() == [1, 1]
 
 
-@pytest.mark.parametrize("sets, key", [
-    (['classes.names=["a","b","c"]'], "classes.names"),
-    (['classes.names=["fast","slow"]'], "gradcam.target_class"),  # the preset still names "glass"
-    (["classes.cooling_rates=[0.1]"], "classes.cooling_rates"),
-    (["classes.cooling_rates=[0.1,0.1]"], "classes.cooling_rates"),
-    (["classes.cooling_rates=[1e-12,0.1]"], "classes.cooling_rates"),
-])
+@pytest.mark.parametrize(
+    "sets, key",
+    [
+        (['classes.names=["a","b","c"]'], "classes.names"),
+        (['classes.names=["fast","slow"]'], "gradcam.target_class"),  # the preset still names "glass"
+        (["classes.cooling_rates=[0.1]"], "classes.cooling_rates"),
+        (["classes.cooling_rates=[0.1,0.1]"], "classes.cooling_rates"),
+        (["classes.cooling_rates=[1e-12,0.1]"], "classes.cooling_rates"),
+    ],
+)
 def test_bad_classes_name_the_key(sets, key):
     with pytest.raises(SpecError) as err:
         spec_with(*sets)
@@ -44,7 +53,7 @@ def test_bad_classes_name_the_key(sets, key):
 
 
 def test_empty_target_means_the_second_class():
-    s = spec_with('classes.names=["fast","slow"]', 'gradcam.target_class=""', 'gradcam.liquid_target_class=fast')
+    s = spec_with('classes.names=["fast","slow"]', 'gradcam.target_class=""', "gradcam.liquid_target_class=fast")
     assert s.target_classes() == [0, 1]
 
 
@@ -62,4 +71,4 @@ def test_two_cooling_rates_quench_each_replica_twice_from_one_start(tmp_path):
         assert re.search(rf"^run \d+ start 0 stop {steps}$", text, re.M), name
     fast, slow = ((inputs / f"replica-000000-{n}.in").read_text() for n in ("fast", "slow"))
     assert fast.split("fix cool")[0] == slow.split("fix cool")[0]  # same start: seed, equilibration
-    assert np.isfinite(store.root["quench/snapshots"][0]).all()      # from the slow cooling
+    assert np.isfinite(store.root["quench/snapshots"][0]).all()  # from the slow cooling

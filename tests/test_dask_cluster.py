@@ -34,8 +34,7 @@ def _sigint_ignored() -> bool:
 
 
 def test_existing_scheduler_address():
-    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         with dask_client(address=cluster.scheduler_address) as client:
             assert client.scheduler.address == cluster.scheduler_address
             assert client.submit(_sum_of_squares, 4).result() == 14

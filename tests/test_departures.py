@@ -18,8 +18,11 @@ def test_departure_table_lists_a_changed_key(tmp_path):
     paper = table(tmp_path, "paper-kam")
     # the paper preset departs only where the paper is silent or where we chose otherwise
     departing = {name for name, row in paper.items() if row[3] == "yes"}
-    assert departing == {"input normalisation (dataset.normalise)", "run length and δ reached (propensity.steps)",
-                         "ensemble size (train.ensemble)"}  # our choice: K = 5 members, the paper trained one
+    assert departing == {
+        "input normalisation (dataset.normalise)",
+        "run length and δ reached (propensity.steps)",
+        "ensemble size (train.ensemble)",
+    }  # our choice: K = 5 members, the paper trained one
     assert paper["grid (dataset.grid)"][3] == "paper silent"
     assert "held 100 τ, τ_α not measured yet" in paper["liquid hold at T_L and τ_α (quench.hold_liquid)"][2]
     assert "not run yet" in paper["run length and δ reached (propensity.steps)"][2]
@@ -31,7 +34,10 @@ def test_departure_table_lists_a_changed_key(tmp_path):
     assert changed["cooling rate (quench.cooling_rate)"][4] == departures.NOT_MEASURED
     assert "docs/validation.md" in changed["T_L, T_G (quench.T_liquid, T_glass)"][4]
     assert {n for n, r in changed.items() if r != paper[n]} == {
-        "cooling rate (quench.cooling_rate)", "T_L, T_G (quench.T_liquid, T_glass)", "epochs (train.epochs)"}
+        "cooling rate (quench.cooling_rate)",
+        "T_L, T_G (quench.T_liquid, T_glass)",
+        "epochs (train.epochs)",
+    }
 
 
 def test_demo_rows_name_the_demo_departures(tmp_path):

@@ -68,12 +68,18 @@ def test_derive_reuses_unchanged_stages_and_retrains(trained, tmp_path):
 
     # the old campaign alone moved: every command on NEW refuses, naming the fix
     shutil.move(old, tmp_path / "elsewhere")
-    for args in (("status", new), ("train", new), ("export", new, "--what", "configurations", "--format",
-                                                    "npz", "-o", tmp_path / "x.npz")):
+    for args in (
+        ("status", new),
+        ("train", new),
+        ("export", new, "--what", "configurations", "--format", "npz", "-o", tmp_path / "x.npz"),
+    ):
         proc = glassdist(*args, check=False)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
-        assert "reuses the results of quench, dataset" in proc.stderr and "which is not there any more" in \
-            proc.stderr and f"glassdist init {new} --from NEWPATH" in proc.stderr, proc.stderr
+        assert (
+            "reuses the results of quench, dataset" in proc.stderr
+            and "which is not there any more" in proc.stderr
+            and f"glassdist init {new} --from NEWPATH" in proc.stderr
+        ), proc.stderr
     old = tmp_path / "elsewhere"
     glassdist("init", new, "--from", old)  # point it to the moved upstream
     assert glassdist("status", new).returncode == 0
@@ -104,8 +110,9 @@ def test_reuse_follows_the_sections_and_the_campaign_file_keeps_them(quenched, t
     assert not (tmp_path / "new" / "store.zarr").exists()
     # the campaign file of a derived campaign keeps the values its reused results were computed with
     same = tmp_path / "same"
-    assert "reuses the results of quench;" in glassdist("init", same, "--from", trained,
-                                                         "--set", "dataset.grid=16").stdout
+    assert (
+        "reuses the results of quench;" in glassdist("init", same, "--from", trained, "--set", "dataset.grid=16").stdout
+    )
     text = (same / "campaign.toml").read_text()
     (same / "campaign.toml").write_text(apply_overrides(text, ["quench.thermo_points=30"]))
     proc = glassdist("dataset", same, check=False)
@@ -142,17 +149,23 @@ def test_a_key_added_later_at_its_default_leaves_results_current(quenched, tmp_p
     d = shutil.copytree(quenched["kam"], tmp_path / "c", symlinks=True)
     spec = load(d)
     store = Store(d)
-    at_default = [(s, k) for s in STAGES["quench"].sections for k, key in SCHEMA[s].items()
-                  if spec.raw[s][k] == key.default]
-    not_default = [(s, k) for s in STAGES["quench"].sections for k, key in SCHEMA[s].items()
-                   if key.default is not REQUIRED and spec.raw[s][k] != key.default]
+    at_default = [
+        (s, k) for s in STAGES["quench"].sections for k, key in SCHEMA[s].items() if spec.raw[s][k] == key.default
+    ]
+    not_default = [
+        (s, k)
+        for s in STAGES["quench"].sections
+        for k, key in SCHEMA[s].items()
+        if key.default is not REQUIRED and spec.raw[s][k] != key.default
+    ]
 
     def older(section, key):
         """The record an older glassdist, without ``section.key``, would have written."""
         stages = dict(store.root.attrs["stages"])
         record = dict(stages["quench"], hash="written-by-an-older-glassdist")
-        record["values"] = {s: {k: v for k, v in vals.items() if (s, k) != (section, key)}
-                            for s, vals in record["values"].items()}
+        record["values"] = {
+            s: {k: v for k, v in vals.items() if (s, k) != (section, key)} for s, vals in record["values"].items()
+        }
         store.root.attrs["stages"] = {**stages, "quench": record}
 
     older(*at_default[0])

@@ -5,8 +5,14 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from glassdist.dynamics.crd import (cage_matrix, cage_relative_displacement, propensity,
-                                    propensity_at_delta, sub_ensembles, voronoi_cage)
+from glassdist.dynamics.crd import (
+    cage_matrix,
+    cage_relative_displacement,
+    propensity,
+    propensity_at_delta,
+    sub_ensembles,
+    voronoi_cage,
+)
 from glassdist.structure.voronoi import voronoi
 
 L = 12.0
@@ -51,11 +57,11 @@ def test_single_particle_move_matches_hand_computation():
     np.testing.assert_allclose(crd[0], 0.0)
     expected = np.zeros(len(r0))
     k = len(sets[mover])
-    expected[mover] = k * 0.5 / (k + 1)                  # |d - d/(k+1)|
+    expected[mover] = k * 0.5 / (k + 1)  # |d - d/(k+1)|
     for j in range(len(r0)):
         if mover in sets[j]:
-            expected[j] = 0.5 / (len(sets[j]) + 1)       # |0 - d/(k_j+1)|
-    assert (expected > 0).sum() == k + 1                 # Voronoi neighbourhood is symmetric
+            expected[j] = 0.5 / (len(sets[j]) + 1)  # |0 - d/(k_j+1)|
+    assert (expected > 0).sum() == k + 1  # Voronoi neighbourhood is symmetric
     np.testing.assert_allclose(crd[1], expected, rtol=1e-12, atol=1e-15)
 
 
@@ -86,8 +92,9 @@ def test_matches_independent_loop_and_dask():
 
 def test_cage_matrix_counts_repeated_pairs_once():
     cage = cage_matrix(np.array([0, 0, 0, 1, 2]), np.array([1, 1, 2, 0, 0]), 4)
-    np.testing.assert_allclose(cage.toarray(), [[1 / 3, 1 / 3, 1 / 3, 0], [0.5, 0.5, 0, 0],
-                                                [0.5, 0, 0.5, 0], [0, 0, 0, 1]])
+    np.testing.assert_allclose(
+        cage.toarray(), [[1 / 3, 1 / 3, 1 / 3, 0], [0.5, 0.5, 0, 0], [0.5, 0, 0.5, 0], [0, 0, 0, 1]]
+    )
 
 
 def test_shape_mismatch_is_an_error():
@@ -97,8 +104,8 @@ def test_shape_mismatch_is_an_error():
 
 
 def test_propensity_at_delta_interpolates_and_flags():
-    delta = np.array([0.0, 0.1, 0.4, 0.2, 1.0])    # not monotonic: the first crossing counts
-    field = delta[:, None] * np.arange(1, 4)        # Delta_i(t) = i * delta(t)
+    delta = np.array([0.0, 0.1, 0.4, 0.2, 1.0])  # not monotonic: the first crossing counts
+    field = delta[:, None] * np.arange(1, 4)  # Delta_i(t) = i * delta(t)
     out, reached = propensity_at_delta(delta, field, [0.3, 0.05, 1.0, 1.5])
     np.testing.assert_array_equal(reached, [True, True, True, False])
     np.testing.assert_allclose(out[:3], np.array([0.3, 0.05, 1.0])[:, None] * np.arange(1, 4))

@@ -16,8 +16,14 @@ import pytest
 import torch
 
 from glassdist import spec as specmod
-from glassdist.learn.ensemble import (class_probabilities, consensus_accuracy, member_seed, shuffled_labels,
-                                      split_members, stack_members)
+from glassdist.learn.ensemble import (
+    class_probabilities,
+    consensus_accuracy,
+    member_seed,
+    shuffled_labels,
+    split_members,
+    stack_members,
+)
 from glassdist.learn.model import GlassCNN, build_model
 from glassdist.learn.train import TrainConfig, evaluate, train, train_members
 from glassdist.store import Store
@@ -90,8 +96,9 @@ def test_grouped_training_equals_members_trained_one_by_one(head):
         history = train(model, (x, yt), (xv, yvt), TrainConfig(3, 4, 3e-3, 1e-3, seed, augment=True))
         alone.append((model.state_dict(), history))
     group = stack_members([network(s, head) for s in seeds])
-    histories = train_members(group, (x, torch.stack([a for a, _ in labels])),
-                              (xv, torch.stack([b for _, b in labels])), config, seeds)
+    histories = train_members(
+        group, (x, torch.stack([a for a, _ in labels])), (xv, torch.stack([b for _, b in labels])), config, seeds
+    )
     start = network(seeds[0], head).state_dict()
     assert not torch.allclose(alone[0][0]["output.weight"], start["output.weight"])  # trained weights moved
     for (reference, history), state, grouped in zip(alone, split_members(group), histories):
@@ -114,8 +121,13 @@ def test_shuffled_control_learns_nothing_while_members_learn():
     seeds = [member_seed(0, k) for k in range(3)]
     group = stack_members([network(s) for s in seeds])
     labels = torch.stack([y, y, permuted])
-    train_members(group, (x, labels), (xv, torch.stack([yv, yv, shuffled_labels(yv, 12)])),
-                  TrainConfig(6, 8, 3e-3, 1e-4, 0), seeds)
+    train_members(
+        group,
+        (x, labels),
+        (xv, torch.stack([yv, yv, shuffled_labels(yv, 12)])),
+        TrainConfig(6, 8, 3e-3, 1e-4, 0),
+        seeds,
+    )
     models = []
     for state in split_members(group):
         model = network(0)
@@ -129,20 +141,29 @@ def test_shuffled_control_learns_nothing_while_members_learn():
 
 
 def test_consensus_is_the_argmax_of_the_mean_softmax():
-    p = np.array([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]],
-                  [[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]])      # 2 members, 3 configurations
+    p = np.array(
+        [[[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], [[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]]
+    )  # 2 members, 3 configurations
     # mean: [0.85, 0.15], [0.45, 0.55], [0.3, 0.7] -> liquid, glass, glass
     np.testing.assert_array_equal(consensus_accuracy(p, np.array([0, 0, 1])), [0.5, 1.0])
 
 
 # ---- the train stage on a tiny real campaign --------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def imaged(tmp_path_factory):
     """A tiny KAM campaign (K = 3, control on, two training processes) after quench and dataset."""
-    d = init_tiny(tmp_path_factory.mktemp("ensemble") / "c", "kam", "quench.snapshot_replicas=0",
-                  "train.ensemble=3", "train.shuffled_control=true", "train.epochs=3", "dask.workers=1",
-                  "train.member_processes=2")
+    d = init_tiny(
+        tmp_path_factory.mktemp("ensemble") / "c",
+        "kam",
+        "quench.snapshot_replicas=0",
+        "train.ensemble=3",
+        "train.shuffled_control=true",
+        "train.epochs=3",
+        "dask.workers=1",
+        "train.member_processes=2",
+    )
     glassdist("run", d, "--stages", "quench,dataset", "--np", "2", env=ONE_THREAD)
     return d
 
@@ -176,20 +197,26 @@ def test_stage_trains_the_ensemble_and_its_control(imaged, tmp_path):
     # the stored consensus is that of the stored members
     spec, store = specmod.load(d), Store(d, mode="r")
     from glassdist.stages.train import load_split
+
     x, y = load_split(store, spec, "test")
     probabilities = []
     for state in states:
         model = build_model(spec)
         model.load_state_dict(state)
         probabilities.append(class_probabilities(model, x).numpy())
-    np.testing.assert_array_equal(root["train/consensus_accuracy"][:],
-                                  consensus_accuracy(np.stack(probabilities), y.numpy()))
+    np.testing.assert_array_equal(
+        root["train/consensus_accuracy"][:], consensus_accuracy(np.stack(probabilities), y.numpy())
+    )
     # Table II renders its rows
     from glassdist.report.context import Context
     from glassdist.report.tables import table_ii
+
     table = table_ii(Context(d, store, spec))
-    assert [r[0] for r in table.rows][:3] == ["members (K = 3): mean ± std", "consensus of the 3 members",
-                                              "label-shuffled control"]
+    assert [r[0] for r in table.rows][:3] == [
+        "members (K = 3): mean ± std",
+        "consensus of the 3 members",
+        "label-shuffled control",
+    ]
     assert all("±" in c for c in table.rows[0][1:]) and all("[" in c for c in table.rows[1][1:])
     assert "already done" in glassdist("train", d).stdout
     # two processes at once train what one process trains one network after another with as many threads
@@ -203,11 +230,13 @@ def test_stage_trains_the_ensemble_and_its_control(imaged, tmp_path):
 def test_one_member_trains_as_the_single_network(imaged, tmp_path, control):
     """K = 1 (with or without the control, trained apart): member-0.pt is train() of
     build_model(spec) with train.seed, bitwise."""
-    d = campaign_copy(imaged, tmp_path, "train.ensemble=1", f"train.shuffled_control={control}",
-                      "train.member_processes=1")
+    d = campaign_copy(
+        imaged, tmp_path, "train.ensemble=1", f"train.shuffled_control={control}", "train.member_processes=1"
+    )
     glassdist("train", d, env=ONE_THREAD)
     spec, store = specmod.load(d), Store(d, mode="r")
     from glassdist.stages.train import load_split
+
     assert store.ledger("train").done_mask().tolist() == [True] * (1 + (control == "true"))
     model = build_model(spec)
     train(model, load_split(store, spec, "train"), load_split(store, spec, "val"), TrainConfig.from_spec(spec))
@@ -225,8 +254,9 @@ def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
     reference = campaign_copy(imaged, tmp_path / "reference", *sets)
     glassdist("train", reference, env=ONE_THREAD)
     d = campaign_copy(imaged, tmp_path / "killed", *sets)
-    proc = subprocess.Popen([str(BIN / "glassdist"), "train", str(d)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **ONE_THREAD})
+    proc = subprocess.Popen(
+        [str(BIN / "glassdist"), "train", str(d)], stdout=subprocess.PIPE, text=True, env={**os.environ, **ONE_THREAD}
+    )
     wanted = "tasks-2.pt" if together == "false" else "tasks-0-1-2-3.pt"
     try:
         deadline = time.monotonic() + 300
@@ -253,8 +283,9 @@ def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
         assert ledger.finished[0] == finished[0]  # member 0 was not retrained
     assert model_files(d) == model_files(reference)
     for key in ("test_accuracy", "consensus_accuracy", "shuffled_accuracy", "history/val_loss"):
-        np.testing.assert_array_equal(Store(d, mode="r").root[f"train/{key}"][:],
-                                      Store(reference, mode="r").root[f"train/{key}"][:])
+        np.testing.assert_array_equal(
+            Store(d, mode="r").root[f"train/{key}"][:], Store(reference, mode="r").root[f"train/{key}"][:]
+        )
 
 
 @pytest.mark.slow  # two trainings, one of them under torchrun
@@ -264,9 +295,13 @@ def test_grouped_members_under_ddp_equal_one_process(imaged, tmp_path):
     one = campaign_copy(imaged, tmp_path / "one", "train.epochs=2")
     two = campaign_copy(imaged, tmp_path / "two", "train.epochs=2")
     glassdist("train", one, env=ONE_THREAD)
-    proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "glassdist", "train",
-                           str(two)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **ONE_THREAD, "GLOO_SOCKET_IFNAME": "lo"})
+    proc = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "glassdist", "train", str(two)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **ONE_THREAD, "GLOO_SOCKET_IFNAME": "lo"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert Store(two, mode="r").root["train"].attrs["model_card"][0]["world_size"] == 2
     for name in ("member-0.pt", "member-1.pt", "member-2.pt", "shuffled.pt"):

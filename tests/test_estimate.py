@@ -15,9 +15,15 @@ from .conftest import glassdist, init_tiny
 
 # the tiny campaign with a small isoconfigurational ensemble: 4 runs of 20000 steps (about 0.4 s
 # of CPU each here, so that the MD dominates a run as it does at paper scale)
-PROPENSITY = ["quench.snapshot_replicas=0", "propensity.samples=4", "propensity.steps=20000",
-              "propensity.outputs=6", "propensity.checkpoint_every=20000", "propensity.temperatures=[0.5]",
-              "dask.workers=1"]
+PROPENSITY = [
+    "quench.snapshot_replicas=0",
+    "propensity.samples=4",
+    "propensity.steps=20000",
+    "propensity.outputs=6",
+    "propensity.checkpoint_every=20000",
+    "propensity.temperatures=[0.5]",
+    "dask.workers=1",
+]
 
 
 @pytest.mark.slow
@@ -44,8 +50,9 @@ def test_calibration_is_cached_and_drives_the_md_estimates(tmp_path):
         assert rows[stage].tasks == tasks
         assert rows[stage].core_hours == pytest.approx(tasks * line / 3600, rel=1e-12)
     text = (d / "campaign.toml").read_text()
-    (d / "campaign.toml").write_text(apply_overrides(text, ["quench.replicas=80", "quench.split=[40,20,20]",
-                                                            "propensity.steps=50000"]))
+    (d / "campaign.toml").write_text(
+        apply_overrides(text, ["quench.replicas=80", "quench.split=[40,20,20]", "propensity.steps=50000"])
+    )
     assert cached(d, load(d)) == calibration
     (d / "campaign.toml").write_text(apply_overrides(text, ["system.n_particles=300", "system.counts=[195,105]"]))
     assert cached(d, load(d)) is None
@@ -72,9 +79,16 @@ def test_submit_sizes_walltime_from_the_estimate(tmp_path):
     # a calibration as `estimate --calibrate` writes it: 0.5 s + 1 ms per step per quench
     steps = list(calibration_steps(spec))
     times = [0.5 + 1e-3 * s for s in steps]
-    (d / "estimate.json").write_text(json.dumps({
-        "key": calibration_key(spec), "machine": machine(), "steps": steps,
-        "parts": {"quench": {"seconds": times, "cpu": times, "peak_mb": 100.0}}}))
+    (d / "estimate.json").write_text(
+        json.dumps(
+            {
+                "key": calibration_key(spec),
+                "machine": machine(),
+                "steps": steps,
+                "parts": {"quench": {"seconds": times, "cpu": times, "peak_mb": 100.0}},
+            }
+        )
+    )
     per_task = estimate(spec, cached(d, spec))[0].task_seconds
     ranks = 8 * 128  # generic-cpu: quench on at most 8 nodes x 128 cores
     seconds = 2 * np.ceil(4000 / ranks) * per_task + 300  # signal_seconds = 300

@@ -32,8 +32,24 @@ def analysed(tmp_path_factory):
 
 
 def export(campaign, fmt, out, *extra):
-    assert main(["export", str(campaign), "--what", "configurations", "--format", fmt, "-o", str(out),
-                 "--replicas", "0-1", *extra]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(campaign),
+                "--what",
+                "configurations",
+                "--format",
+                fmt,
+                "-o",
+                str(out),
+                "--replicas",
+                "0-1",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -64,8 +80,9 @@ def test_ovito_reads_positions_types_and_named_fields(analysed, tmp_path, fmt):
         typeid = np.asarray(data.particles.particle_types)
         assert (typeid - typeid.min() == types).all()
         for name in FIELDS:  # OVITO's text parsers round to the last bit or the one next to it
-            np.testing.assert_allclose(np.asarray(data.particles[name]), fields[name][r, c],
-                                       rtol=0 if fmt == "gsd" else 3e-16, atol=0)
+            np.testing.assert_allclose(
+                np.asarray(data.particles[name]), fields[name][r, c], rtol=0 if fmt == "gsd" else 3e-16, atol=0
+            )
 
 
 def test_ase_reads_extxyz_with_field_columns(analysed, tmp_path):
@@ -93,8 +110,7 @@ def test_gsd_hoomd_reads_fields_as_log_particles(analysed, tmp_path):
         frame = trajectory[3]  # replica 1, class 1
         assert frame.configuration.dimensions == 2 and frame.configuration.step == 3
         assert frame.particles.types == ["A", "B"] and (frame.particles.typeid == types).all()
-        np.testing.assert_array_equal(frame.particles.position[:, :2],
-                                      (positions[1, 1] - 0.5 * L).astype(np.float32))
+        np.testing.assert_array_equal(frame.particles.position[:, :2], (positions[1, 1] - 0.5 * L).astype(np.float32))
         for name in FIELDS:
             np.testing.assert_array_equal(frame.log[f"particles/{name}"], fields[name][1, 1])
 

@@ -37,8 +37,12 @@ def test_sigterm_ends_dask_farm_promptly_tasks_stay_pending(tmp_path):
     (tmp_path / "farm.py").write_text(SCRIPT)
     store, marks = tmp_path / "ledger.zarr", tmp_path / "marks"
     marks.mkdir()
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "farm.py"), str(store), str(marks)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "farm.py"), str(store), str(marks)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while len(list(marks.iterdir())) < 2:
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()

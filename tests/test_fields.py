@@ -24,7 +24,7 @@ def brute_coarse(pos, x, L, xi):
     for i in range(n):
         d = pos[None, :, :] + shifts[:, None, :] - pos[i]
         r = np.linalg.norm(d, axis=-1)
-        w = np.where(r < 2 * xi, np.exp(-(r / xi) ** 2), 0.0).sum(axis=0)
+        w = np.where(r < 2 * xi, np.exp(-((r / xi) ** 2)), 0.0).sum(axis=0)
         out[i] = w @ x / w.sum()
     return out
 

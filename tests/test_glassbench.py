@@ -13,7 +13,7 @@ def brute_coarse(positions, values, L, xi):
     """eq. 7 by all pairs with minimum images (cutoff 2 xi, j includes i)."""
     d = positions[:, None, :] - positions[None, :, :]
     r = np.linalg.norm(d - L * np.round(d / L), axis=-1)
-    w = np.where(r < 2 * xi, np.exp(-(r / xi) ** 2), 0.0)
+    w = np.where(r < 2 * xi, np.exp(-((r / xi) ** 2)), 0.0)
     return w @ values / w.sum(axis=1, keepdims=True)
 
 
@@ -22,13 +22,13 @@ def test_matches_scipy_per_species_bare_and_coarse_grained():
     n, L, xi = 120, 9.0, 1.3
     positions = rng.uniform(0, L, (n, 2))
     types = np.repeat([0, 1], [80, 40])
-    fields = rng.uniform(0, 2, (n, 2))                             # two indicators
+    fields = rng.uniform(0, 2, (n, 2))  # two indicators
     Delta_t = np.stack([np.zeros(n), fields[:, 0] * 0.3 + rng.normal(0, 0.1, n), rng.uniform(0, 1, n)])
     pearson, spearman = species_correlations(positions, fields, Delta_t, types, 2, L, xi, np.array([False, True]))
     assert pearson.shape == spearman.shape == (2, 2, 3, 3)
-    assert np.isnan(pearson[:, :, :, 0]).all()                      # t = 0: no motion yet
+    assert np.isnan(pearson[:, :, :, 0]).all()  # t = 0: no motion yet
     targets = (Delta_t.T, brute_coarse(positions, Delta_t.T, L, xi))
-    for a, sign in ((0, 1), (1, -1)):                               # indicator 1 enters as 1 - X
+    for a, sign in ((0, 1), (1, -1)):  # indicator 1 enters as 1 - X
         for kind in (0, 1):
             for g, mask in enumerate((types == 0, types == 1, np.ones(n, bool))):
                 for t in (1, 2):

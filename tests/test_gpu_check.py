@@ -21,19 +21,59 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def check_json(rate=2e9, fire_seconds=3.0, per_sample=1e-3, per_map=2e-3) -> dict:
     """A GPU check result in gpu_check.py's format: two 2D float64 cases, one 3D."""
-    md = [{"system": "kam", "dim": 2, "n": 2000, "replicas": r, "precision": "float64", "graphs": True,
-           "steps": 100, "seconds": 1.0, "atom_steps_per_s": rate * r / 1000} for r in (1, 1000)]
-    md.append({"system": "ka3d", "dim": 3, "n": 8000, "replicas": 100, "precision": "float64", "graphs": True,
-               "steps": 100, "seconds": 1.0, "atom_steps_per_s": 5e8})
-    return {"device": "cuda:0", "device_name": "test GPU", "warp": "1.19.0", "torch": "2.13.0", "created": 0,
-            "quick": False, "agreement": [], "md": md,
-            "fire": [{"system": "kam", "dim": 2, "n": 2000, "replicas": 100, "seconds": 300.0,
-                      "seconds_per_minimisation": fire_seconds}],
-            "train": [{"batch_size": b, "grid": 64, "dim": 2, "samples": 100, "seconds": 1.0,
-                       "seconds_per_sample": per_sample} for b in (5, 256)],
-            "gradcam": {"maps": 32, "grid": 64, "dim": 2, "seconds": 1.0, "seconds_per_map": per_map},
-            "ddp": {"world": 1, "backend": "none (one process)", "samples": 10, "seconds": 1.0,
-                    "seconds_per_sample": 0.1}}
+    md = [
+        {
+            "system": "kam",
+            "dim": 2,
+            "n": 2000,
+            "replicas": r,
+            "precision": "float64",
+            "graphs": True,
+            "steps": 100,
+            "seconds": 1.0,
+            "atom_steps_per_s": rate * r / 1000,
+        }
+        for r in (1, 1000)
+    ]
+    md.append(
+        {
+            "system": "ka3d",
+            "dim": 3,
+            "n": 8000,
+            "replicas": 100,
+            "precision": "float64",
+            "graphs": True,
+            "steps": 100,
+            "seconds": 1.0,
+            "atom_steps_per_s": 5e8,
+        }
+    )
+    return {
+        "device": "cuda:0",
+        "device_name": "test GPU",
+        "warp": "1.19.0",
+        "torch": "2.13.0",
+        "created": 0,
+        "quick": False,
+        "agreement": [],
+        "md": md,
+        "fire": [
+            {
+                "system": "kam",
+                "dim": 2,
+                "n": 2000,
+                "replicas": 100,
+                "seconds": 300.0,
+                "seconds_per_minimisation": fire_seconds,
+            }
+        ],
+        "train": [
+            {"batch_size": b, "grid": 64, "dim": 2, "samples": 100, "seconds": 1.0, "seconds_per_sample": per_sample}
+            for b in (5, 256)
+        ],
+        "gradcam": {"maps": 32, "grid": 64, "dim": 2, "seconds": 1.0, "seconds_per_map": per_map},
+        "ddp": {"world": 1, "backend": "none (one process)", "samples": 10, "seconds": 1.0, "seconds_per_sample": 0.1},
+    }
 
 
 def paper_spec(*sets):
@@ -43,7 +83,7 @@ def paper_spec(*sets):
 def test_gpu_parts_follow_the_nearest_measured_case():
     """Quench seconds per replica are its steps x N / the rate of the case nearest in block size;
     train and gradcam scale with the pixels of the grid; inherent with N."""
-    spec = paper_spec("md.engine=\"warp\"", "md.replicas_per_task=1000", "inherent.min_style=\"fire\"")
+    spec = paper_spec('md.engine="warp"', "md.replicas_per_task=1000", 'inherent.min_style="fire"')
     steps = int(round(spec.quench.equilibration_time / spec.md.dt)) + spec.cooling_steps
     parts = gpu_parts(spec, check_json())
     assert math.isclose(parts["quench"]["seconds"], steps * 2000 / 2e9)
@@ -58,8 +98,9 @@ def test_gpu_parts_follow_the_nearest_measured_case():
     maps = 5 * (1 + 5) + 1  # per image: each member and its 5 randomisation levels (output, hidden, 3 convs), control
     assert math.isclose(coarse["gradcam"]["seconds"], 2 * 2e-3 / 4 * maps)
     rows = {r.stage: r for r in estimate(spec, None, parts)}
-    assert rows["quench"].device == "cuda:0" and math.isclose(rows["quench"].core_hours,
-                                                              spec.quench.replicas * steps * 2000 / 2e9 / 3600)
+    assert rows["quench"].device == "cuda:0" and math.isclose(
+        rows["quench"].core_hours, spec.quench.replicas * steps * 2000 / 2e9 / 3600
+    )
     assert rows["dataset"].task_seconds is None  # not a GPU stage, no CPU calibration
     networks = 5 + 1  # the paper preset's members and the label-shuffled control: one task each
     assert rows["train"].tasks == networks and math.isclose(rows["train"].core_hours, networks * one_network / 3600)
@@ -87,8 +128,12 @@ def test_gpu_check_quick_run_writes_its_documented_format(tmp_path):
     """The script itself, at --quick sizes on the CPU: every documented field, CPU-vs-CPU agreement
     exact, positive rates; its JSON feeds `glassdist estimate --calibration`."""
     out = tmp_path / "check.json"
-    proc = subprocess.run([sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--quick", "--device", "cpu",
-                           "--out", out], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--quick", "--device", "cpu", "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     reference = check_json()

@@ -89,7 +89,7 @@ def test_input_baseline_redistributes_its_field_and_follows_the_configuration():
         assert field.min() == 0 and field.max() == 1 and (density(w, 2) > 0).all()
         gamma = to_particles_many(np.stack([field, image]), positions, types, L, sigma_ii)
         np.testing.assert_array_equal(gamma[0], to_particles(field, positions, types, L, sigma_ii))
-        assert np.isclose(gamma[0].sum(), field.sum(), rtol=1e-10)   # a redistribution of the field
+        assert np.isclose(gamma[0].sum(), field.sum(), rtol=1e-10)  # a redistribution of the field
         np.testing.assert_allclose(gamma[1], w.sum(axis=1), rtol=1e-12)  # M^-1 of rho: each particle's own kernel
         fields.append(field), gammas.append(gamma[0])
     assert not np.allclose(fields[0], fields[1])
@@ -173,14 +173,16 @@ def test_ensemble_consensus_sanity_checks_and_baseline(trained):
     randomised = g["randomised"][:]
     assert randomised.shape == (2, K, V, 2, N) and np.isfinite(randomised).all()
     for v, (_, level) in enumerate(cascade(model, spec.train.seed, 1)):
-        np.testing.assert_allclose(randomised[:, 1, v], explain(level, images, positions, store.types(), spec)[1],
-                                   rtol=1e-10)
+        np.testing.assert_allclose(
+            randomised[:, 1, v], explain(level, images, positions, store.types(), spec)[1], rtol=1e-10
+        )
     assert not np.allclose(randomised[:, 1, -1], members[:, 1])
     # the label-shuffled control
     control = build_model(spec)
     control.load_state_dict(states[K])
-    np.testing.assert_allclose(g["shuffled"][:], explain(control, images, positions, store.types(), spec)[1],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        g["shuffled"][:], explain(control, images, positions, store.types(), spec)[1], rtol=1e-10
+    )
     # Gamma^0: M^-1 of the input image mapped to [0, 1]; a redistribution, and one per configuration
     baseline = g["input"][:]
     fields = input_map(torch.from_numpy(images.reshape(-1, 1, *images.shape[2:]))).numpy()
@@ -195,7 +197,7 @@ def test_campaign_before_ensembles_is_explained_by_its_one_model(trained):
     shutil.copytree(d, c)
     for old in [*(c / "train").glob("member-*.pt"), c / "train" / "shuffled.pt"]:
         old.unlink()
-    torch.save(states[0], c / "train" / "model.pt")   # what the train stage wrote before ensembles
+    torch.save(states[0], c / "train" / "model.pt")  # what the train stage wrote before ensembles
     assert main(["gradcam", str(c)]) == 0
     spec, g = specmod.load(c), Store(c, mode="r").root["gradcam"]
     assert g["members"].shape == (2, 1, 2, spec.system.n_particles) and "shuffled" not in g
@@ -212,8 +214,12 @@ def test_export_has_the_ensemble_columns(trained, tmp_path, fmt):
         explained(trained, "ensemble", states[:K], shuffled=states[K])
     g = Store(c, mode="r").root["gradcam"]
     test = g["replicas"][:]
-    expected = {"gradcam": g["gamma"][:], "gradcam_std": g["gamma_std"][:], "gradcam_input": g["input"][:],
-                **{f"gradcam_m{k}": g["members"][:, k] for k in range(K)}}
+    expected = {
+        "gradcam": g["gamma"][:],
+        "gradcam_std": g["gamma_std"][:],
+        "gradcam_input": g["input"][:],
+        **{f"gradcam_m{k}": g["members"][:, k] for k in range(K)},
+    }
     out = tmp_path / f"fields.{fmt}"
     assert main(["export", str(c), "--what", "fields", "--format", fmt, "-o", str(out)]) == 0
     if fmt == "npz":

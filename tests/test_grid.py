@@ -20,7 +20,7 @@ def brute_kernels(positions, types, L, n_grid, sigma_ii, cutoff_factor=2.5):
         d -= L * np.round(d / L)
         r = np.linalg.norm(d, axis=1)
         inside = r < cutoff_factor * sigma_ii[t]
-        out[i, inside] = np.exp(-r[inside] ** 2 / (a * sigma_ii[t]) ** 2)
+        out[i, inside] = np.exp(-(r[inside] ** 2) / (a * sigma_ii[t]) ** 2)
     return out
 
 
@@ -63,8 +63,7 @@ def test_many_particles_match_brute_force(dim, n, n_grid):
     rng = np.random.default_rng(3)
     L = (n / 1.2) ** (1 / dim)
     x, t = rng.uniform(0, L, (n, dim)), rng.integers(0, 2, n)
-    assert np.allclose(g.gridize(x, t, L, n_grid, SIGMA_II),
-                       brute_image(x, t, L, n_grid, SIGMA_II), atol=1e-12)
+    assert np.allclose(g.gridize(x, t, L, n_grid, SIGMA_II), brute_image(x, t, L, n_grid, SIGMA_II), atol=1e-12)
 
 
 @pytest.mark.parametrize("dim,n,n_grid", [(2, 500, 32), (3, 300, 12)])
@@ -89,7 +88,6 @@ def test_inverse_is_eq_s4():
     assert np.allclose(g.to_particles(field, x, t, L, SIGMA_II), expected, rtol=1e-10)
 
 
-
 def test_kernel_matrix_in_chunks_is_the_same(monkeypatch):
     """Particles are processed in chunks (bounded memory at large N): the result does not change."""
     from glassdist.structure import grid as gridmod
@@ -98,6 +96,6 @@ def test_kernel_matrix_in_chunks_is_the_same(monkeypatch):
     L = (300 / 1.2) ** (1 / 3)
     x, t = rng.uniform(0, L, (300, 3)), rng.integers(0, 2, 300)
     whole = gridmod.kernel_matrix(x, t, L, 10, [1.0, 0.88])
-    monkeypatch.setattr(gridmod, "STENCIL_ENTRIES", 5000)   # ~4 particles per chunk
+    monkeypatch.setattr(gridmod, "STENCIL_ENTRIES", 5000)  # ~4 particles per chunk
     chunked = gridmod.kernel_matrix(x, t, L, 10, [1.0, 0.88])
     assert (whole != chunked).nnz == 0 and whole.nnz > 0

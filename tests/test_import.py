@@ -17,9 +17,16 @@ from glassdist.store import Store
 from .conftest import BIN, glassdist
 
 N, COUNTS = 200, (130, 70)
-IMPORT_SETS = [f"system.n_particles={N}", f"system.counts=[{COUNTS[0]},{COUNTS[1]}]", "quench.replicas=4",
-               "quench.split=[2,1,1]", "quench.source=import", "quench.snapshot_temperatures=[]",
-               "quench.snapshot_replicas=0", "dataset.grid=24"]
+IMPORT_SETS = [
+    f"system.n_particles={N}",
+    f"system.counts=[{COUNTS[0]},{COUNTS[1]}]",
+    "quench.replicas=4",
+    "quench.split=[2,1,1]",
+    "quench.source=import",
+    "quench.snapshot_temperatures=[]",
+    "quench.snapshot_replicas=0",
+    "dataset.grid=24",
+]
 
 
 def init_import(directory: Path, *extra: str) -> Path:
@@ -59,8 +66,15 @@ def write_extxyz(path: Path, positions: np.ndarray, L: float, **cell) -> Path:
     import ase
     import ase.io
 
-    images = [ase.Atoms(numbers=lammps_types(), positions=x, cell=cell.get("cell", [L, L, 1.0]),
-                        pbc=cell.get("pbc", [True, True, False])) for x in positions]
+    images = [
+        ase.Atoms(
+            numbers=lammps_types(),
+            positions=x,
+            cell=cell.get("cell", [L, L, 1.0]),
+            pbc=cell.get("pbc", [True, True, False]),
+        )
+        for x in positions
+    ]
     ase.io.write(path, images, format="extxyz")
     return path
 
@@ -118,14 +132,14 @@ create_box 2 box
 create_atoms 1 random {COUNTS[0]} 11 box overlap 0.5
 create_atoms 2 random {COUNTS[1]} 12 box overlap 0.5
 mass * 1.0
-dump d all custom 1 {tmp_path / 'run.dump'} id type x y z
+dump d all custom 1 {tmp_path / "run.dump"} id type x y z
 dump_modify d format float %.17g
 run 0
 """)
-    subprocess.run([str(BIN / "lmp"), "-in", str(script), "-log", "none", "-screen", "none"], check=True,
-                   cwd=tmp_path, timeout=60)
-    assert main(["import", str(campaign), str(tmp_path / "run.dump"), "--class", "liquid", "--types",
-                 "1=A,2=B"]) == 0
+    subprocess.run(
+        [str(BIN / "lmp"), "-in", str(script), "-log", "none", "-screen", "none"], check=True, cwd=tmp_path, timeout=60
+    )
+    assert main(["import", str(campaign), str(tmp_path / "run.dump"), "--class", "liquid", "--types", "1=A,2=B"]) == 0
     rows = np.loadtxt(tmp_path / "run.dump", skiprows=9)
     rows = rows[np.lexsort((rows[:, 0], rows[:, 1]))]  # species, then id: the stored order
     np.testing.assert_array_equal(stored(campaign, 0, 0), rows[:, 2:4])
@@ -162,6 +176,7 @@ def test_npz_glassbench_layout(campaign, tmp_path):
 
 def _refusals(L: float):
     """(name, writer(tmp_path) -> file, extra args, words the message must hold)."""
+
     def good(path, **kw):
         return write_extxyz(path, random_configurations(L, 1, 7), L, **kw)
 
@@ -254,10 +269,13 @@ def import_quenched(source: Path, target: Path, tmp_path: Path, *extra: str) -> 
 def test_analysis_only_campaign_runs_every_stage_without_md(quenched, tmp_path):
     """Imported configurations of an unknown interaction: every stage but inherent and propensity
     runs, `run` and the report say why those two are left out."""
-    campaign = import_quenched(quenched["kam"], tmp_path / "only", tmp_path, "system.interaction_known=false",
-                               "train.epochs=5")
-    np.testing.assert_array_equal(Store(campaign, mode="r").root["quench/positions"][:],
-                                  Store(quenched["kam"], mode="r").root["quench/positions"][:])
+    campaign = import_quenched(
+        quenched["kam"], tmp_path / "only", tmp_path, "system.interaction_known=false", "train.epochs=5"
+    )
+    np.testing.assert_array_equal(
+        Store(campaign, mode="r").root["quench/positions"][:],
+        Store(quenched["kam"], mode="r").root["quench/positions"][:],
+    )
     proc = glassdist("run", campaign, "--np", "1")
     assert "== propensity == skipped: the configurations are imported with an unknown interaction" in proc.stdout
     assert "== inherent == skipped" in proc.stdout
@@ -274,13 +292,21 @@ def test_analysis_only_campaign_runs_every_stage_without_md(quenched, tmp_path):
 @pytest.mark.slow
 def test_imported_campaign_with_its_interaction_runs_propensity(quenched, tmp_path):
     """Declared interaction (the default): the isoconfigurational runs start from the imported glass."""
-    campaign = import_quenched(quenched["kam"], tmp_path / "known", tmp_path, "propensity.samples=2",
-                               "propensity.main_samples=0", "propensity.temperatures=[0.5]", "propensity.steps=400",
-                               "propensity.outputs=4", "propensity.checkpoint_every=400")
+    campaign = import_quenched(
+        quenched["kam"],
+        tmp_path / "known",
+        tmp_path,
+        "propensity.samples=2",
+        "propensity.main_samples=0",
+        "propensity.temperatures=[0.5]",
+        "propensity.steps=400",
+        "propensity.outputs=4",
+        "propensity.checkpoint_every=400",
+    )
     glassdist("propensity", campaign)
     store = Store(campaign, mode="r")
     assert store.stage_state("propensity").name == "done"
-    traj = store.root["propensity/traj"][0, 0]                       # (S, n_out, N, dim)
+    traj = store.root["propensity/traj"][0, 0]  # (S, n_out, N, dim)
     start = store.root["quench/positions"][store.root["propensity"].attrs["replicas"][0], 1]
     L = load(campaign).box_length
     np.testing.assert_allclose(np.mod(traj[:, 0], L), np.broadcast_to(start, traj[:, 0].shape), atol=1e-9)

@@ -34,7 +34,7 @@ def test_indicators_stage_stores_what_direct_computation_gives(campaign, tmp_pat
     vor, ttop, rdf = (store.root[f"indicators/{k}"][:] for k in ("voronoi", "ttop", "rdf"))
     assert vor.shape == ttop.shape == (R, 2, N)
     assert rdf.shape == (R, 2, 2, 2, spec.indicators.rdf_bins)
-    np.testing.assert_allclose(vor.sum(axis=-1), L ** 2, rtol=1e-5)
+    np.testing.assert_allclose(vor.sum(axis=-1), L**2, rtol=1e-5)
 
     positions, types = store.root["quench/positions"][:], store.types()
     for replica, cls in [(0, 1), (R - 1, 0)]:
@@ -53,8 +53,9 @@ def test_indicators_stage_stores_what_direct_computation_gives(campaign, tmp_pat
     np.testing.assert_array_equal(store.root["ledger/indicators/seconds"][:], seconds)
 
     out = tmp_path / "fields.csv"
-    glassdist("export", campaign, "--what", "fields", "--format", "csv", "-o", out, "--replicas", "2",
-              "--class", "glass")
+    glassdist(
+        "export", campaign, "--what", "fields", "--format", "csv", "-o", out, "--replicas", "2", "--class", "glass"
+    )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == N
     np.testing.assert_allclose([float(row["voronoi"]) for row in rows], vor[2, 1])
@@ -109,17 +110,29 @@ def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
     from glassdist.stages import inherent, propensity
 
     toml = campaign / "campaign.toml"
-    toml.write_text(specmod.apply_overrides(toml.read_text(), [
-        'propensity.temperatures="auto"', "propensity.t_star_multiples=[1.0,1.5]", "propensity.samples=2",
-        "propensity.steps=200", "propensity.outputs=4", "propensity.checkpoint_every=100"]))
+    toml.write_text(
+        specmod.apply_overrides(
+            toml.read_text(),
+            [
+                'propensity.temperatures="auto"',
+                "propensity.t_star_multiples=[1.0,1.5]",
+                "propensity.samples=2",
+                "propensity.steps=200",
+                "propensity.outputs=4",
+                "propensity.checkpoint_every=100",
+            ],
+        )
+    )
     spec = specmod.load(campaign)
     assert STAGES["propensity"].needs_of(spec) == ("quench", "inherent")
     assert STAGES["propensity"].needs_of(specmod.loads(specmod.preset_text("demo-kam"))) == ("quench",)
     before = glassdist("propensity", campaign, check=False)
     assert before.returncode == 2 and "'inherent'" in before.stdout + before.stderr
-    jobs = glassdist("submit", campaign, "--profile", "generic-cpu", "--dry-run").stdout   # SLURM waits for T*
-    assert any(line.startswith("$ sbatch") and "<inherent>" in line and line.endswith("propensity.sh")
-               for line in jobs.splitlines()), jobs
+    jobs = glassdist("submit", campaign, "--profile", "generic-cpu", "--dry-run").stdout  # SLURM waits for T*
+    assert any(
+        line.startswith("$ sbatch") and "<inherent>" in line and line.endswith("propensity.sh")
+        for line in jobs.splitlines()
+    ), jobs
 
     mpi_glassdist(2, "inherent", campaign)
     # a tiny run's E0(T) is too noisy for a kink: the fit of a known kinked E0 (with scatter) over it
@@ -131,7 +144,7 @@ def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
     attrs = dict(Store(campaign, mode="r").root["inherent"].attrs)
     assert attrs["fit_ok"], attrs["fit_reason"]
     t_star, error = attrs["t_star"], attrs["t_star_error"]
-    assert 0 < error < t_star                 # the scatter of E0 about the two lines gives a finite error
+    assert 0 < error < t_star  # the scatter of E0 about the two lines gives a finite error
     glassdist("propensity", campaign)
     store = Store(campaign)
     ran = store.root["propensity"].attrs
@@ -142,8 +155,9 @@ def test_auto_propensity_temperatures_follow_the_fitted_t_star(campaign):
 
     # a refit (here of an E0 kinked at 0.55) moves T*: the temperatures follow it, and the stage
     # refuses to add runs at them to the runs at the old ones
-    E0[:] = (np.where(T < 0.55, -3.0 + 0.05 * T, -3.0825 + 0.2 * T)
-             + 1e-3 * np.random.default_rng(1).normal(size=E0.shape))
+    E0[:] = np.where(T < 0.55, -3.0 + 0.05 * T, -3.0825 + 0.2 * T) + 1e-3 * np.random.default_rng(1).normal(
+        size=E0.shape
+    )
     inherent.fit(store, spec)
     moved = store.root["inherent"].attrs["t_star"]
     assert not np.isclose(moved, t_star)

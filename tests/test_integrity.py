@@ -51,8 +51,11 @@ def test_verify_finds_truncated_and_deleted_chunks_and_rerun_restores_bitwise(qu
 
     proc = glassdist("status", d, "--verify", check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    for task, what in ((3, "quench/positions/c/3/0/0/0 undecodable"), (5, "quench/pe/c/5/0 missing"),
-                       (1, "quench/snapshots/c/1/0/0/0 missing")):
+    for task, what in (
+        (3, "quench/positions/c/3/0/0/0 undecodable"),
+        (5, "quench/pe/c/5/0 missing"),
+        (1, "quench/snapshots/c/1/0/0/0 missing"),
+    ):
         assert f"quench task {task}: {what}" in proc.stdout, proc.stdout
     assert "[1, 3, 5]; marked pending" in proc.stdout
     ledger = Store(d, mode="r").ledger("quench")
@@ -64,8 +67,10 @@ def test_verify_finds_truncated_and_deleted_chunks_and_rerun_restores_bitwise(qu
     assert ledger.done_mask().all()
     redone = np.flatnonzero(ledger.finished[:] != finished).tolist()
     assert redone == [1, 3, 5]  # exactly those, nothing else ran
-    new, ref = (zarr.open_group(str(d / "store.zarr"), mode="r"),
-                zarr.open_group(str(quenched["kam"] / "store.zarr"), mode="r"))
+    new, ref = (
+        zarr.open_group(str(d / "store.zarr"), mode="r"),
+        zarr.open_group(str(quenched["kam"] / "store.zarr"), mode="r"),
+    )
     for name in QUENCH_ARRAYS:
         np.testing.assert_array_equal(new[f"quench/{name}"][:], ref[f"quench/{name}"][:], err_msg=name)
     assert glassdist("status", d, "--verify").returncode == 0
@@ -81,8 +86,9 @@ def test_verify_finds_a_whole_array_gone_and_rerun_restores_it(quenched, tmp_pat
     assert proc.returncode == 1 and "quench task 0: quench/pe missing" in proc.stdout, proc.stdout
     assert not Store(d, mode="r").ledger("quench").done_mask().any()
     glassdist("quench", d)
-    np.testing.assert_array_equal(Store(d, mode="r").root["quench/pe"][:],
-                                  Store(quenched["kam"], mode="r").root["quench/pe"][:])
+    np.testing.assert_array_equal(
+        Store(d, mode="r").root["quench/pe"][:], Store(quenched["kam"], mode="r").root["quench/pe"][:]
+    )
     assert glassdist("status", d, "--verify").returncode == 0
 
 

@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: lowest first; a module may import its own layer and those below it
 LAYERS = (
-    ("base", ("glassdist", "glassdist.constants", "glassdist.errors",
-              "glassdist.pipeline")),  # the stage records: names, needs, kinds; stage modules load lazily
+    (
+        "base",
+        ("glassdist", "glassdist.constants", "glassdist.errors", "glassdist.pipeline"),
+    ),  # the stage records: names, needs, kinds; stage modules load lazily
     ("science", ("glassdist.structure", "glassdist.fields", "glassdist.dynamics")),
     ("campaign", ("glassdist.spec",)),
     ("engines and learning", ("glassdist.md", "glassdist.learn")),
@@ -56,7 +58,7 @@ def imports(path: Path) -> set[str]:
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module
@@ -92,10 +94,15 @@ def test_hpc_imports_nothing_of_glassdist():
         assert not [n for n in imports(path) if n.startswith("glassdist")], name
 
 
-@pytest.mark.parametrize("module, wrong", [("glassdist.structure.voronoi", "glassdist.store"),
-                                          ("glassdist.store", "glassdist.stages.train"),
-                                          ("glassdist.pipeline", "glassdist.store"),
-                                          ("glassdist.spec", "glassdist.md")])
+@pytest.mark.parametrize(
+    "module, wrong",
+    [
+        ("glassdist.structure.voronoi", "glassdist.store"),
+        ("glassdist.store", "glassdist.stages.train"),
+        ("glassdist.pipeline", "glassdist.store"),
+        ("glassdist.spec", "glassdist.md"),
+    ],
+)
 def test_the_rule_sees_an_upward_import(module, wrong):
     """Guard against a rule that passes everything: these imports would be refused."""
     assert layer(wrong) > layer(module)

@@ -62,10 +62,16 @@ def test_the_declaration_follows_the_spec():
     assert arrays["gradcam/randomised"].shape[2] == 2 + len(spec.model.channels)  # output, hidden, each conv
     assert arrays["dataset/images"].dtype == "float32" and "gradcam/shuffled" in arrays
     assert arrays["analyze/dynamics/reached"].dtype == "bool"
-    bare = loads(apply_overrides(text, ["train.shuffled_control=false", "quench.hold_liquid=0.0",
-                                        "propensity.main_samples=0"]))
+    bare = loads(
+        apply_overrides(text, ["train.shuffled_control=false", "quench.hold_liquid=0.0", "propensity.main_samples=0"])
+    )
     names = {p for s in layout.LAYOUTS for p in layout.arrays(s, bare)}
-    assert not names & {"gradcam/shuffled", "train/shuffled_accuracy", "quench/tau_alpha",
-                        "propensity/Delta_ensembles", "analyze/ensembles/table"}
+    assert not names & {
+        "gradcam/shuffled",
+        "train/shuffled_accuracy",
+        "quench/tau_alpha",
+        "propensity/Delta_ensembles",
+        "analyze/ensembles/table",
+    }
     assert sum(store_bytes(bare).values()) < sum(store_bytes(spec).values())
     assert store_bytes(spec)["quench"] == sum(a.nbytes for p, a in arrays.items() if p.startswith("quench/"))

@@ -59,8 +59,14 @@ def random_data(tmp_path_factory):
 
 def run_script(path, out, checkpoint="-", epochs=3, pause=0.0, ddp=False):
     launcher = [str(VENV / "torchrun"), "--standalone", "--nproc_per_node", "2"] if ddp else [sys.executable]
-    return launcher + [str(path / "train.py"), str(path / "data.npz"), str(out), str(checkpoint),
-                       str(epochs), str(pause)]
+    return launcher + [
+        str(path / "train.py"),
+        str(path / "data.npz"),
+        str(out),
+        str(checkpoint),
+        str(epochs),
+        str(pause),
+    ]
 
 
 def load_weights(path):
@@ -70,8 +76,7 @@ def load_weights(path):
 def test_ddp_two_processes_equal_one(random_data):
     one, two = random_data / "one.pt", random_data / "two.pt"
     subprocess.run(run_script(random_data, one), check=True, env=ENV, timeout=120)
-    subprocess.run(run_script(random_data, two, ddp=True), check=True, env=ENV, timeout=120,
-                   capture_output=True)
+    subprocess.run(run_script(random_data, two, ddp=True), check=True, env=ENV, timeout=120, capture_output=True)
     a, b = load_weights(one), load_weights(two)
     start = GlassCNN(2, 12, [4, 6, 6], [5, 3, 3], 16, 0.5)  # trained weights really moved
     assert not torch.allclose(a["output.weight"], start.state_dict()["output.weight"])
@@ -152,8 +157,9 @@ def test_input_norm(mode):
     norm.fit(images)
     out = norm(images)
     if mode == "image":
-        assert (torch.allclose(out.amin((1, 2, 3)), torch.zeros(10))
-                and torch.allclose(out.amax((1, 2, 3)), torch.ones(10)))
+        assert torch.allclose(out.amin((1, 2, 3)), torch.zeros(10)) and torch.allclose(
+            out.amax((1, 2, 3)), torch.ones(10)
+        )
     elif mode == "dataset":
         assert out.min() == 0 and out.max() == 1
     else:
@@ -179,11 +185,13 @@ def test_model_sizes_and_3d():
 def test_gap_head_is_the_same_network_for_every_grid(dim):
     """'gap': the first dense layer sees the channel means, so one set of weights takes any
     grid; the mean over a periodically replicated image equals the mean over the image."""
-    sizes = {sum(p.numel() for p in GlassCNN(dim, g, [2, 3, 4], [3, 3, 1], 5, 0.5, head="gap").parameters())
-             for g in (6, 12, 30)}
+    sizes = {
+        sum(p.numel() for p in GlassCNN(dim, g, [2, 3, 4], [3, 3, 1], 5, 0.5, head="gap").parameters())
+        for g in (6, 12, 30)
+    }
     assert len(sizes) == 1
     dense = sum(p.numel() for p in GlassCNN(dim, 6, [2, 3, 4], [3, 3, 1], 5, 0.5).parameters())
-    assert dense - sizes.pop() == 4 * 5 * (6 ** dim - 1)   # (channels * grid^dim - channels) * hidden
+    assert dense - sizes.pop() == 4 * 5 * (6**dim - 1)  # (channels * grid^dim - channels) * hidden
     model = GlassCNN(dim, 6, [2, 3, 4], [3, 3, 1], 5, 0.5, head="gap").eval()
     x = torch.rand((2, 1) + (6,) * dim)
     tiled = x.repeat((1, 1) + (2,) * dim)

@@ -121,8 +121,13 @@ def test_train_stage_under_torchrun(campaign):
     text = (ddp / "campaign.toml").read_text()
     (ddp / "campaign.toml").write_text(specmod.apply_overrides(text, ["train.epochs=2"]))
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "glassdist",
-                           "train", str(ddp)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "glassdist", "train", str(ddp)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = Store(ddp, mode="r")
     assert store.ledger("train").done_mask().all()

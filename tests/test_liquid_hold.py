@@ -23,9 +23,15 @@ def equilibrium_pe(spec, seed, equilibrate=10_000, samples=400, every=100):
     blocks) and the standard deviation of the instantaneous value."""
     pe = []
     with LammpsSession(spec) as lmp:
-        lmp.run([*random_start_commands(spec, np.random.default_rng(seed)), *dynamics_fixes(spec),
-                 f"velocity all create {T_L} {seed} dist gaussian mom yes rot no",
-                 f"fix nvt all nvt temp {T_L} {T_L} {spec.md.thermostat_damping}", f"run {equilibrate}"])
+        lmp.run(
+            [
+                *random_start_commands(spec, np.random.default_rng(seed)),
+                *dynamics_fixes(spec),
+                f"velocity all create {T_L} {seed} dist gaussian mom yes rot no",
+                f"fix nvt all nvt temp {T_L} {T_L} {spec.md.thermostat_damping}",
+                f"run {equilibrate}",
+            ]
+        )
         for _ in range(samples):
             lmp.run(f"run {every} post no")
             pe.append(lmp.thermo("pe"))
@@ -37,9 +43,15 @@ def equilibrium_pe(spec, seed, equilibrate=10_000, samples=400, every=100):
 @pytest.fixture(scope="module")
 def held(tmp_path_factory):
     """A tiny KAM campaign at T_L = 1.0 whose liquids were held HOLD at T_L (quench done)."""
-    d = init_tiny(tmp_path_factory.mktemp("hold") / "c", "kam", f"quench.T_liquid={T_L}",
-                  f"quench.hold_liquid={HOLD}", "quench.snapshot_replicas=0", "quench.replicas=4",
-                  "quench.split=[2,1,1]")
+    d = init_tiny(
+        tmp_path_factory.mktemp("hold") / "c",
+        "kam",
+        f"quench.T_liquid={T_L}",
+        f"quench.hold_liquid={HOLD}",
+        "quench.snapshot_replicas=0",
+        "quench.replicas=4",
+        "quench.split=[2,1,1]",
+    )
     glassdist("quench", d)
     return d
 
@@ -53,10 +65,10 @@ def test_held_liquid_is_at_equilibrium_at_T_L(held):
     np.testing.assert_array_equal(tau, [relaxation_time(times, f) for f in fs])
     assert g["liquid_held"][:].all() and (HOLD >= TAU_MULTIPLE * tau).all()
     assert (5.5 < g["k_star"][:]).all() and (g["k_star"][:] < 8.5).all()
-    held, start = g["pe"][:, 0], g["hold_pe"][:, 0]          # the liquid after / before the hold
+    held, start = g["pe"][:, 0], g["hold_pe"][:, 0]  # the liquid after / before the hold
     np.testing.assert_array_equal(held, g["hold_pe"][:, -1])
     mean, err, spread = equilibrium_pe(spec, 11)
-    bound = 3 * np.sqrt(spread ** 2 / R + err ** 2)
+    bound = 3 * np.sqrt(spread**2 / R + err**2)
     assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
     # the fast cooling's liquid at T_L (what is saved without a hold) is far from equilibrium
     assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
@@ -78,8 +90,10 @@ def test_one_line_names_the_liquids_held_too_short(held, tmp_path):
     store.root["quench/tau_alpha"][2] = np.nan
     tau = store.root["quench/tau_alpha"][1]
     line = hold_summary(load(d), store)
-    assert line.startswith(f"quench: 2 of 4 liquids held {HOLD:g} < {TAU_MULTIPLE} tau_alpha at T_L = {T_L:g} "
-                           f"(tau_alpha {tau:.3g} ({tau:.3g} to {tau:.3g}); 1 never decayed to 1/e)"), line
+    assert line.startswith(
+        f"quench: 2 of 4 liquids held {HOLD:g} < {TAU_MULTIPLE} tau_alpha at T_L = {T_L:g} "
+        f"(tau_alpha {tau:.3g} ({tau:.3g} to {tau:.3g}); 1 never decayed to 1/e)"
+    ), line
     assert "raise quench.hold_liquid" in line
 
 
@@ -95,14 +109,16 @@ def test_report_shows_tau_alpha_and_the_held_energy(held):
     assert float(rows[1][5].split()[0]) == pytest.approx(energy.mean(), rel=1e-3)
 
 
-
 def warp_spec(*extra):
     from glassdist.spec import apply_overrides, loads, preset_text
 
     from .conftest import TINY, TINY_COUNTS
 
-    return loads(apply_overrides(preset_text("demo-kam"), [*TINY, TINY_COUNTS["kam"], f"quench.T_liquid={T_L}",
-                                                           'md.device="cpu"', *extra]))
+    return loads(
+        apply_overrides(
+            preset_text("demo-kam"), [*TINY, TINY_COUNTS["kam"], f"quench.T_liquid={T_L}", 'md.device="cpu"', *extra]
+        )
+    )
 
 
 def test_warp_hold_resumes_bitwise(tmp_path):
@@ -121,8 +137,9 @@ def test_warp_hold_resumes_bitwise(tmp_path):
     plan = QuenchPlan.of(spec, False, spec.md.checkpoint_every)
     chance, calls = plan.segments.index(("hold", 20)) + 1, []
     with pytest.raises(Suspended):
-        engine.quench_block(spec, rngs(), [False] * 2, workdir=tmp_path,
-                            should_stop=lambda: calls.append(1) or len(calls) >= chance)
+        engine.quench_block(
+            spec, rngs(), [False] * 2, workdir=tmp_path, should_stop=lambda: calls.append(1) or len(calls) >= chance
+        )
     with np.load(tmp_path / "warp-quench.npz") as z:
         assert np.isfinite(z["hold_fs"][:, :3]).all() and np.isnan(z["hold_fs"][:, -1]).all()
     resumed = engine.quench_block(spec, rngs(), [False] * 2, workdir=tmp_path)
@@ -142,7 +159,7 @@ def test_warp_held_liquid_is_at_the_lammps_equilibrium():
     fresh = WarpEngine(spec).quench_block(spec, [np.random.default_rng(s) for s in range(6)], [False] * 6)
     held, start = np.array([r.pe[0] for r in fresh]), np.array([r.hold_pe[0] for r in fresh])
     mean, err, spread = equilibrium_pe(spec, 11)
-    bound = 3 * np.sqrt(spread ** 2 / 6 + err ** 2)
+    bound = 3 * np.sqrt(spread**2 / 6 + err**2)
     assert abs(held.mean() - mean) < bound, (held.mean(), mean, bound)
     assert start.mean() - mean > 2 * bound, (start.mean(), mean, bound)
 

@@ -17,8 +17,13 @@ from .conftest import BIN, init_tiny
 def mpiexec(*args, env=None, timeout=120) -> tuple[int, str]:
     """(exit code, stdout + stderr) of ARGS as 2 MPI ranks on this host (as `glassdist run`
     starts them); a hang would end in the timeout."""
-    proc = subprocess.run(localhost.mpiexec_argv(2, list(map(str, args))), capture_output=True, text=True,
-                          env=localhost.environ({**os.environ, **(env or {})}), timeout=timeout)
+    proc = subprocess.run(
+        localhost.mpiexec_argv(2, list(map(str, args))),
+        capture_output=True,
+        text=True,
+        env=localhost.environ({**os.environ, **(env or {})}),
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -52,15 +57,17 @@ def test_unexpected_error_in_prepare_aborts_every_rank(campaign):
 def test_glassdist_error_on_one_rank_aborts_every_rank():
     """A GlassdistError on rank 1 only, while rank 0 waits in a collective: printed once without a
     traceback, every rank ends with its exit code (2)."""
-    snippet = ("from mpi4py import MPI\n"
-               "from hpc.mpi import abort_on_error\n"
-               "from glassdist.cli import _describe\n"
-               "from glassdist.errors import UsageError\n"
-               "comm = MPI.COMM_WORLD\n"
-               "with abort_on_error(comm, _describe):\n"
-               "    if comm.Get_rank() == 1:\n"
-               "        raise UsageError('only rank 1 sees this')\n"
-               "    comm.Barrier()\n")
+    snippet = (
+        "from mpi4py import MPI\n"
+        "from hpc.mpi import abort_on_error\n"
+        "from glassdist.cli import _describe\n"
+        "from glassdist.errors import UsageError\n"
+        "comm = MPI.COMM_WORLD\n"
+        "with abort_on_error(comm, _describe):\n"
+        "    if comm.Get_rank() == 1:\n"
+        "        raise UsageError('only rank 1 sees this')\n"
+        "    comm.Barrier()\n"
+    )
     code, out = mpi_python(snippet)
     assert code == 2, (code, out)
     assert out.count("glassdist: error: only rank 1 sees this") == 1 and "Traceback" not in out, out
@@ -68,16 +75,18 @@ def test_glassdist_error_on_one_rank_aborts_every_rank():
 
 def test_error_in_a_thread_aborts_every_rank():
     """An exception in a thread (like the farm's dispatcher) aborts every rank."""
-    snippet = ("import threading\n"
-               "from mpi4py import MPI\n"
-               "from hpc.mpi import abort_on_error\n"
-               "comm = MPI.COMM_WORLD\n"
-               "def fail():\n"
-               "    raise RuntimeError('dispatcher died')\n"
-               "with abort_on_error(comm):\n"
-               "    if comm.Get_rank() == 0:\n"
-               "        threading.Thread(target=fail, name='dispatcher').start()\n"
-               "    comm.Barrier() if comm.Get_rank() == 0 else comm.recv(source=0)\n")
+    snippet = (
+        "import threading\n"
+        "from mpi4py import MPI\n"
+        "from hpc.mpi import abort_on_error\n"
+        "comm = MPI.COMM_WORLD\n"
+        "def fail():\n"
+        "    raise RuntimeError('dispatcher died')\n"
+        "with abort_on_error(comm):\n"
+        "    if comm.Get_rank() == 0:\n"
+        "        threading.Thread(target=fail, name='dispatcher').start()\n"
+        "    comm.Barrier() if comm.Get_rank() == 0 else comm.recv(source=0)\n"
+    )
     code, out = mpi_python(snippet)
     assert code != 0, out
     assert out.count("RuntimeError: dispatcher died") == 1 and "thread dispatcher" in out, out

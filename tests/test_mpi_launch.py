@@ -67,9 +67,20 @@ def test_a_killed_jobs_shared_memory_under_a_recycled_pid_is_removed_before_the_
     finally:
         os.killpg(live.pid, signal.SIGKILL)
         live.wait()
-    planted = subprocess.run([sys.executable, "-c", PLANT, tmp_path / "stale", SHM, *localhost.mpiexec_argv(
-        2, [sys.executable, "-c", HOLD, "0"])], capture_output=True, text=True, timeout=120,
-        env=localhost.environ({**os.environ, "TESTS_DIR": str(Path(__file__).parent)}))
+    planted = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PLANT,
+            tmp_path / "stale",
+            SHM,
+            *localhost.mpiexec_argv(2, [sys.executable, "-c", HOLD, "0"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=localhost.environ({**os.environ, "TESTS_DIR": str(Path(__file__).parent)}),
+    )
     assert planted.returncode == 0, planted.stdout + planted.stderr
     assert not Path(planted.stdout.split()[0]).exists()
     assert not path.exists()  # the killed job's own went too: old (see above) and now mapped by no one
@@ -91,9 +102,15 @@ def test_ctrl_c_ends_a_rank_waiting_for_its_next_block():
     """Ctrl-C (SIGINT to the process group) while rank 1 waits in the farm for a block that rank 0
     will never send: every rank ends within seconds (a blocking MPI receive would wait for ever:
     the hang of test_ctrl_c_is_exit_130_with_one_line in CI)."""
-    proc = subprocess.Popen(localhost.mpiexec_argv(2, [sys.executable, "-c", WAIT_FOR_A_BLOCK]), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=localhost.environ(),
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        localhost.mpiexec_argv(2, [sys.executable, "-c", WAIT_FOR_A_BLOCK]),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=localhost.environ(),
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout.readline().strip() == "waiting"
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)

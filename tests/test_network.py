@@ -47,8 +47,9 @@ def listening(root: psutil.Process) -> set[tuple[str, str, int]]:
 def run_sampled(argv: list, timeout: float = 600) -> tuple[subprocess.CompletedProcess, set, set]:
     """Run argv to its end; (the process, every socket `listening` saw, the names of the
     processes of its tree) sampled every 20 ms."""
-    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=ENV)
+    proc = subprocess.Popen(
+        [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV
+    )
     root, sockets, names = psutil.Process(proc.pid), set(), set()
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
@@ -64,17 +65,20 @@ def run_sampled(argv: list, timeout: float = 600) -> tuple[subprocess.CompletedP
 
 def public(sockets: set) -> list:
     """The sockets not on a loopback address (127.0.0.0/8, ::1, IPv4-mapped 127.x)."""
+
     def loopback(address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%")[0])
         return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
     return sorted(s for s in sockets if not loopback(s[1]))
 
 
 def test_sampler_sees_a_socket_on_every_interface():
     """The check can fail: a child process listening on 0.0.0.0 is reported."""
     server = "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 0)); s.listen(); time.sleep(1)"
-    proc, sockets, _ = run_sampled([sys.executable, "-c", f"import subprocess, sys; "
-                                    f"subprocess.run([sys.executable, '-c', {server!r}])"])
+    proc, sockets, _ = run_sampled(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {server!r}])"]
+    )
     assert proc.returncode == 0 and [s[1] for s in public(sockets)] == ["0.0.0.0"]
 
 
@@ -116,10 +120,14 @@ def test_ddp_training_stops_on_sigterm_exit_1_then_resumes(prepared, tmp_path):
     """SIGTERM to `glassdist train --nproc 2` reaches both workers: they stop together after
     an epoch of member 0 (exit 1, nothing marked done); the rerun continues to exit 0."""
     d = copy_of(prepared, tmp_path)
-    (d / "campaign.toml").write_text(specmod.apply_overrides((d / "campaign.toml").read_text(),
-                                                             ["train.epochs=20"]))
-    proc = subprocess.Popen([BIN / "glassdist", "train", d, "--nproc", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=ENV)
+    (d / "campaign.toml").write_text(specmod.apply_overrides((d / "campaign.toml").read_text(), ["train.epochs=20"]))
+    proc = subprocess.Popen(
+        [BIN / "glassdist", "train", d, "--nproc", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)

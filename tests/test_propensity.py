@@ -17,8 +17,14 @@ from scipy import stats
 from glassdist import cli
 from glassdist.dynamics.crd import cage_relative_displacement, propensity, voronoi_cage
 from glassdist.md.isoconf import draw_velocities, kinetic_temperature, output_steps, reached_outputs, run_isoconf
-from glassdist.md.lammps import (LammpsSession, dynamics_fixes, pair_commands, random_minimum,
-                                 read_data_commands, write_data_file)
+from glassdist.md.lammps import (
+    LammpsSession,
+    dynamics_fixes,
+    pair_commands,
+    random_minimum,
+    read_data_commands,
+    write_data_file,
+)
 from glassdist.spec import apply_overrides, load, loads, preset_text
 from glassdist.stages.propensity import glass_replicas
 from hpc.ledger import DONE, FAILED, PENDING
@@ -59,6 +65,7 @@ def reference(spec, start, tmp_path_factory):
 
 
 # ---- output times and velocities ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("steps,outputs", [(20, 20), (40000, 15), (300_000_000, 60), (1000, 999)])
 def test_output_steps(steps, outputs):
@@ -109,18 +116,21 @@ def test_lammps_reads_the_drawn_velocities(spec, start, tmp_path):
 def test_freud_voronoi_works_after_lammps_is_loaded():
     """liblammps.so exports its own voro++ (RTLD_GLOBAL); glassdist loads freud before LAMMPS so
     that freud keeps its voro++ (the other order segfaults in freud.locality.Voronoi)."""
-    code = ("import numpy as np\n"
-            "from glassdist.spec import loads, preset_text\n"
-            "from glassdist.md.lammps import LammpsSession\n"
-            "LammpsSession(loads(preset_text('demo-kam'))).close()\n"
-            "from glassdist.structure.voronoi import voronoi\n"
-            "rng = np.random.default_rng(0)\n"
-            "for _ in range(20):\n"
-            "    assert voronoi(rng.uniform(0, 12.9, (200, 2)), 12.9).volumes.sum() > 0\n")
+    code = (
+        "import numpy as np\n"
+        "from glassdist.spec import loads, preset_text\n"
+        "from glassdist.md.lammps import LammpsSession\n"
+        "LammpsSession(loads(preset_text('demo-kam'))).close()\n"
+        "from glassdist.structure.voronoi import voronoi\n"
+        "rng = np.random.default_rng(0)\n"
+        "for _ in range(20):\n"
+        "    assert voronoi(rng.uniform(0, 12.9, (200, 2)), 12.9).volumes.sum() > 0\n"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 # ---- runs: reproducibility, SIGKILL + resume, SIGTERM ---------------------------------------
+
 
 def test_same_seed_reproduces_a_run(spec, start, reference, tmp_path):
     again = run_isoconf(spec, start, spec.types, velocities(spec, 7), T, tmp_path / "a")
@@ -152,8 +162,11 @@ def start_run_process(spec, start, tmp_path):
     (tmp_path / "spec.toml").write_text(apply_overrides(preset_text("demo-kam"), RUN))
     (tmp_path / "run.py").write_text(SCRIPT)
     work = tmp_path / "work"
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"),
-                             str(tmp_path / "spec.toml"), str(work)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"), str(tmp_path / "spec.toml"), str(work)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not (work / "ckpt.npz").exists():
         assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
@@ -196,6 +209,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(spec, start, reference, tmp_path)
 
 # ---- propensity.until_delta ---------------------------------------------------------------------
 
+
 def run_deltas(spec, start, positions):
     """delta^s(t) (n_out,) of one run's outputs, computed with the CRD of glassdist.dynamics.crd."""
     crd = cage_relative_displacement(positions[0], positions[None], voronoi_cage(start, spec.box_length))
@@ -212,13 +226,20 @@ def test_until_delta_stops_at_the_target_and_resumes_exactly(spec, start, refere
     assert 1 < first < len(deltas) - 1  # stops early, not at the first or the last output
     until = small_spec([*RUN, f"propensity.until_delta={target!r}", f"analyze.deltas=[{target / 2!r},{target!r}]"])
     calls = []
-    stopped = run_isoconf(until, start, until.types, velocities(until, 7), T, tmp_path,
-                          should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    stopped = run_isoconf(
+        until,
+        start,
+        until.types,
+        velocities(until, 7),
+        T,
+        tmp_path,
+        should_stop=lambda: calls.append(1) or len(calls) >= 2,
+    )
     assert stopped.status == "suspended"
     res = run_isoconf(until, start, until.types, velocities(until, 7), T, tmp_path)
     assert res.status == "done"
     np.testing.assert_array_equal(res.positions[: first + 1], reference.positions[: first + 1])
-    assert np.isnan(res.positions[first + 1:]).all()
+    assert np.isnan(res.positions[first + 1 :]).all()
     assert reached_outputs(res.positions) == first + 1
 
 
@@ -231,9 +252,16 @@ def test_until_delta_cap_runs_every_step(spec, start, reference, tmp_path):
 
 # ---- the stage: farm, MPI, retries, SIGTERM, reduction, export -------------------------------
 
-PROPENSITY = ["propensity.samples=3", "propensity.temperatures=[0.5,0.7]", "propensity.steps=8000",
-              "propensity.outputs=12", "propensity.checkpoint_every=500", "analyze.deltas=[0.03,0.1,50.0]",
-              "dask.workers=1", "propensity.until_delta=50.0"]  # never reached: the cap
+PROPENSITY = [
+    "propensity.samples=3",
+    "propensity.temperatures=[0.5,0.7]",
+    "propensity.steps=8000",
+    "propensity.outputs=12",
+    "propensity.checkpoint_every=500",
+    "analyze.deltas=[0.03,0.1,50.0]",
+    "dask.workers=1",
+    "propensity.until_delta=50.0",
+]  # never reached: the cap
 
 
 def copy(campaign, tmp_path):
@@ -281,8 +309,9 @@ def test_stage_stores_runs_and_propensity(serial):
     np.testing.assert_array_equal(traj[0, :, :, 0], np.broadcast_to(traj[0, 0, 0, 0], (2, 3, 200, 2)))
     _, glass, spec = glass_of(serial)
     for t in range(2):
-        field, d = propensity(cage_relative_displacement(traj[0, t, 0, 0], traj[0, t],
-                                                         voronoi_cage(glass, spec.box_length)))
+        field, d = propensity(
+            cage_relative_displacement(traj[0, t, 0, 0], traj[0, t], voronoi_cage(glass, spec.box_length))
+        )
         np.testing.assert_allclose(Delta[0, t], field, rtol=1e-12)
         np.testing.assert_allclose(delta[0, t], d, rtol=1e-12)
     assert delta[0, :, 0].max() == 0 and (delta[0, :, -1] > delta[0, :, 1]).all()
@@ -298,12 +327,14 @@ def test_until_delta_cap_is_stored_and_logged(serial):
     traj = g["propensity/traj"][:]
     assert (g["propensity/run_outputs"][:] == 13).all()
     for t, s in np.ndindex(2, 3):
-        assert g["propensity/run_delta"][0, t, s] == pytest.approx(run_deltas(spec, glass, traj[0, t, s])[-1],
-                                                                    rel=1e-12)
+        assert g["propensity/run_delta"][0, t, s] == pytest.approx(
+            run_deltas(spec, glass, traj[0, t, s])[-1], rel=1e-12
+        )
     log = (serial / "propensity.log").read_text()
     for T_ in (0.5, 0.7):
-        assert (f"configuration 0, T = {T_:g}: 3 of 3 runs hit the step cap propensity.steps = 8000 below "
-                "delta = 50") in log
+        assert (
+            f"configuration 0, T = {T_:g}: 3 of 3 runs hit the step cap propensity.steps = 8000 below delta = 50"
+        ) in log
 
 
 def test_until_delta_stage_stops_runs_and_reduces_what_all_reached(campaign, serial, tmp_path):
@@ -322,12 +353,11 @@ def test_until_delta_stage_stops_runs_and_reduces_what_all_reached(campaign, ser
         d = run_deltas(spec, glass, full[0, t, s])
         assert n[0, t, s] == np.argmax(d >= 0.03) + 1
         np.testing.assert_array_equal(traj[0, t, s, : n[0, t, s]], full[0, t, s, : n[0, t, s]])
-        assert np.isnan(traj[0, t, s, n[0, t, s]:]).all()
+        assert np.isnan(traj[0, t, s, n[0, t, s] :]).all()
     for t in range(2):
         common = n[0, t].min()
         assert np.isfinite(delta[0, t, :common]).all() and np.isnan(delta[0, t, common:]).all()
-        np.testing.assert_allclose(delta[0, t, :common], group(serial)["propensity/delta"][0, t, :common],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(delta[0, t, :common], group(serial)["propensity/delta"][0, t, :common], rtol=1e-12)
 
 
 def test_export_propensity_columns(serial, tmp_path):
@@ -336,11 +366,11 @@ def test_export_propensity_columns(serial, tmp_path):
     z = np.load(out)
     g = group(serial)
     r = glass_of(serial)[0]
-    col = z["propensity_T0.7_delta0.1"]          # (R, 2, N): only the test-split glass replica r
+    col = z["propensity_T0.7_delta0.1"]  # (R, 2, N): only the test-split glass replica r
     others = np.delete(col, r, axis=0)
     assert np.isfinite(col[r, 1]).all() and np.isnan(others).all() and np.isnan(col[r, 0]).all()
     assert col[r, 1].mean() == pytest.approx(0.1, rel=1e-9)  # mean over particles of Delta is delta
-    assert np.isnan(z["propensity_T0.5_delta50"]).all()       # delta = 50 is never reached
+    assert np.isnan(z["propensity_T0.5_delta50"]).all()  # delta = 50 is never reached
     d = g["propensity/delta"][0, 1]
     assert np.isfinite(z["propensity_T0.7_delta0.03"][r, 1]).all() and d.max() > 0.1
 
@@ -361,8 +391,12 @@ def test_mpi_farm_with_retries_matches_serial(campaign, serial, tmp_path):
 def suspended(campaign, tmp_path_factory):
     """A campaign whose `glassdist propensity` got SIGTERM during its first run."""
     cdir = copy(campaign, tmp_path_factory.mktemp("sigterm"))
-    proc = subprocess.Popen([sys.executable, "-m", "glassdist", "propensity", str(cdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glassdist", "propensity", str(cdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     first = cdir / "lammps" / "propensity" / "c0-T0-s0000" / "ckpt.npz"
     deadline = time.time() + 120
     while not first.exists():
@@ -407,9 +441,18 @@ def test_table_iv_ensembles_for_100_samples(campaign, tmp_path):
     """The paper's protocol: 100 runs, the main Delta from the first 30, Table IV from the same runs."""
     cdir = copy(campaign, tmp_path)
     toml = cdir / "campaign.toml"
-    toml.write_text(apply_overrides(toml.read_text(), ["propensity.samples=100", "propensity.main_samples=30",
-                                                       "propensity.temperatures=[0.5]",
-                                                       "propensity.steps=40", "propensity.outputs=4"]))
+    toml.write_text(
+        apply_overrides(
+            toml.read_text(),
+            [
+                "propensity.samples=100",
+                "propensity.main_samples=30",
+                "propensity.temperatures=[0.5]",
+                "propensity.steps=40",
+                "propensity.outputs=4",
+            ],
+        )
+    )
     assert cli.main(["propensity", str(cdir)]) == 0
     g = group(cdir)
     ens = g["propensity/Delta_ensembles"]
@@ -421,7 +464,7 @@ def test_table_iv_ensembles_for_100_samples(campaign, tmp_path):
     np.testing.assert_allclose(ens[0, 0, 3], crd.mean(axis=0), rtol=1e-12)  # e100 = all 100
     np.testing.assert_allclose(g["propensity/Delta"][0, 0], ens[0, 0, 0], rtol=1e-12)  # main = the first 30
     for k, lo in enumerate((0, 30, 60)):
-        np.testing.assert_allclose(ens[0, 0, k], crd[lo:lo + 30].mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(ens[0, 0, k], crd[lo : lo + 30].mean(axis=0), rtol=1e-12)
 
 
 def test_until_delta_below_the_analysed_deltas_is_refused():

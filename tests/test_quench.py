@@ -15,8 +15,15 @@ import tomli_w
 import zarr
 
 from glassdist import spec as specmod
-from glassdist.md.lammps import LammpsSession, dynamics_fixes, num, pair_commands, random_start_commands, \
-    read_data_commands, write_data_file
+from glassdist.md.lammps import (
+    LammpsSession,
+    dynamics_fixes,
+    num,
+    pair_commands,
+    random_start_commands,
+    read_data_commands,
+    write_data_file,
+)
 from glassdist.store import Store
 
 from .conftest import BIN, glassdist, init_tiny, mpi_glassdist
@@ -24,11 +31,12 @@ from .conftest import BIN, glassdist, init_tiny, mpi_glassdist
 
 # ---- an independent NumPy evaluation of eq. (1) ------------------------------------------
 
+
 def lj_smooth_linear(positions, types, L, sigma, epsilon, rc):
     """Energy per particle and forces (N, dim) of eq. (1), all pairs, minimum image."""
     d = positions[:, None, :] - positions[None, :, :]
     d -= L * np.round(d / L)
-    r = np.sqrt((d ** 2).sum(-1))
+    r = np.sqrt((d**2).sum(-1))
     np.fill_diagonal(r, np.inf)
     s, e, c = (m[types[:, None], types[None, :]] for m in (sigma, epsilon, rc))
 
@@ -36,7 +44,7 @@ def lj_smooth_linear(positions, types, L, sigma, epsilon, rc):
         return 4 * e * ((s / x) ** 12 - (s / x) ** 6)
 
     def dphi(x):
-        return 4 * e * (-12 * s ** 12 / x ** 13 + 6 * s ** 6 / x ** 7)
+        return 4 * e * (-12 * s**12 / x**13 + 6 * s**6 / x**7)
 
     inside = r < c
     pair_e = np.where(inside, phi(r) - phi(c) - (r - c) * dphi(c), 0.0)
@@ -74,7 +82,7 @@ def test_composition_density_and_box(quenched):
         types = store.types()
         assert np.bincount(types).tolist() == spec.system.counts
         L = spec.box_length
-        assert L ** spec.dim == pytest.approx(spec.system.n_particles / spec.system.density)
+        assert L**spec.dim == pytest.approx(spec.system.n_particles / spec.system.density)
         positions, _ = store.configurations()
         assert positions.shape[2:] == (spec.system.n_particles, spec.dim)
         assert (positions >= 0).all() and (positions <= L).all()
@@ -101,10 +109,20 @@ def test_store_records_spec_versions_and_timings(quenched):
 def _nve_energy_error(spec, dt, time_span=10.0, samples=20):
     """Total energy per particle minus its start, (samples,), and times, of an NVE run at T = 4."""
     with LammpsSession(spec) as lmp:
-        lmp.run([*random_start_commands(spec, np.random.default_rng(11)), *dynamics_fixes(spec),
-                 "velocity all create 4.0 5 dist gaussian mom yes rot no",
-                 f"fix nvt all nvt temp 4.0 4.0 {num(spec.md.thermostat_damping)}", "run 2000", "unfix nvt",
-                 f"timestep {num(dt)}", "fix nve all nve", "thermo_modify norm yes", "run 0 post no"])
+        lmp.run(
+            [
+                *random_start_commands(spec, np.random.default_rng(11)),
+                *dynamics_fixes(spec),
+                "velocity all create 4.0 5 dist gaussian mom yes rot no",
+                f"fix nvt all nvt temp 4.0 4.0 {num(spec.md.thermostat_damping)}",
+                "run 2000",
+                "unfix nvt",
+                f"timestep {num(dt)}",
+                "fix nve all nve",
+                "thermo_modify norm yes",
+                "run 0 post no",
+            ]
+        )
         e0, steps = lmp.thermo("etotal"), int(round(time_span / dt / samples))
         energies = []
         for _ in range(samples):
@@ -140,8 +158,11 @@ def test_random_start_never_stacks_particles(task):
 
     from hpc.farm import task_rng
 
-    spec = specmod.loads(specmod.apply_overrides(specmod.preset_text("demo-abm"), [
-        "system.n_particles=2000", "system.counts=[1000,1000]"]))
+    spec = specmod.loads(
+        specmod.apply_overrides(
+            specmod.preset_text("demo-abm"), ["system.n_particles=2000", "system.counts=[1000,1000]"]
+        )
+    )
     commands = random_start_commands(spec, task_rng(spec.campaign.seed, "quench", task, 0))
     eq1 = commands.index(pair_commands(spec)[0])
     with LammpsSession(spec) as lmp:
@@ -167,9 +188,13 @@ def test_replica_identical_whatever_ranks_and_order(tmp_path, quenched):
 
 def test_kill9_then_rerun_equals_uninterrupted(tmp_path, quenched):
     d = init_tiny(tmp_path / "killed", "kam", "quench.replicas=8")
-    proc = subprocess.Popen([str(BIN / "mpiexec"), "-n", "2", str(BIN / "glassdist"), "quench", str(d)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "mpiexec"), "-n", "2", str(BIN / "glassdist"), "quench", str(d)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     ledger_state = d / "store.zarr" / "ledger" / "quench" / "state" / "c"
     deadline = time.time() + 120
     while time.time() < deadline and (not ledger_state.exists() or len(os.listdir(ledger_state)) < 2):
@@ -198,8 +223,9 @@ def test_failed_replica_is_retried_and_never_marked_done_with_bad_data(tmp_path)
 def test_lammps_failure_recorded_never_done(tmp_path):
     """A time step 100x too large blows every replica up: each is tried max_attempts times,
     recorded failed with LAMMPS' error, and none is marked done; exit code 1."""
-    d = init_tiny(tmp_path / "blowup", "kam", "md.dt=0.5", "md.max_attempts=2", "quench.replicas=3",
-                  "quench.split=[1,1,1]")
+    d = init_tiny(
+        tmp_path / "blowup", "kam", "md.dt=0.5", "md.max_attempts=2", "quench.replicas=3", "quench.split=[1,1,1]"
+    )
     proc = glassdist("quench", d, check=False)
     assert proc.returncode == 1, proc.stderr
     ledger = Store(d, mode="r").ledger("quench")
@@ -209,13 +235,16 @@ def test_lammps_failure_recorded_never_done(tmp_path):
     assert "failed (2 attempts)" in status
 
 
-@pytest.mark.parametrize("section, key, value, name", [
-    ("system", "bogus", 1, "system.bogus"),
-    ("quench", "replicas", "many", "quench.replicas"),
-    ("quench", "cooling_rate", -1.0, "quench.cooling_rate"),
-    ("system", "counts", [1, 2], "system.counts"),
-    ("nonsense", "x", 1, "nonsense"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, name",
+    [
+        ("system", "bogus", 1, "system.bogus"),
+        ("quench", "replicas", "many", "quench.replicas"),
+        ("quench", "cooling_rate", -1.0, "quench.cooling_rate"),
+        ("system", "counts", [1, 2], "system.counts"),
+        ("nonsense", "x", 1, "nonsense"),
+    ],
+)
 def test_malformed_campaign_exit2_nothing_written(tmp_path, section, key, value, name):
     d = init_tiny(tmp_path / "bad")
     data = tomllib.loads((d / "campaign.toml").read_text())
@@ -228,8 +257,7 @@ def test_malformed_campaign_exit2_nothing_written(tmp_path, section, key, value,
 
 
 def test_init_rejects_bad_override_and_writes_nothing(tmp_path):
-    proc = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", "quench.split=[1,2]",
-                     check=False)
+    proc = glassdist("init", tmp_path / "x", "--preset", "demo-kam", "--set", "quench.split=[1,2]", check=False)
     assert proc.returncode == 2 and "quench.split" in proc.stderr
     assert not (tmp_path / "x").exists()
     proc = glassdist("init", tmp_path / "x", "--preset", "nope", check=False)
@@ -248,27 +276,45 @@ def test_changed_spec_refused_then_new_campaign_advised(tmp_path):
 
 def test_export_extxyz_readable_by_ase_conventions(quenched, tmp_path):
     out = tmp_path / "glass.xyz"
-    glassdist("export", quenched["kam"], "--what", "configurations", "--format", "extxyz", "-o", out,
-              "--replicas", "0-2", "--class", "glass")
+    glassdist(
+        "export",
+        quenched["kam"],
+        "--what",
+        "configurations",
+        "--format",
+        "extxyz",
+        "-o",
+        out,
+        "--replicas",
+        "0-2",
+        "--class",
+        "glass",
+    )
     lines = out.read_text().splitlines()
     n = int(lines[0])
     assert len(lines) == 3 * (n + 2)
     header = lines[1]
-    assert 'Properties=species:S:1:pos:R:3' in header and "class=glass" in header and "replica=0" in header
+    assert "Properties=species:S:1:pos:R:3" in header and "class=glass" in header and "replica=0" in header
     store = Store(quenched["kam"], mode="r")
     pe = float(header.split("pe=")[1].split()[0])
     assert pe == store.root["quench/pe"][0, 1]
-    xyz = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines[2:2 + n]])
+    xyz = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines[2 : 2 + n]])
     np.testing.assert_array_equal(xyz[:, :2], store.root["quench/positions"][0, 1])
-    assert {ln.split()[0] for ln in lines[2:2 + n]} == {"A", "B"}
+    assert {ln.split()[0] for ln in lines[2 : 2 + n]} == {"A", "B"}
 
 
 def test_two_ranks_per_replica(tmp_path):
     """md.ranks_per_task = 2: under mpiexec -n 2 both ranks run each replica together (LAMMPS
     domain decomposition on the task's communicator). Round-off differs from one rank, so the
     check is physical: every replica done, finite, the glass below the liquid in energy."""
-    d = init_tiny(tmp_path / "k2", "kam", "md.ranks_per_task=2", "quench.replicas=3", "quench.split=[1,1,1]",
-                  "quench.snapshot_replicas=0")
+    d = init_tiny(
+        tmp_path / "k2",
+        "kam",
+        "md.ranks_per_task=2",
+        "quench.replicas=3",
+        "quench.split=[1,1,1]",
+        "quench.snapshot_replicas=0",
+    )
     mpi_glassdist(2, "quench", d)
     store = Store(d, mode="r")
     assert store.ledger("quench").counts()["done"] == 3

@@ -62,6 +62,7 @@ def stop_at_check(n):
     def should_stop():
         calls.append(1)
         return len(calls) >= n
+
     return should_stop
 
 
@@ -69,8 +70,9 @@ def stop_at_check(n):
 def test_stop_then_resume_is_bitwise_identical(spec, reference, tmp_path, n, step):
     """Stopped inside the equilibration, at its end (the cooling thermostat then starts fresh on
     resumption) and inside the cooling: the resumed quench equals the uninterrupted one."""
-    stopped = quench(spec, np.random.default_rng(SEED), snapshots=True, workdir=tmp_path, label="r",
-                     should_stop=stop_at_check(n))
+    stopped = quench(
+        spec, np.random.default_rng(SEED), snapshots=True, workdir=tmp_path, label="r", should_stop=stop_at_check(n)
+    )
     assert stopped is None
     assert sorted(p.name for p in tmp_path.glob("r.ckpt*")) == [f"r.ckpt-{step}.restart", "r.ckpt.npz"]
     assert "write_restart" in (tmp_path / "r.in").read_text()  # the stopped run's input is kept
@@ -102,7 +104,7 @@ def test_hold_sits_in_the_cooling_at_T_liquid(held_spec, spec, held_reference, r
     phases = [phase for phase, _ in plan]
     first, last = phases.index("hold"), len(phases) - 1 - phases[::-1].index("hold")
     assert plan[first - 1] == ("cool", 750) and plan[last] == ("hold", 400) and plan[last + 1][0] == "cool"
-    assert {150, 300} <= {s for p, s in plan[first:last + 1]}
+    assert {150, 300} <= {s for p, s in plan[first : last + 1]}
     assert [p for p in plan if p[0] != "hold"] == segments(spec, snapshots=True)
     # steps since the random start (LAMMPS restart files are named by them) grow to the whole quench
     full = QuenchPlan.of(held_spec, True, held_spec.md.checkpoint_every)
@@ -123,8 +125,14 @@ def test_stop_in_and_after_the_hold_then_resume_is_bitwise_identical(held_spec, 
     plan = segments(held_spec, snapshots=True)
     index = plan.index(segment)
     checks = index + 1 - (index >= plan.index(("cool", 0)))  # no stop check after the `run 0` at cooling step 0
-    stopped = quench(held_spec, np.random.default_rng(SEED), snapshots=True, workdir=tmp_path, label="r",
-                     should_stop=stop_at_check(checks))
+    stopped = quench(
+        held_spec,
+        np.random.default_rng(SEED),
+        snapshots=True,
+        workdir=tmp_path,
+        label="r",
+        should_stop=stop_at_check(checks),
+    )
     with np.load(tmp_path / "r.ckpt.npz") as z:
         assert int(z["segment"]) == index
     assert stopped is None
@@ -146,8 +154,9 @@ def test_sigkill_then_resume_is_bitwise_identical(spec, reference, tmp_path):
     (tmp_path / "run.py").write_text(SCRIPT)
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "spec.toml"), str(work),
-                             str(SEED)])
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "spec.toml"), str(work), str(SEED)]
+    )
     deadline = time.time() + 120
     while not (work / "r.ckpt.npz").exists():
         assert proc.poll() is None and time.time() < deadline, "quench ended before its first checkpoint"
@@ -166,8 +175,7 @@ def test_minimisation_stops_between_block_items(spec, tmp_path):
     x = np.stack([random_minimum(spec, s) for s in (1, 2)])
     engine = LammpsEngine()
     with pytest.raises(Suspended):
-        engine.minimise_block(spec, x, spec.types, labels=["a", "b"], workdir=tmp_path,
-                              should_stop=stop_at_check(2))
+        engine.minimise_block(spec, x, spec.types, labels=["a", "b"], workdir=tmp_path, should_stop=stop_at_check(2))
     assert (tmp_path / "a.in").exists() and not (tmp_path / "b.in").exists()
     e0, minima = engine.minimise_block(spec, x, spec.types, labels=["a", "b"], workdir=tmp_path)
     assert minima.shape == x.shape and np.isfinite(e0).all()
@@ -176,8 +184,9 @@ def test_minimisation_stops_between_block_items(spec, tmp_path):
 def start_and_wait_for(argv, *paths_or_globs, **popen) -> subprocess.Popen:
     """Start ``argv`` (stdout+stderr to a pipe) and return once one of the paths (or glob
     results, given as (directory, pattern)) exists; fails if the process ends first."""
-    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **popen)
+    proc = subprocess.Popen(
+        [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+    )
     deadline = time.time() + 120
     while not any(list(p[0].glob(p[1])) if isinstance(p, tuple) else p.exists() for p in paths_or_globs):
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
@@ -190,10 +199,21 @@ def test_sigterm_ends_a_long_minimisation_inside_lammps(quenched, tmp_path):
     energy tolerance, 10^7 FIRE iterations) ends within seconds of a SIGTERM: the stop watcher
     calls LAMMPS's timeout; the stage exits 1 with every task pending (a rerun redoes them)."""
     d = tmp_path / "long"
-    glassdist("init", d, "--from", quenched["kam"], "--set", "inherent.ftol=0", "--set", "inherent.etol=0",
-              "--set", "inherent.max_iterations=10000000")
-    proc = start_and_wait_for([BIN / "glassdist", "inherent", d],
-                              d / "lammps" / "inherent" / "replica-000000-T000.data")
+    glassdist(
+        "init",
+        d,
+        "--from",
+        quenched["kam"],
+        "--set",
+        "inherent.ftol=0",
+        "--set",
+        "inherent.etol=0",
+        "--set",
+        "inherent.max_iterations=10000000",
+    )
+    proc = start_and_wait_for(
+        [BIN / "glassdist", "inherent", d], d / "lammps" / "inherent" / "replica-000000-T000.data"
+    )
     time.sleep(2)  # well inside the first minimisation
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
@@ -208,8 +228,13 @@ def test_sigterm_ends_a_long_minimisation_inside_lammps(quenched, tmp_path):
 
 # ---- the stage: SIGTERM mid-replica, exit 1 within 60 s, rerun equals an uninterrupted run ----
 
-STAGE = ["quench.replicas=3", "quench.split=[1,1,1]", "quench.snapshot_replicas=1", "quench.cooling_rate=0.2",
-         "md.checkpoint_every=500"]
+STAGE = [
+    "quench.replicas=3",
+    "quench.split=[1,1,1]",
+    "quench.snapshot_replicas=1",
+    "quench.cooling_rate=0.2",
+    "md.checkpoint_every=500",
+]
 
 
 @pytest.mark.slow
@@ -243,8 +268,11 @@ def test_sigterm_to_glassdist_run_reaches_the_mpi_ranks(tmp_path):
     """`glassdist run --np 2` starts the quench under mpiexec; a SIGTERM to `glassdist run` is
     passed on: the ranks checkpoint and stop, run exits 1 within 60 s and leaves no process."""
     d = init_tiny(tmp_path / "run", "kam", *STAGE)
-    proc = start_and_wait_for([BIN / "glassdist", "run", d, "--np", "2", "--stages", "quench"],
-                              (d / "lammps" / "quench", "replica-*.ckpt.npz"), start_new_session=True)
+    proc = start_and_wait_for(
+        [BIN / "glassdist", "run", d, "--np", "2", "--stages", "quench"],
+        (d / "lammps" / "quench", "replica-*.ckpt.npz"),
+        start_new_session=True,
+    )
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "stopped on request" in out, out

@@ -23,12 +23,20 @@ pytestmark = pytest.mark.slow  # a whole tiny campaign with 100 isoconfiguration
 # 100 isoconfigurational runs (Table IV, Fig. 4) of 600 steps at one temperature; deltas the
 # runs reach and one they do not (5.0, also until_delta: every run hits the cap); a short T grid for the T* fit;
 # 4 epochs.
-EXTRA = ["quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
-         "propensity.samples=100", "propensity.main_samples=30", "propensity.temperatures=[0.55]",
-         "propensity.steps=600",
-         "propensity.outputs=8", "propensity.until_delta=5.0", "analyze.deltas=[0.03, 0.06, 5.0]",
-         "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
-         "analyze.correlation_rmax=4.0", "analyze.correlation_bins=16", "train.epochs=4"]
+EXTRA = [
+    "quench.snapshot_temperatures=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]",
+    "propensity.samples=100",
+    "propensity.main_samples=30",
+    "propensity.temperatures=[0.55]",
+    "propensity.steps=600",
+    "propensity.outputs=8",
+    "propensity.until_delta=5.0",
+    "analyze.deltas=[0.03, 0.06, 5.0]",
+    "analyze.xi_grid=[0.0, 1.0, 2.0, 3.0]",
+    "analyze.correlation_rmax=4.0",
+    "analyze.correlation_bins=16",
+    "train.epochs=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +47,19 @@ def campaign(tmp_path_factory):
     partial_index = (d / "report" / "index.html").read_text()
     start = time.perf_counter()
     full = glassdist("run", d, "--np", "2", timeout=600)
-    return {"dir": d, "partial": partial, "partial_index": partial_index, "full": full,
-            "seconds": time.perf_counter() - start}
+    return {
+        "dir": d,
+        "partial": partial,
+        "partial_index": partial_index,
+        "full": full,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def test_missing_data_are_listed_with_the_command(campaign):
     d, index = campaign["dir"], campaign["partial_index"]
     assert f"glassdist analyze {d}" in index and f"glassdist train {d}" in index
-    assert "Fig. S9" in index and "fig_S9.png" in index          # quench + inherent were enough for S9
+    assert "Fig. S9" in index and "fig_S9.png" in index  # quench + inherent were enough for S9
     assert "missing" in campaign["partial"].stdout
 
 
@@ -63,19 +76,21 @@ def test_report_has_every_table_and_figure(campaign):
     pngs = {p.name for p in out.glob("*.png")}
     assert pngs == set(re.findall(r"src='([^']+\.png)'", index))
     # the scale of the run and the paper's values beside ours
-    assert ("N = 200 (paper 2000)" in index
-            and "N_s = 100 runs (paper 100), the main Δ from the first 30 of them (paper 30)" in index)
+    assert (
+        "N = 200 (paper 2000)" in index
+        and "N_s = 100 runs (paper 100), the main Δ from the first 30 of them (paper 30)" in index
+    )
     rows = list(csv.reader(open(out / "table_V.csv")))
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][1:3] == ["0.925", "1.17"]
-    spread = next(r for r in rows if "members' C_max of Γ" in r[0])   # the spread over the 3 members
+    spread = next(r for r in rows if "members' C_max of Γ" in r[0])  # the spread over the 3 members
     low, high = map(float, spread[1].split(" to "))
     assert spread[0].startswith("configuration 0: the 3 members") and low <= high, spread
-    assert index.count("thin lines: each member") == 2                 # Figs. 5 and 8
+    assert index.count("thin lines: each member") == 2  # Figs. 5 and 8
     s1 = list(csv.reader(open(out / "table_S1.csv")))
     assert any(r[1] == "Γ of the 3 members (min to max)" and r[2] != "-" for r in s1)  # C_max range, with CG of Δ
     rows = list(csv.reader(open(out / "table_III.csv")))
-    assert rows[1][3].startswith("not reached")             # delta = 5 is beyond the runs
-    assert float(rows[1][1].split(" (")[0]) > 0                # xi_Delta of a reached delta
+    assert rows[1][3].startswith("not reached")  # delta = 5 is beyond the runs
+    assert float(rows[1][1].split(" (")[0]) > 0  # xi_Delta of a reached delta
     derived = next(r for r in rows if r[0].startswith("this campaign (derived"))
     assert float(derived[4].split(" (")[0]) > 0 and float(derived[5]) in (0.0, 1.0, 2.0, 3.0)  # xi_Delta, xi_alpha
     assert rows[-1][0].startswith("paper (KAM") and rows[-1][4:7] == ["4", "8", "4"]
@@ -87,8 +102,15 @@ def test_report_has_every_table_and_figure(campaign):
     # the evidence behind Gamma: its verdict under the title, members, sanity checks, baselines, intervals
     assert index.index("class='verdict'") < index.index("<h2>Contents</h2>") and "members" in index
     trust = {r[0] for r in csv.reader(open(out / "gamma_trust.csv"))}
-    assert {"consensus Γ̄ (mean of 3)", "member 0", "member 2", "trained on shuffled labels", "input only, Γ⁰",
-            "partial: Γ̄ given Γ⁰", "randomised: output … conv1"} <= trust
+    assert {
+        "consensus Γ̄ (mean of 3)",
+        "member 0",
+        "member 2",
+        "trained on shuffled labels",
+        "input only, Γ⁰",
+        "partial: Γ̄ given Γ⁰",
+        "randomised: output … conv1",
+    } <= trust
     s2 = list(csv.reader(open(out / "table_S2.csv")))
     assert any(r[0] == "95 % interval of the mean; null band" and "null [" in r[2] for r in s2)
     assert any(r[0].startswith("Γ of each of the 3 members") and r[1] == "liquid" and " to " in r[2] for r in s2)
@@ -101,7 +123,7 @@ def test_report_has_every_table_and_figure(campaign):
     assert "docs/validation.md" in by_name["T_L, T_G (quench.T_liquid, T_glass)"][4]
     assert by_name["N (system.n_particles)"][2] == "200"
     assert "δ reached" in by_name["run length and δ reached (propensity.steps)"][2]
-    assert index.count("the departure table, first section of this report") >= 2   # Tables S2 and V point to it
+    assert index.count("the departure table, first section of this report") >= 2  # Tables S2 and V point to it
     rows = list(csv.reader(open(out / "propensity_runs.csv")))  # until_delta = 5 is beyond the 600-step cap
     assert rows[1][1:3] == ["100", "600"] and rows[1][4] == "100 of 100" and 0 < float(rows[1][3]) < 5
     assert "did not reach δ = 5: raise propensity.steps" in index
@@ -116,19 +138,19 @@ def test_analysis_results_in_the_store(campaign):
     assert an.attrs["xi"]["rule"] == "rule" and an.attrs["xi"]["violin"] == an.attrs["xi"]["Delta"]
     reached = an["dynamics/reached"][0, 0]
     np.testing.assert_array_equal(reached, [True, True, False])
-    p = an["dynamics/pearson_t"][0, 0]                        # (A, T) at every output time
+    p = an["dynamics/pearson_t"][0, 0]  # (A, T) at every output time
     assert p.shape == (3, 9) and np.isfinite(p[1:, 1:]).all() and (np.abs(p[1:, 1:]) <= 1).all()
-    row = np.asarray(tables["IV"], dtype=float)[0, 0]        # Table IV at the largest delta all ensembles reached
+    row = np.asarray(tables["IV"], dtype=float)[0, 0]  # Table IV at the largest delta all ensembles reached
     assert 0 < tables["IV_delta"][0][0] < 1.0 and tables["IV_delta"][0][0] <= an["dynamics/delta"][0, 0].max()
     # e100 holds the runs of each e30: closer to each e30 than the disjoint e30s are to each other
     assert np.isfinite(row).all() and (np.abs(row) <= 1).all() and row[4] > row[1]
-    members = an["trust/C_r_members"][:]                     # (R_test, M, B): each member's C_Gamma(r), glass
+    members = an["trust/C_r_members"][:]  # (R_test, M, B): each member's C_Gamma(r), glass
     bins = an["structure/C_r"].shape[-1]
     assert members.shape == (2, 3, bins) and np.isfinite(members[:, :, 0]).all()
     assert len(tables["r_Gamma_members"]) == 3 and an["structure/members_mean"].shape == (3, bins)
-    ci = an["ensembles/ci"][0, 0]                            # (5, 2) spatial-block interval of each entry
+    ci = an["ensembles/ci"][0, 0]  # (5, 2) spatial-block interval of each entry
     assert np.isfinite(ci).all() and (ci[:, 0] <= row).all() and (row <= ci[:, 1]).all()
-    gb = an["glassbench/pearson"][0, 0]                      # (A, [bare, cg], [A, B, all], T)
+    gb = an["glassbench/pearson"][0, 0]  # (A, [bare, cg], [A, B, all], T)
     assert gb.shape == (3, 2, 3, 9) and an.attrs["glassbench"]["groups"] == ["A", "B", "all"]
     assert np.isfinite(gb[1:, :, :, 1:]).all() and (np.abs(gb[1:, :, :, 1:]) <= 1).all()
     pearson = an["pairs/pearson"][:]
@@ -144,8 +166,12 @@ def test_every_task_array_is_owned_by_its_ledger(campaign):
     from glassdist import integrity
 
     store = Store(campaign["dir"], mode="r")
-    summaries = {"analyze/structure/mean", "analyze/structure/sem", "analyze/structure/r",
-                 "analyze/structure/members_mean"}
+    summaries = {
+        "analyze/structure/mean",
+        "analyze/structure/sem",
+        "analyze/structure/r",
+        "analyze/structure/members_mean",
+    }
     for ledger in ("gradcam", "analyze"):
         owned = {}
         for _, arr, chunk in integrity.owned_chunks(store.root, ledger, len(store.ledger(ledger).states())):
@@ -175,8 +201,9 @@ def test_the_store_is_its_declared_layout_and_estimate_counts_its_bytes(campaign
             a = declared[path]
             assert (tuple(arr.shape), str(arr.dtype), tuple(arr.chunks)) == (a.shape, a.dtype, a.chunk_shape), path
         assert sizes[stage] == sum(arr.nbytes for arr in found.values()), stage
-        chunks = sum(f.stat().st_size for path in found for f in (d / "store.zarr" / path).rglob("c/**/*")
-                     if f.is_file())
+        chunks = sum(
+            f.stat().st_size for path in found for f in (d / "store.zarr" / path).rglob("c/**/*") if f.is_file()
+        )
         assert chunks == sizes[stage], stage
         files += sum(f.stat().st_size for path in found for f in (d / "store.zarr" / path).rglob("*") if f.is_file())
     assert sum(sizes.values()) <= files <= 1.05 * sum(sizes.values()), (files, sum(sizes.values()))
@@ -203,15 +230,21 @@ def test_report_in_a_real_browser(campaign):
         pytest.skip("no chromium/chromedriver (Debian's chromium and chromium-driver; .ci/run installs them as root)")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--allow-file-access-from-files"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--allow-file-access-from-files",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_bin))
     try:
         driver.get((campaign["dir"] / "report" / "index.html").as_uri())
         images = driver.execute_script(
-            "return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
+            "return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth]);"
+        )
         sections = set(driver.execute_script("return Array.from(document.querySelectorAll('h2[id]'), h => h.id);"))
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:

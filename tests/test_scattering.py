@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from glassdist.dynamics.scattering import (relaxation_time, self_intermediate_scattering,
-                                           structure_factor)
+from glassdist.dynamics.scattering import relaxation_time, self_intermediate_scattering, structure_factor
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -27,9 +26,10 @@ def test_ballistic_free_particles():
     origin = rng.uniform(0, 20, size=(100_000, 2))
     v = rng.normal(scale=np.sqrt(T / m), size=origin.shape)
     t = np.geomspace(0.01, 1.0, 12)
-    fs = self_intermediate_scattering(np.broadcast_to(origin, (12, *origin.shape)),
-                                      origin + t[:, None, None] * v, np.full(12, k))
-    np.testing.assert_allclose(fs, np.exp(-0.5 * k ** 2 * T * t ** 2 / m), atol=6e-3)
+    fs = self_intermediate_scattering(
+        np.broadcast_to(origin, (12, *origin.shape)), origin + t[:, None, None] * v, np.full(12, k)
+    )
+    np.testing.assert_allclose(fs, np.exp(-0.5 * k**2 * T * t**2 / m), atol=6e-3)
 
 
 def test_relaxation_time_of_an_exponential_and_of_a_curve_that_never_decays():
@@ -38,7 +38,7 @@ def test_relaxation_time_of_an_exponential_and_of_a_curve_that_never_decays():
     assert relaxation_time(t, np.exp(-t / tau)) == pytest.approx(tau, rel=1e-12)
     assert np.isnan(relaxation_time(t, np.full(40, 0.9)))
     # a stretched exponential (the glassy form): the 1/e time is still tau
-    assert relaxation_time(t, np.exp(-(t / tau) ** 0.6)) == pytest.approx(tau, rel=0.02)
+    assert relaxation_time(t, np.exp(-((t / tau) ** 0.6))) == pytest.approx(tau, rel=0.02)
 
 
 def test_structure_factor_of_a_lattice_and_of_an_ideal_gas():

@@ -58,8 +58,17 @@ def _submit(*args) -> str:
 def test_shipped_profiles_load_and_comment_every_key(name):
     p = load_profile(name)
     assert p.node["cores"] >= 1 and p.environment["mpi_launcher"] in ("srun", "mpiexec", "localhost")
-    assert set(p.stages) == {"quench", "inherent", "propensity", "dataset", "train", "gradcam",
-                             "indicators", "analyze", "report"}
+    assert set(p.stages) == {
+        "quench",
+        "inherent",
+        "propensity",
+        "dataset",
+        "train",
+        "gradcam",
+        "indicators",
+        "analyze",
+        "report",
+    }
     text = (PROFILE_DIR / f"{name}.toml").read_text()
     uncommented = [ln for ln in text.splitlines() if re.match(r"^\s*\w+\s*=", ln) and "#" not in ln]
     assert not uncommented
@@ -83,17 +92,20 @@ def _profile_with(tmp_path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("old,new,key", [
-    ('partition = "debug"', 'partiton = "debug"', "slurm.partiton"),
-    ('partition = "debug"', "", "slurm.partition"),
-    ('mpi_launcher = "localhost"', 'mpi_launcher = "aprun"', "environment.mpi_launcher"),
-    ("max_nodes = 1 ", "max_nodes = 2 ", "stages.quench.max_nodes"),  # localhost: one node
-    ('walltime = "00:20:00"', 'walltime = "20 minutes"', "stages.quench.walltime"),
-    ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
-    ("cores = 2 ", "cores = 0 ", "node.cores"),
-    ('processes = 2 ', 'processes = 4 ', "dask.processes"),  # > dask.cores
-    ('interface = "lo"', "", "cluster.interface"),
-])
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ('partition = "debug"', 'partiton = "debug"', "slurm.partiton"),
+        ('partition = "debug"', "", "slurm.partition"),
+        ('mpi_launcher = "localhost"', 'mpi_launcher = "aprun"', "environment.mpi_launcher"),
+        ("max_nodes = 1 ", "max_nodes = 2 ", "stages.quench.max_nodes"),  # localhost: one node
+        ('walltime = "00:20:00"', 'walltime = "20 minutes"', "stages.quench.walltime"),
+        ('walltime = "00:20:00"', 'walltime = "00:00:20"', "stages.quench.walltime"),  # < signal
+        ("cores = 2 ", "cores = 0 ", "node.cores"),
+        ("processes = 2 ", "processes = 4 ", "dask.processes"),  # > dask.cores
+        ('interface = "lo"', "", "cluster.interface"),
+    ],
+)
 def test_bad_profile_names_the_key(tmp_path, old, new, key):
     with pytest.raises(ProfileError) as err:
         load_profile(_profile_with(tmp_path, old, new))
@@ -112,14 +124,19 @@ def test_mpi_job_size_follows_pending_work_and_profile_limits():
     def quench(pending, k=1):
         return slurm.size(slurm.Job("quench", "mpi", ["x"], pending, k), p)
 
-    assert (quench(6).nodes, quench(6).ntasks) == (1, 6)            # fewer tasks than cores
-    assert (quench(300).nodes, quench(300).ntasks) == (3, 300)      # ceil(300 / 128) nodes
-    assert (quench(5000).nodes, quench(5000).ntasks) == (8, 1024)   # capped at max_nodes
+    assert (quench(6).nodes, quench(6).ntasks) == (1, 6)  # fewer tasks than cores
+    assert (quench(300).nodes, quench(300).ntasks) == (3, 300)  # ceil(300 / 128) nodes
+    assert (quench(5000).nodes, quench(5000).ntasks) == (8, 1024)  # capped at max_nodes
     assert quench(5, k=4).ntasks == 20 and quench(5000, k=3).ntasks == 1023  # whole groups
     train = slurm.size(slurm.Job("train", "ddp", ["x"]), load_profile("gpu-cluster"))
     # DDP over 2 nodes: srun starts all 8 processes, 4 per node, 16 cores each
-    assert (train.nodes, train.ntasks, train.ntasks_per_node, train.cpus_per_task, train.gpus_per_node) == \
-        (2, 8, 4, 16, 4)
+    assert (train.nodes, train.ntasks, train.ntasks_per_node, train.cpus_per_task, train.gpus_per_node) == (
+        2,
+        8,
+        4,
+        16,
+        4,
+    )
     dataset = slurm.size(slurm.Job("dataset", "dask", ["x"]), p)
     assert (dataset.nodes, dataset.ntasks, dataset.cpus_per_task) == (1, 1, 1)
 
@@ -142,8 +159,11 @@ def _scripts(output: str) -> dict[str, tuple[str, str]]:
 
 def test_dry_run_generic_cpu_renders_every_stage(campaign):
     scripts = _scripts(_submit(campaign, "--profile", "generic-cpu", "--dry-run"))
-    assert list(scripts) == [s for s in ("quench", "inherent", "dataset", "train", "gradcam", "indicators",
-                                         "propensity", "analyze", "report") if s in scripts]
+    assert list(scripts) == [
+        s
+        for s in ("quench", "inherent", "dataset", "train", "gradcam", "indicators", "propensity", "analyze", "report")
+        if s in scripts
+    ]
     assert "quench" in scripts and "inherent" in scripts and not (campaign / "slurm").exists()
     line, q = scripts["quench"]
     assert line == f"$ sbatch --parsable {campaign}/slurm/scripts/001-quench.sh"
@@ -160,8 +180,10 @@ def test_dry_run_generic_cpu_renders_every_stage(campaign):
     ):
         assert text in q, text
     assert "--qos" not in q and "--mem" not in q and "--gpus" not in q
-    assert scripts["inherent"][0] == f"$ sbatch --parsable --dependency=afterok:<quench> " \
-                                     f"{campaign}/slurm/scripts/002-inherent.sh"
+    assert (
+        scripts["inherent"][0] == f"$ sbatch --parsable --dependency=afterok:<quench> "
+        f"{campaign}/slurm/scripts/002-inherent.sh"
+    )
     if "propensity" in scripts:  # 1 configuration x 2 temperatures x 15 samples = 30 runs
         assert "#SBATCH --ntasks=30\n" in scripts["propensity"][1]
     for _, text in scripts.values():  # real bash parses every script
@@ -200,8 +222,9 @@ def test_chunks_cover_every_task_once_and_bad_chunks_exit_2(campaign):
 def test_array_state_is_one_state_for_the_elements():
     S = slurm.JobState
     assert slurm.array_state([S("COMPLETED", "None")] * 3).state == "COMPLETED"
-    assert slurm.array_state([S("COMPLETED", "None"), S("PENDING", "Dependency"), S("RUNNING", "None")]).state \
-        == "RUNNING"
+    assert (
+        slurm.array_state([S("COMPLETED", "None"), S("PENDING", "Dependency"), S("RUNNING", "None")]).state == "RUNNING"
+    )
     assert slurm.array_state([S("COMPLETED", "None"), S("FAILED", "None")]).state == "FAILED"
     assert slurm.array_state([]).state == "UNKNOWN"
 
@@ -212,13 +235,19 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     from hpc.dask_cluster import PROFILE_ENV
 
     profile = load_profile("gpu-cluster")
-    train = slurm.render(slurm.Job("train", job_kind("train"), ["glassdist", "train", str(campaign)]),
-                         profile, campaign)
-    for text in ("#SBATCH --qos=normal\n", "#SBATCH --nodes=2\n#SBATCH --ntasks=8\n#SBATCH --ntasks-per-node=4\n",
-                 "#SBATCH --cpus-per-task=16\n#SBATCH --mem=480G\n#SBATCH --gpus-per-node=4\n",
-                 "#SBATCH --exclusive\n", "export NCCL_SOCKET_IFNAME=ib0\n", "export GLOO_SOCKET_IFNAME=ib0\n",
-                 'export HPC_DDP_INIT="file://$secrets/ddp-$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom',
-                 f"umask 077\nsrun --ntasks-per-node=4 glassdist train {campaign} &\n"):
+    train = slurm.render(
+        slurm.Job("train", job_kind("train"), ["glassdist", "train", str(campaign)]), profile, campaign
+    )
+    for text in (
+        "#SBATCH --qos=normal\n",
+        "#SBATCH --nodes=2\n#SBATCH --ntasks=8\n#SBATCH --ntasks-per-node=4\n",
+        "#SBATCH --cpus-per-task=16\n#SBATCH --mem=480G\n#SBATCH --gpus-per-node=4\n",
+        "#SBATCH --exclusive\n",
+        "export NCCL_SOCKET_IFNAME=ib0\n",
+        "export GLOO_SOCKET_IFNAME=ib0\n",
+        'export HPC_DDP_INIT="file://$secrets/ddp-$SLURM_JOB_ID-$(od -An -N16 -tx1 /dev/urandom',
+        f"umask 077\nsrun --ntasks-per-node=4 glassdist train {campaign} &\n",
+    ):
         assert text in train, text
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), profile, campaign)
     assert f"export {PROFILE_ENV}={PROFILE_DIR.resolve()}/gpu-cluster.toml\n" in analyze
@@ -227,15 +256,18 @@ def test_dry_run_gpu_cluster_train_and_dask_stages(campaign, tmp_path):
     assert STAGES["analyze"].needs == ("gradcam", "indicators", "propensity") and job_kind("quench") == "mpi"
 
     local = load_profile("localhost-slurm")
-    quench = slurm.render(slurm.Job("quench", "mpi", ["glassdist", "quench", str(campaign)], pending=2), local,
-                          campaign)
+    quench = slurm.render(
+        slurm.Job("quench", "mpi", ["glassdist", "quench", str(campaign)], pending=2), local, campaign
+    )
     launch = " ".join(localhost.mpiexec_argv(2, ["glassdist", "quench", str(campaign)]))
     assert f"{launch} &\n" in quench and "export UCX_NET_DEVICES=lo\n" in quench  # loopback only
     train = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]), local, campaign)
     assert f"# DDP: 1 node(s) x 1 process(es).\nsrun --ntasks=1 glassdist train {campaign} &\n" in train
-    two = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]),
-                       load_profile(_profile_with(tmp_path, "tasks_per_node = 1 ", "tasks_per_node = 2 ")),
-                       campaign)
+    two = slurm.render(
+        slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]),
+        load_profile(_profile_with(tmp_path, "tasks_per_node = 1 ", "tasks_per_node = 2 ")),
+        campaign,
+    )
     assert f"srun --ntasks=1 glassdist train {campaign} --nproc 2 &\n" in two
     analyze = slurm.render(slurm.Job("analyze", "dask", ["glassdist", "analyze", str(campaign)]), local, campaign)
     assert "#SBATCH --cpus-per-task=2\n" in analyze  # jobs = 0: the workers run in this job
@@ -264,8 +296,10 @@ dist.destroy_process_group()
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
-                    reason="needs root, to run the outsider as another user (nobody) with the system's python3")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+    reason="needs root, to run the outsider as another user (nobody) with the system's python3",
+)
 def test_ddp_rendezvous_is_closed_to_another_user(tmp_path):
     """The multi-node DDP job's own rendezvous lines (jobs/ddp.sh), run by bash: two processes that
     know the secret meet through the file and reduce a tensor; a process of another user, which
@@ -275,14 +309,20 @@ def test_ddp_rendezvous_is_closed_to_another_user(tmp_path):
     try:
         shared.chmod(0o755)
         campaign = shared / "c"
-        text = slurm.render(slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]),
-                            load_profile("gpu-cluster"), campaign)
-        rendezvous = text[text.index("secrets="):text.index("umask 077\n") + len("umask 077\n")]
+        text = slurm.render(
+            slurm.Job("train", "ddp", ["glassdist", "train", str(campaign)]), load_profile("gpu-cluster"), campaign
+        )
+        rendezvous = text[text.index("secrets=") : text.index("umask 077\n") + len("umask 077\n")]
         (tmp_path / "rank.py").write_text(RANK_SCRIPT)
         ranks = " & ".join(f"{sys.executable} {tmp_path / 'rank.py'} {r}" for r in (0, 1))
         script = f"set -e\nexport SLURM_JOB_ID=4242\n{rendezvous}{ranks} & wait -n && wait -n"  # both ranks ok
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "GLOO_SOCKET_IFNAME": "lo"})
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "GLOO_SOCKET_IFNAME": "lo"},
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "sum 2 mode 0o600 directory 0o700" in proc.stdout, proc.stdout
         assert proc.stdout.split().count("refused") == 2 and "allowed" not in proc.stdout, proc.stdout
@@ -293,10 +333,10 @@ def test_ddp_rendezvous_is_closed_to_another_user(tmp_path):
 def test_per_stage_template_overrides_the_kind(tmp_path, campaign):
     templates = tmp_path / "jobs"
     shutil.copytree(slurm.TEMPLATE_DIR, templates)
-    (templates / "quench.sh").write_text('{% extends "mpi.sh" %}{% block run %}echo custom {{ ntasks }} &\n'
-                                         '{% endblock %}')
-    out = _submit(campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run",
-                  "--templates", templates)
+    (templates / "quench.sh").write_text(
+        '{% extends "mpi.sh" %}{% block run %}echo custom {{ ntasks }} &\n{% endblock %}'
+    )
+    out = _submit(campaign, "--profile", "localhost-slurm", "--stages", "quench", "--dry-run", "--templates", templates)
     assert "\necho custom 2 &\n" in out and "from quench.sh with profile" in out
 
 
@@ -310,12 +350,16 @@ def rendered_examples(preset: str, where: Path) -> dict[str, str]:
     EXAMPLE_DIR on the generic-cpu profile (installed in EXAMPLE_PROFILES): no path of this machine."""
     code, _, err = _cli("init", where / preset, "--preset", preset)
     assert code == 0, err
-    out = _submit(where / preset, "--profile", "generic-cpu", "--dry-run").replace(str(where), EXAMPLE_DIR) \
+    out = (
+        _submit(where / preset, "--profile", "generic-cpu", "--dry-run")
+        .replace(str(where), EXAMPLE_DIR)
         .replace(str(PROFILE_DIR.resolve()), EXAMPLE_PROFILES)
+    )
     parts = re.split(r"^==> \S+/(\d{3}-\w+\.sh) \(dry run: not written\)\n(\$ [^\n]*)\n", out, flags=re.M)
     scripts = dict(zip(parts[1::3], parts[3::3]))
-    scripts["sbatch.txt"] = ("# the submissions in order; <stage>: the job id of that stage's submission\n"
-                             + "".join(f"{line}\n" for line in parts[2::3]))
+    scripts["sbatch.txt"] = "# the submissions in order; <stage>: the job id of that stage's submission\n" + "".join(
+        f"{line}\n" for line in parts[2::3]
+    )
     return scripts
 
 
@@ -334,8 +378,9 @@ def test_shipped_example_scripts_are_what_submit_renders(tmp_path, preset):
             (shipped / name).write_text(text)
     assert sorted(p.name for p in shipped.iterdir()) == sorted(scripts)
     for name, text in scripts.items():
-        assert (shipped / name).read_text() == text, f"{shipped / name} is stale: rerun this test with " \
-            "GLASSDIST_WRITE_EXAMPLES=1"
+        assert (shipped / name).read_text() == text, (
+            f"{shipped / name} is stale: rerun this test with GLASSDIST_WRITE_EXAMPLES=1"
+        )
     assert f"cd {EXAMPLE_DIR}/{preset}\n" in scripts["001-quench.sh"]
     assert not [name for name, text in scripts.items() if str(ROOT) in text]  # no path of this checkout
 
@@ -370,13 +415,17 @@ def slurm_cluster():
     """A live SLURM with an idle node. Installs nothing: when the daemons are installed but
     down and we are root, starts them with .ci/slurm-setup.sh (no install happens then)."""
     if shutil.which("sinfo") is None or shutil.which("slurmctld") is None:
-        pytest.skip("SLURM is not installed (no sinfo/slurmctld): as root, `bash .ci/slurm-setup.sh` "
-                    "installs and starts a single-node cluster")
+        pytest.skip(
+            "SLURM is not installed (no sinfo/slurmctld): as root, `bash .ci/slurm-setup.sh` "
+            "installs and starts a single-node cluster"
+        )
     if not _idle_nodes() and os.geteuid() == 0 and all(map(shutil.which, ("munged", "slurmd"))):
         subprocess.run(["bash", str(ROOT / ".ci" / "slurm-setup.sh")], capture_output=True, timeout=120)
     if not _idle_nodes():
-        pytest.skip("SLURM is installed but no node is idle (see `sinfo`): start the single-node "
-                    "cluster with `bash .ci/slurm-setup.sh` as root")
+        pytest.skip(
+            "SLURM is installed but no node is idle (see `sinfo`): start the single-node "
+            "cluster with `bash .ci/slurm-setup.sh` as root"
+        )
     return True
 
 
@@ -424,8 +473,9 @@ def _same_quench(a: Path, b: Path) -> None:
         assert np.array_equal(ga[f"quench/{name}"][:], gb[f"quench/{name}"][:]), name
 
 
-def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str],
-                          profile: str | Path = "localhost-slurm") -> list[slurm.Submission]:
+def _submit_and_interrupt(
+    c: Path, stages: str, interrupt: list[str], profile: str | Path = "localhost-slurm"
+) -> list[slurm.Submission]:
     """Submit, wait until the quench job has finished one replica, then run `interrupt + [id]`."""
     _submit(c, "--profile", profile, "--stages", stages)
     subs = slurm.submissions(c)
@@ -441,11 +491,16 @@ def _submit_and_interrupt(c: Path, stages: str, interrupt: list[str],
 @pytest.mark.slow
 def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_env, tmp_path):
     profile = _profile_with(tmp_path, "requeue_limit = 0 ", "requeue_limit = 1 ")
-    c = _init(tmp_path / "c", "quench.replicas=8", "quench.split=[4,2,2]", "quench.cooling_rate=0.05",
-              "quench.snapshot_replicas=1", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+    c = _init(
+        tmp_path / "c",
+        "quench.replicas=8",
+        "quench.split=[4,2,2]",
+        "quench.cooling_rate=0.05",
+        "quench.snapshot_replicas=1",
+        "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]",
+    )
     # SIGTERM to the batch shell only: exactly what --signal=B:TERM@30 sends before the limit
-    quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel", "--signal=TERM", "--batch"],
-                                             profile)
+    quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel", "--signal=TERM", "--batch"], profile)
     assert inherent.after == [quench.job_id]
     # a requeued job waits cred_expire seconds before it starts again (slurm-setup.sh: 20 s)
     states = _wait([quench.job_id, inherent.job_id])
@@ -462,8 +517,14 @@ def test_walltime_signal_checkpoints_and_job_requeues_itself(slurm_env, tmp_path
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_scancel_mid_run_resubmit_completes_and_equals_local_run(slurm_env, tmp_path):
-    c = _init(tmp_path / "c", "quench.replicas=6", "quench.split=[2,2,2]", "quench.cooling_rate=0.05",
-              "quench.snapshot_replicas=1", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+    c = _init(
+        tmp_path / "c",
+        "quench.replicas=6",
+        "quench.split=[2,2,2]",
+        "quench.cooling_rate=0.05",
+        "quench.snapshot_replicas=1",
+        "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]",
+    )
     quench, inherent = _submit_and_interrupt(c, "quench,inherent", ["scancel"])
     assert quench.nodes == 1 and quench.ntasks == 2 and inherent.after == [quench.job_id]
     assert _wait([quench.job_id])[quench.job_id].state == "CANCELLED"
@@ -496,8 +557,13 @@ def test_job_arrays_run_the_parts_at_once_and_equal_a_local_run(slurm_env, tmp_p
     """`submit --array 3`: quench and inherent as job arrays of 3 elements on the real SLURM; every
     element does its part (its own log), inherent waits for the whole quench array, the last part
     fits T*, and the store equals a local run."""
-    c = _init(tmp_path / "c", "quench.replicas=6", "quench.split=[2,2,2]", "quench.snapshot_replicas=2",
-              "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]")
+    c = _init(
+        tmp_path / "c",
+        "quench.replicas=6",
+        "quench.split=[2,2,2]",
+        "quench.snapshot_replicas=2",
+        "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5]",
+    )
     out = _submit(c, "--profile", "localhost-slurm", "--stages", "quench,inherent", "--array", "3")
     quench, inherent = slurm.submissions(c)
     assert f"quench: submitted job {quench.job_id} (job array of 3, each 1 node(s), 2 task(s))" in out, out

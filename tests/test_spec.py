@@ -27,8 +27,14 @@ def test_paper_presets_are_table_I_and_sec_IIB():
     assert (abm.epsilon == 1).all() and abm.system.cutoff_factor == 3.0
     for s, T_L in ((kam, 0.8), (abm, 2.0)):
         q = s.quench
-        assert (q.replicas, q.split, q.T_start, q.cooling_rate, q.T_liquid, q.T_glass) == \
-            (5000, [4000, 400, 600], 4.0, 8.33e-5, T_L, 0.05)
+        assert (q.replicas, q.split, q.T_start, q.cooling_rate, q.T_liquid, q.T_glass) == (
+            5000,
+            [4000, 400, 600],
+            4.0,
+            8.33e-5,
+            T_L,
+            0.05,
+        )
         assert s.system.n_particles == 2000 and s.system.masses == [1.0, 1.0]
         assert (s.train.lr, s.train.batch_size, s.train.epochs) == (1e-6, 5, 250)
         assert s.box_length == pytest.approx((2000 / s.system.density) ** 0.5)
@@ -47,7 +53,7 @@ def test_presets_coarse_grain_within_half_the_box(name):
     box averages), its xi grid covers the xi it uses, and Table IV comes from the same runs."""
     spec = specmod.loads(specmod.preset_text(name))
     a = spec.analyze
-    used = list(specmod.fixed_xi(a).values())   # 'rule': the lengths come from xi_grid and C(r)
+    used = list(specmod.fixed_xi(a).values())  # 'rule': the lengths come from xi_grid and C(r)
     assert 2 * max(used + a.xi_grid) <= spec.box_length / 2, (used, a.xi_grid, spec.box_length)
     assert max(a.xi_grid) >= max(used, default=0.0)
     p = spec.propensity
@@ -70,8 +76,9 @@ def test_3d_kob_andersen_presets():
 
 
 def test_overrides_keep_comments_and_validate():
-    text = specmod.apply_overrides(specmod.preset_text("paper-kam"),
-                                   ["quench.replicas=10", "quench.split=[6,2,2]", "dask.address='tcp://h:1'"])
+    text = specmod.apply_overrides(
+        specmod.preset_text("paper-kam"), ["quench.replicas=10", "quench.split=[6,2,2]", "dask.address='tcp://h:1'"]
+    )
     spec = specmod.loads(text)
     assert spec.quench.replicas == 10 and spec.dask.address == "tcp://h:1"
     assert "# OUR CHOICE" in text and "Table I" in text
@@ -93,12 +100,22 @@ def test_docs_campaign_reference_in_sync():
 
 def test_users_own_ternary_3d_mixture_quenches(tmp_path):
     """Any number of species, 3D, from the campaign file alone."""
-    sets = ["system.dim=3", "system.n_particles=300", "system.density=0.9", 'system.species=["A","B","C"]',
-            "system.counts=[100,100,100]", "system.masses=[1.0,1.5,2.0]",
-            "system.sigma=[[1.0,0.9,1.1],[0.9,0.9,1.0],[1.1,1.0,1.2]]",
-            "system.epsilon=[[1.0,1.0,1.0],[1.0,1.0,1.0],[1.0,1.0,1.0]]", "system.contact_sigma=[]",
-            "quench.replicas=3", "quench.split=[1,1,1]", "quench.cooling_rate=1.0",
-            "quench.equilibration_time=1.0", "quench.snapshot_replicas=0"]
+    sets = [
+        "system.dim=3",
+        "system.n_particles=300",
+        "system.density=0.9",
+        'system.species=["A","B","C"]',
+        "system.counts=[100,100,100]",
+        "system.masses=[1.0,1.5,2.0]",
+        "system.sigma=[[1.0,0.9,1.1],[0.9,0.9,1.0],[1.1,1.0,1.2]]",
+        "system.epsilon=[[1.0,1.0,1.0],[1.0,1.0,1.0],[1.0,1.0,1.0]]",
+        "system.contact_sigma=[]",
+        "quench.replicas=3",
+        "quench.split=[1,1,1]",
+        "quench.cooling_rate=1.0",
+        "quench.equilibration_time=1.0",
+        "quench.snapshot_replicas=0",
+    ]
     d = tmp_path / "ternary"
     glassdist("init", d, "--preset", "demo-kam", *[a for s in sets for a in ("--set", s)])
     glassdist("quench", d)

@@ -41,17 +41,17 @@ def triangular_lattice(nx, ny, b=1.0, h=TRIANGULAR_ROW_SPACING):
 
 # ---- Voronoi ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dim,n", [(2, 200), (3, 60)])
 def test_voronoi_matches_scipy_on_periodic_images(dim, n):
     L = 8.0
     pts = random_config(n, dim, L, seed=dim)
     cells = voronoi(pts, L)
     assert cells.volumes.shape == (n,)
-    assert cells.volumes.sum() == pytest.approx(L ** dim, rel=1e-5)
+    assert cells.volumes.sum() == pytest.approx(L**dim, rel=1e-5)
 
     ref = scipy.spatial.Voronoi(tiled(pts, L))  # first n points are the central copies
-    ref_vol = [scipy.spatial.ConvexHull(ref.vertices[ref.regions[ref.point_region[k]]]).volume
-               for k in range(n)]
+    ref_vol = [scipy.spatial.ConvexHull(ref.vertices[ref.regions[ref.point_region[k]]]).volume for k in range(n)]
     np.testing.assert_allclose(cells.volumes, ref_vol, rtol=1e-4)
 
     # neighbours: freud (float32) may drop faces of vanishing size that scipy keeps
@@ -79,6 +79,7 @@ def test_voronoi_neighbours_in_angular_order():
 
 
 # ---- Tong-Tanaka ------------------------------------------------------------------------
+
 
 def test_ideal_angle_law_of_cosines():
     assert ideal_angle(1.0, 1.0, 1.0) == pytest.approx(np.pi / 3)
@@ -137,6 +138,7 @@ def test_theta_other_dimensions_are_a_clear_error():
 
 # ---- pairs and g(r) ----------------------------------------------------------------------
 
+
 def test_periodic_pairs_count_all_images_beyond_half_box():
     # one particle in a box of side 1: its images at distance 1 (4 of them) and sqrt(2) (4)
     pairs = periodic_pairs(np.array([[0.3, 0.6]]), 1.0, 1.5)
@@ -153,8 +155,10 @@ def test_pair_blocks_are_the_pairs_in_bounded_blocks(dim, r_max):
     assert len(blocks) > 5
     for a, b in zip(blocks, blocks[1:]):
         assert a.i.max() < b.i.min()
+
     def rows(p):
         return np.sort(np.rec.fromarrays([p.i, p.j, np.round(p.distances, 9)]))
+
     merged = type(blocks[0])(*(np.concatenate([getattr(b, k) for b in blocks]) for k in ("i", "j", "distances")))
     np.testing.assert_array_equal(rows(merged), rows(periodic_pairs(pts, L, r_max)))
 
@@ -189,6 +193,7 @@ def test_rdf_cross_species_matches_freud():
 
 
 # ---- T* fit ------------------------------------------------------------------------------
+
 
 def two_line_data(seed=0):
     """E0 = -3.0 + 0.02 T (T < 0.4) and -3.4 + 1.02 T above: T* = 0.4, plus noise."""
@@ -238,9 +243,12 @@ def test_t_star_too_few_points_is_a_fit_error():
 
 # ---- LAMMPS minimisation --------------------------------------------------------------------
 
+
 def tiny_spec(**sets):
-    text = specmod.apply_overrides(specmod.preset_text("demo-kam"), [
-        "system.n_particles=64", "system.counts=[42, 22]", *[f"{k}={v}" for k, v in sets.items()]])
+    text = specmod.apply_overrides(
+        specmod.preset_text("demo-kam"),
+        ["system.n_particles=64", "system.counts=[42, 22]", *[f"{k}={v}" for k, v in sets.items()]],
+    )
     return specmod.loads(text)
 
 

@@ -52,7 +52,7 @@ def spread_configuration(n, L, d_min, seed):
         x = rng.uniform(0, L, 3)
         d = pts - x
         d -= L * np.round(d / L)
-        if not len(pts) or (d ** 2).sum(1).min() >= d_min ** 2:
+        if not len(pts) or (d**2).sum(1).min() >= d_min**2:
             pts = np.vstack([pts, x])
     return pts
 
@@ -60,8 +60,7 @@ def spread_configuration(n, L, d_min, seed):
 def face_area(vertices):
     """Area of a planar convex polygon (k, 3) with its vertices in cyclic order."""
     c = vertices.mean(0)
-    return 0.5 * sum(np.linalg.norm(np.cross(p - c, q - c))
-                     for p, q in zip(vertices, np.roll(vertices, -1, axis=0)))
+    return 0.5 * sum(np.linalg.norm(np.cross(p - c, q - c)) for p, q in zip(vertices, np.roll(vertices, -1, axis=0)))
 
 
 def test_theta_matches_brute_force_delaunay_cliques():
@@ -74,7 +73,7 @@ def test_theta_matches_brute_force_delaunay_cliques():
     types = (np.arange(n) >= 200).astype(int)
 
     shifts = np.array(list(itertools.product((0, -1, 1), repeat=3))) * L
-    ext = (pts[None] + shifts[:, None]).reshape(-1, 3)    # first n: the central copies
+    ext = (pts[None] + shifts[:, None]).reshape(-1, 3)  # first n: the central copies
     ref = scipy.spatial.Voronoi(ext)
     neighbours, tiny = [set() for _ in range(n)], 0
     for (u, v), face in zip(ref.ridge_points, ref.ridge_vertices):

@@ -16,11 +16,25 @@ from glassdist.structure.grid import gridize, to_particles
 
 # real LAMMPS quenches, fast (2 tau at T = 4, cooling rate 0.5, liquid at T_L = 3), and a
 # small gap network trained for 450 steps (12 images)
-SMALL = ["system.n_particles=500", "system.counts=[325,175]", "dataset.grid=32", 'model.head="gap"',
-         "model.channels=[4,8,8]", "model.hidden=16", "model.dropout=0.0", "quench.replicas=10",
-         "quench.split=[6,2,2]", "quench.cooling_rate=0.5", "quench.T_liquid=3.0",
-         "quench.equilibration_time=2.0", "quench.thermo_points=4", "quench.snapshot_replicas=0",
-         "train.epochs=150", "train.batch_size=4", "train.lr=1e-2"]
+SMALL = [
+    "system.n_particles=500",
+    "system.counts=[325,175]",
+    "dataset.grid=32",
+    'model.head="gap"',
+    "model.channels=[4,8,8]",
+    "model.hidden=16",
+    "model.dropout=0.0",
+    "quench.replicas=10",
+    "quench.split=[6,2,2]",
+    "quench.cooling_rate=0.5",
+    "quench.T_liquid=3.0",
+    "quench.equilibration_time=2.0",
+    "quench.thermo_points=4",
+    "quench.snapshot_replicas=0",
+    "train.epochs=150",
+    "train.batch_size=4",
+    "train.lr=1e-2",
+]
 BIG = ["system.n_particles=4500", "system.counts=[2925,1575]", "dataset.grid=96"]
 
 
@@ -32,9 +46,14 @@ def images(spec, positions, types=None):
     """Density images (B, 1, grid, ...) float32 of configurations (B, N, dim); types (N,)
     default to the spec's (species-major order, as LAMMPS writes them)."""
     types = spec.types if types is None else types
-    return torch.from_numpy(np.stack([gridize(x, types, spec.box_length, spec.dataset.grid,
-                                              np.diag(spec.sigma), spec.dataset.kernel_cutoff)
-                                      for x in positions])[:, None].astype(np.float32))
+    return torch.from_numpy(
+        np.stack(
+            [
+                gridize(x, types, spec.box_length, spec.dataset.grid, np.diag(spec.sigma), spec.dataset.kernel_cutoff)
+                for x in positions
+            ]
+        )[:, None].astype(np.float32)
+    )
 
 
 def gamma(model, spec, positions, types=None, target=1):
@@ -44,8 +63,11 @@ def gamma(model, spec, positions, types=None, target=1):
     cam = grad_cam(model, x, target)[0].numpy().astype(np.float64)
     with torch.no_grad():
         p_glass = torch.softmax(model(x), 1)[0, 1].item()
-    return to_particles(cam, positions, types, spec.box_length, np.diag(spec.sigma),
-                        spec.dataset.kernel_cutoff), cam, p_glass
+    return (
+        to_particles(cam, positions, types, spec.box_length, np.diag(spec.sigma), spec.dataset.kernel_cutoff),
+        cam,
+        p_glass,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +76,7 @@ def trained():
     torch.set_num_threads(1)
     spec = kam()
     configs = np.stack([quench(spec, np.random.default_rng(seed)).positions for seed in range(10)])
-    x = images(spec, configs.reshape(-1, *configs.shape[2:]))           # (20, 1, 32, 32)
+    x = images(spec, configs.reshape(-1, *configs.shape[2:]))  # (20, 1, 32, 32)
     y = torch.tensor([0, 1] * 10)
     model = build_model(spec)
     train(model, (x[:12], y[:12]), (x[12:16], y[12:16]), TrainConfig.from_spec(spec))
@@ -67,12 +89,12 @@ def test_gap_model_trained_at_500_explains_4500(trained):
     spec, model, _ = trained
     big = kam(*BIG)
     check_transfer(spec, big)
-    config = quench(big, np.random.default_rng(123)).positions          # (2, 4500, 2): liquid, glass
+    config = quench(big, np.random.default_rng(123)).positions  # (2, 4500, 2): liquid, glass
     for cls in (0, 1):
         g, cam, p_glass = gamma(model, big, config[cls])
         assert g.shape == (4500,) and np.isfinite(g).all() and (g >= 0).all()
-        assert g.sum() == pytest.approx(cam.sum(), rel=1e-9)              # M^-1 redistributes L
-        assert (p_glass > 0.5) == bool(cls)                               # classified as at N = 500
+        assert g.sum() == pytest.approx(cam.sum(), rel=1e-9)  # M^-1 redistributes L
+        assert (p_glass > 0.5) == bool(cls)  # classified as at N = 500
     assert g.std() > 0
 
 
@@ -84,15 +106,16 @@ def test_gamma_of_a_tiled_box_is_gamma_of_each_copy(trained):
     the pooling, so the map L^C, and Gamma, of each copy is the original's divided by 9."""
     spec, model, test = trained
     big = kam(*BIG)
-    x = test[0, 1]                                                        # a glass, (500, 2)
+    x = test[0, 1]  # a glass, (500, 2)
     shifts = np.array([(i, j) for i in range(3) for j in range(3)]) * spec.box_length
     tiled = (x[None] + shifts[:, None]).reshape(-1, 2)
     g_small, _, p_small = gamma(model, spec, x)
     g_big, _, p_big = gamma(model, big, tiled, np.tile(spec.types, 9))
     assert p_big == pytest.approx(p_small, abs=1e-5)
     assert g_small.std() > 0
-    np.testing.assert_allclose(g_big.reshape(9, 500), np.broadcast_to(g_small / 9, (9, 500)),
-                               rtol=1e-4, atol=1e-6 * g_small.max())
+    np.testing.assert_allclose(
+        g_big.reshape(9, 500), np.broadcast_to(g_small / 9, (9, 500)), rtol=1e-4, atol=1e-6 * g_small.max()
+    )
 
 
 def test_check_transfer_names_what_differs():

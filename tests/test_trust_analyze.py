@@ -19,12 +19,28 @@ from .conftest import glassdist
 pytestmark = pytest.mark.slow  # four stores through the real `glassdist analyze` (Dask): about a minute
 
 N, M, V = 400, 3, 5
-SETS = ["system.n_particles=400", "system.counts=[320,80]", "quench.replicas=8", "quench.split=[4,2,2]",
-        "propensity.configurations=[0]", "propensity.temperatures=[0.5]", "propensity.samples=4",
-        "propensity.main_samples=0", "propensity.steps=400", "propensity.outputs=4", "propensity.until_delta=1.0",
-        "analyze.deltas=[0.3, 1.0]", "analyze.xi_grid=[0.0, 1.0, 2.0]", "analyze.correlation_rmax=4.0",
-        "analyze.correlation_bins=8", "analyze.xi={Delta = 1.0, alpha = 1.0, violin = 0.6}",
-        "analyze.bootstrap=200", "analyze.null_samples=50", "train.ensemble=3", "dask.workers=1"]
+SETS = [
+    "system.n_particles=400",
+    "system.counts=[320,80]",
+    "quench.replicas=8",
+    "quench.split=[4,2,2]",
+    "propensity.configurations=[0]",
+    "propensity.temperatures=[0.5]",
+    "propensity.samples=4",
+    "propensity.main_samples=0",
+    "propensity.steps=400",
+    "propensity.outputs=4",
+    "propensity.until_delta=1.0",
+    "analyze.deltas=[0.3, 1.0]",
+    "analyze.xi_grid=[0.0, 1.0, 2.0]",
+    "analyze.correlation_rmax=4.0",
+    "analyze.correlation_bins=8",
+    "analyze.xi={Delta = 1.0, alpha = 1.0, violin = 0.6}",
+    "analyze.bootstrap=200",
+    "analyze.null_samples=50",
+    "train.ensemble=3",
+    "dask.workers=1",
+]
 
 
 def done(store: Store, name: str, n: int) -> None:
@@ -74,9 +90,9 @@ def synthetic_campaign(directory, *, identical: bool, variants: bool = True, fla
     write(store, "train/test_accuracy", np.full((M, 2), 0.5), chunks=(M, 2))
     done(store, "train", 1)
     times = 4 + 1
-    delta = np.geomspace(0.05, 1.5, times)[None, None]                                      # (C, nT, T)
+    delta = np.geomspace(0.05, 1.5, times)[None, None]  # (C, nT, T)
     z = coarse_grain(pos[test[0], 1], rng.normal(size=N), L, 1.0)
-    Delta = delta[..., None] * (1 + 0.3 * (z - z.mean()) / z.std())                        # (C, nT, T, N)
+    Delta = delta[..., None] * (1 + 0.3 * (z - z.mean()) / z.std())  # (C, nT, T, N)
     store.root.require_group("propensity").attrs["temperatures"] = [0.5]
     write(store, "propensity/delta", delta, chunks=(1, 1, times))
     write(store, "propensity/Delta", Delta, chunks=(1, 1, times, N))
@@ -88,8 +104,12 @@ def synthetic_campaign(directory, *, identical: bool, variants: bool = True, fla
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     out = {}
-    for name, kw in (("identical", dict(identical=True)), ("independent", dict(identical=False)),
-                     ("old", dict(identical=True, variants=False)), ("flat", dict(identical=False, flat=1))):
+    for name, kw in (
+        ("identical", dict(identical=True)),
+        ("independent", dict(identical=False)),
+        ("old", dict(identical=True, variants=False)),
+        ("flat", dict(identical=False, flat=1)),
+    ):
         d = tmp_path_factory.mktemp(name) / "c"
         synthetic_campaign(d, **kw)
         glassdist("analyze", d, timeout=300)
@@ -102,20 +122,37 @@ def test_trust_tables_and_arrays(analysed):
     an = store.root["analyze"]
     tables = an.attrs["tables"]
     trust = tables["trust"]
-    for key in ("agreement", "members_disagreeing_in_sign", "verdict", "sentence", "randomised", "shuffled", "input",
-                "partial", "consensus", "member_mean", "propensity", "notes"):
+    for key in (
+        "agreement",
+        "members_disagreeing_in_sign",
+        "verdict",
+        "sentence",
+        "randomised",
+        "shuffled",
+        "input",
+        "partial",
+        "consensus",
+        "member_mean",
+        "propensity",
+        "notes",
+    ):
         assert key in trust, key
     for key in ("S2_ci", "S2_null", "V_ci", "V_null", "S1_ci", "S1_null", "III_ci", "fig5_ci", "fig5_null", "II_ci"):
         assert key in tables, key
     assert an["trust/agreement"].shape == (2, 2) and an["trust/members"].shape == (2, 2, M, 2)
     assert an["trust/randomised"].shape == (2, 2, M, V, 2) and an["trust/pairs_null"].shape == (2, 2, 50, 3)
-    assert (an["trust/propensity/V_boot"].shape == (1, 1, 200, 3)
-            and an["trust/propensity/S1_null"].shape == (1, 1, 50, 2, 3))
+    assert an["trust/propensity/V_boot"].shape == (1, 1, 200, 3) and an["trust/propensity/S1_null"].shape == (
+        1,
+        1,
+        50,
+        2,
+        3,
+    )
     assert trust["randomised"]["levels"][0] == "output" and np.shape(trust["randomised"]["mean"]) == (V, 2, 2)
     # the members share Gamma^0 and differ by 1 % noise: they agree
     assert trust["verdict"] == "agree" and min(trust["agreement"]["mean"]) > 0.99
     # Gamma ~ Upsilon through Gamma^0: high C(Gamma, Upsilon), gone given Gamma^0 ...
-    consensus = np.array(trust["consensus"]["mean"])                          # (2, I): [Upsilon, Theta]
+    consensus = np.array(trust["consensus"]["mean"])  # (2, I): [Upsilon, Theta]
     assert (consensus[:, 0] > 0.7).all()
     assert np.abs(np.array(trust["partial"]["given_input"]["mean"])[:, 0]).max() < 0.25
     # ... reproduced by Gamma^0, not by the random-noise randomised / shuffled Gamma
@@ -149,7 +186,7 @@ def test_identical_members_agree_exactly(analysed):
     trust = analysed["identical"].root["analyze"].attrs["tables"]["trust"]
     np.testing.assert_allclose(analysed["identical"].root["analyze/trust/agreement"][:], 1.0)
     assert trust["members_disagreeing_in_sign"] == []
-    members = analysed["identical"].root["analyze/trust/members"][:]       # (Rt, 2, M, I): the same for each member
+    members = analysed["identical"].root["analyze/trust/members"][:]  # (Rt, 2, M, I): the same for each member
     np.testing.assert_allclose(members, members[:, :, :1].repeat(M, axis=2))
 
 
@@ -161,7 +198,7 @@ def test_a_store_without_members_says_so(analysed):
     assert all("absent" in trust[n] for n in ("randomised", "shuffled", "input"))
     assert "trust/randomised" not in an and "trust/input" not in an and an["trust/members"].shape == (2, 2, 1, 2)
     assert np.isnan(an["trust/agreement"][:]).all() and np.isnan(an["trust/partial"][:, :, 0]).all()
-    assert np.isfinite(an["trust/partial"][:, :, 1]).all()                 # given the composition
+    assert np.isfinite(an["trust/partial"][:, :, 1]).all()  # given the composition
 
 
 def test_an_analysis_before_the_trust_arrays_is_redone(analysed, tmp_path):

@@ -25,7 +25,7 @@ def test_block_interval_covers_a_known_correlation():
         rng = np.random.default_rng(trial)
         pos = rng.uniform(0, L, (n, 2))
         z = smooth_noise(pos, L, xi, rng, 2)
-        y = rho * z[:, 0] + np.sqrt(1 - rho ** 2) * z[:, 1]
+        y = rho * z[:, 0] + np.sqrt(1 - rho**2) * z[:, 1]
         boot = u.block_pearson(pos, z[:, 0], y, L, length=4 * xi, n_resamples=400, seed=trial)
         low, high = u.interval(boot[:, 0, 0])
         covered += low <= rho <= high
@@ -56,8 +56,8 @@ def test_null_band_of_shifted_fields():
         pos = rng.uniform(0, L, (n, 2))
         z = smooth_noise(pos, L, xi, rng, 2)
         index = u.shift_index(pos, L, 200, seed=trial)
-        fields = np.column_stack([z[:, 1], z[:, 0] + 0.5 * z[:, 1]])    # independent, dependent
-        null = u.shifted_pearson(fields, z[:, :1], index)[:, :, 0]      # (S, 2)
+        fields = np.column_stack([z[:, 1], z[:, 0] + 0.5 * z[:, 1]])  # independent, dependent
+        null = u.shifted_pearson(fields, z[:, :1], index)[:, :, 0]  # (S, 2)
         band = u.interval(null)
         observed = u.pearson_matrix(fields, z[:, :1])[:, 0]
         inside += band[0, 0] <= observed[0] <= band[0, 1]
@@ -73,7 +73,7 @@ def test_shift_index_is_the_nearest_particle_of_the_shifted_point():
     pos = rng.uniform(0, 1, (50, 2)) * L
     index = u.shift_index(pos, L, 3, seed=4)
     s = np.random.default_rng(4).uniform(0, 1, (3, 2)) * L
-    d = (pos[None, :, None, :] + s[:, None, None, :]) - pos[None, None, :, :]   # (S, i, j, dim)
+    d = (pos[None, :, None, :] + s[:, None, None, :]) - pos[None, None, :, :]  # (S, i, j, dim)
     d -= L * np.round(d / L)
     np.testing.assert_array_equal(index, np.linalg.norm(d, axis=-1).argmin(axis=-1))
 
@@ -92,7 +92,7 @@ def test_block_pearson_resamples_blocks():
     draw = np.random.default_rng(3).integers(0, nb, (200, nb))[0]
     idx = np.concatenate([np.flatnonzero(label == b) for b in draw])
     np.testing.assert_allclose(boot[0, :, 0], [np.corrcoef(x[idx, f], y[idx, 0])[0, 1] for f in (0, 1)])
-    assert np.isnan(u.block_pearson(pos, x, y, L, 7.0, 10, seed=0)).all()   # one block per side
+    assert np.isnan(u.block_pearson(pos, x, y, L, 7.0, 10, seed=0)).all()  # one block per side
 
 
 def test_partial_correlation_removes_a_shared_driver():

@@ -61,8 +61,10 @@ def test_train_refuses_an_interrupted_dataset(trained, tmp_path):
     assert f"glassdist dataset {d}" in proc.stderr
     assert tree(d) == before
     status = glassdist("status", d).stdout
-    assert [ln.split()[-1] for ln in status.splitlines() if ln.startswith(("dataset", "train"))] == \
-        ["incomplete", "started"]
+    assert [ln.split()[-1] for ln in status.splitlines() if ln.startswith(("dataset", "train"))] == [
+        "incomplete",
+        "started",
+    ]
 
 
 def test_a_stage_whose_inputs_changed_is_stale_and_rerun(trained, tmp_path):
@@ -113,10 +115,14 @@ def test_cli_mistakes_are_one_line_and_write_nothing(trained, tmp_path):
     d = copy(trained, tmp_path)
     before = tree(d)
     cases = [
-        (["export", d, "--what", "fields", "--format", "csv", "-o", tmp_path / "f.csv", "--replicas", "5-2"],
-         "--replicas '5-2'"),
-        (["export", d, "--what", "fields", "--format", "csv", "-o", tmp_path / "no" / "dir" / "f.csv"],
-         "does not exist"),
+        (
+            ["export", d, "--what", "fields", "--format", "csv", "-o", tmp_path / "f.csv", "--replicas", "5-2"],
+            "--replicas '5-2'",
+        ),
+        (
+            ["export", d, "--what", "fields", "--format", "csv", "-o", tmp_path / "no" / "dir" / "f.csv"],
+            "does not exist",
+        ),
         (["run", d, "--np", "0"], "--np 0"),
         (["estimate", d, "--ranks", "-1"], "--ranks -1"),
         (["train", d, "--nproc", "0"], "--nproc 0"),
@@ -131,8 +137,9 @@ def test_cli_mistakes_are_one_line_and_write_nothing(trained, tmp_path):
 
 
 def test_status_into_a_closed_pipe_is_quiet(trained):
-    proc = subprocess.run(f"'{BIN / 'glassdist'}' status '{trained}' --verify | head -1", shell=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        f"'{BIN / 'glassdist'}' status '{trained}' --verify | head -1", shell=True, capture_output=True, text=True
+    )
     assert proc.stdout.startswith("verify:") and proc.stderr == "", proc.stderr
 
 
@@ -188,8 +195,12 @@ def test_a_fit_without_a_kink_is_failed_in_the_log_status_and_report(tmp_path):
     from glassdist.report.figures import fig_energy
     from glassdist.stages.inherent import fit, stored_fit
 
-    d = init_tiny(tmp_path / "c", "kam", "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.8]",
-                  "inherent.fit_upper_T=0.8")
+    d = init_tiny(
+        tmp_path / "c",
+        "kam",
+        "quench.snapshot_temperatures=[0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.8]",
+        "inherent.fit_upper_T=0.8",
+    )
     glassdist("run", d, "--stages", "quench,inherent", "--np", "2")
     store, spec = Store(d), load(d)
     T = np.asarray(spec.quench.snapshot_temperatures)
@@ -205,11 +216,14 @@ def test_a_fit_without_a_kink_is_failed_in_the_log_status_and_report(tmp_path):
     assert caption.startswith("The T* fit FAILED") and "T* =" not in caption
 
 
-@pytest.mark.parametrize("override, words", [
-    ("system.counts=[260,-60]", "campaign key 'system.counts': [260, -60] has a negative count"),
-    ("quench.T_glas=0.05", "did you mean 'quench.T_glass'?"),
-    ("system.n_particle=200", "did you mean 'system.n_particles'?"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("system.counts=[260,-60]", "campaign key 'system.counts': [260, -60] has a negative count"),
+        ("quench.T_glas=0.05", "did you mean 'quench.T_glass'?"),
+        ("system.n_particle=200", "did you mean 'system.n_particles'?"),
+    ],
+)
 def test_init_messages_name_the_mistake(tmp_path, override, words):
     proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam", "--set", override, check=False)
     assert proc.returncode == 2 and words in proc.stderr and not (tmp_path / "c").exists(), proc.stderr
@@ -221,8 +235,9 @@ def test_non_keys_are_not_called_campaign_keys_and_a_wide_xi_is_warned(tmp_path)
     assert "campaign key" not in proc.stderr
     proc = glassdist("status", tmp_path, check=False)
     assert proc.returncode == 2 and "campaign key" not in proc.stderr and "campaign.toml does not exist" in proc.stderr
-    proc = glassdist("init", tmp_path / "c", "--preset", "demo-kam",
-                     "--set", "analyze.xi={Delta = 4.0, alpha = 8.0, violin = 4.0}")
+    proc = glassdist(
+        "init", tmp_path / "c", "--preset", "demo-kam", "--set", "analyze.xi={Delta = 4.0, alpha = 8.0, violin = 4.0}"
+    )
     assert "warning: analyze.xi.alpha = 8: the coarse-graining cutoff 2 xi = 16 exceeds L/2" in proc.stderr
     assert glassdist("init", tmp_path / "d", "--preset", "demo-kam").stderr == ""
 

@@ -38,8 +38,9 @@ def _unavailable() -> str | None:
     for cmd in ("slurmctld", "slurmd", "munged", "sbatch", "nsenter", "unshare", "ip"):
         if shutil.which(cmd) is None:
             return f"'{cmd}' is not installed (run .ci/slurm-setup.sh, which installs slurm-wlm and munge)"
-    probe = subprocess.run(["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "true"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "true"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
         return f"Linux namespaces are not available here: {probe.stderr.strip()}"
     return None
@@ -69,8 +70,7 @@ def node_loss(vcluster):
 
 
 def slurm_cmd(env: dict, *argv) -> str:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env={**os.environ, **env},
-                          timeout=60)
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
     assert proc.returncode == 0, f"{' '.join(map(str, argv))}: {proc.stderr}"
     return proc.stdout
 
@@ -113,6 +113,7 @@ def arrays(campaign: Path) -> dict[str, np.ndarray]:
                 walk(item, path + "/")
             elif not TIMING.search(path):
                 out[path] = item[...]
+
     walk(root, "")
     return out
 
@@ -161,8 +162,9 @@ def test_job_arrays_across_nodes_equal_a_local_run(vcluster, tmp_path):
     its part (inherent after the whole quench array), and the stores equal a local run bit for bit."""
     multi = init_tiny(tmp_path / "multi", "kam")
     local = init_tiny(tmp_path / "local", "kam")
-    out = glassdist("submit", multi, "--profile", PROFILE, "--stages", "quench,inherent", "--array", "2",
-                    env=vcluster).stdout
+    out = glassdist(
+        "submit", multi, "--profile", PROFILE, "--stages", "quench,inherent", "--array", "2", env=vcluster
+    ).stdout
     assert "quench: submitted job" in out and "job array of 2" in out, out
     glassdist("run", local, "--np", "2", "--stages", "quench,inherent")
     final = wait_done(vcluster, multi)
@@ -219,8 +221,7 @@ def test_quench_over_several_allocations_equals_one_run(vcluster, tmp_path):
     slow = ("quench.cooling_rate=0.003", "md.checkpoint_every=2000")
     split = init_tiny(tmp_path / "split", "kam", *slow)
     whole = init_tiny(tmp_path / "whole", "kam", *slow)
-    glassdist("submit", split, "--profile", _profile(tmp_path, quench="00:02:00"), "--stages", "quench",
-              env=vcluster)
+    glassdist("submit", split, "--profile", _profile(tmp_path, quench="00:02:00"), "--stages", "quench", env=vcluster)
     mpi_glassdist(2, "quench", whole)  # meanwhile, on this host
     final = wait_done(vcluster, split, timeout=900)
     text = logs(split)
@@ -257,8 +258,10 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
         host, port = address.removeprefix("tls://").rsplit(":", 1)
         trusting = ssl.create_default_context(cafile=str(ca))  # trusts the scheduler, has no certificate
         trusting.check_hostname = False
-        with socket.create_connection((host, int(port)), timeout=5) as raw, \
-                pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):  # the scheduler's alert
+        with (
+            socket.create_connection((host, int(port)), timeout=5) as raw,
+            pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"),
+        ):  # the scheduler's alert
             with trusting.wrap_socket(raw) as tls:
                 tls.recv(1)
         with pytest.raises(TypeError, match="TLS expects"):  # no TLS configuration at all
@@ -307,8 +310,7 @@ def test_dask_worker_node_lost_mid_stage_redoes_its_tasks(node_loss, tmp_path):
     calm = init_tiny(tmp_path / "calm", "kam")
     for d in (lost, calm):
         glassdist("quench", d)
-    glassdist("submit", lost, "--profile", PROFILE, "--stages", "indicators",
-              env={**vcluster, "HPC_INJECT_DELAY": "4"})
+    glassdist("submit", lost, "--profile", PROFILE, "--stages", "indicators", env={**vcluster, "HPC_INJECT_DELAY": "4"})
     glassdist("indicators", calm)
     assert _kill_when(lost, "indicators", 2, "gdv-n2") < 8  # mid-stage
     assert re.search(r"Listening to:\s+tls://10\.77\.0\.12:", logs(lost))  # gdv-n2 had a worker to lose

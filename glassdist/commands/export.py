@@ -76,7 +76,7 @@ def _gradcam(store: Store, replicas: np.ndarray) -> dict[str, np.ndarray]:
     if "gamma_std" in group:
         out["gradcam_std"] = column(group["gamma_std"].get_orthogonal_selection(index))
     if "members" in group:
-        members = group["members"].get_orthogonal_selection(index)                # (R'', K, 2, N)
+        members = group["members"].get_orthogonal_selection(index)  # (R'', K, 2, N)
         out.update({f"gradcam_m{k}": column(members[:, k]) for k in range(members.shape[1])})
     if "input" in group:
         out["gradcam_input"] = column(group["input"].get_orthogonal_selection(index))
@@ -135,10 +135,13 @@ def export(args) -> int:
             write(out, particle_frames(spec, store, positions, replicas, classes, fields))
     else:
         if args.format not in ("csv", "npz"):
-            raise UsageError(f"fields export as csv or npz; use --what configurations for {args.format} (it "
-                             "carries the fields as particle properties)")
-        (write_csv if args.format == "csv" else write_npz_fields)(out, spec, store, positions, replicas,
-                                                                   classes, fields)
+            raise UsageError(
+                f"fields export as csv or npz; use --what configurations for {args.format} (it "
+                "carries the fields as particle properties)"
+            )
+        (write_csv if args.format == "csv" else write_npz_fields)(
+            out, spec, store, positions, replicas, classes, fields
+        )
     print(f"wrote {out} ({len(replicas)} replicas x {len(classes)} classes)")
     return 0
 
@@ -154,8 +157,15 @@ def particle_frames(spec, store, positions, replicas, classes, fields):
     each exported configuration: the frames glassdist.commands.formats writes."""
     types = store.types()
     for r_index, replica, cls in _frames(replicas, classes):
-        yield (positions[r_index, cls], spec.box_length, spec.dim, list(spec.system.species), types,
-               {k: v[r_index, cls] for k, v in fields.items()}, 2 * replica + cls)
+        yield (
+            positions[r_index, cls],
+            spec.box_length,
+            spec.dim,
+            list(spec.system.species),
+            types,
+            {k: v[r_index, cls] for k, v in fields.items()},
+            2 * replica + cls,
+        )
 
 
 def write_extxyz(out: Path, spec, store, positions, replicas, classes, fields) -> None:
@@ -178,17 +188,27 @@ def write_extxyz(out: Path, spec, store, positions, replicas, classes, fields) -
             values = [v[r_index, cls].tolist() for v in fields.values()]
             T = "" if spec.imported else f" T={T_of[cls]!r}"
             fh.write(f"{N}\n")
-            fh.write(f'Lattice="{L!r} 0.0 0.0 0.0 {L!r} 0.0 0.0 0.0 {Lz!r}" '
-                     f'Properties=species:S:1:pos:R:3:Z:I:1{columns} pbc="{pbc}" replica={replica} '
-                     f'class={spec.class_names[cls]}{T} pe={float(pe[r_index, cls])!r}\n')
-            fh.writelines(f"{names[i]} {x!r} {y!r} {z!r} {types[i] + 1}" + "".join(f" {v[i]!r}" for v in values)
-                          + "\n" for i, (x, y, z) in enumerate(xyz.tolist()))
+            fh.write(
+                f'Lattice="{L!r} 0.0 0.0 0.0 {L!r} 0.0 0.0 0.0 {Lz!r}" '
+                f'Properties=species:S:1:pos:R:3:Z:I:1{columns} pbc="{pbc}" replica={replica} '
+                f"class={spec.class_names[cls]}{T} pe={float(pe[r_index, cls])!r}\n"
+            )
+            fh.writelines(
+                f"{names[i]} {x!r} {y!r} {z!r} {types[i] + 1}" + "".join(f" {v[i]!r}" for v in values) + "\n"
+                for i, (x, y, z) in enumerate(xyz.tolist())
+            )
 
 
 def write_npz_configurations(out: Path, spec, store, positions, replicas, classes) -> None:
-    np.savez_compressed(out, positions=positions[:, classes], replicas=replicas,
-                        classes=np.asarray(spec.class_names)[classes], types=store.types(),
-                        species=np.asarray(spec.system.species), box_length=spec.box_length)
+    np.savez_compressed(
+        out,
+        positions=positions[:, classes],
+        replicas=replicas,
+        classes=np.asarray(spec.class_names)[classes],
+        types=store.types(),
+        species=np.asarray(spec.system.species),
+        box_length=spec.box_length,
+    )
 
 
 def write_csv(out: Path, spec, store, positions, replicas, classes, fields) -> None:
@@ -202,15 +222,28 @@ def write_csv(out: Path, spec, store, positions, replicas, classes, fields) -> N
             cols = [positions[r_index, cls, :, a] for a in range(spec.dim)]
             cols += [values[r_index, cls] for values in fields.values()]
             for pid in range(spec.system.n_particles):
-                w.writerow([replica, spec.class_names[cls], pid, names[pid],
-                            *(_fmt(c[pid]) for c in cols[: spec.dim]), repr(spec.box_length),
-                            *(_fmt(c[pid]) for c in cols[spec.dim:])])
+                w.writerow(
+                    [
+                        replica,
+                        spec.class_names[cls],
+                        pid,
+                        names[pid],
+                        *(_fmt(c[pid]) for c in cols[: spec.dim]),
+                        repr(spec.box_length),
+                        *(_fmt(c[pid]) for c in cols[spec.dim :]),
+                    ]
+                )
 
 
 def write_npz_fields(out: Path, spec, store, positions, replicas, classes, fields) -> None:
-    np.savez_compressed(out, positions=positions[:, classes], replicas=replicas,
-                        classes=np.asarray(spec.class_names)[classes], types=store.types(),
-                        **{k: v[:, classes] for k, v in fields.items()})
+    np.savez_compressed(
+        out,
+        positions=positions[:, classes],
+        replicas=replicas,
+        classes=np.asarray(spec.class_names)[classes],
+        types=store.types(),
+        **{k: v[:, classes] for k, v in fields.items()},
+    )
 
 
 def _fmt(x) -> str:

@@ -16,8 +16,16 @@ import numpy as np
 from ..errors import UsageError
 
 #: --format names and the suffixes that select them when --format is not given.
-SUFFIXES = {".xyz": "extxyz", ".extxyz": "extxyz", ".dump": "lammps-dump", ".lammpstrj": "lammps-dump",
-            ".data": "lammps-data", ".lmp": "lammps-data", ".gsd": "gsd", ".npz": "npz"}
+SUFFIXES = {
+    ".xyz": "extxyz",
+    ".extxyz": "extxyz",
+    ".dump": "lammps-dump",
+    ".lammpstrj": "lammps-dump",
+    ".data": "lammps-data",
+    ".lmp": "lammps-data",
+    ".gsd": "gsd",
+    ".npz": "npz",
+}
 FORMATS = ("extxyz", "lammps-dump", "lammps-data", "gsd", "npz")
 
 
@@ -47,8 +55,10 @@ def guess_format(path: Path, given: str | None) -> str:
         return given
     fmt = SUFFIXES.get(Path(path).suffix.lower())
     if fmt is None:
-        raise UsageError(f"{path}: cannot tell the format from the suffix {Path(path).suffix!r}; pass --format "
-                         f"(one of {', '.join(FORMATS)})")
+        raise UsageError(
+            f"{path}: cannot tell the format from the suffix {Path(path).suffix!r}; pass --format "
+            f"(one of {', '.join(FORMATS)})"
+        )
     return fmt
 
 
@@ -91,8 +101,9 @@ def read(path: Path, fmt: str, frames) -> list[Frame]:
     except UsageError:
         raise
     except Exception as exc:  # a reader library's parse error: the file is not what --format says
-        raise UsageError(f"{path}: not readable as {fmt} ({type(exc).__name__}: {exc}); check the file or "
-                         f"--format") from None
+        raise UsageError(
+            f"{path}: not readable as {fmt} ({type(exc).__name__}: {exc}); check the file or --format"
+        ) from None
 
 
 _ASE_FORMATS = {"extxyz": "extxyz", "lammps-dump": "lammps-dump-text", "lammps-data": "lammps-data"}
@@ -109,9 +120,18 @@ def _read_ase(path: Path, fmt: str, frames) -> list[Frame]:
         lammps = fmt != "extxyz"
         numbers = np.asarray(atoms.arrays.get("type", atoms.numbers), dtype=int)
         labels = numbers.astype(str) if lammps else np.asarray(atoms.get_chemical_symbols())
-        out.append(Frame(np.asarray(atoms.get_positions(), dtype=float), labels, numbers,
-                         np.asarray(atoms.cell[:], dtype=float), np.asarray(atoms.get_celldisp(), float).ravel(),
-                         np.asarray(atoms.pbc, bool), None, f"{path} frame {k}"))
+        out.append(
+            Frame(
+                np.asarray(atoms.get_positions(), dtype=float),
+                labels,
+                numbers,
+                np.asarray(atoms.cell[:], dtype=float),
+                np.asarray(atoms.get_celldisp(), float).ravel(),
+                np.asarray(atoms.pbc, bool),
+                None,
+                f"{path} frame {k}",
+            )
+        )
     return out
 
 
@@ -125,9 +145,18 @@ def _read_gsd(path: Path, fmt: str, frames) -> list[Frame]:
             Lx, Ly, Lz, xy, xz, yz = (float(v) for v in frame.configuration.box)
             cell = np.array([[Lx, 0, 0], [xy * Ly, Ly, 0], [xz * Lz, yz * Lz, Lz]])
             types = np.asarray(frame.particles.types)[frame.particles.typeid]
-            out.append(Frame(np.asarray(frame.particles.position, dtype=np.float64), types.astype(str), None,
-                             cell, -0.5 * np.array([Lx, Ly, Lz]), np.ones(3, bool),
-                             int(frame.configuration.dimensions), f"{path} frame {k}"))
+            out.append(
+                Frame(
+                    np.asarray(frame.particles.position, dtype=np.float64),
+                    types.astype(str),
+                    None,
+                    cell,
+                    -0.5 * np.array([Lx, Ly, Lz]),
+                    np.ones(3, bool),
+                    int(frame.configuration.dimensions),
+                    f"{path} frame {k}",
+                )
+            )
     return out
 
 
@@ -158,8 +187,18 @@ def _read_npz(path: Path, fmt: str, frames) -> list[Frame]:
         xyz = np.zeros((n, 3))
         xyz[:, :d] = positions[k]
         labels = types[k].astype(str)
-        out.append(Frame(xyz, labels, (types[k] + 1) if integer else None, cells[k], np.zeros(3),
-                         np.array([True] * d + [d == 3]), d, f"{path} frame {k}"))
+        out.append(
+            Frame(
+                xyz,
+                labels,
+                (types[k] + 1) if integer else None,
+                cells[k],
+                np.zeros(3),
+                np.array([True] * d + [d == 3]),
+                d,
+                f"{path} frame {k}",
+            )
+        )
     return out
 
 
@@ -173,12 +212,15 @@ def _npz_cells(box: np.ndarray, F: int, d: int, path: Path) -> np.ndarray:
     elif box.shape == (F,):
         lengths = box[:, None]
     else:
-        raise UsageError(f"{path}: box has shape {box.shape}; give side lengths (), (dim,), (frames,), "
-                         "(frames, dim) or box-vector matrices (dim, dim), (frames, dim, dim)")
+        raise UsageError(
+            f"{path}: box has shape {box.shape}; give side lengths (), (dim,), (frames,), "
+            "(frames, dim) or box-vector matrices (dim, dim), (frames, dim, dim)"
+        )
     return np.broadcast_to(lengths, (F, d))[..., None] * np.eye(d)
 
 
 # ---- writers of `glassdist export` --------------------------------------------------------------
+
 
 def property_name(name: str) -> str:
     """A field name as a per-particle property name OVITO, LAMMPS dumps and GSD keep ('.' separates
@@ -218,12 +260,16 @@ def write_lammps_dump(out: Path, frames) -> None:
             names = [property_name(k) for k in fields]
             n = len(typeid)
             bounds = [(0.0, L)] * dim + [(-0.5, 0.5)] * (3 - dim)
-            fh.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp "
-                     f"{'pp' if dim == 3 else 'ff'}\n")
+            fh.write(
+                f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp "
+                f"{'pp' if dim == 3 else 'ff'}\n"
+            )
             fh.writelines(f"{lo!r} {hi!r}\n" for lo, hi in bounds)
             fh.write("ITEM: ATOMS id type x y z" + "".join(f" {k}" for k in names) + "\n")
             xyz = np.zeros((n, 3))
             xyz[:, :dim] = positions
             rows = np.column_stack([xyz, *(np.asarray(v, float) for v in fields.values())]).tolist()
-            fh.writelines(f"{i + 1} {int(t) + 1} " + " ".join(map(repr, row)) + "\n"
-                          for i, (t, row) in enumerate(zip(typeid, rows)))
+            fh.writelines(
+                f"{i + 1} {int(t) + 1} " + " ".join(map(repr, row)) + "\n"
+                for i, (t, row) in enumerate(zip(typeid, rows))
+            )

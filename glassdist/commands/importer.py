@@ -56,14 +56,19 @@ def species_of(frame: formats.Frame, spec: Spec, mapping: dict[str, str]) -> np.
         names = labels
     elif frame.numbers is not None:
         numbers = np.asarray(frame.numbers)
-        names = np.where((numbers >= 1) & (numbers <= len(species)),
-                         np.asarray(species)[np.clip(numbers - 1, 0, len(species) - 1)], "")
+        names = np.where(
+            (numbers >= 1) & (numbers <= len(species)),
+            np.asarray(species)[np.clip(numbers - 1, 0, len(species) - 1)],
+            "",
+        )
     else:
         names = np.full(len(labels), "")
     unknown = sorted(set(labels[names == ""].tolist()))
     if unknown:
-        raise UsageError(f"{frame.where}: types {unknown[:10]} map to no species of the campaign {species}; "
-                         f"name them with --types, e.g. --types {unknown[0]}={species[0]}")
+        raise UsageError(
+            f"{frame.where}: types {unknown[:10]} map to no species of the campaign {species}; "
+            f"name them with --types, e.g. --types {unknown[0]}={species[0]}"
+        )
     index = {name: i for i, name in enumerate(species)}
     return np.array([index[x] for x in names], dtype=np.int64)
 
@@ -73,35 +78,46 @@ def check(frame: formats.Frame, spec: Spec, mapping: dict[str, str]) -> np.ndarr
     [0, L); a UsageError naming the frame, what is wrong and the fix otherwise."""
     s, dim, L, where = spec.system, spec.dim, spec.box_length, frame.where
     if len(frame.positions) != s.n_particles:
-        raise UsageError(f"{where}: {len(frame.positions)} particles, the campaign has system.n_particles = "
-                         f"{s.n_particles}; import configurations of the campaign's system or change [system]")
+        raise UsageError(
+            f"{where}: {len(frame.positions)} particles, the campaign has system.n_particles = "
+            f"{s.n_particles}; import configurations of the campaign's system or change [system]"
+        )
     if not np.isfinite(frame.positions).all():
         bad = np.flatnonzero(~np.isfinite(frame.positions).all(axis=1))
-        raise UsageError(f"{where}: {bad.size} particle(s) have non-finite positions (first: particle {bad[0]}); "
-                         "fix or drop that frame (--frames)")
+        raise UsageError(
+            f"{where}: {bad.size} particle(s) have non-finite positions (first: particle {bad[0]}); "
+            "fix or drop that frame (--frames)"
+        )
     cell = frame.cell
     if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-12 * max(np.abs(cell).max(), 1.0):
-        raise UsageError(f"{where}: triclinic box (tilted box vectors {cell.tolist()}); glassdist handles "
-                         "orthorhombic periodic boxes only (its images, Voronoi cells and pair searches assume "
-                         "one): rewrite the configuration in an orthorhombic box")
+        raise UsageError(
+            f"{where}: triclinic box (tilted box vectors {cell.tolist()}); glassdist handles "
+            "orthorhombic periodic boxes only (its images, Voronoi cells and pair searches assume "
+            "one): rewrite the configuration in an orthorhombic box"
+        )
     if frame.dim is not None and frame.dim != dim:
         raise UsageError(f"{where}: a {frame.dim}D configuration, the campaign has system.dim = {dim}")
     if dim == 2 and np.ptp(frame.positions[:, 2]) > 0:
-        raise UsageError(f"{where}: particles spread along z (a 3D configuration), the campaign has "
-                         "system.dim = 2")
+        raise UsageError(f"{where}: particles spread along z (a 3D configuration), the campaign has system.dim = 2")
     if not np.asarray(frame.pbc[:dim]).all():
-        raise UsageError(f"{where}: box not periodic along {'xyz'[:dim]} (pbc {frame.pbc.tolist()}); glassdist "
-                         "analyses periodic systems: write the file with periodic boundaries")
+        raise UsageError(
+            f"{where}: box not periodic along {'xyz'[:dim]} (pbc {frame.pbc.tolist()}); glassdist "
+            "analyses periodic systems: write the file with periodic boundaries"
+        )
     sides = np.diag(cell)[:dim]
     if not np.allclose(sides, L, rtol=BOX_RTOL, atol=0):
-        raise UsageError(f"{where}: box sides {sides.tolist()}, the campaign's box is L = (system.n_particles / "
-                         f"system.density)^(1/dim) = {L!r}; set system.density = N / V of the file "
-                         f"({s.n_particles / np.prod(sides):.8g})")
+        raise UsageError(
+            f"{where}: box sides {sides.tolist()}, the campaign's box is L = (system.n_particles / "
+            f"system.density)^(1/dim) = {L!r}; set system.density = N / V of the file "
+            f"({s.n_particles / np.prod(sides):.8g})"
+        )
     species = species_of(frame, spec, mapping)
     counts = np.bincount(species, minlength=spec.n_species)
     if counts.tolist() != list(s.counts):
-        raise UsageError(f"{where}: composition {dict(zip(s.species, counts.tolist()))}, the campaign has "
-                         f"system.counts = {list(s.counts)}; check --types or the campaign's [system]")
+        raise UsageError(
+            f"{where}: composition {dict(zip(s.species, counts.tolist()))}, the campaign has "
+            f"system.counts = {list(s.counts)}; check --types or the campaign's [system]"
+        )
     order = np.argsort(species, kind="stable")
     return np.mod(frame.positions[order, :dim] - frame.origin[:dim], L)
 
@@ -110,14 +126,17 @@ def configuration_hash(positions: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(positions, dtype=np.float64).tobytes()).hexdigest()
 
 
-def import_files(campaign_dir, files, cls: str, frames_text: str | None = None, fmt: str | None = None,
-                 types_text: str | None = None) -> list[int]:
+def import_files(
+    campaign_dir, files, cls: str, frames_text: str | None = None, fmt: str | None = None, types_text: str | None = None
+) -> list[int]:
     """Read, check, then store the frames of ``files`` as class ``cls``; returns the replicas filled."""
     campaign_dir = Path(campaign_dir)
     spec = load(campaign_dir)
     if not spec.imported:
-        raise UsageError(f"{campaign_dir}: quench.source is 'md' (the quench stage makes its configurations); "
-                         "set quench.source = 'import' in campaign.toml to import them (docs/import.md)")
+        raise UsageError(
+            f"{campaign_dir}: quench.source is 'md' (the quench stage makes its configurations); "
+            "set quench.source = 'import' in campaign.toml to import them (docs/import.md)"
+        )
     if cls not in spec.class_names:
         raise UsageError(f"--class {cls!r} is not one of classes.names {list(spec.class_names)}")
     c = spec.class_names.index(cls)
@@ -137,17 +156,26 @@ def import_files(campaign_dir, files, cls: str, frames_text: str | None = None, 
             x = check(frame, spec, mapping)
             h = configuration_hash(x)
             if h in seen:
-                raise UsageError(f"{frame.where}: the same configuration as {seen[h]}; import each configuration "
-                                 "once")
+                raise UsageError(f"{frame.where}: the same configuration as {seen[h]}; import each configuration once")
             seen[h] = frame.where
             configs.append((x, h))
-        records.append({"path": str(path.resolve()), "format": f, "frames": frames_text or ":", "class": cls,
-                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "count": len(frames)})
+        records.append(
+            {
+                "path": str(path.resolve()),
+                "format": f,
+                "frames": frames_text or ":",
+                "class": cls,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "count": len(frames),
+            }
+        )
     free = np.flatnonzero(~filled[:, c])
     if len(configs) > len(free):
-        raise UsageError(f"{len(configs)} '{cls}' configurations, but only {len(free)} of the campaign's "
-                         f"quench.replicas = {spec.quench.replicas} replicas lack one; raise quench.replicas (and "
-                         "quench.split) or import fewer (--frames)")
+        raise UsageError(
+            f"{len(configs)} '{cls}' configurations, but only {len(free)} of the campaign's "
+            f"quench.replicas = {spec.quench.replicas} replicas lack one; raise quench.replicas (and "
+            "quench.split) or import fewer (--frames)"
+        )
     return _store(campaign_dir, spec, c, configs, free[: len(configs)], records)
 
 
@@ -174,10 +202,11 @@ def _store(campaign_dir: Path, spec: Spec, c: int, configs, replicas: np.ndarray
             ledger.mark_done(r, 1, time.time() - start)
     first = 0
     for record in records:
-        record["replicas"] = replicas[first: first + record["count"]].tolist()
+        record["replicas"] = replicas[first : first + record["count"]].tolist()
         first += record["count"]
-    group.attrs.update({"hashes": hashes, "imports": list(group.attrs.get("imports", [])) + records,
-                        "engine": {"name": "import"}})
+    group.attrs.update(
+        {"hashes": hashes, "imports": list(group.attrs.get("imports", [])) + records, "engine": {"name": "import"}}
+    )
     return replicas.tolist()
 
 
@@ -185,9 +214,11 @@ def run(args) -> int:
     replicas = import_files(args.dir, args.files, args.cls, args.frames, args.format, args.types)
     spec = load(args.dir)
     done = int(Store(args.dir, mode="r").ledger("quench").done_mask().sum())
-    print(f"imported {len(replicas)} '{args.cls}' configuration(s) into replicas {_ranges(replicas)}; "
-          f"{done} of {spec.quench.replicas} replicas have both classes"
-          + ("" if done < spec.quench.replicas else f"; next: glassdist run {args.dir}"))
+    print(
+        f"imported {len(replicas)} '{args.cls}' configuration(s) into replicas {_ranges(replicas)}; "
+        f"{done} of {spec.quench.replicas} replicas have both classes"
+        + ("" if done < spec.quench.replicas else f"; next: glassdist run {args.dir}")
+    )
     return 0
 
 

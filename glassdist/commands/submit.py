@@ -104,13 +104,22 @@ def parse_array(text: str | None) -> tuple[int, int]:
         return 0, 0
     match = re.fullmatch(r"(\d+)(?:%(\d+))?", text.strip())
     if not match or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
-        raise UsageError(f"--array {text!r}: give K or K%M (K >= 1 parts per MPI stage, at most M running at "
-                         f"once), e.g. --array 16%4")
+        raise UsageError(
+            f"--array {text!r}: give K or K%M (K >= 1 parts per MPI stage, at most M running at "
+            f"once), e.g. --array 16%4"
+        )
     return int(match[1]), int(match[2] or 0)
 
 
-def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry_run: bool = False,
-           templates: str | Path = slurm.TEMPLATE_DIR, out=print, array: str | None = None) -> list[slurm.Submission]:
+def submit(
+    campaign_dir,
+    profile_name: str,
+    stages: list[str] | None = None,
+    dry_run: bool = False,
+    templates: str | Path = slurm.TEMPLATE_DIR,
+    out=print,
+    array: str | None = None,
+) -> list[slurm.Submission]:
     """Render and submit the unfinished stages; returns the new submissions (none in a dry run).
     ``array`` "K[%M]": the MPI stages as job arrays (:func:`parse_array`)."""
     parts, limit = parse_array(array)
@@ -126,8 +135,10 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
     chosen = plan(stages, stage_states(campaign_dir, spec), spec)
     for stage in chosen:
         if stage not in profile.stages:
-            raise UsageError(f"profile key 'stages.{stage}': is missing. Fix: add a [stages.{stage}] "
-                             f"table with a walltime to {profile.path}")
+            raise UsageError(
+                f"profile key 'stages.{stage}': is missing. Fix: add a [stages.{stage}] "
+                f"table with a walltime to {profile.path}"
+            )
 
     previous = slurm.latest(campaign_dir)
     ids = {s.job_id for s in previous.values()} | {d for s in previous.values() for d in s.after}
@@ -159,8 +170,15 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
         path.write_text(text)
         job_id = slurm.sbatch(path, after)
         size = slurm.size(job, profile)
-        sub = slurm.Submission(stage=stage, job_id=job_id, script=str(path), profile=str(profile.path),
-                               nodes=size.nodes, ntasks=size.ntasks, after=after)
+        sub = slurm.Submission(
+            stage=stage,
+            job_id=job_id,
+            script=str(path),
+            profile=str(profile.path),
+            nodes=size.nodes,
+            ntasks=size.ntasks,
+            after=after,
+        )
         slurm.record(campaign_dir, sub)
         new.append(sub)
         job_of[stage] = job_id
@@ -172,8 +190,9 @@ def submit(campaign_dir, profile_name: str, stages: list[str] | None = None, dry
     return new
 
 
-def stage_job(stage: str, campaign_dir: Path, spec: Spec, profile: Profile, progress: dict,
-              parts: int = 0, limit: int = 0) -> slurm.Job:
+def stage_job(
+    stage: str, campaign_dir: Path, spec: Spec, profile: Profile, progress: dict, parts: int = 0, limit: int = 0
+) -> slurm.Job:
     """The job that runs ``stage``: its kind, command line and pending tasks (for sizing); an MPI
     stage with ``parts`` > 0 as a job array of that many elements, at most ``limit`` at once."""
     todo, total = progress.get(stage, (0, 0))
@@ -183,17 +202,23 @@ def stage_job(stage: str, campaign_dir: Path, spec: Spec, profile: Profile, prog
         pending = shape.max_nodes * (shape.tasks_per_node or profile.node["cores"])
     kind = job_kind(stage)
     parts = parts if kind == "mpi" else 0
-    job = slurm.Job(stage=stage, kind=kind, pending=pending, ranks_per_task=spec.md.ranks_per_task,
-                    command=[profile.environment["command"], stage, str(campaign_dir)], array=parts,
-                    array_limit=limit if parts else 0)
+    job = slurm.Job(
+        stage=stage,
+        kind=kind,
+        pending=pending,
+        ranks_per_task=spec.md.ranks_per_task,
+        command=[profile.environment["command"], stage, str(campaign_dir)],
+        array=parts,
+        array_limit=limit if parts else 0,
+    )
     record = STAGES[stage]
     tasks = todo if total else (record.tasks(spec) if record.tasks else 1)
     per_job = -(-tasks // parts) if parts else tasks  # one element's part
     return replace(job, walltime=estimated_walltime(job, per_job, campaign_dir, spec, profile))
 
 
-WALLTIME_SAFETY = 2.0   # the estimate times this, plus the signal margin ...
-WALLTIME_FLOOR = 900    # ... and never below 15 minutes (start-up, imports, a slower node)
+WALLTIME_SAFETY = 2.0  # the estimate times this, plus the signal margin ...
+WALLTIME_FLOOR = 900  # ... and never below 15 minutes (start-up, imports, a slower node)
 
 
 def estimated_walltime(job: slurm.Job, tasks: int, campaign_dir: Path, spec: Spec, profile: Profile) -> str:
@@ -242,14 +267,24 @@ def cmd_submit(args) -> int:
 
 def add_arguments(parser) -> None:
     parser.add_argument("dir")
-    parser.add_argument("--profile", required=True,
-                        help="cluster profile: a name (generic-cpu, gpu-cluster, localhost-slurm) or a .toml path")
+    parser.add_argument(
+        "--profile",
+        required=True,
+        help="cluster profile: a name (generic-cpu, gpu-cluster, localhost-slurm) or a .toml path",
+    )
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(PIPELINE)}")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the batch scripts and sbatch lines; submit nothing")
-    parser.add_argument("--array", metavar="K[%M]",
-                        help="submit each MPI stage (quench, inherent, propensity) as a job array of K elements, "
-                             "element I doing part I of K of its tasks, at most M at once (docs/slurm.md)")
-    parser.add_argument("--templates", default=str(slurm.TEMPLATE_DIR),
-                        help="directory of job templates (default: the templates shipped in jobs/)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the batch scripts and sbatch lines; submit nothing"
+    )
+    parser.add_argument(
+        "--array",
+        metavar="K[%M]",
+        help="submit each MPI stage (quench, inherent, propensity) as a job array of K elements, "
+        "element I doing part I of K of its tasks, at most M at once (docs/slurm.md)",
+    )
+    parser.add_argument(
+        "--templates",
+        default=str(slurm.TEMPLATE_DIR),
+        help="directory of job templates (default: the templates shipped in jobs/)",
+    )
     parser.set_defaults(func=cmd_submit)

@@ -22,7 +22,6 @@ from scipy import sparse
 from ..structure.voronoi import voronoi
 
 
-
 def voronoi_cage(positions: np.ndarray, box_length: float) -> sparse.csr_array:
     """Cage matrix (N, N) of a periodic configuration (N, dim) from its Voronoi neighbours."""
     cells = voronoi(positions, box_length)
@@ -59,8 +58,10 @@ def cage_relative_displacement(r0: np.ndarray, traj, cage: sparse.csr_array):
     """
     r0 = np.asarray(r0, dtype=float)
     if traj.ndim != 4 or traj.shape[2:] != r0.shape or cage.shape != (r0.shape[0],) * 2:
-        raise ValueError(f"trajectory {traj.shape}, r0 {r0.shape} and cage {cage.shape} do not match: pass "
-                         "traj (S, T, N, dim), r0 (N, dim) and an (N, N) cage matrix")
+        raise ValueError(
+            f"trajectory {traj.shape}, r0 {r0.shape} and cage {cage.shape} do not match: pass "
+            "traj (S, T, N, dim), r0 (N, dim) and an (N, N) cage matrix"
+        )
     if isinstance(traj, da.Array):
         traj = traj.rechunk({2: -1, 3: -1})
         return traj.map_blocks(_crd, r0, cage, drop_axis=3, dtype=float, meta=np.empty((0, 0, 0)))

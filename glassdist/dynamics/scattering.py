@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-SHELL_VECTORS = 64    # at most this many wave vectors per |n| shell of S(k) (evenly strided)
-CHUNK = 1 << 22       # wave vectors x particles per block of exp(-i k.r)
+SHELL_VECTORS = 64  # at most this many wave vectors per |n| shell of S(k) (evenly strided)
+CHUNK = 1 << 22  # wave vectors x particles per block of exp(-i k.r)
 
 
 def structure_factor(positions: np.ndarray, box_length: float, k_max: float) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def structure_factor(positions: np.ndarray, box_length: float, k_max: float) -> 
     lattice = np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), axis=-1).reshape(-1, dim)
     first = lattice[np.arange(len(lattice)), np.argmax(lattice != 0, axis=1)]
     norm = np.linalg.norm(lattice, axis=1)
-    keep = (first > 0) & (norm <= n_max)           # half space: S(k) = S(-k)
+    keep = (first > 0) & (norm <= n_max)  # half space: S(k) = S(-k)
     lattice, shell = lattice[keep], np.rint(norm[keep]).astype(int)
     chosen = []
     for s in np.unique(shell):
@@ -43,26 +43,25 @@ def structure_factor(positions: np.ndarray, box_length: float, k_max: float) -> 
     s_k = np.empty(len(k_vec))
     step = max(1, CHUNK // n)
     for a in range(0, len(k_vec), step):
-        phase = x @ k_vec[a:a + step].T                      # (N, block)
-        s_k[a:a + step] = (np.cos(phase).sum(axis=0) ** 2 + np.sin(phase).sum(axis=0) ** 2) / n
+        phase = x @ k_vec[a : a + step].T  # (N, block)
+        s_k[a : a + step] = (np.cos(phase).sum(axis=0) ** 2 + np.sin(phase).sum(axis=0) ** 2) / n
     shells = np.unique(shell)
     k_abs = np.linalg.norm(k_vec, axis=1)
-    return (np.array([k_abs[shell == s].mean() for s in shells]),
-            np.array([s_k[shell == s].mean() for s in shells]))
+    return (np.array([k_abs[shell == s].mean() for s in shells]), np.array([s_k[shell == s].mean() for s in shells]))
 
 
 def first_peak(positions: np.ndarray, box_length: float) -> float:
     """k* (float): the wave number of the largest S(k) for k up to 3 pi rho^(1/dim), 1.5 times
     2 pi over the mean interparticle distance (the first peak; the second lies near twice it)."""
     n, dim = np.shape(positions)
-    k, s = structure_factor(positions, box_length, 3 * np.pi * (n / box_length ** dim) ** (1 / dim))
+    k, s = structure_factor(positions, box_length, 3 * np.pi * (n / box_length**dim) ** (1 / dim))
     return float(k[np.argmax(s)])
 
 
 def self_intermediate_scattering(origin: np.ndarray, positions: np.ndarray, k) -> np.ndarray:
     """F_s(k, t), direction-averaged, mean over particles: origin (..., N, dim) and positions
     (..., N, dim) unwrapped, k (...) -> (...)."""
-    dr = np.linalg.norm(np.asarray(positions, dtype=float) - origin, axis=-1)   # (..., N)
+    dr = np.linalg.norm(np.asarray(positions, dtype=float) - origin, axis=-1)  # (..., N)
     x = np.asarray(k, dtype=float)[..., None] * dr
     dim = np.shape(origin)[-1]
     if dim == 2:

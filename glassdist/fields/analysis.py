@@ -39,13 +39,17 @@ from .correlation import first_crossing, pearson, spatial_correlation, spearman
 from .uncertainty import agreement, partial_pearson, pearson_matrix
 
 
-
 def ensemble_columns(names) -> list[str]:
     """Table IV column names for the ensembles ``names`` (eMA, eMB, eMC, eS): ē is coarse-grained,
     an eM entry is the mean over the three sub-ensembles or their pairs (paper: M = 30, S = 100)."""
     m, s = names[0][:-1], names[3]
-    return [f"C({m}i, {m}j)", f"C(ē{m[1:]}i, ē{m[1:]}j)", f"C({m}, ē{m[1:]})", f"C({s}, ē{s[1:]})",
-            f"C(ē{m[1:]}, ē{s[1:]})"]
+    return [
+        f"C({m}i, {m}j)",
+        f"C(ē{m[1:]}i, ē{m[1:]}j)",
+        f"C({m}, ē{m[1:]})",
+        f"C({s}, ē{s[1:]})",
+        f"C(ē{m[1:]}, ē{s[1:]})",
+    ]
 
 
 def flips(one_minus, names) -> np.ndarray:
@@ -62,8 +66,9 @@ def smooth(positions: np.ndarray, fields: np.ndarray, L, xi: float, flip=False) 
     return np.where(flip, 1.0 - out, out)
 
 
-def correlation_length(positions: np.ndarray, field: np.ndarray, L, r_max: float, bins: int,
-                       level: float = 1 / np.e) -> tuple[np.ndarray, float]:
+def correlation_length(
+    positions: np.ndarray, field: np.ndarray, L, r_max: float, bins: int, level: float = 1 / np.e
+) -> tuple[np.ndarray, float]:
     """C_X(r) (bins + 1,) of a field (N,) and the first r where it falls to ``level``
     (1/e: xi_Delta of Table III; 0: r_Gamma of Fig. 8); NaN if it never does within r_max."""
     r, c = spatial_correlation(positions, field, L, r_max, bins)
@@ -155,8 +160,19 @@ def unresolved(length: float, r_min: float, r_max: float) -> str:
     return ""
 
 
-def propensity_scan(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarray, Delta_t: np.ndarray, L, *,
-                    deltas, xi_grid, flip, r_max: float, bins: int) -> PropensityScan:
+def propensity_scan(
+    positions: np.ndarray,
+    fields: np.ndarray,
+    delta_t: np.ndarray,
+    Delta_t: np.ndarray,
+    L,
+    *,
+    deltas,
+    xi_grid,
+    flip,
+    r_max: float,
+    bins: int,
+) -> PropensityScan:
     """xi_Delta(delta) and the xi_alpha scans of one propensity configuration at one temperature.
 
     positions (N, dim): the configuration at t = 0 (the glass); fields (N, A): its bare
@@ -164,7 +180,7 @@ def propensity_scan(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarr
     """
     n, a_dim = fields.shape
     k_dim = len(deltas)
-    at_delta, reached = propensity_at_delta(delta_t, Delta_t, deltas)        # (K, N), (K,)
+    at_delta, reached = propensity_at_delta(delta_t, Delta_t, deltas)  # (K, N), (K,)
     smoothed = np.stack([smooth(positions, fields, L, xi, flip) for xi in xi_grid])  # (X, N, A)
     r = correlation_radii(r_max, bins)
     C_Delta_r = np.full((k_dim, bins + 1), np.nan)
@@ -186,16 +202,18 @@ def propensity_scan(positions: np.ndarray, fields: np.ndarray, delta_t: np.ndarr
     return PropensityScan(reached, C_Delta_r, xi_Delta, scan, xi_star, Delta_maps, optimal)
 
 
-def propensity_correlations(positions: np.ndarray, fields: np.ndarray, Delta_t: np.ndarray, L, *,
-                            xi_alpha: float, xi_Delta: float, flip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def propensity_correlations(
+    positions: np.ndarray, fields: np.ndarray, Delta_t: np.ndarray, L, *, xi_alpha: float, xi_Delta: float, flip
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """C_{alpha,Delta} at every output time (Figs. 5, 7) with alpha at xi_alpha and Delta at the
     fixed xi_Delta: Pearson (A, T) and Spearman (A, T); and the indicator maps (2, A, N),
     normalised and signed, bare and at xi_alpha (Figs. 1-2, S6-S7 top). Shapes as
     :func:`propensity_scan`."""
-    alpha = smooth(positions, fields, L, xi_alpha, flip)                       # (N, A)
-    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)           # (N, T)
-    pearson_t, spearman_t = (np.array([_coefficients(alpha, d, fn) for d in Delta_cg.T]).T
-                             for fn in (pearson, spearman))                    # (A, T) each
+    alpha = smooth(positions, fields, L, xi_alpha, flip)  # (N, A)
+    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)  # (N, T)
+    pearson_t, spearman_t = (
+        np.array([_coefficients(alpha, d, fn) for d in Delta_cg.T]).T for fn in (pearson, spearman)
+    )  # (A, T) each
     maps = np.stack([np.where(flip, 1.0 - normalise(fields), normalise(fields)).T, alpha.T])
     return pearson_t, spearman_t, maps
 
@@ -250,8 +268,10 @@ def choose_xi(xi_Delta: np.ndarray, scan: np.ndarray, deltas, xi_grid, r_min: fl
         if Delta_at != PAPER_DELTA:
             notes.append(f"ξ_Δ from δ = {Delta_at:g}: no run resolved ξ_Δ at the paper's δ = {PAPER_DELTA:g}")
     else:
-        problem = ("no run resolved ξ_Δ(δ) at any analyze.deltas (not reached, or C_Δ(r) does not fall to 1/e "
-                   f"between r = {r_min:.3g} and min(analyze.correlation_rmax, L/2) = {half_box:.3g})")
+        problem = (
+            "no run resolved ξ_Δ(δ) at any analyze.deltas (not reached, or C_Δ(r) does not fall to 1/e "
+            f"between r = {r_min:.3g} and min(analyze.correlation_rmax, L/2) = {half_box:.3g})"
+        )
     cg = np.moveaxis(scan[:, :, 1], -1, 0).reshape(scan.shape[-1], -1, len(xi_grid))  # (A, C nT K, X)
     alpha_star = np.full(scan.shape[-1], np.nan)
     for a, values in enumerate(cg):
@@ -265,16 +285,16 @@ def choose_xi(xi_Delta: np.ndarray, scan: np.ndarray, deltas, xi_grid, r_min: fl
     return XiChoice("rule", Delta, alpha, Delta, Delta_at, alpha_star.tolist(), notes, problem)
 
 
-def configuration_analysis(positions: np.ndarray, fields: np.ndarray, L, xi: float, r_max: float,
-                           bins: int, pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def configuration_analysis(
+    positions: np.ndarray, fields: np.ndarray, L, xi: float, r_max: float, bins: int, pairs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One configuration (N, dim) with bare indicators (N, A): Pearson (P,) and Spearman (P,)
     of the indicator ``pairs`` (P index pairs) at xi (Fig. 6, Table S2; no sign flips) and the
     bare C_alpha(r) (A, B) (Fig. 8)."""
     cg = smooth(positions, fields, L, xi)
     p = np.array([pearson(cg[:, i], cg[:, j]) for i, j in pairs])
     s = np.array([spearman(cg[:, i], cg[:, j]) for i, j in pairs])
-    c_r = np.stack([spatial_correlation(positions, fields[:, a], L, r_max, bins)[1]
-                    for a in range(fields.shape[1])])
+    c_r = np.stack([spatial_correlation(positions, fields[:, a], L, r_max, bins)[1] for a in range(fields.shape[1])])
     return p, s, c_r
 
 
@@ -293,9 +313,9 @@ def ensemble_table(positions: np.ndarray, fields: np.ndarray, L, xi: float) -> t
     three sub-ensembles or their three pairs) and the fields (4, 2, N), normalised, bare
     and coarse-grained (Fig. 4).
     """
-    bare = normalise(np.asarray(fields, dtype=float).T).T                # (4, N)
-    cg = smooth(positions, np.asarray(fields, dtype=float).T, L, xi).T   # (4, N)
-    both = np.concatenate([bare, cg])                                    # (8, N)
+    bare = normalise(np.asarray(fields, dtype=float).T).T  # (4, N)
+    cg = smooth(positions, np.asarray(fields, dtype=float).T, L, xi).T  # (4, N)
+    both = np.concatenate([bare, cg])  # (8, N)
     row = ensemble_row(np.array([[pearson(a, b) for b in both] for a in both]))
     return row, np.stack([bare, cg], axis=1)
 
@@ -304,13 +324,16 @@ def ensemble_row(matrix: np.ndarray) -> np.ndarray:
     """The five numbers of Table IV from the Pearson matrix (..., 8, 8) of the fields [e(eMA), e(eMB),
     e(eMC), e(eS), cg(eMA), ..., cg(eS)]: (..., 5) (see :func:`ensemble_columns`)."""
     pairs, cg = ((0, 1), (0, 2), (1, 2)), 4
-    return np.stack([
-        np.mean([matrix[..., i, j] for i, j in pairs], axis=0),
-        np.mean([matrix[..., cg + i, cg + j] for i, j in pairs], axis=0),
-        np.mean([matrix[..., i, cg + i] for i in range(3)], axis=0),
-        matrix[..., 3, cg + 3],
-        np.mean([matrix[..., cg + i, cg + 3] for i in range(3)], axis=0),
-    ], axis=-1)
+    return np.stack(
+        [
+            np.mean([matrix[..., i, j] for i, j in pairs], axis=0),
+            np.mean([matrix[..., cg + i, cg + j] for i, j in pairs], axis=0),
+            np.mean([matrix[..., i, cg + i] for i in range(3)], axis=0),
+            matrix[..., 3, cg + 3],
+            np.mean([matrix[..., cg + i, cg + 3] for i in range(3)], axis=0),
+        ],
+        axis=-1,
+    )
 
 
 def table_v(pearson_t: np.ndarray, delta_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -404,24 +427,44 @@ def gamma_variants(positions: np.ndarray, fields: np.ndarray, variants: dict, co
     smoothed = {name: smooth(positions, v, L, xi) for name, v in variants.items()}
     out.update({name: pearson_matrix(v, cg[:, 1:]) for name, v in smoothed.items()})
     given = [smoothed["input"][:, 0] if "input" in smoothed else None, comp]
-    out["partial"] = np.array([[partial_pearson(cg[:, 0], cg[:, i], z) if z is not None else np.nan
-                                for i in range(1, cg.shape[1])] for z in given])
+    out["partial"] = np.array(
+        [
+            [partial_pearson(cg[:, 0], cg[:, i], z) if z is not None else np.nan for i in range(1, cg.shape[1])]
+            for z in given
+        ]
+    )
     return out
 
 
-def variant_propensity(positions: np.ndarray, gamma: np.ndarray, variants: dict, comp: np.ndarray, Delta_t: np.ndarray,
-                       L, *, xi_alpha: float, xi_Delta: float, flip: bool) -> dict:
+def variant_propensity(
+    positions: np.ndarray,
+    gamma: np.ndarray,
+    variants: dict,
+    comp: np.ndarray,
+    Delta_t: np.ndarray,
+    L,
+    *,
+    xi_alpha: float,
+    xi_Delta: float,
+    flip: bool,
+) -> dict:
     """The Gamma variants against the propensity at every output time (as
     :func:`propensity_correlations`: Gamma at xi_alpha with Gamma's sign convention ``flip``, Delta
     at xi_Delta). gamma (N,): Gamma-bar; variants: name -> (N, F) as :func:`gamma_variants`;
     comp (N,); Delta_t (T, N). Returns {name: Pearson (F, T), "partial": (2, T) partial Pearson of
     Gamma-bar with Delta given Gamma^0 [0] (NaN without "input") and given comp [1]}."""
-    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)                   # (N, T)
+    Delta_cg = smooth(positions, np.asarray(Delta_t).T, L, xi_Delta)  # (N, T)
     sm = {name: smooth(positions, v, L, xi_alpha, flip) for name, v in variants.items()}
     out = {name: pearson_matrix(v, Delta_cg) for name, v in sm.items()}
     g = smooth(positions, gamma, L, xi_alpha, flip)
     given = [sm["input"][:, 0] if "input" in sm else None, comp]
-    out["partial"] = np.array([[partial_pearson(g, d, z)
-                                if z is not None and np.isfinite(d).all() and np.ptp(d) > 0 else np.nan
-                                for d in Delta_cg.T] for z in given])
+    out["partial"] = np.array(
+        [
+            [
+                partial_pearson(g, d, z) if z is not None and np.isfinite(d).all() and np.ptp(d) > 0 else np.nan
+                for d in Delta_cg.T
+            ]
+            for z in given
+        ]
+    )
     return out

@@ -9,8 +9,9 @@ from ..constants import bin_centres
 from ..structure.pairs import pair_blocks
 
 
-def spatial_correlation(positions: np.ndarray, field: np.ndarray, L, r_max: float,
-                        bins: int) -> tuple[np.ndarray, np.ndarray]:
+def spatial_correlation(
+    positions: np.ndarray, field: np.ndarray, L, r_max: float, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
     """C_X(r) = <dX_i dX_j>_{|r_ij| in bin} / <dX^2>, dX = X - mean(X), periodic.
 
     positions: (N, dim); field: (N,). Returns r (bins + 1,) and C (bins + 1,): r[0] = 0 with
@@ -24,7 +25,7 @@ def spatial_correlation(positions: np.ndarray, field: np.ndarray, L, r_max: floa
         total += np.bincount(which, weights=dx[pairs.i] * dx[pairs.j], minlength=bins)
         count += np.bincount(which, minlength=bins)
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = total / count / np.mean(dx ** 2)
+        c = total / count / np.mean(dx**2)
     return np.concatenate(([0.0], bin_centres(r_max, bins))), np.concatenate(([1.0], c))
 
 

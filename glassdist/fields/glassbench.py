@@ -24,8 +24,16 @@ def groups(species: list[str]) -> list[str]:
     return [*species, "all"]
 
 
-def species_correlations(positions: np.ndarray, fields: np.ndarray, Delta_t: np.ndarray, types: np.ndarray,
-                         n_species: int, L, xi: float, flip) -> tuple[np.ndarray, np.ndarray]:
+def species_correlations(
+    positions: np.ndarray,
+    fields: np.ndarray,
+    Delta_t: np.ndarray,
+    types: np.ndarray,
+    n_species: int,
+    L,
+    xi: float,
+    flip,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pearson and Spearman, each (A, 2, S + 1, T): indicator a, propensity [bare, coarse-grained at xi],
     group [species 0..S-1, all], output time t.
 
@@ -33,8 +41,8 @@ def species_correlations(positions: np.ndarray, fields: np.ndarray, Delta_t: np.
     the propensity at each output time; types (N,) species index; flip: (A,) bools (1 - X).
     NaN where a group has fewer than 3 particles or a field is constant (times before any motion).
     """
-    alpha = smooth(positions, fields, L, 0.0, flip)                           # (N, A): bare, signed
-    Delta = np.asarray(Delta_t, dtype=float).T                                # (N, T)
+    alpha = smooth(positions, fields, L, 0.0, flip)  # (N, A): bare, signed
+    Delta = np.asarray(Delta_t, dtype=float).T  # (N, T)
     targets = (Delta, coarse_grain(positions, Delta, L, xi))
     masks = [types == s for s in range(n_species)] + [np.ones(len(types), bool)]
     A, T = alpha.shape[1], Delta.shape[1]

@@ -51,7 +51,7 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     """Columns of x (N, F) to zero mean and unit norm (NaN where constant or not finite)."""
     x = np.asarray(x, dtype=float)
     x = x - x.mean(axis=0)
-    norm = np.sqrt((x ** 2).sum(axis=0))
+    norm = np.sqrt((x**2).sum(axis=0))
     with np.errstate(divide="ignore", invalid="ignore"):
         return x / np.where(norm > 0, norm, np.nan)
 
@@ -72,8 +72,9 @@ def blocks(positions: np.ndarray, L, length: float) -> tuple[np.ndarray, int]:
     return np.ravel_multi_index(cell.T, per_dim), int(per_dim.prod())
 
 
-def block_pearson(positions: np.ndarray, x: np.ndarray, y: np.ndarray, L, length: float, n_resamples: int,
-                  seed) -> np.ndarray:
+def block_pearson(
+    positions: np.ndarray, x: np.ndarray, y: np.ndarray, L, length: float, n_resamples: int, seed
+) -> np.ndarray:
     """Spatial block bootstrap of the Pearson correlations of one configuration (N, dim).
 
     x (N, F), y (N, G): fields; the periodic box is cut into blocks of side >= ``length``
@@ -90,18 +91,18 @@ def block_pearson(positions: np.ndarray, x: np.ndarray, y: np.ndarray, L, length
     x, y = x - x.mean(axis=0), y - y.mean(axis=0)  # centred: small cancellation in the moments
     member = np.zeros((nb, len(x)))
     member[label, np.arange(len(x))] = 1.0
-    count, sx, sy = member.sum(axis=1), member @ x, member @ y                       # (nb,), (nb, F), (nb, G)
-    sxx, syy = member @ x ** 2, member @ y ** 2
+    count, sx, sy = member.sum(axis=1), member @ x, member @ y  # (nb,), (nb, F), (nb, G)
+    sxx, syy = member @ x**2, member @ y**2
     sxy = (member @ (x[:, :, None] * y[:, None, :]).reshape(len(x), -1)).reshape(nb, x.shape[1], y.shape[1])
     draws = np.random.default_rng(seed).integers(0, nb, (n_resamples, nb))
-    weight = np.stack([np.bincount(d, minlength=nb) for d in draws]).astype(float)   # (B, nb)
+    weight = np.stack([np.bincount(d, minlength=nb) for d in draws]).astype(float)  # (B, nb)
     n = weight @ count
     mx, my = (weight @ sx) / n[:, None], (weight @ sy) / n[:, None]
-    vx, vy = (weight @ sxx) / n[:, None] - mx ** 2, (weight @ syy) / n[:, None] - my ** 2
+    vx, vy = (weight @ sxx) / n[:, None] - mx**2, (weight @ syy) / n[:, None] - my**2
     cov = np.einsum("rb,bfg->rfg", weight, sxy) / n[:, None, None] - mx[:, :, None] * my[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         out = cov / np.sqrt(np.maximum(vx, 0)[:, :, None] * np.maximum(vy, 0)[:, None, :])
-    constant = (np.ptp(x, axis=0) == 0)[:, None] | (np.ptp(y, axis=0) == 0)[None, :]   # (F, G): no correlation
+    constant = (np.ptp(x, axis=0) == 0)[:, None] | (np.ptp(y, axis=0) == 0)[None, :]  # (F, G): no correlation
     return np.where(constant, np.nan, out)
 
 
@@ -118,8 +119,10 @@ def shift_index(positions: np.ndarray, L, n_shifts: int, seed) -> np.ndarray:
 def shifted_pearson(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Null distribution (S, F, G): Pearson of x (N, F) taken at the shifted particles
     ``index`` (S, N) (:func:`shift_index`) with y (N, G) as it is."""
-    x, yz = (np.asarray(x, dtype=float).reshape(index.shape[1], -1),
-             _standardise(np.asarray(y).reshape(index.shape[1], -1)))
+    x, yz = (
+        np.asarray(x, dtype=float).reshape(index.shape[1], -1),
+        _standardise(np.asarray(y).reshape(index.shape[1], -1)),
+    )
     return np.stack([_standardise(x[i]).T @ yz for i in index])
 
 

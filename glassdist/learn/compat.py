@@ -40,24 +40,42 @@ def transfer_problems(model_spec: Spec, target_spec: Spec) -> list[str]:
     compare("system.cutoff_factor", m.system.cutoff_factor, t.system.cutoff_factor, SAME_MIXTURE)
     fractions = [np.asarray(s.system.counts) / s.system.n_particles for s in (m, t)]
     if fractions[0].shape != fractions[1].shape or np.abs(fractions[0] - fractions[1]).max() > 1e-3:
-        compare("system.counts / n_particles", fractions[0].round(4).tolist(), fractions[1].round(4).tolist(),
-                "the species fractions must agree to 1e-3", exact=True)
-    compare("system.density", m.system.density, t.system.density,
-            "the density sets the width a = (0.64 rho)^(-1/dim) of the image kernel")
-    compare("dataset.kernel_cutoff", m.dataset.kernel_cutoff, t.dataset.kernel_cutoff,
-            f"set dataset.kernel_cutoff = {m.dataset.kernel_cutoff:g} here")
+        compare(
+            "system.counts / n_particles",
+            fractions[0].round(4).tolist(),
+            fractions[1].round(4).tolist(),
+            "the species fractions must agree to 1e-3",
+            exact=True,
+        )
+    compare(
+        "system.density",
+        m.system.density,
+        t.system.density,
+        "the density sets the width a = (0.64 rho)^(-1/dim) of the image kernel",
+    )
+    compare(
+        "dataset.kernel_cutoff",
+        m.dataset.kernel_cutoff,
+        t.dataset.kernel_cutoff,
+        f"set dataset.kernel_cutoff = {m.dataset.kernel_cutoff:g} here",
+    )
     if m.dim != t.dim:
         return problems
     h = m.box_length / m.dataset.grid
     grid = t.box_length / h
-    fix = (f"set dataset.grid = {round(grid)} here" if np.isclose(grid, round(grid), rtol=RTOL, atol=0) else
-           f"no grid gives L = {t.box_length:.6g} this resolution: choose n_particles so that L / {h:.6g} "
-           "is an integer")
+    fix = (
+        f"set dataset.grid = {round(grid)} here"
+        if np.isclose(grid, round(grid), rtol=RTOL, atol=0)
+        else f"no grid gives L = {t.box_length:.6g} this resolution: choose n_particles so that L / {h:.6g} "
+        "is an integer"
+    )
     compare("dataset.grid: L / grid", h, t.box_length / t.dataset.grid, fix)
     if m.model.head == "dense" and m.dataset.grid != t.dataset.grid:
-        problems.append(f"model.head: the model campaign's dense head takes {m.dataset.grid}^{m.dim} images "
-                        f"only, this campaign makes {t.dataset.grid}^{t.dim} (train it with model.head = "
-                        "\"gap\" to explain other system sizes)")
+        problems.append(
+            f"model.head: the model campaign's dense head takes {m.dataset.grid}^{m.dim} images "
+            f"only, this campaign makes {t.dataset.grid}^{t.dim} (train it with model.head = "
+            '"gap" to explain other system sizes)'
+        )
     return problems
 
 
@@ -66,8 +84,10 @@ def check_transfer(model_spec: Spec, target_spec: Spec) -> None:
     in ``model_spec``'s campaign can classify and explain ``target_spec``'s configurations."""
     problems = transfer_problems(model_spec, target_spec)
     if problems:
-        raise UsageError(f"the model of campaign '{model_spec.campaign.name}' cannot explain the configurations "
-                         f"of campaign '{target_spec.campaign.name}':\n  " + "\n  ".join(problems))
+        raise UsageError(
+            f"the model of campaign '{model_spec.campaign.name}' cannot explain the configurations "
+            f"of campaign '{target_spec.campaign.name}':\n  " + "\n  ".join(problems)
+        )
 
 
 def load_transferred(model_file: str | Path, target_spec: Spec) -> GlassCNN:
@@ -76,11 +96,15 @@ def load_transferred(model_file: str | Path, target_spec: Spec) -> GlassCNN:
     explain its configurations)."""
     model_file = Path(model_file)
     if not model_file.is_file():
-        raise UsageError(f"model file {model_file} does not exist: give OTHER_DIR/train/member-0.pt of a "
-                         "campaign whose train stage is done")
+        raise UsageError(
+            f"model file {model_file} does not exist: give OTHER_DIR/train/member-0.pt of a "
+            "campaign whose train stage is done"
+        )
     if not (model_file.parent.parent / "campaign.toml").is_file():
-        raise UsageError(f"--model {model_file}: not a model file of a campaign ({model_file.parent.parent} "
-                         "has no campaign.toml, which says how the model was built); give OTHER_DIR/train/member-0.pt")
+        raise UsageError(
+            f"--model {model_file}: not a model file of a campaign ({model_file.parent.parent} "
+            "has no campaign.toml, which says how the model was built); give OTHER_DIR/train/member-0.pt"
+        )
     model_spec = load(model_file.parent.parent)
     check_transfer(model_spec, target_spec)
     model = build_model(model_spec)

@@ -36,8 +36,12 @@ def stack_members(models: list[GlassCNN]) -> GlassCNN:
     with torch.random.fork_rng(devices=[]):  # its own initial draws are overwritten
         group = GlassCNN(**models[0].args, members=len(models))
     states, shared = [m.state_dict() for m in models], dict(group.named_buffers())
-    group.load_state_dict({name: states[0][name] if name in shared else torch.cat([s[name] for s in states])
-                           for name in group.state_dict()})
+    group.load_state_dict(
+        {
+            name: states[0][name] if name in shared else torch.cat([s[name] for s in states])
+            for name in group.state_dict()
+        }
+    )
     return group
 
 
@@ -45,8 +49,13 @@ def split_members(group: GlassCNN) -> list[dict]:
     """The K ordinary GlassCNN state_dicts of a ``members = K`` network (inverse of
     :func:`stack_members`; the input scaling is every member's)."""
     shared = dict(group.named_buffers())
-    return [{name: value.detach().clone() if name in shared else value.detach().chunk(group.members)[k].clone()
-             for name, value in group.state_dict().items()} for k in range(group.members)]
+    return [
+        {
+            name: value.detach().clone() if name in shared else value.detach().chunk(group.members)[k].clone()
+            for name, value in group.state_dict().items()
+        }
+        for k in range(group.members)
+    ]
 
 
 def class_probabilities(model: GlassCNN, images: torch.Tensor, device="cpu", chunk: int = 256) -> torch.Tensor:
@@ -59,8 +68,9 @@ def class_probabilities(model: GlassCNN, images: torch.Tensor, device="cpu", chu
 def class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Fraction of correct predictions per true class (2,) [liquid, glass] (NaN for an absent
     class); predicted, labels (n,)."""
-    return np.array([np.mean(predicted[labels == c] == c) if (labels == c).any() else np.nan
-                     for c in range(len(CLASSES))])
+    return np.array(
+        [np.mean(predicted[labels == c] == c) if (labels == c).any() else np.nan for c in range(len(CLASSES))]
+    )
 
 
 def consensus_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -29,14 +29,14 @@ def grad_cam(model: GlassCNN, images: torch.Tensor, target) -> torch.Tensor:
         with torch.enable_grad():
             logits = model(images)
             target = torch.as_tensor(target, device=logits.device).expand(len(images))
-            score = logits.gather(1, target[:, None]).sum()   # samples are independent in eval
-            activation = captured["a"]                             # (B, M, grid, ...)
-            grads, = torch.autograd.grad(score, activation)
+            score = logits.gather(1, target[:, None]).sum()  # samples are independent in eval
+            activation = captured["a"]  # (B, M, grid, ...)
+            (grads,) = torch.autograd.grad(score, activation)
     finally:
         hook.remove()
     pixels = tuple(range(2, activation.dim()))
-    alpha = grads.mean(dim=pixels, keepdim=True)                   # eq. 3
-    return torch.relu((alpha * activation).sum(1)).detach()        # eq. 4
+    alpha = grads.mean(dim=pixels, keepdim=True)  # eq. 3
+    return torch.relu((alpha * activation).sum(1)).detach()  # eq. 4
 
 
 def input_map(images: torch.Tensor) -> torch.Tensor:

@@ -95,13 +95,31 @@ class GlassCNN(nn.Module):
     explains (same spatial size as the input).
     """
 
-    def __init__(self, dim: int, grid: int, channels, kernel_sizes, hidden: int, dropout: float,
-                 normalise: str = "standard", head: str = "dense", hidden_activation: str = "none",
-                 members: int = 1):
+    def __init__(
+        self,
+        dim: int,
+        grid: int,
+        channels,
+        kernel_sizes,
+        hidden: int,
+        dropout: float,
+        normalise: str = "standard",
+        head: str = "dense",
+        hidden_activation: str = "none",
+        members: int = 1,
+    ):
         super().__init__()
-        self.args = dict(dim=dim, grid=grid, channels=list(channels), kernel_sizes=list(kernel_sizes),
-                         hidden=hidden, dropout=dropout, normalise=normalise, head=head,
-                         hidden_activation=hidden_activation)
+        self.args = dict(
+            dim=dim,
+            grid=grid,
+            channels=list(channels),
+            kernel_sizes=list(kernel_sizes),
+            hidden=hidden,
+            dropout=dropout,
+            normalise=normalise,
+            head=head,
+            hidden_activation=hidden_activation,
+        )
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if hidden_activation not in HIDDEN_ACTIVATIONS:
@@ -111,8 +129,18 @@ class GlassCNN(nn.Module):
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
         layers, c_in = [], 1
         for c_out, k in zip(channels, kernel_sizes):
-            layers += [conv(members * c_in, members * c_out, k, stride=1, padding=k // 2, padding_mode="circular",
-                            groups=members), nn.ReLU()]
+            layers += [
+                conv(
+                    members * c_in,
+                    members * c_out,
+                    k,
+                    stride=1,
+                    padding=k // 2,
+                    padding_mode="circular",
+                    groups=members,
+                ),
+                nn.ReLU(),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         if head == "dense":
@@ -139,8 +167,9 @@ def layer_sequence(model: GlassCNN) -> list[str]:
     (containers flattened; Identity and Flatten, which compute nothing, left out)."""
     names = [type(model.norm).__name__]
     for part in (model.features, model.hidden, model.dropout, model.output):
-        names += [type(m).__name__ for m in part.modules()
-                  if not isinstance(m, (nn.Sequential, nn.Identity, nn.Flatten))]
+        names += [
+            type(m).__name__ for m in part.modules() if not isinstance(m, (nn.Sequential, nn.Identity, nn.Flatten))
+        ]
     return names
 
 
@@ -150,5 +179,14 @@ def build_model(spec, seed: int | None = None) -> GlassCNN:
     m = spec.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed if seed is None else seed)
-        return GlassCNN(spec.dim, spec.dataset.grid, m.channels, m.kernel_sizes, m.hidden, m.dropout,
-                        spec.dataset.normalise, m.head, m.hidden_activation)
+        return GlassCNN(
+            spec.dim,
+            spec.dataset.grid,
+            m.channels,
+            m.kernel_sizes,
+            m.hidden,
+            m.dropout,
+            spec.dataset.normalise,
+            m.head,
+            m.hidden_activation,
+        )

@@ -29,8 +29,11 @@ def cascade_layers(model: GlassCNN) -> list[tuple[str, nn.Module]]:
     ("hidden", Linear), ("conv{n}", Conv), ..., ("conv1", Conv)] (n convolutions)."""
     convs = [m for m in model.features if isinstance(m, (nn.Conv2d, nn.Conv3d))]
     hidden = next(m for m in model.hidden if isinstance(m, nn.Linear))
-    return [("output", model.output), ("hidden", hidden),
-            *((f"conv{i + 1}", conv) for i, conv in reversed(list(enumerate(convs))))]
+    return [
+        ("output", model.output),
+        ("hidden", hidden),
+        *((f"conv{i + 1}", conv) for i, conv in reversed(list(enumerate(convs)))),
+    ]
 
 
 def level_names(model: GlassCNN) -> list[str]:

@@ -97,8 +97,7 @@ def global_batches(n: int, batch_size: int, generator: torch.Generator) -> list[
 def translate(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """Roll each image (B, 1, grid, ...) periodically by its shift (B, dim) in pixels."""
     axes = tuple(range(1, images.dim() - 1))
-    return torch.stack([torch.roll(x, s, axes) for x, s in zip(images, shifts.tolist())]) if len(images) \
-        else images
+    return torch.stack([torch.roll(x, s, axes) for x, s in zip(images, shifts.tolist())]) if len(images) else images
 
 
 def _counts(model, images, labels, index, device, chunk=256) -> torch.Tensor:
@@ -120,20 +119,27 @@ def _counts(model, images, labels, index, device, chunk=256) -> torch.Tensor:
     return out
 
 
-def evaluate_members(model: GlassCNN, images: torch.Tensor, labels: torch.Tensor,
-                     device: torch.device | str = "cpu") -> list[dict]:
+def evaluate_members(
+    model: GlassCNN, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu"
+) -> list[dict]:
     """:func:`evaluate` of each member of a model of K members (labels (K, n)); K dicts."""
     rank, world = rank_and_world()
     index = torch.tensor_split(torch.arange(labels.shape[1]), world)[rank]
     counts = _all_sum(_counts(model, images, labels, index, device).to(device)).cpu()
     n = labels.shape[1]
-    return [{"loss": float(c[0] / n), "accuracy": float((c[1] + c[3]) / n),
-             "class_accuracy": [float(c[1 + 2 * k] / c[2 + 2 * k]) if c[2 + 2 * k] else float("nan")
-                                for k in range(len(CLASSES))]} for c in counts]
+    return [
+        {
+            "loss": float(c[0] / n),
+            "accuracy": float((c[1] + c[3]) / n),
+            "class_accuracy": [
+                float(c[1 + 2 * k] / c[2 + 2 * k]) if c[2 + 2 * k] else float("nan") for k in range(len(CLASSES))
+            ],
+        }
+        for c in counts
+    ]
 
 
-def evaluate(model: GlassCNN, images: torch.Tensor, labels: torch.Tensor,
-             device: torch.device | str = "cpu") -> dict:
+def evaluate(model: GlassCNN, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu") -> dict:
     """Loss, accuracy and per-class accuracy [liquid, glass] (Table II) of images (n, 1, ...).
 
     Under DDP every rank evaluates its share and the counts are summed.
@@ -156,11 +162,16 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
-          val_set: tuple[torch.Tensor, torch.Tensor], config: TrainConfig,
-          checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
-          on_epoch: Callable[[int, dict], None] | None = None,
-          stop: Callable[[], bool] = lambda: False) -> dict:
+def train(
+    model: GlassCNN,
+    train_set: tuple[torch.Tensor, torch.Tensor],
+    val_set: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, dict], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> dict:
     """Train `model` in place; returns the history {train_loss, train_accuracy, val_loss, val_accuracy}.
 
     train_set, val_set: (raw density images (n, 1, grid, ...) float32, labels (n,) int64 with
@@ -173,15 +184,30 @@ def train(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
     long epoch never delays a clean stop.
     """
     report = None if on_epoch is None else (lambda epoch, histories: on_epoch(epoch, histories[0]))
-    return train_members(model, (train_set[0], train_set[1][None]), (val_set[0], val_set[1][None]), config,
-                         (config.seed,), checkpoint, device, report, stop)[0]
+    return train_members(
+        model,
+        (train_set[0], train_set[1][None]),
+        (val_set[0], val_set[1][None]),
+        config,
+        (config.seed,),
+        checkpoint,
+        device,
+        report,
+        stop,
+    )[0]
 
 
-def train_members(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
-                  val_set: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, seeds,
-                  checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
-                  on_epoch: Callable[[int, list], None] | None = None,
-                  stop: Callable[[], bool] = lambda: False) -> list[dict]:
+def train_members(
+    model: GlassCNN,
+    train_set: tuple[torch.Tensor, torch.Tensor],
+    val_set: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+    seeds,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, list], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[dict]:
     """:func:`train` of a model of K = len(seeds) members (GlassCNN ``members = K``) in one pass;
     returns the K histories. Labels (K, n): member k's labels (the same images for every member).
     Member k draws everything (its data order, dropout masks and translations) from its own
@@ -198,21 +224,22 @@ def train_members(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
         raise ValueError(f"{len(seeds)} seeds and labels of {members} members for a model of {model.members}")
     model.norm.fit(images)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
-                                 weight_decay=config.weight_decay, fused=True)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay, fused=True
+    )
     histories = [{k: [] for k in HISTORY_KEYS} for _ in seeds]
     start, wanted = 0, {**{k: v for k, v in asdict(config).items() if k not in ("epochs", "seed")}, "seeds": seeds}
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
         made_with = {k: v for k, v in state["config"].items() if k != "epochs"}
         if made_with != wanted:
-            raise StaleResultsError(f"checkpoint {checkpoint} was made with {made_with}, not {wanted}; "
-                                    "delete it to train from scratch")
+            raise StaleResultsError(
+                f"checkpoint {checkpoint} was made with {made_with}, not {wanted}; delete it to train from scratch"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, histories = state["epoch"], state["history"]
-    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else model
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
     width, grid, axes = model.output.in_features, images.shape[-1], images.dim() - 2
     saved = time.monotonic()
     for epoch in range(start, config.epochs):
@@ -226,12 +253,17 @@ def train_members(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
             size = len(batches[0])
             draws = [batch_draws(g, size, width, axes, grid, model.dropout.p) for g in generators]
             mine = torch.tensor_split(torch.arange(size), world)[rank]
-            x = torch.cat([translate(images[b[mine]], shifts[mine]) if config.augment else images[b[mine]]
-                           for b, (_, shifts) in zip(batches, draws)], 1).to(device)
-            y = torch.stack([labels[k, b[mine]] for k, b in enumerate(batches)], 1).to(device)   # (b, K)
+            x = torch.cat(
+                [
+                    translate(images[b[mine]], shifts[mine]) if config.augment else images[b[mine]]
+                    for b, (_, shifts) in zip(batches, draws)
+                ],
+                1,
+            ).to(device)
+            y = torch.stack([labels[k, b[mine]] for k, b in enumerate(batches)], 1).to(device)  # (b, K)
             mask = torch.cat([m[mine] for m, _ in draws], 1).to(device)
             logits = net(x, dropout_mask=mask).view(-1, members, len(CLASSES))
-            ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").sum(0)   # (K,)
+            ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").sum(0)  # (K,)
             optimizer.zero_grad(set_to_none=True)
             (ce.sum() * (world / size)).backward()
             optimizer.step()
@@ -243,12 +275,23 @@ def train_members(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
                 history[key].append(value)
         stopping = _all_sum(torch.tensor([float(stop())], device=device)).item() > 0  # every rank stops
         if rank == 0:
-            due = epoch == start or epoch + 1 == config.epochs or stopping \
+            due = (
+                epoch == start
+                or epoch + 1 == config.epochs
+                or stopping
                 or time.monotonic() - saved >= CHECKPOINT_SECONDS
+            )
             if checkpoint is not None and due:
-                save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                             "epoch": epoch + 1, "history": histories,
-                                             "config": {"epochs": config.epochs, **wanted}})
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch + 1,
+                        "history": histories,
+                        "config": {"epochs": config.epochs, **wanted},
+                    },
+                )
                 saved = time.monotonic()
             if on_epoch is not None:
                 on_epoch(epoch, histories)
@@ -257,8 +300,9 @@ def train_members(model: GlassCNN, train_set: tuple[torch.Tensor, torch.Tensor],
     return histories
 
 
-def batch_draws(generator: torch.Generator, size: int, width: int, axes: int, grid: int,
-                p: float) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_draws(
+    generator: torch.Generator, size: int, width: int, axes: int, grid: int, p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The random draws of one global batch of `size` samples, in order: the dropout mask
     (size, width), scaled by 1/(1-p), and the translations (size, axes) in pixels."""
     mask = (torch.rand(size, width, generator=generator) >= p).float() / (1 - p)
@@ -279,6 +323,10 @@ def model_card(model: GlassCNN, spec, config: TrainConfig, device, world: int) -
         "l2": "Adam weight_decay (coupled L2)",
         "device": str(device),
         "world_size": world,
-        "versions": {"torch": torch.__version__, "numpy": np.__version__,
-                     "glassdist": __version__, "python": platform.python_version()},
+        "versions": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "glassdist": __version__,
+            "python": platform.python_version(),
+        },
     }

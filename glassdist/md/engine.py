@@ -24,6 +24,7 @@ from ..errors import SpecError
 from ..spec import Spec
 from .schedule import QuenchResult
 
+
 class Engine(Protocol):
     name: str
 
@@ -33,25 +34,50 @@ class Engine(Protocol):
     def versions(self) -> dict[str, str]:
         """What ran the MD (engine, its version, device, precision): stored with the results."""
 
-    def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *,
-                     labels: list[str] | None = None, comm=None, workdir: Path | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
+    def quench_block(
+        self,
+        spec: Spec,
+        rngs: list[np.random.Generator],
+        snapshots: list[bool],
+        *,
+        labels: list[str] | None = None,
+        comm=None,
+        workdir: Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[QuenchResult]:
         """One quench (Sec. II B) per generator of the block: random start, equilibration at
         T_start, linear cooling; ``snapshots[b]`` asks replica b for cooling snapshots.
         ``labels[b]`` names replica b's files in ``workdir``. Checkpoints every
         ``md.checkpoint_every`` steps in ``workdir``; a rerun of the block with the same
         generators resumes there, bitwise identical on one rank per task."""
 
-    def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *,
-                       labels: list[str] | None = None, comm=None, workdir: Path | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def minimise_block(
+        self,
+        spec: Spec,
+        positions: np.ndarray,
+        types: np.ndarray,
+        *,
+        labels: list[str] | None = None,
+        comm=None,
+        workdir: Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Configurations (B, N, dim) -> (E0 per particle (B,), minimised positions (B, N, dim)).
         Minimisations are short: no checkpoint; Suspended when ``should_stop()`` is true
         between them."""
 
-    def isoconf_block(self, spec: Spec, start: np.ndarray, types: np.ndarray, velocities: np.ndarray,
-                      temperature: float, workdirs: list[Path], *, comm=None,
-                      should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
+    def isoconf_block(
+        self,
+        spec: Spec,
+        start: np.ndarray,
+        types: np.ndarray,
+        velocities: np.ndarray,
+        temperature: float,
+        workdirs: list[Path],
+        *,
+        comm=None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[np.ndarray]:
         """Isoconfigurational runs from ``start`` (N, dim) with velocities (B, N, dim) at
         ``temperature``: per run the unwrapped positions (n_out, N, dim) at the output steps
         (glassdist.md.isoconf.output_steps); run b checkpoints in ``workdirs[b]``."""
@@ -69,8 +95,11 @@ def get_engine(spec: Spec) -> Engine:
         try:
             from .warp.engine import WarpEngine
         except ImportError as exc:
-            raise SpecError("md.engine", f"the warp engine cannot be imported ({exc})",
-                            "install it with `pip install warp-lang`, or set md.engine = \"lammps\"") from None
+            raise SpecError(
+                "md.engine",
+                f"the warp engine cannot be imported ({exc})",
+                'install it with `pip install warp-lang`, or set md.engine = "lammps"',
+            ) from None
         return WarpEngine(spec)
     plugins = {ep.name: ep for ep in entry_points(group=ENGINE_ENTRY_POINTS)}
     if name not in plugins:

@@ -33,5 +33,7 @@ def random_positions(spec: Spec, rng: np.random.Generator, max_rounds: int = 100
             return x
         redraw = np.unique(pairs.max(axis=1))
         x[redraw] = rng.uniform(0.0, L, size=(len(redraw), dim))
-    raise TaskError(f"no random start without pairs closer than {gap:g} after {max_rounds} rounds "
-                    "(density too high for a random start)")
+    raise TaskError(
+        f"no random start without pairs closer than {gap:g} after {max_rounds} rounds "
+        "(density too high for a random start)"
+    )

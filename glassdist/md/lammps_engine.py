@@ -32,16 +32,24 @@ class LammpsEngine:
     def versions(self) -> dict[str, str]:
         return {"engine": self.name, "lammps": lammps_version(), "device": "cpu", "precision": "float64"}
 
-    def quench_block(self, spec, rngs, snapshots, *, labels=None, comm=None, workdir=None,
-                     should_stop=None) -> list[QuenchResult]:
+    def quench_block(
+        self, spec, rngs, snapshots, *, labels=None, comm=None, workdir=None, should_stop=None
+    ) -> list[QuenchResult]:
         """Replicas one after another; each checkpoints in ``workdir`` (when given) and a
         finished replica keeps its results there until the whole block is done, so a
         suspended block resumes where it stopped. The checkpoints are removed on return."""
         labels = labels or [str(b) for b in range(len(rngs))]
         out = []
         for rng, snap, label in zip(rngs, snapshots, labels):
-            res = quench(spec, rng, snapshots=snap, comm=comm, workdir=workdir, label=label,
-                         should_stop=should_stop or (lambda: False))
+            res = quench(
+                spec,
+                rng,
+                snapshots=snap,
+                comm=comm,
+                workdir=workdir,
+                label=label,
+                should_stop=should_stop or (lambda: False),
+            )
             if res is None:
                 raise Suspended(f"quench {label} checkpointed in {workdir}")
             out.append(res)
@@ -50,8 +58,7 @@ class LammpsEngine:
                 clear_checkpoint(workdir, checkpoint_prefix(label))
         return out
 
-    def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None,
-                       should_stop=None):
+    def minimise_block(self, spec, positions, types, *, labels=None, comm=None, workdir=None, should_stop=None):
         """Minimisations one after another, never checkpointed inside LAMMPS's minimiser: a
         stop request ends a one-rank minimisation at once (see :func:`minimise`), otherwise the
         block stops before its next item; either way it raises Suspended and its rerun starts
@@ -62,16 +69,26 @@ class LammpsEngine:
         for x, label in zip(positions, labels):
             if stopping(should_stop or (lambda: False), comm):
                 raise Suspended(f"minimisation stopped before {label}")
-            out.append(minimise(spec, x, types, workdir / f"{label}.data", comm=comm,
-                                input_path=workdir / f"{label}.in" if _leader(comm) else None))
+            out.append(
+                minimise(
+                    spec,
+                    x,
+                    types,
+                    workdir / f"{label}.data",
+                    comm=comm,
+                    input_path=workdir / f"{label}.in" if _leader(comm) else None,
+                )
+            )
         return np.array([e for e, _ in out]), np.stack([x for _, x in out])
 
-    def isoconf_block(self, spec, start, types, velocities, temperature, workdirs, *, comm=None,
-                      should_stop=None) -> list[np.ndarray]:
+    def isoconf_block(
+        self, spec, start, types, velocities, temperature, workdirs, *, comm=None, should_stop=None
+    ) -> list[np.ndarray]:
         out = []
         for v, workdir in zip(velocities, workdirs):
-            res = run_isoconf(spec, start, types, v, temperature, workdir, comm=comm,
-                              should_stop=should_stop or (lambda: False))
+            res = run_isoconf(
+                spec, start, types, v, temperature, workdir, comm=comm, should_stop=should_stop or (lambda: False)
+            )
             if res.status == "suspended":
                 raise Suspended(f"isoconfigurational run in {workdir} checkpointed")
             out.append(res.positions)

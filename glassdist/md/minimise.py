@@ -13,8 +13,9 @@ from ..spec import Spec
 from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, read_data_commands, write_data_file
 
 
-def minimise(spec: Spec, positions: np.ndarray, types: np.ndarray, data_path, comm=None,
-             input_path=None) -> tuple[float, np.ndarray]:
+def minimise(
+    spec: Spec, positions: np.ndarray, types: np.ndarray, data_path, comm=None, input_path=None
+) -> tuple[float, np.ndarray]:
     """Minimise a configuration (N, dim) with LAMMPS (spec.inherent) -> (E0 per particle,
     inherent-structure positions (N, dim)). The configuration goes through the LAMMPS data
     file ``data_path``; ``input_path`` (optional) receives the rerunnable LAMMPS input.
@@ -30,8 +31,12 @@ def minimise(spec: Spec, positions: np.ndarray, types: np.ndarray, data_path, co
     if comm is not None:
         comm.Barrier()
     with LammpsSession(spec, comm) as lmp:
-        lmp.run(read_data_commands(spec, data_path) + pair_commands(spec) + dynamics_fixes(spec)
-                + [f"min_style {inh.min_style}"])
+        lmp.run(
+            read_data_commands(spec, data_path)
+            + pair_commands(spec)
+            + dynamics_fixes(spec)
+            + [f"min_style {inh.min_style}"]
+        )
         interrupted = []
 
         def interrupt():

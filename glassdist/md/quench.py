@@ -17,14 +17,28 @@ import numpy as np
 
 from ..spec import Spec
 from .checkpoint import Checkpoint, stopping
-from .lammps import LammpsSession, dynamics_fixes, num, pair_commands, random_start_commands, read_restart_commands, \
-    seed_for_lammps
+from .lammps import (
+    LammpsSession,
+    dynamics_fixes,
+    num,
+    pair_commands,
+    random_start_commands,
+    read_restart_commands,
+    seed_for_lammps,
+)
 from .schedule import QuenchPlan, QuenchResult, empty_hold, record_hold
 
 
-def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, comm=None,
-           workdir: str | Path | None = None, label: str = "quench",
-           should_stop: Callable[[], bool] = lambda: False) -> QuenchResult | None:
+def quench(
+    spec: Spec,
+    rng: np.random.Generator,
+    *,
+    snapshots: bool = False,
+    comm=None,
+    workdir: str | Path | None = None,
+    label: str = "quench",
+    should_stop: Callable[[], bool] = lambda: False,
+) -> QuenchResult | None:
     """Run one quench with its own LAMMPS instance on ``comm``; seeds come from ``rng``.
 
     The quench runs as the segments of its :class:`~glassdist.md.schedule.QuenchPlan`, each a LAMMPS
@@ -42,16 +56,27 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
     root = comm is None or comm.Get_rank() == 0
     ckpt = None
     if workdir is not None:
-        ckpt = Checkpoint(workdir, plan.fingerprint(spec, rng.bit_generator.state, snapshots), root=root,
-                          prefix=checkpoint_prefix(label))
+        ckpt = Checkpoint(
+            workdir,
+            plan.fingerprint(spec, rng.bit_generator.state, snapshots),
+            root=root,
+            prefix=checkpoint_prefix(label),
+        )
     saved = ckpt.load() if ckpt is not None and root else None
     if comm is not None:
         saved = comm.bcast(saved, root=0)
     if saved is None:
         P = len(plan.thermo)
-        res = QuenchResult(np.full((2, N, dim), np.nan), np.full(2, np.nan), np.full(2, np.nan),
-                           np.full(P, np.nan), np.full(P, np.nan), np.full(P, np.nan),
-                           np.full((n_snap, N, dim), np.nan), **empty_hold(spec))
+        res = QuenchResult(
+            np.full((2, N, dim), np.nan),
+            np.full(2, np.nan),
+            np.full(2, np.nan),
+            np.full(P, np.nan),
+            np.full(P, np.nan),
+            np.full(P, np.nan),
+            np.full((n_snap, N, dim), np.nan),
+            **empty_hold(spec),
+        )
         done = -1
     else:
         arrays = saved[1]
@@ -63,9 +88,15 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
             if saved is None:
                 lmp.run(_fresh_start_commands(spec, plan, rng))
             else:
-                lmp.run([*read_restart_commands(spec, ckpt.restart(saved[0])), *pair_commands(spec),
-                         *dynamics_fixes(spec), "thermo_modify lost error norm yes",
-                         _nvt(spec, plan, segments[done][0])])
+                lmp.run(
+                    [
+                        *read_restart_commands(spec, ckpt.restart(saved[0])),
+                        *pair_commands(spec),
+                        *dynamics_fixes(spec),
+                        "thermo_modify lost error norm yes",
+                        _nvt(spec, plan, segments[done][0]),
+                    ]
+                )
             for k in range(done + 1, len(segments)):
                 (phase, end), before = segments[k], segments[k - 1][0] if k else "equilibrate"
                 begin = plan.begin(k)
@@ -85,8 +116,11 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
                     if end in plan.hold:
                         _record_hold(lmp, res, spec, plan.hold[end])
                     if end == plan.hold_end:  # the liquid, saved after the hold
-                        res.positions[0], res.pe[0], res.temperature[0] = lmp.positions(), res.hold_pe[-1], \
-                            lmp.thermo("temp")
+                        res.positions[0], res.pe[0], res.temperature[0] = (
+                            lmp.positions(),
+                            res.hold_pe[-1],
+                            lmp.thermo("temp"),
+                        )
                 if k == len(segments) - 1 or end == begin:
                     continue  # nothing to checkpoint yet (end == begin: a `run 0` for the records)
                 suspended = stopping(should_stop, comm) and ckpt is not None
@@ -97,8 +131,9 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
             if not suspended:
                 lmp.check_atoms()
                 if ckpt is not None:
-                    ckpt.save(lmp, plan.global_step(len(segments) - 1), segment=np.int64(len(segments) - 1),
-                              **vars(res))
+                    ckpt.save(
+                        lmp, plan.global_step(len(segments) - 1), segment=np.int64(len(segments) - 1), **vars(res)
+                    )
             if ckpt is not None and root:
                 name = f"{label}.in" if saved is None else f"{label}.resume-{saved[0]}.in"
                 lmp.write_input(Path(workdir) / name, header=f"glassdist quench of campaign '{spec.campaign.name}'")
@@ -111,9 +146,13 @@ def quench(spec: Spec, rng: np.random.Generator, *, snapshots: bool = False, com
 def _fresh_start_commands(spec: Spec, plan: QuenchPlan, rng: np.random.Generator) -> list[str]:
     """Random start, Maxwell-Boltzmann velocities at T_start, the equilibration thermostat."""
     T = num(spec.quench.T_start)
-    return [*random_start_commands(spec, rng), *dynamics_fixes(spec), "thermo_modify lost error norm yes",
-            f"velocity all create {T} {seed_for_lammps(rng)} dist gaussian mom yes rot no",
-            _nvt(spec, plan, "equilibrate")]
+    return [
+        *random_start_commands(spec, rng),
+        *dynamics_fixes(spec),
+        "thermo_modify lost error norm yes",
+        f"velocity all create {T} {seed_for_lammps(rng)} dist gaussian mom yes rot no",
+        _nvt(spec, plan, "equilibrate"),
+    ]
 
 
 def checkpoint_prefix(label: str) -> str:

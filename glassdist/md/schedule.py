@@ -20,19 +20,20 @@ from ..spec import HOLD_OUTPUTS, Spec
 from .checkpoint import fingerprint
 from .isoconf import output_steps
 
+
 @dataclass
 class QuenchResult:
-    positions: np.ndarray      # (2, N, dim): wrapped positions at T_liquid, T_glass
-    pe: np.ndarray             # (2,): potential energy per particle at T_liquid, T_glass
-    temperature: np.ndarray    # (2,): instantaneous kinetic temperature there
-    thermo_T: np.ndarray       # (P,): instantaneous T along the cooling
+    positions: np.ndarray  # (2, N, dim): wrapped positions at T_liquid, T_glass
+    pe: np.ndarray  # (2,): potential energy per particle at T_liquid, T_glass
+    temperature: np.ndarray  # (2,): instantaneous kinetic temperature there
+    thermo_T: np.ndarray  # (P,): instantaneous T along the cooling
     thermo_target: np.ndarray  # (P,): thermostat target T at the same steps
-    thermo_pe: np.ndarray      # (P,): potential energy per particle there
-    snapshots: np.ndarray      # (n_snap, N, dim) in spec order, or (0, N, dim)
+    thermo_pe: np.ndarray  # (P,): potential energy per particle there
+    snapshots: np.ndarray  # (n_snap, N, dim) in spec order, or (0, N, dim)
     # the liquid hold at T_L (quench.hold_liquid; empty without it), at the hold's record steps:
-    hold_fs: np.ndarray = field(default_factory=lambda: np.zeros(0))   # (n_hold,) F_s(k*, t)
-    hold_pe: np.ndarray = field(default_factory=lambda: np.zeros(0))   # (n_hold,) potential energy per particle
-    k_star: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (1,) first peak of S(k) at the hold's start
+    hold_fs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_hold,) F_s(k*, t)
+    hold_pe: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_hold,) potential energy per particle
+    k_star: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (1,) first peak of S(k) at the hold's start
     hold_origin: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, dim) unwrapped at its start
 
     def check(self, engine: str) -> None:
@@ -72,11 +73,11 @@ class QuenchPlan:
     hold's (:func:`hold_steps`). A phase change starts a fresh thermostat (``targets[phase]``)."""
 
     segments: tuple[tuple[str, int], ...]
-    thermo: dict[int, int]       # cooling step -> index of the thermo point (P of them)
-    saves: dict[int, int]        # cooling step -> class saved there (0 liquid: only without a hold; 1 glass)
-    snapshots: dict[int, int]    # cooling step -> index of the snapshot temperature (empty: none kept)
-    hold: dict[int, int]         # hold step -> index of its record (empty: no hold)
-    liquid: int                  # cooling step of T_liquid (where the hold sits)
+    thermo: dict[int, int]  # cooling step -> index of the thermo point (P of them)
+    saves: dict[int, int]  # cooling step -> class saved there (0 liquid: only without a hold; 1 glass)
+    snapshots: dict[int, int]  # cooling step -> index of the snapshot temperature (empty: none kept)
+    hold: dict[int, int]  # hold step -> index of its record (empty: no hold)
+    liquid: int  # cooling step of T_liquid (where the hold sits)
     targets: dict[str, tuple[float, float, int]]  # phase -> thermostat (T at its start, T at its end, steps)
 
     @classmethod
@@ -88,14 +89,25 @@ class QuenchPlan:
         held = hold_steps(spec)
         cool = sorted({*thermo, liquid, total, *snap, *range(every, total, every)})
         hold = sorted({*map(int, held[1:]), *range(every, int(held[-1]), every)}) if len(held) else []
-        segments = ([("equilibrate", s) for s in sorted({*range(every, E, every), E})]
-                    + [("cool", s) for s in cool if s <= liquid] + [("hold", s) for s in hold]
-                    + [("cool", s) for s in cool if s > liquid])
-        return cls(tuple(segments), {s: i for i, s in enumerate(thermo)},
-                   {total: 1} if len(held) else {liquid: 0, total: 1}, {s: k for k, s in enumerate(snap)},
-                   {int(s): i for i, s in enumerate(held)}, liquid,
-                   {"equilibrate": (q.T_start, q.T_start, E), "cool": (q.T_start, q.T_glass, total),
-                    "hold": (q.T_liquid, q.T_liquid, int(held[-1]) if len(held) else 0)})
+        segments = (
+            [("equilibrate", s) for s in sorted({*range(every, E, every), E})]
+            + [("cool", s) for s in cool if s <= liquid]
+            + [("hold", s) for s in hold]
+            + [("cool", s) for s in cool if s > liquid]
+        )
+        return cls(
+            tuple(segments),
+            {s: i for i, s in enumerate(thermo)},
+            {total: 1} if len(held) else {liquid: 0, total: 1},
+            {s: k for k, s in enumerate(snap)},
+            {int(s): i for i, s in enumerate(held)},
+            liquid,
+            {
+                "equilibrate": (q.T_start, q.T_start, E),
+                "cool": (q.T_start, q.T_glass, total),
+                "hold": (q.T_liquid, q.T_liquid, int(held[-1]) if len(held) else 0),
+            },
+        )
 
     @property
     def holds(self) -> bool:
@@ -136,8 +148,12 @@ def empty_hold(spec: Spec) -> dict[str, np.ndarray]:
     n, N, dim = len(hold_steps(spec)), spec.system.n_particles, spec.dim
     if not n:
         return {"hold_fs": np.zeros(0), "hold_pe": np.zeros(0), "k_star": np.zeros(0), "hold_origin": np.zeros((0, 0))}
-    return {"hold_fs": np.full(n, np.nan), "hold_pe": np.full(n, np.nan), "k_star": np.full(1, np.nan),
-            "hold_origin": np.full((N, dim), np.nan)}
+    return {
+        "hold_fs": np.full(n, np.nan),
+        "hold_pe": np.full(n, np.nan),
+        "k_star": np.full(1, np.nan),
+        "hold_origin": np.full((N, dim), np.nan),
+    }
 
 
 def record_hold(hold: dict[str, np.ndarray], i: int, unwrapped: np.ndarray, pe: np.ndarray, box_length: float) -> None:

@@ -21,10 +21,10 @@ from .context import Context, Missing
 
 @dataclass(frozen=True)
 class Artefact:
-    key: str            # file stem in DIR/report/
-    label: str          # the paper's number
+    key: str  # file stem in DIR/report/
+    label: str  # the paper's number
     make: Callable
-    kind: str           # "table" or "figure"
+    kind: str  # "table" or "figure"
     needs: tuple[str, ...] = ()  # stages whose skipping (glassdist.stages.Stage.skipped) leaves it unmade
 
 
@@ -101,17 +101,20 @@ def write_index(ctx: Context, manifest: dict[str, dict], out_dir: Path) -> Path:
     """DIR/report/index.html: every artefact of the manifest in ARTEFACTS order."""
     spec = ctx.spec
     system = f"the paper's {ctx.system}" if ctx.system else "a system of its own (no paper values to compare)"
-    parts = [f"<!doctype html><meta charset='utf-8'><title>glassdist report: {html.escape(spec.campaign.name)}</title>",
-             f"<style>{STYLE}</style>",
-             f"<h1>glassdist report: {html.escape(spec.campaign.name)}</h1>",
-             f"<p>{html.escape(spec.campaign.description)}</p>",
-             f"<p>Campaign system: {system}, dimension {spec.dim}. Paper: Oyama, Koyama, Kawasaki, "
-             "<i>What do deep neural networks find in disordered structures of glasses?</i></p>",
-             f"<p class='scale'>Scale: {html.escape(ctx.scale)}</p>"]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>glassdist report: {html.escape(spec.campaign.name)}</title>",
+        f"<style>{STYLE}</style>",
+        f"<h1>glassdist report: {html.escape(spec.campaign.name)}</h1>",
+        f"<p>{html.escape(spec.campaign.description)}</p>",
+        f"<p>Campaign system: {system}, dimension {spec.dim}. Paper: Oyama, Koyama, Kawasaki, "
+        "<i>What do deep neural networks find in disordered structures of glasses?</i></p>",
+        f"<p class='scale'>Scale: {html.escape(ctx.scale)}</p>",
+    ]
     sentence = trust.verdict(ctx)
     if sentence:
-        parts.append(f"<p class='verdict'><b>Γ:</b> {html.escape(sentence)} "
-                     "(<a href='#gamma_trust'>the evidence</a>)</p>")
+        parts.append(
+            f"<p class='verdict'><b>Γ:</b> {html.escape(sentence)} (<a href='#gamma_trust'>the evidence</a>)</p>"
+        )
     parts.append("<h2>Contents</h2><ul>")
     for a in ARTEFACTS:
         e = manifest[a.key]
@@ -125,8 +128,10 @@ def write_index(ctx: Context, manifest: dict[str, dict], out_dir: Path) -> Path:
             parts.append(f"<p class='missing'>Missing (its data are not in the store): {html.escape(e['missing'])}</p>")
             continue
         if e["kind"] == T:
-            parts.append(f"<h3>{html.escape(e['title'])}</h3>{_table_html(out_dir / e['file'])}"
-                         f"<p><a href='{e['file']}'>{e['file']}</a></p>")
+            parts.append(
+                f"<h3>{html.escape(e['title'])}</h3>{_table_html(out_dir / e['file'])}"
+                f"<p><a href='{e['file']}'>{e['file']}</a></p>"
+            )
         else:
             parts.append(f"<img src='{e['file']}' alt='{html.escape(e['label'])}'>")
         parts.append(f"<p>{html.escape(e['caption'])}</p>")

@@ -24,17 +24,18 @@ class Missing(Exception):
 def ensembles_missing(ctx: "Context") -> str:
     """How to get the sub-ensembles of Table IV and Fig. 4."""
     p = ctx.spec.propensity
-    return (f"needs propensity.main_samples > 0 and propensity.samples >= 3 main_samples (this campaign has "
-            f"{p.samples} and {p.main_samples}; paper: 100 and 30): start a new campaign with `glassdist init "
-            f"NEWDIR --from {ctx.campaign_dir} --set propensity.samples=100 --set propensity.main_samples=30`, then "
-            f"`glassdist run NEWDIR`")
+    return (
+        f"needs propensity.main_samples > 0 and propensity.samples >= 3 main_samples (this campaign has "
+        f"{p.samples} and {p.main_samples}; paper: 100 and 30): start a new campaign with `glassdist init "
+        f"NEWDIR --from {ctx.campaign_dir} --set propensity.samples=100 --set propensity.main_samples=30`, then "
+        f"`glassdist run NEWDIR`"
+    )
 
 
 def not_reached(delta: float, max_delta: float) -> str:
     """'not reached (max δ 0.2997)': the largest δ the runs reached, with the digits that show it
     is below ``delta``."""
-    text = next((f"{max_delta:.{d}g}" for d in range(2, 8) if float(f"{max_delta:.{d}g}") < delta),
-                f"{max_delta:.8g}")
+    text = next((f"{max_delta:.{d}g}" for d in range(2, 8) if float(f"{max_delta:.{d}g}") < delta), f"{max_delta:.8g}")
     return f"not reached (max δ {text})"
 
 
@@ -93,15 +94,24 @@ class Context:
         s, q, p = self.spec.system, self.spec.quench, self.spec.propensity
         ref = pv.SCALE
         engine = dict(self.store.root["quench"].attrs.get("engine", {})) if "quench" in self.store.root else {}
-        md = (f"MD: {engine.get('engine', '?')} on {engine.get('device', '?')}, {engine.get('precision', '?')}; "
-              if engine else "")
-        return (md + f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
-                f"(paper {ref['replicas']}), N_s = {p.samples} runs (paper {ref['samples']})"
-                + (f", the main Δ from the first {p.main_samples} of them (paper {ref['main_samples']})"
-                   if p.main_samples else "") + ", "
-                f"propensity steps = {p.steps:.3g} (paper {ref['steps']:.0e}), "
-                f"cooling rate = {self.spec.quench.cooling_rate:g} (paper 8.33e-5), "
-                f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})")
+        md = (
+            f"MD: {engine.get('engine', '?')} on {engine.get('device', '?')}, {engine.get('precision', '?')}; "
+            if engine
+            else ""
+        )
+        return (
+            md + f"N = {s.n_particles} (paper {ref['N']}), replicas = {q.replicas} "
+            f"(paper {ref['replicas']}), N_s = {p.samples} runs (paper {ref['samples']})"
+            + (
+                f", the main Δ from the first {p.main_samples} of them (paper {ref['main_samples']})"
+                if p.main_samples
+                else ""
+            )
+            + ", "
+            f"propensity steps = {p.steps:.3g} (paper {ref['steps']:.0e}), "
+            f"cooling rate = {self.spec.quench.cooling_rate:g} (paper 8.33e-5), "
+            f"epochs = {self.spec.train.epochs} (paper {ref['epochs']})"
+        )
 
     # ---- stored data --------------------------------------------------------------
     def optional(self, path: str):
@@ -117,7 +127,7 @@ class Context:
         """Each member's Pearson with each structural indicator at xi violin, mean over the
         configurations of Table S2 and Fig. 6 (correctly classified, every pair finite): (M, I);
         None with one member, none stored, or no such configuration."""
-        members = self.optional("analyze/trust/members")                            # (Rt, 2, M, I)
+        members = self.optional("analyze/trust/members")  # (Rt, 2, M, I)
         if members is None or members.shape[2] < 2:
             return None
         p, correct = self.need("analyze", "analyze/pairs/pearson", "gradcam/correct")
@@ -133,8 +143,7 @@ class Context:
         root = self.store.root
         absent = [p for p in paths if p not in root]
         if absent or self.store.stage_state(stage, self.spec).name != "done":
-            raise Missing(f"run `glassdist {stage} {self.campaign_dir}` (or `glassdist run "
-                          f"{self.campaign_dir}`)")
+            raise Missing(f"run `glassdist {stage} {self.campaign_dir}` (or `glassdist run {self.campaign_dir}`)")
         return [root[p][...] for p in paths]
 
     @cached_property

@@ -54,8 +54,11 @@ def _liquid_hold(ctx: Context) -> str:
     if "quench/tau_alpha" not in ctx.store.root:
         return f"held {hold:g} τ, τ_α not measured yet"
     tau, held = ctx.store.root["quench/tau_alpha"][:], ctx.store.root["quench/liquid_held"][:]
-    return (f"held {hold:g} τ, median τ_α = {np.nanmedian(tau):.3g}" if np.isfinite(tau).any() else
-            f"held {hold:g} τ, τ_α not reached") + f"; {int(held.sum())} of {len(held)} liquids held ≥ the τ_α multiple"
+    return (
+        f"held {hold:g} τ, median τ_α = {np.nanmedian(tau):.3g}"
+        if np.isfinite(tau).any()
+        else f"held {hold:g} τ, τ_α not reached"
+    ) + f"; {int(held.sum())} of {len(held)} liquids held ≥ the τ_α multiple"
 
 
 def _delta_reached(ctx: Context) -> np.ndarray | None:
@@ -87,44 +90,115 @@ def rows(ctx: Context) -> list[list[str]]:
     xi = _attrs(ctx, "analyze").get("xi", {})
     paper_net = {"hidden_activation": P["hidden_activation"], "head": P["head"], "dropout": P["dropout"]}
     table = [
-        ("N (system.n_particles)", P["n_particles"], s.system.n_particles, s.system.n_particles != P["n_particles"],
-         ""),
-        ("replicas and split (quench.replicas, quench.split)", f"{P['replicas']}: {P['split']}",
-         f"{q.replicas}: {q.split}", q.split[0] < P["split"][0], "replicas"),
+        (
+            "N (system.n_particles)",
+            P["n_particles"],
+            s.system.n_particles,
+            s.system.n_particles != P["n_particles"],
+            "",
+        ),
+        (
+            "replicas and split (quench.replicas, quench.split)",
+            f"{P['replicas']}: {P['split']}",
+            f"{q.replicas}: {q.split}",
+            q.split[0] < P["split"][0],
+            "replicas",
+        ),
         ("test-set size (quench.split[2])", P["split"][2], q.split[2], q.split[2] != P["split"][2], ""),
-        ("cooling rate (quench.cooling_rate)", P["cooling_rate"], q.cooling_rate,
-         not np.isclose(q.cooling_rate, P["cooling_rate"], rtol=0.01), ""),
-        ("equilibration (quench.T_start, equilibration_time)", f"T = {P['T_start']:g}, time not given",
-         f"T = {q.T_start:g}, {q.equilibration_time:g} τ", q.T_start != P["T_start"], ""),
-        ("T_L, T_G (quench.T_liquid, T_glass)", f"{fmt(_per_system(P['T_liquid'], ctx))}, {P['T_glass']:g}",
-         f"{q.T_liquid:g}, {q.T_glass:g}",
-         q.T_liquid != _per_system(P["T_liquid"], ctx) or q.T_glass != P["T_glass"], "T_liquid"),
-        ("liquid hold at T_L and τ_α (quench.hold_liquid)", "held: 'equilibrium' supercooled liquids (time not given)",
-         _liquid_hold(ctx), not q.get("hold_liquid"), "hold"),
+        (
+            "cooling rate (quench.cooling_rate)",
+            P["cooling_rate"],
+            q.cooling_rate,
+            not np.isclose(q.cooling_rate, P["cooling_rate"], rtol=0.01),
+            "",
+        ),
+        (
+            "equilibration (quench.T_start, equilibration_time)",
+            f"T = {P['T_start']:g}, time not given",
+            f"T = {q.T_start:g}, {q.equilibration_time:g} τ",
+            q.T_start != P["T_start"],
+            "",
+        ),
+        (
+            "T_L, T_G (quench.T_liquid, T_glass)",
+            f"{fmt(_per_system(P['T_liquid'], ctx))}, {P['T_glass']:g}",
+            f"{q.T_liquid:g}, {q.T_glass:g}",
+            q.T_liquid != _per_system(P["T_liquid"], ctx) or q.T_glass != P["T_glass"],
+            "T_liquid",
+        ),
+        (
+            "liquid hold at T_L and τ_α (quench.hold_liquid)",
+            "held: 'equilibrium' supercooled liquids (time not given)",
+            _liquid_hold(ctx),
+            not q.get("hold_liquid"),
+            "hold",
+        ),
         ("grid (dataset.grid)", "not given", s.dataset.grid, None, "grid"),
-        ("input normalisation (dataset.normalise)", "'to [0, 1]' (per image: image)", s.dataset.normalise,
-         s.dataset.normalise != P["normalise"], "normalise"),
-        ("network (model.*)", _network(paper_net) + "; sizes: Fig. S1", _network(s.model) +
-         f"; channels {s.model.channels}, kernels {s.model.kernel_sizes}, hidden {s.model.hidden}",
-         any(s.model[k] != v for k, v in paper_net.items()), ""),
-        ("optimiser (train.lr, batch_size, augment)", f"Adam lr {P['lr']:g}, batch {P['batch_size']}, no augmentation",
-         f"Adam lr {tr.lr:g}, batch {tr.batch_size}, augmentation {'on' if tr.augment else 'off'}",
-         (tr.lr, tr.batch_size, tr.augment) != (P["lr"], P["batch_size"], P["augment"]), "optimiser"),
+        (
+            "input normalisation (dataset.normalise)",
+            "'to [0, 1]' (per image: image)",
+            s.dataset.normalise,
+            s.dataset.normalise != P["normalise"],
+            "normalise",
+        ),
+        (
+            "network (model.*)",
+            _network(paper_net) + "; sizes: Fig. S1",
+            _network(s.model)
+            + f"; channels {s.model.channels}, kernels {s.model.kernel_sizes}, hidden {s.model.hidden}",
+            any(s.model[k] != v for k, v in paper_net.items()),
+            "",
+        ),
+        (
+            "optimiser (train.lr, batch_size, augment)",
+            f"Adam lr {P['lr']:g}, batch {P['batch_size']}, no augmentation",
+            f"Adam lr {tr.lr:g}, batch {tr.batch_size}, augmentation {'on' if tr.augment else 'off'}",
+            (tr.lr, tr.batch_size, tr.augment) != (P["lr"], P["batch_size"], P["augment"]),
+            "optimiser",
+        ),
         ("epochs (train.epochs)", P["epochs"], tr.epochs, tr.epochs != P["epochs"], ""),
         ("ensemble size (train.ensemble)", P["ensemble"], ensemble, ensemble != P["ensemble"], ""),
-        ("N_s (propensity.samples, main_samples)", f"{P['samples']} runs, main Δ from {P['main_samples']}",
-         f"{p.samples} runs, main Δ from {p.main_samples or p.samples}",
-         (p.samples, p.main_samples or p.samples) != (P["samples"], P["main_samples"]), ""),
-        ("run length and δ reached (propensity.steps)", f"{P['steps']:.0e} steps; δ up to ~{P['delta_reached']:g}",
-         _run_length(ctx, reached), reached is None or np.max(reached) < P["delta_reached"], ""),
+        (
+            "N_s (propensity.samples, main_samples)",
+            f"{P['samples']} runs, main Δ from {P['main_samples']}",
+            f"{p.samples} runs, main Δ from {p.main_samples or p.samples}",
+            (p.samples, p.main_samples or p.samples) != (P["samples"], P["main_samples"]),
+            "",
+        ),
+        (
+            "run length and δ reached (propensity.steps)",
+            f"{P['steps']:.0e} steps; δ up to ~{P['delta_reached']:g}",
+            _run_length(ctx, reached),
+            reached is None or np.max(reached) < P["delta_reached"],
+            "",
+        ),
         ("T* (inherent fit: a result, not a setting)", fmt(_per_system(P["t_star"], ctx)), _t_star(ctx), "-", ""),
-        ("propensity temperatures (propensity.temperatures)", P["t_star_multiples"], _temperatures(ctx),
-         not auto_temperatures(s), ""),
-        ("analysed δ (analyze.deltas)", ", ".join(f"{d:g}" for d in P["deltas"]), ", ".join(f"{d:g}" for d in a.deltas),
-         list(a.deltas) != P["deltas"], ""),
-        ("ξ rule (analyze.xi)", "rule (Sec. IV B)", (f"{a.xi}" if a.xi == "rule" else f"fixed {a.xi}")
-         + (f": ξ_Δ {fmt(xi.get('Delta'))}, ξ_α {fmt(xi.get('alpha'))}, Fig. 6 {fmt(xi.get('violin'))}" if xi else ""),
-         a.xi != P["xi"], ""),
+        (
+            "propensity temperatures (propensity.temperatures)",
+            P["t_star_multiples"],
+            _temperatures(ctx),
+            not auto_temperatures(s),
+            "",
+        ),
+        (
+            "analysed δ (analyze.deltas)",
+            ", ".join(f"{d:g}" for d in P["deltas"]),
+            ", ".join(f"{d:g}" for d in a.deltas),
+            list(a.deltas) != P["deltas"],
+            "",
+        ),
+        (
+            "ξ rule (analyze.xi)",
+            "rule (Sec. IV B)",
+            (f"{a.xi}" if a.xi == "rule" else f"fixed {a.xi}")
+            + (
+                f": ξ_Δ {fmt(xi.get('Delta'))}, ξ_α {fmt(xi.get('alpha'))}, Fig. 6 {fmt(xi.get('violin'))}"
+                if xi
+                else ""
+            ),
+            a.xi != P["xi"],
+            "",
+        ),
     ]
     out = []
     for name, paper, ours, departs, effect in table:
@@ -136,11 +210,15 @@ def rows(ctx: Context) -> list[list[str]]:
 
 def table_departures(ctx: Context) -> Table:
     """The departure table (the report's first section)."""
-    t = Table("Departures from the paper's protocol", ["quantity (campaign keys)", "paper", "this campaign",
-                                                        "departs", "known to move a result"])
+    t = Table(
+        "Departures from the paper's protocol",
+        ["quantity (campaign keys)", "paper", "this campaign", "departs", "known to move a result"],
+    )
     t.rows = rows(ctx)
     system = ctx.system or "none (a system of its own: the paper's per-system values do not apply)"
-    t.note = (f"Paper system: {system}. Generated from campaign.toml and the store against "
-              "glassdist/report/paper_values.py (PROTOCOL, EFFECTS); 'not measured': no study in "
-              "docs/validation.md says how this departure moves the results.")
+    t.note = (
+        f"Paper system: {system}. Generated from campaign.toml and the store against "
+        "glassdist/report/paper_values.py (PROTOCOL, EFFECTS); 'not measured': no study in "
+        "docs/validation.md says how this departure moves the results."
+    )
     return t

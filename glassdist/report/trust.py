@@ -16,8 +16,7 @@ from .tables import Table, fmt
 def trust(ctx: Context) -> dict:
     """``tables["trust"]``, or Missing when the analysis predates it."""
     if "trust" not in ctx.tables:
-        raise Missing(f"the analysis predates the evidence behind Γ: `glassdist analyze {ctx.campaign_dir}` "
-                      "redoes it")
+        raise Missing(f"the analysis predates the evidence behind Γ: `glassdist analyze {ctx.campaign_dir}` redoes it")
     return ctx.tables["trust"]
 
 
@@ -46,8 +45,11 @@ def table_trust(ctx: Context) -> Table:
     tr = trust(ctx)
     names = tr["indicators"]
     M = tr["members"]
-    cols = ["row", "class", f"agreement of the {M} members"] + [f"C(·, {ctx.symbol(n)})" for n in names] \
+    cols = (
+        ["row", "class", f"agreement of the {M} members"]
+        + [f"C(·, {ctx.symbol(n)})" for n in names]
         + ["C(·, Δ) at Table V's maximum (configuration 0)"]
+    )
     t = Table(f"Γ's evidence: {M} training(s), sanity checks and baselines", cols)
     prop = tr["propensity"]
     has_prop = bool(prop.get("members"))
@@ -62,43 +64,90 @@ def table_trust(ctx: Context) -> Table:
         name = tr["classes"][cls]
         glass = cls == 1  # the propensity runs start from glasses
         consensus = tr["consensus"]
-        agreement = (interval(a["mean"][cls], a["ci"][cls])
-                     + f" (median {fmt(a['median'][cls])}, {a['n'][cls]} configurations)")
+        agreement = (
+            interval(a["mean"][cls], a["ci"][cls]) + f" (median {fmt(a['median'][cls])}, {a['n'][cls]} configurations)"
+        )
         vmax = table_v[0][0][0] if glass and table_v and table_v[0] else None
-        t.rows.append(_row(f"consensus Γ̄ (mean of {M})", name, agreement,
-                           [interval(consensus["mean"][cls][i], consensus["ci"][cls][i]) for i in range(len(names))],
-                           dcell(vmax) if glass else ""))
+        t.rows.append(
+            _row(
+                f"consensus Γ̄ (mean of {M})",
+                name,
+                agreement,
+                [interval(consensus["mean"][cls][i], consensus["ci"][cls][i]) for i in range(len(names))],
+                dcell(vmax) if glass else "",
+            )
+        )
         for k in range(M if M > 1 else 0):
-            t.rows.append(_row(f"member {k}", name, "", [fmt(x) for x in tr["member_mean"][cls][k]],
-                               dcell(prop["members"][0][k]) if glass and has_prop else ""))
+            t.rows.append(
+                _row(
+                    f"member {k}",
+                    name,
+                    "",
+                    [fmt(x) for x in tr["member_mean"][cls][k]],
+                    dcell(prop["members"][0][k]) if glass and has_prop else "",
+                )
+            )
         rnd = tr["randomised"]
         for v in range(len(levels)):
             marks = rnd["reproduces"][v][cls]
-            t.rows.append(_row(randomised_label(levels, v), name, "",
-                               [interval(rnd["mean"][v][cls][i], rnd["ci"][v][cls][i]) + (" ≈ Γ̄" if marks[i] else "")
-                                for i in range(len(names))],
-                               dcell(np.nanmean(np.array(prop["randomised"][0], dtype=float)[:, v]))
-                               if glass and has_prop and "randomised" in prop else ""))
+            t.rows.append(
+                _row(
+                    randomised_label(levels, v),
+                    name,
+                    "",
+                    [
+                        interval(rnd["mean"][v][cls][i], rnd["ci"][v][cls][i]) + (" ≈ Γ̄" if marks[i] else "")
+                        for i in range(len(names))
+                    ],
+                    dcell(np.nanmean(np.array(prop["randomised"][0], dtype=float)[:, v]))
+                    if glass and has_prop and "randomised" in prop
+                    else "",
+                )
+            )
         for key, label in (("shuffled", "trained on shuffled labels"), ("input", "input only, Γ⁰")):
             entry = tr[key]
             if "absent" in entry:
                 continue
-            t.rows.append(_row(label, name, "", [interval(entry["mean"][cls][i], entry["ci"][cls][i])
-                                                 + (" ≈ Γ̄" if entry["reproduces"][cls][i] else "")
-                                                 for i in range(len(names))],
-                               dcell(prop[key][0]) if glass and has_prop and key in prop else ""))
-        for j, (key, label) in enumerate((("given_input", "partial: Γ̄ given Γ⁰"),
-                                          ("given_composition", "partial: Γ̄ given the local composition"))):
+            t.rows.append(
+                _row(
+                    label,
+                    name,
+                    "",
+                    [
+                        interval(entry["mean"][cls][i], entry["ci"][cls][i])
+                        + (" ≈ Γ̄" if entry["reproduces"][cls][i] else "")
+                        for i in range(len(names))
+                    ],
+                    dcell(prop[key][0]) if glass and has_prop and key in prop else "",
+                )
+            )
+        for j, (key, label) in enumerate(
+            (("given_input", "partial: Γ̄ given Γ⁰"), ("given_composition", "partial: Γ̄ given the local composition"))
+        ):
             if key == "given_input" and "absent" in tr["input"]:
                 continue
             part = tr["partial"][key]
-            t.rows.append(_row(label, name, "", [interval(part["mean"][cls][i], part["ci"][cls][i])
-                                                 for i in range(len(names))],
-                               dcell(prop["partial"][0][j]) if glass and has_prop else ""))
-    t.note = " ".join([tr["sentence"], _disagreeing(ctx, tr), _no_information(ctx, tr),
-                       "C(·, X): Pearson at the ξ of Fig. 6 without the 1 − X signs (as Table S2); "
-                       "'≈ Γ̄': the value is inside Γ̄'s 95 % interval or Γ̄'s inside its own, so that baseline "
-                       "reproduces the correlation.", tr["partial"]["note"] + ".", *tr["notes"]])
+            t.rows.append(
+                _row(
+                    label,
+                    name,
+                    "",
+                    [interval(part["mean"][cls][i], part["ci"][cls][i]) for i in range(len(names))],
+                    dcell(prop["partial"][0][j]) if glass and has_prop else "",
+                )
+            )
+    t.note = " ".join(
+        [
+            tr["sentence"],
+            _disagreeing(ctx, tr),
+            _no_information(ctx, tr),
+            "C(·, X): Pearson at the ξ of Fig. 6 without the 1 − X signs (as Table S2); "
+            "'≈ Γ̄': the value is inside Γ̄'s 95 % interval or Γ̄'s inside its own, so that baseline "
+            "reproduces the correlation.",
+            tr["partial"]["note"] + ".",
+            *tr["notes"],
+        ]
+    )
     return t
 
 
@@ -109,10 +158,15 @@ def randomised_label(levels: list[str], v: int) -> str:
 
 def _disagreeing(ctx: Context, tr: dict) -> str:
     """Who disagrees in sign, per class and indicator."""
-    parts = [f"{d['class']}, C(Γ, {ctx.symbol(d['indicator'])}): members {d['positive']} positive, {d['negative']} "
-             "negative" for d in tr["members_disagreeing_in_sign"]]
-    return ("Members whose correlations differ in sign: " + "; ".join(parts) + ".") if parts else \
-        ("No two members differ in the sign of a correlation." if tr["members"] > 1 else "")
+    parts = [
+        f"{d['class']}, C(Γ, {ctx.symbol(d['indicator'])}): members {d['positive']} positive, {d['negative']} negative"
+        for d in tr["members_disagreeing_in_sign"]
+    ]
+    return (
+        ("Members whose correlations differ in sign: " + "; ".join(parts) + ".")
+        if parts
+        else ("No two members differ in the sign of a correlation." if tr["members"] > 1 else "")
+    )
 
 
 def _no_information(ctx: Context, tr: dict) -> str:
@@ -120,10 +174,21 @@ def _no_information(ctx: Context, tr: dict) -> str:
     flags = tr["randomised"].get("no_learnt_information")
     if not flags:
         return ""
-    hits = [f"C(Γ̄, {ctx.symbol(n)}) of the {tr['classes'][cls]}s" for cls in (1, 0)
-            for n, flag in zip(tr["indicators"], flags[cls]) if flag]
-    return ("Reproduced by a randomised model within the 95 % interval, so carrying no learnt information: "
-            + ", ".join(hits) + ".") if hits else "No randomised model reproduces a correlation of Γ̄."
+    hits = [
+        f"C(Γ̄, {ctx.symbol(n)}) of the {tr['classes'][cls]}s"
+        for cls in (1, 0)
+        for n, flag in zip(tr["indicators"], flags[cls])
+        if flag
+    ]
+    return (
+        (
+            "Reproduced by a randomised model within the 95 % interval, so carrying no learnt information: "
+            + ", ".join(hits)
+            + "."
+        )
+        if hits
+        else "No randomised model reproduces a correlation of Γ̄."
+    )
 
 
 def fig_trust(ctx: Context, path) -> str:
@@ -140,8 +205,11 @@ def fig_trust(ctx: Context, path) -> str:
     for cls in (1, 0):
         left.stairs(a["hist"]["counts"][cls], edges, label=f"{tr['classes'][cls]} (n = {a['n'][cls]})", lw=1.5)
     left.axvline(a["threshold"], color="k", ls="--", lw=1, label=f"threshold {a['threshold']:g}")
-    left.set(xlabel="inter-member agreement (mean pairwise Pearson of coarse-grained Γ)", ylabel="test configurations",
-             title=f"{tr['members']} members: {tr['verdict']}")
+    left.set(
+        xlabel="inter-member agreement (mean pairwise Pearson of coarse-grained Γ)",
+        ylabel="test configurations",
+        title=f"{tr['members']} members: {tr['verdict']}",
+    )
     left.legend(fontsize=7)
     name = tr["indicators"][0]
     labels, means, lows, highs = [], [], [], []
@@ -149,7 +217,7 @@ def fig_trust(ctx: Context, path) -> str:
     def add(label, mean, ci=None):
         labels.append(label)
         means.append(np.nan if mean is None else mean)
-        lo, hi = (ci if ci is not None and None not in ci else (mean, mean))
+        lo, hi = ci if ci is not None and None not in ci else (mean, mean)
         lows.append(np.nan if lo is None else lo)
         highs.append(np.nan if hi is None else hi)
 
@@ -158,8 +226,11 @@ def fig_trust(ctx: Context, path) -> str:
     for k in range(tr["members"] if tr["members"] > 1 else 0):
         add(f"member {k}", tr["member_mean"][cls][k][0])
     for v in range(len(tr["randomised"].get("levels", []))):
-        add(randomised_label(tr["randomised"]["levels"], v), tr["randomised"]["mean"][v][cls][0],
-            tr["randomised"]["ci"][v][cls][0])
+        add(
+            randomised_label(tr["randomised"]["levels"], v),
+            tr["randomised"]["mean"][v][cls][0],
+            tr["randomised"]["ci"][v][cls][0],
+        )
     for key, label in (("shuffled", "shuffled labels"), ("input", "Γ⁰ (input)")):
         if "absent" not in tr[key]:
             add(label, tr[key]["mean"][cls][0], tr[key]["ci"][cls][0])
@@ -172,8 +243,10 @@ def fig_trust(ctx: Context, path) -> str:
         right.axvspan(ci[0], ci[1], color="C0", alpha=0.15, label="Γ̄'s 95 % interval")
         right.legend(fontsize=7)
     right.set_yticks(y, labels, fontsize=7)
-    right.set(xlabel=f"C(·, {ctx.symbol(name)}) on {tr['classes'][cls]} configurations (Pearson, Fig. 6's ξ)",
-              xlim=(-1, 1),
-              title="trained vs randomised vs baselines")
+    right.set(
+        xlabel=f"C(·, {ctx.symbol(name)}) on {tr['classes'][cls]} configurations (Pearson, Fig. 6's ξ)",
+        xlim=(-1, 1),
+        title="trained vs randomised vs baselines",
+    )
     _save(fig, ctx, path)
     return tr["sentence"] + " Right: mean over test configurations with 95 % bootstrap intervals."

@@ -108,20 +108,22 @@ def ready(store: Store, spec: Spec) -> np.ndarray:
     coarse-graining lengths are chosen)."""
     d = dims(spec)
     scans, replicas, correlations = phases(spec)
-    done = {name: (store.ledger(name).done_mask() if f"ledger/{name}" in store.root else None)
-            for name in ("gradcam", "indicators", "propensity_reduce")}
+    done = {
+        name: (store.ledger(name).done_mask() if f"ledger/{name}" in store.root else None)
+        for name in ("gradcam", "indicators", "propensity_reduce")
+    }
     out = np.zeros(n_tasks(spec), bool)
     if done["gradcam"] is None or done["indicators"] is None:
         return out
     test = spec.replicas_of("test")
-    config_ok = done["gradcam"] & done["indicators"][test]                     # (Rt,)
+    config_ok = done["gradcam"] & done["indicators"][test]  # (Rt,)
     chosen = NAME in store.root and "xi" in store.root[NAME].attrs
-    out[replicas.start:replicas.stop] = config_ok & chosen
+    out[replicas.start : replicas.stop] = config_ok & chosen
     if done["propensity_reduce"] is not None:
         conf = np.asarray(spec.propensity.configurations)
         reduced = (done["propensity_reduce"].reshape(d["C"], d["nT"]) & config_ok[conf][:, None]).ravel()
-        out[scans.start:scans.stop] = reduced
-        out[correlations.start:correlations.stop] = reduced & chosen
+        out[scans.start : scans.stop] = reduced
+        out[correlations.start : correlations.stop] = reduced & chosen
     return out
 
 
@@ -136,20 +138,32 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     older = bool(missing) and store.stage_started(NAME) and store.ledger(NAME).done_mask().any()
     a = spec.analyze
     ensembles = sub_ensembles(spec.propensity.samples, spec.propensity.main_samples)
-    store.create_arrays(NAME, spec)[f"{NAME}/structure/r"][:] = analysis.correlation_radii(a.correlation_rmax,
-                                                                                          a.correlation_bins)
-    store.root[NAME].attrs.update({
-        "indicators": [i.name for i in registry.analysed(spec)],
-        "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
-        "one_minus": list(a.one_minus), "deltas": list(a.deltas), "xi_grid": list(a.xi_grid),
-        "temperatures": stored_temperatures(store).tolist(), "replicas": glass_replicas(spec).tolist(),
-        "glassbench": {"propensity": list(glassbench.PROPENSITY), "groups": glassbench.groups(spec.system.species),
-                       "xi": "Delta"},  # the coarse-graining of the propensity: attribute xi's "Delta"
-        "test_replicas": spec.replicas_of("test").tolist(),
-        "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else []})
+    store.create_arrays(NAME, spec)[f"{NAME}/structure/r"][:] = analysis.correlation_radii(
+        a.correlation_rmax, a.correlation_bins
+    )
+    store.root[NAME].attrs.update(
+        {
+            "indicators": [i.name for i in registry.analysed(spec)],
+            "pairs": [list(p) for p in registry.pairs(dims(spec)["A"])],
+            "one_minus": list(a.one_minus),
+            "deltas": list(a.deltas),
+            "xi_grid": list(a.xi_grid),
+            "temperatures": stored_temperatures(store).tolist(),
+            "replicas": glass_replicas(spec).tolist(),
+            "glassbench": {
+                "propensity": list(glassbench.PROPENSITY),
+                "groups": glassbench.groups(spec.system.species),
+                "xi": "Delta",
+            },  # the coarse-graining of the propensity: attribute xi's "Delta"
+            "test_replicas": spec.replicas_of("test").tolist(),
+            "ensemble_columns": analysis.ensemble_columns(list(ensembles)) if ensembles else [],
+        }
+    )
     if older:  # an analysis by a glassdist that did not make some of today's arrays: every task again
-        print(f"{NAME}: this analysis predates arrays of this glassdist ({', '.join(missing[:3])}"
-              f"{', ...' if len(missing) > 3 else ''}): it is redone")
+        print(
+            f"{NAME}: this analysis predates arrays of this glassdist ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}): it is redone"
+        )
         store.ledger(NAME).reopen_all()
         store.root[NAME].attrs.pop("tables", None)
     todo = store.ledger(NAME, n_tasks(spec)).todo()
@@ -167,8 +181,9 @@ def _fields(store: Store, spec: Spec, t: int) -> np.ndarray:
     of glassdist.structure.indicators.analysed (Grad-CAM first)."""
     replica = int(store.root["gradcam/replicas"][t])
     ind = store.root["indicators"]
-    return np.stack([store.root["gradcam/gamma"][t]]
-                    + [ind[i.name][replica] for i in registry.structural(spec)], axis=-1)
+    return np.stack(
+        [store.root["gradcam/gamma"][t]] + [ind[i.name][replica] for i in registry.structural(spec)], axis=-1
+    )
 
 
 def analyze_block(campaign_dir: str, spec: Spec, block, comm=None) -> None:
@@ -192,9 +207,18 @@ def analyze_task(store: Store, spec: Spec, task: int) -> None:
             replica = int(store.root["gradcam/replicas"][t])
             positions, fields = store.root["quench/positions"][replica], _fields(store, spec, t)
             pairs = registry.pairs(fields.shape[-1])
-            results = [analysis.configuration_analysis(positions[cls], fields[cls], L, chosen_xi(store)["violin"],
-                                                       a.correlation_rmax, a.correlation_bins, pairs)
-                       for cls in (0, 1)]
+            results = [
+                analysis.configuration_analysis(
+                    positions[cls],
+                    fields[cls],
+                    L,
+                    chosen_xi(store)["violin"],
+                    a.correlation_rmax,
+                    a.correlation_bins,
+                    pairs,
+                )
+                for cls in (0, 1)
+            ]
             group["pairs/pearson"][t] = np.stack([r[0] for r in results])
             group["pairs/spearman"][t] = np.stack([r[1] for r in results])
             group["structure/C_r"][t] = results[1][2]
@@ -215,7 +239,7 @@ def _variants(store: Store, t: int, cls: int) -> dict:
     members = g["members"][t][:, cls] if g["members"] is not None else store.root["gradcam/gamma"][t, cls][None]
     out = {"members": members.T}
     if "randomised" in g:
-        r = g["randomised"][t][:, :, cls]                                            # (M, V, N)
+        r = g["randomised"][t][:, :, cls]  # (M, V, N)
         out["randomised"] = r.reshape(-1, r.shape[-1]).T
     out.update({name: g[name][t, cls][:, None] for name in ("shuffled", "input") if name in g})
     return out
@@ -233,15 +257,20 @@ def trust_replica(store: Store, spec: Spec, t: int, positions: np.ndarray, field
         variants = _variants(store, t, cls)
         res = analysis.gamma_variants(positions[cls], fields[cls], variants, comp, L, xi)
         cg = analysis.smooth(positions[cls], fields[cls], L, xi)
-        null = uncertainty.shifted_pearson(cg, cg, uncertainty.shift_index(positions[cls], L, a.null_samples,
-                                                                           seed(spec, "null", t, cls)))
-        res["pairs_null"] = np.stack([null[:, i, j] for i, j in pairs], axis=-1)   # (S, P): pair's first field shifted
+        null = uncertainty.shifted_pearson(
+            cg, cg, uncertainty.shift_index(positions[cls], L, a.null_samples, seed(spec, "null", t, cls))
+        )
+        res["pairs_null"] = np.stack([null[:, i, j] for i, j in pairs], axis=-1)  # (S, P): pair's first field shifted
         for name, value in res.items():
             rows.setdefault(name, []).append(value)
     M = rows["members"][0].shape[0]
-    glass = variants["members"]                       # (N, M): the loop ends on the glass (cls = 1)
-    group["trust/C_r_members"][t] = np.stack([analysis.spatial_correlation(
-        positions[1], glass[:, m], L, a.correlation_rmax, a.correlation_bins)[1] for m in range(M)])
+    glass = variants["members"]  # (N, M): the loop ends on the glass (cls = 1)
+    group["trust/C_r_members"][t] = np.stack(
+        [
+            analysis.spatial_correlation(positions[1], glass[:, m], L, a.correlation_rmax, a.correlation_bins)[1]
+            for m in range(M)
+        ]
+    )
     group["trust/agreement"][t] = rows["agreement"]
     for name in ("members", "partial", "pairs_null"):
         group[f"trust/{name}"][t] = np.stack(rows[name])
@@ -266,8 +295,18 @@ def scan_task(store: Store, spec: Spec, c: int, t: int) -> None:
     """Phase 1, configuration c at temperature index t: PropensityScan into the store."""
     a, group = spec.analyze, store.root[NAME]
     positions, fields, delta_t, Delta_t, flip = _propensity_inputs(store, spec, c, t)
-    res = analysis.propensity_scan(positions, fields, delta_t, Delta_t, spec.box_length, deltas=a.deltas,
-                                   xi_grid=a.xi_grid, flip=flip, r_max=a.correlation_rmax, bins=a.correlation_bins)
+    res = analysis.propensity_scan(
+        positions,
+        fields,
+        delta_t,
+        Delta_t,
+        spec.box_length,
+        deltas=a.deltas,
+        xi_grid=a.xi_grid,
+        flip=flip,
+        r_max=a.correlation_rmax,
+        bins=a.correlation_bins,
+    )
     group["dynamics/delta"][c, t] = delta_t
     for key in ("reached", "C_Delta_r", "xi_Delta", "scan", "xi_star"):
         group[f"dynamics/{key}"][c, t] = getattr(res, key)
@@ -283,8 +322,16 @@ def block_length(spec: Spec, *xi: float) -> float:
     return max(2 * max(finite, default=0.0), analysis.FIRST_SHELL * float(np.max(np.diag(spec.sigma))))
 
 
-def trust_scan(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, fields: np.ndarray,
-               res: analysis.PropensityScan, flip: np.ndarray) -> None:
+def trust_scan(
+    store: Store,
+    spec: Spec,
+    c: int,
+    t: int,
+    positions: np.ndarray,
+    fields: np.ndarray,
+    res: analysis.PropensityScan,
+    flip: np.ndarray,
+) -> None:
     """Phase 1, configuration c at temperature index t: the Table S1 maxima over (delta, xi) of
     spatial-block resamples (``trust/propensity/S1_boot`` (R, 2, A), blocks of :func:`block_length` of
     the largest resolved xi_Delta) and of periodically shifted indicators (``S1_null`` (S, 2, A):
@@ -292,20 +339,23 @@ def trust_scan(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, 
     a, L, group = spec.analyze, spec.box_length, store.root[NAME]
     X, A, K = len(a.xi_grid), fields.shape[1], len(a.deltas)
     x = np.concatenate([analysis.smooth(positions, fields, L, xi, flip) for xi in a.xi_grid], axis=1)  # (N, X A)
-    y = np.moveaxis(res.Delta, 0, -1).reshape(2 * K, -1).T                                  # (N, 2 K): [cg][k]
-    boot = uncertainty.block_pearson(positions, x, y, L, block_length(spec, *res.xi_Delta), a.bootstrap,
-                                     seed(spec, "block", c))
-    null = uncertainty.shifted_pearson(x, y, uncertainty.shift_index(positions, L, a.null_samples,
-                                                                     seed(spec, "null-glass", c)))
+    y = np.moveaxis(res.Delta, 0, -1).reshape(2 * K, -1).T  # (N, 2 K): [cg][k]
+    boot = uncertainty.block_pearson(
+        positions, x, y, L, block_length(spec, *res.xi_Delta), a.bootstrap, seed(spec, "block", c)
+    )
+    null = uncertainty.shifted_pearson(
+        x, y, uncertainty.shift_index(positions, L, a.null_samples, seed(spec, "null-glass", c))
+    )
 
     def grid_max(v):  # (n, X A, 2 K) -> (n, 2, A): max over xi and delta
         return _nanmax(v.reshape(len(v), X, A, 2, K), (1, 4)).transpose(0, 2, 1)
 
     group["trust/propensity/S1_boot"][c, t], group["trust/propensity/S1_null"][c, t] = grid_max(boot), grid_max(null)
-    members = _variants(store, spec.propensity.configurations[c], 1)["members"]            # (N, M)
+    members = _variants(store, spec.propensity.configurations[c], 1)["members"]  # (N, M)
     smoothed = np.stack([analysis.smooth(positions, members, L, xi, bool(flip[0])) for xi in a.xi_grid])
-    group["trust/propensity/S1_members"][c, t] = analysis.table_s1(analysis.scan_against(smoothed, res.Delta),
-                                                                   a.deltas, a.xi_grid)  # (2, M, 3)
+    group["trust/propensity/S1_members"][c, t] = analysis.table_s1(
+        analysis.scan_against(smoothed, res.Delta), a.deltas, a.xi_grid
+    )  # (2, M, 3)
 
 
 def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
@@ -313,27 +363,44 @@ def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
     and Table IV at the chosen lengths into the store."""
     L, group, xi = spec.box_length, store.root[NAME], chosen_xi(store)
     positions, fields, _, Delta_t, flip = _propensity_inputs(store, spec, c, t)
-    pearson_t, spearman_t, maps = analysis.propensity_correlations(positions, fields, Delta_t, L, xi_alpha=xi["alpha"],
-                                                                   xi_Delta=xi["Delta"], flip=flip)
+    pearson_t, spearman_t, maps = analysis.propensity_correlations(
+        positions, fields, Delta_t, L, xi_alpha=xi["alpha"], xi_Delta=xi["Delta"], flip=flip
+    )
     group["dynamics/pearson_t"][c, t], group["dynamics/spearman_t"][c, t] = pearson_t, spearman_t
     group["maps/indicators"][c, t] = maps
     group["glassbench/pearson"][c, t], group["glassbench/spearman"][c, t] = glassbench.species_correlations(
-        positions, fields, Delta_t, store.types(), spec.n_species, L, xi["Delta"], flip)
+        positions, fields, Delta_t, store.types(), spec.n_species, L, xi["Delta"], flip
+    )
     trust_propensity(store, spec, c, t, positions, fields, Delta_t, flip)
     if has_ensembles(spec):
-        ens = store.root["propensity/Delta_ensembles"][c, t]                   # (4, T, N)
+        ens = store.root["propensity/Delta_ensembles"][c, t]  # (4, T, N)
         delta = analysis.ensemble_delta(ens.mean(axis=2))
         fields_at = np.stack([propensity_at_delta(e.mean(axis=1), e, [delta])[0][0] for e in ens])  # (4, N)
         row, maps = analysis.ensemble_table(positions, fields_at, L, xi["Delta"])
         group["ensembles/table"][c, t], group["ensembles/maps"][c, t], group["ensembles/delta"][c, t] = row, maps, delta
-        both = np.concatenate([maps[:, 0], maps[:, 1]]).T                               # (N, 8): bare, then cg
-        boot = uncertainty.block_pearson(positions, both, both, L, block_length(spec, xi["Delta"]),
-                                         spec.analyze.bootstrap, seed(spec, "ensembles", c))  # (R, 8, 8)
+        both = np.concatenate([maps[:, 0], maps[:, 1]]).T  # (N, 8): bare, then cg
+        boot = uncertainty.block_pearson(
+            positions,
+            both,
+            both,
+            L,
+            block_length(spec, xi["Delta"]),
+            spec.analyze.bootstrap,
+            seed(spec, "ensembles", c),
+        )  # (R, 8, 8)
         group["ensembles/ci"][c, t] = uncertainty.interval(analysis.ensemble_row(boot))  # (5, 2)
 
 
-def trust_propensity(store: Store, spec: Spec, c: int, t: int, positions: np.ndarray, fields: np.ndarray,
-                     Delta_t: np.ndarray, flip: np.ndarray) -> None:
+def trust_propensity(
+    store: Store,
+    spec: Spec,
+    c: int,
+    t: int,
+    positions: np.ndarray,
+    fields: np.ndarray,
+    Delta_t: np.ndarray,
+    flip: np.ndarray,
+) -> None:
     """Phase 2, configuration c at temperature index t, at the chosen lengths: the Gamma variants'
     C(., Delta)(t) and Gamma-bar's partial correlations (``trust/propensity/<variant>``, ``partial``),
     the spatial-block interval and the shifted-field null band of every C_{alpha,Delta}(t) (Fig. 5:
@@ -342,8 +409,17 @@ def trust_propensity(store: Store, spec: Spec, c: int, t: int, positions: np.nda
     a, L, group, xi = spec.analyze, spec.box_length, store.root[NAME], chosen_xi(store)
     conf = spec.propensity.configurations[c]
     comp = analysis.composition(positions, store.types(), spec.sigma, L, xi["alpha"])
-    res = analysis.variant_propensity(positions, fields[:, 0], _variants(store, conf, 1), comp, Delta_t, L,
-                                      xi_alpha=xi["alpha"], xi_Delta=xi["Delta"], flip=bool(flip[0]))
+    res = analysis.variant_propensity(
+        positions,
+        fields[:, 0],
+        _variants(store, conf, 1),
+        comp,
+        Delta_t,
+        L,
+        xi_alpha=xi["alpha"],
+        xi_Delta=xi["Delta"],
+        flip=bool(flip[0]),
+    )
     M = res["members"].shape[0]
     group["trust/propensity/members"][c, t], group["trust/propensity/partial"][c, t] = res["members"], res["partial"]
     if "randomised" in res:
@@ -351,12 +427,14 @@ def trust_propensity(store: Store, spec: Spec, c: int, t: int, positions: np.nda
     for name in ("shuffled", "input"):
         if name in res:
             group[f"trust/propensity/{name}"][c, t] = res[name][0]
-    alpha = analysis.smooth(positions, fields, L, xi["alpha"], flip)                          # (N, A)
-    Delta_cg = analysis.smooth(positions, np.asarray(Delta_t).T, L, xi["Delta"])              # (N, T)
-    boot = uncertainty.block_pearson(positions, alpha, Delta_cg, L, block_length(spec, xi["alpha"], xi["Delta"]),
-                                     a.bootstrap, seed(spec, "block", c))                   # (R, A, T)
-    null = uncertainty.shifted_pearson(alpha, Delta_cg, uncertainty.shift_index(
-        positions, L, a.null_samples, seed(spec, "null-glass", c)))                          # (S, A, T)
+    alpha = analysis.smooth(positions, fields, L, xi["alpha"], flip)  # (N, A)
+    Delta_cg = analysis.smooth(positions, np.asarray(Delta_t).T, L, xi["Delta"])  # (N, T)
+    boot = uncertainty.block_pearson(
+        positions, alpha, Delta_cg, L, block_length(spec, xi["alpha"], xi["Delta"]), a.bootstrap, seed(spec, "block", c)
+    )  # (R, A, T)
+    null = uncertainty.shifted_pearson(
+        alpha, Delta_cg, uncertainty.shift_index(positions, L, a.null_samples, seed(spec, "null-glass", c))
+    )  # (S, A, T)
     group["trust/propensity/pearson_t_ci"][c, t] = uncertainty.interval(boot)
     group["trust/propensity/pearson_t_null"][c, t] = uncertainty.interval(null)
     group["trust/propensity/V_boot"][c, t] = _nanmax(boot, -1)
@@ -384,11 +462,24 @@ def choose(store: Store, spec: Spec) -> analysis.XiChoice:
     r = analysis.correlation_radii(a.correlation_rmax, a.correlation_bins)
     group = store.root[NAME]
     if group["dynamics/xi_Delta"].shape[0] == 0:  # no propensity runs (skipped): the rule has no Delta
-        return analysis.XiChoice("rule", float("nan"), float("nan"), 0.0, notes=[
-            "no propensity runs, so the paper's rule has no xi_Delta: Fig. 6 and Table S2 use the bare fields "
-            "(xi = 0); give fixed lengths (analyze.xi = {Delta = ..., alpha = ..., violin = ...}) to coarse-grain"])
-    return analysis.choose_xi(group["dynamics/xi_Delta"][:], group["dynamics/scan"][:], a.deltas, a.xi_grid,
-                              r_min=float(r[1]), half_box=min(a.correlation_rmax, spec.box_length / 2))
+        return analysis.XiChoice(
+            "rule",
+            float("nan"),
+            float("nan"),
+            0.0,
+            notes=[
+                "no propensity runs, so the paper's rule has no xi_Delta: Fig. 6 and Table S2 use the bare fields "
+                "(xi = 0); give fixed lengths (analyze.xi = {Delta = ..., alpha = ..., violin = ...}) to coarse-grain"
+            ],
+        )
+    return analysis.choose_xi(
+        group["dynamics/xi_Delta"][:],
+        group["dynamics/scan"][:],
+        a.deltas,
+        a.xi_grid,
+        r_min=float(r[1]),
+        half_box=min(a.correlation_rmax, spec.box_length / 2),
+    )
 
 
 def _json(x):
@@ -414,19 +505,29 @@ def summarize(store: Store, spec: Spec) -> dict:
     C = dyn["delta"].shape[0]
     half_box, r_min = min(a.correlation_rmax, spec.box_length / 2), float(r[1])
     tables = {
-        "III": {"xi_Delta": _json(dyn["xi_Delta"]), "reached": dyn["reached"].tolist(),
-                "unresolved": [[[analysis.unresolved(x, r_min, half_box) for x in row] for row in conf]
-                               for conf in dyn["xi_Delta"]],
-                "max_delta": _json(np.nanmax(dyn["delta"], axis=-1) if C else np.zeros((0, dyn["delta"].shape[1]))),
-                "xi": chosen_xi(store),
-                "r_Gamma_unresolved": analysis.unresolved(r_alpha[0], r_min, half_box) if len(r_alpha) else ""},
+        "III": {
+            "xi_Delta": _json(dyn["xi_Delta"]),
+            "reached": dyn["reached"].tolist(),
+            "unresolved": [
+                [[analysis.unresolved(x, r_min, half_box) for x in row] for row in conf] for conf in dyn["xi_Delta"]
+            ],
+            "max_delta": _json(np.nanmax(dyn["delta"], axis=-1) if C else np.zeros((0, dyn["delta"].shape[1]))),
+            "xi": chosen_xi(store),
+            "r_Gamma_unresolved": analysis.unresolved(r_alpha[0], r_min, half_box) if len(r_alpha) else "",
+        },
         "V": [[_json(v) for v in analysis.table_v(dyn["pearson_t"][c], dyn["delta"][c])] for c in range(C)],
         "S1_members": _json(group["trust/propensity/S1_members"][:]),
-        "S1": _json([[analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
-                     for c in range(C)]),
+        "S1": _json(
+            [
+                [analysis.table_s1(dyn["scan"][c, t], a.deltas, a.xi_grid) for t in range(dyn["scan"].shape[1])]
+                for c in range(C)
+            ]
+        ),
         "S2": _json(analysis.table_s2(p, s, valid)),
-        "S2_counts": valid.sum(axis=0).tolist(), "misclassified": int((~correct).sum()),
-        "r_alpha": _json(r_alpha), "r_Gamma_members": _json(r_members),
+        "S2_counts": valid.sum(axis=0).tolist(),
+        "misclassified": int((~correct).sum()),
+        "r_alpha": _json(r_alpha),
+        "r_Gamma_members": _json(r_members),
     }
     if "ensembles/table" in group:
         tables["IV"] = _json(group["ensembles/table"][:])
@@ -445,23 +546,27 @@ def interval_tables(store: Store, spec: Spec, valid: np.ndarray, tables: dict) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a class without valid configurations: NaN
         s2_null = np.stack([uncertainty.interval(np.nanmean(pairs_null[valid[:, cls], cls], axis=0)) for cls in (0, 1)])
-    out = {"S2_ci": _json(np.stack([uncertainty.bootstrap_mean(p[valid[:, cls], cls], R, seed(spec, "S2", cls))
-                                    for cls in (0, 1)])),
-           "S2_null": _json(s2_null)}
+    out = {
+        "S2_ci": _json(
+            np.stack([uncertainty.bootstrap_mean(p[valid[:, cls], cls], R, seed(spec, "S2", cls)) for cls in (0, 1)])
+        ),
+        "S2_null": _json(s2_null),
+    }
     xi_Delta = group["dynamics/xi_Delta"][:]
-    xi_Delta = np.where(np.array(tables["III"]["unresolved"], dtype=object).reshape(xi_Delta.shape) == "",
-                        xi_Delta, np.nan)
+    xi_Delta = np.where(
+        np.array(tables["III"]["unresolved"], dtype=object).reshape(xi_Delta.shape) == "", xi_Delta, np.nan
+    )
     out["III_ci"] = _json(uncertainty.bootstrap_mean(xi_Delta.reshape(-1, len(a.deltas)), R, seed(spec, "III")))
     if "ensembles/ci" in group:
-        out["IV_ci"] = _json(group["ensembles/ci"][:])                                   # (C, nT, 5, 2)
+        out["IV_ci"] = _json(group["ensembles/ci"][:])  # (C, nT, 5, 2)
     t = group["trust/propensity"]
-    out["V_ci"] = _json(uncertainty.interval(_nanmax(t["V_boot"][:], 1), axis=1))       # (C, A, 2)
+    out["V_ci"] = _json(uncertainty.interval(_nanmax(t["V_boot"][:], 1), axis=1))  # (C, A, 2)
     out["V_null"] = _json(uncertainty.interval(_nanmax(t["V_null"][:], 1), axis=1))
-    out["S1_ci"] = _json(uncertainty.interval(t["S1_boot"][:], axis=2))                 # (C, nT, 2, A, 2)
+    out["S1_ci"] = _json(uncertainty.interval(t["S1_boot"][:], axis=2))  # (C, nT, 2, A, 2)
     out["S1_null"] = _json(uncertainty.interval(t["S1_null"][:], axis=2))
     out["fig5_ci"], out["fig5_null"] = _json(t["pearson_t_ci"][:]), _json(t["pearson_t_null"][:])
-    acc = np.atleast_2d(store.root["train/test_accuracy"][:])                           # (M or 1, 2)
-    n = (store.root["train/test_counts"][:] if "train/test_counts" in store.root else np.full(2, valid.shape[0]))
+    acc = np.atleast_2d(store.root["train/test_accuracy"][:])  # (M or 1, 2)
+    n = store.root["train/test_counts"][:] if "train/test_counts" in store.root else np.full(2, valid.shape[0])
     out["II_ci"] = _json([[uncertainty.clopper_pearson(round(x * k), k) for x, k in zip(row, n)] for row in acc])
     return out
 
@@ -472,16 +577,22 @@ def _configuration_summary(values: np.ndarray, valid: np.ndarray, spec: Spec, la
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.stack([np.nanmean(values[valid[:, cls], cls], axis=0) for cls in (0, 1)])
-    ci = np.stack([uncertainty.bootstrap_mean(values[valid[:, cls], cls], spec.analyze.bootstrap,
-                                              seed(spec, label, cls)) for cls in (0, 1)])
+    ci = np.stack(
+        [
+            uncertainty.bootstrap_mean(values[valid[:, cls], cls], spec.analyze.bootstrap, seed(spec, label, cls))
+            for cls in (0, 1)
+        ]
+    )
     return {"mean": mean, "ci": ci}
 
 
 def _reproduces(variant: dict, reference: dict) -> np.ndarray:
     """(bool array) where the variant's mean lies in the reference's interval or the reference's
     mean in the variant's: the variant reproduces the correlation within the 95 % interval."""
+
     def inside(x, ci):
         return (ci[..., 0] <= x) & (x <= ci[..., 1])
+
     return inside(variant["mean"], reference["ci"]) | inside(reference["mean"], variant["ci"])
 
 
@@ -491,18 +602,25 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
     names = list(group.attrs["indicators"])[1:]
     t, n_ind = group["trust"], len(names)
     g = gamma_arrays(store)
-    agree = t["agreement"][:]                                                           # (Rt, 2)
-    members = t["members"][:]                                                           # (Rt, 2, M, I)
+    agree = t["agreement"][:]  # (Rt, 2)
+    members = t["members"][:]  # (Rt, 2, M, I)
     M = members.shape[2]
-    notes = [f"95 % intervals: percentile bootstrap, {a.bootstrap} resamples (analyze.bootstrap) over the correctly "
-             "classified test configurations, or over spatial blocks of one configuration (side: twice the largest "
-             "coarse-graining length, at least the first-shell radius); null bands: 2.5-97.5 % of the same statistic "
-             f"with one field periodically shifted ({a.null_samples} random shifts, analyze.null_samples; a maximum "
-             f"over a grid against the maximum over the same grid); seeds: campaign.seed = {spec.campaign.seed} and a "
-             "label."]
-    out = {"members": M, "indicators": names, "classes": classes,
-           "member_source": "gradcam/members" if g["members"] is not None else
-           "gradcam/gamma as the only member (the store has no gradcam/members: one training)"}
+    notes = [
+        f"95 % intervals: percentile bootstrap, {a.bootstrap} resamples (analyze.bootstrap) over the correctly "
+        "classified test configurations, or over spatial blocks of one configuration (side: twice the largest "
+        "coarse-graining length, at least the first-shell radius); null bands: 2.5-97.5 % of the same statistic "
+        f"with one field periodically shifted ({a.null_samples} random shifts, analyze.null_samples; a maximum "
+        f"over a grid against the maximum over the same grid); seeds: campaign.seed = {spec.campaign.seed} and a "
+        "label."
+    ]
+    out = {
+        "members": M,
+        "indicators": names,
+        "classes": classes,
+        "member_source": "gradcam/members"
+        if g["members"] is not None
+        else "gradcam/gamma as the only member (the store has no gradcam/members: one training)",
+    }
     hist_edges = np.linspace(-1, 1, 21)
     q = [0.05, 0.25, 0.5, 0.75, 0.95]
     per_class = [agree[valid[:, cls], cls] for cls in (0, 1)]
@@ -510,43 +628,62 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)
         summary = _configuration_summary(agree, valid, spec, "agreement")
         out["agreement"] = {
-            "mean": _json(summary["mean"]), "ci": _json(summary["ci"]), "n": [int(len(v)) for v in per_class],
+            "mean": _json(summary["mean"]),
+            "ci": _json(summary["ci"]),
+            "n": [int(len(v)) for v in per_class],
             "median": _json([np.nanmedian(v) if len(v) else np.nan for v in per_class]),
-            "quantiles": {"q": q, "values": _json([np.nanquantile(v, q) if len(v) else np.full(5, np.nan)
-                                                   for v in per_class])},
-            "hist": {"edges": hist_edges.tolist(),
-                     "counts": [np.histogram(v[np.isfinite(v)], hist_edges)[0].tolist() for v in per_class]},
-            "threshold": a.agreement_threshold}
+            "quantiles": {
+                "q": q,
+                "values": _json([np.nanquantile(v, q) if len(v) else np.full(5, np.nan) for v in per_class]),
+            },
+            "hist": {
+                "edges": hist_edges.tolist(),
+                "counts": [np.histogram(v[np.isfinite(v)], hist_edges)[0].tolist() for v in per_class],
+            },
+            "threshold": a.agreement_threshold,
+        }
         member_mean = np.stack([np.nanmean(members[valid[:, cls], cls], axis=0) for cls in (0, 1)])  # (2, M, I)
     if M < 2:
         out["verdict"] = "one member"
-        out["sentence"] = ("One training only (train.ensemble = 1 or a store without gradcam/members): the agreement "
-                           "between trainings is not measured, so nothing here tells whether Γ is a property of the "
-                           "glass.")
+        out["sentence"] = (
+            "One training only (train.ensemble = 1 or a store without gradcam/members): the agreement "
+            "between trainings is not measured, so nothing here tells whether Γ is a property of the "
+            "glass."
+        )
     else:
         low = np.nanmin(summary["mean"]) if np.isfinite(summary["mean"]).any() else np.nan
         out["verdict"] = "agree" if low >= a.agreement_threshold else "disagree"
-        out["sentence"] = (f"The {M} members agree (mean agreement {low:.2f} >= {a.agreement_threshold:g} in both "
-                           "classes): Γ̄ is a property of the glass at this training size."
-                           if out["verdict"] == "agree" else
-                           f"The {M} members disagree (mean agreement {low:.2f} < {a.agreement_threshold:g} in at "
-                           "least one class): the Γ results are not a property of the glass at this training size.")
+        out["sentence"] = (
+            f"The {M} members agree (mean agreement {low:.2f} >= {a.agreement_threshold:g} in both "
+            "classes): Γ̄ is a property of the glass at this training size."
+            if out["verdict"] == "agree"
+            else f"The {M} members disagree (mean agreement {low:.2f} < {a.agreement_threshold:g} in at "
+            "least one class): the Γ results are not a property of the glass at this training size."
+        )
     # a member whose Gamma correlates with nothing in any configuration drew no map (a constant Gamma:
     # a training that did not learn); the agreement leaves its pairs out, so say so
-    drew = np.isfinite(member_mean).any(axis=(0, 2))                                    # (M,)
+    drew = np.isfinite(member_mean).any(axis=(0, 2))  # (M,)
     out["flat_members"] = np.flatnonzero(~drew).tolist() if M > 1 and drew.any() else []
     if out["flat_members"]:
-        out["sentence"] += (f" Member(s) {', '.join(map(str, out['flat_members']))} drew no map (Γ constant in every "
-                            "test configuration: a training that did not learn, see Table II and the learning curves); "
-                            "the agreement is over the other members' pairs, and a constant map does not change Γ̄'s "
-                            "correlations.")
+        out["sentence"] += (
+            f" Member(s) {', '.join(map(str, out['flat_members']))} drew no map (Γ constant in every "
+            "test configuration: a training that did not learn, see Table II and the learning curves); "
+            "the agreement is over the other members' pairs, and a constant map does not change Γ̄'s "
+            "correlations."
+        )
     out["member_mean"] = _json(member_mean)
     out["members_disagreeing_in_sign"] = [
-        {"class": classes[cls], "indicator": names[i],
-         "positive": np.flatnonzero(member_mean[cls, :, i] > 0).tolist(),
-         "negative": np.flatnonzero(member_mean[cls, :, i] < 0).tolist(), "values": _json(member_mean[cls, :, i])}
-        for cls in (0, 1) for i in range(n_ind)
-        if (member_mean[cls, :, i] > 0).any() and (member_mean[cls, :, i] < 0).any()]
+        {
+            "class": classes[cls],
+            "indicator": names[i],
+            "positive": np.flatnonzero(member_mean[cls, :, i] > 0).tolist(),
+            "negative": np.flatnonzero(member_mean[cls, :, i] < 0).tolist(),
+            "values": _json(member_mean[cls, :, i]),
+        }
+        for cls in (0, 1)
+        for i in range(n_ind)
+        if (member_mean[cls, :, i] > 0).any() and (member_mean[cls, :, i] < 0).any()
+    ]
     consensus = _configuration_summary(group["pairs/pearson"][:][..., :n_ind], valid, spec, "consensus")
     out["consensus"] = {k: _json(v) for k, v in consensus.items()}
     levels = list(store.root["gradcam"].attrs.get("randomisation_levels", [])) if "randomised" in g else []
@@ -555,26 +692,33 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
             out[name] = {"absent": f"no gradcam/{name} in the store (a gradcam stage without it)"}
             continue
         values = t[name][:]
-        if name == "randomised":                                                         # (Rt, 2, M, V, I)
-            values = np.nanmean(values, axis=2)                                          # (Rt, 2, V, I): member mean
+        if name == "randomised":  # (Rt, 2, M, V, I)
+            values = np.nanmean(values, axis=2)  # (Rt, 2, V, I): member mean
         res = _configuration_summary(values, valid, spec, name)
         if name == "randomised":
-            res = {k: np.moveaxis(v, 1, 0) for k, v in res.items()}                      # (V, 2, I[, 2])
+            res = {k: np.moveaxis(v, 1, 0) for k, v in res.items()}  # (V, 2, I[, 2])
         out[name] = {k: _json(v) for k, v in res.items()}
         out[name]["reproduces"] = _reproduces(res, consensus).tolist()
         if name == "randomised":
             out[name]["levels"] = levels or [f"level {v}" for v in range(values.shape[2])]
             out[name]["no_learnt_information"] = np.asarray(out[name]["reproduces"]).any(axis=0).tolist()
-    partial = _configuration_summary(t["partial"][:], valid, spec, "partial")           # (2, 2, I[, 2])
+    partial = _configuration_summary(t["partial"][:], valid, spec, "partial")  # (2, 2, I[, 2])
     xi = chosen_xi(store)["violin"]
     out["partial"] = {
         "given_input": {k: _json(v[:, 0]) for k, v in partial.items()},
         "given_composition": {k: _json(v[:, 1]) for k, v in partial.items()},
         "composition_xi": analysis.composition_xi(spec.sigma, xi),
-        "note": ("local composition: the fraction of small particles (species of smallest σ_ii) coarse-grained at "
-                 + (f"ξ = {xi:g}" if xi > 0 else f"ξ = {analysis.composition_xi(spec.sigma, xi):.3g}: at ξ = 0 a "
-                    f"window of the first-shell radius {analysis.FIRST_SHELL:g} max σ_ii"))
-                + ("" if "input" in g else "; no gradcam/input: no partial correlation given Γ⁰")}
+        "note": (
+            "local composition: the fraction of small particles (species of smallest σ_ii) coarse-grained at "
+            + (
+                f"ξ = {xi:g}"
+                if xi > 0
+                else f"ξ = {analysis.composition_xi(spec.sigma, xi):.3g}: at ξ = 0 a "
+                f"window of the first-shell radius {analysis.FIRST_SHELL:g} max σ_ii"
+            )
+        )
+        + ("" if "input" in g else "; no gradcam/input: no partial correlation given Γ⁰"),
+    }
     out["propensity"] = _propensity_trust(store, t, g)
     out["notes"] = notes
     return out
@@ -584,7 +728,7 @@ def _propensity_trust(store: Store, t, g: dict) -> dict:
     """The Gamma variants against Delta at Gamma-bar's Table V maximum (the temperature and output
     time of each configuration's largest C(Gamma-bar, Delta)): members (C, M), randomised (C, M, V),
     shuffled (C,), input (C,), partial (C, 2) [given Gamma^0, given the composition]."""
-    p = store.root[NAME]["dynamics/pearson_t"][:, :, 0]                                   # (C, nT, T)
+    p = store.root[NAME]["dynamics/pearson_t"][:, :, 0]  # (C, nT, T)
     out = {"at": "the temperature and output time of each configuration's largest C(Γ̄, Δ) (Table V)"}
     names = ["members", "partial", *(n for n in VARIANTS if n in g)]
     for c in range(p.shape[0]):
@@ -593,7 +737,7 @@ def _propensity_trust(store: Store, t, g: dict) -> dict:
         else:
             at = np.unravel_index(np.nanargmax(p[c]), p[c].shape)
         for name in names:
-            v = t[f"propensity/{name}"][c]                                                # (nT, ..., T)
+            v = t[f"propensity/{name}"][c]  # (nT, ..., T)
             out.setdefault(name, []).append(_json(v[at[0], ..., at[1]] if at else np.full(v.shape[1:-1], np.nan)))
     return out
 
@@ -610,20 +754,28 @@ def run(campaign_dir, args=None) -> int:
     work = partial(analyze_block, str(campaign_dir), spec)
     result = farm(NAME, todo, work, ledger, spec)
     scans = phases(spec)[0]
-    if ledger.done_mask()[scans.start:scans.stop].all() and "xi" not in store.root[NAME].attrs:
+    if ledger.done_mask()[scans.start : scans.stop].all() and "xi" not in store.root[NAME].attrs:
         xi = choose(store, spec)
         if xi.problem:
-            print(f"{NAME}: the paper's rule gives no coarse-graining length: {xi.problem}. Fix: run the "
-                  f"propensity longer (propensity.steps) or widen analyze.correlation_rmax, or start a new "
-                  f"campaign with fixed lengths: `glassdist init NEWDIR --from {campaign_dir} --set "
-                  f"'analyze.xi={{Delta = 4.0, alpha = 8.0, violin = 4.0}}'`")
+            print(
+                f"{NAME}: the paper's rule gives no coarse-graining length: {xi.problem}. Fix: run the "
+                f"propensity longer (propensity.steps) or widen analyze.correlation_rmax, or start a new "
+                f"campaign with fixed lengths: `glassdist init NEWDIR --from {campaign_dir} --set "
+                f"'analyze.xi={{Delta = 4.0, alpha = 8.0, violin = 4.0}}'`"
+            )
             return 1
-        store.root[NAME].attrs["xi"] = {"rule": xi.rule, **{k: _json(getattr(xi, k)) for k in (
-            "Delta", "alpha", "violin", "Delta_at")}, "alpha_star": _json(xi.alpha_star or []), "notes": xi.notes}
+        store.root[NAME].attrs["xi"] = {
+            "rule": xi.rule,
+            **{k: _json(getattr(xi, k)) for k in ("Delta", "alpha", "violin", "Delta_at")},
+            "alpha_star": _json(xi.alpha_star or []),
+            "notes": xi.notes,
+        }
         for note in xi.notes:
             print(f"{NAME}: {note}")
-        print(f"{NAME}: coarse-graining lengths ({xi.rule}): xi_Delta = {xi.Delta:.3g}, xi_alpha = {xi.alpha:.3g}, "
-              f"Fig. 6 xi = {xi.violin:.3g}")
+        print(
+            f"{NAME}: coarse-graining lengths ({xi.rule}): xi_Delta = {xi.Delta:.3g}, xi_alpha = {xi.alpha:.3g}, "
+            f"Fig. 6 xi = {xi.violin:.3g}"
+        )
         result = farm(NAME, prepare(campaign_dir, spec), work, ledger, spec)
     if ledger.done_mask().all():
         tables = summarize(store, spec)
@@ -640,6 +792,8 @@ def report_reach(spec: Spec, tables: dict, temperatures: np.ndarray) -> None:
         return
     for c, t in zip(*np.nonzero(~reached.all(axis=-1))):
         missed = [d for d, ok in zip(spec.analyze.deltas, reached[c, t]) if not ok]
-        print(f"{NAME}: configuration {spec.propensity.configurations[c]} at T = "
-              f"{temperatures[t]:.4g} reached delta = {max_delta[c][t]:.3g} only: delta "
-              f"{', '.join(f'{d:g}' for d in missed)} not reached (run propensity longer: propensity.steps)")
+        print(
+            f"{NAME}: configuration {spec.propensity.configurations[c]} at T = "
+            f"{temperatures[t]:.4g} reached delta = {max_delta[c][t]:.3g} only: delta "
+            f"{', '.join(f'{d:g}' for d in missed)} not reached (run propensity longer: propensity.steps)"
+        )

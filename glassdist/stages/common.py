@@ -24,8 +24,17 @@ from ..pipeline import STAGES
 
 def world():
     """COMM_WORLD when started under an MPI launcher with more than one rank, else None."""
-    if not any(k in os.environ for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
-                                         "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "HYDI_CONTROL_FD")):
+    if not any(
+        k in os.environ
+        for k in (
+            "PMI_RANK",
+            "PMI_SIZE",
+            "OMPI_COMM_WORLD_SIZE",
+            "PMIX_RANK",
+            "SLURM_STEP_NUM_TASKS",
+            "HYDI_CONTROL_FD",
+        )
+    ):
         return None
     from mpi4py import MPI
 
@@ -81,13 +90,14 @@ def prepare_part(campaign_dir, spec, name: str, chunk: str | None = None) -> lis
 
 
 def parse_chunk(text: str | None) -> tuple[int, int] | None:
-    """"I/K" (0 <= I < K) -> (I, K); None -> None; anything else: UsageError (exit 2)."""
+    """ "I/K" (0 <= I < K) -> (I, K); None -> None; anything else: UsageError (exit 2)."""
     if text is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match or not int(match[1]) < int(match[2]):
-        raise UsageError(f"--chunk {text!r}: give I/K with 0 <= I < K (part I of K, e.g. 0/4), as "
-                         f"`glassdist submit --array K` does")
+        raise UsageError(
+            f"--chunk {text!r}: give I/K with 0 <= I < K (part I of K, e.g. 0/4), as `glassdist submit --array K` does"
+        )
     return int(match[1]), int(match[2])
 
 
@@ -120,8 +130,18 @@ def farm(stage: str, tasks, work, ledger, spec, *, comm=None, block_size: int = 
     MPI stages over ``comm``, Dask stages on ``spec.dask``, the others in this process)."""
     kind = STAGES[stage].kind
     backend = {"mpi": "mpi", "dask": "dask"}.get(kind, "serial")
-    return run_farm(tasks, work, ledger, backend=backend, comm=comm, ranks_per_task=spec.md.ranks_per_task,
-                    block_size=block_size, max_attempts=spec.md.max_attempts, dask_options=spec.dask, label=stage)
+    return run_farm(
+        tasks,
+        work,
+        ledger,
+        backend=backend,
+        comm=comm,
+        ranks_per_task=spec.md.ranks_per_task,
+        block_size=block_size,
+        max_attempts=spec.md.max_attempts,
+        dask_options=spec.dask,
+        label=stage,
+    )
 
 
 def exit_code(result: FarmResult, label: str, comm=None) -> int:
@@ -129,8 +149,10 @@ def exit_code(result: FarmResult, label: str, comm=None) -> int:
     if rank_of(comm) != 0:
         return 0
     if result.failed:
-        print(f"{label}: {len(result.failed)} task(s) failed after all attempts: {result.failed[:20]}; "
-              f"see `glassdist status` for their errors")
+        print(
+            f"{label}: {len(result.failed)} task(s) failed after all attempts: {result.failed[:20]}; "
+            f"see `glassdist status` for their errors"
+        )
     if result.suspended:
         print(f"{label}: stopped on request with {len(result.suspended)} task(s) left; rerun to continue")
     return 0 if result.ok else 1

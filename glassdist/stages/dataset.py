@@ -27,8 +27,9 @@ NAME = "dataset"
 def replica_images(positions: np.ndarray, types: np.ndarray, spec: Spec) -> np.ndarray:
     """Positions (2, N, dim) -> density images rho (2, grid, ..., grid) float32."""
     sigma_ii = np.diag(spec.sigma)
-    return np.stack([gridize(p, types, spec.box_length, spec.dataset.grid, sigma_ii, spec.dataset.kernel_cutoff)
-                     for p in positions]).astype(np.float32)
+    return np.stack(
+        [gridize(p, types, spec.box_length, spec.dataset.grid, sigma_ii, spec.dataset.kernel_cutoff) for p in positions]
+    ).astype(np.float32)
 
 
 def image_block(campaign_dir: str, spec: Spec, block, comm=None) -> None:

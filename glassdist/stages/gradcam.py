@@ -68,8 +68,10 @@ def model_files(campaign_dir: Path, spec: Spec, model_file: Path | None = None) 
         members = [legacy]
     missing = [str(p) for p in members if not p.is_file()]
     if missing:
-        raise UsageError(f"train.ensemble = {spec.train.ensemble}: the model files {missing} are missing; "
-                         f"`glassdist train {campaign_dir}` trains them")
+        raise UsageError(
+            f"train.ensemble = {spec.train.ensemble}: the model files {missing} are missing; "
+            f"`glassdist train {campaign_dir}` trains them"
+        )
     shuffled = shuffled_path(campaign_dir)
     return members, shuffled if spec.train.shuffled_control and shuffled.is_file() else None
 
@@ -84,8 +86,12 @@ def model_record(campaign_dir: Path, spec: Spec, model_file: Path | None) -> dic
     'shuffled' the label-shuffled control (None without one)."""
     members, shuffled = model_files(campaign_dir, spec, model_file)
     records = [_file_record(p) for p in members]
-    return {**records[0], "own": model_file is None, "members": records,
-            "shuffled": _file_record(shuffled) if shuffled else None}
+    return {
+        **records[0],
+        "own": model_file is None,
+        "members": records,
+        "shuffled": _file_record(shuffled) if shuffled else None,
+    }
 
 
 def _digests(record: dict) -> list:
@@ -93,8 +99,9 @@ def _digests(record: dict) -> list:
     return [m["sha256"] for m in record.get("members", [record])] + [(record.get("shuffled") or {}).get("sha256")]
 
 
-def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None,
-            levels: list[str] | None = None) -> list[int]:
+def prepare(
+    campaign_dir: Path, spec: Spec, model_file: Path | None = None, levels: list[str] | None = None
+) -> list[int]:
     """Check the spec and the models, create the arrays; return test indices to do (images
     done, gradcam not). With ``model_file`` (another campaign's model) this campaign's own
     training is not needed. ``levels``: the randomisation levels (default: those of this
@@ -106,10 +113,12 @@ def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None,
     old = store.root[NAME].attrs.get("model") if NAME in store.root else None
     done = store.stage_started(NAME) and store.ledger(NAME).done_mask().any()
     if old and _digests(old) != _digests(record) and done:
-        raise UsageError(f"the {NAME} results in {campaign_dir} explain the model {old['path']}, not "
-                         f"{record['path']}: drop them with `glassdist {NAME} {campaign_dir} --discard`, or keep "
-                         f"them and derive a new campaign for the other model (`glassdist init NEWDIR --from "
-                         f"{campaign_dir}`, then `glassdist {NAME} NEWDIR --model ...`)")
+        raise UsageError(
+            f"the {NAME} results in {campaign_dir} explain the model {old['path']}, not "
+            f"{record['path']}: drop them with `glassdist {NAME} {campaign_dir} --discard`, or keep "
+            f"them and derive a new campaign for the other model (`glassdist init NEWDIR --from "
+            f"{campaign_dir}`, then `glassdist {NAME} NEWDIR --model ...`)"
+        )
     levels = levels or level_names(build_model(spec))
     test = spec.replicas_of("test")
     model = {"members": len(record["members"]), "levels": len(levels), "shuffled": bool(record["shuffled"])}
@@ -120,8 +129,9 @@ def prepare(campaign_dir: Path, spec: Spec, model_file: Path | None = None,
         if path not in arrays or group[name].shape != arrays[path].shape:
             del group[name]
     store.create_arrays(NAME, spec, **model)[f"{NAME}/replicas"][:] = test
-    group.attrs.update({"target_class": [spec.class_names[c] for c in targets(spec)], "model": record,
-                        "randomisation_levels": levels})
+    group.attrs.update(
+        {"target_class": [spec.class_names[c] for c in targets(spec)], "model": record, "randomisation_levels": levels}
+    )
     imaged = store.ledger("dataset").done_mask()[test]
     return [int(t) for t in store.ledger(NAME, len(test)).todo() if imaged[t]]
 
@@ -140,8 +150,22 @@ def network(model: GlassCNN, images: np.ndarray, spec: Spec) -> tuple[np.ndarray
 def particles(fields: np.ndarray, positions: np.ndarray, types: np.ndarray, spec: Spec) -> np.ndarray:
     """M^-1 (eq. S4) of grid fields (B, 2, F, grid, ...) on positions (B, 2, N, dim): (B, 2, F, N)
     (one kernel per configuration for its F fields)."""
-    return np.array([[to_particles_many(fields[i, c], positions[i, c], types, spec.box_length, np.diag(spec.sigma),
-                                        spec.dataset.kernel_cutoff) for c in range(2)] for i in range(len(fields))])
+    return np.array(
+        [
+            [
+                to_particles_many(
+                    fields[i, c],
+                    positions[i, c],
+                    types,
+                    spec.box_length,
+                    np.diag(spec.sigma),
+                    spec.dataset.kernel_cutoff,
+                )
+                for c in range(2)
+            ]
+            for i in range(len(fields))
+        ]
+    )
 
 
 def explain(model: GlassCNN, images: np.ndarray, positions: np.ndarray, types: np.ndarray, spec: Spec):
@@ -151,27 +175,39 @@ def explain(model: GlassCNN, images: np.ndarray, positions: np.ndarray, types: n
     return maps, particles(maps[:, :, None], positions, types, spec)[:, :, 0], p_glass
 
 
-def explain_ensemble(members: list[GlassCNN], images: np.ndarray, positions: np.ndarray, types: np.ndarray,
-                     spec: Spec, shuffled: GlassCNN | None = None) -> dict[str, np.ndarray]:
+def explain_ensemble(
+    members: list[GlassCNN],
+    images: np.ndarray,
+    positions: np.ndarray,
+    types: np.ndarray,
+    spec: Spec,
+    shuffled: GlassCNN | None = None,
+) -> dict[str, np.ndarray]:
     """The rows of every ``gradcam/*`` array (see the module docstring) for test configurations
     with images (B, 2, grid, ...) and positions (B, 2, N, dim), explained by the K ``members``,
     their randomisation cascades (seeds from train.seed and the member index) and the
     label-shuffled control model ``shuffled`` (the 'shuffled' row only with it)."""
     b, K = len(images), len(members)
-    maps, p = zip(*(network(m, images, spec) for m in members))                       # K x (B, 2, grid...), (B, 2)
+    maps, p = zip(*(network(m, images, spec) for m in members))  # K x (B, 2, grid...), (B, 2)
     randomised = [network(r, images, spec)[0] for k, m in enumerate(members) for _, r in cascade(m, spec.train.seed, k)]
     control = [network(shuffled, images, spec)[0]] if shuffled is not None else []
     x = torch.from_numpy(images.reshape(2 * b, 1, *images.shape[2:]))
     baseline = input_map(x).numpy().reshape(images.shape)
     gamma = particles(np.stack([*maps, *randomised, *control, baseline], axis=2), positions, types, spec)
-    member_gamma = np.moveaxis(gamma[:, :, :K], 2, 1)                                  # (B, K, 2, N)
-    p_members = np.stack(p, axis=1)                                                    # (B, K, 2)
+    member_gamma = np.moveaxis(gamma[:, :, :K], 2, 1)  # (B, K, 2, N)
+    p_members = np.stack(p, axis=1)  # (B, K, 2)
     p_glass = p_members.mean(1)
-    rows = {"members": member_gamma, "gamma": member_gamma.mean(1), "gamma_std": member_gamma.std(1),
-            "map": np.mean(maps, axis=0, dtype=np.float64).astype(np.float32),
-            "p_glass_members": p_members, "p_glass": p_glass, "correct": (p_glass > 0.5) == np.array([False, True]),
-            "randomised": np.moveaxis(gamma[:, :, K:K + len(randomised)], 2, 1).reshape(b, K, -1, 2, gamma.shape[-1]),
-            "input": gamma[:, :, -1]}
+    rows = {
+        "members": member_gamma,
+        "gamma": member_gamma.mean(1),
+        "gamma_std": member_gamma.std(1),
+        "map": np.mean(maps, axis=0, dtype=np.float64).astype(np.float32),
+        "p_glass_members": p_members,
+        "p_glass": p_glass,
+        "correct": (p_glass > 0.5) == np.array([False, True]),
+        "randomised": np.moveaxis(gamma[:, :, K : K + len(randomised)], 2, 1).reshape(b, K, -1, 2, gamma.shape[-1]),
+        "input": gamma[:, :, -1],
+    }
     if control:
         rows["shuffled"] = gamma[:, :, -2]
     return rows
@@ -195,8 +231,10 @@ def discard(campaign_dir: Path) -> int:
     record = store.root[NAME].attrs.get("model", {})
     store.ledger(NAME).reopen_all()
     store.root[NAME].attrs.pop("model", None)
-    print(f"{NAME}: discarded the Grad-CAM of the model {record.get('path', '?')}; `glassdist {NAME} {campaign_dir}` "
-          f"(or `glassdist run {campaign_dir}`) recomputes it")
+    print(
+        f"{NAME}: discarded the Grad-CAM of the model {record.get('path', '?')}; `glassdist {NAME} {campaign_dir}` "
+        f"(or `glassdist run {campaign_dir}`) recomputes it"
+    )
     return 0
 
 
@@ -206,8 +244,10 @@ def run(campaign_dir, args=None) -> int:
     model_file = args.model
     if args.discard:
         if model_file:
-            raise UsageError("--discard and --model exclude each other: discard first, then run "
-                             f"`glassdist {NAME} {campaign_dir} --model ...`")
+            raise UsageError(
+                "--discard and --model exclude each other: discard first, then run "
+                f"`glassdist {NAME} {campaign_dir} --model ...`"
+            )
         return discard(campaign_dir)
     # a foreign model is refused (exit 2) before anything is written
     transferred = load_transferred(model_file, spec) if model_file else None
@@ -230,6 +270,8 @@ def run(campaign_dir, args=None) -> int:
     result = farm(NAME, todo, explain_block, ledger, spec, block_size=BLOCK)
     correct = group["correct"][:][ledger.done_mask()]
     if correct.size:
-        print(f"{NAME}: {len(members)} member(s); {int((~correct).sum())} of {correct.size} test configurations "
-              f"misclassified by their mean probability (flagged in {NAME}/correct)")
+        print(
+            f"{NAME}: {len(members)} member(s); {int((~correct).sum())} of {correct.size} test configurations "
+            f"misclassified by their mean probability (flagged in {NAME}/correct)"
+        )
     return exit_code(result, NAME)

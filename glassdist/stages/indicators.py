@@ -32,8 +32,9 @@ def configuration_indicators(positions: np.ndarray, types: np.ndarray, spec: Spe
     """One configuration (N, dim) -> {name: (N,)} of the campaign's indicators, and g (S, S, bins)."""
     cells = voronoi(positions, spec.box_length)
     values = {ind.name: ind.compute(positions, types, spec, cells) for ind in registry.structural(spec)}
-    _, g = partial_rdf(positions, types, spec.box_length, spec.indicators.rdf_rmax, spec.indicators.rdf_bins,
-                       n_species=spec.n_species)
+    _, g = partial_rdf(
+        positions, types, spec.box_length, spec.indicators.rdf_rmax, spec.indicators.rdf_bins, n_species=spec.n_species
+    )
     return values, g
 
 

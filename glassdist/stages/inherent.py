@@ -59,13 +59,17 @@ class StoredFit:
 
     def summary(self, campaign_dir="DIR") -> str:
         """One line: T* and both lines, or why the fit failed and what to do."""
-        lines = (f"low-T line E0 = {self.low_line[0]:.4g} T {self.low_line[1]:+.6g}, "
-                 f"mid-T line E0 = {self.mid_line[0]:.4g} T {self.mid_line[1]:+.6g}")
+        lines = (
+            f"low-T line E0 = {self.low_line[0]:.4g} T {self.low_line[1]:+.6g}, "
+            f"mid-T line E0 = {self.mid_line[0]:.4g} T {self.mid_line[1]:+.6g}"
+        )
         if self.ok:
             return f"T* = {self.t_star:.4g} +- {self.error:.2g} ({lines})"
-        return (f"the T* fit FAILED: {self.reason}; no T* ({lines}). Choose the regimes by hand from Fig. S9: "
-                f"`glassdist init NEWDIR --from {campaign_dir} --set inherent.fit_low_T_max=... "
-                f"--set inherent.fit_mid_T=[...]`")
+        return (
+            f"the T* fit FAILED: {self.reason}; no T* ({lines}). Choose the regimes by hand from Fig. S9: "
+            f"`glassdist init NEWDIR --from {campaign_dir} --set inherent.fit_low_T_max=... "
+            f"--set inherent.fit_mid_T=[...]`"
+        )
 
 
 def stored_fit(store: Store) -> StoredFit | None:
@@ -75,9 +79,14 @@ def stored_fit(store: Store) -> StoredFit | None:
     if "t_star" not in attrs:
         return None
     error = attrs.get("t_star_error")
-    return StoredFit(float(attrs["t_star"]), bool(attrs.get("fit_ok", True)), str(attrs.get("fit_reason", "")),
-                     tuple(attrs["low_line"]), tuple(attrs["mid_line"]),
-                     float("nan") if error is None else float(error))
+    return StoredFit(
+        float(attrs["t_star"]),
+        bool(attrs.get("fit_ok", True)),
+        str(attrs.get("fit_reason", "")),
+        tuple(attrs["low_line"]),
+        tuple(attrs["mid_line"]),
+        float("nan") if error is None else float(error),
+    )
 
 
 def fit(store: Store, spec: Spec) -> None:
@@ -86,18 +95,26 @@ def fit(store: Store, spec: Spec) -> None:
     inh, T = spec.inherent, np.asarray(spec.quench.snapshot_temperatures)
     E0 = store.root[f"{NAME}/E0"][:].mean(axis=0)
     try:
-        result = fit_t_star(T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T,
-                            upper=inh.fit_upper_T or spec.quench.T_liquid)
+        result = fit_t_star(
+            T, E0, low_max=inh.fit_low_T_max, mid=inh.fit_mid_T, upper=inh.fit_upper_T or spec.quench.T_liquid
+        )
     except FitError as exc:
         raise SpecError(exc.key, exc.problem, exc.fix) from None
     error = t_star_error(T, E0, result)
     group = store.root[NAME]
     group["E0_mean"][:], group["fit_residuals"][:] = E0, result.residuals
-    store.root[NAME].attrs.update({
-        "t_star": result.t_star, "t_star_error": error if np.isfinite(error) else None,
-        "low_line": list(result.low), "mid_line": list(result.mid),
-        "low_temperatures": T[result.low_mask].tolist(), "mid_temperatures": T[result.mid_mask].tolist(),
-        "fit_ok": result.ok, "fit_reason": result.reason})
+    store.root[NAME].attrs.update(
+        {
+            "t_star": result.t_star,
+            "t_star_error": error if np.isfinite(error) else None,
+            "low_line": list(result.low),
+            "mid_line": list(result.mid),
+            "low_temperatures": T[result.low_mask].tolist(),
+            "mid_temperatures": T[result.mid_mask].tolist(),
+            "fit_ok": result.ok,
+            "fit_reason": result.reason,
+        }
+    )
     print(f"{NAME}: {stored_fit(store).summary(store.dir)}")
 
 
@@ -108,11 +125,17 @@ def stored_t_star(store: Store, key: str = "propensity.temperatures") -> tuple[f
     fit_ = stored_fit(store)
     fixed = "or give fixed values, e.g. temperatures = [0.37, 0.55] under [propensity]"
     if fit_ is None:
-        raise SpecError(key, f"'auto' needs the fitted T*, and {store.dir} has none yet",
-                        f"run `glassdist inherent {store.dir}` first, {fixed}")
+        raise SpecError(
+            key,
+            f"'auto' needs the fitted T*, and {store.dir} has none yet",
+            f"run `glassdist inherent {store.dir}` first, {fixed}",
+        )
     if not fit_.ok:
-        raise SpecError(key, f"'auto' needs the fitted T*, but the T* fit of {store.dir} failed ({fit_.reason})",
-                        f"fix the fit (inherent.fit_mid_T, inherent.fit_low_T_max), {fixed}")
+        raise SpecError(
+            key,
+            f"'auto' needs the fitted T*, but the T* fit of {store.dir} failed ({fit_.reason})",
+            f"fix the fit (inherent.fit_mid_T, inherent.fit_low_T_max), {fixed}",
+        )
     return fit_.t_star, fit_.error
 
 
@@ -121,8 +144,10 @@ def run(campaign_dir, args=None) -> int:
     comm, spec = mpi_spec(campaign_dir)
     if not snapshot_shape(spec)[0]:
         if rank_of(comm) == 0:
-            print(f"{NAME}: no cooling snapshots in this campaign (quench.snapshot_replicas = 0 or no "
-                  "quench.snapshot_temperatures): nothing to do")
+            print(
+                f"{NAME}: no cooling snapshots in this campaign (quench.snapshot_replicas = 0 or no "
+                "quench.snapshot_temperatures): nothing to do"
+            )
         return 0
     todo = on_root(comm, lambda: prepare_part(campaign_dir, spec, NAME, args.chunk))
     store = Store(campaign_dir)
@@ -135,10 +160,15 @@ def run(campaign_dir, args=None) -> int:
 
     def minimise_block(block, task_comm) -> None:
         where = [divmod(task, nT) for task in block.tasks]
-        e0, minima = engine.minimise_block(spec, np.stack([snapshots[k, t] for k, t in where]), types,
-                                           labels=[f"replica-{k:06d}-T{t:03d}" for k, t in where],
-                                           comm=task_comm, workdir=campaign_dir / "lammps" / NAME,
-                                           should_stop=signals.stop_requested)
+        e0, minima = engine.minimise_block(
+            spec,
+            np.stack([snapshots[k, t] for k, t in where]),
+            types,
+            labels=[f"replica-{k:06d}-T{t:03d}" for k, t in where],
+            comm=task_comm,
+            workdir=campaign_dir / "lammps" / NAME,
+            should_stop=signals.stop_requested,
+        )
         if rank_of(task_comm) == 0:
             for (k, t), e, x in zip(where, e0, minima):
                 group["positions"][k, t] = x

@@ -69,7 +69,9 @@ def temperatures(spec: Spec, store: Store) -> tuple[np.ndarray, dict]:
 
     t_star, error = stored_t_star(store)
     return t_star * np.asarray(p.t_star_multiples, dtype=float), {
-        "t_star": t_star, "t_star_error": error if np.isfinite(error) else None}
+        "t_star": t_star,
+        "t_star_error": error if np.isfinite(error) else None,
+    }
 
 
 def stored_temperatures(store: Store) -> np.ndarray:
@@ -90,7 +92,8 @@ def _check_temperatures(store: Store, T: np.ndarray) -> None:
             f"the propensity runs in {store.path} are at T = {', '.join(f'{t:.4g}' for t in old)}, but this "
             f"campaign now asks for {', '.join(f'{t:.4g}' for t in T)} (the T* fit changed): start a new campaign "
             f"with `glassdist init NEWDIR --from {store.dir}` (it reuses every result still valid), or give "
-            f"the old values as fixed propensity.temperatures")
+            f"the old values as fixed propensity.temperatures"
+        )
 
 
 def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
@@ -100,9 +103,12 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     store.require_needs(NAME, spec=spec)
     T, origin = temperatures(spec, store)
     if max(T) > spec.quench.T_start:
-        raise SpecError("propensity.t_star_multiples", f"the runs would be at up to {max(T):.4g} "
-                        f"(T* = {origin['t_star']:.4g}), above quench.T_start = {spec.quench.T_start:g}",
-                        "use smaller multiples or fixed propensity.temperatures")
+        raise SpecError(
+            "propensity.t_star_multiples",
+            f"the runs would be at up to {max(T):.4g} "
+            f"(T* = {origin['t_star']:.4g}), above quench.T_start = {spec.quench.T_start:g}",
+            "use smaller multiples or fixed propensity.temperatures",
+        )
     _check_temperatures(store, T)
     store.check_stage(NAME, spec)
     store.configurations(glass_replicas(spec))  # refuses when a needed quench is not done
@@ -112,9 +118,14 @@ def prepare(campaign_dir: Path, spec: Spec) -> list[int]:
     made["propensity/steps"][:], made["propensity/times"][:] = steps, steps * spec.md.dt
     if "propensity/Delta_ensembles" in made:
         made["propensity/Delta_ensembles"].attrs["ensembles"] = list(sub_ensembles(S, spec.propensity.main_samples))
-    store.root["propensity"].attrs.update({"replicas": glass_replicas(spec).tolist(),
-                                           "temperatures": T.tolist(), **origin,
-                                           "until_delta": until_delta_target(spec)})
+    store.root["propensity"].attrs.update(
+        {
+            "replicas": glass_replicas(spec).tolist(),
+            "temperatures": T.tolist(),
+            **origin,
+            "until_delta": until_delta_target(spec),
+        }
+    )
     store.ledger(REDUCE, C * nT)
     (Path(campaign_dir) / "lammps" / NAME).mkdir(parents=True, exist_ok=True)
     return store.ledger(NAME, C * nT * S).todo().tolist()
@@ -141,11 +152,13 @@ def run(campaign_dir, args=None) -> int:
         where = [np.unravel_index(task, dims) for task in block.tasks]
         (c, t, _), T = where[0], float(run_T[where[0][1]])
         # not the attempt: a retry resumes the same trajectory from its checkpoint
-        velocities = np.stack([draw_velocities(task_rng(spec.campaign.seed, NAME, task, 0), T, masses, spec.dim)
-                               for task in block.tasks])
+        velocities = np.stack(
+            [draw_velocities(task_rng(spec.campaign.seed, NAME, task, 0), T, masses, spec.dim) for task in block.tasks]
+        )
         workdirs = [campaign_dir / "lammps" / NAME / f"c{c}-T{t}-s{s:04d}" for c, t, s in where]
-        positions = engine.isoconf_block(spec, glass[c], types, velocities, T, workdirs, comm=task_comm,
-                                         should_stop=signals.stop_requested)
+        positions = engine.isoconf_block(
+            spec, glass[c], types, velocities, T, workdirs, comm=task_comm, should_stop=signals.stop_requested
+        )
         if rank_of(task_comm) == 0:
             cage = voronoi_cage(glass[c], spec.box_length)
             for (c, t, s), x, workdir in zip(where, positions, workdirs):
@@ -155,8 +168,15 @@ def run(campaign_dir, args=None) -> int:
                 group["run_delta"][c, t, s] = run_delta(x[0], x[n - 1][None], cage)[0]
                 clear_checkpoint(workdir)
 
-    result = farm(NAME, todo, run_block, store.ledger(NAME), spec, comm=comm,
-                  block_size=np.gcd(spec.md.replicas_per_task, dims[2]))
+    result = farm(
+        NAME,
+        todo,
+        run_block,
+        store.ledger(NAME),
+        spec,
+        comm=comm,
+        block_size=np.gcd(spec.md.replicas_per_task, dims[2]),
+    )
     code = exit_code(result, NAME, comm)
     if rank_of(comm) == 0 and not signals.stop_requested():
         with campaign_lock(campaign_dir, args.chunk is not None):  # one part of a job array at a time
@@ -187,8 +207,8 @@ def reduce(store: Store, spec: Spec) -> int:
         for k in block.tasks:
             c, t = np.unravel_index(k, (C, nT))
             n = int(group["run_outputs"][c, t].min())  # outputs every run reached (until_delta)
-            runs = traj[c, t][:, :n]                # (S, n, N, dim), a chunk per run
-            r0 = runs[0, 0].compute()               # step 0: the start, unwrapped frame
+            runs = traj[c, t][:, :n]  # (S, n, N, dim), a chunk per run
+            r0 = runs[0, 0].compute()  # step 0: the start, unwrapped frame
             crd = cage_relative_displacement(r0, runs, voronoi_cage(glass[c], spec.box_length))
             fields = [propensity(crd[:main] if main else crd)] + [propensity(crd[idx]) for idx in ensembles.values()]
             (Delta, delta), *subs = dask.compute(*fields)
@@ -219,6 +239,8 @@ def _report_cap(spec: Spec, c: int, T: float, run_delta: np.ndarray, delta: floa
     capped = int((run_delta < target).sum()) if target is not None else 0
     if capped:
         p = spec.propensity
-        print(f"propensity: configuration {p.configurations[c]}, T = {T:.4g}: {capped} of "
-              f"{len(run_delta)} runs hit the step cap propensity.steps = {p.steps} below delta = {target:g} "
-              f"(the ensemble reached delta = {delta:.3g}); raise propensity.steps to reach it")
+        print(
+            f"propensity: configuration {p.configurations[c]}, T = {T:.4g}: {capped} of "
+            f"{len(run_delta)} runs hit the step cap propensity.steps = {p.steps} below delta = {target:g} "
+            f"(the ensemble reached delta = {delta:.3g}); raise propensity.steps to reach it"
+        )

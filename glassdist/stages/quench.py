@@ -69,14 +69,17 @@ def imported_todo(campaign_dir: Path, spec: Spec) -> list[int]:
     """An imported campaign (quench.source = 'import') runs no MD: nothing to do once every replica
     has both its configurations; otherwise a UsageError says how many are missing."""
     store = Store(campaign_dir) if (Path(campaign_dir) / "store.zarr").exists() else None
-    done = (store.ledger(NAME).done_mask() if store and store.stage_started(NAME)
-            else np.zeros(spec.quench.replicas, bool))
+    done = (
+        store.ledger(NAME).done_mask() if store and store.stage_started(NAME) else np.zeros(spec.quench.replicas, bool)
+    )
     if not done.all():
         a, b = spec.class_names
-        raise UsageError(f"{campaign_dir}: {int((~done).sum())} of {spec.quench.replicas} replicas lack imported "
-                         f"configurations (quench.source = 'import'; each replica needs one '{a}' and one '{b}'): "
-                         f"`glassdist import {campaign_dir} FILE... --class NAME` (docs/import.md), or lower "
-                         "quench.replicas and quench.split")
+        raise UsageError(
+            f"{campaign_dir}: {int((~done).sum())} of {spec.quench.replicas} replicas lack imported "
+            f"configurations (quench.source = 'import'; each replica needs one '{a}' and one '{b}'): "
+            f"`glassdist import {campaign_dir} FILE... --class NAME` (docs/import.md), or lower "
+            "quench.replicas and quench.split"
+        )
     print(f"{NAME}: the {spec.quench.replicas} replicas are imported (quench.source = 'import'): no MD")
     return []
 
@@ -94,9 +97,14 @@ def run(campaign_dir, args=None) -> int:
         if spec.classes.cooling_rates:
             return quench_block_per_class(block, task_comm)
         results = engine.quench_block(
-            spec, [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block], [r < k for r in block.tasks],
-            labels=[f"replica-{r:06d}" for r in block.tasks], comm=task_comm,
-            workdir=campaign_dir / "lammps" / NAME, should_stop=signals.stop_requested)
+            spec,
+            [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block],
+            [r < k for r in block.tasks],
+            labels=[f"replica-{r:06d}" for r in block.tasks],
+            comm=task_comm,
+            workdir=campaign_dir / "lammps" / NAME,
+            should_stop=signals.stop_requested,
+        )
         if rank_of(task_comm) != 0:
             return
         for replica, res in zip(block.tasks, results):
@@ -111,11 +119,18 @@ def run(campaign_dir, args=None) -> int:
         """classes.cooling_rates: each replica quenched once per class from the same start (same
         seed); class c = the glass at T_G after cooling at rate c. The thermo curve and the cooling
         snapshots are those of class 1's cooling."""
-        per_class = [engine.quench_block(
-            spec.class_quench(c), [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block],
-            [c == 1 and r < k for r in block.tasks], labels=[f"replica-{r:06d}-{name}" for r in block.tasks],
-            comm=task_comm, workdir=campaign_dir / "lammps" / NAME, should_stop=signals.stop_requested)
-            for c, name in enumerate(spec.class_names)]
+        per_class = [
+            engine.quench_block(
+                spec.class_quench(c),
+                [task_rng(spec.campaign.seed, NAME, r, a) for r, a in block],
+                [c == 1 and r < k for r in block.tasks],
+                labels=[f"replica-{r:06d}-{name}" for r in block.tasks],
+                comm=task_comm,
+                workdir=campaign_dir / "lammps" / NAME,
+                should_stop=signals.stop_requested,
+            )
+            for c, name in enumerate(spec.class_names)
+        ]
         if rank_of(task_comm) != 0:
             return
         for i, replica in enumerate(block.tasks):
@@ -127,8 +142,7 @@ def run(campaign_dir, args=None) -> int:
             if replica < k:
                 group["snapshots"][replica] = glasses[1].snapshots
 
-    result = farm(NAME, todo, quench_block, store.ledger(NAME), spec, comm=comm,
-                  block_size=spec.md.replicas_per_task)
+    result = farm(NAME, todo, quench_block, store.ledger(NAME), spec, comm=comm, block_size=spec.md.replicas_per_task)
     if rank_of(comm) == 0 and (line := hold_summary(spec, store)):
         print(line)
     return exit_code(result, NAME, comm)
@@ -162,7 +176,9 @@ def hold_summary(spec: Spec, store: Store) -> str:
     reached = tau[short & np.isfinite(tau)]
     taus = f"tau_alpha {np.median(reached):.3g} ({reached.min():.3g} to {reached.max():.3g})" if reached.size else ""
     never = int((short & ~np.isfinite(tau)).sum())
-    return (f"{NAME}: {int(short.sum())} of {int(done.sum())} liquids held {hold:g} < {TAU_MULTIPLE} tau_alpha at "
-            f"T_L = {spec.quench.T_liquid:g} ({taus}{'; ' if taus and never else ''}"
-            f"{f'{never} never decayed to 1/e' if never else ''}): they may not be equilibrated "
-            f"(quench/liquid_held false); raise quench.hold_liquid")
+    return (
+        f"{NAME}: {int(short.sum())} of {int(done.sum())} liquids held {hold:g} < {TAU_MULTIPLE} tau_alpha at "
+        f"T_L = {spec.quench.T_liquid:g} ({taus}{'; ' if taus and never else ''}"
+        f"{f'{never} never decayed to 1/e' if never else ''}): they may not be equilibrated "
+        f"(quench/liquid_held false); raise quench.hold_liquid"
+    )

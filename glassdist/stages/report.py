@@ -79,9 +79,14 @@ def run(campaign_dir, args=None) -> int:
     result = run_farm(todo, make_artefact, ledger, max_attempts=1, label=NAME)
     index = write_index(ctx, manifest, out)
     missing = [e["label"] for e in manifest.values() if e["missing"]]
-    print(f"{NAME}: {index} ({len(ARTEFACTS) - len(missing)} of {len(ARTEFACTS)} tables and figures"
-          + (f"; missing: {', '.join(missing)}" if missing else "") + ")")
+    print(
+        f"{NAME}: {index} ({len(ARTEFACTS) - len(missing)} of {len(ARTEFACTS)} tables and figures"
+        + (f"; missing: {', '.join(missing)}" if missing else "")
+        + ")"
+    )
     if result.failed:
-        print(f"{NAME}: failed to make {', '.join(ARTEFACTS[t].label for t in result.failed)}; "
-              f"see `glassdist status {campaign_dir}`")
+        print(
+            f"{NAME}: failed to make {', '.join(ARTEFACTS[t].label for t in result.failed)}; "
+            f"see `glassdist status {campaign_dir}`"
+        )
     return 1 if result.failed else 0

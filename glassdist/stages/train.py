@@ -50,11 +50,16 @@ import torch
 from hpc import ddp, signals
 
 from ..errors import GlassdistError, UsageError
-from ..learn.ensemble import (class_probabilities, consensus_accuracy, member_seed, shuffled_labels, split_members,
-                              stack_members)
+from ..learn.ensemble import (
+    class_probabilities,
+    consensus_accuracy,
+    member_seed,
+    shuffled_labels,
+    split_members,
+    stack_members,
+)
 from ..learn.model import build_model
-from ..learn.train import (TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint,
-                           train_members)
+from ..learn.train import TrainConfig, evaluate, model_card, rank_and_world, save_checkpoint, train_members
 from ..spec import AUTO, Spec, load
 from ..constants import HISTORY_KEYS, SPLITS
 from ..store import Store
@@ -176,11 +181,14 @@ def print_accuracy(campaign_dir: Path, spec: Spec) -> None:
     for k, acc in enumerate(root[f"{NAME}/test_accuracy"][:]):
         print(f"{NAME}: member {k} test accuracy {cells(acc)}")
     counts = root[f"{NAME}/test_counts"][:]
-    print(f"{NAME}: consensus of {spec.train.ensemble} test accuracy {cells(root[f'{NAME}/consensus_accuracy'][:])} "
-          f"({int(counts.sum())} configurations)")
+    print(
+        f"{NAME}: consensus of {spec.train.ensemble} test accuracy {cells(root[f'{NAME}/consensus_accuracy'][:])} "
+        f"({int(counts.sum())} configurations)"
+    )
     if spec.train.shuffled_control:
-        print(f"{NAME}: label-shuffled control test accuracy {cells(root[f'{NAME}/shuffled_accuracy'][:])} "
-              "(chance: 0.5)")
+        print(
+            f"{NAME}: label-shuffled control test accuracy {cells(root[f'{NAME}/shuffled_accuracy'][:])} (chance: 0.5)"
+        )
 
 
 def run(campaign_dir, args=None) -> int:
@@ -251,6 +259,7 @@ def train_stage(campaign_dir) -> int:
 class Trained:
     """One trained network: its ledger task, weights, history, test result (true labels), model
     card, and the wall seconds its training took."""
+
     task: int
     state: dict
     history: dict
@@ -259,8 +268,9 @@ class Trained:
     seconds: float
 
 
-def fit_tasks(campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], config: TrainConfig, data,
-              device) -> list[Trained] | None:
+def fit_tasks(
+    campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], config: TrainConfig, data, device
+) -> list[Trained] | None:
     """Train the tasks (ledger ids) as one network (one task: an ordinary GlassCNN) and test them;
     None when stopped on request (the checkpoint keeps the last epoch)."""
     rank, world = rank_and_world()
@@ -274,17 +284,30 @@ def fit_tasks(campaign_dir: Path, spec: Spec, store: Store, tasks: list[int], co
 
     def report(epoch, histories):
         for t, history in zip(tasks, histories):
-            print(f"{NAME}: epoch {epoch + 1}/{config.epochs} {who[t]} " + " ".join(
-                f"{k}={history[k][-1]:.4f}" for k in HISTORY_KEYS), flush=True)
+            print(
+                f"{NAME}: epoch {epoch + 1}/{config.epochs} {who[t]} "
+                + " ".join(f"{k}={history[k][-1]:.4f}" for k in HISTORY_KEYS),
+                flush=True,
+            )
 
-    histories = train_members(model, (train_x, torch.stack([y for y, _ in labels])),
-                              (val_x, torch.stack([v for _, v in labels])), config, seeds,
-                              checkpoint=checkpoint_path(campaign_dir, spec, store, tasks), device=device,
-                              on_epoch=report, stop=signals.stop_requested)
+    histories = train_members(
+        model,
+        (train_x, torch.stack([y for y, _ in labels])),
+        (val_x, torch.stack([v for _, v in labels])),
+        config,
+        seeds,
+        checkpoint=checkpoint_path(campaign_dir, spec, store, tasks),
+        device=device,
+        on_epoch=report,
+        stop=signals.stop_requested,
+    )
     if len(histories[0]["train_loss"]) < config.epochs:
         if rank == 0:
-            print(f"{NAME}: {', '.join(who.values())} stopped on request after {len(histories[0]['train_loss'])} "
-                  "epochs; rerun to continue", flush=True)
+            print(
+                f"{NAME}: {', '.join(who.values())} stopped on request after {len(histories[0]['train_loss'])} "
+                "epochs; rerun to continue",
+                flush=True,
+            )
         return None
     states = [model.cpu().state_dict()] if len(tasks) == 1 else split_members(model.cpu())
     member, trained = build_model(spec), []
@@ -321,8 +344,12 @@ def train_concurrently(campaign_dir: Path, spec: Spec, todo: list[int], processe
     context = get_context("spawn")
     threads = max(1, cores() // processes)
     results = context.Queue()
-    workers = [context.Process(target=_train_worker, args=(str(campaign_dir), todo[j::processes], threads, results),
-                               daemon=True) for j in range(min(processes, len(todo)))]
+    workers = [
+        context.Process(
+            target=_train_worker, args=(str(campaign_dir), todo[j::processes], threads, results), daemon=True
+        )
+        for j in range(min(processes, len(todo)))
+    ]
     print(f"{NAME}: {len(todo)} networks in {len(workers)} processes of {threads} torch thread(s)", flush=True)
 
     def stop_workers():
@@ -331,7 +358,7 @@ def train_concurrently(campaign_dir: Path, spec: Spec, todo: list[int], processe
                 os.kill(w.pid, signal.SIGTERM)
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C reaches this process only,
-    try:                                                      # which stops the workers
+    try:  # which stops the workers
         for w in workers:
             w.start()
     finally:

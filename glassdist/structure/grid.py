@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-STENCIL_ENTRIES = 2 ** 22  # (particle, stencil cell) entries per chunk of kernel_matrix (~100 MB)
+STENCIL_ENTRIES = 2**22  # (particle, stencil cell) entries per chunk of kernel_matrix (~100 MB)
 
 
 def kernel_scale(box_length: float, n_particles: int, dim: int) -> float:
@@ -30,8 +30,9 @@ def kernel_scale(box_length: float, n_particles: int, dim: int) -> float:
     return box_length / (0.64 * n_particles) ** (1.0 / dim)
 
 
-def kernel_matrix(positions, types, box_length: float, grid: int, sigma_ii,
-                  cutoff_factor: float = 2.5) -> sparse.csr_array:
+def kernel_matrix(
+    positions, types, box_length: float, grid: int, sigma_ii, cutoff_factor: float = 2.5
+) -> sparse.csr_array:
     """W[i, g] = exp(-d^2 / (a sigma_ii)^2) for periodic distances d < cutoff_factor * sigma_ii.
 
     positions (N, dim), wrapped or not; types (N,) species indices; sigma_ii (S,) the
@@ -40,9 +41,9 @@ def kernel_matrix(positions, types, box_length: float, grid: int, sigma_ii,
     """
     positions = np.asarray(positions, dtype=float)
     n, dim = positions.shape
-    sig = np.asarray(sigma_ii, dtype=float)[np.asarray(types)]            # (N,)
-    width = kernel_scale(box_length, n, dim) * sig                         # s_i
-    cutoff = cutoff_factor * sig                                           # r_c,i
+    sig = np.asarray(sigma_ii, dtype=float)[np.asarray(types)]  # (N,)
+    width = kernel_scale(box_length, n, dim) * sig  # s_i
+    cutoff = cutoff_factor * sig  # r_c,i
     h = box_length / grid
     # every grid point within reach of a particle lies in a (2 reach + 1)^dim stencil of
     # unwrapped cells around the particle's cell; their indices are wrapped afterwards
@@ -52,16 +53,17 @@ def kernel_matrix(positions, types, box_length: float, grid: int, sigma_ii,
     rows, cols, values = [], [], []
     chunk = max(1, STENCIL_ENTRIES // len(offsets))  # particles per chunk: bounded temporaries
     for start in range(0, n, chunk):
-        x = positions[start:start + chunk]
-        cells = np.floor(x / h).astype(np.int64)[:, None, :] + offsets              # (n_c, O, dim)
-        r2 = ((x[:, None, :] - (cells + 0.5) * h) ** 2).sum(-1)                     # (n_c, O)
-        r, c = np.nonzero(r2 < cutoff[start:start + chunk, None] ** 2)
+        x = positions[start : start + chunk]
+        cells = np.floor(x / h).astype(np.int64)[:, None, :] + offsets  # (n_c, O, dim)
+        r2 = ((x[:, None, :] - (cells + 0.5) * h) ** 2).sum(-1)  # (n_c, O)
+        r, c = np.nonzero(r2 < cutoff[start : start + chunk, None] ** 2)
         rows.append(r + start)
         cols.append(np.ravel_multi_index(np.mod(cells[r, c], grid).T, (grid,) * dim))
-        values.append(np.exp(-r2[r, c] / width[start:start + chunk][r] ** 2))
+        values.append(np.exp(-r2[r, c] / width[start : start + chunk][r] ** 2))
     # duplicates (only when a cutoff exceeds L/2) are summed: the sum over periodic images
-    return sparse.csr_array((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-                            shape=(n, grid**dim))
+    return sparse.csr_array(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, grid**dim)
+    )
 
 
 def density(weights: sparse.csr_array, dim: int) -> np.ndarray:
@@ -81,15 +83,13 @@ def redistribute(weights: sparse.csr_array, field) -> np.ndarray:
     return weights @ share
 
 
-def gridize(positions, types, box_length: float, grid: int, sigma_ii,
-            cutoff_factor: float = 2.5) -> np.ndarray:
+def gridize(positions, types, box_length: float, grid: int, sigma_ii, cutoff_factor: float = 2.5) -> np.ndarray:
     """M (eqs. S1-S2): the unnormalised density image rho, shape (grid,)*dim."""
     w = kernel_matrix(positions, types, box_length, grid, sigma_ii, cutoff_factor)
     return density(w, np.shape(positions)[1])
 
 
-def to_particles(field, positions, types, box_length: float, sigma_ii,
-                 cutoff_factor: float = 2.5) -> np.ndarray:
+def to_particles(field, positions, types, box_length: float, sigma_ii, cutoff_factor: float = 2.5) -> np.ndarray:
     """M^-1 (eq. S4): per-particle values Gamma (N,) of a grid field (grid,)*dim.
 
     The kernel and rho are rebuilt from the configuration (the unnormalised rho of eq. S4).
@@ -99,9 +99,7 @@ def to_particles(field, positions, types, box_length: float, sigma_ii,
     return redistribute(w, field)
 
 
-
-def to_particles_many(fields, positions, types, box_length: float, sigma_ii,
-                      cutoff_factor: float = 2.5) -> np.ndarray:
+def to_particles_many(fields, positions, types, box_length: float, sigma_ii, cutoff_factor: float = 2.5) -> np.ndarray:
     """M^-1 (eq. S4) of several grid fields (F, grid, ...) of one configuration: Gamma (F, N),
     row f equal to ``to_particles(fields[f], ...)``; the kernel is built once."""
     fields = np.asarray(fields)

@@ -33,7 +33,7 @@ class Indicator:
     symbol: str
     title: str
     dims: tuple[int, ...]
-    compute: Callable | None = None                      # None: made by another stage
+    compute: Callable | None = None  # None: made by another stage
     one_minus: dict[str, bool] = field(default_factory=dict)  # paper system -> 1 - X in its correlations
 
 
@@ -61,8 +61,10 @@ def registered() -> dict[str, Indicator]:
     for ep in entry_points(group=ENTRY_POINTS):
         ind = ep.load()
         if not isinstance(ind, Indicator) or ind.name != ep.name or ind.name in out or ind.name == GRADCAM.name:
-            raise TypeError(f"entry point {ep.name} = {ep.value} of group {ENTRY_POINTS} must be an "
-                            f"Indicator named {ep.name!r} that is not already registered")
+            raise TypeError(
+                f"entry point {ep.name} = {ep.value} of group {ENTRY_POINTS} must be an "
+                f"Indicator named {ep.name!r} that is not already registered"
+            )
         out[ind.name] = ind
     return out
 
@@ -96,12 +98,19 @@ def check(spec_dict: dict) -> None:
     reg, dim = registered(), spec_dict["system"]["dim"]
     for name in spec_dict["indicators"]["compute"]:
         if name not in reg:
-            raise SpecError("indicators.compute", f"unknown indicator {name!r}",
-                            f"use names from {', '.join(reg)} (or install a plugin: docs/physics.md)")
+            raise SpecError(
+                "indicators.compute",
+                f"unknown indicator {name!r}",
+                f"use names from {', '.join(reg)} (or install a plugin: docs/physics.md)",
+            )
         if dim not in reg[name].dims:
-            raise SpecError("indicators.compute", f"{name!r} ({reg[name].title}) is not defined in {dim}D",
-                            f"leave it out; in {dim}D use {', '.join(n for n, i in reg.items() if dim in i.dims)}")
+            raise SpecError(
+                "indicators.compute",
+                f"{name!r} ({reg[name].title}) is not defined in {dim}D",
+                f"leave it out; in {dim}D use {', '.join(n for n, i in reg.items() if dim in i.dims)}",
+            )
     for name in spec_dict["analyze"]["one_minus"]:
         if name != GRADCAM.name and name not in reg:
-            raise SpecError("analyze.one_minus", f"unknown indicator {name!r}",
-                            f"use names from {', '.join([GRADCAM.name, *reg])}")
+            raise SpecError(
+                "analyze.one_minus", f"unknown indicator {name!r}", f"use names from {', '.join([GRADCAM.name, *reg])}"
+            )

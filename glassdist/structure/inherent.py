@@ -70,8 +70,10 @@ def kink_problem(T_low: np.ndarray, T_mid: np.ndarray, low: tuple, mid: tuple) -
         return f"the mid-T line is not steeper than the low-T line ({slopes})"
     crossing = (mid[1] - low[1]) / (low[0] - mid[0])
     if not T_low.max() <= crossing <= T_mid.min():
-        return (f"the lines cross at T = {crossing:.4g}, outside [{T_low.max():g}, {T_mid.min():g}] between "
-                f"the low-T and the mid-T points ({slopes})")
+        return (
+            f"the lines cross at T = {crossing:.4g}, outside [{T_low.max():g}, {T_mid.min():g}] between "
+            f"the low-T and the mid-T points ({slopes})"
+        )
     return ""
 
 
@@ -82,9 +84,11 @@ def _best_split(T, E, upper):
     order = np.argsort(T)
     usable = order[T[order] <= upper]
     if len(usable) < 2 * MIN_POINTS:
-        raise FitError("quench.snapshot_temperatures",
-                       f"{len(usable)} cooling temperatures <= {upper:g}; the automatic T* fit needs "
-                       f"at least {2 * MIN_POINTS}", "add snapshot temperatures or set inherent.fit_mid_T")
+        raise FitError(
+            "quench.snapshot_temperatures",
+            f"{len(usable)} cooling temperatures <= {upper:g}; the automatic T* fit needs at least {2 * MIN_POINTS}",
+            "add snapshot temperatures or set inherent.fit_mid_T",
+        )
     candidates = []
     for k in range(MIN_POINTS, len(usable) - MIN_POINTS + 1):
         low, mid = usable[:k], usable[k:]
@@ -96,8 +100,9 @@ def _best_split(T, E, upper):
     return low_mask, mid_mask
 
 
-def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple | list = (),
-               upper: float | None = None) -> TStarFit:
+def fit_t_star(
+    T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple | list = (), upper: float | None = None
+) -> TStarFit:
     """Two-line fit of E0(T) (both (n,)); ``low_max`` = 0 and empty ``mid`` mean automatic
     (module docstring); ``upper`` (default: max T) bounds the automatic mid regime. A fit
     without a kink comes back with ``ok`` False and the reason."""
@@ -113,13 +118,19 @@ def fit_t_star(T: np.ndarray, E0: np.ndarray, low_max: float = 0.0, mid: tuple |
         low_mask, mid_mask = _best_split(T, E0, upper)
     for name, mask in (("inherent.fit_low_T_max", low_mask), ("inherent.fit_mid_T", mid_mask)):
         if mask.sum() < 2:
-            raise FitError(name, f"selects {int(mask.sum())} temperature(s); a line needs 2 or more",
-                            "widen the regime or add snapshot temperatures")
+            raise FitError(
+                name,
+                f"selects {int(mask.sum())} temperature(s); a line needs 2 or more",
+                "widen the regime or add snapshot temperatures",
+            )
     low, _ = _line(T[low_mask], E0[low_mask])
     mid_line, _ = _line(T[mid_mask], E0[mid_mask])
     if np.isclose(low[0], mid_line[0]):
-        raise FitError("inherent.fit_mid_T", "the low-T and mid-T lines of the T* fit are parallel: no crossing",
-                       "set inherent.fit_low_T_max and inherent.fit_mid_T by hand")
+        raise FitError(
+            "inherent.fit_mid_T",
+            "the low-T and mid-T lines of the T* fit are parallel: no crossing",
+            "set inherent.fit_low_T_max and inherent.fit_mid_T by hand",
+        )
     t_star = (mid_line[1] - low[1]) / (low[0] - mid_line[0])
     residuals = np.full(len(T), np.nan)
     residuals[low_mask] = E0[low_mask] - np.polyval(low, T[low_mask])
@@ -137,7 +148,7 @@ def t_star_error(T: np.ndarray, E0: np.ndarray, fit: TStarFit) -> float:
         t, e = np.asarray(T, dtype=float)[mask], np.asarray(E0, dtype=float)[mask]
         if len(t) <= 2:
             return float("nan")
-        X = np.stack([t, np.ones_like(t)], axis=1)                       # (n, 2): E = a T + b
+        X = np.stack([t, np.ones_like(t)], axis=1)  # (n, 2): E = a T + b
         residual = e - X @ np.linalg.lstsq(X, e, rcond=None)[0]
         cov = residual @ residual / (len(t) - 2) * np.linalg.inv(X.T @ X)  # (2, 2) of (a, b)
         at = np.array([fit.t_star, 1.0])

@@ -51,11 +51,12 @@ class Pairs:
     distances: np.ndarray
 
 
-PAIRS_PER_BLOCK = 2 ** 24  # ~17 M pairs (~400 MB of i, j, distances) per block of particles
+PAIRS_PER_BLOCK = 2**24  # ~17 M pairs (~400 MB of i, j, distances) per block of particles
 
 
-def pair_blocks(positions: np.ndarray, L, r_max: float, self_pairs: bool = False,
-                pairs_per_block: int | None = PAIRS_PER_BLOCK) -> Iterator[Pairs]:
+def pair_blocks(
+    positions: np.ndarray, L, r_max: float, self_pairs: bool = False, pairs_per_block: int | None = PAIRS_PER_BLOCK
+) -> Iterator[Pairs]:
     """The pairs of :func:`periodic_pairs` in blocks of consecutive particles i, each block with
     about ``pairs_per_block`` pairs (ideal-gas estimate; None: one block), so that memory stays
     bounded at any N and r_max. The blocks' union is periodic_pairs(positions, L, r_max, self_pairs).
@@ -71,12 +72,13 @@ def pair_blocks(positions: np.ndarray, L, r_max: float, self_pairs: bool = False
     inside[inside >= lengths] = 0.0  # np.mod(-1e-17, L) rounds to L
     big = tiles * lengths
     tiled = scipy.spatial.cKDTree((inside[None, :, :] + offsets[:, None, :]).reshape(-1, dim), boxsize=big)
-    ball = np.pi ** (dim / 2) / math.gamma(dim / 2 + 1) * r_max ** dim
+    ball = np.pi ** (dim / 2) / math.gamma(dim / 2 + 1) * r_max**dim
     per_particle = n * ball / np.prod(lengths) + 1
     block = n if pairs_per_block is None else max(1, int(pairs_per_block / per_particle))
     for start in range(0, n, block):
-        found = scipy.spatial.cKDTree(inside[start:start + block], boxsize=big).sparse_distance_matrix(
-            tiled, r_max, output_type="ndarray")
+        found = scipy.spatial.cKDTree(inside[start : start + block], boxsize=big).sparse_distance_matrix(
+            tiled, r_max, output_type="ndarray"
+        )
         i, j = found["i"].astype(np.int64) + start, found["j"].astype(np.int64)
         keep = slice(None) if self_pairs else i != j  # j == i only for i itself (other images have j >= N)
         yield Pairs(i=i[keep], j=j[keep] % n, distances=found["v"][keep])

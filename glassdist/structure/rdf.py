@@ -13,11 +13,12 @@ from .pairs import box_lengths, pair_blocks
 def shell_volumes(edges: np.ndarray, dim: int) -> np.ndarray:
     """Volumes of the shells between consecutive bin edges (bins,)."""
     unit_ball = math.pi ** (dim / 2) / math.gamma(dim / 2 + 1)
-    return unit_ball * np.diff(edges ** dim)
+    return unit_ball * np.diff(edges**dim)
 
 
-def partial_rdf(positions: np.ndarray, types: np.ndarray, L, r_max: float, bins: int,
-                n_species: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def partial_rdf(
+    positions: np.ndarray, types: np.ndarray, L, r_max: float, bins: int, n_species: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """g_ab(r) = V / (N_a (N_b - delta_ab)) * <pairs a-b in the shell> / shell volume.
 
     positions: (N, dim), types: (N,) species indices. The (N_b - delta_ab) normalisation

@@ -27,7 +27,7 @@ from .voronoi import Voronoi, voronoi
 
 def ideal_angle(s_oi: np.ndarray, s_oj: np.ndarray, s_ij: np.ndarray) -> np.ndarray:
     """Angle at o of the triangle with sides s_oi, s_oj and s_ij (law of cosines)."""
-    cos = (s_oi ** 2 + s_oj ** 2 - s_ij ** 2) / (2 * s_oi * s_oj)
+    cos = (s_oi**2 + s_oj**2 - s_ij**2) / (2 * s_oi * s_oj)
     return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
@@ -37,8 +37,9 @@ def require_supported(dim: int) -> None:
         raise GlassdistError(f"Tong-Tanaka order parameter in {dim}D is not defined; use dim 2 or 3")
 
 
-def tong_tanaka(positions: np.ndarray, types: np.ndarray, L, contact_sigma: np.ndarray,
-                cells: Voronoi | None = None) -> np.ndarray:
+def tong_tanaka(
+    positions: np.ndarray, types: np.ndarray, L, contact_sigma: np.ndarray, cells: Voronoi | None = None
+) -> np.ndarray:
     """Theta_o of every particle, shape (N,).
 
     positions: (N, dim) with dim 2 or 3; types: (N,) species indices; contact_sigma: (S, S).
@@ -75,8 +76,9 @@ def _theta_tetrahedra(cells: Voronoi, types: np.ndarray, sigma: np.ndarray) -> n
     order = np.argsort(keys)
     keys, length = keys[order], np.linalg.norm(cells.vectors[forward][order], axis=1)
     if (np.diff(keys) == 0).any():
-        raise ValueError("a pair of particles are Voronoi neighbours through two periodic images; "
-                         "the box is too small for Theta")
+        raise ValueError(
+            "a pair of particles are Voronoi neighbours through two periodic images; the box is too small for Theta"
+        )
     a, b = keys // n, keys % n
     row_end = np.searchsorted(a, np.arange(n), side="right")  # end of row a in the edge list
 
@@ -94,10 +96,10 @@ def _theta_tetrahedra(cells: Voronoi, types: np.ndarray, sigma: np.ndarray) -> n
     bd, cd = edge(b[e[t]], b[g]), edge(b[f[t]], b[g])
     ok = (bd >= 0) & (cd >= 0)
     t, g, bd, cd = t[ok], g[ok], bd[ok], cd[ok]
-    edges = np.stack([e[t], f[t], g, bc[t], bd, cd])                      # (6, tetrahedra)
+    edges = np.stack([e[t], f[t], g, bc[t], bd, cd])  # (6, tetrahedra)
     ideal = sigma[types[a[edges]], types[b[edges]]]
     omega = np.abs(length[edges] - ideal).sum(0) / ideal.sum(0)
-    vertices = np.concatenate([a[e[t]], b[e[t]], b[f[t]], b[g]])         # (4 * tetrahedra,)
+    vertices = np.concatenate([a[e[t]], b[e[t]], b[f[t]], b[g]])  # (4 * tetrahedra,)
     total = np.bincount(vertices, weights=np.tile(omega, 4), minlength=n)
     count = np.bincount(vertices, minlength=n)
     return total / np.maximum(count, 1)

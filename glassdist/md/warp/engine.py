@@ -34,7 +34,7 @@ from .integrate import NoseHooverNVT
 from .start import random_start
 from .system import Batch, resolve_device
 
-SEGMENT = 10_000        # longest run between two chances to checkpoint / stop (steps)
+SEGMENT = 10_000  # longest run between two chances to checkpoint / stop (steps)
 
 
 def _save(path: Path, **arrays) -> None:
@@ -73,11 +73,15 @@ class WarpEngine:
         if spec.md.device == "cuda" and wp.get_cuda_device_count() == 0:
             raise SpecError("md.device", "Warp sees no CUDA device here", 'set md.device = "auto" or "cpu"')
         if spec.inherent.min_style != "fire":
-            raise SpecError("inherent.min_style", "the warp engine minimises with FIRE only",
-                            'set inherent.min_style = "fire" or md.engine = "lammps"')
+            raise SpecError(
+                "inherent.min_style",
+                "the warp engine minimises with FIRE only",
+                'set inherent.min_style = "fire" or md.engine = "lammps"',
+            )
         if spec.md.ranks_per_task != 1:
-            raise SpecError("md.ranks_per_task", "the warp engine runs a block in one process",
-                            "set md.ranks_per_task = 1")
+            raise SpecError(
+                "md.ranks_per_task", "the warp engine runs a block in one process", "set md.ranks_per_task = 1"
+            )
 
     def versions(self) -> dict[str, str]:
         return {"engine": "warp", "warp": wp.config.version, "device": self.device, "precision": self.precision}
@@ -86,9 +90,17 @@ class WarpEngine:
         return Batch(spec, n, device=self.device, precision=self.precision)
 
     # ---- quench --------------------------------------------------------------------------
-    def quench_block(self, spec: Spec, rngs: list[np.random.Generator], snapshots: list[bool], *, labels=None,
-                     comm=None, workdir: Path | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> list[QuenchResult]:
+    def quench_block(
+        self,
+        spec: Spec,
+        rngs: list[np.random.Generator],
+        snapshots: list[bool],
+        *,
+        labels=None,
+        comm=None,
+        workdir: Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[QuenchResult]:
         """Random start, FIRE, then the segments of the quench's plan (glassdist.md.schedule.QuenchPlan:
         NVT at T_start, the linear NVT cooling to T_glass, the hold at T_L) for every replica (one
         per generator) at once; as glassdist.md.quench.quench on LAMMPS."""
@@ -100,13 +112,19 @@ class WarpEngine:
         batch = self._batch(spec, B)
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
         ckpt = Path(workdir) / "warp-quench.npz" if workdir is not None else None
-        fingerprint = plan.fingerprint(spec, [r.bit_generator.state for r in rngs], list(snapshots), self.device,
-                                       self.precision)
+        fingerprint = plan.fingerprint(
+            spec, [r.bit_generator.state for r in rngs], list(snapshots), self.device, self.precision
+        )
         P = len(plan.thermo)
-        rec = {"th_T": np.full((B, P), np.nan), "th_pe": np.full((B, P), np.nan),
-               "pos": np.full((B, 2, N, dim), np.nan), "pe": np.full((B, 2), np.nan), "T": np.full((B, 2), np.nan),
-               "snaps": np.full((len(keep), len(plan.snapshots), N, dim), np.nan),
-               **{k: np.stack([v] * B) for k, v in empty_hold(spec).items()}}
+        rec = {
+            "th_T": np.full((B, P), np.nan),
+            "th_pe": np.full((B, P), np.nan),
+            "pos": np.full((B, 2, N, dim), np.nan),
+            "pe": np.full((B, 2), np.nan),
+            "T": np.full((B, 2), np.nan),
+            "snaps": np.full((len(keep), len(plan.snapshots), N, dim), np.nan),
+            **{k: np.stack([v] * B) for k, v in empty_hold(spec).items()},
+        }
         saved = _load(ckpt, fingerprint) if ckpt is not None else None
         if saved is None:
             done = -1
@@ -122,7 +140,7 @@ class WarpEngine:
             if index <= done:
                 continue
             if phase != (segments[index - 1][0] if index else "equilibrate"):  # fresh thermostats, as LAMMPS's
-                T_begin, T_end, steps = plan.targets[phase]                     # new fixes
+                T_begin, T_end, steps = plan.targets[phase]  # new fixes
                 nvt.start(T_begin, T_end, 0, steps, step=plan.begin(index))
             while nvt.step < stop:
                 nvt.run(min(SEGMENT, stop - nvt.step))
@@ -134,21 +152,41 @@ class WarpEngine:
                 if stop in plan.hold:
                     self._record_hold(batch, rec, plan.hold[stop])
                 if stop == plan.hold_end:  # the liquid, saved after the hold
-                    rec["pos"][:, 0], rec["pe"][:, 0], rec["T"][:, 0] = batch.positions(), rec["hold_pe"][:, -1], \
-                        batch.temperature()
+                    rec["pos"][:, 0], rec["pe"][:, 0], rec["T"][:, 0] = (
+                        batch.positions(),
+                        rec["hold_pe"][:, -1],
+                        batch.temperature(),
+                    )
             stopping = should_stop()
             if ckpt is not None and index < len(segments) - 1 and (stopping or (stop and stop % every == 0)):
-                _save(ckpt, fingerprint=fingerprint, done=index, step=nvt.step, schedule=nvt.schedule, **rec,
-                      **batch.state(), **nvt.state())
+                _save(
+                    ckpt,
+                    fingerprint=fingerprint,
+                    done=index,
+                    step=nvt.step,
+                    schedule=nvt.schedule,
+                    **rec,
+                    **batch.state(),
+                    **nvt.state(),
+                )
             if stopping and index < len(segments) - 1:
                 raise Suspended(f"quench block checkpointed at cooling step {stop}")
         batch.check()
         targets = np.array([q.T_start + (q.T_glass - q.T_start) * s / total for s in plan.thermo])
         snaps = {b: rec["snaps"][k] for k, b in enumerate(keep)}
-        results = [QuenchResult(rec["pos"][b], rec["pe"][b], rec["T"][b], rec["th_T"][b], targets, rec["th_pe"][b],
-                                snaps.get(b, np.zeros((0, N, dim))),
-                                **{k: rec[k][b] for k in ("hold_fs", "hold_pe", "k_star", "hold_origin")})
-                   for b in range(B)]
+        results = [
+            QuenchResult(
+                rec["pos"][b],
+                rec["pe"][b],
+                rec["T"][b],
+                rec["th_T"][b],
+                targets,
+                rec["th_pe"][b],
+                snaps.get(b, np.zeros((0, N, dim))),
+                **{k: rec[k][b] for k in ("hold_fs", "hold_pe", "k_star", "hold_origin")},
+            )
+            for b in range(B)
+        ]
         for result in results:
             result.check("warp")
         if ckpt is not None and ckpt.exists():
@@ -177,8 +215,17 @@ class WarpEngine:
             rec["snaps"][:, plan.snapshots[step]] = pos[keep]
 
     # ---- inherent structures -------------------------------------------------------------
-    def minimise_block(self, spec: Spec, positions: np.ndarray, types: np.ndarray, *, labels=None, comm=None,
-                       workdir: Path | None = None, should_stop=None) -> tuple[np.ndarray, np.ndarray]:
+    def minimise_block(
+        self,
+        spec: Spec,
+        positions: np.ndarray,
+        types: np.ndarray,
+        *,
+        labels=None,
+        comm=None,
+        workdir: Path | None = None,
+        should_stop=None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """FIRE (spec.inherent.{etol, ftol, max_iterations}) of positions (B, N, dim) ->
         (E0 per particle (B,), minimised positions wrapped into the box (B, N, dim)). The block
         is minimised in one go; a stop request ends it within CHECK_EVERY iterations (raises
@@ -194,9 +241,18 @@ class WarpEngine:
         return pe, batch.positions()
 
     # ---- isoconfigurational runs ---------------------------------------------------------
-    def isoconf_block(self, spec: Spec, start: np.ndarray, types: np.ndarray, velocities: np.ndarray,
-                      temperature: float, workdirs: list[Path], *, comm=None,
-                      should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
+    def isoconf_block(
+        self,
+        spec: Spec,
+        start: np.ndarray,
+        types: np.ndarray,
+        velocities: np.ndarray,
+        temperature: float,
+        workdirs: list[Path],
+        *,
+        comm=None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[np.ndarray]:
         """NVT at ``temperature`` from ``start`` (N, dim) with each run's velocities (B, N, dim) ->
         per run the unwrapped positions (n_out, N, dim) at glassdist.md.isoconf.output_steps.
         Each run checkpoints into its workdir (``ckpt-warp.npz``, removed with the LAMMPS path's
@@ -213,12 +269,23 @@ class WarpEngine:
         nvt = NoseHooverNVT(batch, md.dt, md.thermostat_damping)
         paths = [Path(w) / "ckpt-warp.npz" for w in workdirs]
         until = DeltaStop(spec, start)
-        prints = [fingerprint(start, types, velocities[b], steps, [temperature, md.dt, md.thermostat_damping],
-                               until.target, self.device, self.precision) for b in range(B)]
+        prints = [
+            fingerprint(
+                start,
+                types,
+                velocities[b],
+                steps,
+                [temperature, md.dt, md.thermostat_damping],
+                until.target,
+                self.device,
+                self.precision,
+            )
+            for b in range(B)
+        ]
         saved = [_load(path, fp) for path, fp in zip(paths, prints)]
         out = np.full((B, len(steps), len(types), spec.dim), np.nan)
         last = np.full(B, len(steps) - 1)  # per run its last output (until_delta may stop a run earlier)
-        running = np.ones(B, dtype=bool)   # runs not stopped by until_delta (the block steps on for them)
+        running = np.ones(B, dtype=bool)  # runs not stopped by until_delta (the block steps on for them)
         if all(s is not None for s in saved) and len({int(s["step"]) for s in saved}) == 1:
             batch.load({k: np.stack([s[k] for s in saved]) for k in batch.STATE})
             nvt.load({k: np.stack([s[k] for s in saved]) for k in nvt.STATE}, saved[0]["step"], saved[0]["schedule"])
@@ -242,8 +309,16 @@ class WarpEngine:
             if stopping or stop % p.checkpoint_every == 0:
                 state = {**batch.state(), **nvt.state()}
                 for b, path in enumerate(paths):
-                    _save(path, fingerprint=prints[b], out=out[b], last=last[b], running=running[b], step=nvt.step,
-                          schedule=nvt.schedule, **{k: v[b] for k, v in state.items()})
+                    _save(
+                        path,
+                        fingerprint=prints[b],
+                        out=out[b],
+                        last=last[b],
+                        running=running[b],
+                        step=nvt.step,
+                        schedule=nvt.schedule,
+                        **{k: v[b] for k, v in state.items()},
+                    )
             if stopping:
                 raise Suspended(f"isoconfigurational block checkpointed at step {stop}")
         batch.check()

@@ -29,8 +29,13 @@ def _kernels(dim: int, dtype):
     f64 = wp.float64
 
     @wp.kernel(module="unique")
-    def dots(v: wp.array(dtype=vec), f: wp.array(dtype=vec), N: int, done: wp.array(dtype=wp.int32),
-             partial: wp.array3d(dtype=wp.float64)):
+    def dots(
+        v: wp.array(dtype=vec),
+        f: wp.array(dtype=vec),
+        N: int,
+        done: wp.array(dtype=wp.int32),
+        partial: wp.array3d(dtype=wp.float64),
+    ):
         """partial[b, k] = (v.f, v.v, f.f) over system b's particles k, k+K, ..."""
         b, k = wp.tid()
         if done[b] != 0:
@@ -51,13 +56,24 @@ def _kernels(dim: int, dtype):
         partial[b, k, 2] = ff
 
     @wp.kernel(module="unique")
-    def decide(partial: wp.array3d(dtype=wp.float64), dtmax: f64, dtmin: f64, it: wp.array(dtype=wp.int32),
-               last_negative: wp.array(dtype=wp.int32), uphill: wp.array(dtype=wp.int32),
-               dt: wp.array(dtype=wp.float64), alpha: wp.array(dtype=wp.float64),
-               scale1: wp.array(dtype=wp.float64), scale2: wp.array(dtype=wp.float64),
-               downhill: wp.array(dtype=wp.int32), flagv0: wp.array(dtype=wp.int32),
-               done: wp.array(dtype=wp.int32), reason: wp.array(dtype=wp.int32), active: wp.array(dtype=wp.int32),
-               running: wp.array(dtype=wp.int32)):
+    def decide(
+        partial: wp.array3d(dtype=wp.float64),
+        dtmax: f64,
+        dtmin: f64,
+        it: wp.array(dtype=wp.int32),
+        last_negative: wp.array(dtype=wp.int32),
+        uphill: wp.array(dtype=wp.int32),
+        dt: wp.array(dtype=wp.float64),
+        alpha: wp.array(dtype=wp.float64),
+        scale1: wp.array(dtype=wp.float64),
+        scale2: wp.array(dtype=wp.float64),
+        downhill: wp.array(dtype=wp.int32),
+        flagv0: wp.array(dtype=wp.int32),
+        done: wp.array(dtype=wp.int32),
+        reason: wp.array(dtype=wp.int32),
+        active: wp.array(dtype=wp.int32),
+        running: wp.array(dtype=wp.int32),
+    ):
         """MinFire::iterate up to the integration: mixing factors, dt and alpha updates; active:
         systems whose forces are re-evaluated after a velocity reset, running: not stopped."""
         b = wp.tid()
@@ -104,8 +120,14 @@ def _kernels(dim: int, dtype):
                 active[b] = 1
 
     @wp.kernel(module="unique")
-    def step_back(x: wp.array(dtype=vec), v: wp.array(dtype=vec), N: int, dt: wp.array(dtype=wp.float64),
-                  downhill: wp.array(dtype=wp.int32), done: wp.array(dtype=wp.int32)):
+    def step_back(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        N: int,
+        dt: wp.array(dtype=wp.float64),
+        downhill: wp.array(dtype=wp.int32),
+        done: wp.array(dtype=wp.int32),
+    ):
         """Uphill: half step back and v = 0."""
         p = wp.tid()
         b = p // N
@@ -115,9 +137,15 @@ def _kernels(dim: int, dtype):
         v[p] = vec()
 
     @wp.kernel(module="unique")
-    def restart_velocity(v: wp.array(dtype=vec), f: wp.array(dtype=vec), types: wp.array(dtype=wp.int32),
-                         mass: wp.array(dtype=dtype), N: int, dt: wp.array(dtype=wp.float64),
-                         active: wp.array(dtype=wp.int32)):
+    def restart_velocity(
+        v: wp.array(dtype=vec),
+        f: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        mass: wp.array(dtype=dtype),
+        N: int,
+        dt: wp.array(dtype=wp.float64),
+        active: wp.array(dtype=wp.int32),
+    ):
         """After a reset: v = dt f / m (only to limit the step below)."""
         p = wp.tid()
         b = p // N
@@ -126,8 +154,9 @@ def _kernels(dim: int, dtype):
         v[p] = f[p] * (dtype(dt[b]) / mass[types[p]])
 
     @wp.kernel(module="unique")
-    def vmax_partials(v: wp.array(dtype=vec), N: int, done: wp.array(dtype=wp.int32),
-                      partial: wp.array3d(dtype=wp.float64)):
+    def vmax_partials(
+        v: wp.array(dtype=vec), N: int, done: wp.array(dtype=wp.int32), partial: wp.array3d(dtype=wp.float64)
+    ):
         b, k = wp.tid()
         if done[b] != 0:
             return
@@ -142,8 +171,13 @@ def _kernels(dim: int, dtype):
         partial[b, k, 0] = m
 
     @wp.kernel(module="unique")
-    def limit_step(partial: wp.array3d(dtype=wp.float64), dmax: f64, dt: wp.array(dtype=wp.float64),
-                   dtv: wp.array(dtype=wp.float64), done: wp.array(dtype=wp.int32)):
+    def limit_step(
+        partial: wp.array3d(dtype=wp.float64),
+        dmax: f64,
+        dt: wp.array(dtype=wp.float64),
+        dtv: wp.array(dtype=wp.float64),
+        done: wp.array(dtype=wp.int32),
+    ):
         """dtv = dt, shortened so that no particle moves further than dmax in one component."""
         b = wp.tid()
         if done[b] != 0:
@@ -156,10 +190,20 @@ def _kernels(dim: int, dtype):
             dtv[b] = dmax / vmax
 
     @wp.kernel(module="unique")
-    def move(x: wp.array(dtype=vec), v: wp.array(dtype=vec), f: wp.array(dtype=vec),
-             types: wp.array(dtype=wp.int32), mass: wp.array(dtype=dtype), N: int, dtv: wp.array(dtype=wp.float64),
-             scale1: wp.array(dtype=wp.float64), scale2: wp.array(dtype=wp.float64),
-             downhill: wp.array(dtype=wp.int32), flagv0: wp.array(dtype=wp.int32), done: wp.array(dtype=wp.int32)):
+    def move(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        f: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        mass: wp.array(dtype=dtype),
+        N: int,
+        dtv: wp.array(dtype=wp.float64),
+        scale1: wp.array(dtype=wp.float64),
+        scale2: wp.array(dtype=wp.float64),
+        downhill: wp.array(dtype=wp.int32),
+        flagv0: wp.array(dtype=wp.int32),
+        done: wp.array(dtype=wp.int32),
+    ):
         """Semi-implicit Euler step with the FIRE mixing."""
         p = wp.tid()
         b = p // N
@@ -176,10 +220,20 @@ def _kernels(dim: int, dtype):
         x[p] = x[p] + vp * h
 
     @wp.kernel(module="unique")
-    def check(partial: wp.array3d(dtype=wp.float64), energy: wp.array(dtype=wp.float64), etol: f64, ftol2: f64,
-              max_iter: int, it: wp.array(dtype=wp.int32), last_negative: wp.array(dtype=wp.int32),
-              e_previous: wp.array(dtype=wp.float64), e_current: wp.array(dtype=wp.float64),
-              flagv0: wp.array(dtype=wp.int32), done: wp.array(dtype=wp.int32), reason: wp.array(dtype=wp.int32)):
+    def check(
+        partial: wp.array3d(dtype=wp.float64),
+        energy: wp.array(dtype=wp.float64),
+        etol: f64,
+        ftol2: f64,
+        max_iter: int,
+        it: wp.array(dtype=wp.int32),
+        last_negative: wp.array(dtype=wp.int32),
+        e_previous: wp.array(dtype=wp.float64),
+        e_current: wp.array(dtype=wp.float64),
+        flagv0: wp.array(dtype=wp.int32),
+        done: wp.array(dtype=wp.int32),
+        reason: wp.array(dtype=wp.int32),
+    ):
         """Stopping rules after the force evaluation (partial[..., 2] holds f.f, energy the new PE)."""
         b = wp.tid()
         if done[b] != 0:
@@ -204,15 +258,29 @@ def _kernels(dim: int, dtype):
             done[b] = 1
             reason[b] = 3
 
-    return SimpleNamespace(dots=dots, decide=decide, step_back=step_back, restart_velocity=restart_velocity,
-                           vmax_partials=vmax_partials, limit_step=limit_step, move=move, check=check)
+    return SimpleNamespace(
+        dots=dots,
+        decide=decide,
+        step_back=step_back,
+        restart_velocity=restart_velocity,
+        vmax_partials=vmax_partials,
+        limit_step=limit_step,
+        move=move,
+        check=check,
+    )
 
 
 REASONS = {1: "etol", 2: "ftol", 3: "max iterations", 4: "too many uphill steps"}
 
 
-def fire_minimise(batch: Batch, dt: float, etol: float, ftol: float, max_iterations: int,
-                  should_stop: Callable[[], bool] | None = None) -> np.ndarray | None:
+def fire_minimise(
+    batch: Batch,
+    dt: float,
+    etol: float,
+    ftol: float,
+    max_iterations: int,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray | None:
     """Minimise every system of ``batch`` in place from its current positions, MD time step ``dt``
     (FIRE's dt_max = 10 dt, dt_min = 0.02 dt); returns why each system stopped: (B,) codes of
     :data:`REASONS`, or None when ``should_stop()`` (polled every CHECK_EVERY iterations)
@@ -237,8 +305,10 @@ def fire_minimise(batch: Batch, dt: float, etol: float, ftol: float, max_iterati
     def forces(mask):
         calls = list(batch.force_program(with_energy, mask))
         if with_energy:
-            calls += [batch.launch(batch.k.partial_sums, (B, CHUNKS), [batch.e_atom, N, batch.partial]).launch,
-                      batch.launch(batch.k.finish_sums, B, [batch.partial, batch.sums]).launch]
+            calls += [
+                batch.launch(batch.k.partial_sums, (B, CHUNKS), [batch.e_atom, N, batch.partial]).launch,
+                batch.launch(batch.k.finish_sums, B, [batch.partial, batch.sums]).launch,
+            ]
         return calls
 
     def run(calls):
@@ -251,19 +321,59 @@ def fire_minimise(batch: Batch, dt: float, etol: float, ftol: float, max_iterati
     if with_energy:
         wp.copy(e_cur, batch.sums)
     iteration_calls = [
-        batch.launch(k.decide, B, [partial, f64(TMAX * dt), f64(TMIN * dt), it, last_negative, uphill, dt_s, alpha,
-                                   scale1, scale2, downhill, flagv0, done, reason, active, running]).launch,
+        batch.launch(
+            k.decide,
+            B,
+            [
+                partial,
+                f64(TMAX * dt),
+                f64(TMIN * dt),
+                it,
+                last_negative,
+                uphill,
+                dt_s,
+                alpha,
+                scale1,
+                scale2,
+                downhill,
+                flagv0,
+                done,
+                reason,
+                active,
+                running,
+            ],
+        ).launch,
         batch.launch(k.step_back, total, [batch.x, batch.v, N, dt_s, downhill, done]).launch,
         *forces(active),
         batch.launch(k.restart_velocity, total, [batch.v, batch.f, batch.types, batch.mass, N, dt_s, active]).launch,
         batch.launch(k.vmax_partials, (B, CHUNKS), [batch.v, N, done, partial]).launch,
         batch.launch(k.limit_step, B, [partial, f64(DMAX), dt_s, dtv, done]).launch,
-        batch.launch(k.move, total, [batch.x, batch.v, batch.f, batch.types, batch.mass, N, dtv, scale1, scale2,
-                                     downhill, flagv0, done]).launch,
+        batch.launch(
+            k.move,
+            total,
+            [batch.x, batch.v, batch.f, batch.types, batch.mass, N, dtv, scale1, scale2, downhill, flagv0, done],
+        ).launch,
         *forces(running),
         dots,
-        batch.launch(k.check, B, [partial, batch.sums, f64(etol), f64(ftol * ftol), max_iterations, it,
-                                  last_negative, e_prev, e_cur, flagv0, done, reason]).launch]
+        batch.launch(
+            k.check,
+            B,
+            [
+                partial,
+                batch.sums,
+                f64(etol),
+                f64(ftol * ftol),
+                max_iterations,
+                it,
+                last_negative,
+                e_prev,
+                e_cur,
+                flagv0,
+                done,
+                reason,
+            ],
+        ).launch,
+    ]
     for iteration in range(1, max_iterations + 1):
         run(iteration_calls)
         if iteration % CHECK_EVERY == 0:

@@ -14,7 +14,6 @@ step); the neighbour-list checks and rebuilds already run on the device, so the 
 loop, launch for launch.
 """
 
-
 import functools
 
 import numpy as np
@@ -36,12 +35,24 @@ def _kernels(dim: int, dtype):
         counter[0] = counter[0] + 1
 
     @wp.kernel(module="unique")
-    def chain_half_step(counter: wp.array(dtype=wp.int32), begin: int, end: int, t_start: wp.float64,
-                        t_stop: wp.float64, t_freq: wp.float64,
-                        dt: wp.float64, tdof: wp.float64, from_partial: int, partial: wp.array2d(dtype=wp.float64),
-                        t_current: wp.array(dtype=wp.float64), eta: wp.array2d(dtype=wp.float64),
-                        eta_dot: wp.array2d(dtype=wp.float64), eta_dotdot: wp.array2d(dtype=wp.float64),
-                        eta_mass: wp.array2d(dtype=wp.float64), factor: wp.array(dtype=wp.float64)):
+    def chain_half_step(
+        counter: wp.array(dtype=wp.int32),
+        begin: int,
+        end: int,
+        t_start: wp.float64,
+        t_stop: wp.float64,
+        t_freq: wp.float64,
+        dt: wp.float64,
+        tdof: wp.float64,
+        from_partial: int,
+        partial: wp.array2d(dtype=wp.float64),
+        t_current: wp.array(dtype=wp.float64),
+        eta: wp.array2d(dtype=wp.float64),
+        eta_dot: wp.array2d(dtype=wp.float64),
+        eta_dotdot: wp.array2d(dtype=wp.float64),
+        eta_mass: wp.array2d(dtype=wp.float64),
+        factor: wp.array(dtype=wp.float64),
+    ):
         """FixNH::nhc_temp_integrate of system b at step counter[0] (after compute_temp_target; with
         from_partial, t_current is first recomputed from the kinetic partial sums, as in final_integrate)."""
         b = wp.tid()
@@ -92,16 +103,27 @@ def _kernels(dim: int, dtype):
         for ich in range(1, CHAIN):
             expfac = wp.exp(-dt8 * eta_dot[b, ich + 1])
             eta_dot[b, ich] = eta_dot[b, ich] * expfac
-            eta_dotdot[b, ich] = (eta_mass[b, ich - 1] * eta_dot[b, ich - 1] * eta_dot[b, ich - 1]
-                                  - t_target) / eta_mass[b, ich]
+            eta_dotdot[b, ich] = (
+                eta_mass[b, ich - 1] * eta_dot[b, ich - 1] * eta_dot[b, ich - 1] - t_target
+            ) / eta_mass[b, ich]
             eta_dot[b, ich] = eta_dot[b, ich] + eta_dotdot[b, ich] * dt4
             eta_dot[b, ich] = eta_dot[b, ich] * expfac
 
     @wp.kernel(module="unique")
-    def chain_setup(step: int, begin: int, end: int, t_start: wp.float64, t_stop: wp.float64, t_freq: wp.float64,
-                    tdof: wp.float64, partial: wp.array2d(dtype=wp.float64), t_current: wp.array(dtype=wp.float64),
-                    eta_dot: wp.array2d(dtype=wp.float64), eta_dotdot: wp.array2d(dtype=wp.float64),
-                    eta_mass: wp.array2d(dtype=wp.float64)):
+    def chain_setup(
+        step: int,
+        begin: int,
+        end: int,
+        t_start: wp.float64,
+        t_stop: wp.float64,
+        t_freq: wp.float64,
+        tdof: wp.float64,
+        partial: wp.array2d(dtype=wp.float64),
+        t_current: wp.array(dtype=wp.float64),
+        eta_dot: wp.array2d(dtype=wp.float64),
+        eta_dotdot: wp.array2d(dtype=wp.float64),
+        eta_mass: wp.array2d(dtype=wp.float64),
+    ):
         """FixNH::setup: t_current from the velocities, chain masses and forces from eta_dot."""
         b = wp.tid()
         delta = wp.float64(step - begin)
@@ -116,13 +138,22 @@ def _kernels(dim: int, dtype):
         for ich in range(1, CHAIN):
             eta_mass[b, ich] = t_target / (t_freq * t_freq)
         for ich in range(1, CHAIN):
-            eta_dotdot[b, ich] = (eta_mass[b, ich - 1] * eta_dot[b, ich - 1] * eta_dot[b, ich - 1]
-                                  - t_target) / eta_mass[b, ich]
+            eta_dotdot[b, ich] = (
+                eta_mass[b, ich - 1] * eta_dot[b, ich - 1] * eta_dot[b, ich - 1] - t_target
+            ) / eta_mass[b, ich]
 
     @wp.kernel(module="unique")
-    def kick_drift(x: wp.array(dtype=vec), v: wp.array(dtype=vec), f: wp.array(dtype=vec),
-                   types: wp.array(dtype=wp.int32), mass: wp.array(dtype=dtype), factor: wp.array(dtype=wp.float64),
-                   N: int, dtf: dtype, dtv: dtype):
+    def kick_drift(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        f: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        mass: wp.array(dtype=dtype),
+        factor: wp.array(dtype=wp.float64),
+        N: int,
+        dtf: dtype,
+        dtv: dtype,
+    ):
         """nh_v_temp, nve_v, nve_x of the first half step."""
         p = wp.tid()
         vp = v[p] * dtype(factor[p // N])
@@ -131,8 +162,15 @@ def _kernels(dim: int, dtype):
         x[p] = x[p] + vp * dtv
 
     @wp.kernel(module="unique")
-    def kick_kinetic(v: wp.array(dtype=vec), f: wp.array(dtype=vec), types: wp.array(dtype=wp.int32),
-                     mass: wp.array(dtype=dtype), N: int, dtf: dtype, partial: wp.array2d(dtype=wp.float64)):
+    def kick_kinetic(
+        v: wp.array(dtype=vec),
+        f: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        mass: wp.array(dtype=dtype),
+        N: int,
+        dtf: dtype,
+        partial: wp.array2d(dtype=wp.float64),
+    ):
         """nve_v of the second half step and the kinetic partial sums of the new velocities."""
         b, k = wp.tid()
         K = partial.shape[1]
@@ -166,8 +204,9 @@ class NoseHooverNVT:
 
     def __init__(self, batch: Batch, dt: float, damping: float):
         self.batch, self.dt, self.t_freq = batch, float(dt), 1.0 / float(damping)
-        (self._advance, self._half, self._setup, self._kick_drift, self._kick_kinetic,
-         self._scale) = _kernels(batch.dim, batch.dtype)
+        (self._advance, self._half, self._setup, self._kick_drift, self._kick_kinetic, self._scale) = _kernels(
+            batch.dim, batch.dtype
+        )
         dev, B = batch.device, batch.B
         self.eta = wp.zeros((B, CHAIN), dtype=wp.float64, device=dev)
         self.eta_dot = wp.zeros((B, CHAIN + 1), dtype=wp.float64, device=dev)
@@ -192,8 +231,25 @@ class NoseHooverNVT:
         b = self.batch
         wp.launch(b.k.kinetic_partials, (b.B, CHUNKS), [b.v, b.types, b.mass, b.N, b.partial], device=b.device)
         t0, t1, begin, end = self.schedule
-        wp.launch(self._setup, b.B, [self.step, begin, end, t0, t1, self.t_freq, float(b.dof), b.partial,
-                                     self.t_current, self.eta_dot, self.eta_dotdot, self.eta_mass], device=b.device)
+        wp.launch(
+            self._setup,
+            b.B,
+            [
+                self.step,
+                begin,
+                end,
+                t0,
+                t1,
+                self.t_freq,
+                float(b.dof),
+                b.partial,
+                self.t_current,
+                self.eta_dot,
+                self.eta_dotdot,
+                self.eta_mass,
+            ],
+            device=b.device,
+        )
 
     def _set_step(self, step: int) -> None:
         self.step = int(step)
@@ -208,17 +264,38 @@ class NoseHooverNVT:
         total = b.B * b.N
 
         def chain(from_partial):
-            return b.launch(self._half, b.B, [self.counter, begin, end, t0, t1, self.t_freq, self.dt, float(b.dof),
-                                              from_partial, b.partial, self.t_current, self.eta, self.eta_dot,
-                                              self.eta_dotdot, self.eta_mass, self.factor]).launch
+            return b.launch(
+                self._half,
+                b.B,
+                [
+                    self.counter,
+                    begin,
+                    end,
+                    t0,
+                    t1,
+                    self.t_freq,
+                    self.dt,
+                    float(b.dof),
+                    from_partial,
+                    b.partial,
+                    self.t_current,
+                    self.eta,
+                    self.eta_dot,
+                    self.eta_dotdot,
+                    self.eta_mass,
+                    self.factor,
+                ],
+            ).launch
 
-        return [b.launch(self._advance, 1, [self.counter]).launch,
-                chain(0),
-                b.launch(self._kick_drift, total, [b.x, b.v, b.f, b.types, b.mass, self.factor, b.N, dtf, dtv]).launch,
-                 *b.force_program(),
-                b.launch(self._kick_kinetic, (b.B, CHUNKS), [b.v, b.f, b.types, b.mass, b.N, dtf, b.partial]).launch,
-                chain(1),
-                b.launch(self._scale, total, [b.v, self.factor, b.N]).launch]
+        return [
+            b.launch(self._advance, 1, [self.counter]).launch,
+            chain(0),
+            b.launch(self._kick_drift, total, [b.x, b.v, b.f, b.types, b.mass, self.factor, b.N, dtf, dtv]).launch,
+            *b.force_program(),
+            b.launch(self._kick_kinetic, (b.B, CHUNKS), [b.v, b.f, b.types, b.mass, b.N, dtf, b.partial]).launch,
+            chain(1),
+            b.launch(self._scale, total, [b.v, self.factor, b.N]).launch,
+        ]
 
     def run(self, n_steps: int, graphs: bool | None = None) -> None:
         """Advance every system by ``n_steps`` steps (forces must be current on entry); the batch's

@@ -58,16 +58,23 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         return wp.clamp(c, 0, nc - 1)
 
     @wp.kernel(module="unique")
-    def check_moved(x: wp.array(dtype=vec), x_ref: wp.array(dtype=vec), N: int, half_skin2: dtype,
-                    flag: wp.array(dtype=wp.int32)):
+    def check_moved(
+        x: wp.array(dtype=vec), x_ref: wp.array(dtype=vec), N: int, half_skin2: dtype, flag: wp.array(dtype=wp.int32)
+    ):
         p = wp.tid()
         d = x[p] - x_ref[p]
         if wp.dot(d, d) > half_skin2:
             wp.atomic_max(flag, p // N, 1)
 
     @wp.kernel(module="unique")
-    def refresh(x: wp.array(dtype=vec), x_ref: wp.array(dtype=vec), image: wp.array2d(dtype=wp.int32),
-                N: int, L: dtype, flag: wp.array(dtype=wp.int32)):
+    def refresh(
+        x: wp.array(dtype=vec),
+        x_ref: wp.array(dtype=vec),
+        image: wp.array2d(dtype=wp.int32),
+        N: int,
+        L: dtype,
+        flag: wp.array(dtype=wp.int32),
+    ):
         """Wrap flagged systems into [0, L) (image counts follow) and take x_ref = x."""
         p = wp.tid()
         if flag[p // N] == 0:
@@ -94,9 +101,16 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         return c
 
     @wp.kernel(module="unique")
-    def bin_particles(x_ref: wp.array(dtype=vec), N: int, nc: int, cell: dtype, flag: wp.array(dtype=wp.int32),
-                      cell_count: wp.array(dtype=wp.int32), cell_atoms: wp.array2d(dtype=wp.int32),
-                      overflow: wp.array(dtype=wp.int32)):
+    def bin_particles(
+        x_ref: wp.array(dtype=vec),
+        N: int,
+        nc: int,
+        cell: dtype,
+        flag: wp.array(dtype=wp.int32),
+        cell_count: wp.array(dtype=wp.int32),
+        cell_atoms: wp.array2d(dtype=wp.int32),
+        overflow: wp.array(dtype=wp.int32),
+    ):
         p = wp.tid()
         b = p // N
         if flag[b] == 0:
@@ -112,11 +126,27 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             wp.atomic_max(overflow, 0, 1)
 
     @wp.kernel(module="unique")
-    def build(x_ref: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), N: int, nc: int, cell: dtype, reach: int,
-              L: dtype, prm: wp.array2d(dtype=dtype), S: int, flag: wp.array(dtype=wp.int32),
-              cell_count: wp.array(dtype=wp.int32), cell_atoms: wp.array2d(dtype=wp.int32),
-              nbr: wp.array(dtype=wp.int32), n_nbr: wp.array(dtype=wp.int32), maxnb: int, sp: int, sk: int,
-              half: int, overflow: wp.array(dtype=wp.int32)):
+    def build(
+        x_ref: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        N: int,
+        nc: int,
+        cell: dtype,
+        reach: int,
+        L: dtype,
+        prm: wp.array2d(dtype=dtype),
+        S: int,
+        flag: wp.array(dtype=wp.int32),
+        cell_count: wp.array(dtype=wp.int32),
+        cell_atoms: wp.array2d(dtype=wp.int32),
+        nbr: wp.array(dtype=wp.int32),
+        n_nbr: wp.array(dtype=wp.int32),
+        maxnb: int,
+        sp: int,
+        sk: int,
+        half: int,
+        overflow: wp.array(dtype=wp.int32),
+    ):
         """Neighbours of p within r_c + skin, ascending, from the (2 reach + 1)^dim cells around p's
         cell (with ``half``, only those with a higher index)."""
         p = wp.tid()
@@ -166,10 +196,24 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         n_nbr[p] = count
 
     @wp.kernel(module="unique")
-    def pair_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
-                    n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype, prm: wp.array2d(dtype=dtype),
-                    S: int, active: wp.array(dtype=wp.int32), want_energy: int, half: int,
-                    f: wp.array(dtype=vec), e_atom: wp.array(dtype=dtype), w_atom: wp.array(dtype=dtype)):
+    def pair_forces(
+        x: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        nbr: wp.array(dtype=wp.int32),
+        n_nbr: wp.array(dtype=wp.int32),
+        sp: int,
+        sk: int,
+        N: int,
+        L: dtype,
+        prm: wp.array2d(dtype=dtype),
+        S: int,
+        active: wp.array(dtype=wp.int32),
+        want_energy: int,
+        half: int,
+        f: wp.array(dtype=vec),
+        e_atom: wp.array(dtype=dtype),
+        w_atom: wp.array(dtype=dtype),
+    ):
         """Eq. (1) (LAMMPS lj/smooth/linear, same operation order): force on p; with want_energy
         also p's share of the pair energies and pair virials r.f. With ``half`` lists (CPU only,
         where threads run one after another, so the order of the additions is fixed) each pair
@@ -223,10 +267,22 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
             f[p] = vec()
 
     @wp.kernel(module="unique")
-    def soft_forces(x: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), nbr: wp.array(dtype=wp.int32),
-                    n_nbr: wp.array(dtype=wp.int32), sp: int, sk: int, N: int, L: dtype,
-                    prm: wp.array2d(dtype=dtype), S: int, A: dtype, active: wp.array(dtype=wp.int32), half: int,
-                    f: wp.array(dtype=vec)):
+    def soft_forces(
+        x: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        nbr: wp.array(dtype=wp.int32),
+        n_nbr: wp.array(dtype=wp.int32),
+        sp: int,
+        sk: int,
+        N: int,
+        L: dtype,
+        prm: wp.array2d(dtype=dtype),
+        S: int,
+        A: dtype,
+        active: wp.array(dtype=wp.int32),
+        half: int,
+        f: wp.array(dtype=vec),
+    ):
         """LAMMPS pair_style soft, E = A (1 + cos(pi r / r_c)) for r < r_c = SOFT_RANGE sigma_ij:
         a bounded repulsion that separates the overlaps of a random start."""
         p = wp.tid()
@@ -268,8 +324,13 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         partial[b, k] = acc
 
     @wp.kernel(module="unique")
-    def kinetic_partials(v: wp.array(dtype=vec), types: wp.array(dtype=wp.int32), mass: wp.array(dtype=dtype),
-                         N: int, partial: wp.array2d(dtype=wp.float64)):
+    def kinetic_partials(
+        v: wp.array(dtype=vec),
+        types: wp.array(dtype=wp.int32),
+        mass: wp.array(dtype=dtype),
+        N: int,
+        partial: wp.array2d(dtype=wp.float64),
+    ):
         """partial[b, k] = sum m v.v over system b's particles k, k+K, ... (float64)."""
         b, k = wp.tid()
         K = partial.shape[1]
@@ -290,8 +351,15 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         out[b] = acc
 
     @wp.kernel(module="unique")
-    def sort_keys(x: wp.array(dtype=vec), N: int, nc: int, cell: dtype, L: dtype, keys: wp.array(dtype=wp.int32),
-                  slots: wp.array(dtype=wp.int32)):
+    def sort_keys(
+        x: wp.array(dtype=vec),
+        N: int,
+        nc: int,
+        cell: dtype,
+        L: dtype,
+        keys: wp.array(dtype=wp.int32),
+        slots: wp.array(dtype=wp.int32),
+    ):
         """Sort key of slot p: its system, then the cell of its position wrapped into the box."""
         p = wp.tid()
         xp = x[p]
@@ -314,15 +382,27 @@ def kernels(dim: int, dtype) -> SimpleNamespace:
         dst[p] = src[slots[p]]
 
     @wp.kernel(module="unique")
-    def gather_rows(src: wp.array2d(dtype=wp.int32), slots: wp.array(dtype=wp.int32),
-                    dst: wp.array2d(dtype=wp.int32)):
+    def gather_rows(src: wp.array2d(dtype=wp.int32), slots: wp.array(dtype=wp.int32), dst: wp.array2d(dtype=wp.int32)):
         p = wp.tid()
         for a in range(wp.static(dim)):
             dst[p, a] = src[slots[p], a]
 
-    return SimpleNamespace(vec=vec, dtype=dtype, check_moved=check_moved, refresh=refresh,
-                           clear_cells=clear_cells, bin_particles=bin_particles, build=build,
-                           pair_forces=pair_forces, zero_active=zero_active, soft_forces=soft_forces,
-                           partial_sums=partial_sums,
-                           kinetic_partials=kinetic_partials, finish_sums=finish_sums, sort_keys=sort_keys,
-                           gather_vec=gather_vec, gather_int=gather_int, gather_rows=gather_rows)
+    return SimpleNamespace(
+        vec=vec,
+        dtype=dtype,
+        check_moved=check_moved,
+        refresh=refresh,
+        clear_cells=clear_cells,
+        bin_particles=bin_particles,
+        build=build,
+        pair_forces=pair_forces,
+        zero_active=zero_active,
+        soft_forces=soft_forces,
+        partial_sums=partial_sums,
+        kinetic_partials=kinetic_partials,
+        finish_sums=finish_sums,
+        sort_keys=sort_keys,
+        gather_vec=gather_vec,
+        gather_int=gather_int,
+        gather_rows=gather_rows,
+    )

@@ -98,8 +98,10 @@ class Batch:
         # CPU: rows, half lists (see kernels.pair_forces); GPU: columns (coalesced), full lists
         self.half = int(device == "cpu")
         self.nbr_strides = (max_nbr, 1) if self.half else (1, total)
-        self.cell_count, self.cell_atoms = (arr(n_systems * n_cells, wp.int32),
-                                            arr((n_systems * n_cells, cell_cap), wp.int32))
+        self.cell_count, self.cell_atoms = (
+            arr(n_systems * n_cells, wp.int32),
+            arr((n_systems * n_cells, cell_cap), wp.int32),
+        )
         self.flag, self.overflow = arr(n_systems, wp.int32), arr(1, wp.int32)
         self.all_active = wp.array(np.ones(n_systems, dtype=np.int32), dtype=wp.int32, device=device)
         self.partial, self.sums = arr((n_systems, CHUNKS), wp.float64), arr(n_systems, wp.float64)
@@ -175,12 +177,22 @@ class Batch:
             return
         k, total, dev = self.k, self.B * self.N, self.device
         keys, slots = wp.empty(2 * total, dtype=wp.int32, device=dev), wp.empty(2 * total, dtype=wp.int32, device=dev)
-        wp.launch(k.sort_keys, total, [self.x, self.N, self.nc, self.dtype(self.cell), self.dtype(self.L), keys, slots],
-                  device=dev)
+        wp.launch(
+            k.sort_keys,
+            total,
+            [self.x, self.N, self.nc, self.dtype(self.cell), self.dtype(self.L), keys, slots],
+            device=dev,
+        )
         wp.utils.radix_sort_pairs(keys, slots, total)
-        for a, gather in ((self.x, k.gather_vec), (self.v, k.gather_vec), (self.f, k.gather_vec),
-                          (self.x_ref, k.gather_vec), (self.types, k.gather_int), (self.order, k.gather_int),
-                          (self.image, k.gather_rows)):
+        for a, gather in (
+            (self.x, k.gather_vec),
+            (self.v, k.gather_vec),
+            (self.f, k.gather_vec),
+            (self.x_ref, k.gather_vec),
+            (self.types, k.gather_int),
+            (self.order, k.gather_int),
+            (self.image, k.gather_rows),
+        ):
             src = wp.clone(a)
             wp.launch(gather, total, [src, slots, a], device=dev)
         self.compute_forces(rebuild="keep")
@@ -190,8 +202,7 @@ class Batch:
         """A recorded launch on this batch's device (replay with ``.launch()``: no argument packing)."""
         return wp.launch(kernel, dim, inputs, device=self.device, record_cmd=True)
 
-    def force_program(self, energy: bool = False, active: wp.array | None = None,
-                      rebuild: str = "check") -> list:
+    def force_program(self, energy: bool = False, active: wp.array | None = None, rebuild: str = "check") -> list:
         """The calls that update the neighbour lists and evaluate the forces (see compute_forces);
         cached per arguments, so a step loop replays them."""
         key = (energy, None if active is None else active.ptr, rebuild, self.soft)
@@ -199,34 +210,99 @@ class Batch:
             return self._programs[key]
         k, total, cell = self.k, self.B * self.N, self.dtype(self.cell)
         if rebuild == "check":
-            calls = [self.flag.zero_,
-                     self.launch(k.check_moved, total, [self.x, self.x_ref, self.N, self.half_skin2, self.flag]).launch]
+            calls = [
+                self.flag.zero_,
+                self.launch(k.check_moved, total, [self.x, self.x_ref, self.N, self.half_skin2, self.flag]).launch,
+            ]
         else:
             calls = [lambda: self.flag.fill_(1)]
         if rebuild != "keep":
-            calls.append(self.launch(k.refresh, total, [self.x, self.x_ref, self.image, self.N, self.dtype(self.L),
-                                                        self.flag]).launch)
+            calls.append(
+                self.launch(
+                    k.refresh, total, [self.x, self.x_ref, self.image, self.N, self.dtype(self.L), self.flag]
+                ).launch
+            )
         calls += [
             self.launch(k.clear_cells, self.B * self.n_cells, [self.cell_count, self.n_cells, self.flag]).launch,
-            self.launch(k.bin_particles, total, [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count,
-                                                 self.cell_atoms, self.overflow]).launch,
-            self.launch(k.build, total, [self.x_ref, self.types, self.N, self.nc, cell, self.stencil,
-                                         self.dtype(self.L), self.prm, self.S, self.flag, self.cell_count,
-                                         self.cell_atoms, self.nbr, self.n_nbr, self.max_nbr, *self.nbr_strides,
-                                         self.half, self.overflow]).launch,
+            self.launch(
+                k.bin_particles,
+                total,
+                [self.x_ref, self.N, self.nc, cell, self.flag, self.cell_count, self.cell_atoms, self.overflow],
+            ).launch,
+            self.launch(
+                k.build,
+                total,
+                [
+                    self.x_ref,
+                    self.types,
+                    self.N,
+                    self.nc,
+                    cell,
+                    self.stencil,
+                    self.dtype(self.L),
+                    self.prm,
+                    self.S,
+                    self.flag,
+                    self.cell_count,
+                    self.cell_atoms,
+                    self.nbr,
+                    self.n_nbr,
+                    self.max_nbr,
+                    *self.nbr_strides,
+                    self.half,
+                    self.overflow,
+                ],
+            ).launch,
         ]
         active = self.all_active if active is None else active
         if self.half:
             calls.append(self.launch(k.zero_active, total, [self.f, self.N, active]).launch)
         if self.soft:
-            calls.append(self.launch(k.soft_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides,
-                                                            self.N, self.dtype(self.L), self.prm, self.S,
-                                                            self.dtype(self.soft), active, self.half, self.f]).launch)
+            calls.append(
+                self.launch(
+                    k.soft_forces,
+                    total,
+                    [
+                        self.x,
+                        self.types,
+                        self.nbr,
+                        self.n_nbr,
+                        *self.nbr_strides,
+                        self.N,
+                        self.dtype(self.L),
+                        self.prm,
+                        self.S,
+                        self.dtype(self.soft),
+                        active,
+                        self.half,
+                        self.f,
+                    ],
+                ).launch
+            )
         else:
-            calls.append(self.launch(k.pair_forces, total, [self.x, self.types, self.nbr, self.n_nbr, *self.nbr_strides,
-                                                            self.N, self.dtype(self.L), self.prm, self.S, active,
-                                                            int(energy), self.half, self.f, self.e_atom,
-                                                            self.w_atom]).launch)
+            calls.append(
+                self.launch(
+                    k.pair_forces,
+                    total,
+                    [
+                        self.x,
+                        self.types,
+                        self.nbr,
+                        self.n_nbr,
+                        *self.nbr_strides,
+                        self.N,
+                        self.dtype(self.L),
+                        self.prm,
+                        self.S,
+                        active,
+                        int(energy),
+                        self.half,
+                        self.f,
+                        self.e_atom,
+                        self.w_atom,
+                    ],
+                ).launch
+            )
         self._programs[key] = calls
         return calls
 
@@ -241,8 +317,7 @@ class Batch:
     def check(self) -> None:
         """Raise TaskError when a cell or neighbour list overflowed (a blown-up system)."""
         if self.overflow.numpy()[0]:
-            raise TaskError("Warp engine: a cell or neighbour list overflowed (particles too close: "
-                            "the run blew up)")
+            raise TaskError("Warp engine: a cell or neighbour list overflowed (particles too close: the run blew up)")
 
     # ---- per-system sums (float64, deterministic) --------------------------------------
     def _sum(self, values: wp.array) -> np.ndarray:
@@ -252,8 +327,12 @@ class Batch:
 
     def twice_kinetic(self) -> np.ndarray:
         """sum m v.v per system, (B,)."""
-        wp.launch(self.k.kinetic_partials, (self.B, CHUNKS), [self.v, self.types, self.mass, self.N, self.partial],
-                  device=self.device)
+        wp.launch(
+            self.k.kinetic_partials,
+            (self.B, CHUNKS),
+            [self.v, self.types, self.mass, self.N, self.partial],
+            device=self.device,
+        )
         wp.launch(self.k.finish_sums, self.B, [self.partial, self.sums], device=self.device)
         return self.sums.numpy().copy()
 
