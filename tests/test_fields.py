@@ -50,7 +50,7 @@ def test_coarse_grain_constant_and_bare():
         coarse_grain(pos, x, 15.0, -1.0)
 
 
-def test_normalize_per_column():
+def test_normalise_per_column():
     x = np.array([[1.0, 5.0, 3.0], [3.0, 1.0, 3.0], [2.0, 3.0, 3.0]])
     np.testing.assert_allclose(normalise(x), [[0, 1, 0], [1, 0, 0], [0.5, 0.5, 0]])
     np.testing.assert_allclose(normalise(np.array([2.0, 4.0, 3.0])), [0, 1, 0.5])
