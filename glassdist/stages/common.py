@@ -22,19 +22,20 @@ from ..store import Store
 from ..pipeline import STAGES
 
 
+# set for a process that an MPI launcher started (MPICH's PMI, Open MPI, PMIx, srun, hydra)
+LAUNCHER_VARIABLES = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+    "SLURM_STEP_NUM_TASKS",
+    "HYDI_CONTROL_FD",
+)
+
+
 def world():
     """COMM_WORLD when started under an MPI launcher with more than one rank, else None."""
-    if not any(
-        k in os.environ
-        for k in (
-            "PMI_RANK",
-            "PMI_SIZE",
-            "OMPI_COMM_WORLD_SIZE",
-            "PMIX_RANK",
-            "SLURM_STEP_NUM_TASKS",
-            "HYDI_CONTROL_FD",
-        )
-    ):
+    if not any(variable in os.environ for variable in LAUNCHER_VARIABLES):
         return None
     from mpi4py import MPI
 
