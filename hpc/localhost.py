@@ -129,21 +129,26 @@ def _mapped(paths: list[Path]) -> set[Path]:
     return found
 
 
-def _die_with_parent() -> None:  # in the rank, before exec: SIGKILL when the guard dies
+def _start_rank() -> None:
+    """In the rank, before exec: SIGKILL when the guard dies; SIGINT back at its default."""
     import ctypes
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def guard(argv: list[str]) -> int:
     """Run one rank ``argv`` (after removing stale MPICH segments); pass FORWARDED signals on;
-    its exit status, 128+N for signal N."""
+    its exit status, 128+N for signal N. SIGINT is ignored (SIG_IGN, which unlike a Python
+    handler also holds while the interpreter starts and ends: gforker passes a terminal's Ctrl-C on
+    to the guards, late under load): the rank gets its own from the terminal, and the guard
+    reports how it ended."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     remove_stale_segments()
     pmi = [int(os.environ["PMI_FD"])] if "PMI_FD" in os.environ else []  # gforker's socket pair
-    rank = subprocess.Popen(argv, pass_fds=pmi, preexec_fn=_die_with_parent)
+    rank = subprocess.Popen(argv, pass_fds=pmi, preexec_fn=_start_rank)
     for signum in FORWARDED:
         signal.signal(signum, lambda s, _f: rank.send_signal(s))
-    signal.signal(signal.SIGINT, lambda s, _f: None)
     code = rank.wait()
     return 128 - code if code < 0 else code
 

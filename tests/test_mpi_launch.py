@@ -120,3 +120,22 @@ def test_ctrl_c_ends_a_rank_waiting_for_its_next_block():
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("a rank waiting for its next block outlived Ctrl-C") from None
     assert "KeyboardInterrupt" in out
+
+
+def test_the_guard_outlives_every_sigint_and_reports_its_rank():
+    """gforker passes a Ctrl-C on to the guards, late when the machine is busy; a guard that died of
+    it, while starting or ending its interpreter, made gforker print "signaled with Interrupt" (a CI
+    failure of 2026-12-06). SIGINT to the guard every millisecond from its rank's start to its end:
+    it exits with its rank's status."""
+    rank = "import sys, time; print('started', flush=True); time.sleep(0.5); sys.exit(7)"
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "hpc.localhost", sys.executable, "-c", rank], stdout=subprocess.PIPE, text=True
+    )
+    assert guard.stdout.readline().strip() == "started"
+    while guard.poll() is None:
+        try:
+            os.kill(guard.pid, signal.SIGINT)
+        except ProcessLookupError:
+            break
+        time.sleep(0.001)
+    assert guard.wait() == 7

@@ -244,13 +244,20 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
     mode 600 in a directory of mode 700): its own client gets in; a client without them, with
     another cluster's, or over plain TCP, cannot connect. (Worker jobs joining over TLS from
     the nodes: test_campaign_across_two_nodes_equals_a_local_run.)"""
+    import dask
     from distributed import Client
     from distributed.security import Security
 
     from hpc.dask_cluster import slurm_cluster
 
     secrets = tmp_path / "secrets"
-    with slurm_cluster(_profile(tmp_path, interface="gdvbr0"), log_directory=str(tmp_path), secrets=secrets) as cluster:
+    # dask.config.set restores the default scheduler: a Client that fails in its constructor (the
+    # TypeError below) leaves it set to the distributed one, and this process's later dask
+    # computations (other tests) would look for a Client that is gone
+    with (
+        dask.config.set(scheduler=None),
+        slurm_cluster(_profile(tmp_path, interface="gdvbr0"), log_directory=str(tmp_path), secrets=secrets) as cluster,
+    ):
         address = cluster.scheduler_address
         assert address.startswith("tls://10.77.0.1:"), address
         assert "--tls-ca-file" in cluster.job_script() and str(secrets) in cluster.job_script()
