@@ -276,6 +276,7 @@ def analyze(spec: Spec, store=None) -> dict[str, Array]:
             {
                 "ensembles/table": (C, nT, 5),
                 "ensembles/ci": (C, nT, 5, 2),
+                "ensembles/null": (C, nT, 5, 2),
                 "ensembles/delta": (C, nT),
                 "ensembles/maps": (C, nT, 4, 2, N),
             }

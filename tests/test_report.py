@@ -97,8 +97,10 @@ def test_report_has_every_table_and_figure(campaign):
     iv = list(csv.reader(open(out / "table_IV.csv")))
     assert "Table IV" in index and len(iv) == 3 and "largest reached" in iv[1][1]  # the runs stop below delta = 1
     for cell in iv[1][2:]:  # each entry with its interval, also from one configuration (spatial blocks)
-        value, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell).groups())
-        assert low <= value <= high, cell
+        value, low, high, n_low, n_high = map(
+            float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]; null \[(\S+), (\S+)\]", cell).groups()
+        )
+        assert low <= value <= high and n_low < n_high, cell
     # the evidence behind Gamma: its verdict under the title, members, sanity checks, baselines, intervals
     assert index.index("class='verdict'") < index.index("<h2>Contents</h2>") and "members" in index
     trust = {r[0] for r in csv.reader(open(out / "gamma_trust.csv"))}
@@ -150,6 +152,9 @@ def test_analysis_results_in_the_store(campaign):
     assert len(tables["r_Gamma_members"]) == 3 and an["structure/members_mean"].shape == (3, bins)
     ci = an["ensembles/ci"][0, 0]  # (5, 2) spatial-block interval of each entry
     assert np.isfinite(ci).all() and (ci[:, 0] <= row).all() and (row <= ci[:, 1]).all()
+    null = an["ensembles/null"][0, 0]  # (5, 2): the same coefficients with the first field shifted
+    assert (null[:, 0] < 0).all() and (null[:, 1] > 0).all()  # unrelated fields: around zero
+    assert row[4] > null[4, 1]  # e100 holds the runs of each e30: far above what unrelated fields give
     gb = an["glassbench/pearson"][0, 0]  # (A, [bare, cg], [A, B, all], T)
     assert gb.shape == (3, 2, 3, 9) and an.attrs["glassbench"]["groups"] == ["A", "B", "all"]
     assert np.isfinite(gb[1:, :, :, 1:]).all() and (np.abs(gb[1:, :, :, 1:]) <= 1).all()

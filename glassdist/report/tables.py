@@ -353,10 +353,10 @@ def table_iv(ctx: Context) -> Table:
                 if d is None
                 else (f"{d:g}" if d == PAPER_DELTA else f"{d:.3g} (largest reached; paper {PAPER_DELTA:g})")
             )
-            ci = ctx.tables["IV_ci"][c][i] if "IV_ci" in ctx.tables else [None] * len(ctx.tables["IV"][c][i])
+            ci, null = ([None] * 5 if key not in ctx.tables else ctx.tables[key][c][i] for key in ("IV_ci", "IV_null"))
             t.rows.append(
                 [f"configuration {conf}, T = {T:.4g}", label]
-                + [f"{fmt(x)} {band(b)}" for x, b in zip(ctx.tables["IV"][c][i], ci)]
+                + [f"{fmt(x)} {band(b)}; null {band(n)}" for x, b, n in zip(ctx.tables["IV"][c][i], ci, null)]
             )
     ref = ctx.paper(pv.TABLE_IV)
     if ref:
@@ -366,7 +366,8 @@ def table_iv(ctx: Context) -> Table:
         f"ē: coarse-grained at ξ_Δ = {ctx.xi['Delta']:g}; e{p.main_samples} entries: mean over "
         f"the disjoint sub-ensembles A, B, C of {p.main_samples} runs each, e{p.samples}: all {p.samples} runs "
         f"(paper: 30 and 100). Brackets: 95 % interval, spatial blocks of the configuration resampled "
-        f"(analyze.bootstrap resamples)."
+        f"(analyze.bootstrap resamples); null: the same coefficient with its first field periodically shifted "
+        f"(analyze.null_samples shifts), what two unrelated fields of the same smoothness give."
     )
     return t
 

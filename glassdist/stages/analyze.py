@@ -18,7 +18,8 @@ Two phases, one ledger (``analyze``), each task writing only its own chunks:
    Figs. 1, 2 in ``analyze/maps/indicators`` (C, nT, 2, A, N) and, when the propensity stage
    stored sub-ensembles, Table IV at delta = 1 (or the largest delta all four ensembles reached)
    in ``analyze/ensembles/table`` (C, nT, 5) with its spatial-block 95 % interval in
-   ``analyze/ensembles/ci`` (C, nT, 5, 2), that delta in ``analyze/ensembles/delta`` (C, nT),
+   ``analyze/ensembles/ci`` (C, nT, 5, 2) and shifted-field null band in ``analyze/ensembles/null``
+   (C, nT, 5, 2), that delta in ``analyze/ensembles/delta`` (C, nT),
    and the fields of Fig. 4 in ``analyze/ensembles/maps`` (C, nT, 4, 2, N).
    The GlassBench-layout correlations (glassdist.fields.glassbench) of the same task in
    ``analyze/glassbench/pearson`` and ``spearman`` (C, nT, A, 2, S + 1, T): indicator, propensity
@@ -49,9 +50,9 @@ the attribute ``tables`` of group ``analyze`` and the mean C_alpha(r) to
 ``analyze/structure/mean`` and ``sem`` (A, B). Intervals ([low, high] last axis; NaN = None:
 fewer than 2 values or blocks): ``S2_ci`` (2, P, 2) bootstrap of the mean over valid configurations,
 ``S2_null`` (2, P, 2) band of that mean with shifted fields; ``III_ci`` (K, 2) mean resolved xi_Delta
-over configurations and temperatures; ``IV_ci`` (C, nT, 5, 2) of each Table IV entry (block
-resamples); ``V_ci``, ``V_null`` (C, A, 2) of the maximum over temperatures and times (block
-resamples; shifted fields, same grid);
+over configurations and temperatures; ``IV_ci``, ``IV_null`` (C, nT, 5, 2) of each Table IV entry
+(block resamples; the row's first field shifted); ``V_ci``, ``V_null`` (C, A, 2) of the maximum over
+temperatures and times (block resamples; shifted fields, same grid);
 ``S1_ci``, ``S1_null`` (C, nT, 2, A, 2); ``fig5_ci``, ``fig5_null`` (C, nT, A, T, 2); ``II_ci``
 (M, 2, 2) Clopper-Pearson of each member's class accuracies. ``trust``: {members, member_source,
 indicators, classes, agreement {mean, ci, n, median, quantiles {q, values}, hist {edges, counts},
@@ -389,6 +390,9 @@ def correlation_task(store: Store, spec: Spec, c: int, t: int) -> None:
             seed(spec, "ensembles", c),
         )  # (R, 8, 8)
         group["ensembles/ci"][c, t] = uncertainty.interval(analysis.ensemble_row(boot))  # (5, 2)
+        shifts = uncertainty.shift_index(positions, L, spec.analyze.null_samples, seed(spec, "null-ensembles", c))
+        null = uncertainty.shifted_pearson(both, both, shifts)  # (S, 8, 8): the row's first field shifted
+        group["ensembles/null"][c, t] = uncertainty.interval(analysis.ensemble_row(null))  # (5, 2)
 
 
 def trust_propensity(
@@ -559,6 +563,7 @@ def interval_tables(store: Store, spec: Spec, valid: np.ndarray, tables: dict) -
     out["III_ci"] = _json(uncertainty.bootstrap_mean(xi_Delta.reshape(-1, len(a.deltas)), R, seed(spec, "III")))
     if "ensembles/ci" in group:
         out["IV_ci"] = _json(group["ensembles/ci"][:])  # (C, nT, 5, 2)
+        out["IV_null"] = _json(group["ensembles/null"][:])  # (C, nT, 5, 2)
     t = group["trust/propensity"]
     out["V_ci"] = _json(uncertainty.interval(_nanmax(t["V_boot"][:], 1), axis=1))  # (C, A, 2)
     out["V_null"] = _json(uncertainty.interval(_nanmax(t["V_null"][:], 1), axis=1))
