@@ -13,7 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from glassdist import spec as specmod
+from glassdist.fields import uncertainty
 from glassdist.report.build import ARTEFACTS
+from glassdist.stages import analyze as analyze_stage
 from glassdist.store import Store
 
 from .conftest import glassdist, init_tiny
@@ -88,6 +91,8 @@ def test_report_has_every_table_and_figure(campaign):
     assert index.count("thin lines: each member") == 2  # Figs. 5 and 8
     s1 = list(csv.reader(open(out / "table_S1.csv")))
     assert any(r[1] == "Γ of the 3 members (min to max)" and r[2] != "-" for r in s1)  # C_max range, with CG of Δ
+    for r in (r for r in s1 if r[0].startswith("configuration") and r[1] in ("Γ", "Υ", "Θ")):
+        assert re.fullmatch(r"\[\S+, \S+\]; null \[\S+, \S+\]", r[5]) and r[9].startswith("["), r  # with, without CG
     rows = list(csv.reader(open(out / "table_III.csv")))
     assert rows[1][3].startswith("not reached")  # delta = 5 is beyond the runs
     assert float(rows[1][1].split(" (")[0]) > 0  # xi_Delta of a reached delta
@@ -152,6 +157,15 @@ def test_analysis_results_in_the_store(campaign):
     assert len(tables["r_Gamma_members"]) == 3 and an["structure/members_mean"].shape == (3, bins)
     ci = an["ensembles/ci"][0, 0]  # (5, 2) spatial-block interval of each entry
     assert np.isfinite(ci).all() and (ci[:, 0] <= row).all() and (row <= ci[:, 1]).all()
+    # Table S1's resampled grid is the scan's: the Pearson matrix of its fields is dynamics/scan
+    spec = specmod.load(d)
+    positions, fields, _, _, flip = analyze_stage._propensity_inputs(store, spec, 0, 0)
+    x, y = analyze_stage.scan_grid(positions, fields, an["maps/Delta"][0, 0], spec, flip)
+    X, A, K = len(spec.analyze.xi_grid), fields.shape[1], len(spec.analyze.deltas)
+    full = uncertainty.pearson_matrix(x, y).reshape(X, A, 2, K).transpose(2, 3, 0, 1)
+    np.testing.assert_allclose(full, an["dynamics/scan"][0, 0], atol=1e-12)
+    s1_boot = an["trust/propensity/S1_boot"][0, 0]  # (R, 2, A): finite where a delta was reached
+    assert np.isfinite(s1_boot).all() and np.isfinite(an["trust/propensity/S1_null"][0, 0]).all()
     null = an["ensembles/null"][0, 0]  # (5, 2): the same coefficients with the first field shifted
     assert (null[:, 0] < 0).all() and (null[:, 1] > 0).all()  # unrelated fields: around zero
     assert row[4] > null[4, 1]  # e100 holds the runs of each e30: far above what unrelated fields give

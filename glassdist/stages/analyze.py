@@ -323,6 +323,19 @@ def block_length(spec: Spec, *xi: float) -> float:
     return max(2 * max(finite, default=0.0), analysis.FIRST_SHELL * float(np.max(np.diag(spec.sigma))))
 
 
+def scan_grid(
+    positions: np.ndarray, fields: np.ndarray, Delta: np.ndarray, spec: Spec, flip: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fields of Table S1's (delta, xi) grid: the indicators (N, A) smoothed at every xi, x (N, X A),
+    and the maps Delta (K, 2, N) (bare, coarse-grained; PropensityScan.Delta) as y (N, 2 K) ordered
+    [cg][k]: their Pearson matrix reshaped (X, A, 2, K) is PropensityScan.scan (2, K, X, A), axes moved."""
+    x = np.concatenate(
+        [analysis.smooth(positions, fields, spec.box_length, xi, flip) for xi in spec.analyze.xi_grid], 1
+    )
+    y = np.transpose(Delta, (1, 0, 2)).reshape(2 * len(spec.analyze.deltas), -1).T  # (K, 2, N) -> (N, 2 K)
+    return x, y
+
+
 def trust_scan(
     store: Store,
     spec: Spec,
@@ -339,8 +352,7 @@ def trust_scan(
     every xi of one shift uses the same shift index)."""
     a, L, group = spec.analyze, spec.box_length, store.root[NAME]
     X, A, K = len(a.xi_grid), fields.shape[1], len(a.deltas)
-    x = np.concatenate([analysis.smooth(positions, fields, L, xi, flip) for xi in a.xi_grid], axis=1)  # (N, X A)
-    y = np.moveaxis(res.Delta, 0, -1).reshape(2 * K, -1).T  # (N, 2 K): [cg][k]
+    x, y = scan_grid(positions, fields, res.Delta, spec, flip)
     boot = uncertainty.block_pearson(
         positions, x, y, L, block_length(spec, *res.xi_Delta), a.bootstrap, seed(spec, "block", c)
     )
