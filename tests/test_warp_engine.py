@@ -411,7 +411,8 @@ def test_equilibrium_statistics_match_lammps(system, T):
 def test_fast_quench_and_inherent_energies_match_lammps(tmp_path):
     """100 fast quenches (KAM) per engine: E(T) along the cooling agrees point by point within 4
     combined standard errors (20 correlated points: family-wise about 0.1 %); the inherent
-    structure energies of the glasses (FIRE) have the same distribution (KS p > 0.01)."""
+    structure energies of the first 50 glasses of each (FIRE; Warp's FIRE on a CPU is most of this
+    test's time) have the same distribution (KS p > 0.01)."""
     from scipy.stats import ks_2samp
 
     from glassdist.md.minimise import minimise
@@ -426,8 +427,8 @@ def test_fast_quench_and_inherent_energies_match_lammps(tmp_path):
     for p in range(e_l.shape[1]):
         ok, z = agree(e_w[:, p], e_l[:, p], 4.0)
         assert ok, (p, wrp[0].thermo_target[p], z)
-    e0_w, _ = engine.minimise_block(spec, np.stack([r.positions[1] for r in wrp]), spec.types)
-    e0_l = np.array([minimise(spec, r.positions[1], spec.types, tmp_path / "m.data")[0] for r in lmp])
+    e0_w, _ = engine.minimise_block(spec, np.stack([r.positions[1] for r in wrp[:50]]), spec.types)
+    e0_l = np.array([minimise(spec, r.positions[1], spec.types, tmp_path / "m.data")[0] for r in lmp[:50]])
     assert ks_2samp(e0_w, e0_l).pvalue > 0.01
 
 

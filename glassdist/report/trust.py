@@ -175,7 +175,7 @@ def _no_information(ctx: Context, tr: dict) -> str:
     if not flags:
         return ""
     hits = [
-        f"C(Γ̄, {ctx.symbol(n)}) of the {tr['classes'][cls]}s"
+        f"C(Γ̄, {ctx.symbol(n)}) ({tr['classes'][cls]})"
         for cls in (1, 0)
         for n, flag in zip(tr["indicators"], flags[cls])
         if flag
