@@ -108,7 +108,10 @@ def test_report_has_every_table_and_figure(campaign):
         assert low <= value <= high and n_low < n_high, cell
     # the evidence behind Gamma: its verdict under the title, members, sanity checks, baselines, intervals
     assert index.index("class='verdict'") < index.index("<h2>Contents</h2>") and "members" in index
-    trust = {r[0] for r in csv.reader(open(out / "gamma_trust.csv"))}
+    trust_rows = list(csv.reader(open(out / "gamma_trust.csv")))
+    trust = {r[0] for r in trust_rows}
+    consensus = next(r for r in trust_rows if r[0].startswith("consensus") and r[1] == "glass")
+    assert re.fullmatch(r"\S+ \[\S+, \S+\]", consensus[-1]), consensus  # C(Γ̄, Δ) with its interval
     assert {
         "consensus Γ̄ (mean of 3)",
         "member 0",

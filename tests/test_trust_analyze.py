@@ -91,7 +91,7 @@ def synthetic_campaign(directory, *, identical: bool, variants: bool = True, fla
     done(store, "train", 1)
     times = 4 + 1
     delta = np.geomspace(0.05, 1.5, times)[None, None]  # (C, nT, T)
-    z = coarse_grain(pos[test[0], 1], rng.normal(size=N), L, 1.0)
+    z = gamma0[0, 1] + 0.5 * gamma0.std() * rng.normal(size=N)  # Delta follows the glass's Gamma^0, with noise
     Delta = delta[..., None] * (1 + 0.3 * (z - z.mean()) / z.std())  # (C, nT, T, N)
     store.root.require_group("propensity").attrs["temperatures"] = [0.5]
     write(store, "propensity/delta", delta, chunks=(1, 1, times))
@@ -168,6 +168,13 @@ def test_trust_tables_and_arrays(analysed):
     assert v.shape[0] == v_null.shape[0] and v.shape[-1] == v_null.shape[1]  # per configuration and indicator
     assert np.shape(tables["S1_ci"]) == (1, 1, 2, 3, 2) and np.shape(tables["fig5_ci"]) == (1, 1, 3, 5, 2)
     assert np.shape(trust["propensity"]["members"]) == (1, M) and np.shape(trust["propensity"]["partial"]) == (1, 2)
+    # C(Gamma-bar, Delta) at Table V's maximum, with Fig. 5's interval there: strong, reproduced by Gamma^0
+    # (Delta follows it), not by the noise of the randomised and shuffled Gamma
+    prop = trust["propensity"]
+    value, low, high = prop["consensus"][0]
+    assert value == pytest.approx(tables["V"][0][0][0]) and low <= value <= high and abs(value) > 0.5
+    assert prop["reproduces"]["input"] == [True] and prop["reproduces"]["shuffled"] == [False]
+    assert prop["reproduces"]["randomised"] == [[False] * V]
     assert np.isfinite(np.array(tables["II_ci"], dtype=float)).all()
 
 

@@ -54,8 +54,13 @@ def table_trust(ctx: Context) -> Table:
     prop = tr["propensity"]
     has_prop = bool(prop.get("members"))
 
-    def dcell(value) -> str:
-        return fmt(value) if has_prop and value is not None else ""
+    def dcell(value, name: str | None = None, v: int | None = None) -> str:
+        """C(variant, Δ) of configuration 0, with "≈ Γ̄" where it lies in Γ̄'s interval (an older analysis: no mark)."""
+        if not has_prop or value is None:
+            return ""
+        marks = prop.get("reproduces", {}).get(name, [None])[0] if name else None
+        inside = marks[v] if v is not None and marks is not None else marks
+        return fmt(value) + (" ≈ Γ̄" if inside else "")
 
     table_v = ctx.tables.get("V") or []
     a = tr["agreement"]
@@ -74,7 +79,9 @@ def table_trust(ctx: Context) -> Table:
                 name,
                 agreement,
                 [interval(consensus["mean"][cls][i], consensus["ci"][cls][i]) for i in range(len(names))],
-                dcell(vmax) if glass else "",
+                (interval(prop["consensus"][0][0], prop["consensus"][0][1:]) if "consensus" in prop else dcell(vmax))
+                if glass and has_prop
+                else "",
             )
         )
         for k in range(M if M > 1 else 0):
@@ -99,7 +106,7 @@ def table_trust(ctx: Context) -> Table:
                         interval(rnd["mean"][v][cls][i], rnd["ci"][v][cls][i]) + (" ≈ Γ̄" if marks[i] else "")
                         for i in range(len(names))
                     ],
-                    dcell(np.nanmean(np.array(prop["randomised"][0], dtype=float)[:, v]))
+                    dcell(np.nanmean(np.array(prop["randomised"][0], dtype=float)[:, v]), "randomised", v)
                     if glass and has_prop and "randomised" in prop
                     else "",
                 )
@@ -118,7 +125,7 @@ def table_trust(ctx: Context) -> Table:
                         + (" ≈ Γ̄" if entry["reproduces"][cls][i] else "")
                         for i in range(len(names))
                     ],
-                    dcell(prop[key][0]) if glass and has_prop and key in prop else "",
+                    dcell(prop[key][0], key) if glass and has_prop and key in prop else "",
                 )
             )
         for j, (key, label) in enumerate(
@@ -180,6 +187,8 @@ def _no_information(ctx: Context, tr: dict) -> str:
         for n, flag in zip(tr["indicators"], flags[cls])
         if flag
     ]
+    if any(tr["propensity"].get("reproduces", {}).get("randomised", [[]])[0]):
+        hits.append("C(Γ̄, Δ) (configuration 0)")
     return (
         (
             "Reproduced by a randomised model within the 95 % interval, so carrying no learnt information: "

@@ -62,8 +62,10 @@ members_disagreeing_in_sign [{class, indicator, positive, negative, values}], co
 (2, I) of Gamma-bar, randomised {mean, ci (V, 2, I), reproduces, levels, no_learnt_information
 (2, I)}, shuffled and input {mean, ci (2, I), reproduces} (or {absent: why}), partial {given_input,
 given_composition: {mean, ci}, composition_xi, note}, propensity {at, members (C, M), randomised
-(C, M, V), shuffled, input (C,), partial (C, 2)}, notes}; "reproduces": the variant's mean lies in
-Gamma-bar's 95 % interval or Gamma-bar's mean in the variant's. A = the analysed indicators (attribute
+(C, M, V), shuffled, input (C,), partial (C, 2), consensus (C, 3) Gamma-bar's value and Fig. 5's
+interval there, reproduces {randomised (C, V), shuffled, input (C,)}: the value lies in that
+interval}, notes}; "reproduces": the variant's mean lies in Gamma-bar's 95 % interval or Gamma-bar's
+mean in the variant's. A = the analysed indicators (attribute
 ``indicators``: Grad-CAM first, then indicators.compute; glassdist.structure.indicators), P = their pairs
 (attribute ``pairs``; 3 for the paper's Gamma, Upsilon, Theta), K = len(analyze.deltas), X = len(analyze.xi_grid),
 B = correlation_bins + 1.
@@ -744,18 +746,31 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
 def _propensity_trust(store: Store, t, g: dict) -> dict:
     """The Gamma variants against Delta at Gamma-bar's Table V maximum (the temperature and output
     time of each configuration's largest C(Gamma-bar, Delta)): members (C, M), randomised (C, M, V),
-    shuffled (C,), input (C,), partial (C, 2) [given Gamma^0, given the composition]."""
+    shuffled (C,), input (C,), partial (C, 2) [given Gamma^0, given the composition]; Gamma-bar's own
+    value there with its spatial-block interval (Fig. 5's), consensus (C, 3) [C, low, high]; and
+    reproduces {randomised (C, V) (the member mean of each level), shuffled, input (C,)}: the variant's
+    value lies in that interval."""
     p = store.root[NAME]["dynamics/pearson_t"][:, :, 0]  # (C, nT, T)
+    ci = t["propensity/pearson_t_ci"][:, :, 0]  # (C, nT, T, 2)
     out = {"at": "the temperature and output time of each configuration's largest C(Γ̄, Δ) (Table V)"}
     names = ["members", "partial", *(n for n in VARIANTS if n in g)]
+    reproduces = {}
     for c in range(p.shape[0]):
-        if not np.isfinite(p[c]).any():
-            at = None
-        else:
-            at = np.unravel_index(np.nanargmax(p[c]), p[c].shape)
+        at = np.unravel_index(np.nanargmax(p[c]), p[c].shape) if np.isfinite(p[c]).any() else None
+        values = {}
         for name in names:
             v = t[f"propensity/{name}"][c]  # (nT, ..., T)
-            out.setdefault(name, []).append(_json(v[at[0], ..., at[1]] if at else np.full(v.shape[1:-1], np.nan)))
+            values[name] = v[at[0], ..., at[1]] if at else np.full(v.shape[1:-1], np.nan)
+            out.setdefault(name, []).append(_json(values[name]))
+        own = np.array([p[c][at], *ci[c][at]]) if at else np.full(3, np.nan)
+        out.setdefault("consensus", []).append(_json(own))
+        for name in set(names) & {"randomised", "shuffled", "input"}:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a level with no value (no propensity)
+                value = np.nanmean(values[name], axis=0) if name == "randomised" else values[name]  # (V,) or ()
+            inside = (own[1] <= value) & (value <= own[2])  # False where anything is NaN
+            reproduces.setdefault(name, []).append(np.asarray(inside).tolist())
+    out["reproduces"] = reproduces
     return out
 
 
