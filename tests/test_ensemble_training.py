@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from glassdist import spec as specmod
+from glassdist.fields import uncertainty as u
+from glassdist.fields.coarse import coarse_grain
 from glassdist.learn.ensemble import (
     class_probabilities,
     consensus_accuracy,
@@ -24,6 +26,7 @@ from glassdist.learn.ensemble import (
     split_members,
     stack_members,
 )
+from glassdist.learn.gradcam import grad_cam
 from glassdist.learn.model import GlassCNN, build_model
 from glassdist.learn.train import TrainConfig, evaluate, train, train_members
 from glassdist.store import Store
@@ -138,6 +141,46 @@ def test_shuffled_control_learns_nothing_while_members_learn():
     assert abs(accuracy[2] - 0.5) < 0.1, accuracy
     probabilities = np.stack([class_probabilities(m, xt).numpy() for m in models[:2]])
     assert consensus_accuracy(probabilities, yt.numpy()).min() > 0.85
+
+
+def test_a_label_shuffled_model_draws_maps_inside_the_null_band():
+    """Known answer of the sanity check: a model trained on permuted labels of a learnable task draws
+    Grad-CAM maps whose mean correlation over 40 test images with a field unrelated to the images lies
+    inside the periodic-shift null band (as Table S2's: the mean over images of each shift) for at
+    least 17 of 20 independent fields; the same field plus the map lies far above the band."""
+    x, y = learnable(200, 2)
+    xv, yv = learnable(40, 3)
+    xt, yt = learnable(80, 4)
+    seed = member_seed(0, 0)
+    group = stack_members([network(seed)])
+    config = TrainConfig(6, 8, 3e-3, 1e-4, 0)
+    train_members(group, (x, shuffled_labels(y, 11)[None]), (xv, shuffled_labels(yv, 12)[None]), config, [seed])
+    control = network(0)
+    control.load_state_dict(split_members(group)[0])
+    glass = xt[yt == 1]
+    maps = grad_cam(control, glass, 1).reshape(len(glass), -1).double().numpy()  # (40, 144)
+    grid, xi = xt.shape[-1], 1.5
+    pixels = (np.stack(np.meshgrid(*[np.arange(grid)] * 2, indexing="ij"), -1).reshape(-1, 2) + 0.5).astype(float)
+    gamma = coarse_grain(pixels, maps.T, grid, xi).T  # (40, 144): the maps as a particle field
+    assert np.ptp(gamma, axis=1).min() > 0
+    shifts = [u.shift_index(pixels, grid, 200, seed=i) for i in range(len(glass))]
+
+    def observed_and_band(fields):  # fields (40, 144) -> mean Pearson over images, band of that mean
+        observed = np.mean([u.pearson_matrix(g[:, None], f[:, None])[0, 0] for g, f in zip(gamma, fields)])
+        null = np.mean([u.shifted_pearson(g, f, i)[:, 0, 0] for g, f, i in zip(gamma, fields, shifts)], axis=0)
+        return observed, u.interval(null)
+
+    inside = 0
+    for trial in range(20):
+        unrelated = coarse_grain(
+            pixels, np.random.default_rng(trial).normal(size=(grid * grid, len(glass))), grid, xi
+        ).T
+        observed, (low, high) = observed_and_band(unrelated)
+        inside += low <= observed <= high
+        standard = (gamma - gamma.mean(1, keepdims=True)) / gamma.std(1, keepdims=True)
+        carried, (_, carried_high) = observed_and_band(unrelated / unrelated.std(1, keepdims=True) + standard)
+        assert carried > carried_high + 0.3, (carried, carried_high)
+    assert inside >= 17, inside
 
 
 def test_consensus_is_the_argmax_of_the_mean_softmax():
