@@ -244,20 +244,13 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
     mode 600 in a directory of mode 700): its own client gets in; a client without them, with
     another cluster's, or over plain TCP, cannot connect. (Worker jobs joining over TLS from
     the nodes: test_campaign_across_two_nodes_equals_a_local_run.)"""
-    import dask
     from distributed import Client
     from distributed.security import Security
 
     from hpc.dask_cluster import slurm_cluster
 
     secrets = tmp_path / "secrets"
-    # dask.config.set restores the default scheduler: a Client that fails in its constructor (the
-    # TypeError below) leaves it set to the distributed one, and this process's later dask
-    # computations (other tests) would look for a Client that is gone
-    with (
-        dask.config.set(scheduler=None),
-        slurm_cluster(_profile(tmp_path, interface="gdvbr0"), log_directory=str(tmp_path), secrets=secrets) as cluster,
-    ):
+    with slurm_cluster(_profile(tmp_path, interface="gdvbr0"), log_directory=str(tmp_path), secrets=secrets) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tls://10.77.0.1:"), address
         assert "--tls-ca-file" in cluster.job_script() and str(secrets) in cluster.job_script()
@@ -268,7 +261,7 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
         assert len(files) == 3 and all((f.stat().st_mode & 0o777) == 0o600 for f in files), files
         (ca,) = [f for f in files if ".ca_file." in f.name]
         with pytest.raises((OSError, TimeoutError)):  # another cluster's certificates
-            Client(address, timeout=5, security=Security.temporary())
+            _connect(address, **Security.temporary().get_connection_args("client"))
         host, port = address.removeprefix("tls://").rsplit(":", 1)
         trusting = ssl.create_default_context(cafile=str(ca))  # trusts the scheduler, has no certificate
         trusting.check_hostname = False
@@ -279,9 +272,25 @@ def test_dask_off_loopback_is_tls_and_refuses_clients_without_the_certificate(vc
             with trusting.wrap_socket(raw) as tls:
                 tls.recv(1)
         with pytest.raises(TypeError, match="TLS expects"):  # no TLS configuration at all
-            Client(address, timeout=5)
+            _connect(address)
         with pytest.raises((OSError, TimeoutError)):  # plain TCP to the TLS port
-            Client(address.replace("tls://", "tcp://"), timeout=5)
+            _connect(address.replace("tls://", "tcp://"))
+
+
+def _connect(address: str, **connection_args) -> None:
+    """Open and close a connection to a Dask scheduler as a Client does (distributed.comm.connect with
+    its handshake). The refused attempts go through this, not through Client(...): a Client whose
+    constructor failed is closed by its __del__ whenever the garbage collector runs, and that close
+    can wait for ever on a lock the interrupted code still holds (seen once: 900 s, then the timeout)."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def attempt() -> None:
+        comm = await connect(address, timeout=5, **connection_args)
+        await comm.close()
+
+    asyncio.run(attempt())
 
 
 def _kill_when(campaign: Path, stage: str, done: int, node: str, timeout: float = 300) -> int:
