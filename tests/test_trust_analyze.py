@@ -84,7 +84,10 @@ def synthetic_campaign(directory, *, identical: bool, variants: bool = True, fla
         write(store, "gradcam/members", members)
         write(store, "gradcam/randomised", rng.normal(size=(len(test), M, V, 2, N)))
         store.root["gradcam"].attrs["randomisation_levels"] = ["output", "hidden", "conv3", "conv2", "conv1"]
-        write(store, "gradcam/shuffled", rng.normal(size=(len(test), 2, N)))
+        shuffled = rng.normal(size=(len(test), 2, N))
+        if flat is not None:  # the label-shuffled model drew no map in the first glass either
+            shuffled[0, 1] = 0.0
+        write(store, "gradcam/shuffled", shuffled)
         write(store, "gradcam/input", gamma0)
     done(store, "gradcam", len(test))
     write(store, "train/test_accuracy", np.full((M, 2), 0.5), chunks=(M, 2))
@@ -184,6 +187,9 @@ def test_a_member_that_drew_no_map_is_named_and_left_out_of_the_agreement(analys
     sentence names the member; with no flat member the list is empty."""
     trust = analysed["flat"].root["analyze"].attrs["tables"]["trust"]
     assert trust["flat_members"] == [1] and "Member(s) 1 drew no map" in trust["sentence"]
+    assert trust["shuffled"]["no_map"] == [0, 1] and trust["input"]["no_map"] == [0, 0]
+    assert np.isfinite(trust["shuffled"]["mean"][1]).all()  # over the other glass
+    assert analysed["independent"].root["analyze"].attrs["tables"]["trust"]["shuffled"]["no_map"] == [0, 0]
     assert min(trust["agreement"]["mean"]) > 0.99 and trust["verdict"] == "agree"
     assert np.isnan(np.array(trust["member_mean"], dtype=float)[:, 1]).all()
     assert analysed["independent"].root["analyze"].attrs["tables"]["trust"]["flat_members"] == []

@@ -56,8 +56,10 @@ def table_trust(ctx: Context) -> Table:
 
     def dcell(value, name: str | None = None, v: int | None = None) -> str:
         """C(variant, Δ) of configuration 0, with "≈ Γ̄" where it lies in Γ̄'s interval (an older analysis: no mark)."""
-        if not has_prop or value is None:
+        if not has_prop:
             return ""
+        if value is None:  # no correlation: a map constant in configuration 0
+            return "no map" if name in ("shuffled", "input") else ""
         marks = prop.get("reproduces", {}).get(name, [None])[0] if name else None
         inside = marks[v] if v is not None and marks is not None else marks
         return fmt(value) + (" ≈ Γ̄" if inside else "")
@@ -151,11 +153,23 @@ def table_trust(ctx: Context) -> Table:
             "C(·, X): Pearson at the ξ of Fig. 6 without the 1 − X signs (as Table S2); "
             "'≈ Γ̄': the value is inside Γ̄'s 95 % interval or Γ̄'s inside its own, so that baseline "
             "reproduces the correlation.",
+            _no_map(tr),
             tr["partial"]["note"] + ".",
             *tr["notes"],
         ]
     )
     return t
+
+
+def _no_map(tr: dict) -> str:
+    """Where the label-shuffled model (or Γ⁰) drew no map: its rows are over the other configurations."""
+    parts = []
+    for key, label in (("shuffled", "label-shuffled model"), ("input", "input-only Γ⁰")):
+        no_map = tr[key].get("no_map", [0, 0])
+        counts = [f"{no_map[c]} of {tr['agreement']['n'][c]} {tr['classes'][c]}" for c in (1, 0) if no_map[c]]
+        if counts:
+            parts.append(f"The {label} drew no map (Γ zero everywhere) in {' and '.join(counts)} configurations")
+    return "; ".join(parts) + ": its rows are over the others." if parts else ""
 
 
 def randomised_label(levels: list[str], v: int) -> str:

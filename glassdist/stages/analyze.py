@@ -60,7 +60,8 @@ threshold}, verdict ("agree" | "disagree" | "one member"), sentence, flat_member
 is constant everywhere), member_mean (2, M, I),
 members_disagreeing_in_sign [{class, indicator, positive, negative, values}], consensus {mean, ci}
 (2, I) of Gamma-bar, randomised {mean, ci (V, 2, I), reproduces, levels, no_learnt_information
-(2, I)}, shuffled and input {mean, ci (2, I), reproduces} (or {absent: why}), partial {given_input,
+(2, I)}, shuffled and input {mean, ci (2, I), reproduces, no_map (2,): valid configurations where its
+Gamma is constant (no correlation; the mean is over the others)} (or {absent: why}), partial {given_input,
 given_composition: {mean, ci}, composition_xi, note}, propensity {at, members (C, M), randomised
 (C, M, V), shuffled, input (C,), partial (C, 2), consensus (C, 3) Gamma-bar's value and Fig. 5's
 interval there, reproduces {randomised (C, V), shuffled, input (C,)}: the value lies in that
@@ -718,6 +719,8 @@ def trust_tables(store: Store, spec: Spec, valid: np.ndarray) -> dict:
             res = {k: np.moveaxis(v, 1, 0) for k, v in res.items()}  # (V, 2, I[, 2])
         out[name] = {k: _json(v) for k, v in res.items()}
         out[name]["reproduces"] = _reproduces(res, consensus).tolist()
+        if name != "randomised":  # a model that learnt nothing can draw no map: Gamma zero, no correlation
+            out[name]["no_map"] = [int((np.isnan(values[:, cls]).all(axis=-1) & valid[:, cls]).sum()) for cls in (0, 1)]
         if name == "randomised":
             out[name]["levels"] = levels or [f"level {v}" for v in range(values.shape[2])]
             out[name]["no_learnt_information"] = np.asarray(out[name]["reproduces"]).any(axis=0).tolist()
