@@ -312,8 +312,8 @@ def test_sigterm_during_member_2_resumes_bitwise(imaged, tmp_path, together):
     assert proc.returncode == 1 and "stopped on request" in out, out
     ledger = Store(d, mode="r").ledger("train")
     done = ledger.done_mask().tolist()
-    if together == "false":  # member 1 trained beside member 0 and may have finished
-        assert done[0] and not done[2] and not done[3], done
+    if together == "false":  # the other process trains members 1 and 3 (the control) beside 0 and 2:
+        assert done[0] and not done[2], done  # either may have finished (3 did once in CI, under load)
         assert f"train: 4 networks in 2 processes of {WORKER_THREADS} torch thread(s)" in out, out
     else:
         assert done == [False] * 4
