@@ -54,14 +54,16 @@ def table_trust(ctx: Context) -> Table:
     prop = tr["propensity"]
     has_prop = bool(prop.get("members"))
 
+    reproduces = {name: marks[0] for name, marks in prop.get("reproduces", {}).items()}  # configuration 0
+
     def dcell(value, name: str | None = None, v: int | None = None) -> str:
         """C(variant, Δ) of configuration 0, with "≈ Γ̄" where it lies in Γ̄'s interval (an older analysis: no mark)."""
         if not has_prop:
             return ""
         if value is None:  # no correlation: a map constant in configuration 0
             return "no map" if name in ("shuffled", "input") else ""
-        marks = prop.get("reproduces", {}).get(name, [None])[0] if name else None
-        inside = marks[v] if v is not None and marks is not None else marks
+        marks = reproduces.get(name)  # (V,) for the randomised levels, one bool otherwise
+        inside = marks is not None and (marks[v] if v is not None else marks)
         return fmt(value) + (" ≈ Γ̄" if inside else "")
 
     table_v = ctx.tables.get("V") or []

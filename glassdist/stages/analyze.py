@@ -756,7 +756,8 @@ def _propensity_trust(store: Store, t, g: dict) -> dict:
     p = store.root[NAME]["dynamics/pearson_t"][:, :, 0]  # (C, nT, T)
     ci = t["propensity/pearson_t_ci"][:, :, 0]  # (C, nT, T, 2)
     out = {"at": "the temperature and output time of each configuration's largest C(Γ̄, Δ) (Table V)"}
-    names = ["members", "partial", *(n for n in VARIANTS if n in g)]
+    variants = [n for n in VARIANTS if n in g]
+    names = ["members", "partial", *variants]
     reproduces = {}
     for c in range(p.shape[0]):
         at = np.unravel_index(np.nanargmax(p[c]), p[c].shape) if np.isfinite(p[c]).any() else None
@@ -767,7 +768,7 @@ def _propensity_trust(store: Store, t, g: dict) -> dict:
             out.setdefault(name, []).append(_json(values[name]))
         own = np.array([p[c][at], *ci[c][at]]) if at else np.full(3, np.nan)
         out.setdefault("consensus", []).append(_json(own))
-        for name in set(names) & {"randomised", "shuffled", "input"}:
+        for name in variants:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a level with no value (no propensity)
                 value = np.nanmean(values[name], axis=0) if name == "randomised" else values[name]  # (V,) or ()
