@@ -15,15 +15,17 @@ array of trajectories chunked over (sample, time) and then returns a lazy dask a
 
 from __future__ import annotations
 
-import dask.array as da
 import numpy as np
 from scipy import sparse
 
-from ..structure.voronoi import voronoi
+# dask.array and freud (through structure.voronoi) are imported where they are used: every CLI
+# command reads this module's sub_ensembles through glassdist.layout, and the two take a second.
 
 
 def voronoi_cage(positions: np.ndarray, box_length: float) -> sparse.csr_array:
     """Cage matrix (N, N) of a periodic configuration (N, dim) from its Voronoi neighbours."""
+    from ..structure.voronoi import voronoi
+
     cells = voronoi(positions, box_length)
     return cage_matrix(cells.i, cells.j, len(positions))
 
@@ -62,6 +64,8 @@ def cage_relative_displacement(r0: np.ndarray, traj, cage: sparse.csr_array):
             f"trajectory {traj.shape}, r0 {r0.shape} and cage {cage.shape} do not match: pass "
             "traj (S, T, N, dim), r0 (N, dim) and an (N, N) cage matrix"
         )
+    import dask.array as da
+
     if isinstance(traj, da.Array):
         traj = traj.rechunk({2: -1, 3: -1})
         return traj.map_blocks(_crd, r0, cage, drop_axis=3, dtype=float, meta=np.empty((0, 0, 0)))
