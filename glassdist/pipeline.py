@@ -53,6 +53,9 @@ class Stage:
     campaign, glassdist.commands.derive, reuses them when only those changed).
     skip: spec -> why the stage does not apply to the campaign ('' = it does).
     options: its command-line options.
+    fixes: defects of its computation fixed since glassdist first stored its results, oldest
+    first, one phrase each: results recorded with fewer fixes (the store's ``stages`` record)
+    are stale (Store.stage_state), and the next run of the stage redoes them.
     Its arrays live in the store group of its name (glassdist.layout), its other files in
     ``DIR/<name>/`` and ``DIR/lammps/<name>/``.
     """
@@ -68,6 +71,7 @@ class Stage:
     needs_when: Callable | None = None
     skip: Callable | None = None
     options: tuple[Option, ...] = ()
+    fixes: tuple[str, ...] = ()
 
     def needs_of(self, spec) -> tuple[str, ...]:
         """The stages whose results it reads in this campaign (``needs`` and ``needs_when``)."""
@@ -283,6 +287,7 @@ STAGES: dict[str, Stage] = {
             "dask",
             lambda spec: spec.n_test + 2 * math.prod(propensity_shape(spec)[:2]),
             ignores=_HOW_TRAINED,
+            fixes=("Table S1's intervals and null bands, which read the stored Delta maps in the wrong axis order",),
         ),
         Stage(
             "report",

@@ -127,6 +127,7 @@ class Store:
             "values": {s: spec.raw[s] for s in sections},
             "seed": spec.campaign.seed,
             "inputs": self.input_fingerprints(stage),
+            "fixes": len(STAGES[stage].fixes),
         }
         self.root.attrs.update({"stages": stages, "spec": spec.raw, "spec_hash": spec.hash})
 
@@ -205,7 +206,8 @@ class Store:
     def stage_state(self, stage: str, spec: Spec | None = None) -> StageState:
         """The one answer to "is this stage done?" (cli `run`, `status`, derive, every stage's
         input check): ``not started`` (no ledger), ``stale`` (computed with other values of its
-        campaign sections than ``spec``'s, or the results it read changed since it ran),
+        campaign sections than ``spec``'s, by a glassdist without a fix of the stage's computation
+        (Stage.fixes), or the results it read changed since it ran),
         ``failed`` (a task failed after all attempts), ``incomplete`` (tasks pending), ``done``.
         A stage a derived campaign reuses is done (glassdist.commands.derive.check guards it)."""
         if stage in self.reused_stages():
@@ -218,6 +220,10 @@ class Store:
             before = record.get("values", {})
             changed = [s for s in STAGES[stage].sections if before.get(s) != spec.raw[s]] or ["campaign.seed"]
             return StageState("stale", f"campaign.toml changed [{', '.join(changed)}] since it ran")
+        unfixed = STAGES[stage].fixes[record.get("fixes", 0) :] if record else ()
+        if unfixed and self._has_results(stage):
+            more = f" (and {len(unfixed) - 1} later fix(es))" if len(unfixed) > 1 else ""
+            return StageState("stale", f"computed before glassdist fixed {unfixed[0]}{more}")
         inputs, now = record.get("inputs"), self.input_fingerprints(stage)
         if inputs is not None and inputs != now:
             changed = sorted(n for n in {*inputs, *now} if inputs.get(n) != now.get(n))

@@ -243,6 +243,26 @@ def test_second_run_finds_everything_done(campaign):
     assert re.search(r"analyze\s+4\s+0\s+0", status) and re.search(rf"report\s+{len(ARTEFACTS)}\s+0\s+0", status)
 
 
+def test_an_analysis_made_before_a_fix_is_redone(campaign, tmp_path):
+    """A store whose analyze record predates Stage.fixes (as glassdist wrote it before Table S1's
+    intervals were fixed) shows analyze stale, naming the fix, and the report after it waiting;
+    `glassdist analyze` redoes every task (new attempts, so the report is stale by its input) and
+    gives the same tables, this glassdist having computed both."""
+    d = shutil.copytree(campaign["dir"], tmp_path / "c", symlinks=True)
+    store = Store(d)
+    tables = store.root["analyze"].attrs["tables"]
+    stages = dict(store.root.attrs["stages"])
+    stages["analyze"] = {k: v for k, v in stages["analyze"].items() if k != "fixes"}
+    store.root.attrs["stages"] = stages
+    assert "stale: analyze: computed before glassdist fixed Table S1's intervals" in glassdist("status", d).stdout
+    out = glassdist("analyze", d, timeout=300).stdout
+    assert "analyze: computed before glassdist fixed Table S1's intervals" in out and "recomputed" in out
+    after = Store(d, mode="r")
+    assert (after.ledger("analyze").attempts[:] == 2).all() and after.stage_state("analyze").name == "done"
+    assert after.root["analyze"].attrs["tables"] == tables
+    assert "stale: report: the results of analyze changed since it ran" in glassdist("status", d).stdout
+
+
 def test_report_in_a_real_browser(campaign):
     """report/index.html in headless Chromium: every image decodes, no console error, and every
     paper table and figure has its section."""
