@@ -254,7 +254,9 @@ def test_an_analysis_made_before_a_fix_is_redone(campaign, tmp_path):
     stages = dict(store.root.attrs["stages"])
     stages["analyze"] = {k: v for k, v in stages["analyze"].items() if k != "fixes"}
     store.root.attrs["stages"] = stages
-    assert "stale: analyze: computed before glassdist fixed Table S1's intervals" in glassdist("status", d).stdout
+    status = glassdist("status", d).stdout
+    assert "stale: analyze: computed before glassdist fixed Table S1's intervals" in status
+    assert f"`glassdist run {d}` recomputes them" in status
     out = glassdist("analyze", d, timeout=300).stdout
     assert "analyze: computed before glassdist fixed Table S1's intervals" in out and "recomputed" in out
     after = Store(d, mode="r")

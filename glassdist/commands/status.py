@@ -97,6 +97,8 @@ def print_status(campaign_dir, show_spec: bool = False, verify: bool = False) ->
             f"{campaign_dir} --set ...`)"
         )
         code = 2
+    elif stale:
+        print(f"  `glassdist run {campaign_dir}` recomputes them")
     for line in stage_notes(store):
         print(line)
     if reused:
