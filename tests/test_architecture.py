@@ -77,10 +77,12 @@ def test_stage_options_are_declared_once_in_the_records():
         "from glassdist.commands.status import print_status",
     ],
 )
-def test_cli_status_and_mpi_stages_start_without_torch_or_dask_distributed(code):
+def test_cli_status_and_mpi_stages_start_without_heavy_libraries(code):
     """`glassdist --help`, `status` and every rank of an MPI stage import neither torch nor
-    dask.distributed (seconds per rank, and nothing a rank does not need)."""
-    probe = f"{code}\nimport sys\nprint(sorted(m for m in ('torch', 'distributed') if m in sys.modules))"
+    dask.distributed, nor dask.array, freud or matplotlib (they import where they are used): each
+    costs a rank or a CLI call a fraction of a second to seconds, for nothing it needs."""
+    heavy = ("torch", "distributed", "dask.array", "freud", "matplotlib")
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
 
